@@ -1,0 +1,83 @@
+# Forkpoint build. `make run` and `make test` do all set-up on a fresh Debian 12.
+#
+# Layout:  src/core  -> libforkpoint.a (the library, one header include/forkpoint.h)
+#          src/cli   -> forkpoint (terminal front end and subcommands)
+#          mk/*.mk   -> further front ends (server, benchmarks) plug in here
+# Two builds: build/release (optimised) and build/asan (ASan + UBSan, for tests).
+
+SHELL    := /bin/bash
+BUILD    := build
+CC       ?= cc
+MODEL    ?=
+ARGS     ?=
+
+-include $(BUILD)/llama.mk
+
+WARN     := -Wall -Wextra -Wno-unused-parameter -Wformat=2 -Wvla
+CPPFLAGS := -Iinclude -Isrc -I$(LLAMA_PREFIX)/include -D_GNU_SOURCE
+CFLAGS_release := -std=c11 -O2 -g $(WARN)
+CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS_asan   := -fsanitize=address,undefined
+
+LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libggml.a) \
+              $(wildcard $(LLAMA_PREFIX)/lib/libggml-cpu.a) $(wildcard $(LLAMA_PREFIX)/lib/libggml-base.a)
+SYS_LIBS   := -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
+
+CORE_SRC := $(wildcard src/core/*.c)
+CLI_SRC  := $(wildcard src/cli/*.c)
+
+core_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CORE_SRC))
+cli_objs  = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CLI_SRC))
+
+.PHONY: all run test deps setup clean bench
+all: $(BUILD)/release/forkpoint
+
+# ---- set-up: Debian packages, then llama.cpp (fetched, verified, built once, cached)
+$(BUILD)/.setup: scripts/setup.sh
+	@mkdir -p $(BUILD)
+	bash scripts/setup.sh
+	@touch $@
+$(BUILD)/llama.mk: scripts/llama.sh | $(BUILD)/.setup
+	@mkdir -p $(BUILD)
+	p=$$(bash scripts/llama.sh) && echo "LLAMA_PREFIX := $$p" > $@
+deps: $(BUILD)/.setup $(BUILD)/llama.mk
+
+# ---- objects and binaries, for each flavour
+define flavour
+$(BUILD)/$(1)/%.o: src/%.c include/forkpoint.h $(wildcard src/core/*.h) $(BUILD)/llama.mk
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
+$(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint.a
+	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) $$(SYS_LIBS)
+endef
+$(eval $(call flavour,release))
+$(eval $(call flavour,asan))
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- tests: unit programs (one per file in tests/unit), linked against the ASan build
+UNIT_SRC  := $(wildcard tests/unit/*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
+$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/asan/libforkpoint.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) $(SYS_LIBS)
+
+TEST_BINS := $(UNIT_BINS) $(BUILD)/asan/forkpoint $(BUILD)/release/forkpoint
+
+-include $(wildcard mk/*.mk)
+
+run: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint $(RUN_DEPS)
+	$(RUN_CMD)
+
+RUN_CMD ?= $(BUILD)/release/forkpoint write $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+test: deps
+	@$(MAKE) --no-print-directory $(TEST_BINS)
+	bash tests/run.sh
+
+clean:
+	rm -rf $(BUILD)

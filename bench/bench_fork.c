@@ -1,0 +1,381 @@
+/*
+ * bench_fork.c — how long it takes to prepare a fork, three ways.
+ *
+ * Why: a fork shows k candidates, each with an L-token preview of what it
+ * would lead to. Preparing those previews is the cost a person waits for at
+ * every fork, so it decides whether Forkpoint feels instant. The library
+ * grows all k branches together from one shared prefix; the obvious
+ * alternatives grow them one at a time. This program times, on the same
+ * model, prompt and thread count, in the same run:
+ *
+ *   (a) the Forkpoint library: the session opens a fork at the end of the
+ *       prompt (token granularity, k candidates, lookahead L, a fork forced
+ *       by fork_top1_below = 1.01); each repetition has it recompute that
+ *       fork with fp_session_set_settings (same settings), which drops the
+ *       fork's branches and grows candidates and previews again. (The call
+ *       the issue names, fp_session_fork_at at the end of the text, returns
+ *       the already open fork without recomputing it; its cost is printed.)
+ *   (b) plain llama.h, one branch at a time over a cached prefix: the prefix
+ *       is decoded once into seq 0; for each candidate, llama_memory_seq_cp
+ *       to seq 1, decode the candidate and then its preview one token at a
+ *       time, llama_memory_seq_rm — what a front end gets by sending one
+ *       request per branch to a caching server (with the cheapest possible
+ *       cache: a unified KV cache, where the copy only tags cells);
+ *   (c) plain llama.h, one branch at a time with no cache: clear the memory,
+ *       decode prompt + candidate, then the preview one token at a time.
+ *
+ * All three grow the same branches (the library's candidates) with the same
+ * preview rule (greedy, up to L tokens, ending early at a sentence end as
+ * the library's previews do), so they do the same amount of model work;
+ * the printed decode counts and the preview comparison show it.
+ *
+ * It prints the median time of each and the ratios b/a and c/a, measured in
+ * this run (the machine is shared and noisy, so only same-run ratios mean
+ * anything; nothing here asserts a time).
+ *
+ * Usage: bench_fork [--model PATH] [--k N] [--lookahead L] [--threads N]
+ *                   [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench_util.h"
+#include "forkpoint.h"
+#include "llama.h"
+
+typedef struct options {
+    char model[4096];
+    int32_t k, lookahead, threads, prompt_tokens, reps, reps_c, warmup;
+} options;
+
+static void usage(void) {
+    fprintf(stderr,
+        "usage: bench_fork [--model PATH] [--k N] [--lookahead L] [--threads N]\n"
+        "                  [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N]\n"
+        "  defaults: stories260K, k 8, lookahead 12, threads 2, prompt 256 tokens,\n"
+        "            7 timed repetitions of (a) and (b), 3 of (c) (0 skips it), 1 warm-up\n");
+}
+
+/* Reads an integer flag value; exits with usage on junk or out of range. */
+static int32_t int_arg(const char *flag, const char *v, int32_t lo, int32_t hi) {
+    char *end = NULL;
+    const long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "bench_fork: %s wants an integer in [%d, %d]\n", flag, lo, hi);
+        usage();
+        exit(2);
+    }
+    return (int32_t)x;
+}
+
+static void parse(options *o, int argc, char **argv) {
+    *o = (options){ .k = 8, .lookahead = 12, .threads = 2, .prompt_tokens = 256,
+                    .reps = 7, .reps_c = 3, .warmup = 1 };
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
+        if (i + 1 >= argc) { usage(); exit(2); }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) snprintf(o->model, sizeof o->model, "%s", v);
+        else if (!strcmp(a, "--k")) o->k = int_arg(a, v, 1, 64);
+        else if (!strcmp(a, "--lookahead") || !strcmp(a, "-L")) o->lookahead = int_arg(a, v, 1, 64);
+        else if (!strcmp(a, "--threads")) o->threads = int_arg(a, v, 1, 256);
+        else if (!strcmp(a, "--prompt-tokens")) o->prompt_tokens = int_arg(a, v, 2, 1024);
+        else if (!strcmp(a, "--reps")) o->reps = int_arg(a, v, 1, 1000);
+        else if (!strcmp(a, "--reps-c")) o->reps_c = int_arg(a, v, 0, 1000);
+        else if (!strcmp(a, "--warmup")) o->warmup = int_arg(a, v, 0, 100);
+        else { usage(); exit(2); }
+    }
+}
+
+/* What one way of preparing a fork did in one repetition. */
+typedef struct run {
+    double ms;
+    uint64_t calls, tokens;
+    bool ok;
+} run;
+
+/* (a) The library recomputes the open fork at the end of the text:
+ * fp_session_set_settings with unchanged settings drops the fork's live
+ * branches and computes its candidates and previews again (the documented
+ * "the current fork is recomputed"). The decode counters show the work. */
+static run time_library(fp_session *s, fp_engine *e, const fp_settings *set, fp_error *err) {
+    run r = {0};
+    const uint64_t c0 = fp_engine_decode_calls(e), t0 = fp_engine_decoded_tokens(e);
+    const double start = bench_now_ms();
+    const fp_status st = fp_session_set_settings(s, set, err);
+    r.ms = bench_now_ms() - start;
+    r.calls = fp_engine_decode_calls(e) - c0;
+    r.tokens = fp_engine_decoded_tokens(e) - t0;
+    r.ok = st == FP_OK && fp_session_state(s) == FP_STATE_AT_FORK;
+    return r;
+}
+
+/* Grows one preview from the logits of the last decode (those after the
+ * candidate): pick, append, stop by the preview rule, else decode the token
+ * at the next position and go on. Returns the preview length. */
+static int32_t plain_preview(bench_raw *raw, llama_pos pos, llama_seq_id seq, int32_t L,
+                             llama_token *preview, bool *ok) {
+    int32_t n = 0;
+    for (;;) {
+        const llama_token t = bench_raw_pick(raw);
+        if (t < 0 || (raw->tok_kind[t] & BENCH_TOK_EOG)) break;
+        preview[n++] = t;
+        if (bench_raw_preview_done(raw, t, n, L)) break;
+        if (bench_raw_decode(raw, &t, 1, pos++, seq) != 0) { *ok = false; break; }
+    }
+    return n;
+}
+
+/* (b) One branch at a time from a cached prefix in seq 0 (n_prompt tokens):
+ * copy the prefix to seq 1, decode the candidate, grow its preview, drop
+ * seq 1. previews receives n_cand rows of up to L tokens, lens their lengths. */
+static run time_seq_cp(bench_raw *raw, const llama_token *cands, int32_t n_cand, int32_t L,
+                       int32_t n_prompt, llama_token *previews, int32_t *lens) {
+    run r = { .ok = true };
+    llama_memory_t mem = llama_get_memory(raw->ctx);
+    const uint64_t c0 = raw->decode_calls, t0 = raw->decoded_tokens;
+    const double start = bench_now_ms();
+    for (int32_t i = 0; i < n_cand; i++) {
+        llama_memory_seq_cp(mem, 0, 1, -1, -1);
+        if (bench_raw_decode(raw, &cands[i], 1, n_prompt, 1) != 0) r.ok = false;
+        lens[i] = plain_preview(raw, n_prompt + 1, 1, L, &previews[i * L], &r.ok);
+        llama_memory_seq_rm(mem, 1, -1, -1);
+    }
+    r.ms = bench_now_ms() - start;
+    r.calls = raw->decode_calls - c0;
+    r.tokens = raw->decoded_tokens - t0;
+    return r;
+}
+
+/* (c) One branch at a time with nothing cached: each branch pays for the
+ * whole prompt again. buf has room for n_prompt + 1 tokens and starts with
+ * the prompt. */
+static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *cands, int32_t n_cand,
+                          int32_t L, int32_t n_prompt, llama_token *previews, int32_t *lens) {
+    run r = { .ok = true };
+    llama_memory_t mem = llama_get_memory(raw->ctx);
+    const uint64_t c0 = raw->decode_calls, t0 = raw->decoded_tokens;
+    const double start = bench_now_ms();
+    for (int32_t i = 0; i < n_cand; i++) {
+        llama_memory_clear(mem, false);
+        buf[n_prompt] = cands[i];
+        if (bench_raw_decode(raw, buf, n_prompt + 1, 0, 0) != 0) r.ok = false;
+        lens[i] = plain_preview(raw, n_prompt + 1, 0, L, &previews[i * L], &r.ok);
+    }
+    r.ms = bench_now_ms() - start;
+    r.calls = raw->decode_calls - c0;
+    r.tokens = raw->decoded_tokens - t0;
+    return r;
+}
+
+/* Prints one line of results and returns the median. */
+static double report(const char *label, const run *runs, int n) {
+    double *ms = malloc(sizeof(double) * (size_t)n);
+    if (!ms) exit(1);
+    for (int i = 0; i < n; i++) ms[i] = runs[i].ms;
+    const double med = bench_median(ms, n);
+    printf("%-44s median %9.1f ms  [min %9.1f, max %9.1f]  per fork: %3llu llama_decode calls, %5llu tokens\n",
+           label, med, ms[0], ms[n - 1],
+           (unsigned long long)runs[0].calls, (unsigned long long)runs[0].tokens);
+    free(ms);
+    return med;
+}
+
+/* Do two sets of previews agree token for token? Returns how many rows do. */
+static int32_t same_previews(const llama_token *a, const int32_t *alen, const llama_token *b,
+                             const int32_t *blen, int32_t n, int32_t L) {
+    int32_t same = 0;
+    for (int32_t i = 0; i < n; i++)
+        same += alen[i] == blen[i] &&
+                memcmp(&a[i * L], &b[i * L], sizeof(llama_token) * (size_t)alen[i]) == 0;
+    return same;
+}
+
+int main(int argc, char **argv) {
+    options o;
+    parse(&o, argc, argv);
+    char path[4096];
+    bench_resolve_model(o.model[0] ? o.model : NULL, path, sizeof path);
+    char date[16];
+    bench_today(date);
+
+    fp_error err = {0};
+    fp_model_params mp = fp_model_default_params();
+    fp_model *model = fp_model_load(path, &mp, &err);
+    if (!model) { fprintf(stderr, "bench_fork: %s\n", err.message); return 1; }
+    bench_quiet_llama();
+
+    int32_t n_prompt = 0;
+    char *prompt = bench_prompt(model, o.prompt_tokens, &n_prompt);
+
+    fp_engine_params ep = fp_engine_default_params();
+    ep.n_threads = o.threads;
+    fp_engine *engine = fp_engine_new(model, &ep, &err);
+    if (!engine) { fprintf(stderr, "bench_fork: engine: %s\n", err.message); return 1; }
+
+    /* Token candidates, a preview of L tokens each, a fork at every position
+     * (top-1 is always below 1.01) and no budget: the session opens a fork
+     * right at the end of the prompt, and fork_at can force it again. Plain
+     * distribution (no penalties, no truncation), greedy previews. */
+    fp_settings set = fp_default_settings();
+    set.granularity = FP_GRAN_TOKEN;
+    set.k = o.k;
+    set.lookahead = o.lookahead;
+    set.temperature = 1.0f;
+    set.top_k = 0;
+    set.top_p = 1.0f;
+    set.min_p = 0.0f;
+    set.repeat_penalty = 1.0f;
+    set.fork_entropy_bits = 0.0f;
+    set.fork_top1_below = 1.01f;
+    set.fork_margin_below = 0.0f;
+    set.min_gap_tokens = 0;
+    set.max_forks_per_sentence = 0;
+    set.sample_auto = false;
+    if (fp_settings_validate(&set, &err) != FP_OK) {
+        fprintf(stderr, "bench_fork: settings rejected: %s\n", err.message);
+        return 1;
+    }
+
+    const double t_new0 = bench_now_ms();
+    fp_session *s = fp_session_new(engine, prompt, &set, &err);
+    const double t_new = bench_now_ms() - t_new0;
+    if (!s) { fprintf(stderr, "bench_fork: session: %s\n", err.message); return 1; }
+    if (fp_session_state(s) != FP_STATE_AT_FORK) {
+        fprintf(stderr, "bench_fork: the session did not open a fork after the prompt\n");
+        return 1;
+    }
+
+    /* The plain side: its own context over the same file (the weights are
+     * mmapped, so the pages are shared), same KV size and thread count. */
+    bench_raw raw;
+    bench_raw_open(&raw, path, fp_engine_n_ctx(engine), 2, o.threads);
+    const int32_t k = o.k, L = o.lookahead;
+    llama_token *ptoks = malloc(sizeof(llama_token) * (size_t)(n_prompt + 2));
+    llama_token *cands = malloc(sizeof(llama_token) * (size_t)k);
+    llama_token *prev_a = calloc((size_t)(k * L), sizeof(llama_token));
+    llama_token *prev_b = calloc((size_t)(k * L), sizeof(llama_token));
+    llama_token *prev_c = calloc((size_t)(k * L), sizeof(llama_token));
+    int32_t *len_a = calloc((size_t)k, sizeof(int32_t));
+    int32_t *len_b = calloc((size_t)k, sizeof(int32_t));
+    int32_t *len_c = calloc((size_t)k, sizeof(int32_t));
+    run *ra = calloc((size_t)o.reps, sizeof(run));
+    run *rb = calloc((size_t)o.reps, sizeof(run));
+    run *rc = calloc((size_t)(o.reps_c ? o.reps_c : 1), sizeof(run));
+    if (!ptoks || !cands || !prev_a || !prev_b || !prev_c || !len_a || !len_b || !len_c || !ra || !rb || !rc) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+    const int32_t n_raw = bench_raw_tokenize(&raw, prompt, ptoks, n_prompt + 2);
+
+    char desc[128];
+    llama_model_desc(raw.model, desc, sizeof desc);
+    printf("bench_fork %s  model %s (%s, n_embd %d, %d layers, vocab %d)\n", date,
+           bench_basename(path), desc, llama_model_n_embd(raw.model), llama_model_n_layer(raw.model),
+           raw.n_vocab);
+    printf("prompt %d tokens (library session: %d); k = %d, L = %d; %d threads; "
+           "%d reps of (a),(b), %d of (c), %d warm-up\n",
+           n_raw, fp_session_n_tokens(s), k, L, o.threads, o.reps, o.reps_c, o.warmup);
+    printf("fp_session_new (prompt decode + first fork): %.1f ms; engine n_ctx %u\n",
+           t_new, fp_engine_n_ctx(engine));
+    if (n_raw != n_prompt || fp_session_n_tokens(s) != n_prompt)
+        printf("note: prompt token counts differ (fp_tokenize %d, llama_tokenize %d, session %d)\n",
+               n_prompt, n_raw, fp_session_n_tokens(s));
+
+    /* fp_session_fork_at at the end of the text finds the fork already open
+     * there and returns it as it is; recorded here, not used for (a). */
+    {
+        const uint64_t t0 = fp_engine_decoded_tokens(engine);
+        const double start = bench_now_ms();
+        const fp_status st = fp_session_fork_at(s, fp_session_text_len(s), &err);
+        printf("fp_session_fork_at(end of text) on the open fork: %s, %.3f ms, %llu tokens decoded "
+               "(no recomputation; (a) uses fp_session_set_settings)\n",
+               fp_status_name(st), bench_now_ms() - start,
+               (unsigned long long)(fp_engine_decoded_tokens(engine) - t0));
+    }
+    fflush(stdout);
+
+    /* The branches: the library's single-token candidates (it leaves out
+     * end-of-generation and tokens that are not a word by themselves, such
+     * as a bare space), so that all three ways grow the same branches. */
+    const fp_fork *f = fp_session_fork(s);
+    int32_t n_cand = 0;
+    for (int32_t i = 0; f && i < f->n_candidates && n_cand < k; i++)
+        if (f->candidates[i].n_tokens == 1 && !f->candidates[i].is_eog)
+            cands[n_cand++] = f->candidates[i].tokens[0];
+
+    /* The cached prefix for (b), and the plain top-k at its end to compare. */
+    if (bench_raw_decode(&raw, ptoks, n_raw, 0, 0) != 0) { fprintf(stderr, "prefix decode failed\n"); return 1; }
+    {
+        llama_token *top = malloc(sizeof(llama_token) * (size_t)k);
+        if (!top) return 1;
+        const int32_t n_top = bench_raw_top_k(&raw, k, top);
+        int32_t in_top = 0;
+        for (int32_t i = 0; i < n_cand; i++)
+            for (int32_t j = 0; j < n_top; j++) in_top += cands[i] == top[j];
+        printf("branches: %d (the library shows %d candidates for k = %d; %d single-token, "
+               "%d of them in the plain top-%d)\n",
+               n_cand, f ? f->n_candidates : 0, k, n_cand, in_top, k);
+        free(top);
+    }
+    fflush(stdout);
+
+    /* (a) and (b) alternate, so drifting machine load hits both alike. */
+    for (int i = -o.warmup; i < o.reps; i++) {
+        run a = time_library(s, engine, &set, &err);
+        if (!a.ok) {
+            fprintf(stderr, "bench_fork: fp_session_set_settings failed: %s (%s)\n",
+                    err.message, fp_status_name(err.code));
+            return 1;
+        }
+        run b = time_seq_cp(&raw, cands, n_cand, L, n_raw, prev_b, len_b);
+        if (!b.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (b)\n"); return 1; }
+        if (i >= 0) { ra[i] = a; rb[i] = b; }
+    }
+    for (int i = o.reps_c ? -o.warmup : 0; i < o.reps_c; i++) {
+        run c = time_recompute(&raw, ptoks, cands, n_cand, L, n_raw, prev_c, len_c);
+        if (!c.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (c)\n"); return 1; }
+        if (i >= 0) rc[i] = c;
+    }
+
+    /* The library's previews, row for row with the branches. */
+    f = fp_session_fork(s);
+    int32_t n_lib = 0;
+    for (int32_t i = 0; f && i < f->n_candidates && n_lib < n_cand; i++) {
+        const fp_candidate *c = &f->candidates[i];
+        if (c->n_tokens != 1 || c->is_eog) continue;
+        if (c->tokens[0] != cands[n_lib]) break;   /* the cloud changed: nothing to compare */
+        len_a[n_lib] = c->n_preview < L ? c->n_preview : L;
+        memcpy(&prev_a[n_lib * L], c->preview_tokens, sizeof(llama_token) * (size_t)len_a[n_lib]);
+        n_lib++;
+    }
+
+    printf("\n");
+    const double ma = report("(a) forkpoint: recompute the open fork", ra, o.reps);
+    const double mb = report("(b) llama.h: seq_cp, one branch at a time", rb, o.reps);
+    const double mc = o.reps_c ? report("(c) llama.h: whole prompt again per branch", rc, o.reps_c) : NAN;
+    printf("\n");
+    printf("b/a = %.2f   (goal >= 2)\n", mb / ma);
+    if (o.reps_c) printf("c/a = %.2f   (goal >= 4)\n", mc / ma);
+    int32_t tot = 0;
+    for (int32_t i = 0; i < n_cand; i++) tot += len_b[i];
+    printf("previews: %d tokens over %d branches (the preview rule stops early at a sentence end);\n"
+           "          library = plain (b) for %d of %d branches",
+           tot, n_cand, n_lib == n_cand ? same_previews(prev_a, len_a, prev_b, len_b, n_cand, L) : 0, n_cand);
+    if (o.reps_c) printf(", plain (b) = plain (c) for %d of %d", same_previews(prev_b, len_b, prev_c, len_c, n_cand, L), n_cand);
+    printf("\n");
+    if (ra[0].tokens == 0)
+        printf("warning: the library decoded nothing while recomputing the fork; (a) did not measure a fork preparation\n");
+
+    free(ra); free(rb); free(rc);
+    free(prev_a); free(prev_b); free(prev_c); free(len_a); free(len_b); free(len_c);
+    free(cands); free(ptoks); free(prompt);
+    bench_raw_close(&raw);
+    fp_session_free(s);
+    fp_engine_free(engine);
+    fp_model_free(model);
+    return 0;
+}

@@ -1,0 +1,105 @@
+/*
+ * bench_util.h — small helpers shared by the Forkpoint benchmarks.
+ *
+ * Why: bench_fork and bench_throughput compare the Forkpoint library against
+ * plain llama.cpp loops in the same process, on the same model file and the
+ * same prompt. The plain side (context set-up, one-token decode, argmax), the
+ * clock, the median and the prompt text must be identical in both programs,
+ * so they live here once.
+ */
+#ifndef FORKPOINT_BENCH_UTIL_H
+#define FORKPOINT_BENCH_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "forkpoint.h"
+#include "llama.h"
+
+/* Monotonic wall clock in milliseconds. */
+double bench_now_ms(void);
+
+/* Median of n values (n >= 1); v is reordered. */
+double bench_median(double *v, int n);
+
+/* Today's date as YYYY-MM-DD (for the printed record). */
+void bench_today(char out[16]);
+
+/* Last path component, for printing. */
+const char *bench_basename(const char *path);
+
+/* Resolves --model: the given path, or the library's default (stories260K).
+ * Exits with a message when nothing can be found. */
+void bench_resolve_model(const char *explicit_path, char *out, size_t cap);
+
+/* Silences llama.cpp's info logging (errors still reach stderr). */
+void bench_quiet_llama(void);
+
+/* A built-in story, long enough for any prompt length we ask for. */
+const char *bench_story(void);
+
+/* Returns a malloc'd prefix of bench_story() that ends at a word boundary and
+ * tokenizes (with BOS) to as many tokens as possible without exceeding
+ * n_tokens. *got receives that count. Exits if the story is too short. */
+char *bench_prompt(const fp_model *model, int32_t n_tokens, int32_t *got);
+
+/* ---- the plain llama.cpp side -------------------------------------------- */
+
+/* What the preview rule needs to know about a token (see bench_raw_preview). */
+enum {
+    BENCH_TOK_SKIP = 1,       /* control, unknown, unused or empty: never picked */
+    BENCH_TOK_EOG = 2,        /* end of generation: ends a preview, not part of it */
+    BENCH_TOK_SENT_END = 4,   /* contains . ! ? or a newline */
+    BENCH_TOK_PHRASE_END = 8  /* contains , ; : (or a sentence end) */
+};
+
+typedef struct bench_raw {
+    struct llama_model   *model;
+    struct llama_context *ctx;
+    const struct llama_vocab *vocab;
+    int32_t n_vocab;
+    struct llama_batch batch;    /* room for n_batch tokens, one seq id each */
+    int32_t n_batch;
+    uint64_t decode_calls;       /* counted like fp_engine_decode_calls */
+    uint64_t decoded_tokens;
+    uint8_t *tok_kind;           /* [n_vocab] BENCH_TOK_* flags */
+} bench_raw;
+
+/* Loads the model file and creates one context with n_ctx cells, n_seq_max
+ * sequences and n_threads threads (for both generation and batches). The KV
+ * cache is unified, so llama_memory_seq_cp only tags cells (the cheapest
+ * possible prefix sharing — the best case for the one-branch-at-a-time
+ * baseline). Exits on failure. */
+void bench_raw_open(bench_raw *r, const char *path, uint32_t n_ctx, uint32_t n_seq_max,
+                    int32_t n_threads);
+void bench_raw_close(bench_raw *r);
+
+/* Tokenizes text with BOS the way llama.cpp front ends do. Returns the count
+ * (exits when cap is too small). */
+int32_t bench_raw_tokenize(const bench_raw *r, const char *text, llama_token *out, int32_t cap);
+
+/* Decodes n tokens at positions pos0.. into seq; only the last one outputs
+ * logits. Returns llama_decode's result. */
+int32_t bench_raw_decode(bench_raw *r, const llama_token *tokens, int32_t n,
+                         llama_pos pos0, llama_seq_id seq);
+
+/* Most probable token of the last output row. */
+llama_token bench_raw_argmax(const bench_raw *r);
+
+/* The k most probable tokens of the last output row that the library could
+ * show as candidates (no control or end-of-generation tokens), best first.
+ * Returns how many were found (k unless the vocabulary is tiny). */
+int32_t bench_raw_top_k(const bench_raw *r, int32_t k, llama_token *out);
+
+/* The preview rule, written after the library's documented behaviour (a
+ * greedy preview of up to L tokens that stops early at the end of a sentence,
+ * or of a phrase once it has 4 tokens, or at end of generation), so that the
+ * plain loops compute the same previews as the library and do the same
+ * amount of work.
+ * bench_raw_pick: the most probable token that is not BENCH_TOK_SKIP.
+ * bench_raw_preview_done: true when a preview that now holds n tokens, the
+ * last being t, is complete. */
+llama_token bench_raw_pick(const bench_raw *r);
+bool bench_raw_preview_done(const bench_raw *r, llama_token t, int32_t n, int32_t L);
+
+#endif

@@ -1,0 +1,369 @@
+/*
+ * forkpoint.h — the one public header of the Forkpoint core library.
+ *
+ * Forkpoint turns text generation into a sequence of automatic runs and
+ * human-decided forks. The model continues by itself while it is confident;
+ * where it is unsure (a *fork*) the library stops and offers a cloud of
+ * whole-word candidates, each with a short *preview* of what it would lead to.
+ * A front end (terminal, HTTP server, benchmark, script) shows the fork,
+ * takes a decision and hands it back.
+ *
+ * Objects and ownership (all handles are opaque):
+ *
+ *   fp_model    a loaded GGUF model.                 fp_model_free()
+ *   fp_engine   one llama.cpp context over a model;  fp_engine_free()
+ *               holds many sequences (trunks and branches of every session).
+ *   fp_session  one document: a tree of token spans  fp_session_free()
+ *               grown from a prompt, with the forks met along the way.
+ *
+ * A session borrows its engine and an engine borrows its model: free them in
+ * reverse order. None of them is thread-safe; a front end that serves several
+ * clients must serialise all calls on one engine (the server has one worker).
+ *
+ * Errors: every fallible call returns an fp_status and, when given a non-NULL
+ * fp_error, fills in a one-line message. The library never prints and never
+ * exits. Strings returned by the library are owned by the object they came
+ * from and stay valid until that object changes, unless said otherwise.
+ */
+#ifndef FORKPOINT_H
+#define FORKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FP_VERSION "0.1.0"
+
+/* ------------------------------------------------------------------ errors */
+
+typedef enum fp_status {
+    FP_OK = 0,
+    FP_ERR_ARG,          /* an argument is invalid (NULL, out of range, ...) */
+    FP_ERR_IO,           /* a file could not be read or written */
+    FP_ERR_MODEL,        /* the file is not a model llama.cpp can run */
+    FP_ERR_UTF8,         /* text is not valid UTF-8 */
+    FP_ERR_EMPTY,        /* an empty prompt or empty typed text */
+    FP_ERR_CONTEXT,      /* the text does not fit the context window */
+    FP_ERR_CAPACITY,     /* no free sequences left in the engine */
+    FP_ERR_DECODE,       /* llama_decode failed */
+    FP_ERR_STATE,        /* the call does not fit the session's state */
+    FP_ERR_NOMEM,        /* allocation failed */
+    FP_ERR_CHECKSUM      /* a downloaded or cached file has the wrong sha256 */
+} fp_status;
+
+typedef struct fp_error {
+    fp_status code;
+    char message[256];
+} fp_error;
+
+/* A short constant name for a status ("FP_ERR_MODEL", ...). */
+const char *fp_status_name(fp_status s);
+
+/* ------------------------------------------------------------------ model */
+
+typedef struct fp_model fp_model;
+
+typedef struct fp_model_params {
+    bool vocab_only;   /* load only the tokenizer (no inference possible) */
+    bool verbose;      /* let llama.cpp log to stderr (quiet by default) */
+} fp_model_params;
+
+fp_model_params fp_model_default_params(void);
+
+/* Loads a GGUF file. Returns NULL and fills err when the file is missing,
+ * truncated, corrupt, of an unsupported version, or (unless vocab_only was
+ * asked for) has no weights. */
+fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_error *err);
+void      fp_model_free(fp_model *model);
+
+int32_t     fp_model_n_vocab(const fp_model *model);
+int32_t     fp_model_n_ctx_train(const fp_model *model);
+bool        fp_model_is_vocab_only(const fp_model *model);
+const char *fp_model_path(const fp_model *model);
+
+/* Tokenizer access, usable on vocab-only models too.
+ * fp_tokenize writes at most cap tokens and returns how many the text needs
+ * (so a return > cap means "call again with a larger buffer"), or -1 on
+ * invalid UTF-8. add_bos adds the model's BOS token when it has one. */
+int32_t fp_tokenize(const fp_model *model, const char *text, size_t len,
+                    int32_t *tokens, int32_t cap, bool add_bos);
+/* Appends the bytes of one token to out (at most cap bytes); returns the
+ * piece length, or a negative number when cap is too small. */
+int32_t fp_token_piece(const fp_model *model, int32_t token, char *out, int32_t cap);
+/* Detokenizes a whole sequence; returns the byte length, negative if cap is too small. */
+int32_t fp_detokenize(const fp_model *model, const int32_t *tokens, int32_t n,
+                      char *out, int32_t cap);
+
+/* The stories260K default model, resolved in this order:
+ *   1. explicit  (a --model flag; may be NULL)
+ *   2. $FORKPOINT_MODEL
+ *   3. the cache: ${FORKPOINT_CACHE:-${XDG_CACHE_HOME:-~/.cache}/forkpoint}/models/stories260K.gguf
+ *   4. ../shared/models/stories260K.gguf beside the project root
+ *   5. a download from its public URL into the cache.
+ * The default file (3-5) is checked against its sha256 every time; an
+ * explicit or $FORKPOINT_MODEL path is the user's own file and is not.
+ * Writes the path into out. */
+fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t cap,
+                                   fp_error *err);
+
+#define FP_DEFAULT_MODEL_SHA256 "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
+#define FP_DEFAULT_MODEL_URL \
+    "https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf"
+
+/* SHA-256 of a file as 64 lowercase hex characters plus NUL. */
+fp_status fp_sha256_file(const char *path, char out_hex[65], fp_error *err);
+
+/* ----------------------------------------------------------------- engine */
+
+typedef struct fp_engine fp_engine;
+
+typedef struct fp_engine_params {
+    uint32_t n_ctx;         /* KV cells shared by all sequences; 0 = model's training context (max 4096) */
+    uint32_t n_seq_max;     /* sequences in the context (1..256); default 64 */
+    int32_t  n_threads;     /* 0 = number of online CPUs */
+} fp_engine_params;
+
+fp_engine_params fp_engine_default_params(void);
+
+fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_error *err);
+void       fp_engine_free(fp_engine *engine);
+
+const fp_model *fp_engine_model(const fp_engine *engine);
+uint32_t        fp_engine_n_ctx(const fp_engine *engine);
+/* Number of llama_decode calls made so far (tests use it to prove that no
+ * accepted token is decoded twice), and the number of tokens they carried. */
+uint64_t fp_engine_decode_calls(const fp_engine *engine);
+uint64_t fp_engine_decoded_tokens(const fp_engine *engine);
+
+/* --------------------------------------------------------------- settings */
+
+typedef enum fp_granularity {
+    FP_GRAN_TOKEN = 0,  /* candidates are single tokens */
+    FP_GRAN_WORD  = 1,  /* candidates are whole words (default) */
+    FP_GRAN_PHRASE = 2  /* candidates are words whose previews run to the end of
+                           the phrase; choosing one accepts the whole phrase */
+} fp_granularity;
+
+typedef struct fp_settings {
+    /* sampler chain (llama.cpp samplers, in this order: penalties, top-k, top-p, min-p, temperature) */
+    float    temperature;      /* > 0; default 1.0 */
+    int32_t  top_k;            /* 0 = off */
+    float    top_p;            /* 1.0 = off */
+    float    min_p;            /* 0.0 = off */
+    float    repeat_penalty;   /* 1.0 = off */
+    int32_t  repeat_last_n;    /* tokens the penalty looks back over */
+
+    /* the cloud */
+    int32_t        k;             /* candidates shown at a fork (1..64), default 8 */
+    fp_granularity granularity;
+    int32_t        beam_width;    /* open token paths while growing words (k..64), default 2k */
+    int32_t        max_word_tokens; /* longest word in tokens, default 6 */
+    int32_t        lookahead;     /* preview length L in tokens (0..64), default 8 */
+
+    /* fork detection: a position is uncertain when ANY enabled test fires */
+    float    fork_entropy_bits;  /* entropy >= this;            <= 0 disables */
+    float    fork_top1_below;    /* top-1 probability < this;   <= 0 disables */
+    float    fork_margin_below;  /* top1 - top2 < this;         <= 0 disables */
+    /* the budget: keeps the person from being asked at every token */
+    int32_t  min_gap_tokens;     /* at least this many tokens between forks */
+    int32_t  max_forks_per_sentence; /* 0 = unlimited */
+
+    /* automatic continuation between forks */
+    bool     sample_auto;        /* false = greedy, true = sample with seed */
+    uint32_t seed;
+    int32_t  max_tokens;         /* stop after this many generated tokens; 0 = until context is full */
+} fp_settings;
+
+fp_settings fp_default_settings(void);
+/* Checks ranges; returns FP_ERR_ARG with a message naming the bad field. */
+fp_status   fp_settings_validate(const fp_settings *s, fp_error *err);
+
+/* -------------------------------------------------------------- the fork */
+
+/* Why a position was or was not a fork. */
+typedef enum fp_reason {
+    FP_REASON_CONFIDENT = 0,   /* no uncertainty test fired */
+    FP_REASON_UNCERTAIN,       /* a test fired: this position is a fork */
+    FP_REASON_BUDGET_GAP,      /* uncertain, but too close to the previous fork */
+    FP_REASON_BUDGET_SENTENCE, /* uncertain, but the sentence used up its forks */
+    FP_REASON_MID_WORD,        /* uncertain, but inside a word (word/phrase granularity) */
+    FP_REASON_FORCED,          /* the caller asked for a fork here */
+    FP_REASON_TYPED,           /* the person typed text here */
+    FP_REASON_IN_CHOICE        /* the rest of a chosen span: the word's later tokens or an accepted preview */
+} fp_reason;
+const char *fp_reason_name(fp_reason r);
+
+typedef struct fp_uncertainty {
+    float entropy_bits;   /* entropy of the next-token distribution, in bits */
+    float top1;           /* probability of the most likely token */
+    float margin;         /* top1 - top2 */
+} fp_uncertainty;
+
+#define FP_MAX_TEXT 256      /* bytes of a candidate's text or preview, incl. NUL */
+#define FP_MAX_PATH 16       /* tokens of a candidate word */
+#define FP_MAX_PREVIEW 64    /* tokens of a preview */
+
+typedef struct fp_candidate {
+    char    text[FP_MAX_TEXT];          /* the word as it would be appended (may start with a space) */
+    int32_t tokens[FP_MAX_PATH];        /* the most probable token path that spells it */
+    int32_t n_tokens;
+    float   prob;                       /* summed over merged paths */
+    char    preview[FP_MAX_TEXT];       /* what would follow the word */
+    int32_t preview_tokens[FP_MAX_PREVIEW];
+    int32_t n_preview;
+    bool    is_eog;                     /* the end-of-generation candidate */
+} fp_candidate;
+
+typedef enum fp_chooser { FP_BY_AUTO = 0, FP_BY_HUMAN, FP_BY_SCRIPT } fp_chooser;
+const char *fp_chooser_name(fp_chooser c);
+
+typedef enum fp_choice_kind {
+    FP_CHOICE_NONE = 0,    /* not decided yet */
+    FP_CHOICE_INDEX,       /* a candidate, alone */
+    FP_CHOICE_INDEX_PREVIEW, /* a candidate with its whole preview */
+    FP_CHOICE_TYPED,       /* the person's own text */
+    FP_CHOICE_AUTO         /* the model continued by itself (Enter) */
+} fp_choice_kind;
+
+/* A fork as the front end sees it. Owned by the session; valid until the
+ * next call that changes the session. */
+typedef struct fp_fork {
+    int32_t         id;          /* unique within the session */
+    int32_t         position;    /* token position where the fork stands */
+    int32_t         text_offset; /* byte offset in the document text */
+    fp_reason       reason;
+    fp_uncertainty  unc;
+    const fp_candidate *candidates;
+    int32_t         n_candidates;
+    float           other;       /* probability mass of words not shown */
+    char            typed_prefix[FP_MAX_TEXT]; /* narrowing prefix, "" if none */
+    /* the decision, once made */
+    fp_choice_kind  choice;
+    int32_t         choice_index;
+    char            choice_text[FP_MAX_TEXT];
+    fp_chooser      chooser;
+    double          ms_to_choose; /* from the fork being shown to the decision */
+} fp_fork;
+
+/* --------------------------------------------------------------- session */
+
+typedef struct fp_session fp_session;
+
+typedef enum fp_state {
+    FP_STATE_AT_FORK = 0,  /* waiting for a decision */
+    FP_STATE_ENDED         /* end of text, max_tokens or a full context */
+} fp_state;
+
+/* Creates a session over an engine, decodes the prompt and runs to the first
+ * fork (or the end). Rejects an empty prompt, invalid UTF-8 and a prompt that
+ * does not fit the context, with distinct codes. */
+fp_session *fp_session_new(fp_engine *engine, const char *prompt,
+                           const fp_settings *settings, fp_error *err);
+void        fp_session_free(fp_session *s);
+
+fp_state           fp_session_state(const fp_session *s);
+const fp_settings *fp_session_settings(const fp_session *s);
+/* Changes settings from now on; the current fork is recomputed. */
+fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp_error *err);
+
+/* The document so far, only complete UTF-8 sequences (an incomplete trailing
+ * character is held back until its last byte arrives). */
+const char *fp_session_text(const fp_session *s);
+size_t      fp_session_text_len(const fp_session *s);
+size_t      fp_session_prompt_len(const fp_session *s); /* bytes of text that are prompt */
+int32_t     fp_session_n_tokens(const fp_session *s);   /* prompt + generated */
+/* Why the session ended (only in FP_STATE_ENDED): "eog", "max_tokens", "context". */
+const char *fp_session_end_reason(const fp_session *s);
+
+/* The open fork, or NULL when the session has ended. */
+const fp_fork *fp_session_fork(const fp_session *s);
+
+/* Decisions. Each one commits tokens to the trunk and runs on to the next
+ * fork. `by` says who decided (logged in the fork event). */
+fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview,
+                            fp_chooser by, fp_error *err);
+/* Lets the model pick (the top candidate, as automatic continuation would). */
+fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err);
+/* Narrows the cloud to words starting with prefix (constrained expansion,
+ * not a filter). "" restores the full cloud. */
+fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *err);
+/* Commits the person's own text (a leading space is added at a word start). */
+fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by, fp_error *err);
+/* Returns to the previous decided fork and reopens it with the same
+ * candidates. FP_ERR_STATE when there is nothing to undo. */
+fp_status fp_session_undo(fp_session *s, fp_error *err);
+/* Reopens the fork with this id (anywhere in the tree: on the current path
+ * or on an explored branch). */
+fp_status fp_session_goto_fork(fp_session *s, int32_t fork_id, fp_error *err);
+/* Forces a fork at a text offset on the current path (byte offset into the
+ * text; rounded down to a token start). Returns the fork via fp_session_fork. */
+fp_status fp_session_fork_at(fp_session *s, size_t text_offset, fp_error *err);
+
+/* Restarts the clock of the open fork: call it when the fork is actually put
+ * in front of the person, so ms_to_choose measures their time, not ours. */
+void fp_session_mark_shown(fp_session *s);
+
+/* ----------------------------------------------------------- positions */
+
+/* One record per generated position: why it was or was not a fork. */
+typedef struct fp_position {
+    int32_t        token;
+    fp_uncertainty unc;
+    fp_reason      reason;
+    int32_t        fork_id;    /* -1 when the position is not a fork */
+    fp_chooser     by;         /* who put this token here */
+} fp_position;
+
+/* Positions of the current path after the prompt: [0, n) */
+int32_t            fp_session_n_positions(const fp_session *s);
+const fp_position *fp_session_position(const fp_session *s, int32_t i);
+/* Byte offset in the text where position i's token begins. */
+size_t             fp_session_position_offset(const fp_session *s, int32_t i);
+
+/* ---------------------------------------------------------- tree and log */
+
+/* Forks in the order they were decided (the event log), including forks on
+ * branches that were later undone. */
+int32_t        fp_session_n_events(const fp_session *s);
+const fp_fork *fp_session_event(const fp_session *s, int32_t i);
+
+/* A fork event as one JSON line (no trailing newline). Returns a malloc'd
+ * string the caller frees, or NULL on allocation failure. */
+char *fp_fork_to_json(const fp_session *s, const fp_fork *f);
+
+/* The whole document tree as JSON: nodes with their text, kind and
+ * children, forks with their candidates. malloc'd; the caller frees. */
+char *fp_session_tree_json(const fp_session *s);
+
+/* ------------------------------------------------------------ persistence */
+
+/* The whole session (prompt, settings, tree, forks, event log, current
+ * position) as one JSON document; malloc'd, the caller frees. */
+char *fp_session_save(const fp_session *s);
+/* Rebuilds a saved session on an engine: the same text, tree, forks and open
+ * fork, with no candidate recomputed (the current path is decoded once to
+ * refill the KV cache). Rejects malformed JSON and documents that do not fit
+ * the engine's model (vocabulary size) with FP_ERR_ARG / FP_ERR_MODEL. */
+fp_session *fp_session_restore(fp_engine *engine, const char *json, fp_error *err);
+
+/* Settings to and from JSON objects (field names as in fp_settings).
+ * fp_settings_from_json starts from *out and overrides only the fields
+ * present; unknown fields or wrong types give FP_ERR_ARG. */
+char     *fp_settings_to_json(const fp_settings *s);
+fp_status fp_settings_from_json(const char *json, fp_settings *out, fp_error *err);
+
+/* ------------------------------------------------------------ utilities */
+
+/* Length of the longest prefix of buf that is complete, valid UTF-8. */
+size_t fp_utf8_complete_prefix(const char *buf, size_t len);
+/* True if buf is entirely valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+bool   fp_utf8_valid(const char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FORKPOINT_H */

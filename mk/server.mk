@@ -1,0 +1,51 @@
+# mk/server.mk — the web app: forkpoint-serve (HTTP + WebSocket + SQLite), its
+# page compiled in from web/, the example WebSocket client, and the API and
+# browser test hooks. Included by the top-level Makefile.
+#
+# Why a generator step: the page must live inside the binary (no file serving
+# from disk), so web/* become a C array in $(BUILD)/gen/web_assets.c, written
+# by a small host tool built from src/server/embed_tool.c.
+
+SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
+WEB_FILES   := web/index.html web/app.css web/app.js
+SERVER_LIBS := -lcivetweb -lsqlite3
+
+server_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(SERVER_SRC)) $(BUILD)/$(1)/gen/web_assets.o
+
+$(BUILD)/tools/embed_tool: src/server/embed_tool.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 $(WARN) -o $@ $<
+
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) $(BUILD)/tools/embed_tool
+	@mkdir -p $(dir $@)
+	$(BUILD)/tools/embed_tool $@ $(WEB_FILES)
+
+define server_flavour
+$(BUILD)/$(1)/gen/web_assets.o: $(BUILD)/gen/web_assets.c src/server/serve.h include/forkpoint.h
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
+$(BUILD)/$(1)/forkpoint-serve: $(call server_objs,$(1)) $(BUILD)/$(1)/libforkpoint.a
+	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) $$(SERVER_LIBS) $$(SYS_LIBS)
+$(BUILD)/$(1)/ws_client: examples/ws_client.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS_$(1)) $$(LDFLAGS_$(1)) -o $$@ $$< -lcivetweb -lcjson -lpthread
+endef
+$(eval $(call server_flavour,release))
+$(eval $(call server_flavour,asan))
+
+TEST_BINS += $(BUILD)/asan/forkpoint-serve $(BUILD)/release/forkpoint-serve \
+             $(BUILD)/release/ws_client
+RUN_DEPS  := $(BUILD)/release/forkpoint-serve
+RUN_CMD    = $(BUILD)/release/forkpoint-serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+# Run one suite on its own: `make test-api`, `make test-browser`.
+.PHONY: serve test-api test-browser
+serve: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	$(RUN_CMD)
+test-api: deps
+	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client
+	bash tests/api/run.sh
+test-browser: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	bash tests/browser/run.sh

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install the Debian packages Forkpoint builds and tests with, when missing.
+#
+# Why: CI and a fresh machine start with nothing installed by hand; `make run`
+# and `make test` call this so that the two README commands are all a user
+# types. It is idempotent and quick when everything is present.
+set -euo pipefail
+want=(build-essential cmake pkg-config libcivetweb-dev libcjson-dev libsqlite3-dev
+      libcurl4-openssl-dev tmux nodejs npm chromium)
+[ "${FORKPOINT_NO_BROWSER:-0}" = 1 ] && want=("${want[@]/chromium}")
+missing=()
+for p in "${want[@]}"; do
+  [ -z "$p" ] && continue
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# node and npm may come from outside Debian (as on the reference image): accept them.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  tmp=(); for p in "${missing[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || tmp+=("$p"); done
+  missing=("${tmp[@]}")
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

@@ -1,0 +1,87 @@
+/*
+ * main.c — the `forkpoint` command: dispatches to its subcommands.
+ *
+ *   forkpoint write [...]   the terminal front end (default)
+ *   forkpoint serve [...]   the web app (the forkpoint-serve binary beside this one)
+ *   forkpoint model [PATH]  resolve and check the model, print its path
+ *   forkpoint version
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine) {
+    fp_error err = {0};
+    char path[PATH_MAX];
+    if (fp_resolve_default_model(model_path, path, sizeof path, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint: %s\n", err.message);
+        return err.code == FP_ERR_IO ? 2 : 1;
+    }
+    fp_model_params mp = fp_model_default_params();
+    mp.verbose = verbose;
+    *model = fp_model_load(path, &mp, &err);
+    if (!*model) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
+    fp_engine_params ep = fp_engine_default_params();
+    ep.n_threads = threads;
+    *engine = fp_engine_new(*model, &ep, &err);
+    if (!*engine) {
+        fprintf(stderr, "forkpoint: %s\n", err.message);
+        fp_model_free(*model);
+        *model = NULL;
+        return 1;
+    }
+    return 0;
+}
+
+/* Runs the forkpoint-serve binary that sits beside this executable. */
+static int run_serve(int argc, char **argv) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 32);
+    if (n <= 0) { fprintf(stderr, "forkpoint: cannot locate myself\n"); return 1; }
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    strcpy(slash + 1, "forkpoint-serve");
+    argv[0] = exe;
+    execv(exe, argv);
+    fprintf(stderr, "forkpoint: cannot run %s: %s (build it with make)\n", exe, strerror(errno));
+    return 1;
+}
+
+static int run_model(int argc, char **argv) {
+    fp_error err = {0};
+    char path[PATH_MAX];
+    if (fp_resolve_default_model(argc > 0 ? argv[0] : NULL, path, sizeof path, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint: %s\n", err.message);
+        return 2;
+    }
+    fp_model *m = fp_model_load(path, NULL, &err);
+    if (!m) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
+    printf("%s\tvocab %d\tcontext %d\n", path, fp_model_n_vocab(m), fp_model_n_ctx_train(m));
+    fp_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *cmd = argc > 1 ? argv[1] : "write";
+    if (argc > 1 && argv[1][0] == '-' && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) cmd = "write";
+    int skip = argc > 1 && cmd == argv[1] ? 2 : 1;
+    if (!strcmp(cmd, "write")) return cli_write(argc - skip, argv + skip);
+    if (!strcmp(cmd, "serve")) return run_serve(argc - skip + 1, argv + skip - 1);
+    if (!strcmp(cmd, "model")) return run_model(argc - skip, argv + skip);
+    if (!strcmp(cmd, "version")) { printf("forkpoint %s\n", FP_VERSION); return 0; }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        printf("usage: forkpoint <command> [options]\n"
+               "  write    steer generation in the terminal (forkpoint write --help)\n"
+               "  serve    the web app (forkpoint serve --help)\n"
+               "  model    resolve and check the default model\n"
+               "  version\n");
+        return 0;
+    }
+    fprintf(stderr, "forkpoint: unknown command %s (try --help)\n", cmd);
+    return 2;
+}

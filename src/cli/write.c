@@ -1,0 +1,385 @@
+/*
+ * write.c — `forkpoint write`: the terminal front end.
+ *
+ * One loop, whoever decides: at every fork a *chooser* returns a command
+ * (choose N, take N with its preview, type a word, narrow by a prefix, undo,
+ * continue, quit). The keyboard chooser reads keys in raw mode and redraws
+ * the screen; the script chooser reads the same commands from a file or
+ * stdin, so tests and benchmarks run exactly the code a person runs.
+ *
+ * Script format, one command per line ('#' starts a comment):
+ *   3          choose candidate 3 (1-based, as shown on screen)
+ *   p3         choose candidate 3 with its whole preview
+ *   t WORD     commit your own text
+ *   prefix AB  narrow the cloud to words starting with AB ("prefix" alone clears it)
+ *   u          undo (back to the previous fork)
+ *   c          let the model continue (Enter)
+ *   q          quit
+ *
+ * Exit codes: 0 done, 1 the model or engine failed, 2 bad input (usage, a
+ * bad prompt, an out-of-range choice, a malformed command), 3 the script
+ * ended while a fork was still open.
+ */
+#include "cli/cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define DEFAULT_PROMPT "Once upon a time, there was a little"
+
+typedef enum { CMD_CHOOSE, CMD_PREVIEW, CMD_TYPE, CMD_PREFIX, CMD_UNDO, CMD_CONTINUE, CMD_QUIT, CMD_EOF, CMD_BAD } cmd_kind;
+typedef struct { cmd_kind kind; int index; char text[FP_MAX_TEXT]; } command;
+
+typedef struct {
+    const char *model_path;
+    const char *prompt;
+    const char *choices;   /* NULL = keyboard if a terminal, else stdin */
+    const char *json;      /* NULL = no event log; "-" = stdout */
+    fp_settings st;
+    int threads;
+    bool verbose;
+} write_opts;
+
+/* ------------------------------------------------------------ options */
+
+static void usage(FILE *f) {
+    fputs("usage: forkpoint write [options]\n"
+          "  --model PATH          GGUF model (default: stories260K, resolved automatically)\n"
+          "  --prompt TEXT         the start of the text (default: \"" DEFAULT_PROMPT "\")\n"
+          "  --choices FILE|-      read decisions from a script instead of the keyboard\n"
+          "  --json FILE|-         write every fork event as a JSON line\n"
+          "  --k N                 candidates per fork (default 8)\n"
+          "  --lookahead N         preview length in tokens (default 8)\n"
+          "  --granularity G       token | word | phrase (default word)\n"
+          "  --entropy BITS        fork when entropy >= BITS (default 2.5; 0 disables)\n"
+          "  --top1 P              fork when top-1 probability < P (default 0.35; 0 disables)\n"
+          "  --margin M            fork when top1 - top2 < M (default 0 = off)\n"
+          "  --gap N               at least N tokens between forks (default 4)\n"
+          "  --per-sentence N      at most N forks per sentence (default 2; 0 = unlimited)\n"
+          "  --temp T --top-k N --top-p P --min-p P --repeat-penalty R   sampler chain\n"
+          "  --sample --seed N     sample between forks (default greedy), seeded\n"
+          "  --max-tokens N        stop after N generated tokens (default 200)\n"
+          "  --threads N           CPU threads (default: all)\n"
+          "  --verbose             let llama.cpp log to stderr\n"
+          "keys: 1-9 choose · p then 1-9 take with preview · / type a word · Backspace undo · Enter continue · q quit\n", f);
+}
+
+static bool parse_num(const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+/* Returns 0 on success, 2 on a usage error (message printed). */
+static int parse_opts(int argc, char **argv, write_opts *o) {
+    o->st = fp_default_settings();
+    o->prompt = DEFAULT_PROMPT;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double d;
+#define NEED() do { if (!v) { fprintf(stderr, "forkpoint write: %s needs a value\n", a); return 2; } i++; } while (0)
+#define NUM(lo, hi) do { NEED(); if (!parse_num(v, lo, hi, &d)) { fprintf(stderr, "forkpoint write: bad value for %s: %s\n", a, v); return 2; } } while (0)
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
+        else if (!strcmp(a, "--model")) { NEED(); o->model_path = v; }
+        else if (!strcmp(a, "--prompt")) { NEED(); o->prompt = v; }
+        else if (!strcmp(a, "--choices")) { NEED(); o->choices = v; }
+        else if (!strcmp(a, "--json")) { NEED(); o->json = v; }
+        else if (!strcmp(a, "--k")) { NUM(1, 64); o->st.k = (int)d; if (o->st.beam_width < o->st.k) o->st.beam_width = o->st.k; }
+        else if (!strcmp(a, "--lookahead")) { NUM(0, FP_MAX_PREVIEW); o->st.lookahead = (int)d; }
+        else if (!strcmp(a, "--granularity")) {
+            NEED();
+            if (!strcmp(v, "token")) o->st.granularity = FP_GRAN_TOKEN;
+            else if (!strcmp(v, "word")) o->st.granularity = FP_GRAN_WORD;
+            else if (!strcmp(v, "phrase")) o->st.granularity = FP_GRAN_PHRASE;
+            else { fprintf(stderr, "forkpoint write: granularity must be token, word or phrase\n"); return 2; }
+        }
+        else if (!strcmp(a, "--entropy")) { NUM(0, 64); o->st.fork_entropy_bits = (float)d; }
+        else if (!strcmp(a, "--top1")) { NUM(0, 1.01); o->st.fork_top1_below = (float)d; }
+        else if (!strcmp(a, "--margin")) { NUM(0, 1.01); o->st.fork_margin_below = (float)d; }
+        else if (!strcmp(a, "--gap")) { NUM(0, 1e6); o->st.min_gap_tokens = (int)d; }
+        else if (!strcmp(a, "--per-sentence")) { NUM(0, 1e6); o->st.max_forks_per_sentence = (int)d; }
+        else if (!strcmp(a, "--temp")) { NUM(0.01, 100); o->st.temperature = (float)d; }
+        else if (!strcmp(a, "--top-k")) { NUM(0, 1e9); o->st.top_k = (int)d; }
+        else if (!strcmp(a, "--top-p")) { NUM(0.01, 1); o->st.top_p = (float)d; }
+        else if (!strcmp(a, "--min-p")) { NUM(0, 0.99); o->st.min_p = (float)d; }
+        else if (!strcmp(a, "--repeat-penalty")) { NUM(0.01, 10); o->st.repeat_penalty = (float)d; }
+        else if (!strcmp(a, "--sample")) o->st.sample_auto = true;
+        else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); o->st.seed = (uint32_t)d; }
+        else if (!strcmp(a, "--max-tokens")) { NUM(0, 1e7); o->st.max_tokens = (int)d; }
+        else if (!strcmp(a, "--threads")) { NUM(1, 512); o->threads = (int)d; }
+        else if (!strcmp(a, "--verbose")) o->verbose = true;
+        else { fprintf(stderr, "forkpoint write: unknown option %s (see --help)\n", a); return 2; }
+#undef NEED
+#undef NUM
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ commands */
+
+/* Parses one script line. Blank lines and comments return CMD_EOF with index -1 (skip). */
+static command parse_command(char *line) {
+    command c = { .kind = CMD_BAD, .index = -1 };
+    char *hash = strchr(line, '#');
+    if (hash) *hash = 0;
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r' || line[n - 1] == ' ' || line[n - 1] == '\t')) line[--n] = 0;
+    while (*line == ' ' || *line == '\t') line++;
+    if (!*line) { c.kind = CMD_EOF; return c; }
+    double d;
+    if (parse_num(line, 1, 64, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
+    if (line[0] == 'p' && parse_num(line + 1, 1, 64, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
+    if (!strcmp(line, "u") || !strcmp(line, "undo")) { c.kind = CMD_UNDO; return c; }
+    if (!strcmp(line, "c") || !strcmp(line, "continue")) { c.kind = CMD_CONTINUE; return c; }
+    if (!strcmp(line, "q") || !strcmp(line, "quit")) { c.kind = CMD_QUIT; return c; }
+    if (!strncmp(line, "t ", 2) || !strncmp(line, "type ", 5)) {
+        c.kind = CMD_TYPE;
+        snprintf(c.text, sizeof c.text, "%s", line + (line[1] == ' ' ? 2 : 5));
+        return c;
+    }
+    if (!strcmp(line, "prefix") || !strncmp(line, "prefix ", 7)) {
+        c.kind = CMD_PREFIX;
+        snprintf(c.text, sizeof c.text, "%s", line[6] ? line + 7 : "");
+        return c;
+    }
+    snprintf(c.text, sizeof c.text, "%s", line);
+    return c;
+}
+
+/* Next command from the script; blank and comment lines are skipped. */
+static command script_next(FILE *f, int *line_no) {
+    char buf[1024];
+    while (fgets(buf, sizeof buf, f)) {
+        (*line_no)++;
+        command c = parse_command(buf);
+        if (c.kind == CMD_EOF) continue;
+        return c;
+    }
+    command eof = { .kind = CMD_EOF };
+    return eof;
+}
+
+/* ------------------------------------------------------------ display */
+
+static struct termios g_saved_tty;
+static bool g_raw;
+
+static void tty_restore(void) {
+    if (g_raw) { tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_tty); g_raw = false; }
+}
+
+static void tty_raw(void) {
+    if (tcgetattr(STDIN_FILENO, &g_saved_tty) != 0) return;
+    struct termios t = g_saved_tty;
+    t.c_lflag &= (tcflag_t)~(ICANON | ECHO);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+    g_raw = true;
+    atexit(tty_restore);
+}
+
+/* Prints the text: prompt dim, automatic text plain, chosen text bold. */
+static void draw_text(const fp_session *s) {
+    const char *t = fp_session_text(s);
+    size_t pl = fp_session_prompt_len(s);
+    printf("\x1b[2m%.*s\x1b[0m", (int)pl, t);
+    int32_t n = fp_session_n_positions(s);
+    size_t off = pl;
+    for (int32_t i = 0; i < n; i++) {
+        const fp_position *p = fp_session_position(s, i);
+        size_t next = i + 1 < n ? fp_session_position_offset(s, i + 1) : fp_session_text_len(s);
+        if (next > fp_session_text_len(s)) next = fp_session_text_len(s);
+        if (next < off) continue;
+        bool chosen = p->by != FP_BY_AUTO;
+        printf(chosen ? "\x1b[1;36m%.*s\x1b[0m" : "%.*s", (int)(next - off), t + off);
+        off = next;
+    }
+    printf("\n");
+}
+
+static void draw_fork(const fp_fork *f, bool preview_mode, const char *typing) {
+    printf("\n\x1b[2mfork %d · entropy %.2f bits · top-1 %.2f · %s\x1b[0m\n", f->id, f->unc.entropy_bits,
+           f->unc.top1, fp_reason_name(f->reason));
+    for (int32_t i = 0; i < f->n_candidates; i++) {
+        const fp_candidate *c = &f->candidates[i];
+        int bars = (int)(c->prob * 20 + 0.5f);
+        printf(" \x1b[1m%d\x1b[0m %-14s ", i + 1, c->is_eog ? "[end]" : c->text);
+        for (int b = 0; b < 20; b++) fputs(b < bars ? "\u2588" : " ", stdout);
+        printf(" %5.1f%%  \x1b[2m%s\x1b[0m\n", c->prob * 100.0f, c->preview);
+    }
+    printf("   \x1b[2mother %5.1f%%\x1b[0m\n", f->other * 100.0f);
+    if (typing) printf("\ntype a word: %s\x1b[2m_  (Enter commits, 1-9 picks, Esc cancels)\x1b[0m\n", typing);
+    else if (preview_mode) printf("\n\x1b[1mp\x1b[0m: which candidate to take with its preview? (1-9)\n");
+    else printf("\n\x1b[2m1-9 choose · p+digit with preview · / type · Backspace undo · Enter continue · q quit\x1b[0m\n");
+}
+
+static void redraw(const fp_session *s, bool preview_mode, const char *typing, const char *msg) {
+    printf("\x1b[H\x1b[2J");
+    draw_text(s);
+    const fp_fork *f = fp_session_fork(s);
+    if (f) draw_fork(f, preview_mode, typing);
+    else printf("\n\x1b[2m(the end: %s) — Backspace undo · q quit\x1b[0m\n", fp_session_end_reason(s));
+    if (msg && *msg) printf("\x1b[31m%s\x1b[0m\n", msg);
+    fflush(stdout);
+}
+
+/* Reads keys until a full command is formed; typing narrows the cloud live. */
+static command keyboard_next(fp_session *s, char *msg) {
+    command c = { .kind = CMD_BAD, .index = -1 };
+    bool preview_mode = false, typing = false;
+    char typed[FP_MAX_TEXT] = "";
+    redraw(s, false, NULL, msg);
+    msg[0] = 0;
+    for (;;) {
+        unsigned char k;
+        ssize_t r = read(STDIN_FILENO, &k, 1);
+        if (r <= 0) { c.kind = CMD_QUIT; return c; }
+        if (typing) {
+            size_t n = strlen(typed);
+            if (k == 27) { typing = false; typed[0] = 0; fp_session_type_prefix(s, "", NULL); }
+            else if (k == '\r' || k == '\n') {
+                if (n) { c.kind = CMD_TYPE; snprintf(c.text, sizeof c.text, "%s", typed); return c; }
+            } else if (k == 127 || k == 8) {
+                if (n) {
+                    do typed[--n] = 0; while (n && ((unsigned char)typed[n] & 0xC0) == 0x80);
+                    fp_session_type_prefix(s, typed, NULL);
+                }
+            } else if (k >= '1' && k <= '9') {
+                c.kind = CMD_CHOOSE; c.index = k - '1'; return c;
+            } else if (k >= 0x20 && n + 1 < sizeof typed) {
+                typed[n] = (char)k; typed[n + 1] = 0;
+                if (fp_utf8_valid(typed, n + 1)) fp_session_type_prefix(s, typed, NULL);
+            }
+            redraw(s, false, typing ? typed : NULL, NULL);
+            continue;
+        }
+        if (k >= '1' && k <= '9') { c.kind = preview_mode ? CMD_PREVIEW : CMD_CHOOSE; c.index = k - '1'; return c; }
+        if (k == 'p') { preview_mode = !preview_mode; redraw(s, preview_mode, NULL, NULL); continue; }
+        if (k == '/' || k == 't') { typing = true; redraw(s, false, typed, NULL); continue; }
+        if (k == 127 || k == 8) { c.kind = CMD_UNDO; return c; }
+        if (k == '\r' || k == '\n') { c.kind = CMD_CONTINUE; return c; }
+        if (k == 'q' || k == 4) { c.kind = CMD_QUIT; return c; }
+        if (k == 27) { preview_mode = false; redraw(s, false, NULL, NULL); continue; }
+    }
+}
+
+/* ------------------------------------------------------------ the loop */
+
+static FILE *open_out(const char *path) {
+    if (!strcmp(path, "-")) return stdout;
+    return fopen(path, "w");
+}
+
+/* Writes the events not yet written. */
+static void flush_events(FILE *out, const fp_session *s, int32_t *written) {
+    if (!out) return;
+    for (; *written < fp_session_n_events(s); (*written)++) {
+        char *j = fp_fork_to_json(s, fp_session_event(s, *written));
+        if (j) { fprintf(out, "%s\n", j); free(j); }
+    }
+    fflush(out);
+}
+
+int cli_write(int argc, char **argv) {
+    write_opts o = {0};
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
+    fp_error err = {0};
+    if (fp_settings_validate(&o.st, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); return 2; }
+
+    fp_model *model = NULL;
+    fp_engine *engine = NULL;
+    rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
+    if (rc) return rc;
+
+    bool keyboard = !o.choices && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    FILE *script = NULL;
+    if (!keyboard) {
+        script = !o.choices || !strcmp(o.choices, "-") ? stdin : fopen(o.choices, "r");
+        if (!script) {
+            fprintf(stderr, "forkpoint write: cannot open choices file %s: %s\n", o.choices, strerror(errno));
+            fp_engine_free(engine); fp_model_free(model);
+            return 2;
+        }
+    }
+    FILE *events = NULL;
+    if (o.json && !(events = open_out(o.json))) {
+        fprintf(stderr, "forkpoint write: cannot write %s: %s\n", o.json, strerror(errno));
+        if (script && script != stdin) fclose(script);
+        fp_engine_free(engine); fp_model_free(model);
+        return 2;
+    }
+
+    fp_session *s = fp_session_new(engine, o.prompt, &o.st, &err);
+    if (!s) {
+        fprintf(stderr, "forkpoint write: %s\n", err.message);
+        rc = err.code == FP_ERR_DECODE || err.code == FP_ERR_NOMEM ? 1 : 2;
+        goto out;
+    }
+    if (keyboard) tty_raw();
+    int32_t written = 0, line_no = 0;
+    char msg[300] = "";
+    for (;;) {
+        if (fp_session_state(s) == FP_STATE_ENDED && !keyboard) break;
+        command c = keyboard ? keyboard_next(s, msg) : script_next(script, &line_no);
+        fp_chooser by = keyboard ? FP_BY_HUMAN : FP_BY_SCRIPT;
+        fp_status st = FP_OK;
+        err.message[0] = 0;
+        switch (c.kind) {
+        case CMD_QUIT: goto done;
+        case CMD_EOF:
+            if (fp_session_state(s) == FP_STATE_AT_FORK) {
+                fprintf(stderr, "forkpoint write: the choices ended at fork %d (line %d); add a command or 'q'\n",
+                        fp_session_fork(s)->id, line_no);
+                rc = 3;
+                goto out;
+            }
+            goto done;
+        case CMD_BAD:
+            if (!keyboard) {
+                fprintf(stderr, "forkpoint write: line %d: unknown command \"%s\"\n", line_no, c.text);
+                rc = 2;
+                goto out;
+            }
+            continue;
+        case CMD_CHOOSE: st = fp_session_choose(s, c.index, false, by, &err); break;
+        case CMD_PREVIEW: st = fp_session_choose(s, c.index, true, by, &err); break;
+        case CMD_TYPE: st = fp_session_type_commit(s, c.text, by, &err); break;
+        case CMD_PREFIX: st = fp_session_type_prefix(s, c.text, &err); break;
+        case CMD_UNDO: st = fp_session_undo(s, &err); break;
+        case CMD_CONTINUE: st = fp_session_continue(s, by, &err); break;
+        }
+        flush_events(events, s, &written);
+        if (st != FP_OK) {
+            bool input_error = st == FP_ERR_ARG || st == FP_ERR_STATE || st == FP_ERR_UTF8 || st == FP_ERR_EMPTY || st == FP_ERR_CONTEXT;
+            if (keyboard && input_error) { snprintf(msg, sizeof msg, "%s", err.message); continue; }
+            if (keyboard) tty_restore();
+            fprintf(stderr, "forkpoint write: %s\n", err.message);
+            if (!keyboard) fprintf(stderr, "forkpoint write: (at line %d of the choices)\n", line_no);
+            rc = input_error ? 2 : 1;
+            goto out;
+        }
+    }
+done:
+    flush_events(events, s, &written);
+    if (keyboard) { tty_restore(); printf("\x1b[H\x1b[2J"); }
+    if (!events || events != stdout) printf("%s\n", fp_session_text(s));
+    rc = 0;
+out:
+    tty_restore();
+    fp_session_free(s);
+    if (events && events != stdout) fclose(events);
+    if (script && script != stdin) fclose(script);
+    fp_engine_free(engine);
+    fp_model_free(model);
+    return rc;
+}

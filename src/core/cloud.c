@@ -1,0 +1,587 @@
+/*
+ * cloud.c — the candidates of a fork: whole words, merged, with previews.
+ *
+ * A person should see words, not sub-word tokens. On a 512-token vocabulary
+ * " dog", " doll" and " duck" may all begin with " d", so the cloud is grown
+ * as a small beam over token paths:
+ *
+ *   1. Start from the most probable next tokens (the sampler chain's view).
+ *   2. Each step decodes the last token of every open path in ONE batch, one
+ *      sequence per path (prefix cells shared with the trunk by seq_cp).
+ *   3. After a path, the probability that the word ends there is the mass of
+ *      tokens that start a new word (a space, punctuation, end of text):
+ *          P(word) += P(path) * P(next token starts a word | path)
+ *      and the path extends with its most probable in-word tokens:
+ *          P(path + t) = P(path) * P(t | path).
+ *   4. Paths that spell the same word (also with or without a leading space)
+ *      are merged: their probabilities add up; the most probable spelling is
+ *      the representative whose tokens get committed.
+ *   5. A path whose probability is below the k-th best word found so far can
+ *      never enter the top k (P(word) <= P(path)), so it is pruned.
+ *
+ * Then every shown word gets a greedy preview of up to L tokens; all words
+ * advance together, one decode per step, and a preview stops early at the end
+ * of a sentence (or of a phrase, once it has a few tokens).
+ *
+ * The KV cells of the shown words and their previews stay in scratch
+ * sequences ("live branches") so that committing decodes nothing again.
+ * All buffers live in a workspace allocated once per session and settings:
+ * nothing is allocated per branch or per step.
+ */
+#include "core/internal.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXT_PER_PATH 8          /* in-word continuations tried per path and step */
+#define MIN_PATH_P 1e-6         /* paths below this are not worth a decode */
+
+typedef struct path {
+    int32_t tok[FP_MAX_PATH];
+    int32_t n;
+    double  p;                  /* product of token probabilities */
+    char    text[FP_MAX_TEXT];
+    int32_t len;
+    int32_t seq;                /* holds the KV of tok[0..n-1) (and tok[n-1] once decoded) */
+    int32_t parent;             /* index in the previous frontier, for seq inheritance */
+    bool    force_close;        /* a punctuation word or token granularity: closes after one step */
+} path;
+
+typedef struct word {
+    char    key[FP_MAX_TEXT];   /* merge key: the text without leading whitespace */
+    double  p;                  /* summed over merged paths */
+    double  rep_p;              /* closing probability of the representative path */
+    int32_t tok[FP_MAX_PATH];
+    int32_t n;
+    char    text[FP_MAX_TEXT];
+    int32_t seq;                /* sequence holding the representative's KV, -1 if none */
+    int32_t row;                /* logits row after the representative, -1 for end of text */
+    bool    eog;
+    bool    used;
+} word;
+
+struct fp_cloud_ws {
+    int32_t k, beam, n_vocab, n_seq;
+    path   *cur, *next;         /* frontier [beam], candidates [beam * EXT_PER_PATH] */
+    word   *words;              /* [wcap] */
+    int32_t wcap;
+    float  *rows;               /* [wcap][n_vocab] logits after each word */
+    bool   *row_used;
+    float  *probs;              /* [n_vocab] */
+    int32_t *ref;               /* [n_seq]: references to each sequence */
+    int32_t *order;             /* [wcap] */
+    /* live branches of the shown candidates */
+    int32_t *live_seq, *live_dec;
+    float   *live_logits;       /* [k][n_vocab] */
+};
+
+/* ------------------------------------------------------------ workspace */
+
+void fp_cloud_free(fp_session *s) {
+    struct fp_cloud_ws *w = s->cloud;
+    if (!w) return;
+    free(w->cur); free(w->next); free(w->words); free(w->rows); free(w->row_used);
+    free(w->probs); free(w->ref); free(w->order);
+    free(w->live_seq); free(w->live_dec); free(w->live_logits);
+    free(w);
+    s->cloud = NULL;
+}
+
+static fp_status ws_ensure(fp_session *s, fp_error *err) {
+    struct fp_cloud_ws *w = s->cloud;
+    int32_t k = s->st.k, beam = s->st.beam_width;
+    if (w && w->k == k && w->beam == beam) return FP_OK;
+    fp_cloud_drop_live(s);
+    fp_cloud_free(s);
+    w = calloc(1, sizeof *w);
+    if (!w) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    s->cloud = w;
+    w->k = k; w->beam = beam; w->n_vocab = s->n_vocab;
+    w->n_seq = (int32_t)s->engine->n_seq_max;
+    w->wcap = 2 * k + 4;
+    size_t V = (size_t)s->n_vocab;
+    w->cur = calloc((size_t)beam, sizeof *w->cur);
+    w->next = calloc((size_t)beam * EXT_PER_PATH + (size_t)beam, sizeof *w->next);
+    w->words = calloc((size_t)w->wcap, sizeof *w->words);
+    w->rows = malloc(sizeof(float) * V * (size_t)w->wcap);
+    w->row_used = calloc((size_t)w->wcap, sizeof *w->row_used);
+    w->probs = malloc(sizeof(float) * V);
+    w->ref = calloc((size_t)w->n_seq, sizeof *w->ref);
+    w->order = malloc(sizeof(int32_t) * (size_t)w->wcap);
+    w->live_seq = malloc(sizeof(int32_t) * (size_t)k);
+    w->live_dec = malloc(sizeof(int32_t) * (size_t)k);
+    w->live_logits = malloc(sizeof(float) * V * (size_t)k);
+    if (!w->cur || !w->next || !w->words || !w->rows || !w->row_used || !w->probs || !w->ref ||
+        !w->order || !w->live_seq || !w->live_dec || !w->live_logits) {
+        fp_cloud_free(s);
+        return fp_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
+    }
+    s->live.seq = w->live_seq;
+    s->live.n_decoded_preview = w->live_dec;
+    s->live.word_logits = w->live_logits;
+    return FP_OK;
+}
+
+/* ------------------------------------------------------ scratch sequences */
+
+static int32_t scratch_alloc(fp_session *s) {
+    int32_t q = fp_seq_alloc(s->engine, s);
+    if (q >= 0) s->scratch[s->n_scratch++] = q;
+    return q;
+}
+
+static void scratch_free(fp_session *s, int32_t q) {
+    for (int32_t i = 0; i < s->n_scratch; i++) {
+        if (s->scratch[i] == q) {
+            s->scratch[i] = s->scratch[--s->n_scratch];
+            fp_seq_free(s->engine, q);
+            return;
+        }
+    }
+}
+
+void fp_cloud_drop_live(fp_session *s) {
+    while (s->n_scratch > 0) scratch_free(s, s->scratch[0]);
+    s->live.valid = false;
+    s->live.fork_id = -1;
+}
+
+void fp_session_release_scratch(fp_session *s) { fp_cloud_drop_live(s); }
+
+static void unref(fp_session *s, int32_t q) {
+    if (q < 0) return;
+    if (--s->cloud->ref[q] == 0) scratch_free(s, q);
+}
+
+/* ------------------------------------------------------------ text rules */
+
+/* The merge key skips leading whitespace: " dog" and "dog" are one word. */
+static const char *strip_lead(const char *t) {
+    while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r') t++;
+    return t;
+}
+
+/* True when one of a, b is a prefix of the other (ASCII case-insensitive):
+ * a path can still become, or already is, a word starting with the prefix. */
+static bool prefix_compatible(const char *key, const char *prefix) {
+    for (; *key && *prefix; key++, prefix++)
+        if (tolower((unsigned char)*key) != tolower((unsigned char)*prefix)) return false;
+    return true;
+}
+
+static bool starts_with_ci(const char *key, const char *prefix) {
+    for (; *prefix; key++, prefix++)
+        if (!*key || tolower((unsigned char)*key) != tolower((unsigned char)*prefix)) return false;
+    return true;
+}
+
+/* ------------------------------------------------------------ word table */
+
+static int32_t row_alloc(struct fp_cloud_ws *w) {
+    for (int32_t i = 0; i < w->wcap; i++) if (!w->row_used[i]) { w->row_used[i] = true; return i; }
+    return -1; /* cannot happen: one row per word slot */
+}
+
+static void word_release(fp_session *s, word *wd) {
+    unref(s, wd->seq);
+    if (wd->row >= 0) s->cloud->row_used[wd->row] = false;
+    wd->used = false;
+}
+
+/* The k-th largest word probability so far (0 if fewer than k words). */
+static double kth_word_p(struct fp_cloud_ws *w, int32_t k) {
+    double top[64]; /* descending; k <= 64 (fp_settings_validate) */
+    int32_t n = 0;
+    for (int32_t i = 0; i < w->wcap; i++) {
+        if (!w->words[i].used) continue;
+        double p = w->words[i].p;
+        int32_t j;
+        if (n < k) j = n++;
+        else if (p > top[k - 1]) j = k - 1;
+        else continue;
+        while (j > 0 && top[j - 1] < p) { top[j] = top[j - 1]; j--; }
+        top[j] = p;
+    }
+    return n < k ? 0.0 : top[k - 1];
+}
+
+/* Records that path pa ends a word with probability pw; row is the logits
+ * after the path (NULL for the end-of-text candidate). */
+static void word_close(fp_session *s, const path *pa, double pw, const float *row, bool eog) {
+    struct fp_cloud_ws *w = s->cloud;
+    const char *key = eog ? "" : strip_lead(pa->text);
+    word *hit = NULL, *free_slot = NULL, *weakest = NULL;
+    for (int32_t i = 0; i < w->wcap; i++) {
+        word *wd = &w->words[i];
+        if (!wd->used) { if (!free_slot) free_slot = wd; continue; }
+        if (wd->eog == eog && strcmp(wd->key, key) == 0) { hit = wd; break; }
+        if (!weakest || wd->p < weakest->p) weakest = wd;
+    }
+    if (hit) {
+        hit->p += pw;
+        if (pw <= hit->rep_p) return;
+        /* a more probable spelling becomes the representative */
+        unref(s, hit->seq);
+    } else {
+        if (!free_slot) {
+            if (weakest->p >= pw) return; /* the table keeps the 2k+4 most probable words */
+            word_release(s, weakest);
+            free_slot = weakest;
+        }
+        hit = free_slot;
+        memset(hit, 0, sizeof *hit);
+        hit->used = true;
+        hit->eog = eog;
+        hit->row = -1;
+        hit->seq = -1;
+        snprintf(hit->key, sizeof hit->key, "%s", key);
+        hit->p = pw;
+    }
+    hit->rep_p = pw;
+    hit->n = pa->n;
+    memcpy(hit->tok, pa->tok, sizeof(int32_t) * (size_t)pa->n);
+    memcpy(hit->text, pa->text, (size_t)pa->len + 1);
+    hit->seq = eog ? -1 : pa->seq;
+    if (hit->seq >= 0) w->ref[hit->seq]++;
+    if (row) {
+        if (hit->row < 0) hit->row = row_alloc(w);
+        memcpy(w->rows + (size_t)hit->row * (size_t)w->n_vocab, row, sizeof(float) * (size_t)w->n_vocab);
+    }
+}
+
+/* ---------------------------------------------------------- the beam */
+
+static int cmp_path_desc(const void *a, const void *b) {
+    double x = ((const path *)a)->p, y = ((const path *)b)->p;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* Appends token t to path pa's text; false if the text would overflow. */
+static bool path_push(const fp_model *m, path *pa, int32_t t) {
+    int32_t n;
+    const char *pc = fp_piece(m, t, &n);
+    if (pa->n >= FP_MAX_PATH || pa->len + n >= FP_MAX_TEXT) return false;
+    memcpy(pa->text + pa->len, pc, (size_t)n);
+    pa->len += n;
+    pa->text[pa->len] = 0;
+    pa->tok[pa->n++] = t;
+    return true;
+}
+
+/* Seeds the frontier from the fork's distribution. */
+static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode) {
+    struct fp_cloud_ws *w = s->cloud;
+    const fp_model *m = s->engine->model;
+    int32_t n_open = 0, scanned = 0;
+    int32_t limit = token_mode ? s->st.k : s->st.beam_width;
+    for (int32_t i = 0; i < s->dist.n && n_open < limit && scanned < 8 * limit + 64; i++, scanned++) {
+        int32_t t = s->dist.items[i].token;
+        double p = s->dist.items[i].p;
+        if (p < MIN_PATH_P) break;
+        uint8_t f = m->tok_flags[t];
+        if (f & FP_TOK_CONTROL) continue;
+        if (f & FP_TOK_EOG) {
+            if (!*prefix) { path e = {0}; e.seq = -1; word_close(s, &e, p, NULL, true); }
+            continue;
+        }
+        path *pa = &w->cur[n_open];
+        memset(pa, 0, sizeof *pa);
+        pa->seq = -1;
+        pa->parent = -1;
+        pa->p = p;
+        if (!path_push(m, pa, t)) continue;
+        if (*prefix && !prefix_compatible(strip_lead(pa->text), prefix)) continue;
+        pa->force_close = token_mode || (f & FP_TOK_PUNCT_ONLY);
+        n_open++;
+    }
+    return n_open;
+}
+
+/* One beam step: decode the frontier, close words, collect extensions.
+ * Returns the number of extension candidates written to w->next. */
+static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const char *prefix,
+                           int32_t *n_next, fp_error *err) {
+    struct fp_cloud_ws *w = s->cloud;
+    fp_engine *e = s->engine;
+    const fp_model *m = e->model;
+    int32_t V = s->n_vocab;
+
+    fp_batch_clear(e);
+    for (int32_t i = 0; i < n_open; i++) {
+        path *pa = &w->cur[i];
+        fp_batch_add(e, pa->tok[pa->n - 1], s->n_past + pa->n - 1, pa->seq, true);
+    }
+    fp_status st = fp_engine_decode(e, err);
+    if (st != FP_OK) return st;
+
+    int32_t nn = 0;
+    for (int32_t i = 0; i < n_open; i++) {
+        path *pa = &w->cur[i];
+        const float *row = llama_get_logits_ith(e->ctx, i);
+        if (!row) return fp_fail(err, FP_ERR_DECODE, "no logits for branch %d", i);
+        const char *key = strip_lead(pa->text);
+        bool complete = fp_utf8_complete_prefix(pa->text, (size_t)pa->len) == (size_t)pa->len;
+        bool prefix_ok = !*prefix || starts_with_ci(key, prefix);
+        if (pa->force_close || depth >= s->st.max_word_tokens) {
+            /* a word by itself, or as long as words get: take all its mass */
+            if (*key && complete && prefix_ok) word_close(s, pa, pa->p, row, false);
+            continue;
+        }
+        fp_softmax(row, V, s->st.temperature, w->probs);
+        /* the mass of tokens that begin a new word ends this one */
+        double p_end = 0.0;
+        int32_t ext[EXT_PER_PATH];
+        int32_t n_ext = 0;
+        for (int32_t t = 0; t < V; t++) {
+            uint8_t f = m->tok_flags[t];
+            if (f & FP_TOK_CONTROL) continue;
+            if (f & FP_TOK_WORD_START) { p_end += w->probs[t]; continue; }
+            /* keep the EXT_PER_PATH most probable in-word tokens (insertion into a tiny sorted list) */
+            if (n_ext < EXT_PER_PATH || w->probs[t] > w->probs[ext[n_ext - 1]]) {
+                int32_t j = n_ext < EXT_PER_PATH ? n_ext++ : EXT_PER_PATH - 1;
+                while (j > 0 && w->probs[ext[j - 1]] < w->probs[t]) { ext[j] = ext[j - 1]; j--; }
+                ext[j] = t;
+            }
+        }
+        if (*key && complete && prefix_ok && p_end > 0) word_close(s, pa, pa->p * p_end, row, false);
+        for (int32_t j = 0; j < n_ext; j++) {
+            double pc = pa->p * w->probs[ext[j]];
+            if (pc < MIN_PATH_P) break;
+            path *c = &w->next[nn];
+            *c = *pa;
+            c->p = pc;
+            c->parent = i;
+            c->seq = -1;
+            if (!path_push(m, c, ext[j])) continue;
+            if (*prefix && !prefix_compatible(strip_lead(c->text), prefix)) continue;
+            nn++;
+        }
+    }
+    *n_next = nn;
+    return FP_OK;
+}
+
+/* Chooses the next frontier from the extensions and gives each a sequence:
+ * the first surviving child of a path inherits its sequence, the others get
+ * a copy (seq_cp tags the same cells; nothing is decoded). */
+static int32_t next_frontier(fp_session *s, int32_t n_open, int32_t n_next) {
+    struct fp_cloud_ws *w = s->cloud;
+    llama_memory_t mem = fp_engine_mem(s->engine);
+    qsort(w->next, (size_t)n_next, sizeof *w->next, cmp_path_desc);
+    double bar = kth_word_p(w, s->st.k);
+    int32_t kept = 0;
+    for (int32_t i = 0; i < n_next && kept < s->st.beam_width; i++) {
+        path *c = &w->next[i];
+        if (c->p <= bar) break; /* cannot beat the k-th word any more */
+        path *parent = &w->cur[c->parent];
+        if (parent->parent != -2) {
+            c->seq = parent->seq;      /* inherit */
+            w->ref[c->seq]++;
+            parent->parent = -2;       /* mark: its sequence has been handed on */
+        } else {
+            int32_t q = scratch_alloc(s);
+            if (q < 0) continue;       /* no sequence left: the path is dropped */
+            llama_memory_seq_cp(mem, parent->seq, q, -1, -1);
+            c->seq = q;
+            w->ref[q]++;
+        }
+        w->next[kept++] = *c;
+    }
+    /* the old frontier lets go of its sequences */
+    for (int32_t i = 0; i < n_open; i++) unref(s, w->cur[i].seq);
+    memcpy(w->cur, w->next, sizeof *w->cur * (size_t)kept);
+    return kept;
+}
+
+static int cmp_word_desc(const void *a, const void *b, void *ctx) {
+    const word *ws = ctx;
+    double x = ws[*(const int32_t *)a].p, y = ws[*(const int32_t *)b].p;
+    return x < y ? 1 : (x > y ? -1 : 0);
+}
+
+/* ------------------------------------------------------------ previews */
+
+/* Most probable next token for a preview; at a word's end only tokens that
+ * start a new word qualify (otherwise the word would have been longer). */
+static int32_t preview_pick(const fp_model *m, const float *row, int32_t V, bool word_end) {
+    int32_t best = -1;
+    for (int32_t t = 0; t < V; t++) {
+        uint8_t f = m->tok_flags[t];
+        if (f & FP_TOK_CONTROL) continue;
+        if (word_end && !(f & FP_TOK_WORD_START)) continue;
+        if (best < 0 || row[t] > row[best]) best = t;
+    }
+    return best;
+}
+
+static bool preview_push(const fp_model *m, fp_candidate *c, int32_t t) {
+    int32_t n;
+    const char *pc = fp_piece(m, t, &n);
+    size_t len = strlen(c->preview);
+    if (c->n_preview >= FP_MAX_PREVIEW || len + (size_t)n >= FP_MAX_TEXT) return false;
+    memcpy(c->preview + len, pc, (size_t)n);
+    c->preview[len + (size_t)n] = 0;
+    c->preview_tokens[c->n_preview++] = t;
+    return true;
+}
+
+/* Does the preview stop after token t? At the end of a sentence or phrase,
+ * once it holds a few tokens: a lone "." says little about where a word leads. */
+static bool preview_done(const fp_model *m, const fp_candidate *c, int32_t t) {
+    return (m->tok_flags[t] & FP_TOK_PHRASE_END) && c->n_preview >= 4;
+}
+
+/* A preview cut by its length may end inside a word ("in the p"): drop that
+ * partial word, unless it is all there is. */
+static void preview_trim(const fp_model *m, fp_candidate *c) {
+    int32_t cut = c->n_preview - 1;
+    while (cut > 0 && !(m->tok_flags[c->preview_tokens[cut]] & FP_TOK_WORD_START)) cut--;
+    if (cut <= 0) return;
+    c->n_preview = cut;
+    size_t len = 0;
+    for (int32_t i = 0; i < cut; i++) {
+        int32_t n;
+        const char *pc = fp_piece(m, c->preview_tokens[i], &n);
+        memcpy(c->preview + len, pc, (size_t)n);
+        len += (size_t)n;
+    }
+    c->preview[len] = 0;
+}
+
+static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_out, fp_error *err) {
+    struct fp_cloud_ws *w = s->cloud;
+    fp_engine *e = s->engine;
+    const fp_model *m = e->model;
+    int32_t V = s->n_vocab;
+    int32_t L = s->st.lookahead;
+    bool active[64] = {0};
+    int32_t n_active = 0;
+    for (int32_t i = 0; i < n_out; i++) {
+        w->live_dec[i] = 0;
+        if (out[i].is_eog || L == 0) continue;
+        int32_t t = preview_pick(m, w->live_logits + (size_t)i * (size_t)V, V, s->st.granularity != FP_GRAN_TOKEN);
+        if (t < 0 || (m->tok_flags[t] & FP_TOK_EOG) || !preview_push(m, &out[i], t)) continue;
+        if (preview_done(m, &out[i], t) || L == 1 || w->live_seq[i] < 0) continue;
+        active[i] = true;
+        n_active++;
+    }
+    int32_t idx[64];
+    while (n_active > 0) {
+        fp_batch_clear(e);
+        int32_t nb = 0;
+        for (int32_t i = 0; i < n_out; i++) {
+            if (!active[i]) continue;
+            fp_candidate *c = &out[i];
+            fp_batch_add(e, c->preview_tokens[c->n_preview - 1], s->n_past + c->n_tokens + c->n_preview - 1,
+                         w->live_seq[i], true);
+            idx[nb++] = i;
+        }
+        fp_status st = fp_engine_decode(e, err);
+        if (st != FP_OK) return st;
+        for (int32_t b = 0; b < nb; b++) {
+            int32_t i = idx[b];
+            fp_candidate *c = &out[i];
+            w->live_dec[i]++;
+            const float *row = llama_get_logits_ith(e->ctx, b);
+            int32_t t = row ? preview_pick(m, row, V, false) : -1;
+            bool ended = t < 0 || (m->tok_flags[t] & FP_TOK_EOG) || !preview_push(m, c, t) || preview_done(m, c, t);
+            if (ended || c->n_preview >= L) { active[i] = false; n_active--; }
+            if (!ended && c->n_preview >= L) preview_trim(m, c);
+        }
+    }
+    return FP_OK;
+}
+
+/* ------------------------------------------------------------- compute */
+
+fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefix,
+                           fp_candidate *out, int32_t *n_out, float *other, fp_error *err) {
+    fp_status st = ws_ensure(s, err);
+    if (st != FP_OK) return st;
+    struct fp_cloud_ws *w = s->cloud;
+    fp_engine *e = s->engine;
+    llama_memory_t mem = fp_engine_mem(e);
+    int32_t V = s->n_vocab;
+    bool token_mode = s->st.granularity == FP_GRAN_TOKEN;
+    if (!prefix) prefix = "";
+
+    fp_cloud_drop_live(s);
+    memset(w->ref, 0, sizeof(int32_t) * (size_t)w->n_seq);
+    for (int32_t i = 0; i < w->wcap; i++) { w->words[i].used = false; w->row_used[i] = false; }
+    *n_out = 0;
+    *other = 1.0f;
+
+    fp_dist_compute(&s->dist, logits, V, s->chain, 8 * s->st.beam_width + 64);
+    int32_t n_open = seed_frontier(s, prefix, token_mode);
+
+    /* every first-step path gets its own sequence sharing the trunk's cells */
+    int32_t kept = 0;
+    for (int32_t i = 0; i < n_open; i++) {
+        int32_t q = scratch_alloc(s);
+        if (q < 0) break;
+        llama_memory_seq_cp(mem, s->trunk_seq, q, -1, -1);
+        w->cur[kept] = w->cur[i];
+        w->cur[kept].seq = q;
+        w->ref[q] = 1;
+        kept++;
+    }
+    if (kept == 0 && n_open > 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequences for the branches of a fork");
+    n_open = kept;
+
+    for (int32_t depth = 1; n_open > 0; depth++) {
+        int32_t n_next = 0;
+        st = beam_step(s, n_open, depth, prefix, &n_next, err);
+        if (st != FP_OK) { fp_cloud_drop_live(s); return st; }
+        n_open = next_frontier(s, n_open, n_next);
+    }
+
+    /* the shown words: the k most probable */
+    int32_t nw = 0;
+    for (int32_t i = 0; i < w->wcap; i++) if (w->words[i].used) w->order[nw++] = i;
+    qsort_r(w->order, (size_t)nw, sizeof(int32_t), cmp_word_desc, w->words);
+    if (nw > s->st.k) nw = s->st.k;
+    double shown = 0.0;
+    for (int32_t r = 0; r < nw; r++) {
+        word *wd = &w->words[w->order[r]];
+        fp_candidate *c = &out[r];
+        memset(c, 0, sizeof *c);
+        snprintf(c->text, sizeof c->text, "%s", wd->text);
+        memcpy(c->tokens, wd->tok, sizeof(int32_t) * (size_t)wd->n);
+        c->n_tokens = wd->eog ? 0 : wd->n;
+        c->prob = (float)wd->p;
+        c->is_eog = wd->eog;
+        shown += wd->p;
+        if (wd->row >= 0)
+            memcpy(w->live_logits + (size_t)r * (size_t)V, w->rows + (size_t)wd->row * (size_t)V, sizeof(float) * (size_t)V);
+        /* one sequence per shown word: a shared one is copied up to the word's end */
+        int32_t q = wd->seq;
+        for (int32_t r2 = 0; r2 < r && q >= 0; r2++) {
+            if (w->live_seq[r2] == q) {
+                int32_t nq = scratch_alloc(s);
+                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, s->n_past + wd->n);
+                q = nq;
+                break;
+            }
+        }
+        w->live_seq[r] = q;
+    }
+    /* each shown word's sequence ends with the word: drop longer paths' cells,
+     * and give back every sequence no shown word holds */
+    for (int32_t r = 0; r < nw; r++)
+        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], s->n_past + out[r].n_tokens, -1);
+    for (int32_t i = s->n_scratch - 1; i >= 0; i--) {
+        int32_t q = s->scratch[i];
+        bool held = false;
+        for (int32_t r = 0; r < nw; r++) held |= w->live_seq[r] == q;
+        if (!held) scratch_free(s, q);
+    }
+    *n_out = nw;
+    *other = shown >= 1.0 ? 0.0f : (float)(1.0 - shown);
+
+    st = compute_previews(s, out, nw, err);
+    if (st != FP_OK) { fp_cloud_drop_live(s); return st; }
+    s->live.valid = true;
+    return FP_OK;
+}

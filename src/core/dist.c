@@ -1,0 +1,136 @@
+/*
+ * dist.c — the next-token distribution and how uncertain it is.
+ *
+ * The logits pass through llama.cpp's own sampler chain (repetition penalty,
+ * top-k, top-p, min-p, temperature), so the probabilities a person sees are
+ * the ones the sampler would draw from. Then:
+ *
+ *   p_i     = exp(z_i - max z) / sum_j exp(z_j - max z)     over surviving tokens
+ *   H       = -sum_i p_i log2 p_i                             (bits)
+ *   top1    = max p_i,   margin = top1 - top2
+ *
+ * Only the top few entries are sorted (a heap selection, O(V log M)); the
+ * fork test needs top1 and top2, the cloud needs the head of the list.
+ */
+#include "core/internal.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+fp_status fp_dist_init(fp_dist *d, int32_t n_vocab) {
+    memset(d, 0, sizeof *d);
+    d->items = malloc(sizeof *d->items * (size_t)n_vocab);
+    d->scratch = malloc(sizeof *d->scratch * (size_t)n_vocab);
+    d->cap = n_vocab;
+    return d->items && d->scratch ? FP_OK : FP_ERR_NOMEM;
+}
+
+void fp_dist_free(fp_dist *d) {
+    free(d->items);
+    free(d->scratch);
+    memset(d, 0, sizeof *d);
+}
+
+struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab) {
+    struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
+    cp.no_perf = true;
+    struct llama_sampler *c = llama_sampler_chain_init(cp);
+    if (!c) return NULL;
+    if (st->repeat_penalty != 1.0f && st->repeat_last_n != 0)
+        llama_sampler_chain_add(c, llama_sampler_init_penalties(n_vocab, st->repeat_last_n, st->repeat_penalty, 0.0f, 0.0f));
+    if (st->top_k > 0) llama_sampler_chain_add(c, llama_sampler_init_top_k(st->top_k));
+    if (st->top_p < 1.0f) llama_sampler_chain_add(c, llama_sampler_init_top_p(st->top_p, 1));
+    if (st->min_p > 0.0f) llama_sampler_chain_add(c, llama_sampler_init_min_p(st->min_p, 1));
+    llama_sampler_chain_add(c, llama_sampler_init_temp(st->temperature));
+    return c;
+}
+
+/* Min-heap on p, for keeping the M largest entries. */
+static void heap_down(fp_tokp *h, int32_t n, int32_t i) {
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && h[l].p < h[m].p) m = l;
+        if (r < n && h[r].p < h[m].p) m = r;
+        if (m == i) return;
+        fp_tokp t = h[i]; h[i] = h[m]; h[m] = t;
+        i = m;
+    }
+}
+
+static int cmp_desc(const void *a, const void *b) {
+    float x = ((const fp_tokp *)a)->p, y = ((const fp_tokp *)b)->p;
+    if (x != y) return x < y ? 1 : -1;
+    return ((const fp_tokp *)a)->token - ((const fp_tokp *)b)->token; /* stable ties */
+}
+
+/* Moves the M most probable entries to the front, in descending order. */
+static void sort_head(fp_tokp *v, int32_t n, int32_t m) {
+    if (m > n) m = n;
+    if (m <= 0) return;
+    if (m * 8 >= n) { qsort(v, (size_t)n, sizeof *v, cmp_desc); return; }
+    for (int32_t i = m / 2 - 1; i >= 0; i--) heap_down(v, m, i);
+    for (int32_t i = m; i < n; i++) {
+        if (v[i].p > v[0].p || (v[i].p == v[0].p && v[i].token < v[0].token)) {
+            fp_tokp t = v[0]; v[0] = v[i]; v[i] = t;
+            heap_down(v, m, 0);
+        }
+    }
+    qsort(v, (size_t)m, sizeof *v, cmp_desc);
+}
+
+void fp_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
+                     struct llama_sampler *chain, int32_t sort_top) {
+    for (int32_t i = 0; i < n_vocab; i++) {
+        d->scratch[i].id = i;
+        d->scratch[i].logit = logits[i];
+        d->scratch[i].p = 0.0f;
+    }
+    llama_token_data_array cur = { .data = d->scratch, .size = (size_t)n_vocab, .selected = -1, .sorted = false };
+    llama_sampler_apply(chain, &cur);
+    float mx = -INFINITY;
+    for (size_t i = 0; i < cur.size; i++) if (cur.data[i].logit > mx) mx = cur.data[i].logit;
+    double sum = 0.0;
+    int32_t n = 0;
+    for (size_t i = 0; i < cur.size; i++) {
+        float z = cur.data[i].logit;
+        if (!isfinite(z)) continue; /* masked out by a sampler */
+        float e = expf(z - mx);
+        d->items[n].token = cur.data[i].id;
+        d->items[n].p = e;
+        sum += e;
+        n++;
+    }
+    for (int32_t i = 0; i < n; i++) d->items[i].p = (float)(d->items[i].p / sum);
+    d->n = n;
+    sort_head(d->items, n, sort_top < 2 ? 2 : sort_top);
+}
+
+fp_uncertainty fp_dist_uncertainty(const fp_dist *d) {
+    fp_uncertainty u = {0};
+    double h = 0.0;
+    for (int32_t i = 0; i < d->n; i++) {
+        double p = d->items[i].p;
+        if (p > 0) h -= p * log2(p);
+    }
+    u.entropy_bits = (float)h;
+    u.top1 = d->n > 0 ? d->items[0].p : 0.0f;
+    u.margin = u.top1 - (d->n > 1 ? d->items[1].p : 0.0f);
+    return u;
+}
+
+void fp_softmax(const float *logits, int32_t n, float temperature, float *probs) {
+    float t = temperature > 0 ? temperature : 1.0f;
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < n; i++) if (logits[i] > mx) mx = logits[i];
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) { probs[i] = expf((logits[i] - mx) / t); sum += probs[i]; }
+    float inv = (float)(1.0 / sum);
+    for (int32_t i = 0; i < n; i++) probs[i] *= inv;
+}
+
+int32_t fp_argmax(const float *v, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++) if (v[i] > v[best]) best = i;
+    return best;
+}

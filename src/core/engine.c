@@ -1,0 +1,164 @@
+/*
+ * engine.c — one llama.cpp context shared by every session, and its sequences.
+ *
+ * The KV cache is unified: all sequences draw cells from one pool, and
+ * llama_memory_seq_cp only tags existing cells with another sequence id. That
+ * is what makes branching cheap: a branch shares its prefix with the trunk
+ * and pays only for its own tokens.
+ *
+ * Sequence ids are a pool. Each session holds one trunk sequence for its
+ * lifetime and borrows scratch sequences for the branches of its open fork.
+ * When the pool runs dry the engine takes back the scratch sequences of the
+ * least recently used *other* session (its fork stays valid; committing it
+ * will then decode the chosen tokens in its trunk instead of copying them).
+ *
+ * All decoding goes through fp_engine_decode so that calls and tokens are
+ * counted: tests use the counts to prove no accepted token is decoded twice.
+ */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+fp_engine_params fp_engine_default_params(void) {
+    fp_engine_params p = { .n_ctx = 0, .n_seq_max = 64, .n_threads = 0 };
+    return p;
+}
+
+fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_error *err) {
+    fp_engine_params p = params ? *params : fp_engine_default_params();
+    if (!model) { fp_fail(err, FP_ERR_ARG, "no model"); return NULL; }
+    if (model->vocab_only) {
+        fp_fail(err, FP_ERR_MODEL, "%s is loaded vocab-only: it cannot generate", model->path);
+        return NULL;
+    }
+    if (p.n_seq_max < 2 || p.n_seq_max > 256) {
+        fp_fail(err, FP_ERR_ARG, "n_seq_max must be 2..256 (got %u)", p.n_seq_max);
+        return NULL;
+    }
+    uint32_t train = (uint32_t)llama_model_n_ctx_train(model->lm);
+    uint32_t n_ctx = p.n_ctx ? p.n_ctx : (train > 4096 ? 4096 : train);
+    if (n_ctx < 64) n_ctx = 64;
+    int32_t threads = p.n_threads > 0 ? p.n_threads : (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1) threads = 1;
+
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_ctx < 2048 ? n_ctx : 2048;
+    cp.n_ubatch = cp.n_batch < 512 ? cp.n_batch : 512;
+    cp.n_seq_max = p.n_seq_max;
+    cp.n_threads = threads;
+    cp.n_threads_batch = threads;
+    cp.kv_unified = true;   /* one cell pool: branches share their prefix cells */
+    cp.no_perf = true;
+    struct llama_context *ctx = llama_init_from_model(model->lm, cp);
+    if (!ctx) { fp_fail(err, FP_ERR_MODEL, "llama.cpp could not create a context of %u cells", n_ctx); return NULL; }
+
+    fp_engine *e = calloc(1, sizeof *e);
+    if (!e) { llama_free(ctx); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    e->model = model;
+    e->ctx = ctx;
+    e->n_ctx = llama_n_ctx(ctx);
+    e->n_seq_max = p.n_seq_max;
+    e->n_batch = (int32_t)cp.n_batch;
+    e->n_pos_max = (int32_t)(e->n_ctx < train ? e->n_ctx : train);
+    e->batch = llama_batch_init(e->n_batch, 0, 1);
+    e->seq_owner = calloc(p.n_seq_max, sizeof *e->seq_owner);
+    if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    return e;
+}
+
+void fp_engine_free(fp_engine *e) {
+    if (!e) return;
+    if (e->batch.token) llama_batch_free(e->batch);
+    if (e->ctx) llama_free(e->ctx);
+    free(e->seq_owner);
+    free(e->sessions);
+    free(e);
+}
+
+const fp_model *fp_engine_model(const fp_engine *e) { return e->model; }
+uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
+uint64_t fp_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
+uint64_t fp_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
+llama_memory_t fp_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
+
+void fp_batch_clear(fp_engine *e) { e->batch.n_tokens = 0; }
+
+bool fp_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits) {
+    struct llama_batch *b = &e->batch;
+    if (b->n_tokens >= e->n_batch) return false;
+    int32_t i = b->n_tokens++;
+    b->token[i] = token;
+    b->pos[i] = pos;
+    b->n_seq_id[i] = 1;
+    b->seq_id[i][0] = seq;
+    b->logits[i] = logits;
+    return true;
+}
+
+fp_status fp_engine_decode(fp_engine *e, fp_error *err) {
+    if (e->batch.n_tokens == 0) return FP_OK;
+    e->n_decode_calls++;
+    e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
+    if (e->trace) e->trace(e->trace_ud, &e->batch);
+    int32_t rc = llama_decode(e->ctx, e->batch);
+    if (rc == 1) return fp_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
+    if (rc != 0) return fp_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);
+    return FP_OK;
+}
+
+fp_status fp_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
+                                int32_t pos0, bool want_last, fp_error *err) {
+    for (int32_t i = 0; i < n; ) {
+        fp_batch_clear(e);
+        int32_t j = i;
+        while (j < n && fp_batch_add(e, tokens[j], pos0 + j, seq, want_last && j == n - 1)) j++;
+        fp_status st = fp_engine_decode(e, err);
+        if (st != FP_OK) return st;
+        i = j;
+    }
+    return FP_OK;
+}
+
+void fp_engine_register(fp_engine *e, fp_session *s) {
+    if (e->n_sessions == e->cap_sessions) {
+        int32_t nc = e->cap_sessions ? e->cap_sessions * 2 : 8;
+        fp_session **ns = realloc(e->sessions, sizeof *ns * (size_t)nc);
+        if (!ns) return; /* a session missing here only cannot be reclaimed from */
+        e->sessions = ns;
+        e->cap_sessions = nc;
+    }
+    e->sessions[e->n_sessions++] = s;
+}
+
+void fp_engine_unregister(fp_engine *e, fp_session *s) {
+    for (int32_t i = 0; i < e->n_sessions; i++)
+        if (e->sessions[i] == s) { e->sessions[i] = e->sessions[--e->n_sessions]; break; }
+    for (uint32_t q = 0; q < e->n_seq_max; q++)
+        if (e->seq_owner[q] == s) fp_seq_free(e, (int32_t)q);
+}
+
+int32_t fp_seq_alloc(fp_engine *e, fp_session *owner) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (uint32_t q = 0; q < e->n_seq_max; q++)
+            if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }
+        /* none free: take back the idle branches of the least recently used other session */
+        fp_session *victim = NULL;
+        for (int32_t i = 0; i < e->n_sessions; i++) {
+            fp_session *s = e->sessions[i];
+            if (s == owner || s->n_scratch == 0) continue;
+            if (!victim || s->last_use < victim->last_use) victim = s;
+        }
+        if (!victim) return -1;
+        fp_session_release_scratch(victim);
+    }
+    return -1;
+}
+
+void fp_seq_free(fp_engine *e, int32_t seq) {
+    if (seq < 0 || (uint32_t)seq >= e->n_seq_max) return;
+    llama_memory_seq_rm(fp_engine_mem(e), seq, -1, -1);
+    e->seq_owner[seq] = NULL;
+}

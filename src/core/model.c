@@ -1,0 +1,210 @@
+/*
+ * model.c — loading a GGUF model and the tokenizer facts built on top of it.
+ *
+ * Loading checks the file's header first, so the common failures (missing
+ * file, not GGUF, GGUF v1, no weights) get a precise message instead of
+ * llama.cpp's generic "failed to load". llama.cpp's own log is silenced
+ * unless the caller asks for it; its last error line is kept and quoted in
+ * our error message so nothing useful is lost.
+ *
+ * At load every token's piece (its bytes) is rendered once and classified
+ * (starts a word, punctuation, end of sentence, ...). The word grouping and
+ * the fork budget read these flags on every step, so they must be cheap.
+ */
+#include "core/internal.h"
+
+#include <errno.h>
+#include <gguf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <pthread.h>
+
+/* ---- llama.cpp logging: quiet by default, last error kept for messages */
+
+static _Thread_local char g_last_log_error[200];
+static bool g_verbose;
+
+static void log_cb(enum ggml_log_level level, const char *text, void *ud) {
+    (void)ud;
+    if (g_verbose) fputs(text, stderr);
+    if (level == GGML_LOG_LEVEL_ERROR) {
+        snprintf(g_last_log_error, sizeof g_last_log_error, "%s", text);
+        size_t n = strlen(g_last_log_error);
+        while (n > 0 && (g_last_log_error[n - 1] == '\n' || g_last_log_error[n - 1] == ' '))
+            g_last_log_error[--n] = 0;
+    }
+}
+
+static pthread_once_t g_backend_once = PTHREAD_ONCE_INIT;
+static void backend_init(void) {
+    llama_log_set(log_cb, NULL);
+    llama_backend_init();
+}
+
+fp_model_params fp_model_default_params(void) {
+    fp_model_params p = { .vocab_only = false, .verbose = false };
+    return p;
+}
+
+/* Reads the 8-byte GGUF header: magic and version. */
+static fp_status check_header(const char *path, fp_error *err) {
+    struct stat st;
+    if (stat(path, &st) != 0) return fp_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return fp_fail(err, FP_ERR_IO, "model %s is not a regular file", path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return fp_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
+    unsigned char h[8];
+    size_t n = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (n < 8 || memcmp(h, "GGUF", 4) != 0)
+        return fp_fail(err, FP_ERR_MODEL, "%s is not a GGUF file (bad magic)", path);
+    uint32_t version = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
+    if (version < 2)
+        return fp_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, which llama.cpp no longer supports (need 2 or 3); reconvert it", path, version);
+    if (version > 3)
+        return fp_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, newer than this llama.cpp supports", path, version);
+    return FP_OK;
+}
+
+/* Returns the number of tensors, or -1 when gguf cannot parse the file. */
+static int64_t count_tensors(const char *path) {
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) return -1;
+    int64_t n = gguf_get_n_tensors(g);
+    gguf_free(g);
+    return n;
+}
+
+static bool is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+static bool is_punct(unsigned char c) {
+    return c < 0x80 && c > ' ' && !(c >= '0' && c <= '9') && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
+        && c != '\'' && c != '-' && c != '_';
+}
+
+/* Classifies one token from its piece. */
+static uint8_t classify(const struct llama_vocab *v, int32_t t, const char *p, int32_t n) {
+    uint8_t f = 0;
+    if (llama_vocab_is_eog(v, t)) return FP_TOK_EOG | FP_TOK_WORD_START;
+    enum llama_token_attr a = llama_vocab_get_attr(v, t);
+    if (a & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_UNUSED))
+        return FP_TOK_CONTROL | FP_TOK_EMPTY;
+    if (n == 0) return FP_TOK_EMPTY | FP_TOK_CONTROL;
+    const unsigned char *u = (const unsigned char *)p;
+    if (is_space(u[0]) || is_punct(u[0])) f |= FP_TOK_WORD_START;
+    int32_t i = 0;
+    while (i < n && u[i] == ' ') i++;
+    bool punct_only = i < n;
+    for (int32_t j = i; j < n; j++) if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
+    if (punct_only) f |= FP_TOK_PUNCT_ONLY;
+    for (int32_t j = 0; j < n; j++) {
+        if (u[j] == '.' || u[j] == '!' || u[j] == '?' || u[j] == '\n') f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;
+        if (u[j] == ',' || u[j] == ';' || u[j] == ':') f |= FP_TOK_PHRASE_END;
+    }
+    return f;
+}
+
+/* Renders and classifies every token once. */
+static fp_status build_pieces(fp_model *m, fp_error *err) {
+    int32_t nv = m->n_vocab;
+    size_t cap = (size_t)nv * 8 + 64, used = 0;
+    m->pieces = malloc(cap);
+    m->piece_off = malloc(sizeof(int32_t) * ((size_t)nv + 1));
+    m->tok_flags = malloc((size_t)nv);
+    if (!m->pieces || !m->piece_off || !m->tok_flags) return fp_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
+    char buf[256];
+    for (int32_t t = 0; t < nv; t++) {
+        int32_t n = llama_token_to_piece(m->vocab, t, buf, sizeof buf, 0, false);
+        if (n < 0) n = 0; /* a piece longer than 256 bytes is not a word candidate */
+        if (used + (size_t)n > cap) {
+            cap = cap * 2 + (size_t)n;
+            char *np = realloc(m->pieces, cap);
+            if (!np) return fp_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
+            m->pieces = np;
+        }
+        m->piece_off[t] = (int32_t)used;
+        memcpy(m->pieces + used, buf, (size_t)n);
+        used += (size_t)n;
+        m->tok_flags[t] = classify(m->vocab, t, buf, n);
+    }
+    m->piece_off[nv] = (int32_t)used;
+    return FP_OK;
+}
+
+fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_error *err) {
+    fp_model_params p = params ? *params : fp_model_default_params();
+    if (!path || !*path) { fp_fail(err, FP_ERR_ARG, "no model path given"); return NULL; }
+    g_verbose = p.verbose;
+    pthread_once(&g_backend_once, backend_init);
+    if (check_header(path, err) != FP_OK) return NULL;
+    int64_t nt = count_tensors(path);
+    if (nt < 0) {
+        fp_fail(err, FP_ERR_MODEL, "%s is truncated or corrupt (GGUF header unreadable%s%s)", path,
+                g_last_log_error[0] ? ": " : "", g_last_log_error);
+        return NULL;
+    }
+    if (nt == 0 && !p.vocab_only) {
+        fp_fail(err, FP_ERR_MODEL, "%s has no weights (a vocab-only file): it can tokenize but not generate", path);
+        return NULL;
+    }
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = p.vocab_only;
+    mp.n_gpu_layers = 0;
+    g_last_log_error[0] = 0;
+    struct llama_model *lm = llama_model_load_from_file(path, mp);
+    if (!lm) {
+        fp_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s%s%s", path,
+                g_last_log_error[0] ? ": " : " (truncated or corrupt?)", g_last_log_error);
+        return NULL;
+    }
+    fp_model *m = calloc(1, sizeof *m);
+    if (!m) { llama_model_free(lm); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    m->lm = lm;
+    m->vocab = llama_model_get_vocab(lm);
+    m->n_vocab = llama_vocab_n_tokens(m->vocab);
+    m->vocab_only = p.vocab_only;
+    m->path = strdup(path);
+    if (!m->path || build_pieces(m, err) != FP_OK) {
+        if (!m->path) fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        fp_model_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void fp_model_free(fp_model *m) {
+    if (!m) return;
+    if (m->lm) llama_model_free(m->lm);
+    free(m->pieces);
+    free(m->piece_off);
+    free(m->tok_flags);
+    free(m->path);
+    free(m);
+}
+
+int32_t fp_model_n_vocab(const fp_model *m) { return m->n_vocab; }
+int32_t fp_model_n_ctx_train(const fp_model *m) { return m->vocab_only ? 0 : llama_model_n_ctx_train(m->lm); }
+bool fp_model_is_vocab_only(const fp_model *m) { return m->vocab_only; }
+const char *fp_model_path(const fp_model *m) { return m->path; }
+
+int32_t fp_tokenize(const fp_model *m, const char *text, size_t len, int32_t *tokens, int32_t cap, bool add_bos) {
+    if (!fp_utf8_valid(text, len) || len > INT32_MAX / 2) return -1;
+    int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, tokens, cap, add_bos, false);
+    if (n == INT32_MIN) return -1;
+    return n < 0 ? -n : n;
+}
+
+int32_t fp_token_piece(const fp_model *m, int32_t t, char *out, int32_t cap) {
+    if (t < 0 || t >= m->n_vocab) return 0;
+    int32_t n;
+    const char *p = fp_piece(m, t, &n);
+    if (n > cap) return -n;
+    memcpy(out, p, (size_t)n);
+    return n;
+}
+
+int32_t fp_detokenize(const fp_model *m, const int32_t *tokens, int32_t n, char *out, int32_t cap) {
+    return llama_detokenize(m->vocab, tokens, n, out, cap, true, false);
+}

@@ -1,0 +1,479 @@
+/*
+ * http.c — civetweb set-up, access checks and the JSON API routes.
+ *
+ * Why a single catch-all handler: the routes are few and share the same
+ * checks (token, Host, Origin, body limit, UTF-8, JSON), which are easiest to
+ * keep correct in one place. The handler threads only parse and validate;
+ * anything touching a session becomes an srv_job for the worker thread.
+ * The page itself (web/) is compiled into the binary: nothing is served from
+ * disk, so the server never exposes files.
+ */
+#include "server/serve.h"
+
+#include <civetweb.h>
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " \
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* ------------------------------------------------------------ sending */
+
+/* Writes a complete response. extra_name/extra_value add one header (a
+ * cookie) when non-NULL. */
+static void send_response(struct mg_connection *c, int status, const char *ctype,
+                          const char *body, size_t len, const char *extra_name,
+                          const char *extra_value)
+{
+    char lenbuf[32];
+    snprintf(lenbuf, sizeof lenbuf, "%zu", len);
+    mg_response_header_start(c, status);
+    mg_response_header_add(c, "Content-Type", ctype, -1);
+    mg_response_header_add(c, "Content-Length", lenbuf, -1);
+    mg_response_header_add(c, "Cache-Control", "no-store", -1);
+    mg_response_header_add(c, "X-Content-Type-Options", "nosniff", -1);
+    mg_response_header_add(c, "Referrer-Policy", "no-referrer", -1);
+    if (strncmp(ctype, "text/html", 9) == 0)
+        mg_response_header_add(c, "Content-Security-Policy", CSP, -1);
+    if (extra_name && extra_value) mg_response_header_add(c, extra_name, extra_value, -1);
+    mg_response_header_send(c);
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    if (len > 0 && strcmp(ri->request_method, "HEAD") != 0) mg_write(c, body, len);
+}
+
+static void send_json(struct mg_connection *c, int status, const char *json)
+{
+    send_response(c, status, "application/json; charset=utf-8", json, strlen(json), NULL, NULL);
+}
+
+/* Sends {"error": msg} with the given status. */
+static int send_error(struct mg_connection *c, int status, const char *msg)
+{
+    char *j = srv_json_error(msg);
+    send_json(c, status, j ? j : "{\"error\":\"out of memory\"}");
+    free(j);
+    return status;
+}
+
+/* ------------------------------------------------------------- checks */
+
+/* Finds the token the client presented: Authorization: Bearer, the
+ * X-Forkpoint-Token header, ?token= or the fp_token cookie (set when the
+ * page was opened with ?token=, so the browser's own requests carry it). */
+static bool token_ok(const struct mg_connection *c, const char *want, bool *from_query)
+{
+    *from_query = false;
+    char buf[256];
+    const char *h = mg_get_header(c, "Authorization");
+    if (h && strncmp(h, "Bearer ", 7) == 0 && srv_token_equal(h + 7, want)) return true;
+    h = mg_get_header(c, "X-Forkpoint-Token");
+    if (h && srv_token_equal(h, want)) return true;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    if (ri->query_string &&
+        mg_get_var(ri->query_string, strlen(ri->query_string), "token", buf, sizeof buf) > 0 &&
+        srv_token_equal(buf, want)) {
+        *from_query = true;
+        return true;
+    }
+    h = mg_get_header(c, "Cookie");
+    if (h && mg_get_cookie(h, "fp_token", buf, sizeof buf) > 0 && srv_token_equal(buf, want))
+        return true;
+    return false;
+}
+
+/* Why: a page on another site must not drive a local server (CSRF, DNS
+ * rebinding). Without a token, the Host header must name the loopback
+ * interface; an Origin header, when present, must be this server. */
+static bool host_ok(srv_app *app, const struct mg_connection *c)
+{
+    if (app->cfg.token) return true;  /* the token is the guard off loopback */
+    const char *h = mg_get_header(c, "Host");
+    if (!h) return true;              /* HTTP/1.0 clients */
+    size_t n = strlen(h);
+    if (h[0] == '[') {                 /* [v6]:port */
+        const char *rb = strchr(h, ']');
+        if (rb) n = (size_t)(rb - h) + 1;
+    } else {                           /* name:port */
+        const char *colon = strchr(h, ':');
+        if (colon) n = (size_t)(colon - h);
+    }
+    return (n == 9 && strncmp(h, "127.0.0.1", 9) == 0) ||
+           (n == 9 && strncmp(h, "localhost", 9) == 0) ||
+           (n == 5 && strncmp(h, "[::1]", 5) == 0);
+}
+
+/* True when the request has no Origin or its Origin is this very server. */
+bool srv_origin_ok(const struct mg_connection *c)
+{
+    const char *o = mg_get_header(c, "Origin");
+    if (!o) return true;
+    const char *h = mg_get_header(c, "Host");
+    if (!h) return false;
+    const char *rest = NULL;
+    if (strncmp(o, "http://", 7) == 0) rest = o + 7;
+    else if (strncmp(o, "https://", 8) == 0) rest = o + 8;
+    return rest && strcmp(rest, h) == 0;
+}
+
+/* All access checks for HTTP and WebSocket requests. Returns 0 when the
+ * request may proceed, else the HTTP status with *why set. */
+int srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_cookie, const char **why)
+{
+    *set_cookie = false;
+    if (!host_ok(app, c)) { *why = "Host header must name the loopback interface"; return 403; }
+    if (app->cfg.token) {
+        bool from_query;
+        if (!token_ok(c, app->cfg.token, &from_query)) {
+            *why = "missing or wrong token";
+            return 401;
+        }
+        *set_cookie = from_query;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- bodies */
+
+/* Reads the request body into a malloc'd NUL-terminated buffer of at most
+ * SRV_MAX_BODY bytes. Returns 0, or an HTTP status: 413 when too large,
+ * 400 when the client went away before sending all of it. */
+static int read_body(struct mg_connection *c, char **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    if (ri->content_length > (long long)SRV_MAX_BODY) return 413;
+    char *buf = malloc(SRV_MAX_BODY + 2);
+    if (!buf) return 503;
+    size_t len = 0;
+    for (;;) {
+        int n = mg_read(c, buf + len, SRV_MAX_BODY + 1 - len);
+        if (n < 0) { free(buf); return 400; }
+        if (n == 0) break;
+        len += (size_t)n;
+        if (len > SRV_MAX_BODY) { free(buf); return 413; }
+    }
+    if (ri->content_length >= 0 && (long long)len != ri->content_length) {
+        free(buf);
+        return 400;  /* truncated: the client disconnected mid-request */
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* Reads and parses a JSON object body. An empty body is {} when allowed.
+ * Returns 0 with *json set, or a status after sending the error. */
+static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok)
+{
+    *json = NULL;
+    char *body;
+    size_t len;
+    int st = read_body(c, &body, &len);
+    if (st == 413) return send_error(c, 413, "request body too large (limit 64 KiB)");
+    if (st == 503) return send_error(c, 503, "out of memory");
+    if (st) return send_error(c, 400, "incomplete request body");
+    size_t ws = strspn(body, " \t\r\n");
+    if (ws == len) {
+        free(body);
+        if (!empty_ok) return send_error(c, 400, "a JSON body is required");
+        *json = cJSON_CreateObject();
+        return *json ? 0 : send_error(c, 503, "out of memory");
+    }
+    if (!fp_utf8_valid(body, len)) {
+        free(body);
+        return send_error(c, 400, "body is not valid UTF-8");
+    }
+    if (memchr(body, '\0', len)) {
+        free(body);
+        return send_error(c, 400, "body contains a NUL byte");
+    }
+    cJSON *j = cJSON_ParseWithLength(body, len);
+    free(body);
+    if (!j) return send_error(c, 400, "malformed JSON");
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        return send_error(c, 400, "the body must be a JSON object");
+    }
+    *json = j;
+    return 0;
+}
+
+/* Reads an integer field. Returns 1 when present and integral, 0 when
+ * absent, -1 when present but not an integer. */
+static int get_int(const cJSON *o, const char *name, int64_t *out)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    if (!v) return 0;
+    if (!cJSON_IsNumber(v)) return -1;
+    double d = v->valuedouble;
+    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) return -1;
+    *out = (int64_t)d;
+    return 1;
+}
+
+/* ------------------------------------------------------------- routes */
+
+/* Runs a job and sends its result. */
+static int run_job(srv_app *app, struct mg_connection *c, srv_job *job)
+{
+    srv_worker_submit(app, job);
+    int st = job->status ? job->status : 500;
+    if (!job->body) {
+        send_error(c, 500, "internal error");
+    } else if (job->ctype) {
+        send_response(c, st, job->ctype, job->body, strlen(job->body), NULL, NULL);
+    } else {
+        send_json(c, st, job->body);
+    }
+    free(job->body);
+    job->body = NULL;
+    return st;
+}
+
+static int method_not_allowed(struct mg_connection *c)
+{
+    return send_error(c, 405, "method not allowed");
+}
+
+/* POST /api/sessions */
+static int route_create(srv_app *app, struct mg_connection *c)
+{
+    cJSON *j;
+    int st = parse_body(c, &j, false);
+    if (st) return st;
+    const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    const cJSON *settings = cJSON_GetObjectItemCaseSensitive(j, "settings");
+    if (!cJSON_IsString(prompt)) {
+        cJSON_Delete(j);
+        return send_error(c, 400, "\"prompt\" must be a string");
+    }
+    if (settings && !cJSON_IsObject(settings) && !cJSON_IsNull(settings)) {
+        cJSON_Delete(j);
+        return send_error(c, 400, "\"settings\" must be an object");
+    }
+    char *sj = cJSON_IsObject(settings) ? cJSON_PrintUnformatted(settings) : NULL;
+    srv_job job = {.kind = JOB_CREATE, .text = prompt->valuestring, .settings = sj};
+    st = run_job(app, c, &job);
+    free(sj);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* POST /api/sessions/{id}/{action} */
+static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
+                        const char *action)
+{
+    cJSON *j;
+    int st = parse_body(c, &j, true);
+    if (st) return st;
+    srv_job job = {0};
+    snprintf(job.sid, sizeof job.sid, "%s", sid);
+    char *sj = NULL;
+    int64_t v = 0;
+    const char *bad = NULL;
+
+    if (strcmp(action, "choose") == 0) {
+        job.kind = JOB_CHOOSE;
+        int r = get_int(j, "index", &v);
+        const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");
+        if (r != 1) bad = "\"index\" must be an integer";
+        else if (ap && !cJSON_IsBool(ap)) bad = "\"accept_preview\" must be a boolean";
+        job.index = (int32_t)v;
+        job.flag = ap && cJSON_IsTrue(ap);
+    } else if (strcmp(action, "type") == 0) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prefix");
+        if (t && p) bad = "give either \"text\" or \"prefix\", not both";
+        else if (t && cJSON_IsString(t)) { job.kind = JOB_TYPE; job.text = t->valuestring; }
+        else if (p && cJSON_IsString(p)) { job.kind = JOB_PREFIX; job.text = p->valuestring; }
+        else bad = "\"text\" or \"prefix\" must be a string";
+    } else if (strcmp(action, "undo") == 0) {
+        job.kind = JOB_UNDO;
+    } else if (strcmp(action, "continue") == 0) {
+        job.kind = JOB_CONTINUE;
+    } else if (strcmp(action, "shown") == 0) {
+        job.kind = JOB_SHOWN;
+    } else if (strcmp(action, "goto") == 0) {
+        int rf = get_int(j, "fork_id", &v);
+        if (rf == 1) { job.kind = JOB_GOTO_FORK; job.index = (int32_t)v; }
+        else if (rf == 0 && (rf = get_int(j, "offset", &v)) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
+        else bad = "give an integer \"fork_id\" or \"offset\"";
+    } else if (strcmp(action, "settings") == 0) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "settings");
+        job.kind = JOB_SETTINGS;
+        if (s && !cJSON_IsObject(s)) bad = "\"settings\" must be an object";
+        else if (!(sj = cJSON_PrintUnformatted(s ? s : j))) bad = "out of memory";
+        job.settings = sj;
+    } else {
+        cJSON_Delete(j);
+        return send_error(c, 404, "unknown action");
+    }
+    if (bad) {
+        free(sj);
+        cJSON_Delete(j);
+        return send_error(c, 400, bad);
+    }
+    st = run_job(app, c, &job);
+    free(sj);
+    cJSON_Delete(j);
+    return st;
+}
+
+/* Everything under /api/. path is the part after "/api/". */
+static int route_api(srv_app *app, struct mg_connection *c, const char *method, const char *path)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+    bool post = strcmp(method, "POST") == 0;
+
+    if (strcmp(path, "health") == 0) {
+        if (!get) return method_not_allowed(c);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddBoolToObject(o, "ok", true);
+        cJSON_AddStringToObject(o, "version", FP_VERSION);
+        cJSON_AddStringToObject(o, "model", app->model_path);
+        char *s = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        send_json(c, 200, s ? s : "{}");
+        free(s);
+        return 200;
+    }
+    if (strncmp(path, "sessions", 8) != 0 || (path[8] != '\0' && path[8] != '/'))
+        return send_error(c, 404, "not found");
+    const char *rest = path[8] ? path + 9 : "";
+    if (*rest == '\0') {
+        if (get) { srv_job job = {.kind = JOB_LIST}; return run_job(app, c, &job); }
+        if (post) return route_create(app, c);
+        return method_not_allowed(c);
+    }
+    const char *slash = strchr(rest, '/');
+    size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+    if (!srv_id_valid(rest, idlen)) return send_error(c, 404, "unknown session");
+    char sid[SRV_ID_LEN + 1];
+    memcpy(sid, rest, SRV_ID_LEN);
+    sid[SRV_ID_LEN] = '\0';
+    const char *action = slash ? slash + 1 : "";
+
+    srv_job job = {0};
+    snprintf(job.sid, sizeof job.sid, "%s", sid);
+    if (*action == '\0') {
+        if (get) { job.kind = JOB_GET; return run_job(app, c, &job); }
+        if (strcmp(method, "DELETE") == 0) { job.kind = JOB_DELETE; return run_job(app, c, &job); }
+        return method_not_allowed(c);
+    }
+    if (strcmp(action, "tree") == 0) {
+        if (!get) return method_not_allowed(c);
+        job.kind = JOB_TREE;
+        return run_job(app, c, &job);
+    }
+    if (strcmp(action, "events.jsonl") == 0) {
+        if (!get) return method_not_allowed(c);
+        job.kind = JOB_EVENTS;
+        return run_job(app, c, &job);
+    }
+    if (strcmp(action, "ws") == 0) return send_error(c, 400, "WebSocket upgrade required");
+    if (!post) return method_not_allowed(c);
+    return route_action(app, c, sid, action);
+}
+
+/* The catch-all request handler. */
+static int handle(struct mg_connection *c, void *cbdata)
+{
+    srv_app *app = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    const char *method = ri->request_method;
+    const char *uri = ri->local_uri ? ri->local_uri : "/";
+    double t0 = srv_now_ms();
+    int st;
+
+    bool set_cookie;
+    const char *why = NULL;
+    int deny = srv_access_check(app, c, &set_cookie, &why);
+    if (deny) {
+        st = send_error(c, deny, why);
+    } else if (strncmp(uri, "/api/", 5) == 0) {
+        bool mutating = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+        if (mutating && !srv_origin_ok(c))
+            st = send_error(c, 403, "cross-origin request refused");
+        else
+            st = route_api(app, c, method, uri + 5);
+    } else {
+        const char *p = strcmp(uri, "/") == 0 ? "/index.html" : uri;
+        const srv_asset *a = NULL;
+        for (size_t i = 0; i < srv_n_assets; i++)
+            if (strcmp(srv_assets[i].path, p) == 0) a = &srv_assets[i];
+        if (!a) {
+            st = send_error(c, 404, "not found");
+        } else if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+            st = method_not_allowed(c);
+        } else {
+            char cookie[400];
+            if (set_cookie)
+                snprintf(cookie, sizeof cookie, "fp_token=%s; Path=/; HttpOnly; SameSite=Strict",
+                         app->cfg.token);
+            send_response(c, 200, a->ctype, (const char *)a->data, a->len,
+                          set_cookie ? "Set-Cookie" : NULL, set_cookie ? cookie : NULL);
+            st = 200;
+        }
+    }
+    if (!app->cfg.quiet)
+        fprintf(stderr, "%s %s -> %d (%.1f ms)\n", method, uri, st, srv_now_ms() - t0);
+    return st;
+}
+
+/* civetweb logs through this; keep its noise to real errors. */
+static int log_message(const struct mg_connection *c, const char *msg)
+{
+    (void)c;
+    fprintf(stderr, "civetweb: %s\n", msg);
+    return 1;
+}
+
+/* Starts listening. Fills app->port with the port actually bound. */
+int srv_http_start(srv_app *app, char *err, size_t cap)
+{
+    char ports[300], threads[16];
+    const char *h = app->cfg.host;
+    bool v6 = strchr(h, ':') != NULL;
+    snprintf(ports, sizeof ports, v6 ? "[%s]:%d" : "%s:%d", h, app->cfg.port);
+    snprintf(threads, sizeof threads, "%d", app->cfg.http_threads);
+    const char *opts[] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        "request_timeout_ms", "30000",
+        "websocket_timeout_ms", "3600000",
+        "enable_websocket_ping_pong", "yes",
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "5000",
+        NULL
+    };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    cb.log_message = log_message;
+    struct mg_init_data init = {.callbacks = &cb, .user_data = app, .configuration_options = opts};
+    struct mg_error_data ed;
+    char ebuf[256] = "";
+    memset(&ed, 0, sizeof ed);
+    ed.text = ebuf;
+    ed.text_buffer_size = sizeof ebuf;
+    app->ctx = mg_start2(&init, &ed);
+    if (!app->ctx) {
+        snprintf(err, cap, "cannot listen on %s: %s", ports, ebuf[0] ? ebuf : "unknown error");
+        return -1;
+    }
+    struct mg_server_port sp[4];
+    int n = mg_get_server_ports(app->ctx, 4, sp);
+    app->port = n > 0 ? sp[0].port : app->cfg.port;
+    mg_set_request_handler(app->ctx, "**", handle, app);
+    srv_ws_register(app);
+    return 0;
+}
+
+void srv_http_stop(srv_app *app)
+{
+    if (app->ctx) mg_stop(app->ctx);
+    app->ctx = NULL;
+}

@@ -1,0 +1,226 @@
+/*
+ * main.c — `forkpoint-serve`: the Forkpoint web app (HTTP + WebSocket).
+ *
+ * Why a separate binary: the server links civetweb and SQLite, which the
+ * terminal front end does not need; `forkpoint serve ...` runs this program
+ * with the same flags (a leading "serve" word is accepted and skipped).
+ *
+ * Start-up order matters: the model, engine, database and restored sessions
+ * are set up before the worker thread exists, then handed to it; signals are
+ * blocked before any thread starts so that only main's sigwait sees them.
+ * Shutdown runs the other way: stop HTTP (whose handlers may still wait on
+ * jobs, so the worker keeps running), then the worker, then free.
+ */
+#include "server/serve.h"
+
+#include <civetweb.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: forkpoint-serve [serve] [options]\n"
+        "  --model PATH       GGUF model (default: the stories260K default model)\n"
+        "  --host ADDR        address to bind (default 127.0.0.1); off loopback needs --token\n"
+        "  --port N           port (default 8080; 0 = any free port)\n"
+        "  --token SECRET     require this token (also $FORKPOINT_TOKEN)\n"
+        "  --db PATH          SQLite database (default ${XDG_DATA_HOME:-~/.local/share}/forkpoint/forkpoint.db)\n"
+        "  --ctx N            KV cells shared by all sessions (0 = engine default)\n"
+        "  --seq-max N        engine sequences, 1..256 (default 256)\n"
+        "  --threads N        CPU threads for the model (0 = all)\n"
+        "  --max-live N       sessions kept resident in the engine (default 16)\n"
+        "  --http-threads N   HTTP worker threads (default 64)\n"
+        "  --quiet            no request log on stderr\n"
+        "  --help, --version\n"
+        "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
+}
+
+/* Parses a non-negative integer flag value in [lo, hi]. */
+static bool parse_num(const char *flag, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < lo || n > hi) {
+        fprintf(stderr, "forkpoint-serve: %s wants a number in %ld..%ld, got \"%s\"\n", flag, lo, hi, v);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+bool srv_host_is_loopback(const char *h)
+{
+    return strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0 || strcmp(h, "localhost") == 0;
+}
+
+int srv_parse_args(int argc, char **argv, srv_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->host = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->n_seq_max = 256;
+    cfg->max_live = 16;
+    cfg->http_threads = 64;
+    const char *env_token = getenv("FORKPOINT_TOKEN");
+    if (env_token && *env_token) cfg->token = env_token;
+
+    int i = 1;
+    if (i < argc && strcmp(argv[i], "serve") == 0) i++;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 1; }
+        if (strcmp(a, "--version") == 0) { printf("forkpoint-serve %s\n", FP_VERSION); return 1; }
+        if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) { cfg->quiet = true; continue; }
+        /* --flag value or --flag=value */
+        char name[32];
+        const char *val = NULL;
+        const char *eq = strchr(a, '=');
+        if (strncmp(a, "--", 2) == 0 && eq && (size_t)(eq - a) < sizeof name) {
+            memcpy(name, a, (size_t)(eq - a));
+            name[eq - a] = '\0';
+            val = eq + 1;
+        } else {
+            snprintf(name, sizeof name, "%s", a);
+            if (i + 1 < argc) val = argv[i + 1], i++;
+        }
+        bool known = true;
+        long n = 0;
+        if (!val) { fprintf(stderr, "forkpoint-serve: %s needs a value\n", name); return -1; }
+        if (strcmp(name, "--model") == 0) cfg->model = val;
+        else if (strcmp(name, "--host") == 0) cfg->host = val;
+        else if (strcmp(name, "--token") == 0) cfg->token = val;
+        else if (strcmp(name, "--db") == 0) cfg->db_path = val;
+        else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
+        else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
+        else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
+        else if (strcmp(name, "--threads") == 0) { if (!parse_num(name, val, 0, 1024, &n)) return -1; cfg->n_threads = (int32_t)n; }
+        else if (strcmp(name, "--max-live") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_live = (int)n; }
+        else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 1024, &n)) return -1; cfg->http_threads = (int)n; }
+        else known = false;
+        if (!known) {
+            fprintf(stderr, "forkpoint-serve: unknown option %s (try --help)\n", name);
+            return -1;
+        }
+    }
+    if (cfg->token && (!*cfg->token || strlen(cfg->token) > 200 || strpbrk(cfg->token, " ;,\"\\\r\n"))) {
+        fprintf(stderr, "forkpoint-serve: --token must be 1..200 characters without spaces, ';', ',', quotes or backslashes\n");
+        return -1;
+    }
+    if (!srv_host_is_loopback(cfg->host) && !cfg->token) {
+        fprintf(stderr, "forkpoint-serve: --host %s is not loopback: give --token (or $FORKPOINT_TOKEN)\n",
+                cfg->host);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads model and engine, opens the database and restores sessions. */
+static int setup_engine(srv_app *app)
+{
+    fp_error err = {0};
+    if (fp_resolve_default_model(app->cfg.model, app->model_path, sizeof app->model_path, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint-serve: no model: %s\n", err.message);
+        return -1;
+    }
+    fp_model_params mp = fp_model_default_params();
+    app->model = fp_model_load(app->model_path, &mp, &err);
+    if (!app->model) {
+        fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
+        return -1;
+    }
+    if (fp_model_is_vocab_only(app->model)) {
+        fprintf(stderr, "forkpoint-serve: %s has no weights\n", app->model_path);
+        return -1;
+    }
+    fp_engine_params ep = fp_engine_default_params();
+    ep.n_seq_max = app->cfg.n_seq_max;
+    if (app->cfg.n_ctx) ep.n_ctx = app->cfg.n_ctx;
+    ep.n_threads = app->cfg.n_threads;
+    app->engine = fp_engine_new(app->model, &ep, &err);
+    if (!app->engine) {
+        fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
+        return -1;
+    }
+    char msg[512];
+    if (srv_store_open(app, msg, sizeof msg) != 0) {
+        fprintf(stderr, "forkpoint-serve: %s\n", msg);
+        return -1;
+    }
+    app->live = calloc((size_t)app->cfg.max_live, sizeof *app->live);
+    if (!app->live) return -1;
+    return srv_sessions_open(app, &err);
+}
+
+static void teardown(srv_app *app)
+{
+    if (app->live) srv_sessions_close(app);
+    free(app->live);
+    app->live = NULL;
+    srv_store_close(app);
+    if (app->engine) fp_engine_free(app->engine);
+    if (app->model) fp_model_free(app->model);
+    app->engine = NULL;
+    app->model = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    static srv_app app;  /* large (lanes, ws table): not on the stack */
+    int pr = srv_parse_args(argc, argv, &app.cfg);
+    if (pr != 0) return pr > 0 ? 0 : 2;
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pthread_mutex_init(&app.q_mu, NULL);
+    pthread_cond_init(&app.q_cv, NULL);
+    pthread_cond_init(&app.done_cv, NULL);
+    pthread_mutex_init(&app.ws_mu, NULL);
+    /* versions only grow, also across restarts: start from the clock (ms) */
+    app.version = (uint64_t)time(NULL) * 1000u;
+
+    int rc = 1;
+    mg_init_library(0);
+    if (setup_engine(&app) != 0) goto out;
+    if (srv_worker_start(&app) != 0) {
+        fprintf(stderr, "forkpoint-serve: cannot start the worker thread\n");
+        goto out;
+    }
+    char err[512];
+    if (srv_http_start(&app, err, sizeof err) != 0) {
+        fprintf(stderr, "forkpoint-serve: %s\n", err);
+        srv_worker_stop(&app);
+        goto out;
+    }
+    bool v6 = strchr(app.cfg.host, ':') != NULL;
+    printf(v6 ? "listening on http://[%s]:%d/\n" : "listening on http://%s:%d/\n",
+           app.cfg.host, app.port);
+    if (!app.cfg.quiet)
+        fprintf(stderr, "forkpoint-serve: model %s, database %s\n", app.model_path, app.db_path);
+    fflush(stdout);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (!app.cfg.quiet) fprintf(stderr, "forkpoint-serve: signal %d, stopping\n", sig);
+    srv_http_stop(&app);
+    srv_worker_stop(&app);
+    rc = 0;
+out:
+    teardown(&app);
+    mg_exit_library();
+    pthread_mutex_destroy(&app.ws_mu);
+    pthread_cond_destroy(&app.done_cv);
+    pthread_cond_destroy(&app.q_cv);
+    pthread_mutex_destroy(&app.q_mu);
+    return rc;
+}

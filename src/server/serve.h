@@ -1,0 +1,217 @@
+/*
+ * serve.h — internal interfaces of `forkpoint-serve`, the web front end.
+ *
+ * Why one header: the server is a handful of small modules (options, the
+ * engine worker, the session registry, SQLite storage, JSON rendering, HTTP
+ * routes, WebSocket fan-out) that share two structures, the configuration and
+ * the application context. Keeping their contracts together makes the
+ * threading rules visible in one place:
+ *
+ *   - civetweb handler threads parse requests and never touch fp_* objects;
+ *     they fill an srv_job and wait for it (srv_worker_submit).
+ *   - one worker thread owns the fp_model, the fp_engine, every fp_session
+ *     and the SQLite connection; it runs jobs in round-robin order over
+ *     sessions, so one busy session cannot starve the others.
+ *   - WebSocket clients live in a fixed table guarded by ws_mu; the worker
+ *     broadcasts state to them after every committed change.
+ */
+#ifndef FORKPOINT_SERVE_H
+#define FORKPOINT_SERVE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "forkpoint.h"
+
+struct mg_connection;
+struct mg_context;
+typedef struct sqlite3 sqlite3;
+
+#define SRV_ID_LEN 16             /* hex characters in a session id */
+#define SRV_MAX_BODY (64 * 1024)  /* request bodies above this get 413 */
+#define SRV_MAX_LANES 64          /* sessions with queued work at once */
+#define SRV_MAX_WS 128            /* WebSocket clients at once */
+#define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
+
+/* ------------------------------------------------------------ options */
+
+typedef struct srv_config {
+    const char *model;        /* --model, or NULL for fp_resolve_default_model */
+    const char *host;         /* --host, default 127.0.0.1 */
+    int         port;         /* --port, default 8080; 0 = any free port */
+    const char *token;        /* --token, required off loopback */
+    const char *db_path;      /* --db, or NULL for the XDG default */
+    uint32_t    n_seq_max;    /* --seq-max, engine sequences (1..256), default 256 */
+    uint32_t    n_ctx;        /* --ctx, KV cells; 0 = engine default */
+    int32_t     n_threads;    /* --threads, 0 = all CPUs */
+    int         max_live;     /* --max-live, sessions resident in the engine */
+    int         http_threads; /* --http-threads, civetweb workers */
+    bool        quiet;        /* --quiet: no request log on stderr */
+} srv_config;
+
+/* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
+ * and the program should exit 0, -1 on a bad flag (message on stderr). */
+int srv_parse_args(int argc, char **argv, srv_config *cfg);
+/* True when host names the loopback interface (127.x, ::1, localhost). */
+bool srv_host_is_loopback(const char *host);
+
+/* ---------------------------------------------------------------- jobs */
+
+typedef enum srv_job_kind {
+    JOB_LIST = 0, JOB_CREATE, JOB_GET, JOB_DELETE, JOB_EXISTS,
+    JOB_CHOOSE, JOB_TYPE, JOB_PREFIX, JOB_UNDO, JOB_CONTINUE,
+    JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
+    JOB_TREE, JOB_EVENTS
+} srv_job_kind;
+
+/* One unit of engine work. Lives on the submitting thread's stack; inputs
+ * point into data that thread keeps alive until the job is done. */
+typedef struct srv_job {
+    srv_job_kind kind;
+    char         sid[SRV_ID_LEN + 1];  /* session, "" for global jobs */
+    /* inputs */
+    int32_t      index;        /* candidate index / fork id */
+    int64_t      offset;       /* byte offset (goto) */
+    bool         flag;         /* accept_preview */
+    const char  *text;         /* prompt, typed text or prefix (NUL-terminated) */
+    const char  *settings;     /* settings JSON object text, or NULL */
+    /* outputs */
+    int          status;       /* HTTP status */
+    char        *body;         /* malloc'd response body (JSON unless ctype says) */
+    const char  *ctype;        /* NULL = application/json */
+    /* queue bookkeeping */
+    bool             done;
+    struct srv_job  *next;
+} srv_job;
+
+/* ----------------------------------------------------------- sessions */
+
+/* A session resident in the engine. Owned by the worker thread. */
+typedef struct srv_live {
+    bool        used;
+    char        id[SRV_ID_LEN + 1];
+    char        title[SRV_TITLE_MAX];
+    int64_t     created;       /* unix seconds */
+    uint64_t    last_used;     /* LRU tick */
+    uint64_t    version;       /* bumps on every change, sent to clients */
+    double      last_ms;       /* engine time of the last decision */
+    fp_session *s;
+} srv_live;
+
+/* A connected WebSocket client. Guarded by app->ws_mu. */
+typedef struct srv_ws {
+    struct mg_connection *conn;
+    char     sid[SRV_ID_LEN + 1];
+    int      client_no;        /* shown to other clients in highlight events */
+    int      n_candidates;     /* of the last state sent (validates highlight) */
+    bool     ready;            /* handshake done */
+} srv_ws;
+
+/* ------------------------------------------------------------ the app */
+
+typedef struct srv_app {
+    srv_config          cfg;
+    char                model_path[1024];
+    char                db_path[1024];
+    /* worker-owned */
+    fp_model           *model;
+    fp_engine          *engine;
+    sqlite3            *db;
+    srv_live           *live;          /* cfg.max_live entries */
+    uint64_t            tick;
+    uint64_t            version;
+    /* the queue */
+    pthread_mutex_t     q_mu;
+    pthread_cond_t      q_cv;          /* work arrived / lane freed */
+    pthread_cond_t      done_cv;       /* some job finished */
+    struct {
+        char     sid[SRV_ID_LEN + 1];
+        srv_job *head, *tail;
+        bool     used;
+    }                   lanes[SRV_MAX_LANES];
+    int                 rr;            /* next lane to look at */
+    bool                stopping;
+    pthread_t           worker;
+    bool                worker_started;
+    /* WebSocket clients */
+    pthread_mutex_t     ws_mu;
+    srv_ws              ws[SRV_MAX_WS];
+    int                 ws_next_no;
+    /* HTTP */
+    struct mg_context  *ctx;
+    int                 port;          /* actual port */
+} srv_app;
+
+/* worker.c: starts the thread (which owns the engine from then on). */
+int  srv_worker_start(srv_app *app);
+/* Queues job and blocks until the worker has run it. Returns 0, or -1 when
+ * the server is stopping (job->status is then 503). */
+int  srv_worker_submit(srv_app *app, srv_job *job);
+/* Asks the worker to finish queued jobs and exit; joins it. */
+void srv_worker_stop(srv_app *app);
+
+/* sessions.c: runs one job on the worker thread. */
+void srv_exec(srv_app *app, srv_job *job);
+/* Loads the engine-side objects; called once on the worker before serving. */
+int  srv_sessions_open(srv_app *app, fp_error *err);
+/* Saves nothing (all is saved already) and frees every live session. */
+void srv_sessions_close(srv_app *app);
+
+/* store.c: SQLite persistence, used by the worker only. */
+int   srv_store_open(srv_app *app, char *err, size_t cap);
+void  srv_store_close(srv_app *app);
+int   srv_store_put(srv_app *app, const char *id, const char *title, int64_t created,
+                    const char *doc);
+/* Returns a malloc'd document (and fills title/created), or NULL when the
+ * id is unknown (*found = false) or on error. */
+char *srv_store_get(srv_app *app, const char *id, char *title, size_t title_cap,
+                    int64_t *created, bool *found);
+int   srv_store_delete(srv_app *app, const char *id);
+/* Appends {"id","title","created","updated"} objects, newest first. */
+int   srv_store_list(srv_app *app, void *cjson_array);
+/* Ids of the most recently updated sessions, newest first; returns count. */
+int   srv_store_recent(srv_app *app, char (*ids)[SRV_ID_LEN + 1], int cap);
+
+/* state.c: JSON views of a session (worker thread). */
+char *srv_state_json(srv_app *app, const srv_live *l);
+char *srv_events_jsonl(const fp_session *s);
+
+/* http.c: civetweb set-up and routes. */
+int  srv_http_start(srv_app *app, char *err, size_t cap);
+/* Host/token checks shared by HTTP and WebSocket: 0, or the status to send
+ * (401/403) with *why set; *set_cookie when the token came in the query. */
+int  srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_cookie,
+                      const char **why);
+/* True when the request has no Origin header or names this server. */
+bool srv_origin_ok(const struct mg_connection *c);
+void srv_http_stop(srv_app *app);
+
+/* ws.c: WebSocket handlers and fan-out. */
+void srv_ws_register(srv_app *app);
+/* Sends a state document to every client of the session (any thread). */
+void srv_ws_broadcast_state(srv_app *app, const char *sid, const char *state_json,
+                            int n_candidates);
+/* Closes every client of a deleted session. */
+void srv_ws_drop_session(srv_app *app, const char *sid);
+
+/* util.c */
+char *srv_json_error(const char *msg);               /* {"error":msg}, malloc'd */
+int   srv_status_http(fp_status st);                 /* fp_status -> HTTP code */
+bool  srv_id_valid(const char *s, size_t len);       /* 16 lowercase hex */
+int   srv_random_id(char out[SRV_ID_LEN + 1]);
+bool  srv_token_equal(const char *a, const char *b); /* constant time */
+double srv_now_ms(void);
+
+/* web assets compiled in by the generator (build/gen/web_assets.c). */
+typedef struct srv_asset {
+    const char          *path;   /* "/index.html" */
+    const char          *ctype;
+    const unsigned char *data;
+    size_t               len;
+} srv_asset;
+extern const srv_asset srv_assets[];
+extern const size_t    srv_n_assets;
+
+#endif /* FORKPOINT_SERVE_H */

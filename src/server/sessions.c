@@ -1,0 +1,407 @@
+/*
+ * sessions.c — the session registry and the job executor (worker thread).
+ *
+ * Why: every call into the core library happens here, on the worker thread.
+ * Sessions are resident in the engine (a srv_live slot) or only in SQLite;
+ * a job naming a non-resident session restores it first. The engine has a
+ * fixed number of sequences (each session takes 1 + beam_width), so when
+ * the resident table is full or the engine reports FP_ERR_CAPACITY the
+ * least recently used other session is evicted (it is saved after every
+ * change, so eviction loses nothing) and the call is retried; only when
+ * nothing is left to evict does the client get 503.
+ */
+#include "server/serve.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ----------------------------------------------------------- registry */
+
+static srv_live *live_find(srv_app *app, const char *id)
+{
+    for (int i = 0; i < app->cfg.max_live; i++)
+        if (app->live[i].used && strcmp(app->live[i].id, id) == 0) return &app->live[i];
+    return NULL;
+}
+
+/* Frees the least recently used resident session other than keep.
+ * Returns true when one was evicted. */
+static bool evict_lru(srv_app *app, const srv_live *keep)
+{
+    srv_live *victim = NULL;
+    for (int i = 0; i < app->cfg.max_live; i++) {
+        srv_live *l = &app->live[i];
+        if (!l->used || l == keep) continue;
+        if (!victim || l->last_used < victim->last_used) victim = l;
+    }
+    if (!victim) return false;
+    if (!app->cfg.quiet) fprintf(stderr, "forkpoint-serve: evicting session %s\n", victim->id);
+    fp_session_free(victim->s);
+    memset(victim, 0, sizeof *victim);
+    return true;
+}
+
+/* A free slot, evicting the LRU session if the table is full. */
+static srv_live *free_slot(srv_app *app)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < app->cfg.max_live; i++)
+            if (!app->live[i].used) return &app->live[i];
+        if (!evict_lru(app, NULL)) break;
+    }
+    return NULL;
+}
+
+static void touch(srv_app *app, srv_live *l) { l->last_used = ++app->tick; }
+
+/* Writes the session's document to SQLite. Why after every change: the
+ * brief is that a restarted (or crashed) server shows every committed
+ * decision. A failed save is logged; the in-memory session stays valid. */
+static void persist(srv_app *app, srv_live *l)
+{
+    char *doc = fp_session_save(l->s);
+    if (!doc) {
+        fprintf(stderr, "forkpoint-serve: fp_session_save(%s) failed\n", l->id);
+        return;
+    }
+    srv_store_put(app, l->id, l->title, l->created, doc);
+    free(doc);
+}
+
+/* Makes a session resident: found in the table, or restored from SQLite.
+ * On failure sets job->status/body and returns NULL. */
+static srv_live *load(srv_app *app, srv_job *job)
+{
+    srv_live *l = live_find(app, job->sid);
+    if (l) { touch(app, l); return l; }
+
+    char title[SRV_TITLE_MAX];
+    int64_t created = 0;
+    bool found = false;
+    char *doc = srv_store_get(app, job->sid, title, sizeof title, &created, &found);
+    if (!found) {
+        job->status = 404;
+        job->body = srv_json_error("unknown session");
+        return NULL;
+    }
+    if (!doc) {
+        job->status = 500;
+        job->body = srv_json_error("cannot read the session from the database");
+        return NULL;
+    }
+    l = free_slot(app);
+    if (!l) {
+        free(doc);
+        job->status = 503;
+        job->body = srv_json_error("no room for another session");
+        return NULL;
+    }
+    fp_error err = {0};
+    fp_session *s;
+    while (!(s = fp_session_restore(app->engine, doc, &err)) &&
+           err.code == FP_ERR_CAPACITY && evict_lru(app, NULL))
+        memset(&err, 0, sizeof err);
+    free(doc);
+    if (!s) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
+        job->status = err.code == FP_ERR_CAPACITY ? 503 : 500;
+        job->body = srv_json_error(msg);
+        return NULL;
+    }
+    l->used = true;
+    l->s = s;
+    snprintf(l->id, sizeof l->id, "%s", job->sid);
+    snprintf(l->title, sizeof l->title, "%s", title);
+    l->created = created;
+    l->version = ++app->version;
+    touch(app, l);
+    return l;
+}
+
+/* Puts the session's state into the response; when changed, bumps the
+ * version, saves, and pushes the state to its WebSocket clients. */
+static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
+{
+    if (changed) {
+        l->version = ++app->version;
+        persist(app, l);
+    }
+    char *state = srv_state_json(app, l);
+    if (!state) {
+        job->status = 500;
+        job->body = srv_json_error("out of memory");
+        return;
+    }
+    if (changed) {
+        const fp_fork *f = fp_session_fork(l->s);
+        srv_ws_broadcast_state(app, l->id, state, f ? f->n_candidates : 0);
+    }
+    job->status = 200;
+    job->body = state;
+}
+
+static void reply_fp_error(srv_job *job, const fp_error *err, fp_status st)
+{
+    job->status = srv_status_http(st);
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s", err->message[0] ? err->message : fp_status_name(st));
+    job->body = srv_json_error(msg);
+}
+
+/* A session title: the prompt's first line, cut at a character boundary. */
+static void make_title(const char *prompt, char *out, size_t cap)
+{
+    size_t n = strcspn(prompt, "\r\n");
+    if (n > cap - 1) n = cap - 1;
+    n = fp_utf8_complete_prefix(prompt, n);
+    memcpy(out, prompt, n);
+    out[n] = '\0';
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static void job_list(srv_app *app, srv_job *job)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arr = cJSON_AddArrayToObject(o, "sessions");
+    if (!o || !arr || srv_store_list(app, arr) != 0) {
+        cJSON_Delete(o);
+        job->status = 500;
+        job->body = srv_json_error("cannot list sessions");
+        return;
+    }
+    cJSON *it;
+    cJSON_ArrayForEach(it, arr) {
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
+        cJSON_AddBoolToObject(it, "live", id && live_find(app, id) != NULL);
+    }
+    job->body = cJSON_PrintUnformatted(o);
+    job->status = job->body ? 200 : 500;
+    cJSON_Delete(o);
+}
+
+static void job_create(srv_app *app, srv_job *job)
+{
+    fp_settings set = fp_default_settings();
+    fp_error err = {0};
+    fp_status st;
+    if (job->settings && (st = fp_settings_from_json(job->settings, &set, &err)) != FP_OK) {
+        reply_fp_error(job, &err, st);
+        return;
+    }
+    if ((st = fp_settings_validate(&set, &err)) != FP_OK) {
+        reply_fp_error(job, &err, st);
+        return;
+    }
+    char id[SRV_ID_LEN + 1];
+    if (srv_random_id(id) != 0) {
+        job->status = 500;
+        job->body = srv_json_error("no randomness for a session id");
+        return;
+    }
+    srv_live *l = free_slot(app);
+    if (!l) {
+        job->status = 503;
+        job->body = srv_json_error("no room for another session");
+        return;
+    }
+    double t0 = srv_now_ms();
+    fp_session *s;
+    while (!(s = fp_session_new(app->engine, job->text, &set, &err)) &&
+           err.code == FP_ERR_CAPACITY && evict_lru(app, NULL))
+        memset(&err, 0, sizeof err);
+    if (!s) {
+        if (err.code == FP_ERR_CAPACITY) {
+            job->status = 503;
+            char msg[320];
+            snprintf(msg, sizeof msg, "server at capacity: %s", err.message);
+            job->body = srv_json_error(msg);
+        } else {
+            reply_fp_error(job, &err, err.code ? err.code : FP_ERR_ARG);
+        }
+        return;
+    }
+    l->used = true;
+    l->s = s;
+    snprintf(l->id, sizeof l->id, "%s", id);
+    snprintf(job->sid, sizeof job->sid, "%s", id);
+    make_title(job->text, l->title, sizeof l->title);
+    l->created = (int64_t)time(NULL);
+    l->last_ms = srv_now_ms() - t0;
+    touch(app, l);
+    reply_state(app, l, job, true);
+    if (job->status == 200) job->status = 201;
+}
+
+static void job_delete(srv_app *app, srv_job *job)
+{
+    srv_live *l = live_find(app, job->sid);
+    if (l) {
+        fp_session_free(l->s);
+        memset(l, 0, sizeof *l);
+    }
+    int rc = srv_store_delete(app, job->sid);
+    if (rc < 0) {
+        job->status = 500;
+        job->body = srv_json_error("cannot delete the session");
+        return;
+    }
+    if (rc == 1 && !l) {
+        job->status = 404;
+        job->body = srv_json_error("unknown session");
+        return;
+    }
+    srv_ws_drop_session(app, job->sid);
+    job->status = 200;
+    job->body = strdup("{\"deleted\":true}");
+}
+
+/* Decisions and navigation: the calls that change a session. */
+static void job_change(srv_app *app, srv_job *job, srv_live *l)
+{
+    fp_session *s = l->s;
+    const fp_fork *f = fp_session_fork(s);
+    fp_error err = {0};
+    fp_status st = FP_OK;
+    double t0 = srv_now_ms();
+
+    switch (job->kind) {
+    case JOB_CHOOSE:
+        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
+        if (job->index < 0 || job->index >= f->n_candidates) {
+            job->status = 400;
+            job->body = srv_json_error("index out of range");
+            return;
+        }
+        st = fp_session_choose(s, job->index, job->flag, FP_BY_HUMAN, &err);
+        break;
+    case JOB_CONTINUE:
+        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
+        st = fp_session_continue(s, FP_BY_HUMAN, &err);
+        break;
+    case JOB_TYPE:
+        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
+        st = fp_session_type_commit(s, job->text, FP_BY_HUMAN, &err);
+        break;
+    case JOB_PREFIX:
+        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
+        st = fp_session_type_prefix(s, job->text, &err);
+        break;
+    case JOB_UNDO:
+        st = fp_session_undo(s, &err);
+        break;
+    case JOB_GOTO_FORK:
+        st = fp_session_goto_fork(s, job->index, &err);
+        break;
+    case JOB_GOTO_OFFSET:
+        if (job->offset < 0 || (size_t)job->offset > fp_session_text_len(s)) {
+            job->status = 400;
+            job->body = srv_json_error("offset out of range");
+            return;
+        }
+        if ((size_t)job->offset < fp_session_prompt_len(s)) {
+            job->status = 400;
+            job->body = srv_json_error("offset is inside the prompt");
+            return;
+        }
+        st = fp_session_fork_at(s, (size_t)job->offset, &err);
+        break;
+    case JOB_SETTINGS: {
+        fp_settings set = *fp_session_settings(s);
+        if (!job->settings) { job->status = 400; job->body = srv_json_error("missing settings"); return; }
+        if ((st = fp_settings_from_json(job->settings, &set, &err)) != FP_OK) break;
+        if ((st = fp_settings_validate(&set, &err)) != FP_OK) break;
+        while ((st = fp_session_set_settings(s, &set, &err)) == FP_ERR_CAPACITY &&
+               evict_lru(app, l))
+            memset(&err, 0, sizeof err);
+        break;
+    }
+    case JOB_SHOWN:
+        fp_session_mark_shown(s);
+        job->status = 200;
+        job->body = strdup("{\"ok\":true}");
+        return;
+    default:
+        job->status = 500;
+        job->body = srv_json_error("internal: unknown job");
+        return;
+    }
+    if (st != FP_OK) {
+        reply_fp_error(job, &err, st);
+        return;
+    }
+    l->last_ms = srv_now_ms() - t0;
+    /* a prefix narrows the cloud but commits nothing; it is still state the
+     * other clients should see, so it is broadcast (and saved: cheap) too */
+    reply_state(app, l, job, true);
+}
+
+/* Runs one job. Called by the worker thread only. */
+void srv_exec(srv_app *app, srv_job *job)
+{
+    switch (job->kind) {
+    case JOB_LIST:   job_list(app, job); return;
+    case JOB_CREATE: job_create(app, job); return;
+    case JOB_DELETE: job_delete(app, job); return;
+    default: break;
+    }
+    srv_live *l = load(app, job);
+    if (!l) return;
+    switch (job->kind) {
+    case JOB_GET:
+    case JOB_EXISTS:
+        reply_state(app, l, job, false);
+        return;
+    case JOB_TREE:
+        job->body = fp_session_tree_json(l->s);
+        job->status = job->body ? 200 : 500;
+        if (!job->body) job->body = srv_json_error("out of memory");
+        return;
+    case JOB_EVENTS:
+        job->body = srv_events_jsonl(l->s);
+        job->status = job->body ? 200 : 500;
+        job->ctype = "application/x-ndjson; charset=utf-8";
+        if (!job->body) { job->body = srv_json_error("out of memory"); job->ctype = NULL; }
+        return;
+    default:
+        job_change(app, job, l);
+        return;
+    }
+}
+
+/* Restores the most recently used sessions at start, so a restarted server
+ * comes back with its sessions resident (the others restore on demand). */
+int srv_sessions_open(srv_app *app, fp_error *err)
+{
+    (void)err;
+    int cap = app->cfg.max_live;
+    char (*ids)[SRV_ID_LEN + 1] = calloc((size_t)cap, sizeof *ids);
+    if (!ids) return -1;
+    int n = srv_store_recent(app, ids, cap);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        srv_job job = {.kind = JOB_GET};
+        snprintf(job.sid, sizeof job.sid, "%s", ids[i]);
+        srv_live *l = load(app, &job);
+        if (l) ok++;
+        else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", ids[i],
+                     job.body ? job.body : "?");
+        free(job.body);
+    }
+    free(ids);
+    if (!app->cfg.quiet && n > 0)
+        fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n);
+    return 0;
+}
+
+void srv_sessions_close(srv_app *app)
+{
+    for (int i = 0; i < app->cfg.max_live; i++) {
+        if (app->live[i].used) fp_session_free(app->live[i].s);
+        memset(&app->live[i], 0, sizeof app->live[i]);
+    }
+}

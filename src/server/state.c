@@ -1,0 +1,234 @@
+/*
+ * state.c — the JSON view of a session that the page and API clients read.
+ *
+ * Why one document: the page renders everything from it without further
+ * requests — the text split into tokens (with who put each token there and
+ * its entropy, for the "auto vs chosen" styling and the uncertainty strip),
+ * the open fork with every candidate's preview (so hover shows ghost text
+ * at once), the forks on the current path (so clicking an earlier word can
+ * reopen its fork) and the settings. Runs on the worker thread, because the
+ * strings it reads belong to the session and change with it.
+ */
+#include "server/serve.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Stable lowercase names for the API, independent of the core's spelling. */
+static const char *reason_str(fp_reason r)
+{
+    switch (r) {
+    case FP_REASON_CONFIDENT:       return "confident";
+    case FP_REASON_UNCERTAIN:       return "uncertain";
+    case FP_REASON_BUDGET_GAP:      return "budget_gap";
+    case FP_REASON_BUDGET_SENTENCE: return "budget_sentence";
+    case FP_REASON_MID_WORD:        return "mid_word";
+    case FP_REASON_FORCED:          return "forced";
+    case FP_REASON_TYPED:           return "typed";
+    case FP_REASON_IN_CHOICE:       return "in_choice";
+    }
+    return "unknown";
+}
+
+static const char *chooser_str(fp_chooser c)
+{
+    switch (c) {
+    case FP_BY_AUTO:   return "auto";
+    case FP_BY_HUMAN:  return "human";
+    case FP_BY_SCRIPT: return "script";
+    }
+    return "unknown";
+}
+
+static const char *choice_str(fp_choice_kind k)
+{
+    switch (k) {
+    case FP_CHOICE_NONE:          return "none";
+    case FP_CHOICE_INDEX:         return "candidate";
+    case FP_CHOICE_INDEX_PREVIEW: return "candidate_preview";
+    case FP_CHOICE_TYPED:         return "typed";
+    case FP_CHOICE_AUTO:          return "auto";
+    }
+    return "unknown";
+}
+
+/* JSON has no NaN/inf; a degenerate distribution must not break clients. */
+static double fin(double x) { return isfinite(x) ? x : 0.0; }
+
+/* Rounds to 4 decimals so documents stay small and diff-friendly. */
+static double r4(double x) { return round(fin(x) * 10000.0) / 10000.0; }
+
+static cJSON *uncertainty_json(const fp_uncertainty *u)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "entropy_bits", r4(u->entropy_bits));
+    cJSON_AddNumberToObject(o, "top1", r4(u->top1));
+    cJSON_AddNumberToObject(o, "margin", r4(u->margin));
+    return o;
+}
+
+/* The open fork with its candidates and their previews. */
+static cJSON *fork_json(const fp_fork *f)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddNumberToObject(o, "id", f->id);
+    cJSON_AddNumberToObject(o, "position", f->position);
+    cJSON_AddNumberToObject(o, "text_offset", f->text_offset);
+    cJSON_AddStringToObject(o, "reason", reason_str(f->reason));
+    cJSON_AddItemToObject(o, "uncertainty", uncertainty_json(&f->unc));
+    cJSON_AddNumberToObject(o, "other", r4(f->other));
+    cJSON_AddStringToObject(o, "typed_prefix", f->typed_prefix);
+    cJSON *arr = cJSON_AddArrayToObject(o, "candidates");
+    for (int32_t i = 0; arr && i < f->n_candidates; i++) {
+        const fp_candidate *c = &f->candidates[i];
+        cJSON *co = cJSON_CreateObject();
+        if (!co) break;
+        cJSON_AddItemToArray(arr, co);
+        cJSON_AddNumberToObject(co, "index", i);
+        cJSON_AddStringToObject(co, "text", c->text);
+        cJSON_AddStringToObject(co, "preview", c->preview);
+        cJSON_AddNumberToObject(co, "prob", r4(c->prob));
+        cJSON_AddNumberToObject(co, "n_tokens", c->n_tokens);
+        cJSON_AddBoolToObject(co, "is_eog", c->is_eog);
+    }
+    return o;
+}
+
+/* Finds the event record of a fork id (the decided fork), or NULL. */
+static const fp_fork *event_by_id(const fp_session *s, int32_t id)
+{
+    int32_t n = fp_session_n_events(s);
+    for (int32_t i = n - 1; i >= 0; i--) {
+        const fp_fork *f = fp_session_event(s, i);
+        if (f && f->id == id) return f;
+    }
+    return NULL;
+}
+
+/* Per-token view of the generated text: byte offset and length in the text,
+ * who chose it, its entropy and whether a fork stood there. The offsets are
+ * rebuilt from token pieces after the prompt, clamped to the text, because
+ * the core exposes text and tokens separately. */
+static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
+{
+    cJSON *arr = cJSON_CreateArray();
+    if (!arr) return NULL;
+    const fp_model *m = fp_engine_model(app->engine);
+    size_t off = fp_session_prompt_len(s);
+    size_t tlen = fp_session_text_len(s);
+    int32_t n = fp_session_n_positions(s);
+    char piece[256];
+    for (int32_t i = 0; i < n; i++) {
+        const fp_position *p = fp_session_position(s, i);
+        if (!p) break;
+        int32_t len = fp_token_piece(m, p->token, piece, (int32_t)sizeof piece);
+        if (len < 0) len = 0;
+        size_t start = off < tlen ? off : tlen;
+        size_t end = off + (size_t)len < tlen ? off + (size_t)len : tlen;
+        off += (size_t)len;
+        cJSON *t = cJSON_CreateArray();
+        if (!t) break;
+        /* compact tuple: [offset, length, by, fork_id, entropy, reason] */
+        cJSON_AddItemToArray(t, cJSON_CreateNumber((double)start));
+        cJSON_AddItemToArray(t, cJSON_CreateNumber((double)(end - start)));
+        cJSON_AddItemToArray(t, cJSON_CreateString(chooser_str(p->by)));
+        cJSON_AddItemToArray(t, cJSON_CreateNumber(p->fork_id));
+        cJSON_AddItemToArray(t, cJSON_CreateNumber(r4(p->unc.entropy_bits)));
+        cJSON_AddItemToArray(t, cJSON_CreateString(reason_str(p->reason)));
+        cJSON_AddItemToArray(arr, t);
+        if (p->fork_id >= 0 && forks) {
+            const fp_fork *f = event_by_id(s, p->fork_id);
+            cJSON *fo = cJSON_CreateObject();
+            if (!fo) continue;
+            cJSON_AddItemToArray(forks, fo);
+            cJSON_AddNumberToObject(fo, "id", p->fork_id);
+            cJSON_AddNumberToObject(fo, "token", i);
+            cJSON_AddNumberToObject(fo, "text_offset", f ? f->text_offset : (double)start);
+            cJSON_AddStringToObject(fo, "reason", reason_str(p->reason));
+            cJSON_AddStringToObject(fo, "choice", f ? choice_str(f->choice) : "none");
+            cJSON_AddStringToObject(fo, "choice_text", f ? f->choice_text : "");
+            cJSON_AddStringToObject(fo, "chooser", chooser_str(f ? f->chooser : p->by));
+            cJSON_AddNumberToObject(fo, "ms_to_choose", f ? round(fin(f->ms_to_choose)) : 0);
+        }
+    }
+    return arr;
+}
+
+/* The whole state document; malloc'd, the caller frees. */
+char *srv_state_json(srv_app *app, const srv_live *l)
+{
+    const fp_session *s = l->s;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddStringToObject(o, "id", l->id);
+    cJSON_AddStringToObject(o, "title", l->title);
+    cJSON_AddNumberToObject(o, "version", (double)l->version);
+    bool ended = fp_session_state(s) == FP_STATE_ENDED;
+    cJSON_AddStringToObject(o, "state", ended ? "ended" : "at_fork");
+    if (ended) cJSON_AddStringToObject(o, "end_reason", fp_session_end_reason(s));
+    else cJSON_AddNullToObject(o, "end_reason");
+
+    /* text may in theory hold NULs from odd tokens: use the length */
+    size_t tl = fp_session_text_len(s);
+    const char *text = fp_session_text(s);
+    char *copy = malloc(tl + 1);
+    if (!copy) { cJSON_Delete(o); return NULL; }
+    memcpy(copy, text, tl);
+    copy[tl] = '\0';
+    cJSON_AddStringToObject(o, "text", copy);
+    free(copy);
+    cJSON_AddNumberToObject(o, "prompt_len", (double)fp_session_prompt_len(s));
+    cJSON_AddNumberToObject(o, "n_tokens", fp_session_n_tokens(s));
+
+    cJSON *forks = cJSON_CreateArray();
+    cJSON *toks = tokens_json(app, s, forks);
+    cJSON_AddItemToObject(o, "tokens", toks ? toks : cJSON_CreateArray());
+    cJSON_AddItemToObject(o, "path_forks", forks ? forks : cJSON_CreateArray());
+
+    const fp_fork *f = fp_session_fork(s);
+    if (f) cJSON_AddItemToObject(o, "fork", fork_json(f));
+    else cJSON_AddNullToObject(o, "fork");
+
+    char *sj = fp_settings_to_json(fp_session_settings(s));
+    cJSON *so = sj ? cJSON_Parse(sj) : NULL;
+    free(sj);
+    cJSON_AddItemToObject(o, "settings", so ? so : cJSON_CreateObject());
+    cJSON_AddNumberToObject(o, "n_events", fp_session_n_events(s));
+    cJSON_AddNumberToObject(o, "last_ms", round(fin(l->last_ms) * 10.0) / 10.0);
+
+    char *out = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return out;
+}
+
+/* The event log as JSON lines, one decided fork per line. */
+char *srv_events_jsonl(const fp_session *s)
+{
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    buf[0] = '\0';
+    int32_t n = fp_session_n_events(s);
+    for (int32_t i = 0; i < n; i++) {
+        char *line = fp_fork_to_json(s, fp_session_event(s, i));
+        if (!line) { free(buf); return NULL; }
+        size_t ll = strlen(line);
+        if (len + ll + 2 > cap) {
+            while (len + ll + 2 > cap) cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) { free(line); free(buf); return NULL; }
+            buf = nb;
+        }
+        memcpy(buf + len, line, ll);
+        len += ll;
+        buf[len++] = '\n';
+        buf[len] = '\0';
+        free(line);
+    }
+    return buf;
+}
