@@ -24,17 +24,17 @@
  *   (c) plain llama.h, one branch at a time with no cache: clear the memory,
  *       decode prompt + candidate, then the preview one token at a time.
  *
- * All three grow the same branches (the library's candidates) with the same
- * preview rule (greedy, up to L tokens, ending early at a sentence end as
- * the library's previews do), so they do the same amount of model work;
- * the printed decode counts and the preview comparison show it.
+ * All three grow the same branches (the library's candidates) to the same
+ * preview lengths (the library's: up to L tokens, less where its preview
+ * ends early at a phrase or sentence end), greedily, so they do the same
+ * model work; the printed decode counts and the preview comparison show it.
  *
  * It prints the median time of each and the ratios b/a and c/a, measured in
  * this run (the machine is shared and noisy, so only same-run ratios mean
  * anything; nothing here asserts a time).
  *
  * Usage: bench_fork [--model PATH] [--k N] [--lookahead L] [--threads N]
- *                   [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N]
+ *                   [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N] [--show]
  */
 #include <math.h>
 #include <stdio.h>
@@ -48,12 +48,13 @@
 typedef struct options {
     char model[4096];
     int32_t k, lookahead, threads, prompt_tokens, reps, reps_c, warmup;
+    bool show;   /* print every branch's preview, library and plain */
 } options;
 
 static void usage(void) {
     fprintf(stderr,
         "usage: bench_fork [--model PATH] [--k N] [--lookahead L] [--threads N]\n"
-        "                  [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N]\n"
+        "                  [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N] [--show]\n"
         "  defaults: stories260K, k 8, lookahead 12, threads 2, prompt 256 tokens,\n"
         "            7 timed repetitions of (a) and (b), 3 of (c) (0 skips it), 1 warm-up\n");
 }
@@ -76,6 +77,7 @@ static void parse(options *o, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
+        if (!strcmp(a, "--show")) { o->show = true; continue; }
         if (i + 1 >= argc) { usage(); exit(2); }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) snprintf(o->model, sizeof o->model, "%s", v);
@@ -113,27 +115,30 @@ static run time_library(fp_session *s, fp_engine *e, const fp_settings *set, fp_
     return r;
 }
 
-/* Grows one preview from the logits of the last decode (those after the
- * candidate): pick, append, stop by the preview rule, else decode the token
- * at the next position and go on. Returns the preview length. */
-static int32_t plain_preview(bench_raw *raw, llama_pos pos, llama_seq_id seq, int32_t L,
+/* Grows one preview of n_target tokens from the logits of the last decode
+ * (those after the candidate): pick greedily, append, and unless the preview
+ * is complete decode the token at the next position. Stops early at end of
+ * generation, as the library does. Returns the preview length. */
+static int32_t plain_preview(bench_raw *raw, llama_pos pos, llama_seq_id seq, int32_t n_target,
                              llama_token *preview, bool *ok) {
     int32_t n = 0;
-    for (;;) {
+    while (n < n_target) {
         const llama_token t = bench_raw_pick(raw);
         if (t < 0 || (raw->tok_kind[t] & BENCH_TOK_EOG)) break;
         preview[n++] = t;
-        if (bench_raw_preview_done(raw, t, n, L)) break;
+        if (n == n_target) break;
         if (bench_raw_decode(raw, &t, 1, pos++, seq) != 0) { *ok = false; break; }
     }
     return n;
 }
 
 /* (b) One branch at a time from a cached prefix in seq 0 (n_prompt tokens):
- * copy the prefix to seq 1, decode the candidate, grow its preview, drop
- * seq 1. previews receives n_cand rows of up to L tokens, lens their lengths. */
-static run time_seq_cp(bench_raw *raw, const llama_token *cands, int32_t n_cand, int32_t L,
-                       int32_t n_prompt, llama_token *previews, int32_t *lens) {
+ * copy the prefix to seq 1, decode the candidate, grow its preview of
+ * target[i] tokens, drop seq 1. previews receives n_cand rows (stride L),
+ * lens their lengths. */
+static run time_seq_cp(bench_raw *raw, const llama_token *cands, const int32_t *target,
+                       int32_t n_cand, int32_t L, int32_t n_prompt, llama_token *previews,
+                       int32_t *lens) {
     run r = { .ok = true };
     llama_memory_t mem = llama_get_memory(raw->ctx);
     const uint64_t c0 = raw->decode_calls, t0 = raw->decoded_tokens;
@@ -141,7 +146,7 @@ static run time_seq_cp(bench_raw *raw, const llama_token *cands, int32_t n_cand,
     for (int32_t i = 0; i < n_cand; i++) {
         llama_memory_seq_cp(mem, 0, 1, -1, -1);
         if (bench_raw_decode(raw, &cands[i], 1, n_prompt, 1) != 0) r.ok = false;
-        lens[i] = plain_preview(raw, n_prompt + 1, 1, L, &previews[i * L], &r.ok);
+        lens[i] = plain_preview(raw, n_prompt + 1, 1, target[i], &previews[i * L], &r.ok);
         llama_memory_seq_rm(mem, 1, -1, -1);
     }
     r.ms = bench_now_ms() - start;
@@ -153,8 +158,9 @@ static run time_seq_cp(bench_raw *raw, const llama_token *cands, int32_t n_cand,
 /* (c) One branch at a time with nothing cached: each branch pays for the
  * whole prompt again. buf has room for n_prompt + 1 tokens and starts with
  * the prompt. */
-static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *cands, int32_t n_cand,
-                          int32_t L, int32_t n_prompt, llama_token *previews, int32_t *lens) {
+static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *cands,
+                          const int32_t *target, int32_t n_cand, int32_t L, int32_t n_prompt,
+                          llama_token *previews, int32_t *lens) {
     run r = { .ok = true };
     llama_memory_t mem = llama_get_memory(raw->ctx);
     const uint64_t c0 = raw->decode_calls, t0 = raw->decoded_tokens;
@@ -163,7 +169,7 @@ static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *c
         llama_memory_clear(mem, false);
         buf[n_prompt] = cands[i];
         if (bench_raw_decode(raw, buf, n_prompt + 1, 0, 0) != 0) r.ok = false;
-        lens[i] = plain_preview(raw, n_prompt + 1, 0, L, &previews[i * L], &r.ok);
+        lens[i] = plain_preview(raw, n_prompt + 1, 0, target[i], &previews[i * L], &r.ok);
     }
     r.ms = bench_now_ms() - start;
     r.calls = raw->decode_calls - c0;
@@ -171,8 +177,9 @@ static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *c
     return r;
 }
 
-/* Prints one line of results and returns the median. */
-static double report(const char *label, const run *runs, int n) {
+/* Prints one line of results and returns the median; *min_ms gets the
+ * fastest run (the one least disturbed by other work on the machine). */
+static double report(const char *label, const run *runs, int n, double *min_ms) {
     double *ms = malloc(sizeof(double) * (size_t)n);
     if (!ms) exit(1);
     for (int i = 0; i < n; i++) ms[i] = runs[i].ms;
@@ -180,8 +187,19 @@ static double report(const char *label, const run *runs, int n) {
     printf("%-44s median %9.1f ms  [min %9.1f, max %9.1f]  per fork: %3llu llama_decode calls, %5llu tokens\n",
            label, med, ms[0], ms[n - 1],
            (unsigned long long)runs[0].calls, (unsigned long long)runs[0].tokens);
+    *min_ms = ms[0];
     free(ms);
     return med;
+}
+
+/* Prints a token row as text, for --show. */
+static void print_tokens(const fp_model *m, const char *label, const llama_token *t, int32_t n) {
+    char buf[1024];
+    const int32_t len = fp_detokenize(m, t, n, buf, (int32_t)sizeof buf - 1);
+    buf[len > 0 ? len : 0] = '\0';
+    printf("    %-8s %2d tokens |%s| ", label, n, buf);
+    for (int32_t i = 0; i < n; i++) printf(" %d", t[i]);
+    printf("\n");
 }
 
 /* Do two sets of previews agree token for token? Returns how many rows do. */
@@ -262,10 +280,11 @@ int main(int argc, char **argv) {
     int32_t *len_a = calloc((size_t)k, sizeof(int32_t));
     int32_t *len_b = calloc((size_t)k, sizeof(int32_t));
     int32_t *len_c = calloc((size_t)k, sizeof(int32_t));
+    int32_t *target = calloc((size_t)k, sizeof(int32_t));
     run *ra = calloc((size_t)o.reps, sizeof(run));
     run *rb = calloc((size_t)o.reps, sizeof(run));
     run *rc = calloc((size_t)(o.reps_c ? o.reps_c : 1), sizeof(run));
-    if (!ptoks || !cands || !prev_a || !prev_b || !prev_c || !len_a || !len_b || !len_c || !ra || !rb || !rc) {
+    if (!ptoks || !cands || !prev_a || !prev_b || !prev_c || !len_a || !len_b || !len_c || !target || !ra || !rb || !rc) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -300,15 +319,25 @@ int main(int argc, char **argv) {
 
     /* The branches: the library's single-token candidates (it leaves out
      * end-of-generation and tokens that are not a word by themselves, such
-     * as a bare space), so that all three ways grow the same branches. */
+     * as a bare space), and for each the length of the library's preview
+     * (up to L; the library ends a preview early at the end of a phrase or
+     * sentence). The plain loops grow the same branches to the same lengths,
+     * so all three do the same model work (the library's own trimming of a
+     * cut-off word can only make it decode more, never less). */
     const fp_fork *f = fp_session_fork(s);
     int32_t n_cand = 0;
-    for (int32_t i = 0; f && i < f->n_candidates && n_cand < k; i++)
-        if (f->candidates[i].n_tokens == 1 && !f->candidates[i].is_eog)
-            cands[n_cand++] = f->candidates[i].tokens[0];
+    for (int32_t i = 0; f && i < f->n_candidates && n_cand < k; i++) {
+        const fp_candidate *c = &f->candidates[i];
+        if (c->n_tokens != 1 || c->is_eog) continue;
+        cands[n_cand] = c->tokens[0];
+        target[n_cand] = c->n_preview < L ? c->n_preview : L;
+        n_cand++;
+    }
 
     /* The cached prefix for (b), and the plain top-k at its end to compare. */
+    const double t_pre0 = bench_now_ms();
     if (bench_raw_decode(&raw, ptoks, n_raw, 0, 0) != 0) { fprintf(stderr, "prefix decode failed\n"); return 1; }
+    printf("llama.h prefix decode (first decode of its context): %.1f ms\n", bench_now_ms() - t_pre0);
     {
         llama_token *top = malloc(sizeof(llama_token) * (size_t)k);
         if (!top) return 1;
@@ -331,12 +360,12 @@ int main(int argc, char **argv) {
                     err.message, fp_status_name(err.code));
             return 1;
         }
-        run b = time_seq_cp(&raw, cands, n_cand, L, n_raw, prev_b, len_b);
+        run b = time_seq_cp(&raw, cands, target, n_cand, L, n_raw, prev_b, len_b);
         if (!b.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (b)\n"); return 1; }
         if (i >= 0) { ra[i] = a; rb[i] = b; }
     }
     for (int i = o.reps_c ? -o.warmup : 0; i < o.reps_c; i++) {
-        run c = time_recompute(&raw, ptoks, cands, n_cand, L, n_raw, prev_c, len_c);
+        run c = time_recompute(&raw, ptoks, cands, target, n_cand, L, n_raw, prev_c, len_c);
         if (!c.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (c)\n"); return 1; }
         if (i >= 0) rc[i] = c;
     }
@@ -354,24 +383,33 @@ int main(int argc, char **argv) {
     }
 
     printf("\n");
-    const double ma = report("(a) forkpoint: recompute the open fork", ra, o.reps);
-    const double mb = report("(b) llama.h: seq_cp, one branch at a time", rb, o.reps);
-    const double mc = o.reps_c ? report("(c) llama.h: whole prompt again per branch", rc, o.reps_c) : NAN;
+    double na = 0, nb = 0, nc = NAN;
+    const double ma = report("(a) forkpoint: recompute the open fork", ra, o.reps, &na);
+    const double mb = report("(b) llama.h: seq_cp, one branch at a time", rb, o.reps, &nb);
+    const double mc = o.reps_c ? report("(c) llama.h: whole prompt again per branch", rc, o.reps_c, &nc) : NAN;
     printf("\n");
-    printf("b/a = %.2f   (goal >= 2)\n", mb / ma);
-    if (o.reps_c) printf("c/a = %.2f   (goal >= 4)\n", mc / ma);
+    printf("b/a = %.2f   (goal >= 2; ratio of the fastest runs: %.2f)\n", mb / ma, nb / na);
+    if (o.reps_c) printf("c/a = %.2f   (goal >= 4; ratio of the fastest runs: %.2f)\n", mc / ma, nc / na);
     int32_t tot = 0;
-    for (int32_t i = 0; i < n_cand; i++) tot += len_b[i];
-    printf("previews: %d tokens over %d branches (the preview rule stops early at a sentence end);\n"
-           "          library = plain (b) for %d of %d branches",
-           tot, n_cand, n_lib == n_cand ? same_previews(prev_a, len_a, prev_b, len_b, n_cand, L) : 0, n_cand);
+    for (int32_t i = 0; i < n_cand; i++) tot += target[i];
+    printf("previews: %d tokens over %d branches (lengths as the library's, at most L = %d);\n"
+           "          same tokens: library = plain (b) for %d of %d branches",
+           tot, n_cand, L, n_lib == n_cand ? same_previews(prev_a, len_a, prev_b, len_b, n_cand, L) : 0, n_cand);
     if (o.reps_c) printf(", plain (b) = plain (c) for %d of %d", same_previews(prev_b, len_b, prev_c, len_c, n_cand, L), n_cand);
     printf("\n");
+    if (o.show) {
+        for (int32_t i = 0; i < n_cand; i++) {
+            print_tokens(model, "branch", &cands[i], 1);
+            if (i < n_lib) print_tokens(model, "(a)", &prev_a[i * L], len_a[i]);
+            print_tokens(model, "(b)", &prev_b[i * L], len_b[i]);
+            if (o.reps_c) print_tokens(model, "(c)", &prev_c[i * L], len_c[i]);
+        }
+    }
     if (ra[0].tokens == 0)
         printf("warning: the library decoded nothing while recomputing the fork; (a) did not measure a fork preparation\n");
 
     free(ra); free(rb); free(rc);
-    free(prev_a); free(prev_b); free(prev_c); free(len_a); free(len_b); free(len_c);
+    free(prev_a); free(prev_b); free(prev_c); free(len_a); free(len_b); free(len_c); free(target);
     free(cands); free(ptoks); free(prompt);
     bench_raw_close(&raw);
     fp_session_free(s);

@@ -136,22 +136,15 @@ char *bench_prompt(const fp_model *model, int32_t n_tokens, int32_t *got) {
 
 /* ---- plain llama.cpp ------------------------------------------------------ */
 
-/* Token classes for the preview rule, from the token's attributes and the
- * bytes it renders as. */
+/* Token classes for greedy picks, from the token's attributes and the bytes
+ * it renders as (a token that renders as nothing is never shown). */
 static uint8_t classify(const struct llama_vocab *v, llama_token t) {
     if (llama_vocab_is_eog(v, t)) return BENCH_TOK_EOG;
     if (llama_vocab_get_attr(v, t) & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_UNUSED))
         return BENCH_TOK_SKIP;
     char piece[256];
     const int32_t n = llama_token_to_piece(v, t, piece, (int32_t)sizeof piece, 0, false);
-    if (n <= 0) return BENCH_TOK_SKIP;
-    uint8_t k = 0;
-    for (int32_t i = 0; i < n; i++) {
-        const char c = piece[i];
-        if (c == '.' || c == '!' || c == '?' || c == '\n') k |= BENCH_TOK_SENT_END | BENCH_TOK_PHRASE_END;
-        if (c == ',' || c == ';' || c == ':') k |= BENCH_TOK_PHRASE_END;
-    }
-    return k;
+    return n <= 0 ? BENCH_TOK_SKIP : 0;
 }
 
 void bench_raw_open(bench_raw *r, const char *path, uint32_t n_ctx, uint32_t n_seq_max,
@@ -211,14 +204,6 @@ int32_t bench_raw_decode(bench_raw *r, const llama_token *tokens, int32_t n,
     return llama_decode(r->ctx, *b);
 }
 
-llama_token bench_raw_argmax(const bench_raw *r) {
-    const float *logits = llama_get_logits_ith(r->ctx, -1);
-    llama_token best = 0;
-    for (int32_t t = 1; t < r->n_vocab; t++)
-        if (logits[t] > logits[best]) best = t;
-    return best;
-}
-
 int32_t bench_raw_top_k(const bench_raw *r, int32_t k, llama_token *out) {
     const float *logits = llama_get_logits_ith(r->ctx, -1);
     int32_t n = 0;
@@ -243,7 +228,3 @@ llama_token bench_raw_pick(const bench_raw *r) {
     return best;
 }
 
-bool bench_raw_preview_done(const bench_raw *r, llama_token t, int32_t n, int32_t L) {
-    const uint8_t k = r->tok_kind[t];
-    return n >= L || (k & BENCH_TOK_SENT_END) || ((k & BENCH_TOK_PHRASE_END) && n >= 4);
-}

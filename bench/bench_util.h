@@ -45,12 +45,10 @@ char *bench_prompt(const fp_model *model, int32_t n_tokens, int32_t *got);
 
 /* ---- the plain llama.cpp side -------------------------------------------- */
 
-/* What the preview rule needs to know about a token (see bench_raw_preview). */
+/* What the plain loops need to know about a token to pick like the library. */
 enum {
     BENCH_TOK_SKIP = 1,       /* control, unknown, unused or empty: never picked */
-    BENCH_TOK_EOG = 2,        /* end of generation: ends a preview, not part of it */
-    BENCH_TOK_SENT_END = 4,   /* contains . ! ? or a newline */
-    BENCH_TOK_PHRASE_END = 8  /* contains , ; : (or a sentence end) */
+    BENCH_TOK_EOG = 2         /* end of generation: ends a preview, not part of it */
 };
 
 typedef struct bench_raw {
@@ -83,23 +81,13 @@ int32_t bench_raw_tokenize(const bench_raw *r, const char *text, llama_token *ou
 int32_t bench_raw_decode(bench_raw *r, const llama_token *tokens, int32_t n,
                          llama_pos pos0, llama_seq_id seq);
 
-/* Most probable token of the last output row. */
-llama_token bench_raw_argmax(const bench_raw *r);
-
 /* The k most probable tokens of the last output row that the library could
  * show as candidates (no control or end-of-generation tokens), best first.
  * Returns how many were found (k unless the vocabulary is tiny). */
 int32_t bench_raw_top_k(const bench_raw *r, int32_t k, llama_token *out);
 
-/* The preview rule, written after the library's documented behaviour (a
- * greedy preview of up to L tokens that stops early at the end of a sentence,
- * or of a phrase once it has 4 tokens, or at end of generation), so that the
- * plain loops compute the same previews as the library and do the same
- * amount of work.
- * bench_raw_pick: the most probable token that is not BENCH_TOK_SKIP.
- * bench_raw_preview_done: true when a preview that now holds n tokens, the
- * last being t, is complete. */
+/* The most probable token that is not BENCH_TOK_SKIP: a greedy pick that,
+ * like the library's, never lands on a control token. -1 if none. */
 llama_token bench_raw_pick(const bench_raw *r);
-bool bench_raw_preview_done(const bench_raw *r, llama_token t, int32_t n, int32_t L);
 
 #endif

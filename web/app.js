@@ -102,6 +102,7 @@
     const prevVersion = S.version;
     S.state = st;
     S.version = st.version;
+    $('story').dataset.version = String(st.version); // lets tests and tools see what is shown
     const fork = st.fork;
     const newFork = !fork || fork.id !== prevFork || st.version !== prevVersion;
     if (newFork) {
@@ -124,7 +125,7 @@
           const ms = performance.now() - S.tSelect;
           S.tSelect = 0;
           $('timing').textContent =
-            `⏱ ${Math.round(ms)} ms from selection to this fork on screen (engine ${st.last_ms} ms)`;
+            `Selection to this fork on screen: ${Math.round(ms)} ms (engine ${st.last_ms} ms)`;
         }
         wsSend({ op: 'shown' });
       });
@@ -272,11 +273,26 @@
     }
     const cands = fork.candidates;
     const maxp = Math.max(1e-6, ...cands.map((c) => c.prob));
-    const order = [];
-    cands.forEach((c, i) => { if (i % 2 === 0) order.push(i); else order.unshift(i); });
-    S.order = order;
+    // rows: the middle row first, then above, below, ...; candidates are
+    // dealt round-robin by rank, each row filled from its centre outwards,
+    // so the most probable word sits in the middle of the cloud
+    const nRows = cands.length <= 3 ? 1 : cands.length <= 12 ? 3 : 5;
+    const mid = (nRows - 1) / 2;
+    const rowOrder = [mid];
+    for (let d = 1; rowOrder.length < nRows; d++) rowOrder.push(mid - d, mid + d);
+    const rows = Array.from({ length: nRows }, () => []);
+    cands.forEach((c, i) => {
+      const row = rows[rowOrder[i % nRows]];
+      if (row.length % 2 === 1) row.unshift(i); else row.push(i);
+    });
+    S.order = rows.flat();
+    const rowEls = rows.map(() => {
+      const r = document.createElement('div');
+      r.className = 'cloud-row';
+      return r;
+    });
     const frag = document.createDocumentFragment();
-    for (const i of order) {
+    for (const i of S.order) {
       const c = cands[i];
       const r = Math.sqrt(c.prob / maxp);
       const g = document.createElement('div');
@@ -319,8 +335,9 @@
       } else {
         b.style.borderRadius = '12px';
       }
-      frag.appendChild(g);
+      rowEls[rows.findIndex((r) => r.includes(i))].appendChild(g);
     }
+    rowEls.forEach((r) => frag.appendChild(r));
     if (fork.other > 0.005) {
       const o = document.createElement('button');
       o.type = 'button';
@@ -332,7 +349,7 @@
       o.setAttribute('aria-label', `Other words, ${Math.round(fork.other * 100)} percent: type your own`);
       o.addEventListener('click', () => openTypebox());
       o.addEventListener('focus', () => setActive(-1, false, 'focus'));
-      frag.appendChild(o);
+      rowEls[rowEls.length - 1].appendChild(o);
     }
     cloud.replaceChildren(frag);
     cloud.setAttribute('aria-busy', S.busy ? 'true' : 'false');
@@ -525,7 +542,9 @@
       if (m.type === 'state') render(m.state);
       else if (m.type === 'hello') S.clientNo = m.client;
       else if (m.type === 'highlight') {
+        // the newest highlight wins: a switch or BCI user steers this screen
         S.remote = m.index;
+        S.active = -1;
         renderGhost();
         markActive();
       } else if (m.type === 'error') showError(m.error);
@@ -734,7 +753,7 @@
         input = document.createElement('input');
         input.type = 'number';
         input.min = String(min); input.max = String(max);
-        input.step = type === 'int' ? '1' : String(step);
+        input.step = type === 'int' ? '1' : 'any';
         if (v !== undefined) input.value = String(v);
       }
       input.id = `set-${key}`;

@@ -135,8 +135,8 @@ static command parse_command(char *line) {
     while (*line == ' ' || *line == '\t') line++;
     if (!*line) { c.kind = CMD_EOF; return c; }
     double d;
-    if (parse_num(line, 1, 64, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
-    if (line[0] == 'p' && parse_num(line + 1, 1, 64, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
+    if (parse_num(line, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
+    if (line[0] == 'p' && parse_num(line + 1, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
     if (!strcmp(line, "u") || !strcmp(line, "undo")) { c.kind = CMD_UNDO; return c; }
     if (!strcmp(line, "c") || !strcmp(line, "continue")) { c.kind = CMD_CONTINUE; return c; }
     if (!strcmp(line, "q") || !strcmp(line, "quit")) { c.kind = CMD_QUIT; return c; }
@@ -156,7 +156,7 @@ static command parse_command(char *line) {
 
 /* Next command from the script; blank and comment lines are skipped. */
 static command script_next(FILE *f, int *line_no) {
-    char buf[1024];
+    char buf[FP_MAX_TEXT];
     while (fgets(buf, sizeof buf, f)) {
         (*line_no)++;
         command c = parse_command(buf);
@@ -171,6 +171,7 @@ static command script_next(FILE *f, int *line_no) {
 
 static struct termios g_saved_tty;
 static bool g_raw;
+static FILE *g_ui; /* the screen: the terminal itself, so stdout can carry the final text */
 
 static void tty_restore(void) {
     if (g_raw) { tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_tty); g_raw = false; }
@@ -191,7 +192,7 @@ static void tty_raw(void) {
 static void draw_text(const fp_session *s) {
     const char *t = fp_session_text(s);
     size_t pl = fp_session_prompt_len(s);
-    printf("\x1b[2m%.*s\x1b[0m", (int)pl, t);
+    fprintf(g_ui, "\x1b[2m%.*s\x1b[0m", (int)pl, t);
     int32_t n = fp_session_n_positions(s);
     size_t off = pl;
     for (int32_t i = 0; i < n; i++) {
@@ -200,36 +201,36 @@ static void draw_text(const fp_session *s) {
         if (next > fp_session_text_len(s)) next = fp_session_text_len(s);
         if (next < off) continue;
         bool chosen = p->by != FP_BY_AUTO;
-        printf(chosen ? "\x1b[1;36m%.*s\x1b[0m" : "%.*s", (int)(next - off), t + off);
+        fprintf(g_ui, chosen ? "\x1b[1;36m%.*s\x1b[0m" : "%.*s", (int)(next - off), t + off);
         off = next;
     }
-    printf("\n");
+    fprintf(g_ui, "\n");
 }
 
 static void draw_fork(const fp_fork *f, bool preview_mode, const char *typing) {
-    printf("\n\x1b[2mfork %d · entropy %.2f bits · top-1 %.2f · %s\x1b[0m\n", f->id, f->unc.entropy_bits,
+    fprintf(g_ui, "\n\x1b[2mfork %d · entropy %.2f bits · top-1 %.2f · %s\x1b[0m\n", f->id, f->unc.entropy_bits,
            f->unc.top1, fp_reason_name(f->reason));
     for (int32_t i = 0; i < f->n_candidates; i++) {
         const fp_candidate *c = &f->candidates[i];
         int bars = (int)(c->prob * 20 + 0.5f);
-        printf(" \x1b[1m%d\x1b[0m %-14s ", i + 1, c->is_eog ? "[end]" : c->text);
-        for (int b = 0; b < 20; b++) fputs(b < bars ? "\u2588" : " ", stdout);
-        printf(" %5.1f%%  \x1b[2m%s\x1b[0m\n", c->prob * 100.0f, c->preview);
+        fprintf(g_ui, " \x1b[1m%d\x1b[0m %-14s ", i + 1, c->is_eog ? "[end]" : c->text);
+        for (int b = 0; b < 20; b++) fputs(b < bars ? "\u2588" : " ", g_ui);
+        fprintf(g_ui, " %5.1f%%  \x1b[2m%s\x1b[0m\n", c->prob * 100.0f, c->preview);
     }
-    printf("   \x1b[2mother %5.1f%%\x1b[0m\n", f->other * 100.0f);
-    if (typing) printf("\ntype a word: %s\x1b[2m_  (Enter commits, 1-9 picks, Esc cancels)\x1b[0m\n", typing);
-    else if (preview_mode) printf("\n\x1b[1mp\x1b[0m: which candidate to take with its preview? (1-9)\n");
-    else printf("\n\x1b[2m1-9 choose · p+digit with preview · / type · Backspace undo · Enter continue · q quit\x1b[0m\n");
+    fprintf(g_ui, "   \x1b[2mother %5.1f%%\x1b[0m\n", f->other * 100.0f);
+    if (typing) fprintf(g_ui, "\ntype a word: %s\x1b[2m_  (Enter commits, 1-9 picks, Esc cancels)\x1b[0m\n", typing);
+    else if (preview_mode) fprintf(g_ui, "\n\x1b[1mp\x1b[0m: which candidate to take with its preview? (1-9)\n");
+    else fprintf(g_ui, "\n\x1b[2m1-9 choose · p+digit with preview · / type · Backspace undo · Enter continue · q quit\x1b[0m\n");
 }
 
 static void redraw(const fp_session *s, bool preview_mode, const char *typing, const char *msg) {
-    printf("\x1b[H\x1b[2J");
+    fprintf(g_ui, "\x1b[H\x1b[2J");
     draw_text(s);
     const fp_fork *f = fp_session_fork(s);
     if (f) draw_fork(f, preview_mode, typing);
-    else printf("\n\x1b[2m(the end: %s) — Backspace undo · q quit\x1b[0m\n", fp_session_end_reason(s));
-    if (msg && *msg) printf("\x1b[31m%s\x1b[0m\n", msg);
-    fflush(stdout);
+    else fprintf(g_ui, "\n\x1b[2m(the end: %s) — Backspace undo · q quit\x1b[0m\n", fp_session_end_reason(s));
+    if (msg && *msg) fprintf(g_ui, "\x1b[31m%s\x1b[0m\n", msg);
+    fflush(g_ui);
 }
 
 /* Reads keys until a full command is formed; typing narrows the cloud live. */
@@ -301,7 +302,8 @@ int cli_write(int argc, char **argv) {
     rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
     if (rc) return rc;
 
-    bool keyboard = !o.choices && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+    bool keyboard = !o.choices && isatty(STDIN_FILENO);
+    if (keyboard && !(g_ui = fopen("/dev/tty", "w"))) g_ui = stderr;
     FILE *script = NULL;
     if (!keyboard) {
         script = !o.choices || !strcmp(o.choices, "-") ? stdin : fopen(o.choices, "r");
@@ -371,7 +373,7 @@ int cli_write(int argc, char **argv) {
     }
 done:
     flush_events(events, s, &written);
-    if (keyboard) { tty_restore(); printf("\x1b[H\x1b[2J"); }
+    if (keyboard) { tty_restore(); fprintf(g_ui, "\x1b[H\x1b[2J"); fflush(g_ui); }
     if (!events || events != stdout) printf("%s\n", fp_session_text(s));
     rc = 0;
 out:
@@ -381,5 +383,7 @@ out:
     if (script && script != stdin) fclose(script);
     fp_engine_free(engine);
     fp_model_free(model);
+    if (g_ui && g_ui != stderr) fclose(g_ui);
+    g_ui = NULL;
     return rc;
 }

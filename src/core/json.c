@@ -23,9 +23,14 @@
 
 /* ------------------------------------------------------------- writing */
 
+/* When set, floats are written exactly (saved sessions must restore bit for
+ * bit); otherwise they are rounded for people. */
+static _Thread_local bool g_exact;
+
 /* Rounds to 6 significant digits so floats print as people expect. */
 static double r6(double x) {
     if (!isfinite(x)) return 0.0;
+    if (g_exact) return x;
     char b[32];
     snprintf(b, sizeof b, "%.6g", x);
     return strtod(b, NULL);
@@ -342,6 +347,7 @@ static cJSON *position_json(const fp_position *p) {
 }
 
 char *fp_session_save(const fp_session *s) {
+    g_exact = true;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "format", 1);
     cJSON_AddNumberToObject(o, "n_vocab", s->n_vocab);
@@ -383,7 +389,9 @@ char *fp_session_save(const fp_session *s) {
     }
     cJSON *events = cJSON_AddArrayToObject(o, "events");
     for (int32_t i = 0; i < s->n_events; i++) cJSON_AddItemToArray(events, fork_json(&s->events[i]));
-    return print_free(o);
+    char *out = print_free(o);
+    g_exact = false;
+    return out;
 }
 
 /* ------------------------------------------------------------- restore */

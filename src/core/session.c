@@ -258,7 +258,7 @@ fp_status fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *
     int32_t old_n = s->n_past;
     int32_t *old = malloc(sizeof(int32_t) * (size_t)(old_n > 0 ? old_n : 1));
     if (!old) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    memcpy(old, s->path_tok, sizeof(int32_t) * (size_t)old_n);
+    if (old_n > 0) memcpy(old, s->path_tok, sizeof(int32_t) * (size_t)old_n);
     fp_status st = path_rebuild(s, leaf);
     if (st != FP_OK) { free(old); return fp_fail(err, st, "cannot rebuild the path"); }
     st = trunk_sync(s, old, old_n, want_logits, err);
@@ -412,15 +412,24 @@ static fp_status append_token(fp_session *s, int32_t tok, const fp_position *rec
     return FP_OK;
 }
 
-/* Tokens to keep free beyond the text: a word plus its preview. */
+/* Positions to keep free beyond the text: a word plus its preview. */
 static int32_t reserve_tokens(const fp_session *s) { return s->st.max_word_tokens + s->st.lookahead + 1; }
+
+/* KV cells a fork's branches may take on top of the trunk (cells, unlike
+ * positions, are shared by all sequences). */
+static int32_t branch_cells(const fp_session *s) {
+    return s->st.beam_width * s->st.max_word_tokens + s->st.k * (s->st.lookahead + 1);
+}
 
 /* The generation loop: continue automatically until a fork or the end. */
 static fp_status run_until_fork(fp_session *s, fp_error *err) {
     const fp_model *m = s->engine->model;
     for (;;) {
         if (s->st.max_tokens > 0 && n_generated(s) >= s->st.max_tokens) { session_end(s, "max_tokens"); return FP_OK; }
-        if (s->n_path + reserve_tokens(s) >= s->engine->n_pos_max) { session_end(s, "context"); return FP_OK; }
+        if (s->n_path + reserve_tokens(s) >= s->engine->n_pos_max || s->n_path + branch_cells(s) >= (int32_t)s->engine->n_ctx) {
+            session_end(s, "context");
+            return FP_OK;
+        }
         fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
         fp_uncertainty u = fp_dist_uncertainty(&s->dist);
         fp_reason why = decide(s, u);
@@ -587,12 +596,15 @@ static fp_status log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind
     return FP_OK;
 }
 
+static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err);
+
 /* Commits tokens at the open fork and runs on. cand >= 0 names a shown
  * candidate whose live branch may supply the KV cells; n_word says how many
  * of the tokens are the word (the rest is accepted preview). */
 static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand,
                         fp_node_kind kind, fp_choice_kind ckind, const char *text, fp_chooser by, fp_error *err) {
     fp_fork_rec *f = fork_at_id(s, s->open_fork);
+    const int32_t fork_id = f->pub.id; /* f moves if the fork array grows */
     fp_status st = log_decision(s, f, ckind, cand, text, by);
     if (st != FP_OK) return fp_fail(err, st, "out of memory");
     int32_t node = fpi_node_new(s, kind, f->node, f->pub.id, s->n_path);
@@ -627,12 +639,20 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     if (from_branch < n) {
         st = fp_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
                                    base + from_branch, true, err);
-        if (st != FP_OK) return st;
-        s->n_past = s->n_path;
-        memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
+        if (st == FP_OK)
+            memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
     }
-    s->n_past = s->n_path;
-    return run_until_fork(s, err);
+    if (st == FP_OK) {
+        s->n_past = s->n_path;
+        st = run_until_fork(s, err);
+    }
+    if (st != FP_OK) {
+        /* the engine failed (a full cache, say): go back to the fork, so the
+         * session stays consistent and the decision can be made again */
+        s->n_past = base;
+        reopen(s, fork_at_id(s, fork_id), NULL);
+    }
+    return st;
 }
 
 fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_chooser by, fp_error *err) {

@@ -30,11 +30,12 @@ static void usage(FILE *f)
         "  --port N           port (default 8080; 0 = any free port)\n"
         "  --token SECRET     require this token (also $FORKPOINT_TOKEN)\n"
         "  --db PATH          SQLite database (default ${XDG_DATA_HOME:-~/.local/share}/forkpoint/forkpoint.db)\n"
-        "  --ctx N            KV cells shared by all sessions (0 = engine default)\n"
-        "  --seq-max N        engine sequences, 1..256 (default 256)\n"
+        "  --ctx N            KV cells shared by all sessions (default 8 x the model's context, max 16384)\n"
+        "  --seq-max N        engine sequences, 2..256 (default 256)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
         "  --http-threads N   HTTP worker threads (default 64)\n"
+        "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -77,6 +78,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 1; }
         if (strcmp(a, "--version") == 0) { printf("forkpoint-serve %s\n", FP_VERSION); return 1; }
         if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) { cfg->quiet = true; continue; }
+        if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         /* --flag value or --flag=value */
         char name[32];
         const char *val = NULL;
@@ -98,7 +100,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
-        else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
+        else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
         else if (strcmp(name, "--threads") == 0) { if (!parse_num(name, val, 0, 1024, &n)) return -1; cfg->n_threads = (int32_t)n; }
         else if (strcmp(name, "--max-live") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_live = (int)n; }
         else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 1024, &n)) return -1; cfg->http_threads = (int)n; }
@@ -140,7 +142,15 @@ static int setup_engine(srv_app *app)
     }
     fp_engine_params ep = fp_engine_default_params();
     ep.n_seq_max = app->cfg.n_seq_max;
-    if (app->cfg.n_ctx) ep.n_ctx = app->cfg.n_ctx;
+    if (app->cfg.n_ctx) {
+        ep.n_ctx = app->cfg.n_ctx;
+    } else {
+        /* the KV cells are shared by every resident session: give the server
+         * room for several documents (8 training contexts, at most 16384) */
+        int32_t train = fp_model_n_ctx_train(app->model);
+        uint32_t want = train > 0 ? (uint32_t)train * 8u : 4096u;
+        ep.n_ctx = want > 16384u ? 16384u : want;
+    }
     ep.n_threads = app->cfg.n_threads;
     app->engine = fp_engine_new(app->model, &ep, &err);
     if (!app->engine) {

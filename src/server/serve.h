@@ -49,6 +49,7 @@ typedef struct srv_config {
     int         max_live;     /* --max-live, sessions resident in the engine */
     int         http_threads; /* --http-threads, civetweb workers */
     bool        quiet;        /* --quiet: no request log on stderr */
+    bool        no_evict;     /* --no-evict: answer 503 instead of evicting idle sessions */
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
@@ -60,7 +61,7 @@ bool srv_host_is_loopback(const char *host);
 /* ---------------------------------------------------------------- jobs */
 
 typedef enum srv_job_kind {
-    JOB_LIST = 0, JOB_CREATE, JOB_GET, JOB_DELETE, JOB_EXISTS,
+    JOB_LIST = 0, JOB_CREATE, JOB_GET, JOB_DELETE,
     JOB_CHOOSE, JOB_TYPE, JOB_PREFIX, JOB_UNDO, JOB_CONTINUE,
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
     JOB_TREE, JOB_EVENTS

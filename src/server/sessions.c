@@ -31,6 +31,7 @@ static srv_live *live_find(srv_app *app, const char *id)
  * Returns true when one was evicted. */
 static bool evict_lru(srv_app *app, const srv_live *keep)
 {
+    if (app->cfg.no_evict) return false;
     srv_live *victim = NULL;
     for (int i = 0; i < app->cfg.max_live; i++) {
         srv_live *l = &app->live[i];
@@ -102,7 +103,7 @@ static srv_live *load(srv_app *app, srv_job *job)
     fp_error err = {0};
     fp_session *s;
     while (!(s = fp_session_restore(app->engine, doc, &err)) &&
-           err.code == FP_ERR_CAPACITY && evict_lru(app, NULL))
+           (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
     free(doc);
     if (!s) {
@@ -212,7 +213,7 @@ static void job_create(srv_app *app, srv_job *job)
     double t0 = srv_now_ms();
     fp_session *s;
     while (!(s = fp_session_new(app->engine, job->text, &set, &err)) &&
-           err.code == FP_ERR_CAPACITY && evict_lru(app, NULL))
+           (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
     if (!s) {
         if (err.code == FP_ERR_CAPACITY) {
@@ -260,78 +261,139 @@ static void job_delete(srv_app *app, srv_job *job)
     job->body = strdup("{\"deleted\":true}");
 }
 
-/* Decisions and navigation: the calls that change a session. */
-static void job_change(srv_app *app, srv_job *job, srv_live *l)
+/* Frees every resident session except keep; returns how many. Why all:
+ * FP_ERR_CONTEXT means the KV cells shared by all sessions are used up, and
+ * evicted sessions come back from SQLite on their next request. */
+static int evict_others(srv_app *app, const srv_live *keep)
+{
+    int n = 0;
+    while (evict_lru(app, keep)) n++;
+    return n;
+}
+
+/* Frees one resident session without saving (its last committed state is
+ * already in SQLite). */
+static void drop_live(srv_live *l)
+{
+    fp_session_free(l->s);
+    memset(l, 0, sizeof *l);
+}
+
+/* Applies one decision or navigation call. Returns its status; *replied is
+ * set when the job already holds a response (a validation error). */
+static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error *err,
+                              bool *replied)
 {
     fp_session *s = l->s;
     const fp_fork *f = fp_session_fork(s);
-    fp_error err = {0};
-    fp_status st = FP_OK;
-    double t0 = srv_now_ms();
-
+    *replied = true;
+    bool needs_fork = job->kind == JOB_CHOOSE || job->kind == JOB_CONTINUE ||
+                      job->kind == JOB_TYPE || job->kind == JOB_PREFIX;
+    if (needs_fork && !f) {
+        job->status = 409;
+        job->body = srv_json_error("the session has ended");
+        return FP_ERR_STATE;
+    }
     switch (job->kind) {
     case JOB_CHOOSE:
-        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
         if (job->index < 0 || job->index >= f->n_candidates) {
             job->status = 400;
             job->body = srv_json_error("index out of range");
-            return;
+            return FP_ERR_ARG;
         }
-        st = fp_session_choose(s, job->index, job->flag, FP_BY_HUMAN, &err);
-        break;
+        *replied = false;
+        return fp_session_choose(s, job->index, job->flag, FP_BY_HUMAN, err);
     case JOB_CONTINUE:
-        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
-        st = fp_session_continue(s, FP_BY_HUMAN, &err);
-        break;
+        *replied = false;
+        return fp_session_continue(s, FP_BY_HUMAN, err);
     case JOB_TYPE:
-        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
-        st = fp_session_type_commit(s, job->text, FP_BY_HUMAN, &err);
-        break;
+        *replied = false;
+        return fp_session_type_commit(s, job->text, FP_BY_HUMAN, err);
     case JOB_PREFIX:
-        if (!f) { job->status = 409; job->body = srv_json_error("the session has ended"); return; }
-        st = fp_session_type_prefix(s, job->text, &err);
-        break;
+        *replied = false;
+        return fp_session_type_prefix(s, job->text, err);
     case JOB_UNDO:
-        st = fp_session_undo(s, &err);
-        break;
+        *replied = false;
+        return fp_session_undo(s, err);
     case JOB_GOTO_FORK:
-        st = fp_session_goto_fork(s, job->index, &err);
-        break;
+        *replied = false;
+        return fp_session_goto_fork(s, job->index, err);
     case JOB_GOTO_OFFSET:
         if (job->offset < 0 || (size_t)job->offset > fp_session_text_len(s)) {
             job->status = 400;
             job->body = srv_json_error("offset out of range");
-            return;
+            return FP_ERR_ARG;
         }
         if ((size_t)job->offset < fp_session_prompt_len(s)) {
             job->status = 400;
             job->body = srv_json_error("offset is inside the prompt");
-            return;
+            return FP_ERR_ARG;
         }
-        st = fp_session_fork_at(s, (size_t)job->offset, &err);
-        break;
+        *replied = false;
+        return fp_session_fork_at(s, (size_t)job->offset, err);
     case JOB_SETTINGS: {
+        if (!job->settings) {
+            job->status = 400;
+            job->body = srv_json_error("missing settings");
+            return FP_ERR_ARG;
+        }
         fp_settings set = *fp_session_settings(s);
-        if (!job->settings) { job->status = 400; job->body = srv_json_error("missing settings"); return; }
-        if ((st = fp_settings_from_json(job->settings, &set, &err)) != FP_OK) break;
-        if ((st = fp_settings_validate(&set, &err)) != FP_OK) break;
-        while ((st = fp_session_set_settings(s, &set, &err)) == FP_ERR_CAPACITY &&
-               evict_lru(app, l))
-            memset(&err, 0, sizeof err);
-        break;
+        fp_status st;
+        *replied = false;
+        if ((st = fp_settings_from_json(job->settings, &set, err)) != FP_OK) return st;
+        if ((st = fp_settings_validate(&set, err)) != FP_OK) return st;
+        return fp_session_set_settings(s, &set, err);
     }
     case JOB_SHOWN:
         fp_session_mark_shown(s);
         job->status = 200;
         job->body = strdup("{\"ok\":true}");
-        return;
+        return FP_OK;
     default:
         job->status = 500;
         job->body = srv_json_error("internal: unknown job");
-        return;
+        return FP_ERR_ARG;
+    }
+}
+
+/* Decisions and navigation: the calls that change a session. When the
+ * engine runs out of sequences or KV cells (shared by all sessions), the
+ * other resident sessions are evicted, this one is reloaded from its last
+ * saved state (so a half-done call leaves no trace) and the call is retried
+ * once; if it still fails the client gets 503 and may retry later. */
+static void job_change(srv_app *app, srv_job *job, srv_live *l)
+{
+    fp_error err = {0};
+    bool replied = false;
+    double t0 = srv_now_ms();
+    fp_status st = apply_change(app, job, l, &err, &replied);
+    if (replied) return;
+    if ((st == FP_ERR_CAPACITY || st == FP_ERR_CONTEXT) && evict_others(app, l) > 0) {
+        if (!app->cfg.quiet)
+            fprintf(stderr, "forkpoint-serve: %s on %s: evicted other sessions, retrying\n",
+                    fp_status_name(st), job->sid);
+        drop_live(l);
+        if (!(l = load(app, job))) return;
+        memset(&err, 0, sizeof err);
+        t0 = srv_now_ms();
+        st = apply_change(app, job, l, &err, &replied);
+        if (replied) return;
     }
     if (st != FP_OK) {
-        reply_fp_error(job, &err, st);
+        if (st == FP_ERR_CAPACITY || st == FP_ERR_CONTEXT || st == FP_ERR_DECODE ||
+            st == FP_ERR_NOMEM) {
+            /* the call may have left the in-memory session half-changed:
+             * reload it from SQLite on the next request */
+            drop_live(l);
+        }
+        if (st == FP_ERR_CAPACITY) {
+            char msg[320];
+            snprintf(msg, sizeof msg, "server at capacity: %s", err.message);
+            job->status = 503;
+            job->body = srv_json_error(msg);
+        } else {
+            reply_fp_error(job, &err, st);
+        }
         return;
     }
     l->last_ms = srv_now_ms() - t0;
@@ -353,7 +415,6 @@ void srv_exec(srv_app *app, srv_job *job)
     if (!l) return;
     switch (job->kind) {
     case JOB_GET:
-    case JOB_EXISTS:
         reply_state(app, l, job, false);
         return;
     case JOB_TREE:

@@ -26,7 +26,9 @@ const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/asan/forkpoint-se
   `${repo}/build/release/forkpoint-serve`);
 const WS_CLIENT = pick(process.env.FORKPOINT_WS_CLIENT, `${repo}/build/release/ws_client`,
   `${repo}/build/asan/ws_client`);
-const MODEL = pick(process.env.FORKPOINT_MODEL, path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
+const MODEL = pick(process.env.FORKPOINT_MODEL,
+  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
+  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-api-'));
 const LIGHT = { k: 4, beam_width: 8, lookahead: 4 }; // cheaper sessions where defaults are not the point
 
@@ -459,11 +461,32 @@ async function main() {
 
   /* ---- capacity, token, host */
   await test('FP_ERR_CAPACITY -> 503 JSON error', async () => {
-    const s = await startServer(['--seq-max', '4', '--max-live', '1'], { db: path.join(tmp, 'cap.db') });
+    // two sequences and no eviction: the second session's fork finds no
+    // free sequence for its branches
+    const s = await startServer(['--seq-max', '2', '--no-evict'], { db: path.join(tmp, 'cap.db') });
     try {
+      eq((await http(s, 'POST', '/api/sessions', { prompt: 'Tom had a dog', settings: LIGHT })).status, 201, 'first');
       const r = await expectError(s, 'POST', '/api/sessions', { prompt: 'Once upon a time' }, 503);
       assert(/capacity|room|sequence/i.test(r.json.error), r.json.error);
       eq((await http(s, 'GET', '/api/health')).status, 200, 'still up');
+    } finally { await stopServer(s); }
+  });
+
+  await test('at capacity, idle sessions are evicted and restored on demand', async () => {
+    // two sequences: only one session can hold a fork computation at a time
+    const s = await startServer(['--seq-max', '2'], { db: path.join(tmp, 'evict.db') });
+    try {
+      const a = await http(s, 'POST', '/api/sessions', { prompt: 'Tom had a dog', settings: LIGHT });
+      eq(a.status, 201, `create A: ${a.text.slice(0, 200)}`);
+      const b = await http(s, 'POST', '/api/sessions', { prompt: 'The sun was hot', settings: LIGHT });
+      eq(b.status, 201, `create B: ${b.text.slice(0, 200)}`);
+      const a2 = await http(s, 'GET', `/api/sessions/${a.json.id}`);
+      eq(a2.status, 200, `A back: ${a2.text.slice(0, 200)}`);
+      eq(a2.json.text, a.json.text, 'A text');
+      const a3 = await http(s, 'POST', `/api/sessions/${a.json.id}/choose`, { index: 0 });
+      eq(a3.status, 200, `choose in A: ${a3.text.slice(0, 200)}`);
+      const b2 = await http(s, 'POST', `/api/sessions/${b.json.id}/choose`, { index: 0 });
+      eq(b2.status, 200, `choose in B: ${b2.text.slice(0, 200)}`);
     } finally { await stopServer(s); }
   });
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# tests/browser/run.sh — Playwright tests of the page in Debian's chromium.
+#
+# Why this wrapper: it installs playwright-core (pinned in package-lock.json,
+# into tests/browser/node_modules, git-ignored) on first use, checks that
+# chromium and the server are there, then runs the tests. The test prints a
+# final "N passed, N failed" line and exits non-zero on failure.
+# Screenshots go to build/test-output/.
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+fail() { echo "browser: $*"; echo "0 passed, 1 failed"; exit 1; }
+command -v node >/dev/null || fail "node is not installed"
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || fail "chromium is not installed (apt-get install chromium)"
+[ -x "${FORKPOINT_SERVE:-$repo/build/release/forkpoint-serve}" ] || fail "forkpoint-serve is not built (make build/release/forkpoint-serve)"
+if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) || fail "npm ci failed"
+fi
+mkdir -p "$repo/build/test-output"
+cd "$here" && exec node browser_test.mjs

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# test_cli.sh — `forkpoint write` as a user meets it: scripted runs, every bad
+# input (one-line error, non-zero exit, no crash, no hang), and the
+# interactive keyboard path driven through tmux (send-keys, capture-pane).
+#
+# Usage: tests/cli/test_cli.sh BINARY MODELS_DIR    (prints "N passed, N failed")
+set -u
+BIN=$(realpath "${1:?binary}"); MODELS=$(realpath "${2:?models dir}")
+MODEL="$MODELS/stories260K.gguf"
+T=$(mktemp -d); trap 'rm -rf "$T"; tmux kill-session -t fp-test 2>/dev/null' EXIT
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "FAIL cli: $*" >&2; }
+
+# expect_error NAME CODE REGEX -- command...: a non-zero exit CODE, one stderr line matching REGEX
+expect_error() {
+  local name=$1 code=$2 re=$3; shift 4
+  timeout 60 "$@" >"$T/out" 2>"$T/err"; local rc=$?
+  local lines; lines=$(grep -vc '^$' "$T/err")
+  if [ "$rc" -ne "$code" ]; then bad "$name: exit $rc, want $code ($(head -c 300 "$T/err"))"; return; fi
+  if [ "$lines" -lt 1 ] || ! grep -qE "$re" "$T/err"; then bad "$name: message '$(head -c 300 "$T/err")' !~ /$re/"; return; fi
+  if grep -qiE 'AddressSanitizer|runtime error|Segmentation' "$T/err"; then bad "$name: crashed"; return; fi
+  ok
+}
+
+W=("$BIN" write --model "$MODEL" --threads 1)
+
+# ---- a scripted session works and writes its events
+printf 'p1\n2\nprefix ca\n1\nt dragon\nu\nc\nq\n' > "$T/choices"
+if timeout 60 "${W[@]}" --choices "$T/choices" --json "$T/ev.jsonl" >"$T/out" 2>"$T/err"; then ok; else bad "scripted run failed: $(cat "$T/err")"; fi
+grep -q '^Once upon a time, there was a little' "$T/out" && ok || bad "scripted run: no text"
+n=$(wc -l < "$T/ev.jsonl"); [ "$n" -ge 4 ] && ok || bad "scripted run: $n events"
+grep -q '"typed_prefix":"ca"' "$T/ev.jsonl" && ok || bad "the narrowed fork is not logged"
+grep -q '"kind":"typed"' "$T/ev.jsonl" && grep -q '"by":"script"' "$T/ev.jsonl" && ok || bad "typed choice not logged"
+node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n");for(const x of l){const e=JSON.parse(x);if(!("fork" in e&&"candidates" in e&&"other" in e&&"choice" in e&&"ms" in e&&"entropy_bits" in e))process.exit(1)}' "$T/ev.jsonl" && ok || bad "event JSON lacks fields"
+# same seed, same script: same output
+timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/a" 2>/dev/null
+timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/b" 2>/dev/null
+cmp -s "$T/a" "$T/b" && ok || bad "seeded runs differ"
+# stdin works as the script
+printf '1\nq\n' | timeout 60 "${W[@]}" > "$T/out" 2>"$T/err" && ok || bad "choices from stdin: $(cat "$T/err")"
+
+# ---- bad input
+expect_error "missing model" 2 "not found|cannot open" -- "$BIN" write --model /nonexistent.gguf
+head -c 5000 "$MODEL" > "$T/trunc.gguf"
+expect_error "truncated GGUF" 2 "truncated|corrupt|cannot load" -- "$BIN" write --model "$T/trunc.gguf"
+printf 'GGUFxxxxxxxxxxxxxxxxxxxxxxxxxx' > "$T/corrupt.gguf"
+expect_error "corrupt GGUF" 2 "GGUF|corrupt" -- "$BIN" write --model "$T/corrupt.gguf"
+printf 'hello world, not a model at all' > "$T/text.gguf"
+expect_error "not GGUF" 2 "not a GGUF" -- "$BIN" write --model "$T/text.gguf"
+expect_error "GGUF v1" 2 "version 1" -- "$BIN" write --model "$MODELS/legacy-gguf-v1/tinyllamas-stories-260k-f32.gguf"
+expect_error "vocab-only" 2 "vocab-only" -- "$BIN" write --model "$MODELS/vocab-only/ggml-vocab-phi-3.gguf"
+long=$(printf 'the cat sat on the mat. %.0s' $(seq 1 600))
+expect_error "prompt too long" 2 "context" -- "${W[@]}" --prompt "$long" --choices /dev/null
+expect_error "empty prompt" 2 "empty" -- "${W[@]}" --prompt "" --choices /dev/null
+expect_error "invalid UTF-8 prompt" 2 "UTF-8" -- "${W[@]}" --prompt $'Once \xff upon' --choices /dev/null
+printf '99\n' > "$T/range"
+expect_error "out-of-range choice" 2 "out of range" -- "${W[@]}" --choices "$T/range"
+printf '1\n' > "$T/short"
+expect_error "choices end early" 3 "choices ended" -- "${W[@]}" --choices "$T/short"
+printf 'jump\n' > "$T/unknown"
+expect_error "unknown command" 2 "unknown command" -- "${W[@]}" --choices "$T/unknown"
+expect_error "missing choices file" 2 "cannot open" -- "${W[@]}" --choices /nonexistent/choices
+expect_error "bad option" 2 "unknown option" -- "$BIN" write --bogus
+expect_error "bad value" 2 "bad value" -- "$BIN" write --k abc
+expect_error "unknown command word" 2 "unknown command" -- "$BIN" frobnicate
+
+# ---- the keyboard, through tmux
+if command -v tmux >/dev/null; then
+  tmux kill-session -t fp-test 2>/dev/null
+  tmux new-session -d -s fp-test -x 160 -y 50 "${W[*]} > $T/tmux.out; echo EXIT=\$? >> $T/tmux.out; sleep 30"
+  screen() { tmux capture-pane -p -t fp-test 2>/dev/null; }
+  wait_for() { for _ in $(seq 1 100); do screen | grep -qE "$1" && return 0; tmux has-session -t fp-test 2>/dev/null || return 1; sleep 0.1; done; return 1; }
+  wait_for "other" && ok || bad "tmux: no fork on screen: $(screen | head -5)"
+  screen | grep -qE '^ 1 ' && ok || bad "tmux: no numbered candidates"
+  screen | grep -q '█' && ok || bad "tmux: no probability bars"
+  first=$(screen | sed -n 's/^ 1 \([^ ]*\).*/\1/p' | head -1)
+  tmux send-keys -t fp-test 1
+  wait_for "fork 1 " && ok || bad "tmux: digit did not choose"
+  screen | grep -q -- "$first" && ok || bad "tmux: chosen word '$first' not in the text"
+  tmux send-keys -t fp-test BSpace
+  wait_for "fork 0 " && ok || bad "tmux: Backspace did not undo"
+  tmux send-keys -t fp-test p 2
+  wait_for "fork [1-9] " && ok || bad "tmux: p+digit did not take the preview"
+  tmux send-keys -t fp-test / z q x
+  wait_for "type a word: zqx" && ok || bad "tmux: typing mode"
+  tmux send-keys -t fp-test Enter
+  gone=1; for _ in $(seq 1 100); do screen | grep -q "type a word" || { gone=0; break; }; sleep 0.1; done
+  [ $gone -eq 0 ] && screen | grep -q "zqx" && ok || bad "tmux: typed word not committed: $(screen | head -3)"
+  tmux send-keys -t fp-test Enter
+  sleep 0.5
+  tmux send-keys -t fp-test q
+  for _ in $(seq 1 50); do grep -q EXIT "$T/tmux.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "EXIT=0" "$T/tmux.out" && ok || bad "tmux: q did not quit cleanly ($(cat "$T/tmux.out" 2>/dev/null | tail -2))"
+  grep -q "zqx" "$T/tmux.out" && ok || bad "tmux: final text not printed"
+  tmux kill-session -t fp-test 2>/dev/null
+else
+  bad "tmux is not installed"
+fi
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
