@@ -56,7 +56,7 @@ static void usage(void) {
         "usage: bench_fork [--model PATH] [--k N] [--lookahead L] [--threads N]\n"
         "                  [--prompt-tokens N] [--reps N] [--reps-c N] [--warmup N] [--show]\n"
         "  defaults: stories260K, k 8, lookahead 12, threads 2, prompt 256 tokens,\n"
-        "            7 timed repetitions of (a) and (b), 3 of (c) (0 skips it), 1 warm-up\n");
+        "            7 timed repetitions of (a) and (b) after 1 warm-up, 3 of (c) (0 skips it)\n");
 }
 
 /* Reads an integer flag value; exits with usage on junk or out of range. */
@@ -234,10 +234,10 @@ int main(int argc, char **argv) {
     fp_engine *engine = fp_engine_new(model, &ep, &err);
     if (!engine) { fprintf(stderr, "bench_fork: engine: %s\n", err.message); return 1; }
 
-    /* Token candidates, a preview of L tokens each, a fork at every position
-     * (top-1 is always below 1.01) and no budget: the session opens a fork
-     * right at the end of the prompt, and fork_at can force it again. Plain
-     * distribution (no penalties, no truncation), greedy previews. */
+    /* Token candidates, a preview of up to L tokens each, a fork at every
+     * position (top-1 is always below 1.01) and no budget: the session opens
+     * a fork right at the end of the prompt. Plain distribution (no
+     * penalties, no truncation), greedy previews. */
     fp_settings set = fp_default_settings();
     set.granularity = FP_GRAN_TOKEN;
     set.k = o.k;
@@ -296,8 +296,8 @@ int main(int argc, char **argv) {
            bench_basename(path), desc, llama_model_n_embd(raw.model), llama_model_n_layer(raw.model),
            raw.n_vocab);
     printf("prompt %d tokens (library session: %d); k = %d, L = %d; %d threads; "
-           "%d reps of (a),(b), %d of (c), %d warm-up\n",
-           n_raw, fp_session_n_tokens(s), k, L, o.threads, o.reps, o.reps_c, o.warmup);
+           "%d reps of (a),(b) after %d warm-up, %d of (c)\n",
+           n_raw, fp_session_n_tokens(s), k, L, o.threads, o.reps, o.warmup, o.reps_c);
     printf("fp_session_new (prompt decode + first fork): %.1f ms; engine n_ctx %u\n",
            t_new, fp_engine_n_ctx(engine));
     if (n_raw != n_prompt || fp_session_n_tokens(s) != n_prompt)
@@ -333,6 +333,10 @@ int main(int argc, char **argv) {
         target[n_cand] = c->n_preview < L ? c->n_preview : L;
         n_cand++;
     }
+    if (n_cand == 0) {
+        fprintf(stderr, "bench_fork: the fork at the end of the prompt has no single-token candidate\n");
+        return 1;
+    }
 
     /* The cached prefix for (b), and the plain top-k at its end to compare. */
     const double t_pre0 = bench_now_ms();
@@ -364,10 +368,10 @@ int main(int argc, char **argv) {
         if (!b.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (b)\n"); return 1; }
         if (i >= 0) { ra[i] = a; rb[i] = b; }
     }
-    for (int i = o.reps_c ? -o.warmup : 0; i < o.reps_c; i++) {
-        run c = time_recompute(&raw, ptoks, cands, target, n_cand, L, n_raw, prev_c, len_c);
-        if (!c.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (c)\n"); return 1; }
-        if (i >= 0) rc[i] = c;
+    /* (c) runs last (it clears the memory); its context is warm by now. */
+    for (int i = 0; i < o.reps_c; i++) {
+        rc[i] = time_recompute(&raw, ptoks, cands, target, n_cand, L, n_raw, prev_c, len_c);
+        if (!rc[i].ok) { fprintf(stderr, "bench_fork: llama_decode failed in (c)\n"); return 1; }
     }
 
     /* The library's previews, row for row with the branches. */

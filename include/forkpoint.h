@@ -52,7 +52,8 @@ typedef enum fp_status {
     FP_ERR_DECODE,       /* llama_decode failed */
     FP_ERR_STATE,        /* the call does not fit the session's state */
     FP_ERR_NOMEM,        /* allocation failed */
-    FP_ERR_CHECKSUM      /* a downloaded or cached file has the wrong sha256 */
+    FP_ERR_CHECKSUM,     /* a downloaded or cached file has the wrong sha256 */
+    FP_ERR_ABORTED       /* fp_engine_cancel interrupted speculative work */
 } fp_status;
 
 typedef struct fp_error {
@@ -302,6 +303,23 @@ fp_status fp_session_goto_fork(fp_session *s, int32_t fork_id, fp_error *err);
 /* Forces a fork at a text offset on the current path (byte offset into the
  * text; rounded down to a token start). Returns the fork via fp_session_fork. */
 fp_status fp_session_fork_at(fp_session *s, size_t text_offset, fp_error *err);
+
+/* ------------------------------------------------------------ prefetch */
+
+/* Speculation while the person decides: computes what choosing candidate
+ * `index` of the open fork (alone, or with its preview) would lead to — the
+ * automatic text after it and the next fork with its cloud and previews —
+ * so that a matching fp_session_choose shows the next fork at once, without
+ * running the model. Up to FP_MAX_PREFETCH outcomes are kept (the oldest
+ * goes first); any other change to the session discards them.
+ * Returns FP_ERR_ABORTED, keeping nothing, when fp_engine_cancel interrupted it. */
+#define FP_MAX_PREFETCH 4
+fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, fp_error *err);
+/* True when choosing (index, with_preview) now would use a prefetched outcome. */
+bool      fp_session_is_prefetched(const fp_session *s, int32_t index, bool with_preview);
+/* Interrupts a running fp_session_prefetch within one decode step. The only
+ * call that is safe from any thread; it never aborts ordinary work. */
+void      fp_engine_cancel(fp_engine *e);
 
 /* Restarts the clock of the open fork: call it when the fork is actually put
  * in front of the person, so ms_to_choose measures their time, not ours. */

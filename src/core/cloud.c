@@ -585,3 +585,25 @@ fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefi
     s->live.valid = true;
     return FP_OK;
 }
+
+/* ------------------------------------------------------------- adoption */
+
+fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err) {
+    fp_cloud_drop_live(s);
+    fp_status st = ws_ensure(s, err);
+    if (st != FP_OK) return st;
+    int32_t n = s->forks[fork_id].n_shown;
+    for (int32_t i = 0; i < shadow->n_scratch; i++) {
+        int32_t q = shadow->scratch[i];
+        s->engine->seq_owner[q] = s;
+        s->scratch[s->n_scratch++] = q;
+    }
+    shadow->n_scratch = 0;
+    shadow->live.valid = false;
+    memcpy(s->live.seq, shadow->live.seq, sizeof(int32_t) * (size_t)n);
+    memcpy(s->live.n_decoded_preview, shadow->live.n_decoded_preview, sizeof(int32_t) * (size_t)n);
+    memcpy(s->live.word_logits, shadow->live.word_logits, sizeof(float) * (size_t)n * (size_t)s->n_vocab);
+    s->live.valid = true;
+    s->live.fork_id = fork_id;
+    return FP_OK;
+}

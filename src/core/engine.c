@@ -21,6 +21,16 @@
 #include <string.h>
 #include <unistd.h>
 
+/* llama.cpp asks this between graph nodes: abort only speculative work. */
+static bool abort_cb(void *ud) {
+    fp_engine *e = ud;
+    return e->in_prefetch && atomic_load(&e->cancel);
+}
+
+void fp_engine_cancel(fp_engine *e) {
+    if (e) atomic_store(&e->cancel, 1);
+}
+
 fp_engine_params fp_engine_default_params(void) {
     fp_engine_params p = { .n_ctx = 0, .n_seq_max = 64, .n_threads = 0 };
     return p;
@@ -64,6 +74,8 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     e->n_batch = (int32_t)cp.n_batch;
     e->n_pos_max = (int32_t)(e->n_ctx < train ? e->n_ctx : train);
     e->batch = llama_batch_init(e->n_batch, 0, 1);
+    atomic_init(&e->cancel, 0);
+    llama_set_abort_callback(ctx, abort_cb, e);
     e->seq_owner = calloc(p.n_seq_max, sizeof *e->seq_owner);
     if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     return e;
@@ -104,6 +116,7 @@ fp_status fp_engine_decode(fp_engine *e, fp_error *err) {
     e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
     if (e->trace) e->trace(e->trace_ud, &e->batch);
     int32_t rc = llama_decode(e->ctx, e->batch);
+    if (rc == 2) return fp_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     if (rc == 1) return fp_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
     if (rc != 0) return fp_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);
     return FP_OK;

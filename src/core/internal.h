@@ -12,6 +12,7 @@
 
 #include "forkpoint.h"
 #include <llama.h>
+#include <stdatomic.h>
 
 /* ------------------------------------------------------------- errors */
 
@@ -67,6 +68,9 @@ struct fp_engine {
     fp_session **sessions;
     int32_t n_sessions, cap_sessions;
     uint64_t n_decode_calls, n_decoded_tokens;
+    /* speculation: llama.cpp's abort callback fires when both are set */
+    bool in_prefetch;            /* only touched by the thread that decodes */
+    _Atomic int cancel;          /* set by fp_engine_cancel from any thread */
     /* test hook: sees every batch before it is decoded (NULL in normal use) */
     void (*trace)(void *ud, const struct llama_batch *batch);
     void *trace_ud;
@@ -214,6 +218,9 @@ struct fp_session {
     int32_t *scratch; int32_t n_scratch;
     fp_live live;
     struct fp_cloud_ws *cloud;    /* work buffers of cloud.c, sized for the settings */
+    /* speculative outcomes of the open fork (prefetch.c) */
+    struct fp_prefetch { fp_session *shadow; int32_t index; bool with_preview; } prefetch[FP_MAX_PREFETCH];
+    int32_t n_prefetch;
     uint64_t last_use;
 
     fp_state state;
@@ -229,8 +236,23 @@ void fp_session_release_scratch(fp_session *s);
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);
+fp_status   fpi_path_rebuild(fp_session *s, int32_t leaf);
 fp_status   fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *err);
 void        fpi_fork_show(fp_session *s, fp_fork_rec *f);
+
+fp_status   fpi_append_token(fp_session *s, int32_t tok, const fp_position *rec);
+fp_status   fpi_log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, int32_t index,
+                             const char *text, fp_chooser by);
+void        fpi_session_end(fp_session *s, const char *why);
+
+/* prefetch.c: the speculative outcome matching a decision, or -1; adopting
+ * one makes it the session's reality; clearing drops them all. */
+int32_t   fpi_prefetch_find(const fp_session *s, int32_t index, bool with_preview);
+fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, const char *text,
+                             fp_chooser by, fp_error *err);
+void      fpi_prefetch_clear(fp_session *s);
+/* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
+fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
 
 /* Appends bytes to the session text (used when rebuilding). */
 fp_status fp_text_append(fp_session *s, const char *b, size_t n);

@@ -509,14 +509,14 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
         return rd_fail(r, "nodes, forks or events missing");
     int32_t n_nodes = cJSON_GetArraySize(nodes), n_forks = cJSON_GetArraySize(forks);
     int32_t k = s->st.k;
-    /* nodes: parents precede children, so a parent index must be smaller */
+    /* nodes (a split puts a parent after its children: order is checked below) */
     const cJSON *j;
     int32_t i = 0;
     cJSON_ArrayForEach(j, nodes) {
-        int32_t parent = (int32_t)rd_num(r, j, "parent", -1, i - 1);
+        int32_t parent = (int32_t)rd_num(r, j, "parent", -1, n_nodes - 1);
         int32_t kind = (int32_t)rd_num(r, j, "kind", 0, FP_NODE_SPLIT);
         int32_t start = (int32_t)rd_num(r, j, "start", 0, 1e9);
-        if (r->bad || (i == 0) != (parent == -1) || (i == 0) != (kind == FP_NODE_PROMPT)) return rd_fail(r, "node structure");
+        if (r->bad || parent == i || (i == 0) != (parent == -1) || (i == 0) != (kind == FP_NODE_PROMPT)) return rd_fail(r, "node structure");
         int32_t id = fpi_node_new(s, (fp_node_kind)kind, parent, (int32_t)rd_num(r, j, "parent_fork", -1, n_forks - 1), start);
         if (id < 0) return rd_fail(r, "out of memory");
         s->nodes[id].fork_id = (int32_t)rd_num(r, j, "fork", -1, n_forks - 1);
@@ -525,7 +525,6 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
         const cJSON *pos = cJSON_GetObjectItemCaseSensitive(j, "pos");
         if (r->bad || (kind != FP_NODE_PROMPT && (!cJSON_IsArray(pos) || cJSON_GetArraySize(pos) != nt)))
             return rd_fail(r, "node tokens");
-        if (parent >= 0 && start != s->nodes[parent].start_pos + s->nodes[parent].n) return rd_fail(r, "node start");
         const cJSON *t = toks->child, *pp = pos ? pos->child : NULL;
         for (; t; t = t->next) {
             fp_position rec = { .token = (int32_t)t->valuedouble, .fork_id = -1 };
@@ -549,6 +548,14 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
         i++;
     }
     if (s->nodes[0].n < 1) return rd_fail(r, "empty prompt node");
+    /* every node reaches the root, and starts where its parent ends */
+    for (int32_t id = 1; id < n_nodes; id++) {
+        int32_t up = id, steps = 0;
+        while (up > 0 && steps++ <= n_nodes) up = s->nodes[up].parent;
+        if (up != 0) return rd_fail(r, "node tree has a cycle");
+        const fp_node *p = &s->nodes[s->nodes[id].parent];
+        if (s->nodes[id].start_pos != p->start_pos + p->n) return rd_fail(r, "node start");
+    }
     /* forks */
     s->forks = calloc((size_t)(n_forks > 0 ? n_forks : 1), sizeof *s->forks);
     if (!s->forks) return rd_fail(r, "out of memory");

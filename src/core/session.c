@@ -202,7 +202,7 @@ static fp_status path_push(fp_session *s, int32_t tok, int32_t node) {
 }
 
 /* Rebuilds the path cache for root..leaf. */
-static fp_status path_rebuild(fp_session *s, int32_t leaf) {
+fp_status fpi_path_rebuild(fp_session *s, int32_t leaf) {
     int32_t chain[4096], depth = 0;
     for (int32_t id = leaf; id >= 0; id = s->nodes[id].parent) {
         if (depth == 4096) return FP_ERR_STATE;
@@ -259,7 +259,7 @@ fp_status fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *
     int32_t *old = malloc(sizeof(int32_t) * (size_t)(old_n > 0 ? old_n : 1));
     if (!old) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
     if (old_n > 0) memcpy(old, s->path_tok, sizeof(int32_t) * (size_t)old_n);
-    fp_status st = path_rebuild(s, leaf);
+    fp_status st = fpi_path_rebuild(s, leaf);
     if (st != FP_OK) { free(old); return fp_fail(err, st, "cannot rebuild the path"); }
     st = trunk_sync(s, old, old_n, want_logits, err);
     free(old);
@@ -332,7 +332,7 @@ static int32_t auto_pick(fp_session *s) {
 
 /* -------------------------------------------------------------- forks */
 
-static void session_end(fp_session *s, const char *why) {
+void fpi_session_end(fp_session *s, const char *why) {
     fp_cloud_drop_live(s);
     s->state = FP_STATE_ENDED;
     s->end_reason = why;
@@ -404,7 +404,7 @@ static fp_status open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp
 }
 
 /* Appends a token to the leaf node and the path, and to the sampler history. */
-static fp_status append_token(fp_session *s, int32_t tok, const fp_position *rec) {
+fp_status fpi_append_token(fp_session *s, int32_t tok, const fp_position *rec) {
     if (!fpi_node_push(s, s->leaf, tok, rec)) return FP_ERR_NOMEM;
     fp_status st = path_push(s, tok, s->leaf);
     if (st != FP_OK) return st;
@@ -425,9 +425,9 @@ static int32_t branch_cells(const fp_session *s) {
 static fp_status run_until_fork(fp_session *s, fp_error *err) {
     const fp_model *m = s->engine->model;
     for (;;) {
-        if (s->st.max_tokens > 0 && n_generated(s) >= s->st.max_tokens) { session_end(s, "max_tokens"); return FP_OK; }
+        if (s->st.max_tokens > 0 && n_generated(s) >= s->st.max_tokens) { fpi_session_end(s, "max_tokens"); return FP_OK; }
         if (s->n_path + reserve_tokens(s) >= s->engine->n_pos_max || s->n_path + branch_cells(s) >= (int32_t)s->engine->n_ctx) {
-            session_end(s, "context");
+            fpi_session_end(s, "context");
             return FP_OK;
         }
         fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
@@ -435,9 +435,9 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fp_reason why = decide(s, u);
         if (why == FP_REASON_UNCERTAIN) return open_fork(s, why, u, err);
         int32_t tok = auto_pick(s);
-        if (m->tok_flags[tok] & FP_TOK_EOG) { session_end(s, "eog"); return FP_OK; }
+        if (m->tok_flags[tok] & FP_TOK_EOG) { fpi_session_end(s, "eog"); return FP_OK; }
         fp_position rec = { .token = tok, .unc = u, .reason = why, .fork_id = -1, .by = FP_BY_AUTO };
-        fp_status st = append_token(s, tok, &rec);
+        fp_status st = fpi_append_token(s, tok, &rec);
         if (st != FP_OK) return fp_fail(err, st, "out of memory");
         fp_batch_clear(s->engine);
         fp_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
@@ -508,7 +508,7 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
     for (int32_t i = 0; ok && i < n; i++) ok = fpi_node_push(s, root, toks[i], NULL);
     int32_t first = ok ? fpi_node_new(s, FP_NODE_AUTO, root, -1, n) : -1;
     free(toks);
-    if (!ok || first < 0 || path_rebuild(s, first) != FP_OK) {
+    if (!ok || first < 0 || fpi_path_rebuild(s, first) != FP_OK) {
         fp_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
         return NULL;
@@ -523,6 +523,7 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
 
 void fp_session_free(fp_session *s) {
     if (!s) return;
+    fpi_prefetch_clear(s);
     if (s->engine) {
         fp_cloud_drop_live(s);
         fp_engine_unregister(s->engine, s); /* returns the trunk sequence too */
@@ -580,7 +581,7 @@ static fp_status need_fork(fp_session *s, fp_error *err) {
 }
 
 /* Records the decision on the fork and in the event log. */
-static fp_status log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, int32_t index,
+fp_status fpi_log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, int32_t index,
                               const char *text, fp_chooser by) {
     f->pub.choice = kind;
     f->pub.choice_index = index;
@@ -605,7 +606,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
                         fp_node_kind kind, fp_choice_kind ckind, const char *text, fp_chooser by, fp_error *err) {
     fp_fork_rec *f = fork_at_id(s, s->open_fork);
     const int32_t fork_id = f->pub.id; /* f moves if the fork array grows */
-    fp_status st = log_decision(s, f, ckind, cand, text, by);
+    fp_status st = fpi_log_decision(s, f, ckind, cand, text, by);
     if (st != FP_OK) return fp_fail(err, st, "out of memory");
     int32_t node = fpi_node_new(s, kind, f->node, f->pub.id, s->n_path);
     if (node < 0) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
@@ -616,9 +617,9 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     for (int32_t i = 0; i < n; i++) {
         fp_position rec = { .token = toks[i], .unc = { -1, -1, -1 }, .reason = FP_REASON_IN_CHOICE, .fork_id = -1, .by = by };
         if (i == 0) { rec.unc = f->pub.unc; rec.reason = kind == FP_NODE_TYPED ? FP_REASON_TYPED : f->pub.reason; rec.fork_id = f->pub.id; }
-        if ((st = append_token(s, toks[i], &rec)) != FP_OK) return fp_fail(err, st, "out of memory");
+        if ((st = fpi_append_token(s, toks[i], &rec)) != FP_OK) return fp_fail(err, st, "out of memory");
     }
-    if (ends) { session_end(s, "eog"); return FP_OK; }
+    if (ends) { fpi_session_end(s, "eog"); return FP_OK; }
 
     /* KV: take what the live branch already holds, decode only the rest */
     llama_memory_t mem = fp_engine_mem(s->engine);
@@ -670,13 +671,17 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_
     if (phrase) { memcpy(toks + n, c->preview_tokens, sizeof(int32_t) * (size_t)c->n_preview); n += c->n_preview; }
     char text[FP_MAX_TEXT * 2];
     snprintf(text, sizeof text, "%s%s", c->text, phrase ? c->preview : "");
-    return commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE,
-                  phrase && c->n_preview > 0 ? FP_CHOICE_INDEX_PREVIEW : FP_CHOICE_INDEX, text, by, err);
+    fp_choice_kind kind = phrase && c->n_preview > 0 ? FP_CHOICE_INDEX_PREVIEW : FP_CHOICE_INDEX;
+    int32_t pf = fpi_prefetch_find(s, index, phrase);
+    if (pf >= 0) return fpi_prefetch_adopt(s, pf, kind, text, by, err);
+    fpi_prefetch_clear(s);
+    return commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, err);
 }
 
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;
+    fpi_prefetch_clear(s);
     fp_fork_rec *f = fork_at_id(s, s->open_fork);
     if (f->n_shown == 0) {
         /* a narrowed cloud can be empty: the model's own next token then */
@@ -695,6 +700,7 @@ fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
 fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;
+    fpi_prefetch_clear(s);
     if (!prefix) return fp_fail(err, FP_ERR_ARG, "no prefix");
     size_t len = strlen(prefix);
     if (len >= FP_MAX_TEXT) return fp_fail(err, FP_ERR_ARG, "the prefix is longer than %d bytes", FP_MAX_TEXT - 1);
@@ -764,12 +770,14 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     if (n <= 0) return fp_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
     if (s->n_path + n + reserve_tokens(s) >= s->engine->n_pos_max)
         return fp_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
+    fpi_prefetch_clear(s);
     return commit(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, err);
 }
 
 /* Reopens a stored fork: the path goes to its node, the candidates are the
  * ones first computed, the trunk holds exactly the tokens before it. */
 static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
+    fpi_prefetch_clear(s);
     fp_cloud_drop_live(s);
     fp_status st = fpi_set_path(s, f->node, false, err);
     if (st != FP_OK) return st;
@@ -817,6 +825,7 @@ static int32_t split_node(fp_session *s, int32_t y, int32_t p) {
 
 fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     s->last_use = ++s->engine->use_clock;
+    fpi_prefetch_clear(s);
     if (offset > s->text_len) return fp_fail(err, FP_ERR_ARG, "offset %zu is past the end of the text (%zu bytes)", offset, s->text_len);
     int32_t np = n_prompt_tokens(s);
     /* the generated token that starts at or before offset */
@@ -857,6 +866,7 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     if (!chain) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
     llama_sampler_free(s->chain);
     s->chain = chain;
+    fpi_prefetch_clear(s);
     fp_cloud_drop_live(s);
     s->st = *settings;
     chain_resync(s);

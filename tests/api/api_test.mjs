@@ -431,10 +431,14 @@ async function main() {
   /* ---- persistence across a restart */
   const before = (await http(srv, 'GET', `/api/sessions/${sid}`)).json;
   const treeBefore = (await http(srv, 'GET', `/api/sessions/${sid}/tree`)).json;
+  const beforeB = (await http(srv, 'GET', `/api/sessions/${sidB}`)).json; // has a forced fork (split node)
   await test('DELETE removes a session', async () => {
-    const r = await http(srv, 'DELETE', `/api/sessions/${sidB}`);
+    const c = await http(srv, 'POST', '/api/sessions', { prompt: 'A bird', settings: LIGHT });
+    eq(c.status, 201, 'create');
+    const r = await http(srv, 'DELETE', `/api/sessions/${c.json.id}`);
     eq(r.status, 200, 'status');
-    await expectError(srv, 'GET', `/api/sessions/${sidB}`, undefined, 404);
+    await expectError(srv, 'GET', `/api/sessions/${c.json.id}`, undefined, 404);
+    await expectError(srv, 'DELETE', `/api/sessions/${c.json.id}`, undefined, 404);
   });
   const e = await stopServer(srv);
   await test('server stops cleanly on SIGTERM (no sanitizer report)', async () => {
@@ -456,6 +460,10 @@ async function main() {
     eq(t.nodes.map((n) => n.text), treeBefore.nodes.map((n) => n.text), 'tree nodes');
     const g = await http(srv2, 'POST', `/api/sessions/${sid}/goto`, { fork_id: st0.fork.id });
     eq(candTexts(g.json), candTexts(st0), 'an old fork reopens with its alternatives after restart');
+    const b = await http(srv2, 'GET', `/api/sessions/${sidB}`);
+    eq(b.status, 200, `session with a forced fork restored: ${b.text.slice(0, 200)}`);
+    eq(b.json.text, beforeB.text, 'its text');
+    eq(b.json.settings.k, 3, 'its settings');
   });
   if (srv2) await stopServer(srv2);
 

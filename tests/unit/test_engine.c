@@ -248,6 +248,26 @@ static bool same_candidates(const fp_candidate *a, int32_t na, const fp_candidat
     return true;
 }
 
+/* The same cloud up to float noise: two sessions' KV cells sit at different
+ * places of the shared cache, so attention sums in another order. */
+static bool close_candidates(const fp_candidate *a, int32_t na, const fp_candidate *b, int32_t nb) {
+    if (na != nb) return false;
+    for (int32_t i = 0; i < na; i++) {
+        if (strcmp(a[i].text, b[i].text) || strcmp(a[i].preview, b[i].preview) || fabsf(a[i].prob - b[i].prob) > 2e-3f) return false;
+    }
+    return true;
+}
+
+/* Both sessions recorded the same positions (tokens, reasons, fork ids). */
+static bool s_pos_equal(const fp_session *a, const fp_session *b) {
+    if (fp_session_n_positions(a) != fp_session_n_positions(b)) return false;
+    for (int32_t i = 0; i < fp_session_n_positions(a); i++) {
+        const fp_position *x = fp_session_position(a, i), *y = fp_session_position(b, i);
+        if (x->token != y->token || x->reason != y->reason || x->fork_id != y->fork_id || x->by != y->by) return false;
+    }
+    return true;
+}
+
 static void test_undo(fp_engine *e) {
     TEST("undo and goto restore identical candidates");
     fp_error err = {0};
@@ -294,6 +314,72 @@ static void test_undo(fp_engine *e) {
     /* the event log kept every decision, including undone branches */
     CHECK(fp_session_n_events(s) >= 5);
     fp_session_free(s);
+}
+
+
+static void cancel_on_decode(void *ud, const struct llama_batch *b) {
+    (void)b;
+    fp_engine_cancel(ud);
+}
+
+static void test_prefetch(fp_engine *e) {
+    TEST("prefetch: the next fork without decoding, identical to computing it; cancel");
+    fp_error err = {0};
+    fp_settings st = eager_settings();
+    fp_session *a = fp_session_new(e, PROMPT, &st, &err), *b = fp_session_new(e, PROMPT, &st, &err);
+    CHECK(a && b);
+    if (!a || !b) { fp_session_free(a); fp_session_free(b); return; }
+    for (int step = 0; step < 6 && fp_session_state(a) == FP_STATE_AT_FORK; step++) {
+        int32_t idx = step % 2, n = fp_session_fork(a)->n_candidates;
+        bool wp = step % 3 == 0;
+        if (idx >= n) idx = 0;
+        CHECK(fp_session_prefetch(a, idx, wp, &err) == FP_OK);
+        CHECK(fp_session_prefetch(a, (idx + 1) % n, !wp, &err) == FP_OK);
+        CHECK(fp_session_is_prefetched(a, idx, wp));
+        uint64_t calls = fp_engine_decode_calls(e);
+        CHECKF(fp_session_choose(a, idx, wp, FP_BY_HUMAN, &err) == FP_OK, "%s", err.message);
+        CHECKF(fp_engine_decode_calls(e) == calls, "adopting decoded %d times", (int)(fp_engine_decode_calls(e) - calls));
+        CHECK(fp_session_choose(b, idx, wp, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(strcmp(fp_session_text(a), fp_session_text(b)) == 0);
+        CHECK(fp_session_state(a) == fp_session_state(b));
+        const fp_fork *fa = fp_session_fork(a), *fb = fp_session_fork(b);
+        CHECK((fa == NULL) == (fb == NULL));
+        if (fa && fb) CHECKF(fa->id == fb->id && close_candidates(fa->candidates, fa->n_candidates, fb->candidates, fb->n_candidates),
+                             "fork %d vs %d: '%s' %.9g '%s' vs '%s' %.9g '%s'", fa->id, fb->id, fa->candidates[0].text, fa->candidates[0].prob,
+                             fa->candidates[0].preview, fb->candidates[0].text, fb->candidates[0].prob, fb->candidates[0].preview);
+        CHECK(fp_session_n_events(a) == fp_session_n_events(b));
+        CHECK(s_pos_equal(a, b));
+        CHECK(a->n_past == a->n_path && llama_memory_seq_pos_max(fp_engine_mem(e), a->trunk_seq) == a->n_path - 1);
+    }
+    /* the adopted live branches still serve a commit without decoding the word */
+    if (fp_session_state(a) == FP_STATE_AT_FORK) {
+        CHECK(fp_session_prefetch(a, 0, false, &err) == FP_OK);
+        CHECK(fp_session_choose(a, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(fp_session_choose(b, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(strcmp(fp_session_text(a), fp_session_text(b)) == 0);
+    }
+    /* a change discards what was prefetched */
+    if (fp_session_state(a) == FP_STATE_AT_FORK) {
+        CHECK(fp_session_prefetch(a, 0, false, &err) == FP_OK);
+        CHECK(fp_session_type_prefix(a, "b", &err) == FP_OK);
+        CHECK(!fp_session_is_prefetched(a, 0, false));
+        CHECK(fp_session_type_prefix(a, "", &err) == FP_OK);
+        /* cancelled in its first decode: nothing kept, the session unchanged and working */
+        char before[4096];
+        snprintf(before, sizeof before, "%s", fp_session_text(a));
+        e->trace = cancel_on_decode;
+        e->trace_ud = e;
+        CHECK(fp_session_prefetch(a, 0, true, &err) == FP_ERR_ABORTED);
+        e->trace = NULL;
+        CHECK(!fp_session_is_prefetched(a, 0, true));
+        CHECK(strcmp(before, fp_session_text(a)) == 0);
+        CHECK(fp_session_choose(a, 0, true, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(fp_session_choose(b, 0, true, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(strcmp(fp_session_text(a), fp_session_text(b)) == 0);
+    }
+    CHECK(fp_session_prefetch(a, 99, false, &err) == FP_ERR_ARG || fp_session_state(a) == FP_STATE_ENDED);
+    fp_session_free(a);
+    fp_session_free(b);
 }
 
 static void test_budget(fp_engine *e) {
@@ -422,6 +508,20 @@ static void test_save_restore(fp_engine *e) {
     if (tok) { memcpy(tok + 10, "99999", 5); CHECK(fp_session_restore(e, bad, &err) == NULL); }
     free(bad);
     free(saved);
+    /* a forced fork inside automatic text splits a node: the parent then comes after its children */
+    size_t mid = fp_session_text_len(s) > 20 ? fp_session_text_len(s) - 7 : 0;
+    CHECK(fp_session_fork_at(s, mid, &err) == FP_OK);
+    saved = fp_session_save(s);
+    r = fp_session_restore(e, saved, &err);
+    CHECKF(r != NULL, "after a split: %s", err.message);
+    if (r) {
+        char *t1 = fp_session_tree_json(s), *t2 = fp_session_tree_json(r);
+        CHECK(t1 && t2 && strcmp(t1, t2) == 0);
+        free(t1); free(t2);
+        CHECK(fp_session_choose(r, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+    }
+    fp_session_free(r);
+    free(saved);
     fp_session_free(s);
 }
 
@@ -487,6 +587,7 @@ int main(void) {
     test_previews(e);
     test_no_double_decode(e);
     test_undo(e);
+    test_prefetch(e);
     test_budget(e);
     test_determinism(e);
     test_save_restore(e);
