@@ -292,9 +292,9 @@ int main(int argc, char **argv) {
 
     char desc[128];
     llama_model_desc(raw.model, desc, sizeof desc);
-    printf("bench_fork %s  model %s (%s, n_embd %d, %d layers, vocab %d)\n", date,
+    printf("bench_fork %s  model %s (%s, n_embd %d, %d layers, vocab %d); load average %.2f\n", date,
            bench_basename(path), desc, llama_model_n_embd(raw.model), llama_model_n_layer(raw.model),
-           raw.n_vocab);
+           raw.n_vocab, bench_loadavg());
     printf("prompt %d tokens (library session: %d); k = %d, L = %d; %d threads; "
            "%d reps of (a),(b) after %d warm-up, %d of (c)\n",
            n_raw, fp_session_n_tokens(s), k, L, o.threads, o.reps, o.warmup, o.reps_c);
@@ -409,6 +409,7 @@ int main(int argc, char **argv) {
             if (o.reps_c) print_tokens(model, "(c)", &prev_c[i * L], len_c[i]);
         }
     }
+    printf("load average at the end: %.2f\n", bench_loadavg());
     if (ra[0].tokens == 0)
         printf("warning: the library decoded nothing while recomputing the fork; (a) did not measure a fork preparation\n");
 

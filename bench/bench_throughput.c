@@ -203,9 +203,9 @@ int main(int argc, char **argv) {
 
     char desc[128];
     llama_model_desc(raw.model, desc, sizeof desc);
-    printf("bench_throughput %s  model %s (%s, n_embd %d, %d layers, vocab %d)\n", date,
+    printf("bench_throughput %s  model %s (%s, n_embd %d, %d layers, vocab %d); load average %.2f\n", date,
            bench_basename(path), desc, llama_model_n_embd(raw.model), llama_model_n_layer(raw.model),
-           raw.n_vocab);
+           raw.n_vocab, bench_loadavg());
     printf("prompt \"%s\" (%d tokens); up to %d greedy tokens; %d threads; %d reps, %d warm-up\n\n",
            o.prompt, n_prompt, o.tokens, o.threads, o.reps, o.warmup);
     fflush(stdout);
@@ -230,6 +230,7 @@ int main(int argc, char **argv) {
            "the first %d tokens are identical", end_reason, rl[0].generated, rr[0].generated, same);
     if (same < n) printf(" (then library %d, plain %d)", gen_lib[same], gen_raw[same]);
     printf("\n");
+    printf("load average at the end: %.2f\n", bench_loadavg());
 
     free(gen_lib); free(gen_raw); free(rl); free(rr);
     bench_raw_close(&raw);

@@ -37,6 +37,15 @@ void bench_today(char out[16]) {
     strftime(out, 16, "%Y-%m-%d", &tm);
 }
 
+double bench_loadavg(void) {
+    double l = -1.0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (!f) return -1.0;
+    if (fscanf(f, "%lf", &l) != 1) l = -1.0;
+    fclose(f);
+    return l;
+}
+
 const char *bench_basename(const char *path) {
     const char *s = strrchr(path, '/');
     return s ? s + 1 : path;

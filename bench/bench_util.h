@@ -25,6 +25,11 @@ double bench_median(double *v, int n);
 /* Today's date as YYYY-MM-DD (for the printed record). */
 void bench_today(char out[16]);
 
+/* The 1-minute load average (from /proc/loadavg), or -1 where there is
+ * none. Printed before and after each benchmark: on a shared machine it says
+ * how much other work the figures had to share the cores with. */
+double bench_loadavg(void);
+
 /* Last path component, for printing. */
 const char *bench_basename(const char *path);
 

@@ -98,6 +98,7 @@ typedef struct srv_live {
     uint64_t    last_used;     /* LRU tick */
     uint64_t    version;       /* bumps on every change, sent to clients */
     double      last_ms;       /* engine time of the last decision */
+    bool        last_hit;      /* the last choice used a prefetched outcome */
     fp_session *s;
 } srv_live;
 
@@ -133,6 +134,10 @@ typedef struct srv_app {
         bool     used;
     }                   lanes[SRV_MAX_LANES];
     int                 rr;            /* next lane to look at */
+    /* speculation: sessions whose open fork may still be prefetched, most
+     * recent first (worker-owned) */
+    char                pf_sids[8][SRV_ID_LEN + 1];
+    int                 n_pf;
     bool                stopping;
     pthread_t           worker;
     bool                worker_started;
@@ -155,6 +160,10 @@ void srv_worker_stop(srv_app *app);
 
 /* sessions.c: runs one job on the worker thread. */
 void srv_exec(srv_app *app, srv_job *job);
+/* Prefetch while idle (worker thread only): note a session that changed,
+ * and do one step of speculative work; false when there is none left. */
+void srv_prefetch_note(srv_app *app, const char *sid);
+bool srv_prefetch_step(srv_app *app);
 /* Loads the engine-side objects; called once on the worker before serving. */
 int  srv_sessions_open(srv_app *app, fp_error *err);
 /* Saves nothing (all is saved already) and frees every live session. */

@@ -287,6 +287,7 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
     fp_session *s = l->s;
     const fp_fork *f = fp_session_fork(s);
     *replied = true;
+    l->last_hit = false;
     bool needs_fork = job->kind == JOB_CHOOSE || job->kind == JOB_CONTINUE ||
                       job->kind == JOB_TYPE || job->kind == JOB_PREFIX;
     if (needs_fork && !f) {
@@ -302,6 +303,7 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
             return FP_ERR_ARG;
         }
         *replied = false;
+        l->last_hit = fp_session_is_prefetched(s, job->index, job->flag);
         return fp_session_choose(s, job->index, job->flag, FP_BY_HUMAN, err);
     case JOB_CONTINUE:
         *replied = false;
@@ -432,6 +434,52 @@ void srv_exec(srv_app *app, srv_job *job)
         job_change(app, job, l);
         return;
     }
+}
+
+/* ------------------------------------------------------------ prefetch */
+
+/* What a person is likely to do next, in order: the top candidate alone, the
+ * second, the top with its phrase, the third (FP_MAX_PREFETCH outcomes). */
+static const struct { int32_t index; bool with_preview; } k_plan[FP_MAX_PREFETCH] = {
+    { 0, false }, { 1, false }, { 0, true }, { 2, false },
+};
+
+static void pf_remove(srv_app *app, int i)
+{
+    memmove(app->pf_sids[i], app->pf_sids[i + 1], sizeof app->pf_sids[0] * (size_t)(app->n_pf - i - 1));
+    app->n_pf--;
+}
+
+void srv_prefetch_note(srv_app *app, const char *sid)
+{
+    if (!sid[0]) return;
+    for (int i = 0; i < app->n_pf; i++)
+        if (strcmp(app->pf_sids[i], sid) == 0) { pf_remove(app, i); break; }
+    if (app->n_pf == 8) app->n_pf--;  /* the least recent falls off */
+    memmove(app->pf_sids[1], app->pf_sids[0], sizeof app->pf_sids[0] * (size_t)app->n_pf);
+    snprintf(app->pf_sids[0], sizeof app->pf_sids[0], "%s", sid);
+    app->n_pf++;
+}
+
+/* One fp_session_prefetch call for the most recent session that still has
+ * something to speculate on. An interrupted call (a request arrived) keeps
+ * the session listed; it is tried again when the worker is next idle. */
+bool srv_prefetch_step(srv_app *app)
+{
+    while (app->n_pf > 0) {
+        srv_live *l = live_find(app, app->pf_sids[0]);
+        if (!l || fp_session_state(l->s) != FP_STATE_AT_FORK) { pf_remove(app, 0); continue; }
+        int32_t n = fp_session_fork(l->s)->n_candidates;
+        for (int k = 0; k < FP_MAX_PREFETCH; k++) {
+            if (k_plan[k].index >= n || fp_session_is_prefetched(l->s, k_plan[k].index, k_plan[k].with_preview)) continue;
+            fp_error err = {0};
+            fp_status st = fp_session_prefetch(l->s, k_plan[k].index, k_plan[k].with_preview, &err);
+            if (st != FP_OK && st != FP_ERR_ABORTED) pf_remove(app, 0); /* no room: leave it be */
+            return true;
+        }
+        pf_remove(app, 0); /* all done for this one */
+    }
+    return false;
 }
 
 /* Restores the most recently used sessions at start, so a restarted server

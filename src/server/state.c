@@ -200,6 +200,17 @@ char *srv_state_json(srv_app *app, const srv_live *l)
     cJSON_AddItemToObject(o, "settings", so ? so : cJSON_CreateObject());
     cJSON_AddNumberToObject(o, "n_events", fp_session_n_events(s));
     cJSON_AddNumberToObject(o, "last_ms", round(fin(l->last_ms) * 10.0) / 10.0);
+    cJSON_AddBoolToObject(o, "last_prefetched", l->last_hit);
+    cJSON *pf = cJSON_AddArrayToObject(o, "prefetched");
+    const fp_fork *pff = fp_session_fork(s);
+    for (int32_t i = 0; pff && i < pff->n_candidates; i++)
+        for (int wp = 0; wp < 2; wp++)
+            if (fp_session_is_prefetched(s, i, wp)) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "index", i);
+                cJSON_AddBoolToObject(e, "accept_preview", wp);
+                cJSON_AddItemToArray(pf, e);
+            }
 
     char *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

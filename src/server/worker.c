@@ -56,6 +56,12 @@ static srv_job *next_job(srv_app *app)
     return NULL;
 }
 
+/* Jobs that change a session (and so may leave a new fork to speculate on). */
+static bool job_changes(srv_job_kind k)
+{
+    return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN;
+}
+
 /* The worker loop: run jobs until told to stop and the queue is drained.
  * Why drain: a handler thread blocked in srv_worker_submit must be woken. */
 static void *worker_main(void *arg)
@@ -64,14 +70,21 @@ static void *worker_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&app->q_mu);
         srv_job *j;
-        while (!(j = next_job(app)) && !app->stopping)
+        /* idle: speculate on the next fork (n_pf is the worker's own) */
+        while (!(j = next_job(app)) && !app->stopping && app->n_pf == 0)
             pthread_cond_wait(&app->q_cv, &app->q_mu);
         /* a lane may have been freed: wake submitters waiting for one */
         pthread_cond_broadcast(&app->q_cv);
+        bool stop = app->stopping;
         pthread_mutex_unlock(&app->q_mu);
-        if (!j) break;  /* stopping and empty */
+        if (!j) {
+            if (stop) break;  /* stopping and empty */
+            srv_prefetch_step(app);
+            continue;
+        }
 
         srv_exec(app, j);
+        if (job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
 
         pthread_mutex_lock(&app->q_mu);
         j->done = true;
@@ -113,6 +126,8 @@ int srv_worker_submit(srv_app *app, srv_job *job)
     else app->lanes[lane].head = job;
     app->lanes[lane].tail = job;
     pthread_cond_broadcast(&app->q_cv);
+    /* a person is waiting: stop any speculation within one decode step */
+    if (job_changes(job->kind) && app->engine) fp_engine_cancel(app->engine);
     while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
     pthread_mutex_unlock(&app->q_mu);
     return 0;

@@ -212,6 +212,31 @@ async function main() {
     assert(st1.path_forks.length === 1 && st1.path_forks[0].id === st0.fork.id, 'path_forks');
   });
 
+  await test('prefetch: idle time computes the next fork; choosing it uses the prefetched outcome', async () => {
+    let st;
+    for (let i = 0; i < 100; i++) {
+      st = (await http(srv, 'GET', `/api/sessions/${sid}`)).json;
+      if (st.prefetched && st.prefetched.length >= 2) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert(st.prefetched.some((p) => p.index === 0 && !p.accept_preview), `top candidate prefetched: ${JSON.stringify(st.prefetched)}`);
+    const c = st.fork.candidates[0];
+    const r = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: 0 });
+    eq(r.status, 200, 'status');
+    eq(r.json.last_prefetched, true, 'the choice hit the prefetched outcome');
+    assert(r.json.text.startsWith(st.text + c.text), 'text continues with the choice');
+    assert(r.json.state === 'ended' || r.json.fork.candidates.length > 0, 'the next fork is there');
+    // undo discards speculation; a choice made before any prefetch is computed normally
+    const u = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+    eq(u.status, 200, 'undo');
+    const last = u.json.fork.candidates.length - 1;
+    const r2 = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: last, accept_preview: true });
+    eq(r2.json.last_prefetched, false, 'an unprefetched choice is computed');
+    const u2 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+    eq(u2.status, 200, 'undo back');
+    st1 = u2.json;
+  });
+
   let st2;
   await test('choose with accept_preview takes the whole phrase', async () => {
     if (!st1.fork) return;
