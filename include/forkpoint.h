@@ -125,7 +125,7 @@ typedef struct fp_engine fp_engine;
 typedef struct fp_engine_params {
     uint32_t n_ctx;         /* KV cells shared by all sequences; 0 = model's training context (max 4096) */
     uint32_t n_seq_max;     /* sequences in the context (1..256); default 64 */
-    int32_t  n_threads;     /* 0 = number of online CPUs */
+    int32_t  n_threads;     /* 0 = all online CPUs (1 for models under 100M parameters) */
 } fp_engine_params;
 
 fp_engine_params fp_engine_default_params(void);
@@ -229,6 +229,8 @@ typedef enum fp_choice_kind {
     FP_CHOICE_TYPED,       /* the person's own text */
     FP_CHOICE_AUTO         /* the model continued by itself (Enter) */
 } fp_choice_kind;
+/* "none", "index", "index_preview", "typed", "auto" (as in fork events). */
+const char *fp_choice_name(fp_choice_kind k);
 
 /* A fork as the front end sees it. Owned by the session; valid until the
  * next call that changes the session. */

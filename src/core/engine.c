@@ -50,7 +50,14 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     uint32_t train = (uint32_t)llama_model_n_ctx_train(model->lm);
     uint32_t n_ctx = p.n_ctx ? p.n_ctx : (train > 4096 ? 4096 : train);
     if (n_ctx < 64) n_ctx = 64;
-    int32_t threads = p.n_threads > 0 ? p.n_threads : (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+    /* ggml's threads spin while they wait for each other: on a tiny model the
+     * extra threads buy nothing and, when another process takes a core, they
+     * stall every decode. So small models get one thread by default. */
+    int32_t threads = p.n_threads;
+    if (threads <= 0) {
+        threads = (int32_t)sysconf(_SC_NPROCESSORS_ONLN);
+        if (llama_model_n_params(model->lm) < 100u * 1000 * 1000) threads = 1;
+    }
     if (threads < 1) threads = 1;
 
     struct llama_context_params cp = llama_context_default_params();

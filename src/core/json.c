@@ -87,17 +87,6 @@ static cJSON *candidates_json(const fp_candidate *c, int32_t n) {
     return a;
 }
 
-static const char *choice_name(fp_choice_kind k) {
-    switch (k) {
-    case FP_CHOICE_NONE: return "none";
-    case FP_CHOICE_INDEX: return "index";
-    case FP_CHOICE_INDEX_PREVIEW: return "index_preview";
-    case FP_CHOICE_TYPED: return "typed";
-    case FP_CHOICE_AUTO: return "auto";
-    }
-    return "none";
-}
-
 /* The public view of a fork (an event), without candidates. */
 static cJSON *fork_head_json(const fp_fork *f) {
     cJSON *o = cJSON_CreateObject();
@@ -113,7 +102,7 @@ static cJSON *fork_head_json(const fp_fork *f) {
 
 static void add_choice(cJSON *o, const fp_fork *f) {
     cJSON *c = cJSON_AddObjectToObject(o, "choice");
-    cJSON_AddStringToObject(c, "kind", choice_name(f->choice));
+    cJSON_AddStringToObject(c, "kind", fp_choice_name(f->choice));
     cJSON_AddNumberToObject(c, "index", f->choice_index);
     add_str(c, "text", f->choice_text);
     cJSON_AddStringToObject(o, "by", fp_chooser_name(f->chooser));

@@ -79,6 +79,17 @@ const char *fp_reason_name(fp_reason r) {
     return "unknown";
 }
 
+const char *fp_choice_name(fp_choice_kind k) {
+    switch (k) {
+    case FP_CHOICE_NONE: return "none";
+    case FP_CHOICE_INDEX: return "index";
+    case FP_CHOICE_INDEX_PREVIEW: return "index_preview";
+    case FP_CHOICE_TYPED: return "typed";
+    case FP_CHOICE_AUTO: return "auto";
+    }
+    return "none";
+}
+
 const char *fp_chooser_name(fp_chooser c) {
     switch (c) {
     case FP_BY_AUTO: return "auto";
@@ -352,6 +363,14 @@ static fp_status fork_fit(fp_fork_rec *f, int32_t k, fp_error *err) {
     f->cap = k;
     f->pub.candidates = f->shown;
     return FP_OK;
+}
+
+/* Shows the fork's cloud as first computed (no typed prefix). */
+static void show_base(fp_fork_rec *f) {
+    memcpy(f->shown, f->base, sizeof(fp_candidate) * (size_t)f->n_base);
+    f->n_shown = f->n_base;
+    f->shown_other = f->base_other;
+    f->pub.typed_prefix[0] = 0;
 }
 
 /* Points pub at the shown candidates and clears the decision for display. */
@@ -711,9 +730,7 @@ fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *er
     snprintf(f->pub.typed_prefix, sizeof f->pub.typed_prefix, "%s", prefix);
     if (!*prefix) {
         fp_cloud_drop_live(s); /* the base cloud's branches are gone: committing decodes */
-        memcpy(f->shown, f->base, sizeof(fp_candidate) * (size_t)f->n_base);
-        f->n_shown = f->n_base;
-        f->shown_other = f->base_other;
+        show_base(f);
     } else {
         if ((st = fork_fit(f, s->st.k, err)) != FP_OK) return st;
         st = fp_cloud_compute(s, f->logits, prefix, f->shown, &f->n_shown, &f->shown_other, err);
@@ -782,10 +799,7 @@ static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
     fp_status st = fpi_set_path(s, f->node, false, err);
     if (st != FP_OK) return st;
     memcpy(s->cur_logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
-    memcpy(f->shown, f->base, sizeof(fp_candidate) * (size_t)f->n_base);
-    f->n_shown = f->n_base;
-    f->shown_other = f->base_other;
-    f->pub.typed_prefix[0] = 0;
+    show_base(f);
     fpi_fork_show(s, f);
     return FP_OK;
 }
@@ -877,10 +891,7 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     st = fp_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
     if (st != FP_OK) return st;
     s->live.fork_id = f->pub.id;
-    memcpy(f->shown, f->base, sizeof(fp_candidate) * (size_t)f->n_base);
-    f->n_shown = f->n_base;
-    f->shown_other = f->base_other;
-    f->pub.typed_prefix[0] = 0;
+    show_base(f);
     fpi_fork_show(s, f);
     return FP_OK;
 }

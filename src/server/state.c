@@ -17,43 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Stable lowercase names for the API, independent of the core's spelling. */
-static const char *reason_str(fp_reason r)
-{
-    switch (r) {
-    case FP_REASON_CONFIDENT:       return "confident";
-    case FP_REASON_UNCERTAIN:       return "uncertain";
-    case FP_REASON_BUDGET_GAP:      return "budget_gap";
-    case FP_REASON_BUDGET_SENTENCE: return "budget_sentence";
-    case FP_REASON_MID_WORD:        return "mid_word";
-    case FP_REASON_FORCED:          return "forced";
-    case FP_REASON_TYPED:           return "typed";
-    case FP_REASON_IN_CHOICE:       return "in_choice";
-    }
-    return "unknown";
-}
-
-static const char *chooser_str(fp_chooser c)
-{
-    switch (c) {
-    case FP_BY_AUTO:   return "auto";
-    case FP_BY_HUMAN:  return "human";
-    case FP_BY_SCRIPT: return "script";
-    }
-    return "unknown";
-}
-
-static const char *choice_str(fp_choice_kind k)
-{
-    switch (k) {
-    case FP_CHOICE_NONE:          return "none";
-    case FP_CHOICE_INDEX:         return "candidate";
-    case FP_CHOICE_INDEX_PREVIEW: return "candidate_preview";
-    case FP_CHOICE_TYPED:         return "typed";
-    case FP_CHOICE_AUTO:          return "auto";
-    }
-    return "unknown";
-}
 
 /* JSON has no NaN/inf; a degenerate distribution must not break clients. */
 static double fin(double x) { return isfinite(x) ? x : 0.0; }
@@ -79,7 +42,7 @@ static cJSON *fork_json(const fp_fork *f)
     cJSON_AddNumberToObject(o, "id", f->id);
     cJSON_AddNumberToObject(o, "position", f->position);
     cJSON_AddNumberToObject(o, "text_offset", f->text_offset);
-    cJSON_AddStringToObject(o, "reason", reason_str(f->reason));
+    cJSON_AddStringToObject(o, "reason", fp_reason_name(f->reason));
     cJSON_AddItemToObject(o, "uncertainty", uncertainty_json(&f->unc));
     cJSON_AddNumberToObject(o, "other", r4(f->other));
     cJSON_AddStringToObject(o, "typed_prefix", f->typed_prefix);
@@ -136,10 +99,10 @@ static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
         /* compact tuple: [offset, length, by, fork_id, entropy, reason] */
         cJSON_AddItemToArray(t, cJSON_CreateNumber((double)start));
         cJSON_AddItemToArray(t, cJSON_CreateNumber((double)(end - start)));
-        cJSON_AddItemToArray(t, cJSON_CreateString(chooser_str(p->by)));
+        cJSON_AddItemToArray(t, cJSON_CreateString(fp_chooser_name(p->by)));
         cJSON_AddItemToArray(t, cJSON_CreateNumber(p->fork_id));
         cJSON_AddItemToArray(t, cJSON_CreateNumber(r4(p->unc.entropy_bits)));
-        cJSON_AddItemToArray(t, cJSON_CreateString(reason_str(p->reason)));
+        cJSON_AddItemToArray(t, cJSON_CreateString(fp_reason_name(p->reason)));
         cJSON_AddItemToArray(arr, t);
         if (p->fork_id >= 0 && forks) {
             const fp_fork *f = event_by_id(s, p->fork_id);
@@ -149,10 +112,10 @@ static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
             cJSON_AddNumberToObject(fo, "id", p->fork_id);
             cJSON_AddNumberToObject(fo, "token", i);
             cJSON_AddNumberToObject(fo, "text_offset", f ? f->text_offset : (double)start);
-            cJSON_AddStringToObject(fo, "reason", reason_str(p->reason));
-            cJSON_AddStringToObject(fo, "choice", f ? choice_str(f->choice) : "none");
+            cJSON_AddStringToObject(fo, "reason", fp_reason_name(p->reason));
+            cJSON_AddStringToObject(fo, "choice", f ? fp_choice_name(f->choice) : "none");
             cJSON_AddStringToObject(fo, "choice_text", f ? f->choice_text : "");
-            cJSON_AddStringToObject(fo, "chooser", chooser_str(f ? f->chooser : p->by));
+            cJSON_AddStringToObject(fo, "chooser", fp_chooser_name(f ? f->chooser : p->by));
             cJSON_AddNumberToObject(fo, "ms_to_choose", f ? round(fin(f->ms_to_choose)) : 0);
         }
     }

@@ -56,7 +56,7 @@ async function test(name, fn) {
 
 /* Starts forkpoint-serve on a free loopback port; resolves with its URL. */
 function startServer(extra = [], { db = path.join(tmp, 'fp.db'), expectFail = false } = {}) {
-  const args = ['--port', '0', '--db', db, '--quiet', '--threads', '2', ...extra];
+  const args = ['--port', '0', '--db', db, '--quiet', '--threads', '1', ...extra];
   if (MODEL) args.push('--model', MODEL);
   const env = { ...process.env, ASAN_OPTIONS: process.env.ASAN_OPTIONS || 'detect_leaks=1' };
   delete env.FORKPOINT_TOKEN;
@@ -377,7 +377,8 @@ async function main() {
     assert(hl && hl.index === 1 && hl.client === hello.client, `listener saw highlight: ${JSON.stringify(lst.msgs.map((m) => m.type))}`);
     assert(!actor.msgs.some((m) => m.type === 'highlight'), 'highlight not echoed to its sender');
     const pushed = lst.msgs.filter((m) => m.type === 'state').pop();
-    assert(pushed && pushed.state.version > before.version, 'listener got the new state');
+    assert(pushed && pushed.state.version > before.version,
+      `listener got the new state (listener: ${JSON.stringify(lst.msgs.map((m) => m.type))}, actor: ${JSON.stringify(actor.msgs.map((m) => m.type + (m.error ? ':' + m.error : '')))} ${actor.err})`);
     assert(pushed.state.text.startsWith(before.text + before.fork.candidates[0].text), 'select committed candidate 0');
   });
 

@@ -49,7 +49,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /* ------------------------------------------------------------ server */
 
 function startServer() {
-  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '2'];
+  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '1'];
   if (MODEL) args.push('--model', MODEL);
   const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
