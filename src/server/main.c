@@ -36,6 +36,7 @@ static void usage(FILE *f)
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
         "  --http-threads N   HTTP worker threads (default 64)\n"
         "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
+        "  --no-prefetch      do not compute likely next forks while people decide\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -79,6 +80,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--version") == 0) { printf("forkpoint-serve %s\n", FP_VERSION); return 1; }
         if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) { cfg->quiet = true; continue; }
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
+        if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
         /* --flag value or --flag=value */
         char name[32];
         const char *val = NULL;

@@ -50,6 +50,7 @@ typedef struct srv_config {
     int         http_threads; /* --http-threads, civetweb workers */
     bool        quiet;        /* --quiet: no request log on stderr */
     bool        no_evict;     /* --no-evict: answer 503 instead of evicting idle sessions */
+    bool        no_prefetch;  /* --no-prefetch: no speculation while people decide */
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed

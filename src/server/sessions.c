@@ -452,7 +452,7 @@ static void pf_remove(srv_app *app, int i)
 
 void srv_prefetch_note(srv_app *app, const char *sid)
 {
-    if (!sid[0]) return;
+    if (!sid[0] || app->cfg.no_prefetch) return;
     for (int i = 0; i < app->n_pf; i++)
         if (strcmp(app->pf_sids[i], sid) == 0) { pf_remove(app, i); break; }
     if (app->n_pf == 8) app->n_pf--;  /* the least recent falls off */
