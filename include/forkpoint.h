@@ -217,6 +217,7 @@ typedef struct fp_candidate {
     int32_t preview_tokens[FP_MAX_PREVIEW];
     int32_t n_preview;
     bool    is_eog;                     /* the end-of-generation candidate */
+    float   pref;                       /* P(the person picks it), from attached preferences; else = prob */
 } fp_candidate;
 
 typedef enum fp_chooser { FP_BY_AUTO = 0, FP_BY_HUMAN, FP_BY_SCRIPT } fp_chooser;
@@ -279,6 +280,8 @@ const char *fp_session_text(const fp_session *s);
 size_t      fp_session_text_len(const fp_session *s);
 size_t      fp_session_prompt_len(const fp_session *s); /* bytes of text that are prompt */
 int32_t     fp_session_n_tokens(const fp_session *s);   /* prompt + generated */
+/* The tokens of the current path (prompt + generated); valid until the session changes. */
+const int32_t *fp_session_tokens(const fp_session *s);
 /* Why the session ended (only in FP_STATE_ENDED): "eog", "max_tokens", "context". */
 const char *fp_session_end_reason(const fp_session *s);
 
@@ -375,6 +378,45 @@ fp_session *fp_session_restore(fp_engine *engine, const char *json, fp_error *er
  * present; unknown fields or wrong types give FP_ERR_ARG. */
 char     *fp_settings_to_json(const fp_settings *s);
 fp_status fp_settings_from_json(const char *json, fp_settings *out, fp_error *err);
+
+/* ---------------------------------------------------------- preferences */
+
+/* What a person tends to choose, learned from their decisions: a softmax
+ * (Bradley-Terry) model over each fork's candidates, with the model's own
+ * log-probability, the word itself, its neighbours and its kind as features,
+ * plus a per-token logit bias. Trained online, test-then-train. */
+typedef struct fp_prefs fp_prefs;
+
+fp_prefs *fp_prefs_new(int32_t n_vocab);
+void      fp_prefs_free(fp_prefs *p);
+/* P(pick) of each candidate of f given the text before the fork; writes
+ * f->n_candidates values (summing to 1). */
+void      fp_prefs_predict(const fp_prefs *p, const char *context, size_t context_len,
+                           const fp_fork *f, float *out);
+/* Learns from one decided fork. Returns the probability the model gave the
+ * chosen candidate before the update, or -1 when the fork teaches nothing
+ * (typed text that matches no candidate, an automatic decision). */
+float     fp_prefs_learn(fp_prefs *p, const char *context, size_t context_len, const fp_fork *f);
+int64_t   fp_prefs_n_learned(const fp_prefs *p);
+int32_t   fp_prefs_n_vocab(const fp_prefs *p);
+
+/* Auto-resolution: a fork whose top preference reaches the threshold is
+ * decided without asking. The threshold is calibrated on the person's own
+ * history (the lowest confidence at which past top picks were right at
+ * least `precision` of the time) and every undone automatic decision pushes
+ * it up. Returns 2 (never) until enough history exists. */
+void      fp_prefs_set_auto(fp_prefs *p, bool enabled, float precision);
+float     fp_prefs_auto_threshold(const fp_prefs *p);
+void      fp_prefs_note_undo(fp_prefs *p);   /* an automatic decision was undone */
+/* Binary form for storage; malloc'd. Loading checks the format. */
+void     *fp_prefs_save(const fp_prefs *p, size_t *len);
+fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);
+
+/* Attaches preferences to a session (NULL detaches; the session borrows p,
+ * whose vocabulary must match the model's): clouds are ordered by pref, the
+ * person's decisions train p, automatic continuation gets p's logit bias,
+ * and auto-resolution (if enabled) decides confident forks by itself. */
+fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err);
 
 /* ------------------------------------------------------------ utilities */
 

@@ -551,6 +551,7 @@ fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefi
         memcpy(c->tokens, wd->tok, sizeof(int32_t) * (size_t)wd->n);
         c->n_tokens = wd->eog ? 0 : wd->n;
         c->prob = (float)wd->p;
+        c->pref = c->prob;
         c->is_eog = wd->eog;
         shown += wd->p;
         if (wd->row >= 0)
@@ -606,4 +607,21 @@ fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_i
     s->live.valid = true;
     s->live.fork_id = fork_id;
     return FP_OK;
+}
+
+void fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n) {
+    if (!s->live.valid || !s->cloud) return;
+    size_t V = (size_t)s->n_vocab;
+    int32_t seq[64], dec[64];
+    float *rows = malloc(sizeof(float) * V * (size_t)n);
+    if (!rows) { fp_cloud_drop_live(s); return; } /* the branches are an optimisation: drop them */
+    memcpy(seq, s->live.seq, sizeof(int32_t) * (size_t)n);
+    memcpy(dec, s->live.n_decoded_preview, sizeof(int32_t) * (size_t)n);
+    memcpy(rows, s->live.word_logits, sizeof(float) * V * (size_t)n);
+    for (int32_t i = 0; i < n; i++) {
+        s->live.seq[i] = seq[perm[i]];
+        s->live.n_decoded_preview[i] = dec[perm[i]];
+        memcpy(s->live.word_logits + V * (size_t)i, rows + V * (size_t)perm[i], sizeof(float) * V);
+    }
+    free(rows);
 }

@@ -32,11 +32,27 @@ void fp_dist_free(fp_dist *d) {
     memset(d, 0, sizeof *d);
 }
 
-struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab) {
+/* A sampler that adds a person's learned logit bias (borrowed from their
+ * preferences, which outlive the chain: the session detaches them first). */
+static const char *bias_name(const struct llama_sampler *smpl) { (void)smpl; return "forkpoint-bias"; }
+static void bias_apply(struct llama_sampler *smpl, llama_token_data_array *cur) {
+    const float *bias = smpl->ctx;
+    for (size_t i = 0; i < cur->size; i++) cur->data[i].logit += bias[cur->data[i].id];
+}
+static struct llama_sampler *bias_clone(const struct llama_sampler *smpl);
+static struct llama_sampler_i g_bias_iface = {
+    .name = bias_name, .apply = bias_apply, .clone = bias_clone,
+};
+static struct llama_sampler *bias_clone(const struct llama_sampler *smpl) {
+    return llama_sampler_init(&g_bias_iface, smpl->ctx);
+}
+
+struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias) {
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     struct llama_sampler *c = llama_sampler_chain_init(cp);
     if (!c) return NULL;
+    if (bias) llama_sampler_chain_add(c, llama_sampler_init(&g_bias_iface, (void *)bias));
     if (st->repeat_penalty != 1.0f && st->repeat_last_n != 0)
         llama_sampler_chain_add(c, llama_sampler_init_penalties(n_vocab, st->repeat_last_n, st->repeat_penalty, 0.0f, 0.0f));
     if (st->top_k > 0) llama_sampler_chain_add(c, llama_sampler_init_top_k(st->top_k));

@@ -116,8 +116,9 @@ void      fp_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
                           struct llama_sampler *chain, int32_t sort_top);
 fp_uncertainty fp_dist_uncertainty(const fp_dist *d);
 
-/* A sampler chain for the settings: penalties, top-k, top-p, min-p, temperature. */
-struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab);
+/* A sampler chain for the settings: a learned logit bias (if any),
+ * penalties, top-k, top-p, min-p, temperature. */
+struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
 
 /* Softmax of logits/temperature into probs (n entries); returns nothing. */
 void    fp_softmax(const float *logits, int32_t n, float temperature, float *probs);
@@ -218,6 +219,7 @@ struct fp_session {
     int32_t *scratch; int32_t n_scratch;
     fp_live live;
     struct fp_cloud_ws *cloud;    /* work buffers of cloud.c, sized for the settings */
+    fp_prefs *prefs;              /* borrowed; NULL when none is attached */
     /* speculative outcomes of the open fork (prefetch.c) */
     struct fp_prefetch { fp_session *shadow; int32_t index; bool with_preview; } prefetch[FP_MAX_PREFETCH];
     int32_t n_prefetch;
@@ -251,6 +253,10 @@ int32_t   fpi_prefetch_find(const fp_session *s, int32_t index, bool with_previe
 fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, const char *text,
                              fp_chooser by, fp_error *err);
 void      fpi_prefetch_clear(fp_session *s);
+/* cloud.c: reorders the live branches: new slot i takes old slot perm[i]. */
+void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
+/* prefs.c: the per-token bias for the sampler chain. */
+const float *fpi_prefs_bias(const fp_prefs *p);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
 

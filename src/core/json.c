@@ -75,6 +75,7 @@ static cJSON *candidate_json(const fp_candidate *c) {
     add_str(o, "text", c->text);
     cJSON_AddItemToObject(o, "tokens", int_array(c->tokens, c->n_tokens));
     cJSON_AddNumberToObject(o, "prob", r6(c->prob));
+    cJSON_AddNumberToObject(o, "pref", r6(c->pref));
     add_str(o, "preview", c->preview);
     cJSON_AddItemToObject(o, "preview_tokens", int_array(c->preview_tokens, c->n_preview));
     cJSON_AddBoolToObject(o, "eog", c->is_eog);
@@ -441,6 +442,8 @@ static int32_t rd_candidates(rd *r, const cJSON *a, fp_candidate *out, int32_t c
         d->n_tokens = rd_tokens(r, cJSON_GetObjectItemCaseSensitive(c, "tokens"), d->tokens, FP_MAX_PATH);
         d->n_preview = rd_tokens(r, cJSON_GetObjectItemCaseSensitive(c, "preview_tokens"), d->preview_tokens, FP_MAX_PREVIEW);
         d->prob = (float)rd_num(r, c, "prob", 0, 1.0001);
+        const cJSON *pf = cJSON_GetObjectItemCaseSensitive(c, "pref");
+        d->pref = cJSON_IsNumber(pf) && pf->valuedouble >= 0 && pf->valuedouble <= 1.0001 ? (float)pf->valuedouble : d->prob;
         d->is_eog = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "eog"));
         if (r->bad) return 0;
     }

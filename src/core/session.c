@@ -388,6 +388,28 @@ void fpi_fork_show(fp_session *s, fp_fork_rec *f) {
     s->end_reason = NULL;
 }
 
+/* Orders a freshly computed cloud by the person's predicted choice (pref),
+ * keeping the live branches in step. Without preferences pref = prob. */
+static void apply_prefs(fp_session *s, const fp_fork_rec *f, fp_candidate *c, int32_t n) {
+    if (!s->prefs || n < 2) return;
+    fp_fork view = f->pub;
+    view.candidates = c;
+    view.n_candidates = n;
+    float pr[64];
+    fp_prefs_predict(s->prefs, s->text, (size_t)f->pub.text_offset, &view, pr);
+    int32_t perm[64];
+    for (int32_t i = 0; i < n; i++) { c[i].pref = pr[i]; perm[i] = i; }
+    for (int32_t i = 1; i < n; i++) { /* insertion sort: stable, n <= 64 */
+        int32_t v = perm[i], j = i;
+        while (j > 0 && pr[perm[j - 1]] < pr[v]) { perm[j] = perm[j - 1]; j--; }
+        perm[j] = v;
+    }
+    fp_candidate tmp[64];
+    memcpy(tmp, c, sizeof *c * (size_t)n);
+    for (int32_t i = 0; i < n; i++) c[i] = tmp[perm[i]];
+    fpi_cloud_permute(s, perm, n);
+}
+
 /* Creates a fork at the end of the leaf and computes its cloud. */
 static fp_status open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp_error *err) {
     if (!grow((void **)&s->forks, &s->cap_forks, s->n_forks + 1, sizeof *s->forks))
@@ -412,6 +434,7 @@ static fp_status open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp
     memcpy(f->logits, s->cur_logits, sizeof(float) * V);
     fp_status st = fp_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
     if (st != FP_OK) { free(f->logits); free(f->base); free(f->shown); return st; }
+    apply_prefs(s, f, f->base, f->n_base);
     memcpy(f->shown, f->base, sizeof(fp_candidate) * (size_t)f->n_base);
     f->n_shown = f->n_base;
     f->shown_other = f->base_other;
@@ -440,6 +463,18 @@ static int32_t branch_cells(const fp_session *s) {
     return s->st.beam_width * s->st.max_word_tokens + s->st.k * (s->st.lookahead + 1);
 }
 
+static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand,
+                        fp_node_kind kind, fp_choice_kind ckind, const char *text, fp_chooser by,
+                        bool run_on, fp_error *err);
+
+/* Auto-resolution: the open fork's top preference reaches the threshold the
+ * person's history supports. */
+static bool auto_resolvable(const fp_session *s) {
+    if (!s->prefs || s->state != FP_STATE_AT_FORK) return false;
+    const fp_fork_rec *f = &s->forks[s->open_fork];
+    return f->n_shown > 0 && f->shown[0].pref >= fp_prefs_auto_threshold(s->prefs);
+}
+
 /* The generation loop: continue automatically until a fork or the end. */
 static fp_status run_until_fork(fp_session *s, fp_error *err) {
     const fp_model *m = s->engine->model;
@@ -452,7 +487,16 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
         fp_uncertainty u = fp_dist_uncertainty(&s->dist);
         fp_reason why = decide(s, u);
-        if (why == FP_REASON_UNCERTAIN) return open_fork(s, why, u, err);
+        if (why == FP_REASON_UNCERTAIN) {
+            fp_status st = open_fork(s, why, u, err);
+            if (st != FP_OK || !auto_resolvable(s)) return st;
+            /* the person's preferences are sure enough: decide, they can undo */
+            const fp_candidate *c = &s->forks[s->open_fork].shown[0];
+            st = commit(s, c->tokens, c->is_eog ? 0 : c->n_tokens, c->n_tokens, 0, FP_NODE_CHOICE, FP_CHOICE_INDEX,
+                        c->text, FP_BY_AUTO, false, err);
+            if (st != FP_OK || s->state == FP_STATE_ENDED) return st;
+            continue;
+        }
         int32_t tok = auto_pick(s);
         if (m->tok_flags[tok] & FP_TOK_EOG) { fpi_session_end(s, "eog"); return FP_OK; }
         fp_position rec = { .token = tok, .unc = u, .reason = why, .fork_id = -1, .by = FP_BY_AUTO };
@@ -480,7 +524,7 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
     s->rng = st->seed ? (uint64_t)st->seed * 0x9E3779B97F4A7C15ULL : 0x2545F4914F6CDD1DULL;
     s->scratch = malloc(sizeof(int32_t) * e->n_seq_max);
     s->cur_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    s->chain = fp_chain_new(st, s->n_vocab);
+    s->chain = fp_chain_new(st, s->n_vocab, NULL);
     if (!s->scratch || !s->cur_logits || !s->chain || fp_dist_init(&s->dist, s->n_vocab) != FP_OK) {
         fp_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
@@ -568,6 +612,7 @@ const char *fp_session_text(const fp_session *s) { return s->disp ? s->disp : ""
 size_t fp_session_text_len(const fp_session *s) { return s->text_complete; }
 size_t fp_session_prompt_len(const fp_session *s) { return s->prompt_len; }
 int32_t fp_session_n_tokens(const fp_session *s) { return s->n_path; }
+const int32_t *fp_session_tokens(const fp_session *s) { return s->path_tok; }
 const char *fp_session_end_reason(const fp_session *s) { return s->state == FP_STATE_ENDED ? s->end_reason : NULL; }
 const fp_fork *fp_session_fork(const fp_session *s) {
     return s->open_fork >= 0 ? &s->forks[s->open_fork].pub : NULL;
@@ -613,6 +658,8 @@ fp_status fpi_log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, i
     ev->candidates = fp_candidates_dup(f->shown, f->n_shown);
     if (!ev->candidates) return FP_ERR_NOMEM;
     s->n_events++;
+    /* test-then-train: the person's decision teaches their preferences */
+    if (s->prefs && by != FP_BY_AUTO) fp_prefs_learn(s->prefs, s->text, (size_t)f->pub.text_offset, ev);
     return FP_OK;
 }
 
@@ -622,7 +669,8 @@ static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err);
  * candidate whose live branch may supply the KV cells; n_word says how many
  * of the tokens are the word (the rest is accepted preview). */
 static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand,
-                        fp_node_kind kind, fp_choice_kind ckind, const char *text, fp_chooser by, fp_error *err) {
+                        fp_node_kind kind, fp_choice_kind ckind, const char *text, fp_chooser by,
+                        bool run_on, fp_error *err) {
     fp_fork_rec *f = fork_at_id(s, s->open_fork);
     const int32_t fork_id = f->pub.id; /* f moves if the fork array grows */
     fp_status st = fpi_log_decision(s, f, ckind, cand, text, by);
@@ -664,7 +712,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     }
     if (st == FP_OK) {
         s->n_past = s->n_path;
-        st = run_until_fork(s, err);
+        if (run_on) st = run_until_fork(s, err);
     }
     if (st != FP_OK) {
         /* the engine failed (a full cache, say): go back to the fork, so the
@@ -694,7 +742,7 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_
     int32_t pf = fpi_prefetch_find(s, index, phrase);
     if (pf >= 0) return fpi_prefetch_adopt(s, pf, kind, text, by, err);
     fpi_prefetch_clear(s);
-    return commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, err);
+    return commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, true, err);
 }
 
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
@@ -710,10 +758,10 @@ fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
         char text[FP_MAX_TEXT];
         const char *pc = fp_piece(s->engine->model, t, &n);
         snprintf(text, sizeof text, "%.*s", n, pc);
-        return commit(s, &t, 1, 1, -1, FP_NODE_AUTO, FP_CHOICE_AUTO, text, by, err);
+        return commit(s, &t, 1, 1, -1, FP_NODE_AUTO, FP_CHOICE_AUTO, text, by, true, err);
     }
     fp_candidate *c = &f->shown[0];
-    return commit(s, c->tokens, c->is_eog ? 0 : c->n_tokens, c->n_tokens, 0, FP_NODE_AUTO, FP_CHOICE_AUTO, c->text, by, err);
+    return commit(s, c->tokens, c->is_eog ? 0 : c->n_tokens, c->n_tokens, 0, FP_NODE_AUTO, FP_CHOICE_AUTO, c->text, by, true, err);
 }
 
 fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *err) {
@@ -736,6 +784,7 @@ fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *er
         st = fp_cloud_compute(s, f->logits, prefix, f->shown, &f->n_shown, &f->shown_other, err);
         if (st != FP_OK) return st;
         s->live.fork_id = f->pub.id;
+        apply_prefs(s, f, f->shown, f->n_shown);
     }
     f->pub.candidates = f->shown;
     f->pub.n_candidates = f->n_shown;
@@ -788,7 +837,7 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     if (s->n_path + n + reserve_tokens(s) >= s->engine->n_pos_max)
         return fp_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
     fpi_prefetch_clear(s);
-    return commit(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, err);
+    return commit(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, true, err);
 }
 
 /* Reopens a stored fork: the path goes to its node, the candidates are the
@@ -806,8 +855,13 @@ static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
 
 fp_status fp_session_undo(fp_session *s, fp_error *err) {
     s->last_use = ++s->engine->use_clock;
-    for (int32_t id = s->leaf; id >= 0; id = s->nodes[id].parent)
-        if (s->nodes[id].parent_fork >= 0) return reopen(s, fork_at_id(s, s->nodes[id].parent_fork), err);
+    for (int32_t id = s->leaf; id >= 0; id = s->nodes[id].parent) {
+        if (s->nodes[id].parent_fork < 0) continue;
+        fp_fork_rec *f = fork_at_id(s, s->nodes[id].parent_fork);
+        /* undoing an automatic decision tells the preferences they were too sure */
+        if (s->prefs && f->pub.chooser == FP_BY_AUTO && f->pub.choice == FP_CHOICE_INDEX) fp_prefs_note_undo(s->prefs);
+        return reopen(s, f, err);
+    }
     return fp_fail(err, FP_ERR_STATE, "nothing to undo: no decision has been made on this path");
 }
 
@@ -876,7 +930,7 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
 fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp_error *err) {
     fp_status st = fp_settings_validate(settings, err);
     if (st != FP_OK) return st;
-    struct llama_sampler *chain = fp_chain_new(settings, s->n_vocab);
+    struct llama_sampler *chain = fp_chain_new(settings, s->n_vocab, s->prefs ? fpi_prefs_bias(s->prefs) : NULL);
     if (!chain) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
     llama_sampler_free(s->chain);
     s->chain = chain;
@@ -891,7 +945,28 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     st = fp_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
     if (st != FP_OK) return st;
     s->live.fork_id = f->pub.id;
+    apply_prefs(s, f, f->base, f->n_base);
     show_base(f);
     fpi_fork_show(s, f);
+    return FP_OK;
+}
+
+fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
+    if (p && fp_prefs_n_vocab(p) != s->n_vocab)
+        return fp_fail(err, FP_ERR_MODEL, "the preferences were learned on a model with %d tokens; this one has %d",
+                       fp_prefs_n_vocab(p), s->n_vocab);
+    struct llama_sampler *chain = fp_chain_new(&s->st, s->n_vocab, p ? fpi_prefs_bias(p) : NULL);
+    if (!chain) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    fpi_prefetch_clear(s);
+    llama_sampler_free(s->chain);
+    s->chain = chain;
+    s->prefs = p;
+    chain_resync(s);
+    if (s->state == FP_STATE_AT_FORK) { /* the open cloud, in the person's order */
+        fp_fork_rec *f = fork_at_id(s, s->open_fork);
+        if (p) apply_prefs(s, f, f->shown, f->n_shown);
+        else for (int32_t i = 0; i < f->n_shown; i++) f->shown[i].pref = f->shown[i].prob;
+        if (!f->pub.typed_prefix[0]) memcpy(f->base, f->shown, sizeof(fp_candidate) * (size_t)f->n_shown);
+    }
     return FP_OK;
 }
