@@ -1,6 +1,7 @@
 # Forkpoint build. `make run` and `make test` do all set-up on a fresh Debian 12.
 #
 # Layout:  src/core  -> libforkpoint.a (the library, one header include/forkpoint.h)
+#          src/store -> libforkpoint_store.a (decision log and profiles in SQLite)
 #          src/cli   -> forkpoint (terminal front end and subcommands)
 #          mk/*.mk   -> further front ends (server, benchmarks) plug in here
 # Two builds: build/release (optimised) and build/asan (ASan + UBSan, for tests).
@@ -23,10 +24,12 @@ LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libg
               $(wildcard $(LLAMA_PREFIX)/lib/libggml-cpu.a) $(wildcard $(LLAMA_PREFIX)/lib/libggml-base.a)
 SYS_LIBS   := -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
 
-CORE_SRC := $(wildcard src/core/*.c)
-CLI_SRC  := $(wildcard src/cli/*.c)
+CORE_SRC  := $(wildcard src/core/*.c)
+STORE_SRC := $(wildcard src/store/*.c)
+CLI_SRC   := $(wildcard src/cli/*.c)
 
 core_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CORE_SRC))
+store_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(STORE_SRC))
 cli_objs  = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CLI_SRC))
 
 .PHONY: all run test deps setup clean bench
@@ -44,14 +47,17 @@ deps: $(BUILD)/.setup $(BUILD)/llama.mk
 
 # ---- objects and binaries, for each flavour
 define flavour
-$(BUILD)/$(1)/%.o: src/%.c include/forkpoint.h $(wildcard src/core/*.h) $(BUILD)/llama.mk
+$(BUILD)/$(1)/%.o: src/%.c include/forkpoint.h include/forkpoint_store.h $(wildcard src/core/*.h) $(BUILD)/llama.mk
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
 $(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
-$(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint.a
-	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) $$(SYS_LIBS)
+$(BUILD)/$(1)/libforkpoint_store.a: $(call store_objs,$(1))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint.a
+	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) -lsqlite3 $$(SYS_LIBS)
 endef
 $(eval $(call flavour,release))
 $(eval $(call flavour,asan))
@@ -61,9 +67,9 @@ $(eval $(call flavour,asan))
 # ---- tests: unit programs (one per file in tests/unit), linked against the ASan build
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
-$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/asan/libforkpoint.a
+$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) $(SYS_LIBS)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 
 TEST_BINS := $(UNIT_BINS) $(BUILD)/asan/forkpoint $(BUILD)/release/forkpoint
 

@@ -11,5 +11,7 @@
 int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine);
 
 int cli_write(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_profile(int argc, char **argv);
 
 #endif

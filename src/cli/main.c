@@ -4,6 +4,8 @@
  *   forkpoint write [...]   the terminal front end (default)
  *   forkpoint serve [...]   the web app (the forkpoint-serve binary beside this one)
  *   forkpoint model [PATH]  resolve and check the model, print its path
+ *   forkpoint export ...    datasets from the decision log
+ *   forkpoint profile ...   learned preference profiles
  *   forkpoint version
  */
 #include "cli/cli.h"
@@ -73,12 +75,16 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "write")) return cli_write(argc - skip, argv + skip);
     if (!strcmp(cmd, "serve")) return run_serve(argc - skip + 1, argv + skip - 1);
     if (!strcmp(cmd, "model")) return run_model(argc - skip, argv + skip);
+    if (!strcmp(cmd, "export")) return cli_export(argc - skip, argv + skip);
+    if (!strcmp(cmd, "profile")) return cli_profile(argc - skip, argv + skip);
     if (!strcmp(cmd, "version")) { printf("forkpoint %s\n", FP_VERSION); return 0; }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         printf("usage: forkpoint <command> [options]\n"
                "  write    steer generation in the terminal (forkpoint write --help)\n"
                "  serve    the web app (forkpoint serve --help)\n"
                "  model    resolve and check the default model\n"
+               "  export   the decision log as datasets (sft, pairs, kto, raw)\n"
+               "  profile  list, show or reset learned preference profiles\n"
                "  version\n");
         return 0;
     }

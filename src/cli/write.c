@@ -21,12 +21,14 @@
  * ended while a fork was still open.
  */
 #include "cli/cli.h"
+#include "forkpoint_store.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_PROMPT "Once upon a time, there was a little"
@@ -42,6 +44,9 @@ typedef struct {
     fp_settings st;
     int threads;
     bool verbose;
+    const char *db;        /* decision log (SQLite), NULL = none */
+    const char *profile;   /* learn this person's preferences */
+    bool auto_resolve;     /* let confident preferences decide forks */
 } write_opts;
 
 /* ------------------------------------------------------------ options */
@@ -65,6 +70,10 @@ static void usage(FILE *f) {
           "  --max-tokens N        stop after N generated tokens (default 200)\n"
           "  --threads N           CPU threads (default: all)\n"
           "  --verbose             let llama.cpp log to stderr\n"
+          "  --db PATH             log every decision to this SQLite database\n"
+          "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
+          "                        their logit bias between forks\n"
+          "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
           "keys: 1-9 choose · p then 1-9 take with preview · / type a word · Backspace undo · Enter continue · q quit\n", f);
 }
 
@@ -116,10 +125,15 @@ static int parse_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--max-tokens")) { NUM(0, 1e7); o->st.max_tokens = (int)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); o->threads = (int)d; }
         else if (!strcmp(a, "--verbose")) o->verbose = true;
+        else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
+        else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
+        else if (!strcmp(a, "--auto-resolve")) o->auto_resolve = true;
         else { fprintf(stderr, "forkpoint write: unknown option %s (see --help)\n", a); return 2; }
 #undef NEED
 #undef NUM
     }
+    if (o->profile && !o->db) { fprintf(stderr, "forkpoint write: --profile needs --db\n"); return 2; }
+    if (o->auto_resolve && !o->profile) { fprintf(stderr, "forkpoint write: --auto-resolve needs --profile\n"); return 2; }
     return 0;
 }
 
@@ -299,6 +313,12 @@ int cli_write(int argc, char **argv) {
 
     fp_model *model = NULL;
     fp_engine *engine = NULL;
+    fp_session *s = NULL;
+    fp_store *store = NULL;
+    fp_prefs *prefs = NULL;
+    char sha[65] = "", sid[17] = "";
+    fp_decision_meta meta;
+    int32_t logged = 0;
     rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
     if (rc) return rc;
 
@@ -321,11 +341,32 @@ int cli_write(int argc, char **argv) {
         return 2;
     }
 
-    fp_session *s = fp_session_new(engine, o.prompt, &o.st, &err);
+    s = fp_session_new(engine, o.prompt, &o.st, &err);
     if (!s) {
         fprintf(stderr, "forkpoint write: %s\n", err.message);
         rc = err.code == FP_ERR_DECODE || err.code == FP_ERR_NOMEM ? 1 : 2;
         goto out;
+    }
+    /* the decision log and the person's preferences */
+    meta = (fp_decision_meta){ .session_id = sid, .profile = o.profile, .model_sha256 = sha,
+                               .modality = keyboard ? "keyboard" : "script" };
+    if (o.db) {
+        snprintf(sid, sizeof sid, "%08lx%08lx", (unsigned long)time(NULL), (unsigned long)getpid());
+        if (fp_sha256_file(fp_model_path(model), sha, &err) != FP_OK || !(store = fp_store_open(o.db, true, &err))) {
+            fprintf(stderr, "forkpoint write: %s\n", err.message);
+            rc = 2;
+            goto out;
+        }
+        if (o.profile) {
+            if (fp_store_profile_load(store, o.profile, sha, &prefs, &err) != FP_OK) {
+                fprintf(stderr, "forkpoint write: %s\n", err.message);
+                rc = 2;
+                goto out;
+            }
+            if (!prefs && !(prefs = fp_prefs_new(fp_model_n_vocab(model)))) { fprintf(stderr, "forkpoint write: out of memory\n"); rc = 1; goto out; }
+            fp_prefs_set_auto(prefs, o.auto_resolve, 0.95f);
+            if (fp_session_set_prefs(s, prefs, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); rc = 2; goto out; }
+        }
     }
     if (keyboard) tty_raw();
     int32_t written = 0, line_no = 0;
@@ -361,6 +402,16 @@ int cli_write(int argc, char **argv) {
         case CMD_CONTINUE: st = fp_session_continue(s, by, &err); break;
         }
         flush_events(events, s, &written);
+        if (store) { /* durable the moment it is made */
+            fp_error lerr = {0};
+            logged = fp_store_log_events(store, s, logged, &meta, &lerr);
+            if (logged < fp_session_n_events(s) || (prefs && fp_store_profile_save(store, o.profile, sha, prefs, &lerr) != FP_OK)) {
+                if (keyboard) tty_restore();
+                fprintf(stderr, "forkpoint write: %s\n", lerr.message);
+                rc = 1;
+                goto out;
+            }
+        }
         if (st != FP_OK) {
             bool input_error = st == FP_ERR_ARG || st == FP_ERR_STATE || st == FP_ERR_UTF8 || st == FP_ERR_EMPTY || st == FP_ERR_CONTEXT;
             if (keyboard && input_error) { snprintf(msg, sizeof msg, "%s", err.message); continue; }
@@ -378,6 +429,9 @@ done:
     rc = 0;
 out:
     tty_restore();
+    if (s) fp_session_set_prefs(s, NULL, NULL); /* the session borrows prefs: detach before freeing */
+    fp_prefs_free(prefs);
+    fp_store_close(store);
     fp_session_free(s);
     if (events && events != stdout) fclose(events);
     if (script && script != stdin) fclose(script);

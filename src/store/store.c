@@ -1,0 +1,368 @@
+/*
+ * store.c — the decision log, datasets and profiles in SQLite.
+ *
+ * Durability: WAL journal with synchronous=NORMAL; every decision is its own
+ * committed transaction, so a process that is killed right after a choice
+ * has it on disk (the WAL is written before COMMIT returns).
+ *
+ * Invariant: a row of `decisions` is immutable once written; exports only
+ * read. A profile row is replaced whole (its blob is fp_prefs_save's bytes).
+ */
+#include "forkpoint_store.h"
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+struct fp_store {
+    sqlite3 *db;
+};
+
+static fp_status fail(fp_error *err, fp_status code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->message, sizeof err->message, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS decisions("
+    " id INTEGER PRIMARY KEY,"
+    " at REAL NOT NULL,"                 /* unix seconds */
+    " session TEXT NOT NULL,"
+    " profile TEXT NOT NULL,"
+    " model_sha256 TEXT NOT NULL,"
+    " settings TEXT NOT NULL,"           /* JSON object */
+    " context TEXT NOT NULL,"            /* the text before the fork */
+    " context_tokens TEXT NOT NULL,"     /* JSON array */
+    " fork TEXT NOT NULL,"               /* the fork event: candidates, probabilities, previews, choice */
+    " choice_kind TEXT NOT NULL,"
+    " choice_index INTEGER NOT NULL,"
+    " accept_preview INTEGER NOT NULL,"
+    " typed TEXT,"
+    " chooser TEXT NOT NULL,"
+    " modality TEXT NOT NULL,"
+    " ms REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);"
+    "CREATE TABLE IF NOT EXISTS profiles("
+    " name TEXT PRIMARY KEY,"
+    " model_sha256 TEXT NOT NULL,"
+    " n_learned INTEGER NOT NULL,"
+    " data BLOB NOT NULL,"
+    " updated REAL NOT NULL);";
+
+fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
+    struct stat sb;
+    if (!path || !*path) { fail(err, FP_ERR_ARG, "no database path"); return NULL; }
+    if (!create && stat(path, &sb) != 0) { fail(err, FP_ERR_IO, "no database at %s", path); return NULL; }
+    sqlite3 *db = NULL;
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
+    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+        fail(err, FP_ERR_IO, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, &msg);
+    if (rc == SQLITE_OK) { /* an existing table of another shape is not ours */
+        rc = sqlite3_exec(db, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
+                              " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms FROM decisions LIMIT 0;"
+                              "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;", NULL, NULL, &msg);
+    }
+    if (rc != SQLITE_OK) {
+        fail(err, rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? FP_ERR_IO : FP_ERR_IO,
+             "%s is not a usable Forkpoint database: %s", path, msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        sqlite3_close(db);
+        return NULL;
+    }
+    fp_store *st = calloc(1, sizeof *st);
+    if (!st) { sqlite3_close(db); fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    st->db = db;
+    return st;
+}
+
+void fp_store_close(fp_store *st) {
+    if (!st) return;
+    sqlite3_close(st->db);
+    free(st);
+}
+
+/* ---------------------------------------------------------------- log */
+
+static double unix_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *tokens_json(const int32_t *t, int32_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int32_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(t[i]));
+    char *s = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    return s;
+}
+
+static fp_status log_one(fp_store *st, const fp_session *s, const fp_fork *f, const fp_decision_meta *m, fp_error *err) {
+    const char *text = fp_session_text(s);
+    size_t off = (size_t)f->text_offset;
+    if (off > fp_session_text_len(s)) off = fp_session_text_len(s);
+    int32_t npos = f->position <= fp_session_n_tokens(s) ? f->position : fp_session_n_tokens(s);
+    char *fork = fp_fork_to_json(s, f);
+    char *settings = fp_settings_to_json(fp_session_settings(s));
+    char *toks = tokens_json(fp_session_tokens(s), npos);
+    fp_status rc = FP_OK;
+    sqlite3_stmt *q = NULL;
+    if (!fork || !settings || !toks) { rc = fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    if (sqlite3_prepare_v2(st->db,
+            "INSERT INTO decisions(at, session, profile, model_sha256, settings, context, context_tokens, fork,"
+            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &q, NULL) != SQLITE_OK) {
+        rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
+        goto out;
+    }
+    sqlite3_bind_double(q, 1, unix_now());
+    sqlite3_bind_text(q, 2, m->session_id ? m->session_id : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, m->profile ? m->profile : "default", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, m->model_sha256 ? m->model_sha256 : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 5, settings, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 6, text, (int)off, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 7, toks, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 8, fork, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 9, fp_choice_name(f->choice), -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 10, f->choice_index);
+    sqlite3_bind_int(q, 11, f->choice == FP_CHOICE_INDEX_PREVIEW);
+    if (f->choice == FP_CHOICE_TYPED) sqlite3_bind_text(q, 12, f->choice_text, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(q, 12);
+    sqlite3_bind_text(q, 13, fp_chooser_name(f->chooser), -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 14, m->modality ? m->modality : "unknown", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_double(q, 15, f->ms_to_choose);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
+out:
+    sqlite3_finalize(q);
+    free(fork); free(settings); free(toks);
+    return rc;
+}
+
+int32_t fp_store_log_events(fp_store *st, const fp_session *s, int32_t from, const fp_decision_meta *meta, fp_error *err) {
+    int32_t n = fp_session_n_events(s);
+    for (int32_t i = from < 0 ? 0 : from; i < n; i++) {
+        if (log_one(st, s, fp_session_event(s, i), meta, err) != FP_OK) return i;
+        from = i + 1;
+    }
+    return from < 0 ? 0 : from;
+}
+
+int64_t fp_store_count(fp_store *st, const char *profile) {
+    sqlite3_stmt *q = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(st->db, profile ? "SELECT count(*) FROM decisions WHERE profile = ?"
+                                           : "SELECT count(*) FROM decisions", -1, &q, NULL) != SQLITE_OK) return -1;
+    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* ------------------------------------------------------------- export */
+
+bool fp_export_format_parse(const char *name, fp_export_format *out) {
+    static const char *names[] = { "sft", "pairs", "kto", "raw" };
+    for (int i = 0; i < 4; i++)
+        if (name && strcmp(name, names[i]) == 0) { *out = (fp_export_format)i; return true; }
+    return false;
+}
+
+static void emit(FILE *out, cJSON *o, int64_t *n) {
+    char *s = cJSON_PrintUnformatted(o);
+    if (s) { fprintf(out, "%s\n", s); free(s); (*n)++; }
+    cJSON_Delete(o);
+}
+
+/* A candidate's text with its preview: the continuation it stands for. */
+static char *continuation(const cJSON *cand) {
+    const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cand, "text"));
+    const char *p = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cand, "preview"));
+    size_t n = strlen(t ? t : "") + strlen(p ? p : "") + 1;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s%s", t ? t : "", p ? p : "");
+    return s;
+}
+
+/* Rows of one decision in the chosen format. Automatic decisions (chooser
+ * "auto") were nobody's choice: only the raw log has them. */
+static void export_row(fp_export_format fmt, sqlite3_stmt *q, FILE *out, int64_t *n) {
+    const char *context = (const char *)sqlite3_column_text(q, 6);
+    const char *fork_s = (const char *)sqlite3_column_text(q, 8);
+    const char *chooser = (const char *)sqlite3_column_text(q, 13);
+    if (fmt == FP_EXPORT_RAW) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(q, 0));
+        cJSON_AddNumberToObject(o, "at", sqlite3_column_double(q, 1));
+        cJSON_AddStringToObject(o, "session", (const char *)sqlite3_column_text(q, 2));
+        cJSON_AddStringToObject(o, "profile", (const char *)sqlite3_column_text(q, 3));
+        cJSON_AddStringToObject(o, "model_sha256", (const char *)sqlite3_column_text(q, 4));
+        cJSON_AddItemToObject(o, "settings", cJSON_Parse((const char *)sqlite3_column_text(q, 5)));
+        cJSON_AddStringToObject(o, "context", context);
+        cJSON_AddItemToObject(o, "context_tokens", cJSON_Parse((const char *)sqlite3_column_text(q, 7)));
+        cJSON_AddItemToObject(o, "fork", cJSON_Parse(fork_s));
+        cJSON_AddStringToObject(o, "modality", (const char *)sqlite3_column_text(q, 14));
+        cJSON_AddNumberToObject(o, "ms", sqlite3_column_double(q, 15));
+        emit(out, o, n);
+        return;
+    }
+    if (!chooser || strcmp(chooser, "auto") == 0) return;
+    cJSON *fork = cJSON_Parse(fork_s);
+    if (!fork) return;
+    const cJSON *cands = cJSON_GetObjectItemCaseSensitive(fork, "candidates");
+    const cJSON *choice = cJSON_GetObjectItemCaseSensitive(fork, "choice");
+    const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "kind"));
+    const char *ctext = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "text"));
+    int idx = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(choice, "index"));
+    bool by_index = kind && (strcmp(kind, "index") == 0 || strcmp(kind, "index_preview") == 0);
+    if (fmt == FP_EXPORT_SFT) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "prompt", context);
+        cJSON_AddStringToObject(o, "completion", ctext ? ctext : "");
+        emit(out, o, n);
+    } else {
+        /* the chosen side: the candidate with its preview, or the typed text */
+        char *chosen = NULL;
+        int ci = -1, i = 0;
+        const cJSON *c;
+        cJSON_ArrayForEach(c, cands) { if (by_index && i == idx) { ci = i; chosen = continuation(c); } i++; }
+        if (!chosen) chosen = strdup(ctext ? ctext : "");
+        if (fmt == FP_EXPORT_KTO) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "prompt", context);
+            cJSON_AddStringToObject(o, "completion", chosen ? chosen : "");
+            cJSON_AddBoolToObject(o, "label", true);
+            emit(out, o, n);
+        }
+        i = 0;
+        cJSON_ArrayForEach(c, cands) {
+            if (i++ == ci) continue;
+            char *rej = continuation(c);
+            if (!rej || !chosen || strcmp(rej, chosen) == 0) { free(rej); continue; }
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "prompt", context);
+            if (fmt == FP_EXPORT_PAIRS) {
+                cJSON_AddStringToObject(o, "chosen", chosen);
+                cJSON_AddStringToObject(o, "rejected", rej);
+            } else {
+                cJSON_AddStringToObject(o, "completion", rej);
+                cJSON_AddBoolToObject(o, "label", false);
+            }
+            emit(out, o, n);
+            free(rej);
+        }
+        free(chosen);
+    }
+    cJSON_Delete(fork);
+}
+
+fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profile, FILE *out,
+                          int64_t *n_rows, fp_error *err) {
+    int64_t n = 0;
+    if (n_rows) *n_rows = 0;
+    if (profile) {
+        int64_t c = fp_store_count(st, profile);
+        if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+        if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
+    }
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db,
+            profile ? "SELECT * FROM decisions WHERE profile = ? ORDER BY id" : "SELECT * FROM decisions ORDER BY id",
+            -1, &q, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) export_row(fmt, q, out, &n);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errstr(rc));
+    if (n_rows) *n_rows = n;
+    if (n == 0) return fail(err, FP_ERR_EMPTY, "nothing to export: no decisions%s%s", profile ? " for " : "", profile ? profile : "");
+    if (fflush(out) != 0 || ferror(out)) return fail(err, FP_ERR_IO, "cannot write the export");
+    return FP_OK;
+}
+
+/* ------------------------------------------------------------ profiles */
+
+fp_status fp_store_profile_load(fp_store *st, const char *name, const char *sha, fp_prefs **out, fp_error *err) {
+    *out = NULL;
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db, "SELECT model_sha256, data FROM profiles WHERE name = ?", -1, &q, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot read profiles: %s", sqlite3_errmsg(st->db));
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    fp_status rc = FP_OK;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        const char *msha = (const char *)sqlite3_column_text(q, 0);
+        if (sha && msha && strcmp(sha, msha) != 0)
+            rc = fail(err, FP_ERR_MODEL, "profile \"%s\" was learned on another model (sha256 %.12s…, this one %.12s…)", name, msha, sha);
+        else {
+            *out = fp_prefs_load(sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), err);
+            if (!*out) rc = err ? err->code : FP_ERR_ARG;
+        }
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+fp_status fp_store_profile_save(fp_store *st, const char *name, const char *sha, const fp_prefs *p, fp_error *err) {
+    size_t len = 0;
+    void *blob = fp_prefs_save(p, &len);
+    if (!blob) return fail(err, FP_ERR_NOMEM, "out of memory");
+    sqlite3_stmt *q = NULL;
+    fp_status rc = FP_OK;
+    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO profiles(name, model_sha256, n_learned, data, updated)"
+                                   " VALUES(?,?,?,?,?)", -1, &q, NULL) != SQLITE_OK)
+        rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
+    else {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 2, sha ? sha : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, fp_prefs_n_learned(p));
+        sqlite3_bind_blob(q, 4, blob, (int)len, SQLITE_TRANSIENT);
+        sqlite3_bind_double(q, 5, unix_now());
+        if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
+    }
+    sqlite3_finalize(q);
+    free(blob);
+    return rc;
+}
+
+fp_status fp_store_profile_reset(fp_store *st, const char *name, fp_error *err) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db, "DELETE FROM profiles WHERE name = ?", -1, &q, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot reset profile: %s", sqlite3_errmsg(st->db));
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE) return fail(err, FP_ERR_IO, "cannot reset profile: %s", sqlite3_errmsg(st->db));
+    if (sqlite3_changes(st->db) == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\"", name);
+    return FP_OK;
+}
+
+fp_status fp_store_profile_list(fp_store *st, FILE *out, fp_error *err) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db,
+            "SELECT p.name, p.n_learned, p.model_sha256, (SELECT count(*) FROM decisions d WHERE d.profile = p.name)"
+            " FROM profiles p ORDER BY p.name", -1, &q, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot read profiles: %s", sqlite3_errmsg(st->db));
+    while (sqlite3_step(q) == SQLITE_ROW)
+        fprintf(out, "%s\tlearned %lld\tlogged %lld\tmodel %.16s\n", (const char *)sqlite3_column_text(q, 0),
+                (long long)sqlite3_column_int64(q, 1), (long long)sqlite3_column_int64(q, 3),
+                (const char *)sqlite3_column_text(q, 2));
+    sqlite3_finalize(q);
+    return FP_OK;
+}
