@@ -3,21 +3,28 @@
 # Why a separate file: benchmarks are a front end like the others; they plug
 # in here without touching the core build. Binaries go to build/release/bench/.
 #
-#   make bench-tools   build gen_model, bench_fork and bench_throughput
+#   make bench-tools   build gen_model, bench_fork, bench_throughput and bench_serve
 #   make bench         build them, then run every benchmark on stories260K and
 #                      on the synthetic 0.5B-shaped model (generated once into
 #                      the cache by gen_model; about 0.5 GB while it is made)
+#   make bench-serve   only bench_serve: time from a selection to the next fork
+#                      through a real forkpoint-serve, with and without
+#                      prefetch, and with concurrent sessions (about 5 minutes)
 #
 # BENCH_THREADS sets the thread count of every run (default 2); BENCH_ARGS is
 # passed to both bench_fork runs (e.g. BENCH_ARGS="--k 4 --reps 3").
+# bench_serve keeps the server at one thread unless BENCH_SERVE_ARGS says
+# otherwise (e.g. BENCH_SERVE_ARGS="--threads 2 --forks 200").
 # Each benchmark prints ratios measured in its own run; nothing asserts a time.
 
 BENCH_DIR     := $(BUILD)/release/bench
 BENCH_THREADS ?= 2
 BENCH_ARGS    ?=
-BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput
+BENCH_SERVE_ARGS ?=
+BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput \
+                 $(BENCH_DIR)/bench_serve
 
-.PHONY: bench bench-tools
+.PHONY: bench bench-tools bench-serve
 
 bench-tools: deps
 	@$(MAKE) --no-print-directory $(BENCH_TOOLS)
@@ -27,7 +34,14 @@ bench: bench-tools
 	$(BENCH_DIR)/bench_throughput --threads $(BENCH_THREADS)
 	synth=$$($(BENCH_DIR)/gen_model --threads $(BENCH_THREADS)) && \
 	  $(BENCH_DIR)/bench_fork --model "$$synth" --threads $(BENCH_THREADS) $(BENCH_ARGS) && \
-	  $(BENCH_DIR)/bench_throughput --model "$$synth" --threads $(BENCH_THREADS)
+	  $(BENCH_DIR)/bench_throughput --model "$$synth" --threads $(BENCH_THREADS) && \
+	  $(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve && \
+	  $(BENCH_DIR)/bench_serve --synth "$$synth" $(BENCH_SERVE_ARGS)
+
+# bench_serve drives the server binary, so it needs that built too.
+bench-serve: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_serve $(BUILD)/release/forkpoint-serve
+	$(BENCH_DIR)/bench_serve $(BENCH_SERVE_ARGS)
 
 $(BENCH_DIR)/%.o: bench/%.c bench/bench_util.h include/forkpoint.h $(BUILD)/llama.mk
 	@mkdir -p $(dir $@)
@@ -39,4 +53,34 @@ $(BENCH_DIR)/gen_model: $(BENCH_DIR)/gen_model.o
 
 $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
 		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint.a
+	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
+
+# bench_serve is an HTTP client of forkpoint-serve: libcurl and cJSON only,
+# neither the library nor llama.cpp.
+$(BENCH_DIR)/bench_serve: $(BENCH_DIR)/bench_serve.o
+	$(CC) -o $@ $^ -lcurl -lcjson -lpthread -lm
+
+# ---- bench_textentry: actions per character with Forkpoint vs a word-prediction
+# keyboard vs typing, on stories the model samples itself (issue 4).
+# BENCH_TEXTENTRY_ARGS is passed on (e.g. "--k 16 --per-sentence 0").
+BENCH_TEXTENTRY_ARGS ?=
+.PHONY: bench-textentry
+bench-textentry: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry
+	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
+
+$(BENCH_DIR)/bench_textentry: $(BENCH_DIR)/bench_textentry.o $(BENCH_DIR)/bench_util.o \
+		$(BUILD)/release/libforkpoint.a
+	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
+
+# ---- bench_learning: simulated users with hidden tastes; does the learned
+# preference model agree with them, and do interventions drop? (issue 4)
+BENCH_LEARNING_ARGS ?=
+.PHONY: bench-learning
+bench-learning: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_learning
+	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
+
+$(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_util.o \
+		$(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)

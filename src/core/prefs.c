@@ -9,10 +9,11 @@
  * few dense features — the model's own log-probability, the rank, the
  * length, end-of-sentence — and hashed sparse ones: the word itself, the
  * word after the previous word, and the word's kind at its place in the
- * sentence (so "prefers short sentences" is learnable). Learning is one SGD
- * step on -log P(chosen) after each decision (test-then-train):
+ * sentence (so "prefers short sentences" is learnable). Learning is one
+ * AdaGrad step on -log P(chosen) after each decision (test-then-train):
  *
- *     w += lr * (phi(chosen) - sum_j P(j) phi(j)) - lr * l2 * w
+ *     g  = phi(chosen) - sum_j P(j) phi(j) - l2 * w
+ *     G += g^2,   w += lr * g / sqrt(G)
  *
  * A per-token logit bias learns the same gradient on each candidate's first
  * token; it steers automatic continuation through a sampler in llama.cpp's
@@ -42,6 +43,7 @@ struct fp_prefs {
     int32_t n_vocab;
     int64_t n_learned;
     float   w[N_W];
+    float   g2[N_W];        /* AdaGrad: sum of squared gradients per weight */
     float  *bias;           /* [n_vocab] logit bias on first tokens */
     /* auto-resolution */
     bool    auto_on;
@@ -210,14 +212,23 @@ float fp_prefs_learn(fp_prefs *p, const char *ctx, size_t len, const fp_fork *f)
     p->hist_ok[p->hist_next] = top == y;
     p->hist_next = (p->hist_next + 1) % HIST;
     if (p->hist_n < HIST) p->hist_n++;
-    /* one SGD step on -log P(y) */
-    const float lr_dense = 0.05f, lr_hash = 0.5f, l2 = 1e-4f;
+    /* one AdaGrad step on -log P(y): each weight's step shrinks with the
+     * gradient it has seen, so rare words learn fast and common ones settle */
+    const float lr = 0.3f, l2 = 1e-4f;
+    float grad[64 * MAX_FEAT];
+    int32_t gi = 0;
+    for (int32_t i = 0; i < f->n_candidates; i++) {
+        float g = (i == y ? 1.0f : 0.0f) - pr[i];
+        for (int32_t j = 0; j < fs[i].n; j++) grad[gi++] = g * fs[i].val[j];
+    }
+    gi = 0;
     for (int32_t i = 0; i < f->n_candidates; i++) {
         float g = (i == y ? 1.0f : 0.0f) - pr[i];
         for (int32_t j = 0; j < fs[i].n; j++) {
             int32_t k = fs[i].idx[j];
-            float lr = k < N_DENSE ? lr_dense : lr_hash;
-            p->w[k] += lr * (g * fs[i].val[j] - l2 * p->w[k]);
+            float d = grad[gi++] - l2 * p->w[k];
+            p->g2[k] += d * d;
+            p->w[k] += lr * d / sqrtf(p->g2[k] + 1e-6f);
         }
         /* the same gradient on the candidate's first token, as a logit bias */
         const fp_candidate *c = &f->candidates[i];
@@ -264,10 +275,10 @@ void fp_prefs_note_undo(fp_prefs *p) {
 
 /* ---------------------------------------------------------- serialisation */
 
-#define MAGIC "FPPREFS1"
+#define MAGIC "FPPREFS2"
 
 void *fp_prefs_save(const fp_prefs *p, size_t *len) {
-    size_t n = 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + sizeof p->w
+    size_t n = 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + sizeof p->w + sizeof p->g2
              + sizeof(float) * (size_t)p->n_vocab + sizeof p->hist_conf + sizeof p->hist_ok + 2 * sizeof(int32_t) + 1;
     unsigned char *b = malloc(n), *q = b;
     if (!b) return NULL;
@@ -278,6 +289,7 @@ void *fp_prefs_save(const fp_prefs *p, size_t *len) {
     PUT(&p->precision, sizeof(float));
     PUT(&p->penalty, sizeof(float));
     PUT(p->w, sizeof p->w);
+    PUT(p->g2, sizeof p->g2);
     PUT(p->bias, sizeof(float) * (size_t)p->n_vocab);
     PUT(p->hist_conf, sizeof p->hist_conf);
     PUT(p->hist_ok, sizeof p->hist_ok);
@@ -295,7 +307,7 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     int32_t nv;
     if (!data || len < 12 || memcmp(q, MAGIC, 8) != 0) { fp_fail(err, FP_ERR_ARG, "not a Forkpoint preference profile"); return NULL; }
     memcpy(&nv, q + 8, sizeof nv);
-    size_t want = 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + sizeof(float) * N_W
+    size_t want = 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + 2 * sizeof(float) * N_W
                 + sizeof(float) * (size_t)(nv > 0 ? nv : 0) + sizeof(float) * HIST + HIST + 2 * sizeof(int32_t) + 1;
     if (nv <= 0 || nv > 10000000 || len != want) { fp_fail(err, FP_ERR_ARG, "the preference profile is damaged (size)"); return NULL; }
     fp_prefs *p = fp_prefs_new(nv);
@@ -306,6 +318,7 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     GET(&p->precision, sizeof(float));
     GET(&p->penalty, sizeof(float));
     GET(p->w, sizeof p->w);
+    GET(p->g2, sizeof p->g2);
     GET(p->bias, sizeof(float) * (size_t)nv);
     GET(p->hist_conf, sizeof p->hist_conf);
     GET(p->hist_ok, sizeof p->hist_ok);
@@ -317,7 +330,7 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     p->auto_on = on != 0;
     bool ok = p->n_learned >= 0 && p->hist_n >= 0 && p->hist_n <= HIST && p->hist_next >= 0 && p->hist_next < HIST
               && isfinite(p->precision) && isfinite(p->penalty);
-    for (int32_t i = 0; ok && i < N_W; i++) ok = isfinite(p->w[i]);
+    for (int32_t i = 0; ok && i < N_W; i++) ok = isfinite(p->w[i]) && isfinite(p->g2[i]) && p->g2[i] >= 0;
     for (int32_t i = 0; ok && i < nv; i++) ok = isfinite(p->bias[i]);
     if (!ok) { fp_prefs_free(p); fp_fail(err, FP_ERR_ARG, "the preference profile is damaged (values)"); return NULL; }
     return p;
