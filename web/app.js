@@ -414,7 +414,9 @@
     el.addEventListener('contextmenu', (e) => { if (S.longFired) e.preventDefault(); });
     el.addEventListener('click', (e) => {
       if (S.longFired) { S.longFired = false; e.preventDefault(); return; } // long-press = preview only
-      choose(i, phrase);
+      // the decision log records how the person chose: the pointer's kind, or a key
+      const how = e.detail === 0 ? 'keyboard' : (e.pointerType === 'touch' ? 'touch' : e.pointerType === 'pen' ? 'pen' : 'mouse');
+      choose(i, phrase, how);
     });
     el.addEventListener('focus', () => {
       if (!phrase) {
@@ -480,11 +482,11 @@
     }
   }
 
-  function choose(i, phrase) {
+  function choose(i, phrase, modality) {
     const fork = S.state && S.state.fork;
     if (!fork || i < 0 || i >= fork.candidates.length) return;
     cancelDwell();
-    return decide('/choose', { index: i, accept_preview: !!phrase });
+    return decide('/choose', { index: i, accept_preview: !!phrase, modality: modality || 'keyboard' });
   }
   const continueAuto = () => decide('/continue', {});
   const undo = () => decide('/undo', {});

@@ -276,7 +276,9 @@ static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
     int64_t v = 0;
     const char *bad = NULL;
 
-    if (strcmp(action, "choose") == 0) {
+    bad = srv_modality(j, "api", job.modality);
+    if (bad) {
+    } else if (strcmp(action, "choose") == 0) {
         job.kind = JOB_CHOOSE;
         int r = get_int(j, "index", &v);
         const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");

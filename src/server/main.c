@@ -164,6 +164,12 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: %s\n", msg);
         return -1;
     }
+    /* every decision goes to the log the moment it is made */
+    if (fp_sha256_file(app->model_path, app->model_sha, &err) != FP_OK ||
+        !(app->log = fp_store_open(app->db_path, true, &err))) {
+        fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
+        return -1;
+    }
     app->live = calloc((size_t)app->cfg.max_live, sizeof *app->live);
     if (!app->live) return -1;
     return srv_sessions_open(app, &err);
@@ -175,6 +181,8 @@ static void teardown(srv_app *app)
     free(app->live);
     app->live = NULL;
     srv_store_close(app);
+    fp_store_close(app->log);
+    app->log = NULL;
     if (app->engine) fp_engine_free(app->engine);
     if (app->model) fp_model_free(app->model);
     app->engine = NULL;

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_store.h"
 
 struct mg_connection;
 struct mg_context;
@@ -56,6 +57,7 @@ typedef struct srv_config {
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
  * and the program should exit 0, -1 on a bad flag (message on stderr). */
 int srv_parse_args(int argc, char **argv, srv_config *cfg);
+const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17]);
 /* True when host names the loopback interface (127.x, ::1, localhost). */
 bool srv_host_is_loopback(const char *host);
 
@@ -79,6 +81,7 @@ typedef struct srv_job {
     bool         flag;         /* accept_preview */
     const char  *text;         /* prompt, typed text or prefix (NUL-terminated) */
     const char  *settings;     /* settings JSON object text, or NULL */
+    char         modality[17]; /* how the person chose: mouse, touch, keyboard, dwell, switch, ws, api */
     /* outputs */
     int          status;       /* HTTP status */
     char        *body;         /* malloc'd response body (JSON unless ctype says) */
@@ -100,6 +103,7 @@ typedef struct srv_live {
     uint64_t    version;       /* bumps on every change, sent to clients */
     double      last_ms;       /* engine time of the last decision */
     bool        last_hit;      /* the last choice used a prefetched outcome */
+    int32_t     logged;        /* events already in the decision log */
     fp_session *s;
 } srv_live;
 
@@ -122,6 +126,8 @@ typedef struct srv_app {
     fp_model           *model;
     fp_engine          *engine;
     sqlite3            *db;
+    fp_store           *log;           /* the decision log (same database file) */
+    char                model_sha[65];
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;
     uint64_t            version;

@@ -115,6 +115,7 @@ static srv_live *load(srv_app *app, srv_job *job)
     }
     l->used = true;
     l->s = s;
+    l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%s", title);
     l->created = created;
@@ -130,6 +131,13 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
     if (changed) {
         l->version = ++app->version;
         persist(app, l);
+        fp_error err = {0};
+        fp_decision_meta meta = { .session_id = l->id, .profile = "default", .model_sha256 = app->model_sha,
+                                  .modality = job->modality[0] ? job->modality : "api" };
+        int32_t before = l->logged;
+        l->logged = fp_store_log_events(app->log, l->s, l->logged, &meta, &err);
+        if (l->logged < fp_session_n_events(l->s) && l->logged >= before)
+            fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
     }
     char *state = srv_state_json(app, l);
     if (!state) {
@@ -228,6 +236,7 @@ static void job_create(srv_app *app, srv_job *job)
     }
     l->used = true;
     l->s = s;
+    l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
     snprintf(l->id, sizeof l->id, "%s", id);
     snprintf(job->sid, sizeof job->sid, "%s", id);
     make_title(job->text, l->title, sizeof l->title);

@@ -101,3 +101,20 @@ double srv_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
+
+/* Reads the optional "modality" of a decision into out (default dflt).
+ * Returns an error text for a value that is not 1-16 of [a-z0-9_-]. */
+const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17])
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive((const cJSON *)cjson_obj, "modality");
+    snprintf(out, 17, "%s", dflt);
+    if (!m) return NULL;
+    const char *v = cJSON_GetStringValue(m);
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > 16) return "\"modality\" must be a short name such as mouse, touch, keyboard, dwell or switch";
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-'))
+            return "\"modality\" may hold only a-z, 0-9, _ and -";
+    snprintf(out, 17, "%s", v);
+    return NULL;
+}

@@ -202,6 +202,7 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
 
     if (!op) {
         bad = "\"op\" must be a string";
+    } else if ((bad = srv_modality(j, "ws", job.modality)) != NULL) {
     } else if (strcmp(op, "highlight") == 0) {
         pthread_mutex_lock(&app->ws_mu);
         int n = slot->n_candidates;

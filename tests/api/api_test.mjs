@@ -12,7 +12,7 @@
 // server's own default resolution).
 // Prints "ok - name" / "not ok - name: why" per test and a final
 // "N passed, N failed" line; exits 1 when anything failed.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -24,6 +24,7 @@ const repo = path.resolve(here, '../..');
 const pick = (...c) => c.find((p) => p && fs.existsSync(p));
 const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/asan/forkpoint-serve`,
   `${repo}/build/release/forkpoint-serve`);
+const CLI = pick(`${repo}/build/release/forkpoint`, `${repo}/build/asan/forkpoint`);
 const WS_CLIENT = pick(process.env.FORKPOINT_WS_CLIENT, `${repo}/build/release/ws_client`,
   `${repo}/build/asan/ws_client`);
 const MODEL = pick(process.env.FORKPOINT_MODEL,
@@ -210,6 +211,21 @@ async function main() {
     assert(st1.version > st0.version, 'version grows');
     assert(st1.tokens.some((t) => t[2] === 'human'), 'chosen token marked human');
     assert(st1.path_forks.length === 1 && st1.path_forks[0].id === st0.fork.id, 'path_forks');
+  });
+
+  await test('decisions go to the log with their modality; a bad modality is 400', async () => {
+    await expectError(srv, 'POST', `/api/sessions/${sid}/choose`, { index: 0, modality: 'Bad Thing!' }, 400);
+    const r = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: 1, modality: 'dwell' });
+    eq(r.status, 200, 'status');
+    const raw = execFileSync(CLI, ['export', '--db', path.join(tmp, 'fp.db'), '--format', 'raw'], { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString().trim().split('\n').map((l) => JSON.parse(l));
+    const last = raw[raw.length - 1];
+    eq(last.modality, 'dwell', 'modality');
+    eq(last.session, sid, 'session');
+    eq(last.fork.choice.index, 1, 'choice');
+    assert(last.context.startsWith('Once upon a time') && last.fork.candidates.length > 1 && last.model_sha256.length === 64, 'record fields');
+    const u = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+    eq(u.status, 200, 'undo');
   });
 
   await test('prefetch: idle time computes the next fork; choosing it uses the prefetched outcome', async () => {

@@ -65,6 +65,43 @@ expect_error "bad option" 2 "unknown option" -- "$BIN" write --bogus
 expect_error "bad value" 2 "bad value" -- "$BIN" write --k abc
 expect_error "unknown command word" 2 "unknown command" -- "$BIN" frobnicate
 
+# ---- the decision log: durable, exportable, profiles
+DB="$T/log.db"
+printf 'p1\n2\nt dragon\n3\nc\nu\n2\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann > /dev/null 2>"$T/err" && ok || bad "write --db: $(cat "$T/err")"
+for f in sft pairs kto raw; do
+  timeout 30 "$BIN" export --db "$DB" --format $f --out "$T/$f.jsonl" 2>/dev/null && ok || bad "export $f failed"
+done
+node -e '
+const fs=require("fs"),d=process.argv[1];
+const rows=f=>fs.readFileSync(d+"/"+f+".jsonl","utf8").trim().split("\n").map(JSON.parse);
+const need={sft:["prompt","completion"],pairs:["prompt","chosen","rejected"],kto:["prompt","completion","label"],raw:["context","fork","modality","ms","settings","model_sha256","context_tokens"]};
+for(const f in need){const r=rows(f);if(!r.length)process.exit(1);for(const x of r)for(const k of need[f])if(!(k in x)){console.error(f,k);process.exit(1)}}
+const raw=rows("raw");if(raw.length!==6||raw.some(x=>x.fork.candidates.length<2))process.exit(2);
+if(rows("pairs").length<rows("sft").length*3)process.exit(3);' "$T" && ok || bad "exported rows malformed ($?)"
+grep -q '"modality":"script"' "$T/raw.jsonl" && ok || bad "modality not logged"
+"$BIN" profile list --db "$DB" | grep -q '^ann' && ok || bad "profile list"
+"$BIN" profile show --db "$DB" ann --model "$MODEL" | grep -q 'decisions learned' && ok || bad "profile show"
+expect_error "export: missing db" 2 "no database" -- "$BIN" export --db "$T/none.db" --format sft
+printf 'not a database, just some text long enough to be read as a header.............' > "$T/bad.db"
+expect_error "export: corrupt db" 2 "not a usable" -- "$BIN" export --db "$T/bad.db" --format sft
+expect_error "export: unknown format" 2 "format must be" -- "$BIN" export --db "$DB" --format csv
+expect_error "export: unknown profile" 2 "unknown profile" -- "$BIN" export --db "$DB" --format sft --profile zed
+printf 'q\n' | timeout 60 "${W[@]}" --db "$T/empty.db" > /dev/null 2>&1
+expect_error "export: empty db" 2 "nothing to export" -- "$BIN" export --db "$T/empty.db" --format pairs
+expect_error "profile: reset unknown" 2 "unknown profile" -- "$BIN" profile reset --db "$DB" zed
+expect_error "profile: other model" 2 "another model" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --db "$DB" --profile ann --choices /dev/null
+expect_error "profile: show other model" 2 "another model" -- "$BIN" profile show --db "$DB" ann --model "$MODELS/llama-2-tiny-random.gguf"
+"$BIN" profile reset --db "$DB" ann > /dev/null && ok || bad "profile reset"
+# killed mid-session: every committed choice is on disk
+mkfifo "$T/fifo"
+( "${W[@]}" --db "$T/kill.db" --json "$T/kill.jsonl" --choices "$T/fifo" > /dev/null 2>&1 & echo $! > "$T/pid"; wait ) &
+exec 7>"$T/fifo"
+for c in 1 2 p1 1 2; do printf '%s\n' "$c" >&7; done
+for _ in $(seq 1 100); do [ "$(wc -l < "$T/kill.jsonl" 2>/dev/null)" = 5 ] && break; sleep 0.1; done
+kill -9 "$(cat "$T/pid")"; exec 7>&-; wait 2>/dev/null
+n=$("$BIN" export --db "$T/kill.db" --format raw 2>/dev/null | wc -l)
+[ "$n" = 5 ] && ok || bad "after kill -9: $n of 5 decisions on disk"
+
 # ---- the keyboard, through tmux
 if command -v tmux >/dev/null; then
   tmux kill-session -t fp-test 2>/dev/null

@@ -1,0 +1,196 @@
+/*
+ * test_prefs.c — learned preferences on the real model: a simulated person
+ * with a hidden, consistent taste is learned (test-then-train) better than
+ * the model's own ranking predicts them; profiles survive storage; auto-
+ * resolution starts once the history supports it and backs off on undo.
+ * (bench/bench_learning is the full-size version.)
+ */
+#include "forkpoint.h"
+#include "forkpoint_store.h"
+#include "harness.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <unistd.h>
+
+static fp_model *g_model;
+static fp_engine *g_engine;
+
+/* The hidden taste: long words, not plain ones. */
+static float utility(const fp_candidate *c) {
+    static const char *plain[] = { "the", "a", "and", "was", "to", "her", "his", "it", "he", "she", "they", NULL };
+    const char *t = c->text;
+    while (*t == ' ') t++;
+    float v = logf(c->prob > 1e-9f ? c->prob : 1e-9f) + 0.45f * (float)strlen(t);
+    for (int i = 0; plain[i]; i++) if (strcasecmp(t, plain[i]) == 0) v -= 2.5f;
+    return c->is_eog ? v - 2.0f : v;
+}
+
+static int32_t pick(const fp_fork *f) {
+    int32_t b = 0;
+    for (int32_t i = 1; i < f->n_candidates; i++) if (utility(&f->candidates[i]) > utility(&f->candidates[b])) b = i;
+    return b;
+}
+
+static fp_session *session(fp_prefs *p, uint32_t seed) {
+    fp_error err = {0};
+    fp_settings st = fp_default_settings();
+    st.sample_auto = true;
+    st.seed = seed;
+    st.max_tokens = 120;
+    st.lookahead = 3;
+    fp_session *s = fp_session_new(g_engine, "Once upon a time, there was a little", &st, &err);
+    if (s && p) fp_session_set_prefs(s, p, &err);
+    return s;
+}
+
+static void test_learns(void) {
+    TEST("preferences learn a consistent taste better than the model predicts it");
+    fp_prefs *p = fp_prefs_new(fp_model_n_vocab(g_model));
+    CHECK(p != NULL);
+    int n = 0, agree_late = 0, model_late = 0, late = 0;
+    uint32_t seed = 1;
+    fp_error err = {0};
+    while (n < 160) {
+        fp_session *s = session(p, seed++);
+        CHECK(s != NULL);
+        if (!s) break;
+        while (fp_session_state(s) == FP_STATE_AT_FORK && n < 160) {
+            const fp_fork *f = fp_session_fork(s);
+            int32_t y = pick(f), mt = 0;
+            for (int32_t i = 1; i < f->n_candidates; i++) if (f->candidates[i].prob > f->candidates[mt].prob) mt = i;
+            /* candidates come in the learned order: index 0 is the prediction */
+            for (int32_t i = 1; i < f->n_candidates; i++) CHECK(f->candidates[i].pref <= f->candidates[i - 1].pref);
+            if (n >= 110) { late++; agree_late += y == 0; model_late += y == mt; }
+            CHECK(fp_session_choose(s, y, false, FP_BY_HUMAN, &err) == FP_OK);
+            n++;
+        }
+        fp_session_set_prefs(s, NULL, NULL);
+        fp_session_free(s);
+    }
+    fprintf(stderr, "   last %d forks: learned top-1 %d, model top-1 %d\n", late, agree_late, model_late);
+    CHECK(fp_prefs_n_learned(p) >= 150);
+    CHECKF(agree_late >= model_late + late / 10, "learned %d vs model %d of %d", agree_late, model_late, late);
+
+    /* storage: the same predictions after a round trip; damage is refused */
+    size_t len = 0;
+    void *blob = fp_prefs_save(p, &len);
+    fp_prefs *q = blob ? fp_prefs_load(blob, len, &err) : NULL;
+    CHECK(q != NULL);
+    fp_session *s = session(NULL, 99);
+    if (q && s && fp_session_state(s) == FP_STATE_AT_FORK) {
+        const fp_fork *f = fp_session_fork(s);
+        float a[64], b[64];
+        const char *ctx = fp_session_text(s);
+        fp_prefs_predict(p, ctx, strlen(ctx), f, a);
+        fp_prefs_predict(q, ctx, strlen(ctx), f, b);
+        CHECK(memcmp(a, b, sizeof(float) * (size_t)f->n_candidates) == 0);
+    }
+    fp_session_free(s);
+    CHECK(fp_prefs_load(blob, len - 1, &err) == NULL && err.code == FP_ERR_ARG);
+    ((char *)blob)[0] = 'X';
+    CHECK(fp_prefs_load(blob, len, &err) == NULL);
+    free(blob);
+    fp_prefs_free(q);
+    /* another vocabulary is refused */
+    fp_prefs *other = fp_prefs_new(32000);
+    s = session(NULL, 5);
+    CHECK(s && fp_session_set_prefs(s, other, &err) == FP_ERR_MODEL);
+    fp_session_free(s);
+    fp_prefs_free(other);
+
+    /* auto-resolution: on with enough history, decisions by itself, backs off on undo */
+    fp_prefs_set_auto(p, true, 0.9f);
+    float th = fp_prefs_auto_threshold(p);
+    CHECKF(th > 0.0f && th <= 1.0f, "threshold %g", th);
+    int autos = 0;
+    for (uint32_t k = 0; k < 6; k++) {
+        s = session(p, 200 + k);
+        while (s && fp_session_state(s) == FP_STATE_AT_FORK) fp_session_choose(s, pick(fp_session_fork(s)), false, FP_BY_HUMAN, &err);
+        for (int32_t i = 0; s && i < fp_session_n_events(s); i++) autos += fp_session_event(s, i)->chooser == FP_BY_AUTO;
+        if (s && autos > 0) {
+            /* undo back to an automatic decision */
+            bool undone = false;
+            for (int guard = 0; guard < 50 && !undone && fp_session_undo(s, &err) == FP_OK; guard++) {
+                const fp_fork *f = fp_session_fork(s);
+                for (int32_t i = 0; i < fp_session_n_events(s); i++) {
+                    const fp_fork *e = fp_session_event(s, i);
+                    if (e->id == f->id && e->chooser == FP_BY_AUTO) undone = true;
+                }
+            }
+            if (undone) CHECK(fp_prefs_auto_threshold(p) > th || fp_prefs_auto_threshold(p) >= 1.0f);
+        }
+        if (s) fp_session_set_prefs(s, NULL, NULL);
+        fp_session_free(s);
+    }
+    CHECKF(autos > 0, "no automatic decisions");
+    fp_prefs_free(p);
+}
+
+static void test_store(void) {
+    TEST("decision log and profiles in SQLite");
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/fp-store-%d.db", (int)getpid());
+    unlink(path);
+    fp_error err = {0};
+    CHECK(fp_store_open(path, false, &err) == NULL && err.code == FP_ERR_IO);
+    fp_store *st = fp_store_open(path, true, &err);
+    CHECKF(st != NULL, "%s", err.message);
+    if (!st) return;
+    int64_t rows = 0;
+    FILE *devnull = fopen("/dev/null", "w");
+    CHECK(fp_store_export(st, FP_EXPORT_SFT, NULL, devnull, &rows, &err) == FP_ERR_EMPTY);
+    fp_session *s = session(NULL, 3);
+    fp_decision_meta meta = { "s1", "ann", "abc", "script" };
+    int32_t logged = 0;
+    for (int i = 0; s && i < 5 && fp_session_state(s) == FP_STATE_AT_FORK; i++) {
+        CHECK(fp_session_choose(s, i % 2, i % 2 == 0, FP_BY_HUMAN, &err) == FP_OK);
+        logged = fp_store_log_events(st, s, logged, &meta, &err);
+        CHECK(logged == fp_session_n_events(s));
+    }
+    CHECK(fp_store_count(st, "ann") == logged && fp_store_count(st, "bob") == 0);
+    CHECK(fp_store_export(st, FP_EXPORT_SFT, "ann", devnull, &rows, &err) == FP_OK && rows == logged);
+    CHECK(fp_store_export(st, FP_EXPORT_PAIRS, NULL, devnull, &rows, &err) == FP_OK && rows >= logged);
+    CHECK(fp_store_export(st, FP_EXPORT_KTO, NULL, devnull, &rows, &err) == FP_OK && rows > logged);
+    CHECK(fp_store_export(st, FP_EXPORT_RAW, NULL, devnull, &rows, &err) == FP_OK && rows == logged);
+    CHECK(fp_store_export(st, FP_EXPORT_RAW, "bob", devnull, &rows, &err) == FP_ERR_ARG);
+    fp_export_format fmt;
+    CHECK(fp_export_format_parse("kto", &fmt) && fmt == FP_EXPORT_KTO && !fp_export_format_parse("csv", &fmt));
+    /* profiles */
+    fp_prefs *p = fp_prefs_new(fp_model_n_vocab(g_model)), *q = NULL;
+    CHECK(fp_store_profile_load(st, "ann", "abc", &q, &err) == FP_OK && q == NULL);
+    CHECK(fp_store_profile_save(st, "ann", "abc", p, &err) == FP_OK);
+    CHECK(fp_store_profile_load(st, "ann", "abc", &q, &err) == FP_OK && q != NULL);
+    fp_prefs_free(q);
+    q = NULL;
+    CHECK(fp_store_profile_load(st, "ann", "other-model", &q, &err) == FP_ERR_MODEL && q == NULL);
+    CHECK(fp_store_profile_reset(st, "ann", &err) == FP_OK);
+    CHECK(fp_store_profile_reset(st, "ann", &err) == FP_ERR_ARG);
+    fp_prefs_free(p);
+    fp_session_free(s);
+    fclose(devnull);
+    fp_store_close(st);
+    /* a file that is not a database is refused */
+    FILE *f = fopen(path, "w");
+    if (f) { fputs("this is not sqlite, just text that is long enough to look like a header......", f); fclose(f); }
+    CHECK(fp_store_open(path, false, &err) == NULL && err.code == FP_ERR_IO);
+    unlink(path);
+    char wal[160];
+    snprintf(wal, sizeof wal, "%s-wal", path); unlink(wal);
+    snprintf(wal, sizeof wal, "%s-shm", path); unlink(wal);
+}
+
+int main(void) {
+    fp_error err = {0};
+    g_model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
+    if (!g_model) { fprintf(stderr, "%s\n", err.message); printf("0 passed, 1 failed\n"); return 1; }
+    fp_engine_params ep = fp_engine_default_params();
+    ep.n_threads = 1;
+    g_engine = fp_engine_new(g_model, &ep, &err);
+    if (!g_engine) { printf("0 passed, 1 failed\n"); return 1; }
+    test_learns();
+    test_store();
+    fp_engine_free(g_engine);
+    fp_model_free(g_model);
+    return h_finish();
+}
