@@ -18,6 +18,11 @@
  * and a most-frequent-choice baseline (the word this user chose most often
  * among those shown, else the model's top), all in the same run.
  *
+ * Steering: a per-layer direction from the first two thirds of the
+ * chosen-versus-rejected pairs (fp_steer_compute), applied at a strength
+ * picked on those same pairs; reported is the held-out change of
+ * log p(chosen) - log p(rejected) on the last third.
+ *
  * Phase 2 (interventions): the same user writes on with auto-resolution on;
  * interventions per 100 generated tokens (forks the user had to decide, plus
  * undos of wrong automatic decisions) compared with the same writing
@@ -124,6 +129,81 @@ static int32_t freq_pick(const freq *f, const fp_candidate *c, int32_t n) {
 
 typedef struct run_cfg { fp_engine *engine; fp_settings st; int forks; } run_cfg;
 
+/* Chosen-versus-rejected pairs seen while learning, for the steering vector. */
+typedef struct pairs_t { fp_steer_pair *p; int n, cap; } pairs_t;
+
+static int32_t *dup_tokens(const int32_t *t, int32_t n) {
+    int32_t *d = malloc(sizeof(int32_t) * (size_t)(n > 0 ? n : 1));
+    if (d && n > 0) memcpy(d, t, sizeof(int32_t) * (size_t)n);
+    return d;
+}
+
+/* Records the fork's context with the chosen word and the strongest rival. */
+static void pairs_add(pairs_t *ps, const fp_session *s, const fp_fork *f, int32_t y) {
+    int32_t r = -1;
+    for (int32_t i = 0; i < f->n_candidates; i++)
+        if (i != y && !f->candidates[i].is_eog && (r < 0 || f->candidates[i].prob > f->candidates[r].prob)) r = i;
+    if (r < 0 || f->candidates[y].is_eog || ps->n == ps->cap) return;
+    fp_steer_pair *p = &ps->p[ps->n++];
+    p->n_context = fp_session_n_tokens(s);
+    p->context = dup_tokens(fp_session_tokens(s), p->n_context);
+    p->n_chosen = f->candidates[y].n_tokens;
+    p->chosen = dup_tokens(f->candidates[y].tokens, p->n_chosen);
+    p->n_rejected = f->candidates[r].n_tokens;
+    p->rejected = dup_tokens(f->candidates[r].tokens, p->n_rejected);
+}
+
+static void pairs_free(pairs_t *ps) {
+    for (int i = 0; i < ps->n; i++) {
+        free((void *)ps->p[i].context); free((void *)ps->p[i].chosen); free((void *)ps->p[i].rejected);
+    }
+    ps->n = 0;
+}
+
+/* Mean log p(chosen) - log p(rejected) over pairs [from, to) under the engine's adapters. */
+static double margin(fp_engine *e, const pairs_t *ps, int from, int to) {
+    double sum = 0;
+    int n = 0;
+    for (int i = from; i < to; i++) {
+        const fp_steer_pair *p = &ps->p[i];
+        double a, b;
+        fp_error err = {0};
+        if (fp_engine_logprob(e, p->context, p->n_context, p->chosen, p->n_chosen, &a, &err) != FP_OK ||
+            fp_engine_logprob(e, p->context, p->n_context, p->rejected, p->n_rejected, &b, &err) != FP_OK) {
+            fprintf(stderr, "bench_learning: %s\n", err.message);
+            exit(1);
+        }
+        sum += a - b;
+        n++;
+    }
+    return n ? sum / n : 0;
+}
+
+/* Steering: a direction from the first `train` pairs, strength chosen on
+ * them, judged on the pairs after (held out). */
+static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train) {
+    if (ps->n < train + 20) { printf("  %-8s  steering: too few pairs (%d)\n", "", ps->n); return; }
+    fp_error err = {0};
+    fp_steer *v = fp_steer_compute(m, ps->p, train, 1, &err);
+    if (!v) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
+    const float strengths[] = { 0.25f, 0.5f, 1.0f, 2.0f, 4.0f };
+    double base_train = margin(e, ps, 0, train), best_gain = -1e9;
+    float best = 0;
+    for (size_t i = 0; i < sizeof strengths / sizeof *strengths; i++) {
+        fp_engine_set_steer(e, v, strengths[i], &err);
+        double g = margin(e, ps, 0, train) - base_train;
+        if (g > best_gain) { best_gain = g; best = strengths[i]; }
+    }
+    fp_engine_set_steer(e, NULL, 0, &err);
+    double held0 = margin(e, ps, train, ps->n);
+    fp_engine_set_steer(e, v, best, &err);
+    double held1 = margin(e, ps, train, ps->n);
+    fp_engine_set_steer(e, NULL, 0, &err);
+    printf("  %-8s  steering (strength %.2f, from %d pairs): held-out log p(chosen) - log p(rejected) %.3f -> %.3f (%+.3f) on %d pairs\n",
+           "", best, train, held0, held1, held1 - held0, ps->n - train);
+    fp_steer_free(v);
+}
+
 static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
     fp_error err = {0};
     fp_settings st = rc->st;
@@ -137,7 +217,7 @@ static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
 }
 
 /* Phase 1: test-then-train over rc->forks decisions. */
-static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p) {
+static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *ps) {
     int window = 100, k = 0, n = 0;
     int agree = 0, base = 0, mfc = 0;
     double mrr = 0;
@@ -165,6 +245,7 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p) {
         char kw[FP_MAX_TEXT];
         key_of(f->candidates[y].text, kw, sizeof kw);
         freq_add(&fr, kw);
+        pairs_add(ps, s, f, y);
         fp_error err = {0};
         if (fp_session_choose(s, y, false, FP_BY_HUMAN, &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
         n++;
@@ -258,7 +339,11 @@ int main(int argc, char **argv) {
     for (size_t ui = 0; ui < sizeof USERS / sizeof *USERS; ui++) {
         const user *u = &USERS[ui];
         fp_prefs *p = fp_prefs_new(fp_model_n_vocab(m));
-        learn_phase(&rc, u, p);
+        pairs_t ps = { .p = calloc((size_t)forks, sizeof(fp_steer_pair)), .cap = forks };
+        learn_phase(&rc, u, p, &ps);
+        steer_phase(e, m, &ps, ps.n * 2 / 3);
+        pairs_free(&ps);
+        free(ps.p);
         /* interventions: the same user writing on, with and without what was learned */
         int a0, u0, t0, a1, u1, t1;
         double before = write_phase(&rc, u, NULL, write_forks, &a0, &u0, &t0);

@@ -418,6 +418,28 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);
  * and auto-resolution (if enabled) decides confident forks by itself. */
 fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err);
 
+/* ------------------------------------------------------- steering vectors */
+
+/* A direction per layer that points from what a person rejected toward
+ * what they chose (mean hidden state after context+chosen minus after
+ * context+rejected, read at each layer's output). */
+typedef struct fp_steer fp_steer;
+typedef struct fp_steer_pair {
+    const int32_t *context;  int32_t n_context;   /* tokens before the fork (with BOS) */
+    const int32_t *chosen;   int32_t n_chosen;
+    const int32_t *rejected; int32_t n_rejected;
+} fp_steer_pair;
+
+fp_steer *fp_steer_compute(fp_model *model, const fp_steer_pair *pairs, int32_t n, int32_t n_threads, fp_error *err);
+void      fp_steer_free(fp_steer *v);
+/* Applies strength * v to every layer output of the engine's context
+ * (NULL or 0 removes it). Every session's path is decoded again and its open
+ * fork recomputed, so nothing stale is scored. */
+fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err);
+/* log p(tokens | context) under the engine's current adapters. */
+fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t n_context,
+                            const int32_t *tokens, int32_t n, double *out, fp_error *err);
+
 /* ------------------------------------------------------------ utilities */
 
 /* Length of the longest prefix of buf that is complete, valid UTF-8. */

@@ -241,6 +241,8 @@ bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_posit
 fp_status   fpi_path_rebuild(fp_session *s, int32_t leaf);
 fp_status   fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *err);
 void        fpi_fork_show(fp_session *s, fp_fork_rec *f);
+/* Decodes the whole path again (the adapters changed) and recomputes the open fork. */
+fp_status   fpi_session_redecode(fp_session *s, fp_error *err);
 
 fp_status   fpi_append_token(fp_session *s, int32_t tok, const fp_position *rec);
 fp_status   fpi_log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, int32_t index,

@@ -970,3 +970,23 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     }
     return FP_OK;
 }
+
+fp_status fpi_session_redecode(fp_session *s, fp_error *err) {
+    fpi_prefetch_clear(s);
+    fp_cloud_drop_live(s);
+    llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, -1, -1);
+    s->n_past = 0;
+    fp_status st = trunk_sync(s, NULL, 0, true, err);
+    if (st != FP_OK || s->state != FP_STATE_AT_FORK) return st;
+    /* the open fork, as the adapted model sees it now */
+    fp_fork_rec *f = fork_at_id(s, s->open_fork);
+    memcpy(f->logits, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
+    if ((st = fork_fit(f, s->st.k, err)) != FP_OK) return st;
+    st = fp_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
+    if (st != FP_OK) return st;
+    s->live.fork_id = f->pub.id;
+    apply_prefs(s, f, f->base, f->n_base);
+    show_base(f);
+    fpi_fork_show(s, f);
+    return FP_OK;
+}

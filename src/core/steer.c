@@ -1,0 +1,185 @@
+/*
+ * steer.c — steering vectors learned from decisions, and scoring under them.
+ *
+ * A person's choices at forks are pairs: at the same context they took one
+ * word and passed over another. For each layer l, the direction
+ *
+ *     v_l = mean_pairs h_l(context + chosen) - mean_pairs h_l(context + rejected)
+ *
+ * (h_l: the residual stream after layer l at the last token, read through
+ * the context's cb_eval callback on the "l_out-<l>" tensors) points from
+ * what they reject toward what they choose. Adding strength * v_l to every
+ * layer's output (llama_set_adapter_cvec) nudges generation their way.
+ *
+ * Changing the adapter changes every hidden state, so the KV cells already
+ * computed are stale: fp_engine_set_steer re-decodes every session's path
+ * and recomputes its open fork before anything is scored again.
+ */
+#include "core/internal.h"
+
+#include <ggml.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fp_steer {
+    int32_t n_embd, n_layer;
+    float *dir;    /* [n_layer][n_embd]; layer 0 unused (llama.cpp cannot steer it) */
+};
+
+void fp_steer_free(fp_steer *v) {
+    if (!v) return;
+    free(v->dir);
+    free(v);
+}
+
+/* cb_eval state: where the last token's hidden states go. */
+typedef struct capture {
+    int32_t n_embd, n_layer;
+    float *out;        /* [n_layer][n_embd] for the current decode */
+    float *row;        /* scratch for one tensor */
+    size_t row_cap;
+} capture;
+
+static bool capture_cb(struct ggml_tensor *t, bool ask, void *ud) {
+    capture *c = ud;
+    int il;
+    if (strncmp(t->name, "l_out-", 6) != 0 || sscanf(t->name + 6, "%d", &il) != 1 || il < 0 || il >= c->n_layer) return false;
+    if (ask) return true;
+    if (t->type != GGML_TYPE_F32 || t->ne[0] != c->n_embd) return true;
+    size_t bytes = ggml_nbytes(t);
+    if (bytes > c->row_cap) {
+        float *r = realloc(c->row, bytes);
+        if (!r) return true;
+        c->row = r;
+        c->row_cap = bytes;
+    }
+    ggml_backend_tensor_get(t, c->row, 0, bytes);
+    int64_t n_tok = t->ne[1];
+    memcpy(c->out + (size_t)il * (size_t)c->n_embd, c->row + (size_t)(n_tok - 1) * (size_t)c->n_embd,
+           sizeof(float) * (size_t)c->n_embd);
+    return true;
+}
+
+/* Decodes context + word in a fresh sequence and captures the last token's states. */
+static fp_status states_after(struct llama_context *ctx, capture *cap, const int32_t *context, int32_t nc,
+                              const int32_t *word, int32_t nw, fp_error *err) {
+    llama_memory_seq_rm(llama_get_memory(ctx), 0, -1, -1);
+    int32_t n = nc + nw;
+    struct llama_batch b = llama_batch_init(n, 0, 1);
+    if (!b.token) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < n; i++) {
+        b.token[i] = i < nc ? context[i] : word[i - nc];
+        b.pos[i] = i;
+        b.n_seq_id[i] = 1;
+        b.seq_id[i][0] = 0;
+        b.logits[i] = i == n - 1;
+    }
+    b.n_tokens = n;
+    int32_t rc = llama_decode(ctx, b);
+    llama_batch_free(b);
+    return rc == 0 ? FP_OK : fp_fail(err, FP_ERR_DECODE, "llama_decode failed (%d) while reading hidden states", rc);
+}
+
+fp_steer *fp_steer_compute(fp_model *m, const fp_steer_pair *pairs, int32_t n, int32_t n_threads, fp_error *err) {
+    if (!m || m->vocab_only || !pairs || n <= 0) { fp_fail(err, FP_ERR_ARG, "no pairs to learn a direction from"); return NULL; }
+    int32_t n_embd = llama_model_n_embd(m->lm), n_layer = llama_model_n_layer(m->lm);
+    int32_t longest = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t a = pairs[i].n_context + pairs[i].n_chosen, b = pairs[i].n_context + pairs[i].n_rejected;
+        if (pairs[i].n_context < 1 || pairs[i].n_chosen < 1 || pairs[i].n_rejected < 1) { fp_fail(err, FP_ERR_ARG, "pair %d is empty", i); return NULL; }
+        if (a > longest) longest = a;
+        if (b > longest) longest = b;
+    }
+    capture cap = { .n_embd = n_embd, .n_layer = n_layer };
+    fp_steer *v = calloc(1, sizeof *v);
+    float *tmp = calloc((size_t)n_layer * (size_t)n_embd, sizeof(float));
+    if (v) v->dir = calloc((size_t)n_layer * (size_t)n_embd, sizeof(float));
+    cap.out = tmp;
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)(longest + 8);
+    cp.n_batch = cp.n_ctx;
+    cp.n_ubatch = cp.n_ctx;
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = n_threads > 0 ? n_threads : 1;
+    cp.cb_eval = capture_cb;
+    cp.cb_eval_user_data = &cap;
+    cp.no_perf = true;
+    struct llama_context *ctx = v && v->dir && tmp ? llama_init_from_model(m->lm, cp) : NULL;
+    if (!ctx) {
+        fp_fail(err, v && tmp ? FP_ERR_MODEL : FP_ERR_NOMEM, "cannot set up a context for reading hidden states");
+        free(tmp); free(cap.row); fp_steer_free(v);
+        return NULL;
+    }
+    v->n_embd = n_embd;
+    v->n_layer = n_layer;
+    size_t sz = (size_t)n_layer * (size_t)n_embd;
+    fp_status st = FP_OK;
+    for (int32_t i = 0; i < n && st == FP_OK; i++) {
+        /* dir += (h(chosen) - h(rejected)) / n */
+        st = states_after(ctx, &cap, pairs[i].context, pairs[i].n_context, pairs[i].chosen, pairs[i].n_chosen, err);
+        for (size_t k = 0; st == FP_OK && k < sz; k++) v->dir[k] += tmp[k] / (float)n;
+        if (st == FP_OK) st = states_after(ctx, &cap, pairs[i].context, pairs[i].n_context, pairs[i].rejected, pairs[i].n_rejected, err);
+        for (size_t k = 0; st == FP_OK && k < sz; k++) v->dir[k] -= tmp[k] / (float)n;
+    }
+    llama_free(ctx);
+    free(tmp);
+    free(cap.row);
+    for (size_t k = 0; st == FP_OK && k < sz; k++) if (!isfinite(v->dir[k])) st = fp_fail(err, FP_ERR_DECODE, "the direction is not finite");
+    if (st != FP_OK) { fp_steer_free(v); return NULL; }
+    return v;
+}
+
+fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err) {
+    if (v && (v->n_embd != llama_model_n_embd(e->model->lm) || v->n_layer != llama_model_n_layer(e->model->lm)))
+        return fp_fail(err, FP_ERR_MODEL, "the steering vector was learned on a model of another shape");
+    if (!isfinite(strength)) return fp_fail(err, FP_ERR_ARG, "strength must be finite");
+    int32_t rc;
+    if (!v || strength == 0.0f) {
+        rc = llama_set_adapter_cvec(e->ctx, NULL, 0, 0, 0, 0);
+    } else {
+        /* llama.cpp's buffer starts at layer 1 */
+        size_t n = (size_t)(v->n_layer - 1) * (size_t)v->n_embd;
+        float *data = malloc(sizeof(float) * (n ? n : 1));
+        if (!data) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        for (size_t k = 0; k < n; k++) data[k] = strength * v->dir[(size_t)v->n_embd + k];
+        rc = llama_set_adapter_cvec(e->ctx, data, n, v->n_embd, 1, v->n_layer - 1);
+        free(data);
+    }
+    if (rc != 0) return fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the steering vector");
+    /* no stale KV may be scored: every session decodes its path again */
+    for (int32_t i = 0; i < e->n_sessions; i++) {
+        fp_status st = fpi_session_redecode(e->sessions[i], err);
+        if (st != FP_OK) return st;
+    }
+    return FP_OK;
+}
+
+fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, const int32_t *tokens, int32_t n,
+                            double *out, fp_error *err) {
+    if (nc < 1 || n < 1 || !out) return fp_fail(err, FP_ERR_ARG, "empty context or tokens");
+    for (int32_t i = 0; i < nc; i++) if (context[i] < 0 || context[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
+    for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
+    if (nc + n > e->n_pos_max) return fp_fail(err, FP_ERR_CONTEXT, "too long to score");
+    static fp_session scorer; /* marks the borrowed sequence as taken; never registered */
+    int32_t q = fp_seq_alloc(e, &scorer);
+    if (q < 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequence to score with");
+    float *probs = malloc(sizeof(float) * (size_t)e->model->n_vocab);
+    fp_status st = probs ? FP_OK : fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    double lp = 0.0;
+    /* the context, then the tokens with the logits that predict each of them */
+    if (st == FP_OK) st = fp_engine_decode_span(e, q, context, nc - 1, 0, false, err);
+    for (int32_t i = 0; st == FP_OK && i < n; i++) {
+        fp_batch_clear(e);
+        fp_batch_add(e, i == 0 ? context[nc - 1] : tokens[i - 1], nc - 1 + i, q, true);
+        st = fp_engine_decode(e, err);
+        if (st != FP_OK) break;
+        fp_softmax(llama_get_logits_ith(e->ctx, -1), e->model->n_vocab, 1.0f, probs);
+        lp += log(probs[tokens[i]] > 1e-30f ? probs[tokens[i]] : 1e-30f);
+    }
+    free(probs);
+    fp_seq_free(e, q);
+    if (st == FP_OK) *out = lp;
+    return st;
+}
