@@ -180,6 +180,56 @@ static void test_store(void) {
     snprintf(wal, sizeof wal, "%s-shm", path); unlink(wal);
 }
 
+static void test_steer(void) {
+    TEST("steering vectors: computed from pairs, applied, removed, sessions re-decoded");
+    fp_error err = {0};
+    fp_session *s = session(NULL, 11);
+    CHECK(s && fp_session_state(s) == FP_STATE_AT_FORK);
+    if (!s) return;
+    /* pairs: at each of a few forks, the last candidate chosen over the first */
+    fp_steer_pair pairs[8];
+    int32_t ctx[8][512], ch[8][FP_MAX_PATH], rj[8][FP_MAX_PATH];
+    int n = 0;
+    while (n < 8 && fp_session_state(s) == FP_STATE_AT_FORK) {
+        const fp_fork *f = fp_session_fork(s);
+        int32_t last = f->n_candidates - 1;
+        if (last > 0 && !f->candidates[0].is_eog && !f->candidates[last].is_eog && fp_session_n_tokens(s) < 512) {
+            memcpy(ctx[n], fp_session_tokens(s), sizeof(int32_t) * (size_t)fp_session_n_tokens(s));
+            memcpy(ch[n], f->candidates[last].tokens, sizeof(int32_t) * (size_t)f->candidates[last].n_tokens);
+            memcpy(rj[n], f->candidates[0].tokens, sizeof(int32_t) * (size_t)f->candidates[0].n_tokens);
+            pairs[n] = (fp_steer_pair){ ctx[n], fp_session_n_tokens(s), ch[n], f->candidates[last].n_tokens,
+                                        rj[n], f->candidates[0].n_tokens };
+            n++;
+        }
+        fp_session_choose(s, 0, false, FP_BY_HUMAN, &err);
+    }
+    CHECK(n >= 4);
+    fp_steer *v = fp_steer_compute(g_model, pairs, n, 1, &err);
+    CHECKF(v != NULL, "%s", err.message);
+    CHECK(fp_steer_compute(g_model, pairs, 0, 1, &err) == NULL && err.code == FP_ERR_ARG);
+    if (v) {
+        double a0, a1, b0, b1, c0;
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &a0, &err) == FP_OK);
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].rejected, pairs[0].n_rejected, &b0, &err) == FP_OK);
+        const char *before = fp_session_text(s);
+        char keep[4096];
+        snprintf(keep, sizeof keep, "%s", before);
+        CHECK(fp_engine_set_steer(g_engine, v, 4.0f, &err) == FP_OK);
+        CHECK(strcmp(keep, fp_session_text(s)) == 0); /* the text stays; its KV was decoded again */
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &a1, &err) == FP_OK);
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].rejected, pairs[0].n_rejected, &b1, &err) == FP_OK);
+        /* applied: the scores move (whether they move the person's way is bench_learning's question) */
+        CHECKF(fabs((a1 - b1) - (a0 - b0)) > 1e-3, "the vector changed nothing (%g -> %g)", a0 - b0, a1 - b1);
+        if (fp_session_state(s) == FP_STATE_AT_FORK) CHECK(fp_session_choose(s, 0, true, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(fp_engine_set_steer(g_engine, NULL, 0, &err) == FP_OK);
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &c0, &err) == FP_OK);
+        CHECKF(fabs(c0 - a0) < 1e-3, "removing the vector restores scores (%g vs %g)", c0, a0);
+        CHECK(fp_engine_set_steer(g_engine, v, NAN, &err) == FP_ERR_ARG);
+        fp_steer_free(v);
+    }
+    fp_session_free(s);
+}
+
 int main(void) {
     fp_error err = {0};
     g_model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
@@ -190,6 +240,7 @@ int main(void) {
     if (!g_engine) { printf("0 passed, 1 failed\n"); return 1; }
     test_learns();
     test_store();
+    test_steer();
     fp_engine_free(g_engine);
     fp_model_free(g_model);
     return h_finish();
