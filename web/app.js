@@ -272,7 +272,10 @@
       return;
     }
     const cands = fork.candidates;
-    const maxp = Math.max(1e-6, ...cands.map((c) => c.prob));
+    // size follows the person's predicted choice when preferences are learned
+    // (pref), which without them is the model's probability
+    const weight = (c) => (typeof c.pref === 'number' ? c.pref : c.prob);
+    const maxp = Math.max(1e-6, ...cands.map(weight));
     // rows: the middle row first, then above, below, ...; candidates are
     // dealt round-robin by rank, each row filled from its centre outwards,
     // so the most probable word sits in the middle of the cloud
@@ -294,7 +297,7 @@
     const frag = document.createDocumentFragment();
     for (const i of S.order) {
       const c = cands[i];
-      const r = Math.sqrt(c.prob / maxp);
+      const r = Math.sqrt(weight(c) / maxp);
       const g = document.createElement('div');
       g.className = 'cand-group';
       const b = document.createElement('button');

@@ -37,6 +37,8 @@ static void usage(FILE *f)
         "  --http-threads N   HTTP worker threads (default 64)\n"
         "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
         "  --no-prefetch      do not compute likely next forks while people decide\n"
+        "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
+        "  --auto-resolve     with --profile: forks the preferences are sure of decide themselves\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -81,6 +83,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) { cfg->quiet = true; continue; }
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
+        if (strcmp(a, "--auto-resolve") == 0) { cfg->auto_resolve = true; continue; }
         /* --flag value or --flag=value */
         char name[32];
         const char *val = NULL;
@@ -100,6 +103,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--host") == 0) cfg->host = val;
         else if (strcmp(name, "--token") == 0) cfg->token = val;
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
+        else if (strcmp(name, "--profile") == 0) cfg->profile = val;
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
@@ -111,6 +115,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             fprintf(stderr, "forkpoint-serve: unknown option %s (try --help)\n", name);
             return -1;
         }
+    }
+    if (cfg->auto_resolve && !cfg->profile) {
+        fprintf(stderr, "forkpoint-serve: --auto-resolve needs --profile\n");
+        return -1;
     }
     if (cfg->token && (!*cfg->token || strlen(cfg->token) > 200 || strpbrk(cfg->token, " ;,\"\\\r\n"))) {
         fprintf(stderr, "forkpoint-serve: --token must be 1..200 characters without spaces, ';', ',', quotes or backslashes\n");
@@ -170,6 +178,14 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
         return -1;
     }
+    if (app->cfg.profile) { /* the person's learned preferences, or a fresh start */
+        if (fp_store_profile_load(app->log, app->cfg.profile, app->model_sha, &app->prefs, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);
+            return -1;
+        }
+        if (!app->prefs && !(app->prefs = fp_prefs_new(fp_model_n_vocab(app->model)))) return -1;
+        fp_prefs_set_auto(app->prefs, app->cfg.auto_resolve, 0.95f);
+    }
     app->live = calloc((size_t)app->cfg.max_live, sizeof *app->live);
     if (!app->live) return -1;
     return srv_sessions_open(app, &err);
@@ -181,6 +197,8 @@ static void teardown(srv_app *app)
     free(app->live);
     app->live = NULL;
     srv_store_close(app);
+    fp_prefs_free(app->prefs); /* after the sessions that borrowed it */
+    app->prefs = NULL;
     fp_store_close(app->log);
     app->log = NULL;
     if (app->engine) fp_engine_free(app->engine);

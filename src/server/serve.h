@@ -52,6 +52,8 @@ typedef struct srv_config {
     bool        quiet;        /* --quiet: no request log on stderr */
     bool        no_evict;     /* --no-evict: answer 503 instead of evicting idle sessions */
     bool        no_prefetch;  /* --no-prefetch: no speculation while people decide */
+    const char *profile;      /* --profile NAME: learn this person's preferences */
+    bool        auto_resolve; /* --auto-resolve: confident preferences decide forks */
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
@@ -127,6 +129,7 @@ typedef struct srv_app {
     fp_engine          *engine;
     sqlite3            *db;
     fp_store           *log;           /* the decision log (same database file) */
+    fp_prefs           *prefs;         /* --profile's preferences, shared by all sessions */
     char                model_sha[65];
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;

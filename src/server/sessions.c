@@ -116,6 +116,7 @@ static srv_live *load(srv_app *app, srv_job *job)
     l->used = true;
     l->s = s;
     l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
+    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%s", title);
     l->created = created;
@@ -132,12 +133,15 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
         l->version = ++app->version;
         persist(app, l);
         fp_error err = {0};
-        fp_decision_meta meta = { .session_id = l->id, .profile = "default", .model_sha256 = app->model_sha,
+        fp_decision_meta meta = { .session_id = l->id, .profile = app->cfg.profile ? app->cfg.profile : "default",
+                                  .model_sha256 = app->model_sha,
                                   .modality = job->modality[0] ? job->modality : "api" };
         int32_t before = l->logged;
         l->logged = fp_store_log_events(app->log, l->s, l->logged, &meta, &err);
         if (l->logged < fp_session_n_events(l->s) && l->logged >= before)
             fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
+        if (app->prefs && fp_store_profile_save(app->log, app->cfg.profile, app->model_sha, app->prefs, &err) != FP_OK)
+            fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);
     }
     char *state = srv_state_json(app, l);
     if (!state) {
@@ -237,6 +241,7 @@ static void job_create(srv_app *app, srv_job *job)
     l->used = true;
     l->s = s;
     l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
+    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     snprintf(l->id, sizeof l->id, "%s", id);
     snprintf(job->sid, sizeof job->sid, "%s", id);
     make_title(job->text, l->title, sizeof l->title);

@@ -56,6 +56,7 @@ static cJSON *fork_json(const fp_fork *f)
         cJSON_AddStringToObject(co, "text", c->text);
         cJSON_AddStringToObject(co, "preview", c->preview);
         cJSON_AddNumberToObject(co, "prob", r4(c->prob));
+        cJSON_AddNumberToObject(co, "pref", r4(c->pref));
         cJSON_AddNumberToObject(co, "n_tokens", c->n_tokens);
         cJSON_AddBoolToObject(co, "is_eog", c->is_eog);
     }

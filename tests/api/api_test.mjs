@@ -556,6 +556,26 @@ async function main() {
     } finally { await stopServer(s); }
   });
 
+  await test('--profile: decisions train the profile, stored in the database', async () => {
+    const db = path.join(tmp, 'prof.db');
+    const s = await startServer(['--profile', 'ann', '--auto-resolve'], { db });
+    try {
+      const c = await http(s, 'POST', '/api/sessions', { prompt: 'Once upon a time', settings: LIGHT });
+      eq(c.status, 201, 'create');
+      let st = c.json;
+      for (let i = 0; i < 4 && st.fork; i++) {
+        const r = await http(s, 'POST', `/api/sessions/${st.id}/choose`, { index: st.fork.candidates.length - 1, modality: 'mouse' });
+        eq(r.status, 200, 'choose');
+        st = r.json;
+      }
+      assert(st.fork === null || typeof st.fork.candidates[0].pref === 'number', 'candidates carry pref');
+    } finally {
+      await stopServer(s);
+    }
+    const list = execFileSync(CLI, ['profile', 'list', '--db', db]).toString();
+    assert(/^ann\tlearned [1-9]/m.test(list), `profile stored: ${list}`);
+  });
+
   await test('a non-loopback --host without --token is refused at start', async () => {
     const s = await startServer(['--host', '0.0.0.0'], { db: path.join(tmp, 'h.db'), expectFail: true });
     assert(s.exit.code !== 0, 'non-zero exit');
