@@ -1,5 +1,5 @@
 /*
- * bench_fork.c — how long it takes to prepare a fork, three ways.
+ * bench_fork.c — how long it takes to prepare a fork, three ways (and a reference).
  *
  * Why: a fork shows k candidates, each with an L-token preview of what it
  * would lead to. Preparing those previews is the cost a person waits for at
@@ -22,14 +22,17 @@
  *       request per branch to a caching server (with the cheapest possible
  *       cache: a unified KV cache, where the copy only tags cells);
  *   (c) plain llama.h, one branch at a time with no cache: clear the memory,
- *       decode prompt + candidate, then the preview one token at a time.
+ *       decode prompt + candidate, then the preview one token at a time;
+ *   (d) for reference only: plain llama.h growing all branches together,
+ *       one batch per step — the library's technique without the library,
+ *       so d/a shows how much the library itself costs on top.
  *
- * All three grow the same branches (the library's candidates) to the same
+ * All of them grow the same branches (the library's candidates) to the same
  * preview lengths (the library's: up to L tokens, less where its preview
  * ends early at a phrase or sentence end), greedily, so they do the same
  * model work; the printed decode counts and the preview comparison show it.
  *
- * It prints the median time of each and the ratios b/a and c/a, measured in
+ * It prints the median time of each and the ratios b/a, c/a, d/a, measured in
  * this run (the machine is shared and noisy, so only same-run ratios mean
  * anything; nothing here asserts a time).
  *
@@ -177,6 +180,49 @@ static run time_recompute(bench_raw *raw, llama_token *buf, const llama_token *c
     return r;
 }
 
+/* (d) Reference, not a front-end pattern: the same plain llama.h, but with
+ * all branches in one batch per step (one sequence per branch, prefix cells
+ * shared by seq_cp) — the technique the library uses, without the library.
+ * a/d is the library's own overhead; d/a near 1 means (a) is as fast as
+ * this machine allows for the technique. */
+static run time_batched(bench_raw *raw, const llama_token *cands, const int32_t *target,
+                        int32_t n_cand, int32_t L, int32_t n_prompt, llama_token *previews,
+                        int32_t *lens) {
+    run r = { .ok = true };
+    llama_memory_t mem = llama_get_memory(raw->ctx);
+    llama_token tok[64];
+    llama_pos pos[64];
+    llama_seq_id seq[64];
+    int32_t row_of[64];   /* batch row -> branch */
+    const uint64_t c0 = raw->decode_calls, t0 = raw->decoded_tokens;
+    const double start = bench_now_ms();
+    int32_t n = 0;
+    for (int32_t i = 0; i < n_cand; i++) {
+        llama_memory_seq_cp(mem, 0, 1 + i, -1, -1);
+        lens[i] = 0;
+        tok[n] = cands[i]; pos[n] = n_prompt; seq[n] = 1 + i; row_of[n] = i; n++;
+    }
+    while (n > 0) {
+        if (bench_raw_decode_rows(raw, tok, pos, seq, n) != 0) { r.ok = false; break; }
+        int32_t next = 0;
+        for (int32_t b = 0; b < n; b++) {
+            const int32_t i = row_of[b];
+            if (lens[i] >= target[i]) continue;
+            const llama_token t = bench_raw_pick_ith(raw, b);
+            if (t < 0 || (raw->tok_kind[t] & BENCH_TOK_EOG)) continue;
+            previews[i * L + lens[i]++] = t;
+            if (lens[i] == target[i]) continue;
+            tok[next] = t; pos[next] = n_prompt + lens[i]; seq[next] = 1 + i; row_of[next] = i; next++;
+        }
+        n = next;
+    }
+    for (int32_t i = 0; i < n_cand; i++) llama_memory_seq_rm(mem, 1 + i, -1, -1);
+    r.ms = bench_now_ms() - start;
+    r.calls = raw->decode_calls - c0;
+    r.tokens = raw->decoded_tokens - t0;
+    return r;
+}
+
 /* Prints one line of results and returns the median; *min_ms gets the
  * fastest run (the one least disturbed by other work on the machine). */
 static double report(const char *label, const run *runs, int n, double *min_ms) {
@@ -196,8 +242,13 @@ static double report(const char *label, const run *runs, int n, double *min_ms) 
 static void print_tokens(const fp_model *m, const char *label, const llama_token *t, int32_t n) {
     char buf[1024];
     const int32_t len = fp_detokenize(m, t, n, buf, (int32_t)sizeof buf - 1);
-    buf[len > 0 ? len : 0] = '\0';
-    printf("    %-8s %2d tokens |%s| ", label, n, buf);
+    printf("    %-8s %2d tokens |", label, n);
+    for (int32_t i = 0; i < len; i++) {   /* newlines and tabs shown escaped */
+        if (buf[i] == '\n') fputs("\\n", stdout);
+        else if (buf[i] == '\t') fputs("\\t", stdout);
+        else putchar(buf[i]);
+    }
+    printf("| ");
     for (int32_t i = 0; i < n; i++) printf(" %d", t[i]);
     printf("\n");
 }
@@ -268,23 +319,27 @@ int main(int argc, char **argv) {
     }
 
     /* The plain side: its own context over the same file (the weights are
-     * mmapped, so the pages are shared), same KV size and thread count. */
+     * mmapped, so the pages are shared), same KV size and thread count, one
+     * sequence for the prefix and one per branch (for (d)). */
     bench_raw raw;
-    bench_raw_open(&raw, path, fp_engine_n_ctx(engine), 2, o.threads);
+    bench_raw_open(&raw, path, fp_engine_n_ctx(engine), (uint32_t)o.k + 1, o.threads);
     const int32_t k = o.k, L = o.lookahead;
     llama_token *ptoks = malloc(sizeof(llama_token) * (size_t)(n_prompt + 2));
     llama_token *cands = malloc(sizeof(llama_token) * (size_t)k);
     llama_token *prev_a = calloc((size_t)(k * L), sizeof(llama_token));
     llama_token *prev_b = calloc((size_t)(k * L), sizeof(llama_token));
     llama_token *prev_c = calloc((size_t)(k * L), sizeof(llama_token));
+    llama_token *prev_d = calloc((size_t)(k * L), sizeof(llama_token));
     int32_t *len_a = calloc((size_t)k, sizeof(int32_t));
     int32_t *len_b = calloc((size_t)k, sizeof(int32_t));
     int32_t *len_c = calloc((size_t)k, sizeof(int32_t));
+    int32_t *len_d = calloc((size_t)k, sizeof(int32_t));
     int32_t *target = calloc((size_t)k, sizeof(int32_t));
     run *ra = calloc((size_t)o.reps, sizeof(run));
     run *rb = calloc((size_t)o.reps, sizeof(run));
+    run *rd = calloc((size_t)o.reps, sizeof(run));
     run *rc = calloc((size_t)(o.reps_c ? o.reps_c : 1), sizeof(run));
-    if (!ptoks || !cands || !prev_a || !prev_b || !prev_c || !len_a || !len_b || !len_c || !target || !ra || !rb || !rc) {
+    if (!ptoks || !cands || !prev_a || !prev_b || !prev_c || !prev_d || !len_a || !len_b || !len_c || !len_d || !target || !ra || !rb || !rc || !rd) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -356,7 +411,7 @@ int main(int argc, char **argv) {
     }
     fflush(stdout);
 
-    /* (a) and (b) alternate, so drifting machine load hits both alike. */
+    /* (a), (b) and (d) alternate, so drifting machine load hits them alike. */
     for (int i = -o.warmup; i < o.reps; i++) {
         run a = time_library(s, engine, &set, &err);
         if (!a.ok) {
@@ -365,8 +420,9 @@ int main(int argc, char **argv) {
             return 1;
         }
         run b = time_seq_cp(&raw, cands, target, n_cand, L, n_raw, prev_b, len_b);
-        if (!b.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (b)\n"); return 1; }
-        if (i >= 0) { ra[i] = a; rb[i] = b; }
+        run d = time_batched(&raw, cands, target, n_cand, L, n_raw, prev_d, len_d);
+        if (!b.ok || !d.ok) { fprintf(stderr, "bench_fork: llama_decode failed in (b) or (d)\n"); return 1; }
+        if (i >= 0) { ra[i] = a; rb[i] = b; rd[i] = d; }
     }
     /* (c) runs last (it clears the memory); its context is warm by now. */
     for (int i = 0; i < o.reps_c; i++) {
@@ -391,15 +447,20 @@ int main(int argc, char **argv) {
     const double ma = report("(a) forkpoint: recompute the open fork", ra, o.reps, &na);
     const double mb = report("(b) llama.h: seq_cp, one branch at a time", rb, o.reps, &nb);
     const double mc = o.reps_c ? report("(c) llama.h: whole prompt again per branch", rc, o.reps_c, &nc) : NAN;
+    double nd = 0;
+    const double md = report("(d) reference: llama.h, branches batched", rd, o.reps, &nd);
     printf("\n");
     printf("b/a = %.2f   (goal >= 2; ratio of the fastest runs: %.2f)\n", mb / ma, nb / na);
     if (o.reps_c) printf("c/a = %.2f   (goal >= 4; ratio of the fastest runs: %.2f)\n", mc / ma, nc / na);
+    printf("d/a = %.2f   (the library against its own technique written directly; fastest runs: %.2f)\n",
+           md / ma, nd / na);
     int32_t tot = 0;
     for (int32_t i = 0; i < n_cand; i++) tot += target[i];
     printf("previews: %d tokens over %d branches (lengths as the library's, at most L = %d);\n"
            "          same tokens: library = plain (b) for %d of %d branches",
            tot, n_cand, L, n_lib == n_cand ? same_previews(prev_a, len_a, prev_b, len_b, n_cand, L) : 0, n_cand);
     if (o.reps_c) printf(", plain (b) = plain (c) for %d of %d", same_previews(prev_b, len_b, prev_c, len_c, n_cand, L), n_cand);
+    printf(", plain (b) = plain (d) for %d of %d", same_previews(prev_b, len_b, prev_d, len_d, n_cand, L), n_cand);
     printf("\n");
     if (o.show) {
         for (int32_t i = 0; i < n_cand; i++) {
@@ -407,14 +468,16 @@ int main(int argc, char **argv) {
             if (i < n_lib) print_tokens(model, "(a)", &prev_a[i * L], len_a[i]);
             print_tokens(model, "(b)", &prev_b[i * L], len_b[i]);
             if (o.reps_c) print_tokens(model, "(c)", &prev_c[i * L], len_c[i]);
+            print_tokens(model, "(d)", &prev_d[i * L], len_d[i]);
         }
     }
     printf("load average at the end: %.2f\n", bench_loadavg());
     if (ra[0].tokens == 0)
         printf("warning: the library decoded nothing while recomputing the fork; (a) did not measure a fork preparation\n");
 
-    free(ra); free(rb); free(rc);
-    free(prev_a); free(prev_b); free(prev_c); free(len_a); free(len_b); free(len_c); free(target);
+    free(ra); free(rb); free(rc); free(rd);
+    free(prev_a); free(prev_b); free(prev_c); free(prev_d);
+    free(len_a); free(len_b); free(len_c); free(len_d); free(target);
     free(cands); free(ptoks); free(prompt);
     bench_raw_close(&raw);
     fp_session_free(s);

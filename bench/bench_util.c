@@ -227,8 +227,26 @@ int32_t bench_raw_top_k(const bench_raw *r, int32_t k, llama_token *out) {
     return n;
 }
 
-llama_token bench_raw_pick(const bench_raw *r) {
-    const float *logits = llama_get_logits_ith(r->ctx, -1);
+int32_t bench_raw_decode_rows(bench_raw *r, const llama_token *tokens, const llama_pos *pos,
+                              const llama_seq_id *seq, int32_t n) {
+    if (n < 1 || n > r->n_batch) return -1;
+    struct llama_batch *b = &r->batch;
+    b->n_tokens = n;
+    for (int32_t i = 0; i < n; i++) {
+        b->token[i] = tokens[i];
+        b->pos[i] = pos[i];
+        b->n_seq_id[i] = 1;
+        b->seq_id[i][0] = seq[i];
+        b->logits[i] = 1;
+    }
+    r->decode_calls++;
+    r->decoded_tokens += (uint64_t)n;
+    return llama_decode(r->ctx, *b);
+}
+
+llama_token bench_raw_pick_ith(const bench_raw *r, int32_t i) {
+    const float *logits = llama_get_logits_ith(r->ctx, i);
+    if (!logits) return -1;
     llama_token best = -1;
     for (int32_t t = 0; t < r->n_vocab; t++) {
         if (r->tok_kind[t] & BENCH_TOK_SKIP) continue;
@@ -237,3 +255,6 @@ llama_token bench_raw_pick(const bench_raw *r) {
     return best;
 }
 
+llama_token bench_raw_pick(const bench_raw *r) {
+    return bench_raw_pick_ith(r, -1);
+}

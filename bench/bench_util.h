@@ -1,10 +1,10 @@
 /*
  * bench_util.h — small helpers shared by the Forkpoint benchmarks.
  *
- * Why: bench_fork and bench_throughput compare the Forkpoint library against
- * plain llama.cpp loops in the same process, on the same model file and the
- * same prompt. The plain side (context set-up, one-token decode, argmax), the
- * clock, the median and the prompt text must be identical in both programs,
+ * Why: the benchmarks compare the Forkpoint library against plain llama.cpp
+ * loops in the same process, on the same model file and the same prompt. The
+ * plain side (context set-up, decoding, greedy picks), the clock, the median,
+ * the load average and the prompt text must be identical in every program,
  * so they live here once.
  */
 #ifndef FORKPOINT_BENCH_UTIL_H
@@ -91,8 +91,15 @@ int32_t bench_raw_decode(bench_raw *r, const llama_token *tokens, int32_t n,
  * Returns how many were found (k unless the vocabulary is tiny). */
 int32_t bench_raw_top_k(const bench_raw *r, int32_t k, llama_token *out);
 
+/* Decodes n tokens that may belong to different sequences (token i at
+ * pos[i] in seq[i]), every one producing logits. Returns llama_decode's result. */
+int32_t bench_raw_decode_rows(bench_raw *r, const llama_token *tokens, const llama_pos *pos,
+                              const llama_seq_id *seq, int32_t n);
+
 /* The most probable token that is not BENCH_TOK_SKIP: a greedy pick that,
- * like the library's, never lands on a control token. -1 if none. */
+ * like the library's, never lands on a control token. -1 if none.
+ * bench_raw_pick reads the last output row, bench_raw_pick_ith row i. */
 llama_token bench_raw_pick(const bench_raw *r);
+llama_token bench_raw_pick_ith(const bench_raw *r, int32_t i);
 
 #endif

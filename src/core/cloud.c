@@ -293,6 +293,9 @@ static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode)
         pa->p = p;
         if (!path_push(m, pa, t)) continue;
         if (*prefix && !prefix_compatible(strip_lead(pa->text), prefix)) continue;
+        /* a token shown alone must be a word by itself: not a bare space, not half a character */
+        if (token_mode && (!*strip_lead(pa->text) || fp_utf8_complete_prefix(pa->text, (size_t)pa->len) != (size_t)pa->len))
+            continue;
         pa->force_close = token_mode || (f & FP_TOK_PUNCT_ONLY);
         n_open++;
     }
