@@ -157,10 +157,12 @@ static void unref(fp_session *s, int32_t q) {
 
 /* ------------------------------------------------------------ text rules */
 
-/* The merge key skips leading whitespace: " dog" and "dog" are one word. */
+/* The merge key skips leading whitespace: " dog" and "dog" are one word.
+ * A line break alone is a word too (a new paragraph), so it keeps its text. */
 static const char *strip_lead(const char *t) {
-    while (*t == ' ' || *t == '\t' || *t == '\n' || *t == '\r') t++;
-    return t;
+    const char *u = t;
+    while (*u == ' ' || *u == '\t' || *u == '\n' || *u == '\r') u++;
+    return *u || !strchr(t, '\n') ? u : t;
 }
 
 /* True when one of a, b is a prefix of the other (ASCII case-insensitive):

@@ -226,6 +226,7 @@ struct fp_session {
     uint64_t last_use;
 
     fp_state state;
+    bool word_end_pending;        /* the last decision ended a word: the next auto token starts one */
     const char *end_reason;
     int32_t open_fork;            /* -1 when ended */
     uint64_t rng;

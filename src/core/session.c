@@ -488,6 +488,7 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fp_uncertainty u = fp_dist_uncertainty(&s->dist);
         fp_reason why = decide(s, u);
         if (why == FP_REASON_UNCERTAIN) {
+            s->word_end_pending = false;
             fp_status st = open_fork(s, why, u, err);
             if (st != FP_OK || !auto_resolvable(s)) return st;
             /* the person's preferences are sure enough: decide, they can undo */
@@ -498,6 +499,14 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
             continue;
         }
         int32_t tok = auto_pick(s);
+        if (s->word_end_pending && !(m->tok_flags[tok] & FP_TOK_WORD_START)) {
+            /* the person's word is complete: continue with the best token that starts a new one */
+            for (int32_t i = 0; i < s->dist.n; i++) {
+                int32_t t = s->dist.items[i].token;
+                if ((m->tok_flags[t] & FP_TOK_WORD_START) && !(m->tok_flags[t] & FP_TOK_CONTROL)) { tok = t; break; }
+            }
+        }
+        s->word_end_pending = false;
         if (m->tok_flags[tok] & FP_TOK_EOG) { fpi_session_end(s, "eog"); return FP_OK; }
         fp_position rec = { .token = tok, .unc = u, .reason = why, .fork_id = -1, .by = FP_BY_AUTO };
         fp_status st = fpi_append_token(s, tok, &rec);
@@ -687,6 +696,8 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         if ((st = fpi_append_token(s, toks[i], &rec)) != FP_OK) return fp_fail(err, st, "out of memory");
     }
     if (ends) { fpi_session_end(s, "eog"); return FP_OK; }
+    /* a word taken alone (or typed) ends there: the next token must start a new word */
+    s->word_end_pending = n == n_word && (kind == FP_NODE_CHOICE || kind == FP_NODE_TYPED);
 
     /* KV: take what the live branch already holds, decode only the rest */
     llama_memory_t mem = fp_engine_mem(s->engine);
@@ -812,6 +823,25 @@ static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks
         if (fits && (size_t)len == strlen(want) && memcmp(buf, want, (size_t)len) == 0) return n;
         if (best < 0) best = v;
     }
+    /* the tokenizer cannot spell it (SentencePiece insists on a leading space
+     * before ","): spell it piece by piece, longest piece first */
+    int32_t n = 0;
+    size_t len = strlen(want);
+    for (size_t at = 0; at < len && n < cap; ) {
+        int32_t best_t = -1, best_n = 0;
+        for (int32_t t = 0; t < m->n_vocab; t++) {
+            int32_t pl;
+            const char *pc = fp_piece(m, t, &pl);
+            if (pl > best_n && (size_t)pl <= len - at && !(m->tok_flags[t] & FP_TOK_CONTROL) && memcmp(pc, want + at, (size_t)pl) == 0) {
+                best_t = t;
+                best_n = pl;
+            }
+        }
+        if (best_t < 0) break;
+        toks[n++] = best_t;
+        at += (size_t)best_n;
+        if (at == len) return n;
+    }
     if (best < 0) return -1;
     return fp_tokenize(m, variants[best], strlen(variants[best]), toks, cap, false);
 }
@@ -896,10 +926,9 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     fpi_prefetch_clear(s);
     if (offset > s->text_len) return fp_fail(err, FP_ERR_ARG, "offset %zu is past the end of the text (%zu bytes)", offset, s->text_len);
     int32_t np = n_prompt_tokens(s);
-    /* the generated token that starts at or before offset */
+    /* the generated token that starts at or before offset (rounded down) */
     int32_t p = np;
-    while (p < s->n_path && (size_t)s->path_off[p] < offset) p++;
-    if (p < s->n_path && (size_t)s->path_off[p] > offset && p > np) p--;
+    for (int32_t i = np; i < s->n_path; i++) if ((size_t)s->path_off[i] <= offset) p = i;
     if (offset >= s->text_len) p = s->n_path;
     if (p == s->n_path && s->state == FP_STATE_AT_FORK) return FP_OK; /* already open here */
     if (p < s->n_path) {

@@ -382,6 +382,44 @@ static void test_prefetch(fp_engine *e) {
     fp_session_free(b);
 }
 
+
+static void test_text_edges(fp_engine *e) {
+    TEST("typed punctuation, fork inside the last token, chosen words stay whole");
+    fp_error err = {0};
+    fp_settings st = eager_settings();
+    st.fork_top1_below = 1.01f; /* a fork at every word */
+    st.min_gap_tokens = 1;
+    fp_session *s = fp_session_new(e, "Once upon a time", &st, &err);
+    CHECK(s != NULL);
+    if (!s) return;
+    /* "," right after a word: no space in between, whatever the tokenizer prefers */
+    CHECK(fp_session_type_commit(s, ",", FP_BY_HUMAN, &err) == FP_OK);
+    CHECK(strncmp(fp_session_text(s), "Once upon a time,", 17) == 0);
+    /* a word taken alone is not extended by what follows */
+    for (int i = 0; i < 12 && fp_session_state(s) == FP_STATE_AT_FORK; i++) {
+        const fp_fork *f = fp_session_fork(s);
+        int32_t idx = i % f->n_candidates;
+        const fp_candidate *c = &f->candidates[idx];
+        if (c->is_eog) idx = 0, c = &f->candidates[0];
+        if (c->is_eog) break;
+        size_t at = fp_session_text_len(s) + strlen(c->text);
+        bool alnum_end = isalnum((unsigned char)c->text[strlen(c->text) - 1]);
+        CHECK(fp_session_choose(s, idx, false, FP_BY_HUMAN, &err) == FP_OK);
+        if (alnum_end && fp_session_text_len(s) > at)
+            CHECKF(!isalnum((unsigned char)fp_session_text(s)[at]), "'%s' was extended: '%.20s'", c->text, fp_session_text(s) + at - strlen(c->text));
+    }
+    /* an offset inside the last token cuts that token */
+    if (fp_session_state(s) == FP_STATE_AT_FORK) {
+        int32_t n = fp_session_n_positions(s);
+        size_t last = fp_session_position_offset(s, n - 1), len = fp_session_text_len(s);
+        if (len - last >= 2) {
+            CHECK(fp_session_fork_at(s, last + 1, &err) == FP_OK);
+            CHECK(fp_session_text_len(s) == last);
+        }
+    }
+    fp_session_free(s);
+}
+
 static void test_budget(fp_engine *e) {
     TEST("fork budget: gap and per-sentence limits, reasons recorded");
     fp_error err = {0};
@@ -588,6 +626,7 @@ int main(void) {
     test_no_double_decode(e);
     test_undo(e);
     test_prefetch(e);
+    test_text_edges(e);
     test_budget(e);
     test_determinism(e);
     test_save_restore(e);
