@@ -322,9 +322,13 @@ fp_status fp_session_fork_at(fp_session *s, size_t text_offset, fp_error *err);
 fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, fp_error *err);
 /* True when choosing (index, with_preview) now would use a prefetched outcome. */
 bool      fp_session_is_prefetched(const fp_session *s, int32_t index, bool with_preview);
-/* Interrupts a running fp_session_prefetch within one decode step. The only
- * call that is safe from any thread; it never aborts ordinary work. */
+/* Interrupts a running fp_session_prefetch within one decode step, and
+ * refuses (FP_ERR_ABORTED) every later one until fp_engine_clear_cancel.
+ * Both are safe from any thread; ordinary work is never aborted. A server
+ * clears the flag when, holding its queue lock, it finds the queue empty and
+ * decides to speculate: a request arriving after that still cancels. */
 void      fp_engine_cancel(fp_engine *e);
+void      fp_engine_clear_cancel(fp_engine *e);
 
 /* Restarts the clock of the open fork: call it when the fork is actually put
  * in front of the person, so ms_to_choose measures their time, not ours. */

@@ -31,6 +31,10 @@ void fp_engine_cancel(fp_engine *e) {
     if (e) atomic_store(&e->cancel, 1);
 }
 
+void fp_engine_clear_cancel(fp_engine *e) {
+    if (e) atomic_store(&e->cancel, 0);
+}
+
 fp_engine_params fp_engine_default_params(void) {
     fp_engine_params p = { .n_ctx = 0, .n_seq_max = 64, .n_threads = 0 };
     return p;

@@ -111,7 +111,7 @@ fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, f
         s->n_prefetch--;
     }
     fp_engine *e = s->engine;
-    atomic_store(&e->cancel, 0);
+    if (atomic_load(&e->cancel)) return fp_fail(err, FP_ERR_ABORTED, "speculation is cancelled (fp_engine_clear_cancel resumes it)");
     e->in_prefetch = true;
     fp_session *sh = shadow_new(s, err);
     fp_status st = sh ? FP_OK : (err ? err->code : FP_ERR_NOMEM);

@@ -76,6 +76,9 @@ static void *worker_main(void *arg)
         /* a lane may have been freed: wake submitters waiting for one */
         pthread_cond_broadcast(&app->q_cv);
         bool stop = app->stopping;
+        /* about to speculate: a request queued from now on cancels it (the
+         * flag is cleared under the queue lock, so no cancel is lost) */
+        if (!j && !stop) fp_engine_clear_cancel(app->engine);
         pthread_mutex_unlock(&app->q_mu);
         if (!j) {
             if (stop) break;  /* stopping and empty */
@@ -126,8 +129,8 @@ int srv_worker_submit(srv_app *app, srv_job *job)
     else app->lanes[lane].head = job;
     app->lanes[lane].tail = job;
     pthread_cond_broadcast(&app->q_cv);
-    /* a person is waiting: stop any speculation within one decode step */
-    if (job_changes(job->kind) && app->engine) fp_engine_cancel(app->engine);
+    /* someone is waiting: stop any speculation within one decode step */
+    if (app->engine) fp_engine_cancel(app->engine);
     while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
     pthread_mutex_unlock(&app->q_mu);
     return 0;

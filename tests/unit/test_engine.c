@@ -371,6 +371,8 @@ static void test_prefetch(fp_engine *e) {
         e->trace_ud = e;
         CHECK(fp_session_prefetch(a, 0, true, &err) == FP_ERR_ABORTED);
         e->trace = NULL;
+        CHECK(fp_session_prefetch(a, 0, true, &err) == FP_ERR_ABORTED); /* still cancelled */
+        fp_engine_clear_cancel(e);
         CHECK(!fp_session_is_prefetched(a, 0, true));
         CHECK(strcmp(before, fp_session_text(a)) == 0);
         CHECK(fp_session_choose(a, 0, true, FP_BY_HUMAN, &err) == FP_OK);
