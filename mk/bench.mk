@@ -29,14 +29,19 @@ BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/ben
 bench-tools: deps
 	@$(MAKE) --no-print-directory $(BENCH_TOOLS)
 
+# (The server is built by a line of its own: a recipe line that names
+# $(MAKE) runs even under `make -n`, so it must not also run benchmarks.)
 bench: bench-tools
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
 	$(BENCH_DIR)/bench_fork --threads $(BENCH_THREADS) $(BENCH_ARGS)
 	$(BENCH_DIR)/bench_throughput --threads $(BENCH_THREADS)
 	synth=$$($(BENCH_DIR)/gen_model --threads $(BENCH_THREADS)) && \
 	  $(BENCH_DIR)/bench_fork --model "$$synth" --threads $(BENCH_THREADS) $(BENCH_ARGS) && \
 	  $(BENCH_DIR)/bench_throughput --model "$$synth" --threads $(BENCH_THREADS) && \
-	  $(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve && \
 	  $(BENCH_DIR)/bench_serve --synth "$$synth" $(BENCH_SERVE_ARGS)
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning
+	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
+	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
 
 # bench_serve drives the server binary, so it needs that built too.
 bench-serve: deps
