@@ -62,17 +62,8 @@ static void usage(void) {
         "            7 timed repetitions of (a) and (b) after 1 warm-up, 3 of (c) (0 skips it)\n");
 }
 
-/* Reads an integer flag value; exits with usage on junk or out of range. */
-static int32_t int_arg(const char *flag, const char *v, int32_t lo, int32_t hi) {
-    char *end = NULL;
-    const long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "bench_fork: %s wants an integer in [%d, %d]\n", flag, lo, hi);
-        usage();
-        exit(2);
-    }
-    return (int32_t)x;
-}
+/* Integer flag values: shared parsing, this program's usage on junk. */
+#define int_arg(flag, v, lo, hi) bench_int_arg("bench_fork", flag, v, lo, hi, usage)
 
 static void parse(options *o, int argc, char **argv) {
     *o = (options){ .k = 8, .lookahead = 12, .threads = 2, .prompt_tokens = 256,

@@ -91,17 +91,8 @@ static void usage(void) {
         "  --show-targets      print the target stories\n");
 }
 
-/* Reads an integer flag value; exits with usage on junk or out of range. */
-static int32_t int_arg(const char *flag, const char *v, int32_t lo, int32_t hi) {
-    char *end = NULL;
-    const long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "bench_textentry: %s wants an integer in [%d, %d]\n", flag, lo, hi);
-        usage();
-        exit(2);
-    }
-    return (int32_t)x;
-}
+/* Integer flag values: shared parsing, this program's usage on junk. */
+#define int_arg(flag, v, lo, hi) bench_int_arg("bench_textentry", flag, v, lo, hi, usage)
 
 /* Reads a number flag value; exits with usage on junk or out of range. */
 static float float_arg(const char *flag, const char *v, float lo, float hi) {

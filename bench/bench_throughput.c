@@ -45,16 +45,8 @@ static void usage(void) {
         "            prompt \"Once upon a time\"\n");
 }
 
-static int32_t int_arg(const char *flag, const char *v, int32_t lo, int32_t hi) {
-    char *end = NULL;
-    const long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) {
-        fprintf(stderr, "bench_throughput: %s wants an integer in [%d, %d]\n", flag, lo, hi);
-        usage();
-        exit(2);
-    }
-    return (int32_t)x;
-}
+/* Integer flag values: shared parsing, this program's usage on junk. */
+#define int_arg(flag, v, lo, hi) bench_int_arg("bench_throughput", flag, v, lo, hi, usage)
 
 static void parse(options *o, int argc, char **argv) {
     *o = (options){ .prompt = "Once upon a time", .tokens = 256, .threads = 2, .reps = 5, .warmup = 1 };

@@ -258,3 +258,15 @@ llama_token bench_raw_pick_ith(const bench_raw *r, int32_t i) {
 llama_token bench_raw_pick(const bench_raw *r) {
     return bench_raw_pick_ith(r, -1);
 }
+
+int32_t bench_int_arg(const char *prog, const char *flag, const char *v, int32_t lo, int32_t hi,
+                      void (*usage)(void)) {
+    char *end = NULL;
+    const long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "%s: %s wants an integer in [%d, %d]\n", prog, flag, lo, hi);
+        usage();
+        exit(2);
+    }
+    return (int32_t)x;
+}

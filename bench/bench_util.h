@@ -30,6 +30,11 @@ void bench_today(char out[16]);
  * how much other work the figures had to share the cores with. */
 double bench_loadavg(void);
 
+/* Reads an integer flag value in [lo, hi]; on junk prints why, calls usage
+ * and exits with status 2. */
+int32_t bench_int_arg(const char *prog, const char *flag, const char *v, int32_t lo, int32_t hi,
+                      void (*usage)(void));
+
 /* Last path component, for printing. */
 const char *bench_basename(const char *path);
 
