@@ -503,7 +503,8 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
             /* the person's word is complete: continue with the best token that starts a new one */
             for (int32_t i = 0; i < s->dist.n; i++) {
                 int32_t t = s->dist.items[i].token;
-                if ((m->tok_flags[t] & FP_TOK_WORD_START) && !(m->tok_flags[t] & FP_TOK_CONTROL)) { tok = t; break; }
+                /* not the end of the text: the model meant to go on, only not inside this word */
+                if ((m->tok_flags[t] & FP_TOK_WORD_START) && !(m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG))) { tok = t; break; }
             }
         }
         s->word_end_pending = false;
