@@ -51,17 +51,17 @@ static void test_learns(void) {
     int n = 0, agree_late = 0, model_late = 0, late = 0;
     uint32_t seed = 1;
     fp_error err = {0};
-    while (n < 160) {
+    while (n < 260) {
         fp_session *s = session(p, seed++);
         CHECK(s != NULL);
         if (!s) break;
-        while (fp_session_state(s) == FP_STATE_AT_FORK && n < 160) {
+        while (fp_session_state(s) == FP_STATE_AT_FORK && n < 260) {
             const fp_fork *f = fp_session_fork(s);
             int32_t y = pick(f), mt = 0;
             for (int32_t i = 1; i < f->n_candidates; i++) if (f->candidates[i].prob > f->candidates[mt].prob) mt = i;
             /* candidates come in the learned order: index 0 is the prediction */
             for (int32_t i = 1; i < f->n_candidates; i++) CHECK(f->candidates[i].pref <= f->candidates[i - 1].pref);
-            if (n >= 110) { late++; agree_late += y == 0; model_late += y == mt; }
+            if (n >= 180) { late++; agree_late += y == 0; model_late += y == mt; }
             CHECK(fp_session_choose(s, y, false, FP_BY_HUMAN, &err) == FP_OK);
             n++;
         }
