@@ -258,15 +258,11 @@ int main(int argc, char **argv) {
     options o;
     parse(&o, argc, argv);
     char path[4096];
-    bench_resolve_model(o.model[0] ? o.model : NULL, path, sizeof path);
+    fp_model *model = bench_load_model("bench_fork", o.model[0] ? o.model : NULL, path, sizeof path);
     char date[16];
     bench_today(date);
 
     fp_error err = {0};
-    fp_model_params mp = fp_model_default_params();
-    fp_model *model = fp_model_load(path, &mp, &err);
-    if (!model) { fprintf(stderr, "bench_fork: %s\n", err.message); return 1; }
-    bench_quiet_llama();
 
     int32_t n_prompt = 0;
     char *prompt = bench_prompt(model, o.prompt_tokens, &n_prompt);

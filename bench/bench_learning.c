@@ -321,12 +321,9 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--write-forks N] [--threads N]\n"); return 2; }
     }
     char path[4096], day[16];
-    bench_quiet_llama();
-    bench_resolve_model(model_arg, path, sizeof path);
+    fp_model *m = bench_load_model("bench_learning", model_arg, path, sizeof path);
     bench_today(day);
     fp_error err = {0};
-    fp_model *m = fp_model_load(path, NULL, &err);
-    if (!m) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = threads;
     fp_engine *e = fp_engine_new(m, &ep, &err);

@@ -707,11 +707,8 @@ int main(int argc, char **argv) {
     options o;
     parse(&o, argc, argv);
     char path[4096];
-    bench_resolve_model(o.model[0] ? o.model : NULL, path, sizeof path);
-    bench_quiet_llama();
+    fp_model *model = bench_load_model("bench_textentry", o.model[0] ? o.model : NULL, path, sizeof path);
     fp_error err = {0};
-    fp_model *model = fp_model_load(path, NULL, &err);
-    if (!model) { fprintf(stderr, "bench_textentry: %s\n", err.message); return 1; }
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = o.threads;
     /* cells: a 512-token text plus the branch cells of the widest fork asked for */

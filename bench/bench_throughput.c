@@ -145,15 +145,11 @@ int main(int argc, char **argv) {
     options o;
     parse(&o, argc, argv);
     char path[4096];
-    bench_resolve_model(o.model[0] ? o.model : NULL, path, sizeof path);
+    fp_model *model = bench_load_model("bench_throughput", o.model[0] ? o.model : NULL, path, sizeof path);
     char date[16];
     bench_today(date);
 
     fp_error err = {0};
-    fp_model_params mp = fp_model_default_params();
-    fp_model *model = fp_model_load(path, &mp, &err);
-    if (!model) { fprintf(stderr, "bench_throughput: %s\n", err.message); return 1; }
-    bench_quiet_llama();
 
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = o.threads;

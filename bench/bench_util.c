@@ -270,3 +270,13 @@ int32_t bench_int_arg(const char *prog, const char *flag, const char *v, int32_t
     }
     return (int32_t)x;
 }
+
+fp_model *bench_load_model(const char *prog, const char *explicit_path, char *path, size_t cap) {
+    bench_resolve_model(explicit_path, path, cap);
+    fp_error err = {0};
+    fp_model_params mp = fp_model_default_params();
+    fp_model *m = fp_model_load(path, &mp, &err);
+    if (!m) { fprintf(stderr, "%s: %s\n", prog, err.message); exit(1); }
+    bench_quiet_llama(); /* after the load: the library sets its own log callback on first use */
+    return m;
+}

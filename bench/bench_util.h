@@ -42,6 +42,11 @@ const char *bench_basename(const char *path);
  * Exits with a message when nothing can be found. */
 void bench_resolve_model(const char *explicit_path, char *out, size_t cap);
 
+/* Resolves --model as above, loads it and silences llama.cpp's info
+ * logging; prints "prog: why" and exits 1 when the model cannot be loaded.
+ * The resolved path is left in path. */
+fp_model *bench_load_model(const char *prog, const char *explicit_path, char *path, size_t cap);
+
 /* Silences llama.cpp's info logging (errors still reach stderr). */
 void bench_quiet_llama(void);
 
