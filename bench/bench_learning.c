@@ -23,6 +23,11 @@
  * picked on those same pairs; reported is the held-out change of
  * log p(chosen) - log p(rejected) on the last third.
  *
+ * LoRA: an adapter trained (fp_lora_train) on the user's chosen words in
+ * their contexts from the same first two thirds, applied at the scale that
+ * does best on those pairs; reported is the held-out change on the last
+ * third, as for steering.
+ *
  * Phase 2 (interventions): the same user writes on with auto-resolution on;
  * interventions per 100 generated tokens (forks the user had to decide, plus
  * undos of wrong automatic decisions) compared with the same writing
@@ -37,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct user {
     const char *name;
@@ -204,6 +210,45 @@ static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train)
     fp_steer_free(v);
 }
 
+/* LoRA: an adapter trained on the chosen words of the first `train` pairs
+ * (in their contexts), scale chosen on them, judged on the pairs after. */
+static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp) {
+    if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return; }
+    fp_lora_example *ex = calloc((size_t)train, sizeof *ex);
+    if (!ex) exit(1);
+    for (int i = 0; i < train; i++)
+        ex[i] = (fp_lora_example){ ps->p[i].context, ps->p[i].n_context, ps->p[i].chosen, ps->p[i].n_chosen };
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/bench_learning_lora_%ld.gguf", (long)getpid());
+    fp_error err = {0};
+    fp_lora_report rep;
+    double t0 = bench_now_ms();
+    if (fp_lora_train(m, ex, train, lp, path, &rep, &err) != FP_OK) {
+        printf("  %-8s  LoRA: training failed: %s\n", "", err.message);
+        free(ex);
+        return;
+    }
+    double train_ms = bench_now_ms() - t0;
+    const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+    double base_train = margin(e, ps, 0, train), best_gain = -1e9;
+    float best = 0;
+    for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {
+        if (fp_engine_set_lora(e, path, scales[i], &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
+        double g = margin(e, ps, 0, train) - base_train;
+        if (g > best_gain) { best_gain = g; best = scales[i]; }
+    }
+    fp_engine_set_lora(e, NULL, 0, &err);
+    double held0 = margin(e, ps, train, ps->n);
+    fp_engine_set_lora(e, path, best, &err);
+    double held1 = margin(e, ps, train, ps->n);
+    fp_engine_set_lora(e, NULL, 0, &err);
+    printf("  %-8s  LoRA (rank %d, %d epochs, %d windows, loss %.3f -> %.3f, %.1f s; scale %.2f): held-out log p(chosen) - log p(rejected) %.3f -> %.3f (%+.3f) on %d pairs\n",
+           "", lp->rank, rep.epochs, rep.n_windows, rep.loss_first, rep.loss_last, train_ms / 1e3, best, held0, held1,
+           held1 - held0, ps->n - train);
+    remove(path);
+    free(ex);
+}
+
 static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
     fp_error err = {0};
     fp_settings st = rc->st;
@@ -313,12 +358,23 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
 int main(int argc, char **argv) {
     const char *model_arg = NULL;
     int forks = 300, threads = 1, write_forks = 150;
+    fp_lora_params lp = fp_lora_default_params();
+    bool only_lora = false;
+    const char *only_user = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_arg = argv[++i];
         else if (!strcmp(argv[i], "--forks") && i + 1 < argc) forks = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--write-forks") && i + 1 < argc) write_forks = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--write-forks N] [--threads N]\n"); return 2; }
+        else if (!strcmp(argv[i], "--lora-rank") && i + 1 < argc) lp.rank = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lora-alpha") && i + 1 < argc) lp.alpha = (float)atof(argv[++i]);
+        else if (!strcmp(argv[i], "--lora-epochs") && i + 1 < argc) lp.epochs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lora-stride") && i + 1 < argc) lp.stride = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lora-tail") && i + 1 < argc) lp.context_tail = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only-lora")) only_lora = true;
+        else if (!strcmp(argv[i], "--user") && i + 1 < argc) only_user = argv[++i];
+        else { fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--write-forks N] [--threads N]\n"
+                            "       [--lora-rank N] [--lora-alpha A] [--lora-epochs N] [--lora-stride N] [--lora-tail N] [--only-lora] [--user NAME]\n"); return 2; }
     }
     char path[4096], day[16];
     fp_model *m = bench_load_model("bench_learning", model_arg, path, sizeof path);
@@ -335,12 +391,16 @@ int main(int argc, char **argv) {
     printf("bench_learning  %s  model %s  %d forks per user (test-then-train)\n\n", day, bench_basename(path), forks);
     for (size_t ui = 0; ui < sizeof USERS / sizeof *USERS; ui++) {
         const user *u = &USERS[ui];
+        if (only_user && strcmp(only_user, u->name) != 0) continue;
         fp_prefs *p = fp_prefs_new(fp_model_n_vocab(m));
         pairs_t ps = { .p = calloc((size_t)forks, sizeof(fp_steer_pair)), .cap = forks };
         learn_phase(&rc, u, p, &ps);
         steer_phase(e, m, &ps, ps.n * 2 / 3);
+        lp.n_threads = threads;
+        lora_phase(e, m, &ps, ps.n * 2 / 3, &lp);
         pairs_free(&ps);
         free(ps.p);
+        if (only_lora) { printf("\n"); fp_prefs_free(p); continue; }
         /* interventions: the same user writing on, with and without what was learned */
         int a0, u0, t0, a1, u1, t1;
         double before = write_phase(&rc, u, NULL, write_forks, &a0, &u0, &t0);

@@ -53,7 +53,8 @@ typedef enum fp_status {
     FP_ERR_STATE,        /* the call does not fit the session's state */
     FP_ERR_NOMEM,        /* allocation failed */
     FP_ERR_CHECKSUM,     /* a downloaded or cached file has the wrong sha256 */
-    FP_ERR_ABORTED       /* fp_engine_cancel interrupted speculative work */
+    FP_ERR_ABORTED,      /* fp_engine_cancel interrupted speculative work */
+    FP_ERR_DIVERGED      /* training produced a non-finite loss or weight; nothing was written */
 } fp_status;
 
 typedef struct fp_error {
@@ -443,6 +444,51 @@ fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, f
 /* log p(tokens | context) under the engine's current adapters. */
 fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t n_context,
                             const int32_t *tokens, int32_t n, double *out, fp_error *err);
+
+/* ---------------------------------------------------------- LoRA adapters */
+
+/* One thing a person wrote: the tokens before a fork and what they chose
+ * there (the chosen word, and its preview when they accepted that too). */
+typedef struct fp_lora_example {
+    const int32_t *context; int32_t n_context;   /* may start with BOS */
+    const int32_t *chosen;  int32_t n_chosen;
+} fp_lora_example;
+
+typedef struct fp_lora_params {
+    int32_t rank;          /* r of A (r x n_in) and B (n_out x r); default 8 */
+    float   alpha;         /* the adapter's scale is alpha / rank; default 8 */
+    int32_t epochs;        /* passes over the windows; default 8 */
+    float   learning_rate; /* AdamW, in (0, 1e-3]; default 1e-3 */
+    int32_t stride;        /* tokens between window starts; default 64 */
+    int32_t context_tail;  /* context tokens kept before each choice; default 16
+                              (0 = whole documents: the text, not the choices) */
+    int32_t n_threads;
+    uint32_t seed;         /* initial A and window order */
+    const char *resume;    /* go on training this adapter file (NULL: a fresh one) */
+} fp_lora_params;
+
+typedef struct fp_lora_report {
+    int64_t n_tokens;      /* tokens in the packed training text */
+    int32_t n_windows;     /* training windows of llama_n_ctx() tokens */
+    int32_t n_tensors;     /* adapter matrices trained */
+    int32_t epochs;        /* epochs run */
+    double  loss_first, loss_last;   /* mean cross-entropy of the first and last epoch */
+} fp_lora_report;
+
+fp_lora_params fp_lora_default_params(void);
+
+/* Trains a LoRA adapter on the examples (the last block's attention output
+ * and feed-forward weights and the output matrix of an F32 model) and writes
+ * it to out_path as a GGUF that llama_adapter_lora_init loads. out_path is
+ * replaced atomically and only on success: FP_ERR_DIVERGED (a non-finite loss
+ * or weight) leaves any adapter already there untouched. rep may be NULL. */
+fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_t n, const fp_lora_params *params,
+                        const char *out_path, fp_lora_report *rep, fp_error *err);
+
+/* Applies the adapter at path to the engine at `scale` (path NULL or scale 0
+ * removes it). Every session's path is decoded again and its open fork
+ * recomputed, so nothing stale is scored. */
+fp_status fp_engine_set_lora(fp_engine *e, const char *path, float scale, fp_error *err);
 
 /* ------------------------------------------------------------ utilities */
 

@@ -55,6 +55,27 @@ bool      fp_export_format_parse(const char *name, fp_export_format *out);
 fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profile, FILE *out,
                           int64_t *n_rows, fp_error *err);
 
+/* A person's decision as training data: what came before the fork and what
+ * they chose there. Only human decisions by index or by typing (automatic
+ * ones were nobody's choice). */
+typedef struct fp_logged_choice {
+    int32_t *context;  int32_t n_context;   /* tokens before the fork (with BOS) */
+    int32_t *chosen;   int32_t n_chosen;    /* the chosen candidate's tokens; 0 when typed */
+    int32_t *accepted; int32_t n_accepted;  /* its preview, when that was accepted too */
+    int32_t *rejected; int32_t n_rejected;  /* the most probable candidate not chosen; 0 if none */
+    char    *typed;                         /* the typed text, or NULL */
+} fp_logged_choice;
+
+/* Reads the human decisions of a profile (NULL = everyone) logged with the
+ * model whose sha256 is given, oldest first; *out is malloc'd, free it with
+ * fp_store_choices_free. FP_ERR_ARG for an unknown profile, FP_ERR_MODEL when
+ * every decision was logged with another model, FP_ERR_EMPTY when none is
+ * usable. Decisions logged with other models are skipped (*n_other counts
+ * them; may be NULL). */
+fp_status fp_store_choices(fp_store *st, const char *profile, const char *model_sha256,
+                           fp_logged_choice **out, int32_t *n, int32_t *n_other, fp_error *err);
+void      fp_store_choices_free(fp_logged_choice *c, int32_t n);
+
 /* Profiles. Load: *out is NULL when the profile does not exist yet;
  * FP_ERR_MODEL when it was learned on another model. */
 fp_status fp_store_profile_load(fp_store *st, const char *name, const char *model_sha256,

@@ -13,5 +13,6 @@ int cli_load(const char *model_path, bool verbose, int threads, fp_model **model
 int cli_write(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_profile(int argc, char **argv);
+int cli_learn(int argc, char **argv);
 
 #endif

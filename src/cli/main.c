@@ -6,6 +6,7 @@
  *   forkpoint model [PATH]  resolve and check the model, print its path
  *   forkpoint export ...    datasets from the decision log
  *   forkpoint profile ...   learned preference profiles
+ *   forkpoint learn ...     a personal LoRA adapter from the decision log
  *   forkpoint version
  */
 #include "cli/cli.h"
@@ -77,6 +78,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "model")) return run_model(argc - skip, argv + skip);
     if (!strcmp(cmd, "export")) return cli_export(argc - skip, argv + skip);
     if (!strcmp(cmd, "profile")) return cli_profile(argc - skip, argv + skip);
+    if (!strcmp(cmd, "learn")) return cli_learn(argc - skip, argv + skip);
     if (!strcmp(cmd, "version")) { printf("forkpoint %s\n", FP_VERSION); return 0; }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         printf("usage: forkpoint <command> [options]\n"
@@ -85,6 +87,7 @@ int main(int argc, char **argv) {
                "  model    resolve and check the default model\n"
                "  export   the decision log as datasets (sft, pairs, kto, raw)\n"
                "  profile  list, show or reset learned preference profiles\n"
+               "  learn    train a personal LoRA adapter from the decision log (forkpoint learn --help)\n"
                "  version\n");
         return 0;
     }

@@ -47,6 +47,8 @@ typedef struct {
     const char *db;        /* decision log (SQLite), NULL = none */
     const char *profile;   /* learn this person's preferences */
     bool auto_resolve;     /* let confident preferences decide forks */
+    const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
+    float lora_scale;
 } write_opts;
 
 /* ------------------------------------------------------------ options */
@@ -74,6 +76,8 @@ static void usage(FILE *f) {
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
           "                        their logit bias between forks\n"
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
+          "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
+          "  --lora-scale S        its strength (default 1; 0 = off)\n"
           "keys: 1-9 choose · p then 1-9 take with preview · / type a word · Backspace undo · Enter continue · q quit\n", f);
 }
 
@@ -81,7 +85,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || v < lo || v > hi) return false;
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;   /* NaN fails too */
     *out = v;
     return true;
 }
@@ -89,6 +93,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
 /* Returns 0 on success, 2 on a usage error (message printed). */
 static int parse_opts(int argc, char **argv, write_opts *o) {
     o->st = fp_default_settings();
+    o->lora_scale = 1.0f;
     o->prompt = DEFAULT_PROMPT;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -128,6 +133,8 @@ static int parse_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
         else if (!strcmp(a, "--auto-resolve")) o->auto_resolve = true;
+        else if (!strcmp(a, "--lora")) { NEED(); o->lora = v; }
+        else if (!strcmp(a, "--lora-scale")) { NUM(-16, 16); o->lora_scale = (float)d; }
         else { fprintf(stderr, "forkpoint write: unknown option %s (see --help)\n", a); return 2; }
 #undef NEED
 #undef NUM
@@ -321,6 +328,14 @@ int cli_write(int argc, char **argv) {
     int32_t logged = 0;
     rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
     if (rc) return rc;
+    if (o.lora) {
+        fp_error lerr = {0};
+        if (fp_engine_set_lora(engine, o.lora, o.lora_scale, &lerr) != FP_OK) {
+            fprintf(stderr, "forkpoint write: %s\n", lerr.message);
+            fp_engine_free(engine); fp_model_free(model);
+            return 2;
+        }
+    }
 
     bool keyboard = !o.choices && isatty(STDIN_FILENO);
     if (keyboard && !(g_ui = fopen("/dev/tty", "w"))) g_ui = stderr;

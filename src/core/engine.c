@@ -96,6 +96,7 @@ void fp_engine_free(fp_engine *e) {
     if (!e) return;
     if (e->batch.token) llama_batch_free(e->batch);
     if (e->ctx) llama_free(e->ctx);
+    if (e->lora) llama_adapter_lora_free(e->lora);
     free(e->seq_owner);
     free(e->sessions);
     free(e);
@@ -106,6 +107,16 @@ uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
 uint64_t fp_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
 uint64_t fp_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
 llama_memory_t fp_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
+
+/* No stale KV may be scored after steering or an adapter changes: every
+ * session decodes its path again and recomputes its open fork. */
+fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err) {
+    for (int32_t i = 0; i < e->n_sessions; i++) {
+        fp_status st = fpi_session_redecode(e->sessions[i], err);
+        if (st != FP_OK) return st;
+    }
+    return FP_OK;
+}
 
 void fp_batch_clear(fp_engine *e) { e->batch.n_tokens = 0; }
 

@@ -75,6 +75,7 @@ struct fp_engine {
     void (*trace)(void *ud, const struct llama_batch *batch);
     void *trace_ud;
     uint64_t use_clock;          /* increases on every session use, for LRU */
+    struct llama_adapter_lora *lora;   /* applied adapter (lora.c), NULL if none */
 };
 
 /* Batch building over the engine's one preallocated batch. */
@@ -93,6 +94,8 @@ llama_memory_t fp_engine_mem(fp_engine *e);
 int32_t fp_seq_alloc(fp_engine *e, fp_session *owner);
 void    fp_seq_free(fp_engine *e, int32_t seq);   /* also clears its KV cells */
 void    fp_engine_register(fp_engine *e, fp_session *s);
+/* After the adapters change: every session decodes its path again. */
+fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err);
 void    fp_engine_unregister(fp_engine *e, fp_session *s);
 
 /* --------------------------------------------------------------- dist */

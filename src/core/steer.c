@@ -148,12 +148,7 @@ fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, f
         free(data);
     }
     if (rc != 0) return fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the steering vector");
-    /* no stale KV may be scored: every session decodes its path again */
-    for (int32_t i = 0; i < e->n_sessions; i++) {
-        fp_status st = fpi_session_redecode(e->sessions[i], err);
-        if (st != FP_OK) return st;
-    }
-    return FP_OK;
+    return fpi_engine_redecode_all(e, err);
 }
 
 fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, const int32_t *tokens, int32_t n,

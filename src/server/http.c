@@ -337,6 +337,10 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         cJSON_AddBoolToObject(o, "ok", true);
         cJSON_AddStringToObject(o, "version", FP_VERSION);
         cJSON_AddStringToObject(o, "model", app->model_path);
+        if (app->cfg.lora) { /* the adapter this server writes with */
+            cJSON_AddStringToObject(o, "lora", app->cfg.lora);
+            cJSON_AddNumberToObject(o, "lora_scale", app->cfg.lora_scale);
+        }
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         send_json(c, 200, s ? s : "{}");

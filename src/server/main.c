@@ -39,6 +39,8 @@ static void usage(FILE *f)
         "  --no-prefetch      do not compute likely next forks while people decide\n"
         "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
         "  --auto-resolve     with --profile: forks the preferences are sure of decide themselves\n"
+        "  --lora PATH        apply a LoRA adapter (forkpoint learn --lora)\n"
+        "  --lora-scale S     its strength, -16..16 (default 1)\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -71,6 +73,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->n_seq_max = 256;
     cfg->max_live = 16;
     cfg->http_threads = 64;
+    cfg->lora_scale = 1.0f;
     const char *env_token = getenv("FORKPOINT_TOKEN");
     if (env_token && *env_token) cfg->token = env_token;
 
@@ -104,6 +107,16 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--token") == 0) cfg->token = val;
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
         else if (strcmp(name, "--profile") == 0) cfg->profile = val;
+        else if (strcmp(name, "--lora") == 0) cfg->lora = val;
+        else if (strcmp(name, "--lora-scale") == 0) {
+            char *end;
+            double d = strtod(val, &end);
+            if (end == val || *end || !(d >= -16 && d <= 16)) {
+                fprintf(stderr, "forkpoint-serve: --lora-scale wants a number in -16..16, got \"%s\"\n", val);
+                return -1;
+            }
+            cfg->lora_scale = (float)d;
+        }
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
@@ -165,6 +178,10 @@ static int setup_engine(srv_app *app)
     app->engine = fp_engine_new(app->model, &ep, &err);
     if (!app->engine) {
         fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
+        return -1;
+    }
+    if (app->cfg.lora && fp_engine_set_lora(app->engine, app->cfg.lora, app->cfg.lora_scale, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint-serve: %s\n", err.message);
         return -1;
     }
     char msg[512];

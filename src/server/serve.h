@@ -54,6 +54,8 @@ typedef struct srv_config {
     bool        no_prefetch;  /* --no-prefetch: no speculation while people decide */
     const char *profile;      /* --profile NAME: learn this person's preferences */
     bool        auto_resolve; /* --auto-resolve: confident preferences decide forks */
+    const char *lora;      /* LoRA adapter applied to the engine, NULL = none */
+    float lora_scale;
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed

@@ -366,3 +366,122 @@ fp_status fp_store_profile_list(fp_store *st, FILE *out, fp_error *err) {
     sqlite3_finalize(q);
     return FP_OK;
 }
+
+/* ------------------------------------------------------ training data */
+
+/* A JSON array of token ids as a malloc'd int array (never NULL unless out
+ * of memory; *n = 0 for a missing or malformed array). */
+static int32_t *json_tokens(const cJSON *a, int32_t *n) {
+    int32_t cnt = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)(cnt > 0 ? cnt : 1));
+    *n = 0;
+    if (!t) return NULL;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        if (!cJSON_IsNumber(x)) { *n = 0; return t; }
+        t[(*n)++] = (int32_t)x->valuedouble;
+    }
+    return t;
+}
+
+void fp_store_choices_free(fp_logged_choice *c, int32_t n) {
+    if (!c) return;
+    for (int32_t i = 0; i < n; i++) {
+        free(c[i].context); free(c[i].chosen); free(c[i].accepted); free(c[i].rejected); free(c[i].typed);
+    }
+    free(c);
+}
+
+/* One row into a choice; false when the row is not a usable human decision. */
+static bool choice_from_row(sqlite3_stmt *q, fp_logged_choice *c, bool *nomem) {
+    memset(c, 0, sizeof *c);
+    const char *kind = (const char *)sqlite3_column_text(q, 3);
+    int idx = sqlite3_column_int(q, 4);
+    bool with_preview = sqlite3_column_int(q, 5) != 0;
+    const char *typed = (const char *)sqlite3_column_text(q, 6);
+    cJSON *ctx = cJSON_Parse((const char *)sqlite3_column_text(q, 1));
+    cJSON *fork = cJSON_Parse((const char *)sqlite3_column_text(q, 2));
+    bool ok = false;
+    if (!ctx || !fork) goto out;
+    c->context = json_tokens(ctx, &c->n_context);
+    if (!c->context) { *nomem = true; goto out; }
+    const cJSON *cands = cJSON_GetObjectItemCaseSensitive(fork, "candidates");
+    int32_t i = 0, best = -1;
+    double best_p = -1;
+    const cJSON *cand;
+    cJSON_ArrayForEach(cand, cands) {
+        double pr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cand, "prob"));
+        bool eog = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cand, "eog"));
+        if (kind && strncmp(kind, "index", 5) == 0 && i == idx) {
+            c->chosen = json_tokens(cJSON_GetObjectItemCaseSensitive(cand, "tokens"), &c->n_chosen);
+            if (with_preview)
+                c->accepted = json_tokens(cJSON_GetObjectItemCaseSensitive(cand, "preview_tokens"), &c->n_accepted);
+        } else if (!eog && pr > best_p) { best_p = pr; best = i; }
+        i++;
+    }
+    if (best >= 0)
+        c->rejected = json_tokens(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cands, best), "tokens"), &c->n_rejected);
+    if (kind && strcmp(kind, "typed") == 0 && typed && *typed) {
+        c->typed = strdup(typed);
+        if (!c->typed) { *nomem = true; goto out; }
+    }
+    ok = c->n_chosen > 0 || c->typed;
+out:
+    cJSON_Delete(ctx);
+    cJSON_Delete(fork);
+    if (!ok) { free(c->context); free(c->chosen); free(c->accepted); free(c->rejected); free(c->typed); memset(c, 0, sizeof *c); }
+    return ok;
+}
+
+fp_status fp_store_choices(fp_store *st, const char *profile, const char *sha, fp_logged_choice **out, int32_t *n_out,
+                           int32_t *n_other, fp_error *err) {
+    *out = NULL;
+    *n_out = 0;
+    if (n_other) *n_other = 0;
+    if (profile) {
+        int64_t c = fp_store_count(st, profile);
+        if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+        if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
+    }
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->db,
+            "SELECT model_sha256, context_tokens, fork, choice_kind, choice_index, accept_preview, typed FROM decisions"
+            " WHERE chooser != 'auto' AND (?1 IS NULL OR profile = ?1) ORDER BY id", -1, &q, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(q, 1);
+    fp_logged_choice *v = NULL;
+    int32_t n = 0, cap = 0, other = 0;
+    bool nomem = false;
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *msha = (const char *)sqlite3_column_text(q, 0);
+        if (sha && (!msha || strcmp(msha, sha) != 0)) { other++; continue; }
+        if (n == cap) {
+            int32_t nc = cap ? cap * 2 : 64;
+            fp_logged_choice *nv = realloc(v, sizeof *v * (size_t)nc);
+            if (!nv) { nomem = true; break; }
+            v = nv;
+            cap = nc;
+        }
+        if (choice_from_row(q, &v[n], &nomem)) n++;
+        if (nomem) break;
+    }
+    sqlite3_finalize(q);
+    if (n_other) *n_other = other;
+    if (nomem) { fp_store_choices_free(v, n); return fail(err, FP_ERR_NOMEM, "out of memory"); }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        fp_store_choices_free(v, n);
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errstr(rc));
+    }
+    if (n == 0) {
+        fp_store_choices_free(v, n);
+        if (other > 0) return fail(err, FP_ERR_MODEL, "the %d decisions%s%s were logged with another model", other,
+                                   profile ? " of " : "", profile ? profile : "");
+        return fail(err, FP_ERR_EMPTY, "no decisions by a person%s%s to learn from", profile ? " in profile " : "",
+                    profile ? profile : "");
+    }
+    *out = v;
+    *n_out = n;
+    return FP_OK;
+}

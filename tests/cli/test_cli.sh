@@ -91,6 +91,39 @@ expect_error "export: empty db" 2 "nothing to export" -- "$BIN" export --db "$T/
 expect_error "profile: reset unknown" 2 "unknown profile" -- "$BIN" profile reset --db "$DB" zed
 expect_error "profile: other model" 2 "another model" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --db "$DB" --profile ann --choices /dev/null
 expect_error "profile: show other model" 2 "another model" -- "$BIN" profile show --db "$DB" ann --model "$MODELS/llama-2-tiny-random.gguf"
+# ---- forkpoint learn --lora: an adapter from the log, judged on held-out decisions, used by write
+L=("$BIN" learn --model "$MODEL" --threads 1 --epochs 2)
+for seed in 1 2 3; do
+  printf '1\n2\np1\n3\n1\n2\n1\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann --sample --seed $seed > /dev/null 2>&1
+done
+timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" > "$T/out" 2>"$T/err" && ok || bad "learn: $(cat "$T/err")"
+grep -q 'held-out log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
+[ -s "$T/ann.gguf" ] && [ ! -e "$T/ann.gguf.new" ] && ok || bad "learn left no adapter or a temporary file"
+printf '1\n1\nq\n' | timeout 60 "${W[@]}" --lora "$T/ann.gguf" --lora-scale 2 > "$T/out" 2>"$T/err" && grep -q '^Once upon a time' "$T/out" && ok || bad "write --lora: $(cat "$T/err")"
+# a second run is judged against the adapter already there
+timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" --seed 9 > "$T/out" 2>"$T/err" && grep -q 'existing adapter' "$T/out" && ok || bad "learn vs existing: $(cat "$T/out" "$T/err")"
+expect_error "learn: no --lora" 2 "lora OUT.gguf is required" -- "$BIN" learn --db "$DB"
+expect_error "learn: missing db" 2 "no database" -- "${L[@]}" --db "$T/none.db" --lora "$T/x.gguf"
+expect_error "learn: corrupt db" 2 "not a usable" -- "${L[@]}" --db "$T/bad.db" --lora "$T/x.gguf"
+expect_error "learn: empty db" 2 "no decisions by a person" -- "${L[@]}" --db "$T/empty.db" --lora "$T/x.gguf"
+expect_error "learn: unknown profile" 2 "unknown profile" -- "${L[@]}" --db "$DB" --profile zed --lora "$T/x.gguf"
+expect_error "learn: other model" 2 "another model" -- "$BIN" learn --model "$MODELS/llama-2-tiny-random.gguf" --db "$DB" --lora "$T/x.gguf"
+expect_error "learn: rate too high" 2 "lr must be" -- "${L[@]}" --db "$DB" --lora "$T/x.gguf" --lr 0.01
+expect_error "learn: bad resume" 2 "not a LoRA adapter" -- "${L[@]}" --db "$DB" --lora "$T/x.gguf" --resume "$MODEL"
+[ ! -e "$T/x.gguf" ] && ok || bad "a failed learn wrote an adapter"
+# serve applies an adapter too, and says so in /api/health
+expect_error "serve: missing adapter" 1 "no adapter at" -- "$BIN" serve --model "$MODEL" --port 0 --db "$T/serve.db" --lora "$T/none.gguf"
+"$BIN" serve --model "$MODEL" --port 0 --threads 1 --db "$T/serve.db" --lora "$T/ann.gguf" --lora-scale 1.5 > "$T/serve.out" 2>&1 &
+spid=$!
+for _ in $(seq 1 100); do grep -q listening "$T/serve.out" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*/' "$T/serve.out" | head -1)
+h=$(curl -s "${url}api/health" 2>/dev/null)
+grep -q '"lora_scale":1.5' <<<"$h" && ok || bad "serve --lora: health says '$h' ($(cat "$T/serve.out"))"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+expect_error "write: missing adapter" 2 "no adapter at" -- "${W[@]}" --lora "$T/none.gguf" --choices /dev/null
+expect_error "write: not an adapter" 2 "not a LoRA adapter" -- "${W[@]}" --lora "$T/bad.db" --choices /dev/null
+expect_error "write: adapter of another model" 2 "not a LoRA adapter" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --lora "$T/ann.gguf" --choices /dev/null
+expect_error "write: bad scale" 2 "lora-scale" -- "${W[@]}" --lora "$T/ann.gguf" --lora-scale nan --choices /dev/null
 "$BIN" profile reset --db "$DB" ann > /dev/null && ok || bad "profile reset"
 # killed mid-session: every committed choice is on disk
 mkfifo "$T/fifo"

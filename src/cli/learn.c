@@ -1,0 +1,225 @@
+/*
+ * learn.c — `forkpoint learn --lora`: a personal LoRA adapter from the
+ * decision log.
+ *
+ *   forkpoint learn --lora OUT.gguf --db PATH [--profile NAME] [--model PATH]
+ *                   [--rank N] [--alpha A] [--epochs N] [--lr X] [--stride N]
+ *                   [--holdout F] [--resume ADAPTER] [--seed N] [--threads N] [--force]
+ *
+ * Why here and not in the library: choosing the data (whose decisions, which
+ * model), holding some out and deciding whether the new adapter may replace
+ * the old one are policy; the library (fp_lora_train) only trains.
+ *
+ * The newest --holdout fraction of the decisions is not trained on. On it the
+ * command reports the mean log p(chosen) - log p(rejected) (the chosen word
+ * against the most probable word the person passed over) for the base model,
+ * the new adapter and the adapter already at OUT, if any. The new adapter
+ * replaces an existing one only if it does at least as well there (or with
+ * --force); a diverged run never replaces anything.
+ *
+ * Exit codes: 0 written (or the existing adapter kept as better), 2 bad
+ * input (no database, unknown profile, another model's decisions, nothing to
+ * learn, bad options), 3 training diverged (nothing written), 1 other failures.
+ */
+#include "cli/cli.h"
+#include "forkpoint_store.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fputs("usage: forkpoint learn --lora OUT.gguf --db PATH [options]\n"
+          "  --profile NAME   learn from NAME's decisions (default: everyone's)\n"
+          "  --model PATH     the model the decisions were made with (default: the default model)\n"
+          "  --rank N         LoRA rank (default 8)\n"
+          "  --alpha A        LoRA alpha; the adapter's scale is alpha/rank (default 8)\n"
+          "  --epochs N       passes over the data (default 8)\n"
+          "  --lr X           AdamW learning rate, at most 0.001 (default 0.001)\n"
+          "  --stride N       tokens between training windows (default 64)\n"
+          "  --holdout F      newest fraction of decisions kept out of training, to judge by (default 0.2)\n"
+          "  --resume PATH    go on training this adapter instead of a fresh one\n"
+          "  --seed N         initial weights and data order (default 1234)\n"
+          "  --threads N      CPU threads (default 1)\n"
+          "  --force          replace OUT even if the existing adapter did better on held-out decisions\n",
+          f);
+}
+
+/* The held-out comparison: mean log p(chosen) - log p(rejected) over the
+ * choices that have both, under the engine's current adapter. */
+static int held_out_margin(fp_engine *e, const fp_logged_choice *c, int32_t from, int32_t to, double *out, int *n_pairs) {
+    double sum = 0;
+    int n = 0;
+    for (int32_t i = from; i < to; i++) {
+        if (c[i].n_chosen < 1 || c[i].n_rejected < 1 || c[i].n_context < 1) continue;
+        double a, b;
+        fp_error err = {0};
+        if (fp_engine_logprob(e, c[i].context, c[i].n_context, c[i].chosen, c[i].n_chosen, &a, &err) != FP_OK ||
+            fp_engine_logprob(e, c[i].context, c[i].n_context, c[i].rejected, c[i].n_rejected, &b, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint learn: %s\n", err.message);
+            return 1;
+        }
+        sum += a - b;
+        n++;
+    }
+    *out = n ? sum / n : NAN;
+    *n_pairs = n;
+    return 0;
+}
+
+/* Training examples from logged choices: the chosen tokens and any accepted
+ * preview, or the typed text tokenized. Token arrays in *owned are freed by
+ * the caller. */
+static int32_t build_examples(const fp_model *m, const fp_logged_choice *c, int32_t n, fp_lora_example *ex,
+                              int32_t **owned) {
+    int32_t k = 0;
+    for (int32_t i = 0; i < n; i++) {
+        owned[i] = NULL;
+        int32_t len;
+        if (c[i].typed) {
+            size_t tl = strlen(c[i].typed);
+            int32_t need = fp_tokenize(m, c[i].typed, tl, NULL, 0, false);
+            if (need < 1) continue;
+            owned[i] = malloc(sizeof(int32_t) * (size_t)need);
+            if (!owned[i]) continue;
+            len = fp_tokenize(m, c[i].typed, tl, owned[i], need, false);
+        } else {
+            len = c[i].n_chosen + c[i].n_accepted;
+            owned[i] = malloc(sizeof(int32_t) * (size_t)(len > 0 ? len : 1));
+            if (!owned[i]) continue;
+            memcpy(owned[i], c[i].chosen, sizeof(int32_t) * (size_t)c[i].n_chosen);
+            if (c[i].n_accepted > 0)
+                memcpy(owned[i] + c[i].n_chosen, c[i].accepted, sizeof(int32_t) * (size_t)c[i].n_accepted);
+        }
+        if (len < 1) continue;
+        ex[k++] = (fp_lora_example){ .context = c[i].context, .n_context = c[i].n_context,
+                                     .chosen = owned[i], .n_chosen = len };
+    }
+    return k;
+}
+
+int cli_learn(int argc, char **argv) {
+    const char *db = NULL, *profile = NULL, *model_path = NULL, *out = NULL;
+    fp_lora_params lp = fp_lora_default_params();
+    double holdout = 0.2;
+    bool force = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
+        if (!strcmp(a, "--force")) { force = true; continue; }
+        if (!v) { fprintf(stderr, "forkpoint learn: %s needs a value (try --help)\n", a); return 2; }
+        char *end = NULL;
+        double d = strtod(v, &end);
+        bool num = end && end != v && *end == 0 && isfinite(d);
+#define NUM(lo, hi) do { if (!num || d < (lo) || d > (hi)) { \
+            fprintf(stderr, "forkpoint learn: %s must be a number in [%g, %g]\n", a, (double)(lo), (double)(hi)); return 2; } } while (0)
+        if (!strcmp(a, "--lora")) out = v;
+        else if (!strcmp(a, "--db")) db = v;
+        else if (!strcmp(a, "--profile")) profile = v;
+        else if (!strcmp(a, "--model")) model_path = v;
+        else if (!strcmp(a, "--resume")) lp.resume = v;
+        else if (!strcmp(a, "--rank")) { NUM(1, 256); lp.rank = (int32_t)d; }
+        else if (!strcmp(a, "--alpha")) { NUM(1e-6, 1e6); lp.alpha = (float)d; }
+        else if (!strcmp(a, "--epochs")) { NUM(1, 1000); lp.epochs = (int32_t)d; }
+        else if (!strcmp(a, "--lr")) { NUM(1e-9, 1e-3); lp.learning_rate = (float)d; }
+        else if (!strcmp(a, "--stride")) { NUM(1, 1 << 20); lp.stride = (int32_t)d; }
+        else if (!strcmp(a, "--holdout")) { NUM(0, 0.9); holdout = d; }
+        else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); lp.seed = (uint32_t)d; }
+        else if (!strcmp(a, "--threads")) { NUM(1, 512); lp.n_threads = (int32_t)d; }
+        else { fprintf(stderr, "forkpoint learn: unknown option %s (try --help)\n", a); return 2; }
+#undef NUM
+        i++;
+    }
+    if (!out) { fprintf(stderr, "forkpoint learn: --lora OUT.gguf is required (try --help)\n"); return 2; }
+    if (!db) { fprintf(stderr, "forkpoint learn: --db is required\n"); return 2; }
+
+    fp_error err = {0};
+    fp_store *st = fp_store_open(db, false, &err);
+    if (!st) { fprintf(stderr, "forkpoint learn: %s\n", err.message); return 2; }
+    fp_model *m = NULL;
+    fp_engine *e = NULL;
+    int rc = cli_load(model_path, false, lp.n_threads, &m, &e);
+    if (rc != 0) { fp_store_close(st); return rc; }
+    char sha[65];
+    fp_logged_choice *c = NULL;
+    int32_t n = 0, n_other = 0;
+    if (fp_sha256_file(fp_model_path(m), sha, &err) != FP_OK ||
+        fp_store_choices(st, profile, sha, &c, &n, &n_other, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint learn: %s\n", err.message);
+        fp_store_close(st);
+        fp_engine_free(e);
+        fp_model_free(m);
+        return err.code == FP_ERR_NOMEM || err.code == FP_ERR_IO ? 1 : 2;
+    }
+    fp_store_close(st);
+
+    /* the newest decisions are held out (kept only when there are enough) */
+    int32_t n_held = (int32_t)floor(holdout * n);
+    if (n - n_held < 1) n_held = 0;
+    int32_t n_train = n - n_held;
+    fp_lora_example *ex = calloc((size_t)n_train, sizeof *ex);
+    int32_t **owned = calloc((size_t)n_train, sizeof *owned);
+    char *cand = malloc(strlen(out) + 8);
+    int32_t n_ex = 0;
+    if (!ex || !owned || !cand) { fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; goto done; }
+    n_ex = build_examples(m, c, n_train, ex, owned);
+    printf("learn: %d decisions (%d for training, %d held out)%s\n", n, n_train, n_held,
+           n_other ? ", decisions logged with other models skipped" : "");
+
+    /* train into OUT.new, judge, then move into place */
+    snprintf(cand, strlen(out) + 8, "%s.new", out);
+    fp_lora_report rep;
+    fp_status ts = fp_lora_train(m, ex, n_ex, &lp, cand, &rep, &err);
+    if (ts != FP_OK) {
+        fprintf(stderr, "forkpoint learn: %s\n", err.message);
+        rc = ts == FP_ERR_DIVERGED ? 3 : ts == FP_ERR_NOMEM || ts == FP_ERR_IO || ts == FP_ERR_DECODE ? 1 : 2;
+        goto done;
+    }
+    printf("learn: trained %d matrices on %lld tokens (%d windows), %d epochs, loss %.4f -> %.4f\n", rep.n_tensors,
+           (long long)rep.n_tokens, rep.n_windows, rep.epochs, rep.loss_first, rep.loss_last);
+
+    bool replace = true;
+    if (n_held > 0) {
+        double base = NAN, fresh = NAN, old = NAN;
+        int np = 0;
+        bool have_old = access(out, R_OK) == 0;
+        rc = held_out_margin(e, c, n_train, n, &base, &np);
+        if (!rc && fp_engine_set_lora(e, cand, 1.0f, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
+        if (!rc) rc = held_out_margin(e, c, n_train, n, &fresh, &np);
+        if (!rc && have_old) {
+            if (fp_engine_set_lora(e, out, 1.0f, &err) != FP_OK) {
+                printf("learn: the existing %s cannot be used (%s); replacing it\n", out, err.message);
+                have_old = false;
+            } else rc = held_out_margin(e, c, n_train, n, &old, &np);
+        }
+        if (rc) goto done;
+        printf("learn: held-out log p(chosen) - log p(rejected) over %d decisions: base %.3f, new adapter %.3f (%+.3f)",
+               np, base, fresh, fresh - base);
+        if (have_old) printf(", existing adapter %.3f", old);
+        printf("\n");
+        if (have_old && np > 0 && !(fresh >= old) && !force) replace = false;
+    } else {
+        printf("learn: too few decisions to hold any out; the adapter is not judged\n");
+    }
+    if (!replace) {
+        unlink(cand);
+        printf("learn: kept the existing %s (it does better on the held-out decisions; --force replaces it)\n", out);
+    } else if (rename(cand, out) != 0) {
+        fprintf(stderr, "forkpoint learn: cannot write %s\n", out);
+        unlink(cand);
+        rc = 1;
+    } else {
+        printf("learn: wrote %s (use it with: forkpoint write --lora %s)\n", out, out);
+    }
+done:
+    if (owned) for (int32_t i = 0; i < n_train; i++) free(owned[i]);
+    free(owned);
+    free(ex);
+    free(cand);
+    fp_store_choices_free(c, n);
+    fp_engine_free(e);
+    fp_model_free(m);
+    return rc;
+}

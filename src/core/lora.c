@@ -1,0 +1,539 @@
+/*
+ * lora.c — a personal LoRA adapter: trained on a person's chosen
+ * continuations, applied to an engine at an adjustable scale.
+ *
+ * Why: the reranker and the logit bias (prefs.c) learn which candidates a
+ * person prefers at a fork; an adapter changes the model itself, so the text
+ * written between forks drifts toward the person's as well.
+ *
+ * A LoRA adapter replaces a weight W (n_out x n_in) by W + s * B A, with A
+ * (r x n_in) and B (n_out x r) small, s = alpha / r. B starts at zero, so a
+ * new adapter changes nothing until it is trained.
+ *
+ * The training recipe on llama.cpp b10679 (llama_opt_*):
+ *   1. write an initial adapter GGUF with the gguf API (A small random, B zero);
+ *   2. load the base model again, for training only (LLAMA_LOAD_MODE_NONE:
+ *      weights in ordinary memory), load the adapter on it and make a fresh
+ *      context whose n_ctx is the window (F32 KV cache: the backward pass
+ *      needs it);
+ *   3. mark the adapter's tensors as parameters. llama.cpp keeps them behind
+ *      an opaque handle; instead of including its internal C++ header, one
+ *      probe decode walks the graph through cb_eval and collects the operands
+ *      named "<weight>.lora_a" / ".lora_b", which are exactly the tensors the
+ *      training graph reads, and ggml_set_param flags them;
+ *   4. llama_opt_init with a parameter filter that accepts no base tensor,
+ *      so the base stays frozen;
+ *   5. llama_opt_epoch over windows of exactly llama_n_ctx() tokens;
+ *   6. read the trained A and B back and write the adapter GGUF.
+ *
+ * Limits of this build, kept by the code below:
+ *   - the backward pass only reaches tensors computed after the last KV-cache
+ *     write, so adapters go on the last block's attn_output and ffn_* and on
+ *     the output matrix (lora_targets);
+ *   - a context can be trained once (llama_opt_init asserts), so every call
+ *     makes its own context and frees it;
+ *   - llama.cpp pads n_ctx to a multiple of 256, so windows have that length
+ *     and the examples are packed one after another into a token stream;
+ *   - learning rates above 1e-3 diverge; they are refused;
+ *   - gradients through quantized weights are not supported: F32 models only.
+ *
+ * Invariant: the output file is replaced (by rename) only after every epoch's
+ * loss and every trained weight were finite. A diverged run reports
+ * FP_ERR_DIVERGED and leaves whatever adapter was there untouched.
+ */
+#include "core/internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ggml-backend.h>
+#include <ggml-opt.h>
+#include <ggml.h>
+#include <gguf.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FP_LORA_MAX_TARGETS 8
+
+fp_lora_params fp_lora_default_params(void) {
+    return (fp_lora_params){
+        .rank = 8, .alpha = 8.0f, .epochs = 8, .learning_rate = 1e-3f,
+        .stride = 64, .context_tail = 16, .n_threads = 1, .seed = 1234, .resume = NULL,
+    };
+}
+
+/* ------------------------------------------------------- the base model */
+
+/* What training needs to know about the base model's file. */
+typedef struct base_info {
+    char arch[64];
+    int32_t n_targets;
+    char target[FP_LORA_MAX_TARGETS][64];      /* weight names to adapt */
+    int64_t n_in[FP_LORA_MAX_TARGETS], n_out[FP_LORA_MAX_TARGETS];
+} base_info;
+
+/* Reads the architecture and the shapes of the weights to adapt; refuses
+ * models whose weights are not all F32 (no gradients through quantized data). */
+static fp_status read_base(const char *path, int32_t n_layer, base_info *bi, fp_error *err) {
+    memset(bi, 0, sizeof *bi);
+    struct ggml_context *meta = NULL;
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = &meta };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) return fp_fail(err, FP_ERR_MODEL, "cannot read %s as GGUF", path);
+    fp_status rc = FP_OK;
+    int64_t ka = gguf_find_key(g, "general.architecture");
+    if (ka < 0 || gguf_get_kv_type(g, ka) != GGUF_TYPE_STRING) {
+        rc = fp_fail(err, FP_ERR_MODEL, "%s names no architecture", path);
+        goto done;
+    }
+    snprintf(bi->arch, sizeof bi->arch, "%s", gguf_get_val_str(g, ka));
+    for (int64_t i = 0; i < gguf_get_n_tensors(g); i++) {
+        enum ggml_type t = gguf_get_tensor_type(g, i);
+        if (t != GGML_TYPE_F32) {
+            rc = fp_fail(err, FP_ERR_MODEL, "LoRA training needs an F32 model; %s has %s weights (%s)", path,
+                         ggml_type_name(t), gguf_get_tensor_name(g, i));
+            goto done;
+        }
+    }
+    const char *kinds[] = { "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+    char name[64];
+    for (int k = 0; k < 5; k++) {
+        if (k < 4) snprintf(name, sizeof name, "blk.%d.%s.weight", (int)n_layer - 1, kinds[k]);
+        else snprintf(name, sizeof name, "output.weight");
+        struct ggml_tensor *w = ggml_get_tensor(meta, name);
+        if (!w || ggml_n_dims(w) != 2) continue;   /* e.g. tied output embeddings */
+        int32_t j = bi->n_targets++;
+        snprintf(bi->target[j], sizeof bi->target[j], "%s", name);
+        bi->n_in[j] = w->ne[0];
+        bi->n_out[j] = w->ne[1];
+    }
+    if (bi->n_targets == 0)
+        rc = fp_fail(err, FP_ERR_MODEL, "%s has none of the weights an adapter can train (last block, output)", path);
+done:
+    gguf_free(g);
+    if (meta) ggml_free(meta);
+    return rc;
+}
+
+/* ------------------------------------------------------ adapter files */
+
+/* One matrix of an adapter, in ggml order (ne0 = row length). */
+typedef struct lora_matrix {
+    char name[80];
+    int64_t ne0, ne1;
+    float *data;       /* ne0 * ne1, owned */
+} lora_matrix;
+
+static void matrices_free(lora_matrix *m, int32_t n) {
+    for (int32_t i = 0; i < n; i++) free(m[i].data);
+}
+
+/* Writes an adapter GGUF to path through a temporary file and a rename, so a
+ * reader never sees half a file. */
+static fp_status write_adapter(const char *path, const char *arch, float alpha, const lora_matrix *m, int32_t n,
+                               fp_error *err) {
+    size_t bytes = 0;
+    for (int32_t i = 0; i < n; i++) bytes += (size_t)(m[i].ne0 * m[i].ne1) * sizeof(float) + 64;
+    struct ggml_init_params ip = {
+        .mem_size = bytes + (size_t)(n + 1) * ggml_tensor_overhead(), .mem_buffer = NULL, .no_alloc = false };
+    struct ggml_context *ctx = ggml_init(ip);
+    struct gguf_context *g = gguf_init_empty();
+    if (!ctx || !g) {
+        if (ctx) ggml_free(ctx);
+        if (g) gguf_free(g);
+        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    }
+    gguf_set_val_str(g, "general.architecture", arch);
+    gguf_set_val_str(g, "general.type", "adapter");
+    gguf_set_val_str(g, "general.name", "forkpoint personal adapter");
+    gguf_set_val_str(g, "adapter.type", "lora");
+    gguf_set_val_f32(g, "adapter.lora.alpha", alpha);
+    for (int32_t i = 0; i < n; i++) {
+        struct ggml_tensor *t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, m[i].ne0, m[i].ne1);
+        ggml_set_name(t, m[i].name);
+        memcpy(t->data, m[i].data, ggml_nbytes(t));
+        gguf_add_tensor(g, t);
+    }
+    size_t pl = strlen(path) + 16;
+    char *tmp = malloc(pl);
+    fp_status rc = FP_OK;
+    if (!tmp) rc = fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    else {
+        snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
+        if (!gguf_write_to_file(g, tmp, false)) rc = fp_fail(err, FP_ERR_IO, "cannot write %s", tmp);
+        else {
+            int fd = open(tmp, O_RDONLY);
+            if (fd < 0 || fsync(fd) != 0) rc = fp_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
+            if (fd >= 0) close(fd);
+            if (rc == FP_OK && rename(tmp, path) != 0)
+                rc = fp_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+        }
+        if (rc != FP_OK) unlink(tmp);
+        free(tmp);
+    }
+    gguf_free(g);
+    ggml_free(ctx);
+    return rc;
+}
+
+/* xorshift64*: a small, seedable generator for A's initial values. */
+static double uniform01(uint64_t *s) {
+    *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;
+    return (double)((*s * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+}
+
+/* A fresh adapter: A uniform in ±1/sqrt(n_in) (as PEFT does), B zero. */
+static fp_status fresh_matrices(const base_info *bi, int32_t rank, uint32_t seed, lora_matrix *m, fp_error *err) {
+    uint64_t s = 0x9E3779B97F4A7C15ULL ^ ((uint64_t)seed << 1 | 1);
+    for (int32_t j = 0; j < bi->n_targets; j++) {
+        lora_matrix *a = &m[2 * j], *b = &m[2 * j + 1];
+        snprintf(a->name, sizeof a->name, "%s.lora_a", bi->target[j]);
+        snprintf(b->name, sizeof b->name, "%s.lora_b", bi->target[j]);
+        a->ne0 = bi->n_in[j]; a->ne1 = rank;
+        b->ne0 = rank;        b->ne1 = bi->n_out[j];
+        a->data = malloc(sizeof(float) * (size_t)(a->ne0 * a->ne1));
+        b->data = calloc((size_t)(b->ne0 * b->ne1), sizeof(float));
+        if (!a->data || !b->data) { matrices_free(m, 2 * j + 2); return fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
+        double bound = 1.0 / sqrt((double)a->ne0);
+        for (int64_t k = 0; k < a->ne0 * a->ne1; k++) a->data[k] = (float)((2.0 * uniform01(&s) - 1.0) * bound);
+    }
+    return FP_OK;
+}
+
+/* ---------------------------------------------- finding the adapter tensors */
+
+/* cb_eval state for the probe decode: the adapter tensors the graph reads. */
+typedef struct probe {
+    bool active;
+    const base_info *bi;
+    int32_t n;
+    struct ggml_tensor *found[2 * FP_LORA_MAX_TARGETS];
+} probe;
+
+/* True if name is "<target>.lora_a" or "<target>.lora_b" for one of ours. */
+static bool is_target_matrix(const base_info *bi, const char *name) {
+    for (int32_t j = 0; j < bi->n_targets; j++) {
+        size_t l = strlen(bi->target[j]);
+        if (strncmp(name, bi->target[j], l) == 0 && (!strcmp(name + l, ".lora_a") || !strcmp(name + l, ".lora_b")))
+            return true;
+    }
+    return false;
+}
+
+static bool probe_cb(struct ggml_tensor *t, bool ask, void *ud) {
+    probe *p = ud;
+    if (!p->active || !ask) return false;
+    for (int k = 0; k < GGML_MAX_SRC; k++) {
+        struct ggml_tensor *s = t->src[k];
+        if (!s || s->op != GGML_OP_NONE || !is_target_matrix(p->bi, s->name)) continue;
+        bool seen = false;
+        for (int32_t i = 0; i < p->n; i++) seen |= p->found[i] == s;
+        if (!seen && p->n < 2 * FP_LORA_MAX_TARGETS) p->found[p->n++] = s;
+    }
+    return false;   /* never needs the data: computation runs unsplit */
+}
+
+/* The base stays frozen: no base tensor is a parameter. */
+static bool freeze_base(const struct ggml_tensor *t, void *ud) { (void)t; (void)ud; return false; }
+
+static struct ggml_opt_optimizer_params optimizer_params(void *ud) {
+    struct ggml_opt_optimizer_params op = ggml_opt_get_default_optimizer_params(NULL);
+    op.adamw.alpha = *(const float *)ud;
+    op.adamw.wd = 0.0f;
+    return op;
+}
+
+/* --------------------------------------------------------- the dataset */
+
+/* Packs the examples into one token stream. With a context tail of t > 0
+ * tokens, each example adds its last t context tokens and what was chosen,
+ * so the loss is mostly on the person's choices and their immediate
+ * context. With t = 0 each example adds BOS + its whole context + chosen,
+ * once: an example whose tokens are a prefix of the next one's adds nothing
+ * (a session's forks grow one document). */
+static bool is_prefix_of_next(const fp_lora_example *a, const fp_lora_example *b) {
+    int32_t na = a->n_context + a->n_chosen, nb = b->n_context + b->n_chosen;
+    if (na > nb) return false;
+    for (int32_t k = 0; k < na; k++) {
+        int32_t x = k < a->n_context ? a->context[k] : a->chosen[k - a->n_context];
+        int32_t y = k < b->n_context ? b->context[k] : b->chosen[k - b->n_context];
+        if (x != y) return false;
+    }
+    return true;
+}
+
+static int32_t *pack_stream(const fp_lora_example *ex, int32_t n, int32_t tail, int32_t bos, int64_t *len_out,
+                            fp_error *err) {
+    int64_t cap = 0;
+    for (int32_t i = 0; i < n; i++) cap += ex[i].n_context + ex[i].n_chosen + 1;
+    int32_t *s = malloc(sizeof(int32_t) * (size_t)(cap > 0 ? cap : 1));
+    if (!s) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    int64_t len = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t from = 0;
+        if (tail > 0) {
+            from = ex[i].n_context > tail ? ex[i].n_context - tail : 0;
+        } else {
+            if (i + 1 < n && is_prefix_of_next(&ex[i], &ex[i + 1])) continue;
+            if (bos >= 0 && !(ex[i].n_context > 0 && ex[i].context[0] == bos)) s[len++] = bos;
+        }
+        for (int32_t k = from; k < ex[i].n_context; k++) s[len++] = ex[i].context[k];
+        for (int32_t k = 0; k < ex[i].n_chosen; k++) s[len++] = ex[i].chosen[k];
+    }
+    *len_out = len;
+    return s;
+}
+
+/* ------------------------------------------------------------ training */
+
+static fp_status check_params(const fp_lora_params *p, fp_error *err) {
+    if (p->rank < 1 || p->rank > 256) return fp_fail(err, FP_ERR_ARG, "LoRA rank must be 1..256 (got %d)", p->rank);
+    if (!isfinite(p->alpha) || p->alpha <= 0) return fp_fail(err, FP_ERR_ARG, "LoRA alpha must be positive");
+    if (p->epochs < 1 || p->epochs > 1000) return fp_fail(err, FP_ERR_ARG, "epochs must be 1..1000 (got %d)", p->epochs);
+    if (!isfinite(p->learning_rate) || p->learning_rate <= 0 || p->learning_rate > 1e-3f)
+        return fp_fail(err, FP_ERR_ARG, "learning rate must be in (0, 0.001] (higher rates diverge in this llama.cpp build)");
+    if (p->stride < 1) return fp_fail(err, FP_ERR_ARG, "stride must be positive");
+    if (p->context_tail < 0) return fp_fail(err, FP_ERR_ARG, "context tail must be 0 (whole documents) or positive");
+    if (p->n_threads < 1 || p->n_threads > 512) return fp_fail(err, FP_ERR_ARG, "threads must be 1..512");
+    return FP_OK;
+}
+
+static bool all_finite(const float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* Everything one training run holds, freed in one place. */
+typedef struct trainer {
+    struct llama_model *lm;
+    struct llama_adapter_lora *adapter;
+    struct llama_context *ctx;
+    ggml_opt_dataset_t data;
+    ggml_opt_result_t result;
+    int32_t *stream;
+    int64_t *starts;
+    char *init_path;     /* the fresh adapter's temporary file, removed at the end */
+} trainer;
+
+static void trainer_free(trainer *t) {
+    if (t->result) ggml_opt_result_free(t->result);
+    if (t->data) ggml_opt_dataset_free(t->data);
+    if (t->ctx) llama_free(t->ctx);
+    if (t->adapter) llama_adapter_lora_free(t->adapter);
+    if (t->lm) llama_model_free(t->lm);
+    if (t->init_path) { unlink(t->init_path); free(t->init_path); }
+    free(t->stream);
+    free(t->starts);
+}
+
+fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_t n, const fp_lora_params *params,
+                        const char *out_path, fp_lora_report *rep, fp_error *err) {
+    fp_lora_params p = params ? *params : fp_lora_default_params();
+    fp_lora_report r = {0};
+    if (rep) *rep = r;
+    if (!model || model->vocab_only) return fp_fail(err, FP_ERR_MODEL, "LoRA training needs a model with weights");
+    if (!out_path || !*out_path) return fp_fail(err, FP_ERR_ARG, "no output path for the adapter");
+    if (!ex || n < 1) return fp_fail(err, FP_ERR_EMPTY, "no chosen continuations to train on");
+    fp_status rc = check_params(&p, err);
+    if (rc != FP_OK) return rc;
+    for (int32_t i = 0; i < n; i++) {
+        if (ex[i].n_context < 0 || ex[i].n_chosen < 1 || (ex[i].n_context > 0 && !ex[i].context) || !ex[i].chosen)
+            return fp_fail(err, FP_ERR_ARG, "example %d is empty", i);
+        for (int32_t k = 0; k < ex[i].n_context + ex[i].n_chosen; k++) {
+            int32_t tok = k < ex[i].n_context ? ex[i].context[k] : ex[i].chosen[k - ex[i].n_context];
+            if (tok < 0 || tok >= model->n_vocab)
+                return fp_fail(err, FP_ERR_ARG, "example %d has token %d outside the vocabulary", i, tok);
+        }
+    }
+
+    base_info bi;
+    rc = read_base(model->path, llama_model_n_layer(model->lm), &bi, err);
+    if (rc != FP_OK) return rc;
+
+    trainer t = {0};
+    lora_matrix m[2 * FP_LORA_MAX_TARGETS];
+    memset(m, 0, sizeof m);
+    int32_t n_m = 0;
+
+    /* 1. the starting adapter: a resumed one, or a fresh one in a temporary file */
+    const char *start = p.resume;
+    if (!start) {
+        rc = fresh_matrices(&bi, p.rank, p.seed, m, err);
+        if (rc != FP_OK) return rc;
+        n_m = 2 * bi.n_targets;
+        size_t pl = strlen(out_path) + 16;
+        t.init_path = malloc(pl);
+        if (!t.init_path) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        snprintf(t.init_path, pl, "%s.init%ld", out_path, (long)getpid());
+        rc = write_adapter(t.init_path, bi.arch, p.alpha, m, n_m, err);
+        matrices_free(m, n_m);
+        memset(m, 0, sizeof m);
+        n_m = 0;
+        if (rc != FP_OK) goto out;
+        start = t.init_path;
+    } else if (access(start, R_OK) != 0) {
+        rc = fp_fail(err, FP_ERR_IO, "no adapter at %s", start);
+        goto out;
+    }
+
+    /* 2. the base again, for training only, and the adapter on it */
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.load_mode = LLAMA_LOAD_MODE_NONE;
+    t.lm = llama_model_load_from_file(model->path, mp);
+    if (!t.lm) { rc = fp_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s for training", model->path); goto out; }
+    t.adapter = llama_adapter_lora_init(t.lm, start);
+    if (!t.adapter) { rc = fp_fail(err, FP_ERR_MODEL, "%s is not a LoRA adapter for %s", start, model->path); goto out; }
+
+    struct llama_context_params cp = llama_context_default_params();
+    probe pr = { .active = true, .bi = &bi };
+    cp.n_ctx = 256;               /* llama.cpp pads to 256 anyway */
+    cp.n_batch = cp.n_ubatch = cp.n_ctx;
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = p.n_threads;
+    cp.type_k = cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.cb_eval = probe_cb;
+    cp.cb_eval_user_data = &pr;
+    cp.no_perf = true;
+    t.ctx = llama_init_from_model(t.lm, cp);
+    if (!t.ctx) { rc = fp_fail(err, FP_ERR_MODEL, "cannot create a training context"); goto out; }
+    const int32_t window = (int32_t)llama_n_ctx(t.ctx);
+    if ((uint32_t)window != llama_n_batch(t.ctx) || (uint32_t)window != llama_n_ubatch(t.ctx)) {
+        rc = fp_fail(err, FP_ERR_MODEL, "training needs one micro-batch per window (n_ctx %d)", window);
+        goto out;
+    }
+    float one = 1.0f;
+    if (llama_set_adapters_lora(t.ctx, &t.adapter, 1, &one) != 0) {
+        rc = fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the adapter %s", start);
+        goto out;
+    }
+
+    /* 3. one probe decode finds the adapter tensors the graph reads */
+    {
+        int32_t bos = llama_vocab_bos(model->vocab);
+        llama_token tok = bos >= 0 ? bos : 0;
+        struct llama_batch b = llama_batch_get_one(&tok, 1);
+        if (llama_decode(t.ctx, b) != 0) { rc = fp_fail(err, FP_ERR_DECODE, "probe decode failed"); goto out; }
+        pr.active = false;
+        llama_memory_clear(llama_get_memory(t.ctx), true);
+    }
+    if (pr.n == 0) {
+        rc = fp_fail(err, FP_ERR_MODEL, "%s adapts none of the weights this build can train (last block, output)", start);
+        goto out;
+    }
+    for (int32_t i = 0; i < pr.n; i++) {
+        if (pr.found[i]->type != GGML_TYPE_F32) {
+            rc = fp_fail(err, FP_ERR_MODEL, "adapter tensor %s is %s; training needs F32", pr.found[i]->name,
+                         ggml_type_name(pr.found[i]->type));
+            goto out;
+        }
+        ggml_set_param(pr.found[i]);
+    }
+    r.n_tensors = pr.n;
+
+    /* the dataset: the packed stream cut into windows of n_ctx + 1 tokens
+     * (inputs 0..n-1, labels 1..n), `stride` apart; a stream shorter than a
+     * window is repeated until it fills one */
+    int64_t len = 0;
+    t.stream = pack_stream(ex, n, p.context_tail, llama_vocab_bos(model->vocab), &len, err);
+    if (!t.stream) { rc = err ? err->code : FP_ERR_NOMEM; goto out; }
+    r.n_tokens = len;
+    if (len < window + 1) {
+        int32_t *s = realloc(t.stream, sizeof(int32_t) * (size_t)(window + 1));
+        if (!s) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        t.stream = s;
+        for (int64_t k = len; k < window + 1; k++) t.stream[k] = t.stream[k % len];
+        len = window + 1;
+    }
+    const int64_t ndata = (len - (window + 1)) / p.stride + 1;
+    r.n_windows = (int32_t)ndata;
+    t.starts = malloc(sizeof(int64_t) * (size_t)ndata);
+    t.data = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, window, window, ndata, 1);
+    t.result = ggml_opt_result_init();
+    if (!t.starts || !t.data || !t.result) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    for (int64_t i = 0; i < ndata; i++) t.starts[i] = i * p.stride;
+
+    /* 4. the optimizer over the adapter only */
+    float lr = p.learning_rate;
+    struct llama_opt_params op = {
+        .n_ctx_train = 0, .param_filter = freeze_base, .param_filter_ud = NULL,
+        .get_opt_pars = optimizer_params, .get_opt_pars_ud = &lr,
+        .optimizer_type = GGML_OPT_OPTIMIZER_TYPE_ADAMW,
+    };
+    llama_opt_init(t.ctx, t.lm, op);
+
+    /* 5. epochs, each over the windows in a new order */
+    uint64_t rs = 0xD1B54A32D192ED03ULL ^ p.seed;
+    int32_t *dd = (int32_t *)ggml_opt_dataset_data(t.data)->data;
+    int32_t *dl = (int32_t *)ggml_opt_dataset_labels(t.data)->data;
+    for (int32_t ep = 0; ep < p.epochs; ep++) {
+        for (int64_t i = ndata - 1; i > 0; i--) {
+            int64_t j = (int64_t)(uniform01(&rs) * (double)(i + 1));
+            int64_t tmp = t.starts[i]; t.starts[i] = t.starts[j]; t.starts[j] = tmp;
+        }
+        for (int64_t i = 0; i < ndata; i++) {
+            memcpy(dd + i * window, t.stream + t.starts[i], sizeof(int32_t) * (size_t)window);
+            memcpy(dl + i * window, t.stream + t.starts[i] + 1, sizeof(int32_t) * (size_t)window);
+        }
+        ggml_opt_result_reset(t.result);
+        llama_opt_epoch(t.ctx, t.data, t.result, NULL, ndata, NULL, NULL);
+        double loss = NAN, unc = 0;
+        ggml_opt_result_loss(t.result, &loss, &unc);
+        if (ep == 0) r.loss_first = loss;
+        r.loss_last = loss;
+        r.epochs = ep + 1;
+        if (!isfinite(loss)) {
+            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged at epoch %d (loss %g); the adapter was discarded", ep + 1, loss);
+            goto out;
+        }
+    }
+
+    /* 6. the trained matrices, checked, written */
+    for (int32_t i = 0; i < pr.n; i++) {
+        struct ggml_tensor *x = pr.found[i];
+        lora_matrix *mm = &m[n_m++];
+        snprintf(mm->name, sizeof mm->name, "%s", x->name);
+        mm->ne0 = x->ne[0];
+        mm->ne1 = x->ne[1];
+        mm->data = malloc(ggml_nbytes(x));
+        if (!mm->data) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        ggml_backend_tensor_get(x, mm->data, 0, ggml_nbytes(x));
+        if (!all_finite(mm->data, mm->ne0 * mm->ne1)) {
+            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged: %s has non-finite weights; the adapter was discarded", x->name);
+            goto out;
+        }
+    }
+    char alpha_s[32] = "";
+    float alpha = p.alpha;
+    if (llama_adapter_meta_val_str(t.adapter, "adapter.lora.alpha", alpha_s, sizeof alpha_s) > 0) alpha = strtof(alpha_s, NULL);
+    rc = write_adapter(out_path, bi.arch, alpha, m, n_m, err);
+out:
+    matrices_free(m, n_m);
+    trainer_free(&t);
+    if (rep) *rep = r;
+    return rc;
+}
+
+/* ----------------------------------------------------------- applying */
+
+fp_status fp_engine_set_lora(fp_engine *e, const char *path, float scale, fp_error *err) {
+    if (!e) return fp_fail(err, FP_ERR_ARG, "no engine");
+    if (!isfinite(scale) || scale < -16.0f || scale > 16.0f) return fp_fail(err, FP_ERR_ARG, "LoRA scale must be in [-16, 16]");
+    struct llama_adapter_lora *ad = NULL;
+    if (path && scale != 0.0f) {
+        if (access(path, R_OK) != 0) return fp_fail(err, FP_ERR_IO, "no adapter at %s", path);
+        ad = llama_adapter_lora_init(e->model->lm, path);
+        if (!ad) return fp_fail(err, FP_ERR_MODEL, "%s is not a LoRA adapter for this model", path);
+    }
+    int32_t rc = ad ? llama_set_adapters_lora(e->ctx, &ad, 1, &scale) : llama_set_adapters_lora(e->ctx, NULL, 0, NULL);
+    if (rc != 0) {
+        if (ad) llama_adapter_lora_free(ad);
+        return fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the adapter %s", path);
+    }
+    if (e->lora) llama_adapter_lora_free(e->lora);
+    e->lora = ad;
+    return fpi_engine_redecode_all(e, err);
+}
