@@ -460,7 +460,7 @@ typedef struct fp_lora_params {
     int32_t epochs;        /* passes over the windows; default 8 */
     float   learning_rate; /* AdamW, in (0, 1e-3]; default 1e-3 */
     int32_t stride;        /* tokens between window starts; default 64 */
-    int32_t context_tail;  /* context tokens kept before each choice; default 16
+    int32_t context_tail;  /* context tokens kept before each choice; default 4
                               (0 = whole documents: the text, not the choices) */
     int32_t n_threads;
     uint32_t seed;         /* initial A and window order */
@@ -484,6 +484,12 @@ fp_lora_params fp_lora_default_params(void);
  * or weight) leaves any adapter already there untouched. rep may be NULL. */
 fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_t n, const fp_lora_params *params,
                         const char *out_path, fp_lora_report *rep, fp_error *err);
+
+/* The scale an adapter file recommends (written by fp_lora_set_scale_hint;
+ * `forkpoint learn` picks it on the training decisions), else 1. */
+float     fp_lora_scale_hint(const char *path);
+/* Records the recommended scale in the adapter file (rewritten atomically). */
+fp_status fp_lora_set_scale_hint(const char *path, float scale, fp_error *err);
 
 /* Applies the adapter at path to the engine at `scale` (path NULL or scale 0
  * removes it). Every session's path is decoded again and its open fork

@@ -10,8 +10,10 @@
  * model), holding some out and deciding whether the new adapter may replace
  * the old one are policy; the library (fp_lora_train) only trains.
  *
- * The newest --holdout fraction of the decisions is not trained on. On it the
- * command reports the mean log p(chosen) - log p(rejected) (the chosen word
+ * The scale the adapter is used at by default (write and serve read it from
+ * the file) is the one of 0.5, 1, 2, 4 that does best on the training
+ * decisions. The newest --holdout fraction of the decisions is not trained
+ * on. On it the command reports the mean log p(chosen) - log p(rejected) (the chosen word
  * against the most probable word the person passed over) for the base model,
  * the new adapter and the adapter already at OUT, if any. The new adapter
  * replaces an existing one only if it does at least as well there (or with
@@ -39,6 +41,7 @@ static void usage(FILE *f) {
           "  --epochs N       passes over the data (default 8)\n"
           "  --lr X           AdamW learning rate, at most 0.001 (default 0.001)\n"
           "  --stride N       tokens between training windows (default 64)\n"
+          "  --tail N         context tokens kept before each choice (default 4; 0 = whole texts)\n"
           "  --holdout F      newest fraction of decisions kept out of training, to judge by (default 0.2)\n"
           "  --resume PATH    go on training this adapter instead of a fresh one\n"
           "  --seed N         initial weights and data order (default 1234)\n"
@@ -125,6 +128,7 @@ int cli_learn(int argc, char **argv) {
         else if (!strcmp(a, "--epochs")) { NUM(1, 1000); lp.epochs = (int32_t)d; }
         else if (!strcmp(a, "--lr")) { NUM(1e-9, 1e-3); lp.learning_rate = (float)d; }
         else if (!strcmp(a, "--stride")) { NUM(1, 1 << 20); lp.stride = (int32_t)d; }
+        else if (!strcmp(a, "--tail")) { NUM(0, 1 << 20); lp.context_tail = (int32_t)d; }
         else if (!strcmp(a, "--holdout")) { NUM(0, 0.9); holdout = d; }
         else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); lp.seed = (uint32_t)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); lp.n_threads = (int32_t)d; }
@@ -180,16 +184,36 @@ int cli_learn(int argc, char **argv) {
     printf("learn: trained %d matrices on %lld tokens (%d windows), %d epochs, loss %.4f -> %.4f\n", rep.n_tensors,
            (long long)rep.n_tokens, rep.n_windows, rep.epochs, rep.loss_first, rep.loss_last);
 
+    /* the scale: the one that does best on (recent) training decisions */
+    static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+    int32_t fit_from = n_train > 150 ? n_train - 150 : 0;
+    double base_fit = NAN, best_fit = -INFINITY;
+    float best = 1.0f;
+    int np = 0;
+    rc = held_out_margin(e, c, fit_from, n_train, &base_fit, &np);
+    for (size_t i = 0; !rc && np > 0 && i < sizeof scales / sizeof *scales; i++) {
+        double fit = NAN;
+        if (fp_engine_set_lora(e, cand, scales[i], &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; break; }
+        rc = held_out_margin(e, c, fit_from, n_train, &fit, &np);
+        if (!rc && fit > best_fit) { best_fit = fit; best = scales[i]; }
+    }
+    if (rc) goto done;
+    if (np > 0)
+        printf("learn: scale %.1f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f)\n",
+               best, base_fit, best_fit);
+    if (fp_lora_set_scale_hint(cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; goto done; }
+
     bool replace = true;
     if (n_held > 0) {
         double base = NAN, fresh = NAN, old = NAN;
-        int np = 0;
         bool have_old = access(out, R_OK) == 0;
+        float old_scale = have_old ? fp_lora_scale_hint(out) : 1.0f;
+        fp_engine_set_lora(e, NULL, 0, &err);
         rc = held_out_margin(e, c, n_train, n, &base, &np);
-        if (!rc && fp_engine_set_lora(e, cand, 1.0f, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
+        if (!rc && fp_engine_set_lora(e, cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
         if (!rc) rc = held_out_margin(e, c, n_train, n, &fresh, &np);
         if (!rc && have_old) {
-            if (fp_engine_set_lora(e, out, 1.0f, &err) != FP_OK) {
+            if (fp_engine_set_lora(e, out, old_scale, &err) != FP_OK) {
                 printf("learn: the existing %s cannot be used (%s); replacing it\n", out, err.message);
                 have_old = false;
             } else rc = held_out_margin(e, c, n_train, n, &old, &np);
@@ -199,6 +223,9 @@ int cli_learn(int argc, char **argv) {
                np, base, fresh, fresh - base);
         if (have_old) printf(", existing adapter %.3f", old);
         printf("\n");
+        if (np > 0 && fresh < base)
+            printf("learn: warning: on the held-out decisions the adapter does worse than the base model;\n"
+                   "       more decisions, or a lower --lora-scale when writing, may help\n");
         if (have_old && np > 0 && !(fresh >= old) && !force) replace = false;
     } else {
         printf("learn: too few decisions to hold any out; the adapter is not judged\n");
@@ -211,7 +238,7 @@ int cli_learn(int argc, char **argv) {
         unlink(cand);
         rc = 1;
     } else {
-        printf("learn: wrote %s (use it with: forkpoint write --lora %s)\n", out, out);
+        printf("learn: wrote %s at scale %.1f (use it with: forkpoint write --lora %s)\n", out, best, out);
     }
 done:
     if (owned) for (int32_t i = 0; i < n_train; i++) free(owned[i]);

@@ -24,6 +24,7 @@
 #include "forkpoint_store.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,7 @@ static void usage(FILE *f) {
           "                        their logit bias between forks\n"
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
           "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
-          "  --lora-scale S        its strength (default 1; 0 = off)\n"
+          "  --lora-scale S        its strength (default: the scale learn chose, else 1; 0 = off)\n"
           "keys: 1-9 choose · p then 1-9 take with preview · / type a word · Backspace undo · Enter continue · q quit\n", f);
 }
 
@@ -93,7 +94,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
 /* Returns 0 on success, 2 on a usage error (message printed). */
 static int parse_opts(int argc, char **argv, write_opts *o) {
     o->st = fp_default_settings();
-    o->lora_scale = 1.0f;
+    o->lora_scale = NAN;   /* the adapter's own recommendation */
     o->prompt = DEFAULT_PROMPT;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -330,7 +331,8 @@ int cli_write(int argc, char **argv) {
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};
-        if (fp_engine_set_lora(engine, o.lora, o.lora_scale, &lerr) != FP_OK) {
+        float scale = isnan(o.lora_scale) ? fp_lora_scale_hint(o.lora) : o.lora_scale;
+        if (fp_engine_set_lora(engine, o.lora, scale, &lerr) != FP_OK) {
             fprintf(stderr, "forkpoint write: %s\n", lerr.message);
             fp_engine_free(engine); fp_model_free(model);
             return 2;

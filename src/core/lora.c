@@ -60,7 +60,7 @@
 fp_lora_params fp_lora_default_params(void) {
     return (fp_lora_params){
         .rank = 8, .alpha = 8.0f, .epochs = 8, .learning_rate = 1e-3f,
-        .stride = 64, .context_tail = 16, .n_threads = 1, .seed = 1234, .resume = NULL,
+        .stride = 64, .context_tail = 4, .n_threads = 1, .seed = 1234, .resume = NULL,
     };
 }
 
@@ -130,8 +130,29 @@ static void matrices_free(lora_matrix *m, int32_t n) {
     for (int32_t i = 0; i < n; i++) free(m[i].data);
 }
 
-/* Writes an adapter GGUF to path through a temporary file and a rename, so a
- * reader never sees half a file. */
+/* Writes a GGUF to path through a temporary file, fsync and a rename, so a
+ * reader never sees half a file and a failure leaves the old file as it was. */
+static fp_status write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err) {
+    size_t pl = strlen(path) + 24;
+    char *tmp = malloc(pl);
+    if (!tmp) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
+    fp_status rc = FP_OK;
+    if (!gguf_write_to_file(g, tmp, false)) rc = fp_fail(err, FP_ERR_IO, "cannot write %s", tmp);
+    else {
+        int fd = open(tmp, O_RDONLY);
+        if (fd < 0 || fsync(fd) != 0) rc = fp_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd);
+        if (rc == FP_OK && rename(tmp, path) != 0)
+            rc = fp_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    }
+    if (rc != FP_OK) unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
+/* Writes an adapter GGUF: the keys llama_adapter_lora_init expects and the
+ * matrices. */
 static fp_status write_adapter(const char *path, const char *arch, float alpha, const lora_matrix *m, int32_t n,
                                fp_error *err) {
     size_t bytes = 0;
@@ -156,25 +177,45 @@ static fp_status write_adapter(const char *path, const char *arch, float alpha, 
         memcpy(t->data, m[i].data, ggml_nbytes(t));
         gguf_add_tensor(g, t);
     }
-    size_t pl = strlen(path) + 16;
-    char *tmp = malloc(pl);
-    fp_status rc = FP_OK;
-    if (!tmp) rc = fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    else {
-        snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
-        if (!gguf_write_to_file(g, tmp, false)) rc = fp_fail(err, FP_ERR_IO, "cannot write %s", tmp);
-        else {
-            int fd = open(tmp, O_RDONLY);
-            if (fd < 0 || fsync(fd) != 0) rc = fp_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
-            if (fd >= 0) close(fd);
-            if (rc == FP_OK && rename(tmp, path) != 0)
-                rc = fp_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-        }
-        if (rc != FP_OK) unlink(tmp);
-        free(tmp);
-    }
+    fp_status rc = write_gguf_atomic(g, path, err);
     gguf_free(g);
     ggml_free(ctx);
+    return rc;
+}
+
+#define SCALE_KEY "forkpoint.lora.scale"
+
+float fp_lora_scale_hint(const char *path) {
+    struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
+    struct gguf_context *g = path ? gguf_init_from_file(path, gp) : NULL;
+    float s = 1.0f;
+    if (g) {
+        int64_t k = gguf_find_key(g, SCALE_KEY);
+        if (k >= 0 && gguf_get_kv_type(g, k) == GGUF_TYPE_FLOAT32) s = gguf_get_val_f32(g, k);
+        gguf_free(g);
+    }
+    return isfinite(s) && s >= -16.0f && s <= 16.0f ? s : 1.0f;
+}
+
+fp_status fp_lora_set_scale_hint(const char *path, float scale, fp_error *err) {
+    if (!isfinite(scale) || scale < -16.0f || scale > 16.0f) return fp_fail(err, FP_ERR_ARG, "LoRA scale must be in [-16, 16]");
+    struct ggml_context *data = NULL;
+    struct gguf_init_params gp = { .no_alloc = false, .ctx = &data };
+    struct gguf_context *g = path ? gguf_init_from_file(path, gp) : NULL;
+    if (!g) return fp_fail(err, FP_ERR_IO, "cannot read the adapter %s", path ? path : "(null)");
+    struct gguf_context *out = gguf_init_empty();
+    fp_status rc = FP_OK;
+    if (!out) rc = fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    else {
+        gguf_set_kv(out, g);
+        gguf_set_val_f32(out, SCALE_KEY, scale);
+        for (int64_t i = 0; i < gguf_get_n_tensors(g); i++)
+            gguf_add_tensor(out, ggml_get_tensor(data, gguf_get_tensor_name(g, i)));
+        rc = write_gguf_atomic(out, path, err);
+        gguf_free(out);
+    }
+    gguf_free(g);
+    ggml_free(data);
     return rc;
 }
 

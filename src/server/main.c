@@ -15,6 +15,7 @@
 
 #include <civetweb.h>
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ static void usage(FILE *f)
         "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
         "  --auto-resolve     with --profile: forks the preferences are sure of decide themselves\n"
         "  --lora PATH        apply a LoRA adapter (forkpoint learn --lora)\n"
-        "  --lora-scale S     its strength, -16..16 (default 1)\n"
+        "  --lora-scale S     its strength, -16..16 (default: the scale learn chose, else 1)\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -73,7 +74,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->n_seq_max = 256;
     cfg->max_live = 16;
     cfg->http_threads = 64;
-    cfg->lora_scale = 1.0f;
+    cfg->lora_scale = NAN;   /* the adapter's own recommendation */
     const char *env_token = getenv("FORKPOINT_TOKEN");
     if (env_token && *env_token) cfg->token = env_token;
 
@@ -180,6 +181,7 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
         return -1;
     }
+    if (app->cfg.lora && isnan(app->cfg.lora_scale)) app->cfg.lora_scale = fp_lora_scale_hint(app->cfg.lora);
     if (app->cfg.lora && fp_engine_set_lora(app->engine, app->cfg.lora, app->cfg.lora_scale, &err) != FP_OK) {
         fprintf(stderr, "forkpoint-serve: %s\n", err.message);
         return -1;

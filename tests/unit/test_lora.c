@@ -149,7 +149,6 @@ static void test_learns(void) {
     for (int i = 0; i < train; i++)
         ex[i] = (fp_lora_example){ g_samples[i].ctx, g_samples[i].n_ctx, g_samples[i].ch, g_samples[i].n_ch };
     fp_lora_params p = fp_lora_default_params();
-    p.context_tail = 4;
     fp_lora_report rep;
     fp_error err = {0};
     fp_status st = fp_lora_train(g_model, ex, train, &p, path_in("a.gguf"), &rep, &err);
@@ -174,6 +173,18 @@ static void test_learns(void) {
     CHECKF(half > base && half < with, "scale 1 lies between (%g, %g, %g)", base, half, with);
     CHECK(fp_engine_set_lora(g_engine, NULL, 0.0f, &err) == FP_OK);
     CHECKF(fabs(margin(g_samples, train, g_n) - base) < 1e-4, "removed");
+
+    /* the recommended scale travels in the file */
+    CHECK(fp_lora_scale_hint(path_in("a.gguf")) == 1.0f);
+    CHECK(fp_lora_set_scale_hint(path_in("a.gguf"), 2.5f, &err) == FP_OK);
+    CHECK(fp_lora_scale_hint(path_in("a.gguf")) == 2.5f);
+    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), 2.0f, &err) == FP_OK);
+    CHECKF(fabs(margin(g_samples, train, g_n) - with) < 1e-4, "the rewritten file has the same weights");
+    CHECK(fp_engine_set_lora(g_engine, NULL, 0.0f, &err) == FP_OK);
+    CHECK(fp_lora_set_scale_hint(path_in("a.gguf"), NAN, &err) == FP_ERR_ARG);
+    CHECK(fp_lora_set_scale_hint(path_in("missing.gguf"), 1.0f, &err) == FP_ERR_IO);
+    CHECK(fp_lora_scale_hint(path_in("missing.gguf")) == 1.0f);
+    CHECK(count_files() == 1);
 
     /* resuming training from the adapter goes on from where it was */
     p.resume = path_in("a.gguf");
