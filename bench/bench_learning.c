@@ -33,9 +33,14 @@
  * undos of wrong automatic decisions) compared with the same writing
  * without learned preferences; the undo rate of automatic decisions.
  *
+ * --db PATH logs the learning phase's decisions (profile = the user's name),
+ * so `forkpoint learn --lora OUT --db PATH --profile NAME` can be tried on a
+ * simulated person's history.
+ *
  * Nothing asserts: it prints the figures and the ratios of the same run.
  */
 #include "bench_util.h"
+#include "forkpoint_store.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -133,7 +138,24 @@ static int32_t freq_pick(const freq *f, const fp_candidate *c, int32_t n) {
     return best >= 0 ? best : model_top(c, n);
 }
 
-typedef struct run_cfg { fp_engine *engine; fp_settings st; int forks; } run_cfg;
+typedef struct run_cfg {
+    fp_engine *engine; fp_settings st; int forks;
+    fp_store *log; const char *model_sha;   /* --db: the learning phase's decisions are logged here */
+} run_cfg;
+
+/* --db: logs a finished session's decisions under the user's name, as
+ * `forkpoint write --db --profile NAME` would (for `forkpoint learn`). */
+static void log_session(const run_cfg *rc, const user *u, const fp_session *s, int k) {
+    if (!rc->log) return;
+    char sid[32];
+    snprintf(sid, sizeof sid, "%s-%d", u->name, k);
+    fp_decision_meta meta = { .session_id = sid, .profile = u->name, .model_sha256 = rc->model_sha, .modality = "simulated" };
+    fp_error err = {0};
+    if (fp_store_log_events(rc->log, s, 0, &meta, &err) != fp_session_n_events(s)) {
+        fprintf(stderr, "bench_learning: %s\n", err.message);
+        exit(1);
+    }
+}
 
 /* Chosen-versus-rejected pairs seen while learning, for the steering vector. */
 typedef struct pairs_t { fp_steer_pair *p; int n, cap; } pairs_t;
@@ -166,24 +188,19 @@ static void pairs_free(pairs_t *ps) {
     ps->n = 0;
 }
 
-/* Mean log p(chosen) - log p(rejected) over pairs [from, to) under the engine's adapters. */
-static double margin(fp_engine *e, const pairs_t *ps, int from, int to) {
-    double sum = 0;
-    int n = 0;
-    for (int i = from; i < to; i++) {
-        const fp_steer_pair *p = &ps->p[i];
-        double a, b;
-        fp_error err = {0};
-        if (fp_engine_logprob(e, p->context, p->n_context, p->chosen, p->n_chosen, &a, &err) != FP_OK ||
-            fp_engine_logprob(e, p->context, p->n_context, p->rejected, p->n_rejected, &b, &err) != FP_OK) {
-            fprintf(stderr, "bench_learning: %s\n", err.message);
-            exit(1);
-        }
-        sum += a - b;
-        n++;
+/* Mean log p(chosen) - log p(rejected) and the text's log p per token over
+ * pairs [from, to), under the engine's adapters. */
+static fp_pair_score score(fp_engine *e, const pairs_t *ps, int from, int to) {
+    fp_pair_score sc;
+    fp_error err = {0};
+    if (fp_engine_score_pairs(e, ps->p + from, to - from, &sc, &err) != FP_OK) {
+        fprintf(stderr, "bench_learning: %s\n", err.message);
+        exit(1);
     }
-    return n ? sum / n : 0;
+    return sc;
 }
+
+static double margin(fp_engine *e, const pairs_t *ps, int from, int to) { return score(e, ps, from, to).margin; }
 
 /* Steering: a direction from the first `train` pairs, strength chosen on
  * them, judged on the pairs after (held out). */
@@ -212,6 +229,8 @@ static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train)
 
 /* LoRA: an adapter trained on the chosen words of the first `train` pairs
  * (in their contexts), scale chosen on them, judged on the pairs after. */
+static bool verbose_lora;
+
 static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp) {
     if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return; }
     fp_lora_example *ex = calloc((size_t)train, sizeof *ex);
@@ -229,22 +248,28 @@ static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, 
         return;
     }
     double train_ms = bench_now_ms() - t0;
-    const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
-    double base_train = margin(e, ps, 0, train), best_gain = -1e9;
-    float best = 0;
-    for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {
-        if (fp_engine_set_lora(e, path, scales[i], &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
-        double g = margin(e, ps, 0, train) - base_train;
-        if (g > best_gain) { best_gain = g; best = scales[i]; }
+    float best = 1.0f;
+    if (fp_lora_pick_scale(e, path, ps->p, train, &best, NULL, &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
+    if (verbose_lora) {
+        const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+        for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {
+            fp_engine_set_lora(e, path, scales[i], &err);
+            fp_pair_score tr = score(e, ps, 0, train), ho = score(e, ps, train, ps->n);
+            printf("  %-8s    scale %.1f: train margin %.3f, text %.3f; held-out margin %.3f, text %.3f\n", "", scales[i],
+                   tr.margin, tr.text_logp, ho.margin, ho.text_logp);
+        }
     }
     fp_engine_set_lora(e, NULL, 0, &err);
-    double held0 = margin(e, ps, train, ps->n);
+    fp_pair_score s0 = score(e, ps, train, ps->n);
     fp_engine_set_lora(e, path, best, &err);
-    double held1 = margin(e, ps, train, ps->n);
+    fp_pair_score s1 = score(e, ps, train, ps->n);
+    double held0 = s0.margin, held1 = s1.margin, text0 = s0.text_logp, text1 = s1.text_logp;
     fp_engine_set_lora(e, NULL, 0, &err);
-    printf("  %-8s  LoRA (rank %d, %d epochs, %d windows, loss %.3f -> %.3f, %.1f s; scale %.2f): held-out log p(chosen) - log p(rejected) %.3f -> %.3f (%+.3f) on %d pairs\n",
-           "", lp->rank, rep.epochs, rep.n_windows, rep.loss_first, rep.loss_last, train_ms / 1e3, best, held0, held1,
-           held1 - held0, ps->n - train);
+    printf("  %-8s  LoRA (rank %d, %d windows + %d validation, epoch %d of %d kept, validation loss %.3f -> %.3f, %.1f s; scale %.2f):\n"
+           "  %-8s        held-out log p(chosen) - log p(rejected) %.3f -> %.3f (%+.3f) on %d pairs\n",
+           "", lp->rank, rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.val_first, rep.val_best, train_ms / 1e3,
+           best, "", held0, held1, held1 - held0, ps->n - train);
+    printf("  %-8s  LoRA fluency: held-out text log p per token %.3f -> %.3f (%+.3f)\n", "", text0, text1, text1 - text0);
     remove(path);
     free(ex);
 }
@@ -273,6 +298,7 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *
     fp_session *s = new_session(rc, &k, p);
     while (n < rc->forks) {
         if (fp_session_state(s) != FP_STATE_AT_FORK) {
+            log_session(rc, u, s, k);
             fp_session_set_prefs(s, NULL, NULL);
             fp_session_free(s);
             s = new_session(rc, &k, p);
@@ -301,6 +327,7 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *
             w_mrr = 0;
         }
     }
+    log_session(rc, u, s, k);
     fp_session_set_prefs(s, NULL, NULL);
     fp_session_free(s);
     printf("  %-8s  total  %10.1f%%  %6.3f  %10.1f%%  %12.1f%%\n", "", 100.0 * agree / n, mrr / n, 100.0 * base / n, 100.0 * mfc / n);
@@ -360,7 +387,7 @@ int main(int argc, char **argv) {
     int forks = 300, threads = 1, write_forks = 150;
     fp_lora_params lp = fp_lora_default_params();
     bool only_lora = false;
-    const char *only_user = NULL;
+    const char *only_user = NULL, *db = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc) model_arg = argv[++i];
         else if (!strcmp(argv[i], "--forks") && i + 1 < argc) forks = atoi(argv[++i]);
@@ -370,11 +397,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--lora-alpha") && i + 1 < argc) lp.alpha = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--lora-epochs") && i + 1 < argc) lp.epochs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--lora-stride") && i + 1 < argc) lp.stride = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--lora-validation") && i + 1 < argc) lp.validation = (float)atof(argv[++i]);
         else if (!strcmp(argv[i], "--lora-tail") && i + 1 < argc) lp.context_tail = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only-lora")) only_lora = true;
+        else if (!strcmp(argv[i], "--lora-verbose")) verbose_lora = true;
         else if (!strcmp(argv[i], "--user") && i + 1 < argc) only_user = argv[++i];
+        else if (!strcmp(argv[i], "--db") && i + 1 < argc) db = argv[++i];
         else { fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--write-forks N] [--threads N]\n"
-                            "       [--lora-rank N] [--lora-alpha A] [--lora-epochs N] [--lora-stride N] [--lora-tail N] [--only-lora] [--user NAME]\n"); return 2; }
+                            "       [--lora-rank N] [--lora-alpha A] [--lora-epochs N] [--lora-stride N] [--lora-validation F] [--lora-tail N] [--only-lora] [--lora-verbose] [--user NAME] [--db PATH]\n"); return 2; }
     }
     char path[4096], day[16];
     fp_model *m = bench_load_model("bench_learning", model_arg, path, sizeof path);
@@ -385,6 +415,14 @@ int main(int argc, char **argv) {
     fp_engine *e = fp_engine_new(m, &ep, &err);
     if (!e) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
     run_cfg rc = { .engine = e, .st = fp_default_settings(), .forks = forks };
+    char sha[65];
+    if (db) {
+        if (fp_sha256_file(path, sha, &err) != FP_OK || !(rc.log = fp_store_open(db, true, &err))) {
+            fprintf(stderr, "bench_learning: %s\n", err.message);
+            return 1;
+        }
+        rc.model_sha = sha;
+    }
     rc.st.sample_auto = true;
     rc.st.max_tokens = 150;
     rc.st.lookahead = 4;
@@ -412,6 +450,7 @@ int main(int argc, char **argv) {
                a1 ? 100.0 * u1 / a1 : 0.0, fp_prefs_auto_threshold(p));
         fp_prefs_free(p);
     }
+    fp_store_close(rc.log);
     fp_engine_free(e);
     fp_model_free(m);
     return 0;

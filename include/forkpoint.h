@@ -457,11 +457,14 @@ typedef struct fp_lora_example {
 typedef struct fp_lora_params {
     int32_t rank;          /* r of A (r x n_in) and B (n_out x r); default 8 */
     float   alpha;         /* the adapter's scale is alpha / rank; default 8 */
-    int32_t epochs;        /* passes over the windows; default 8 */
+    int32_t epochs;        /* at most this many passes over the windows; default 8 */
     float   learning_rate; /* AdamW, in (0, 1e-3]; default 1e-3 */
-    int32_t stride;        /* tokens between window starts; default 64 */
-    int32_t context_tail;  /* context tokens kept before each choice; default 4
-                              (0 = whole documents: the text, not the choices) */
+    int32_t stride;        /* tokens between window starts; default 256 (no overlap) */
+    float   validation;    /* share of windows (the newest) kept out of training to pick
+                              the epoch whose weights are written; default 0.2 */
+    int32_t context_tail;  /* each choice trains with its sentence: at most this many
+                              tokens before and after it; default 32
+                              (0 = whole texts: mostly the text between forks) */
     int32_t n_threads;
     uint32_t seed;         /* initial A and window order */
     const char *resume;    /* go on training this adapter file (NULL: a fresh one) */
@@ -470,6 +473,9 @@ typedef struct fp_lora_params {
 typedef struct fp_lora_report {
     int64_t n_tokens;      /* tokens in the packed training text */
     int32_t n_windows;     /* training windows of llama_n_ctx() tokens */
+    int32_t n_val_windows; /* validation windows (never trained on) */
+    int32_t best_epoch;    /* the epoch whose weights were written */
+    double  val_first, val_best;     /* validation loss after the first and the kept epoch */
     int32_t n_tensors;     /* adapter matrices trained */
     int32_t epochs;        /* epochs run */
     double  loss_first, loss_last;   /* mean cross-entropy of the first and last epoch */
@@ -484,6 +490,21 @@ fp_lora_params fp_lora_default_params(void);
  * or weight) leaves any adapter already there untouched. rep may be NULL. */
 fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_t n, const fp_lora_params *params,
                         const char *out_path, fp_lora_report *rep, fp_error *err);
+
+/* How well the engine's current adapters fit a person's decisions: the mean
+ * log p(chosen) - log p(rejected) over the pairs that have both, and the mean
+ * log p per token of the person's own text (the last 16 tokens of each
+ * context), which shows whether an adapter still writes fluently. */
+typedef struct fp_pair_score { double margin, text_logp; int32_t n_pairs; } fp_pair_score;
+fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_t n, fp_pair_score *out, fp_error *err);
+
+/* The scale (0.5, 1, 2 or 4) to use the adapter at: the largest margin on the
+ * pairs among the scales that keep the text's log p per token within
+ * FP_LORA_FLUENCY_SLACK nats of the base model's (0.5 when none does). The
+ * engine is left without adapter. at_scale (may be NULL) gets its score. */
+#define FP_LORA_FLUENCY_SLACK 0.1
+fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
+                             fp_pair_score *at_scale, fp_error *err);
 
 /* The scale an adapter file recommends (written by fp_lora_set_scale_hint;
  * `forkpoint learn` picks it on the training decisions), else 1. */

@@ -87,8 +87,8 @@ bench-learning: deps
 	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
 
 $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_util.o \
-		$(BUILD)/release/libforkpoint.a
-	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
+		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 
 # benchmarks are not run by `make test`, but they are built, so they cannot rot
 TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning

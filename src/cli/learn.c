@@ -12,7 +12,8 @@
  *
  * The scale the adapter is used at by default (write and serve read it from
  * the file) is the one of 0.5, 1, 2, 4 that does best on the training
- * decisions. The newest --holdout fraction of the decisions is not trained
+ * decisions while the person's text stays as likely as under the base model
+ * (fp_lora_pick_scale: an adapter at too high a scale writes fragments). The newest --holdout fraction of the decisions is not trained
  * on. On it the command reports the mean log p(chosen) - log p(rejected) (the chosen word
  * against the most probable word the person passed over) for the base model,
  * the new adapter and the adapter already at OUT, if any. The new adapter
@@ -40,8 +41,10 @@ static void usage(FILE *f) {
           "  --alpha A        LoRA alpha; the adapter's scale is alpha/rank (default 8)\n"
           "  --epochs N       passes over the data (default 8)\n"
           "  --lr X           AdamW learning rate, at most 0.001 (default 0.001)\n"
-          "  --stride N       tokens between training windows (default 64)\n"
-          "  --tail N         context tokens kept before each choice (default 4; 0 = whole texts)\n"
+          "  --stride N       tokens between training windows (default 256: no overlap)\n"
+          "  --tail N         each choice trains with its sentence, at most N tokens either side\n"
+          "                   (default 32; 0 = whole texts)\n"
+          "  --validation F   share of training windows used only to pick the epoch kept (default 0.2)\n"
           "  --holdout F      newest fraction of decisions kept out of training, to judge by (default 0.2)\n"
           "  --resume PATH    go on training this adapter instead of a fresh one\n"
           "  --seed N         initial weights and data order (default 1234)\n"
@@ -50,25 +53,21 @@ static void usage(FILE *f) {
           f);
 }
 
-/* The held-out comparison: mean log p(chosen) - log p(rejected) over the
- * choices that have both, under the engine's current adapter. */
-static int held_out_margin(fp_engine *e, const fp_logged_choice *c, int32_t from, int32_t to, double *out, int *n_pairs) {
-    double sum = 0;
-    int n = 0;
-    for (int32_t i = from; i < to; i++) {
-        if (c[i].n_chosen < 1 || c[i].n_rejected < 1 || c[i].n_context < 1) continue;
-        double a, b;
-        fp_error err = {0};
-        if (fp_engine_logprob(e, c[i].context, c[i].n_context, c[i].chosen, c[i].n_chosen, &a, &err) != FP_OK ||
-            fp_engine_logprob(e, c[i].context, c[i].n_context, c[i].rejected, c[i].n_rejected, &b, &err) != FP_OK) {
-            fprintf(stderr, "forkpoint learn: %s\n", err.message);
-            return 1;
-        }
-        sum += a - b;
-        n++;
+/* The logged choices [from, to) as chosen-versus-rejected pairs. */
+static fp_steer_pair *as_pairs(const fp_logged_choice *c, int32_t from, int32_t to) {
+    fp_steer_pair *p = calloc((size_t)(to > from ? to - from : 1), sizeof *p);
+    for (int32_t i = from; p && i < to; i++)
+        p[i - from] = (fp_steer_pair){ c[i].context, c[i].n_context, c[i].chosen, c[i].n_chosen, c[i].rejected, c[i].n_rejected };
+    return p;
+}
+
+/* The engine's score on pairs under the adapter at path and scale (NULL: none). */
+static int score_with(fp_engine *e, const char *path, float scale, const fp_steer_pair *p, int32_t n, fp_pair_score *out) {
+    fp_error err = {0};
+    if (fp_engine_set_lora(e, path, path ? scale : 0.0f, &err) != FP_OK || fp_engine_score_pairs(e, p, n, out, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint learn: %s\n", err.message);
+        return 1;
     }
-    *out = n ? sum / n : NAN;
-    *n_pairs = n;
     return 0;
 }
 
@@ -129,6 +128,7 @@ int cli_learn(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) { NUM(1e-9, 1e-3); lp.learning_rate = (float)d; }
         else if (!strcmp(a, "--stride")) { NUM(1, 1 << 20); lp.stride = (int32_t)d; }
         else if (!strcmp(a, "--tail")) { NUM(0, 1 << 20); lp.context_tail = (int32_t)d; }
+        else if (!strcmp(a, "--validation")) { NUM(0, 0.5); lp.validation = (float)d; }
         else if (!strcmp(a, "--holdout")) { NUM(0, 0.9); holdout = d; }
         else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); lp.seed = (uint32_t)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); lp.n_threads = (int32_t)d; }
@@ -181,55 +181,61 @@ int cli_learn(int argc, char **argv) {
         rc = ts == FP_ERR_DIVERGED ? 3 : ts == FP_ERR_NOMEM || ts == FP_ERR_IO || ts == FP_ERR_DECODE ? 1 : 2;
         goto done;
     }
-    printf("learn: trained %d matrices on %lld tokens (%d windows), %d epochs, loss %.4f -> %.4f\n", rep.n_tensors,
-           (long long)rep.n_tokens, rep.n_windows, rep.epochs, rep.loss_first, rep.loss_last);
+    printf("learn: trained %d matrices on %lld tokens (%d windows, %d more for validation); kept epoch %d of %d"
+           " (training loss %.3f -> %.3f, validation loss %.3f -> %.3f)\n", rep.n_tensors, (long long)rep.n_tokens,
+           rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.loss_first, rep.loss_last, rep.val_first,
+           rep.val_best);
 
-    /* the scale: the one that does best on (recent) training decisions */
-    static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+    /* the scale: the best fit to (recent) training decisions that still writes fluently */
     int32_t fit_from = n_train > 150 ? n_train - 150 : 0;
-    double base_fit = NAN, best_fit = -INFINITY;
+    fp_steer_pair *fit = as_pairs(c, fit_from, n_train), *held = as_pairs(c, n_train, n);
+    if (!fit || !held) { free(fit); free(held); fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; goto done; }
     float best = 1.0f;
-    int np = 0;
-    rc = held_out_margin(e, c, fit_from, n_train, &base_fit, &np);
-    for (size_t i = 0; !rc && np > 0 && i < sizeof scales / sizeof *scales; i++) {
-        double fit = NAN;
-        if (fp_engine_set_lora(e, cand, scales[i], &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; break; }
-        rc = held_out_margin(e, c, fit_from, n_train, &fit, &np);
-        if (!rc && fit > best_fit) { best_fit = fit; best = scales[i]; }
+    fp_pair_score base_fit, best_fit;
+    bool judged = score_with(e, NULL, 0, fit, n_train - fit_from, &base_fit) == 0;
+    if (!judged) rc = 1;
+    else if (base_fit.n_pairs > 0) {
+        if (fp_lora_pick_scale(e, cand, fit, n_train - fit_from, &best, &best_fit, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint learn: %s\n", err.message);
+            rc = 1;
+        } else {
+            printf("learn: scale %.1f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f,"
+                   " text log p per token %.3f -> %.3f)\n", best, base_fit.margin, best_fit.margin, base_fit.text_logp,
+                   best_fit.text_logp);
+            if (best_fit.text_logp < base_fit.text_logp - FP_LORA_FLUENCY_SLACK)
+                printf("learn: warning: at every scale the adapter writes less fluently than the base model\n");
+        }
     }
-    if (rc) goto done;
-    if (np > 0)
-        printf("learn: scale %.1f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f)\n",
-               best, base_fit, best_fit);
-    if (fp_lora_set_scale_hint(cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; goto done; }
+    if (!rc && fp_lora_set_scale_hint(cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
 
     bool replace = true;
-    if (n_held > 0) {
-        double base = NAN, fresh = NAN, old = NAN;
+    if (!rc && n_held > 0) {
+        fp_pair_score base, fresh, old = {0};
         bool have_old = access(out, R_OK) == 0;
-        float old_scale = have_old ? fp_lora_scale_hint(out) : 1.0f;
-        fp_engine_set_lora(e, NULL, 0, &err);
-        rc = held_out_margin(e, c, n_train, n, &base, &np);
-        if (!rc && fp_engine_set_lora(e, cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
-        if (!rc) rc = held_out_margin(e, c, n_train, n, &fresh, &np);
+        rc = score_with(e, NULL, 0, held, n_held, &base);
+        if (!rc) rc = score_with(e, cand, best, held, n_held, &fresh);
         if (!rc && have_old) {
-            if (fp_engine_set_lora(e, out, old_scale, &err) != FP_OK) {
+            if (fp_engine_set_lora(e, out, fp_lora_scale_hint(out), &err) != FP_OK) {
                 printf("learn: the existing %s cannot be used (%s); replacing it\n", out, err.message);
                 have_old = false;
-            } else rc = held_out_margin(e, c, n_train, n, &old, &np);
+            } else rc = score_with(e, out, fp_lora_scale_hint(out), held, n_held, &old);
         }
-        if (rc) goto done;
-        printf("learn: held-out log p(chosen) - log p(rejected) over %d decisions: base %.3f, new adapter %.3f (%+.3f)",
-               np, base, fresh, fresh - base);
-        if (have_old) printf(", existing adapter %.3f", old);
-        printf("\n");
-        if (np > 0 && fresh < base)
-            printf("learn: warning: on the held-out decisions the adapter does worse than the base model;\n"
-                   "       more decisions, or a lower --lora-scale when writing, may help\n");
-        if (have_old && np > 0 && !(fresh >= old) && !force) replace = false;
-    } else {
+        if (!rc) {
+            printf("learn: held-out over %d decisions: log p(chosen) - log p(rejected) base %.3f, new adapter %.3f (%+.3f)",
+                   fresh.n_pairs, base.margin, fresh.margin, fresh.margin - base.margin);
+            if (have_old) printf(", existing adapter %.3f", old.margin);
+            printf("; text log p per token %.3f -> %.3f\n", base.text_logp, fresh.text_logp);
+            if (fresh.n_pairs > 0 && fresh.margin < base.margin)
+                printf("learn: warning: on the held-out decisions the adapter does worse than the base model;\n"
+                       "       more decisions, or a lower --lora-scale when writing, may help\n");
+            if (have_old && fresh.n_pairs > 0 && !(fresh.margin >= old.margin) && !force) replace = false;
+        }
+    } else if (!rc) {
         printf("learn: too few decisions to hold any out; the adapter is not judged\n");
     }
+    free(fit);
+    free(held);
+    if (rc) { unlink(cand); goto done; }
     if (!replace) {
         unlink(cand);
         printf("learn: kept the existing %s (it does better on the held-out decisions; --force replaces it)\n", out);

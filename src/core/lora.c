@@ -23,8 +23,10 @@
  *      training graph reads, and ggml_set_param flags them;
  *   4. llama_opt_init with a parameter filter that accepts no base tensor,
  *      so the base stays frozen;
- *   5. llama_opt_epoch over windows of exactly llama_n_ctx() tokens;
- *   6. read the trained A and B back and write the adapter GGUF.
+ *   5. llama_opt_epoch over windows of exactly llama_n_ctx() tokens, keeping
+ *      the weights of the epoch with the lowest loss on validation windows
+ *      that are never trained on (early stopping);
+ *   6. write those A and B as the adapter GGUF.
  *
  * Limits of this build, kept by the code below:
  *   - the backward pass only reaches tensors computed after the last KV-cache
@@ -60,7 +62,7 @@
 fp_lora_params fp_lora_default_params(void) {
     return (fp_lora_params){
         .rank = 8, .alpha = 8.0f, .epochs = 8, .learning_rate = 1e-3f,
-        .stride = 64, .context_tail = 4, .n_threads = 1, .seed = 1234, .resume = NULL,
+        .stride = 256, .validation = 0.2f, .context_tail = 32, .n_threads = 1, .seed = 1234, .resume = NULL,
     };
 }
 
@@ -288,40 +290,93 @@ static struct ggml_opt_optimizer_params optimizer_params(void *ud) {
 
 /* --------------------------------------------------------- the dataset */
 
-/* Packs the examples into one token stream. With a context tail of t > 0
- * tokens, each example adds its last t context tokens and what was chosen,
- * so the loss is mostly on the person's choices and their immediate
- * context. With t = 0 each example adds BOS + its whole context + chosen,
- * once: an example whose tokens are a prefix of the next one's adds nothing
- * (a session's forks grow one document). */
-static bool is_prefix_of_next(const fp_lora_example *a, const fp_lora_example *b) {
-    int32_t na = a->n_context + a->n_chosen, nb = b->n_context + b->n_chosen;
-    if (na > nb) return false;
-    for (int32_t k = 0; k < na; k++) {
-        int32_t x = k < a->n_context ? a->context[k] : a->chosen[k - a->n_context];
-        int32_t y = k < b->n_context ? b->context[k] : b->chosen[k - b->n_context];
-        if (x != y) return false;
-    }
+/* Packing the examples into one token stream.
+ *
+ * llama.cpp's loss is the mean cross-entropy over every position of a
+ * window; there is no mask. What the adapter learns is therefore decided by
+ * what goes into the stream:
+ *
+ *   - with a context tail t > 0, each choice adds the sentence it stands in:
+ *     from the sentence start (at most t context tokens back) through the
+ *     choice to the sentence end (at most t tokens on, taken from a later
+ *     example of the same text, where the person's text went on). The loss
+ *     sits on the person's choices and their immediate surroundings, and the
+ *     stream stays a run of whole sentences, so the adapter keeps writing
+ *     fluent text (snippets cut mid-sentence taught it to write fragments);
+ *   - with t = 0 each text goes in whole, once: an example whose tokens are a
+ *     prefix of the next one's adds nothing (a session's forks grow one text).
+ *     This mostly teaches the text between forks, which the model wrote. */
+
+/* Token k of example e's context + chosen. */
+static int32_t ex_token(const fp_lora_example *e, int32_t k) {
+    return k < e->n_context ? e->context[k] : e->chosen[k - e->n_context];
+}
+
+static bool is_prefix_of(const fp_lora_example *a, const int32_t *toks, int32_t n) {
+    int32_t na = a->n_context + a->n_chosen;
+    if (na > n) return false;
+    for (int32_t k = 0; k < na; k++) if (ex_token(a, k) != toks[k]) return false;
     return true;
 }
 
-static int32_t *pack_stream(const fp_lora_example *ex, int32_t n, int32_t tail, int32_t bos, int64_t *len_out,
+/* The text that followed example i's choice: found in a later example (of
+ * the same text) whose context begins with i's context + choice. */
+static const int32_t *continuation_of(const fp_lora_example *ex, int32_t n, int32_t i, int32_t *len) {
+    int32_t na = ex[i].n_context + ex[i].n_chosen;
+    for (int32_t j = i + 1; j < n && j <= i + 64; j++) {
+        if (ex[j].n_context > na && is_prefix_of(&ex[i], ex[j].context, ex[j].n_context)) {
+            *len = ex[j].n_context - na;
+            return ex[j].context + na;
+        }
+    }
+    *len = 0;
+    return NULL;
+}
+
+static int32_t *pack_stream(const fp_model *m, const fp_lora_example *ex, int32_t n, int32_t tail, int64_t *len_out,
                             fp_error *err) {
+    const int32_t bos = llama_vocab_bos(m->vocab);
     int64_t cap = 0;
-    for (int32_t i = 0; i < n; i++) cap += ex[i].n_context + ex[i].n_chosen + 1;
+    for (int32_t i = 0; i < n; i++) cap += ex[i].n_context + ex[i].n_chosen + 1 + (tail > 0 ? tail : 0);
     int32_t *s = malloc(sizeof(int32_t) * (size_t)(cap > 0 ? cap : 1));
     if (!s) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     int64_t len = 0;
     for (int32_t i = 0; i < n; i++) {
-        int32_t from = 0;
-        if (tail > 0) {
-            from = ex[i].n_context > tail ? ex[i].n_context - tail : 0;
-        } else {
-            if (i + 1 < n && is_prefix_of_next(&ex[i], &ex[i + 1])) continue;
-            if (bos >= 0 && !(ex[i].n_context > 0 && ex[i].context[0] == bos)) s[len++] = bos;
+        const fp_lora_example *e = &ex[i];
+        if (tail == 0) {
+            if (i + 1 < n) {
+                int32_t nn = ex[i + 1].n_context + ex[i + 1].n_chosen;
+                bool contained = e->n_context + e->n_chosen <= nn;
+                for (int32_t k = 0; contained && k < e->n_context + e->n_chosen; k++)
+                    contained = ex_token(e, k) == ex_token(&ex[i + 1], k);
+                if (contained) continue;
+            }
+            if (bos >= 0 && !(e->n_context > 0 && e->context[0] == bos)) s[len++] = bos;
+            for (int32_t k = 0; k < e->n_context + e->n_chosen; k++) s[len++] = ex_token(e, k);
+            continue;
         }
-        for (int32_t k = from; k < ex[i].n_context; k++) s[len++] = ex[i].context[k];
-        for (int32_t k = 0; k < ex[i].n_chosen; k++) s[len++] = ex[i].chosen[k];
+        /* back to the sentence start (or a control token), at most `tail` tokens */
+        int32_t from = e->n_context;
+        while (from > 0 && e->n_context - from < tail) {
+            uint8_t f = m->tok_flags[e->context[from - 1]];
+            if (f & (FP_TOK_SENT_END | FP_TOK_CONTROL)) break;
+            from--;
+        }
+        for (int32_t k = from; k < e->n_context; k++) s[len++] = e->context[k];
+        bool ended = false;
+        for (int32_t k = 0; k < e->n_chosen; k++) {
+            s[len++] = e->chosen[k];
+            ended = (m->tok_flags[e->chosen[k]] & FP_TOK_SENT_END) != 0;
+        }
+        /* on to the sentence end, at most `tail` tokens */
+        int32_t nc = 0;
+        const int32_t *cont = ended ? NULL : continuation_of(ex, n, i, &nc);
+        for (int32_t k = 0; k < nc && k < tail; k++) {
+            uint8_t f = m->tok_flags[cont[k]];
+            if (f & FP_TOK_CONTROL) break;
+            s[len++] = cont[k];
+            if (f & FP_TOK_SENT_END) break;
+        }
     }
     *len_out = len;
     return s;
@@ -336,7 +391,8 @@ static fp_status check_params(const fp_lora_params *p, fp_error *err) {
     if (!isfinite(p->learning_rate) || p->learning_rate <= 0 || p->learning_rate > 1e-3f)
         return fp_fail(err, FP_ERR_ARG, "learning rate must be in (0, 0.001] (higher rates diverge in this llama.cpp build)");
     if (p->stride < 1) return fp_fail(err, FP_ERR_ARG, "stride must be positive");
-    if (p->context_tail < 0) return fp_fail(err, FP_ERR_ARG, "context tail must be 0 (whole documents) or positive");
+    if (!(p->validation >= 0.0f && p->validation <= 0.5f)) return fp_fail(err, FP_ERR_ARG, "validation share must be in [0, 0.5]");
+    if (p->context_tail < 0) return fp_fail(err, FP_ERR_ARG, "context tail must be 0 (whole texts) or positive");
     if (p->n_threads < 1 || p->n_threads > 512) return fp_fail(err, FP_ERR_ARG, "threads must be 1..512");
     return FP_OK;
 }
@@ -352,7 +408,7 @@ typedef struct trainer {
     struct llama_adapter_lora *adapter;
     struct llama_context *ctx;
     ggml_opt_dataset_t data;
-    ggml_opt_result_t result;
+    ggml_opt_result_t result, result_eval;
     int32_t *stream;
     int64_t *starts;
     char *init_path;     /* the fresh adapter's temporary file, removed at the end */
@@ -360,6 +416,7 @@ typedef struct trainer {
 
 static void trainer_free(trainer *t) {
     if (t->result) ggml_opt_result_free(t->result);
+    if (t->result_eval) ggml_opt_result_free(t->result_eval);
     if (t->data) ggml_opt_dataset_free(t->data);
     if (t->ctx) llama_free(t->ctx);
     if (t->adapter) llama_adapter_lora_free(t->adapter);
@@ -476,10 +533,10 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     r.n_tensors = pr.n;
 
     /* the dataset: the packed stream cut into windows of n_ctx + 1 tokens
-     * (inputs 0..n-1, labels 1..n), `stride` apart; a stream shorter than a
-     * window is repeated until it fills one */
+     * (inputs 0..n-1, labels 1..n); a stream shorter than a window is
+     * repeated until it fills one */
     int64_t len = 0;
-    t.stream = pack_stream(ex, n, p.context_tail, llama_vocab_bos(model->vocab), &len, err);
+    t.stream = pack_stream(model, ex, n, p.context_tail, &len, err);
     if (!t.stream) { rc = err ? err->code : FP_ERR_NOMEM; goto out; }
     r.n_tokens = len;
     if (len < window + 1) {
@@ -489,13 +546,14 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         for (int64_t k = len; k < window + 1; k++) t.stream[k] = t.stream[k % len];
         len = window + 1;
     }
-    const int64_t ndata = (len - (window + 1)) / p.stride + 1;
-    r.n_windows = (int32_t)ndata;
+    /* windows `stride` apart, the last one moved back to end at the stream's end */
+    const int64_t span = len - (window + 1);
+    const int64_t ndata = span / p.stride + 1 + (span % p.stride != 0);
     t.starts = malloc(sizeof(int64_t) * (size_t)ndata);
     t.data = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, window, window, ndata, 1);
     t.result = ggml_opt_result_init();
     if (!t.starts || !t.data || !t.result) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
-    for (int64_t i = 0; i < ndata; i++) t.starts[i] = i * p.stride;
+    for (int64_t i = 0; i < ndata; i++) t.starts[i] = i * p.stride < span ? i * p.stride : span;
 
     /* 4. the optimizer over the adapter only */
     float lr = p.learning_rate;
@@ -506,12 +564,38 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     };
     llama_opt_init(t.ctx, t.lm, op);
 
-    /* 5. epochs, each over the windows in a new order */
+    /* 5. epochs, each over the training windows in a new order. The newest
+     * `validation` share of the windows is never trained on: its loss after
+     * each epoch picks the epoch whose weights are kept (early stopping), so
+     * the adapter stops before it learns the training text by heart and
+     * forgets how to write. */
+    int64_t n_val = 0;
+    if (p.validation > 0 && ndata >= 2) {
+        n_val = (int64_t)((double)ndata * p.validation + 0.5);
+        if (n_val < 1) n_val = 1;
+        if (n_val > ndata - 1) n_val = ndata - 1;
+    }
+    const int64_t n_tr = ndata - n_val;
+    r.n_windows = (int32_t)n_tr;
+    r.n_val_windows = (int32_t)n_val;
+    for (int32_t i = 0; i < pr.n; i++) {   /* the kept (best) weights */
+        struct ggml_tensor *x = pr.found[i];
+        lora_matrix *mm = &m[n_m++];
+        snprintf(mm->name, sizeof mm->name, "%s", x->name);
+        mm->ne0 = x->ne[0];
+        mm->ne1 = x->ne[1];
+        mm->data = malloc(ggml_nbytes(x));
+        if (!mm->data) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    }
+    t.result_eval = ggml_opt_result_init();
+    if (!t.result_eval) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
     uint64_t rs = 0xD1B54A32D192ED03ULL ^ p.seed;
     int32_t *dd = (int32_t *)ggml_opt_dataset_data(t.data)->data;
     int32_t *dl = (int32_t *)ggml_opt_dataset_labels(t.data)->data;
+    double best_val = INFINITY;
+    int32_t since_best = 0;
     for (int32_t ep = 0; ep < p.epochs; ep++) {
-        for (int64_t i = ndata - 1; i > 0; i--) {
+        for (int64_t i = n_tr - 1; i > 0; i--) {
             int64_t j = (int64_t)(uniform01(&rs) * (double)(i + 1));
             int64_t tmp = t.starts[i]; t.starts[i] = t.starts[j]; t.starts[j] = tmp;
         }
@@ -520,30 +604,33 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
             memcpy(dl + i * window, t.stream + t.starts[i] + 1, sizeof(int32_t) * (size_t)window);
         }
         ggml_opt_result_reset(t.result);
-        llama_opt_epoch(t.ctx, t.data, t.result, NULL, ndata, NULL, NULL);
-        double loss = NAN, unc = 0;
+        ggml_opt_result_reset(t.result_eval);
+        llama_opt_epoch(t.ctx, t.data, t.result, n_val ? t.result_eval : NULL, n_tr, NULL, NULL);
+        double loss = NAN, val = NAN, unc = 0;
         ggml_opt_result_loss(t.result, &loss, &unc);
-        if (ep == 0) r.loss_first = loss;
+        if (n_val) ggml_opt_result_loss(t.result_eval, &val, &unc);
+        if (ep == 0) { r.loss_first = loss; r.val_first = val; }
         r.loss_last = loss;
         r.epochs = ep + 1;
-        if (!isfinite(loss)) {
+        if (!isfinite(loss) || (n_val && !isfinite(val))) {
             rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged at epoch %d (loss %g); the adapter was discarded", ep + 1, loss);
             goto out;
         }
+        if (!n_val || val < best_val) {
+            best_val = val;
+            r.best_epoch = ep + 1;
+            r.val_best = val;
+            since_best = 0;
+            for (int32_t i = 0; i < pr.n; i++) ggml_backend_tensor_get(pr.found[i], m[i].data, 0, ggml_nbytes(pr.found[i]));
+        } else if (++since_best >= 2) {
+            break;   /* two epochs without improvement on the validation windows */
+        }
     }
 
-    /* 6. the trained matrices, checked, written */
-    for (int32_t i = 0; i < pr.n; i++) {
-        struct ggml_tensor *x = pr.found[i];
-        lora_matrix *mm = &m[n_m++];
-        snprintf(mm->name, sizeof mm->name, "%s", x->name);
-        mm->ne0 = x->ne[0];
-        mm->ne1 = x->ne[1];
-        mm->data = malloc(ggml_nbytes(x));
-        if (!mm->data) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
-        ggml_backend_tensor_get(x, mm->data, 0, ggml_nbytes(x));
-        if (!all_finite(mm->data, mm->ne0 * mm->ne1)) {
-            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged: %s has non-finite weights; the adapter was discarded", x->name);
+    /* 6. the kept matrices, checked, written */
+    for (int32_t i = 0; i < n_m; i++) {
+        if (!all_finite(m[i].data, m[i].ne0 * m[i].ne1)) {
+            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged: %s has non-finite weights; the adapter was discarded", m[i].name);
             goto out;
         }
     }
@@ -577,4 +664,64 @@ fp_status fp_engine_set_lora(fp_engine *e, const char *path, float scale, fp_err
     if (e->lora) llama_adapter_lora_free(e->lora);
     e->lora = ad;
     return fpi_engine_redecode_all(e, err);
+}
+
+/* ------------------------------------------------------------ judging */
+
+fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_t n, fp_pair_score *out, fp_error *err) {
+    if (!e || !out || (n > 0 && !pairs)) return fp_fail(err, FP_ERR_ARG, "no engine, pairs or result");
+    double margin = 0, text = 0;
+    int32_t n_pairs = 0, n_text = 0;
+    for (int32_t i = 0; i < n; i++) {
+        const fp_steer_pair *p = &pairs[i];
+        if (p->n_context < 1) continue;
+        double a, b;
+        fp_status st;
+        if (p->n_chosen > 0 && p->n_rejected > 0) {
+            if ((st = fp_engine_logprob(e, p->context, p->n_context, p->chosen, p->n_chosen, &a, err)) != FP_OK ||
+                (st = fp_engine_logprob(e, p->context, p->n_context, p->rejected, p->n_rejected, &b, err)) != FP_OK)
+                return st;
+            margin += a - b;
+            n_pairs++;
+        }
+        /* the person's own text: the last (up to) 16 tokens before the fork */
+        int32_t tail = p->n_context > 17 ? 16 : p->n_context - 1;
+        if (tail >= 1) {
+            if ((st = fp_engine_logprob(e, p->context, p->n_context - tail, p->context + p->n_context - tail, tail, &a, err)) != FP_OK)
+                return st;
+            text += a;
+            n_text += tail;
+        }
+    }
+    out->margin = n_pairs ? margin / n_pairs : NAN;
+    out->text_logp = n_text ? text / n_text : NAN;
+    out->n_pairs = n_pairs;
+    return FP_OK;
+}
+
+fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
+                             fp_pair_score *at_scale, fp_error *err) {
+    static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+    fp_pair_score base, sc, best_sc = {0};
+    fp_status st = fp_engine_set_lora(e, NULL, 0.0f, err);
+    if (st == FP_OK) st = fp_engine_score_pairs(e, pairs, n, &base, err);
+    if (st != FP_OK) return st;
+    if (base.n_pairs == 0) return fp_fail(err, FP_ERR_EMPTY, "no pairs to pick a scale with");
+    int best = -1;
+    fp_pair_score first = {0};
+    for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {
+        if ((st = fp_engine_set_lora(e, path, scales[i], err)) != FP_OK ||
+            (st = fp_engine_score_pairs(e, pairs, n, &sc, err)) != FP_OK)
+            break;
+        if (i == 0) first = sc;
+        bool fluent = !(sc.text_logp < base.text_logp - FP_LORA_FLUENCY_SLACK);
+        if (fluent && (best < 0 || sc.margin > best_sc.margin)) { best = (int)i; best_sc = sc; }
+    }
+    if (best < 0) { best = 0; best_sc = first; }
+    fp_status st2 = fp_engine_set_lora(e, NULL, 0.0f, st == FP_OK ? err : NULL);
+    if (st != FP_OK) return st;
+    if (st2 != FP_OK) return st2;
+    *scale = scales[best];
+    if (at_scale) *at_scale = best_sc;
+    return FP_OK;
 }

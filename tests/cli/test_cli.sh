@@ -97,7 +97,7 @@ for seed in 1 2 3; do
   printf '1\n2\np1\n3\n1\n2\n1\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann --sample --seed $seed > /dev/null 2>&1
 done
 timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" > "$T/out" 2>"$T/err" && ok || bad "learn: $(cat "$T/err")"
-grep -q 'held-out log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf at scale" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
+grep -q 'held-out over [0-9]* decisions: log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf at scale" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
 [ -s "$T/ann.gguf" ] && [ ! -e "$T/ann.gguf.new" ] && ok || bad "learn left no adapter or a temporary file"
 printf '1\n1\nq\n' | timeout 60 "${W[@]}" --lora "$T/ann.gguf" --lora-scale 2 > "$T/out" 2>"$T/err" && grep -q '^Once upon a time' "$T/out" && ok || bad "write --lora: $(cat "$T/err")"
 # a second run is judged against the adapter already there

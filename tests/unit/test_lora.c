@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <strings.h>
 #include <ggml.h>
 #include <gguf.h>
 #include <math.h>
@@ -22,12 +23,13 @@ static fp_model *g_model;
 static fp_engine *g_engine;
 static char g_dir[64];
 
-/* The hidden taste: sentences that end soon, in short words. */
+/* The hidden taste: long words, not plain ones (as in test_prefs). */
 static float utility(const fp_candidate *c) {
+    static const char *plain[] = { "the", "a", "and", "was", "to", "her", "his", "it", "he", "she", "they", NULL };
     const char *t = c->text;
     while (*t == ' ') t++;
-    float v = logf(c->prob > 1e-9f ? c->prob : 1e-9f) - 0.4f * (float)strlen(t);
-    if (strpbrk(t, ".!?")) v += 3.0f;
+    float v = logf(c->prob > 1e-9f ? c->prob : 1e-9f) + 0.45f * (float)strlen(t);
+    for (int i = 0; plain[i]; i++) if (strcasecmp(t, plain[i]) == 0) v -= 2.5f;
     return c->is_eog ? v - 2.0f : v;
 }
 
@@ -137,15 +139,15 @@ static bool poison(const char *src, const char *dst) {
     return ok;
 }
 
-static sample g_samples[90];
+static sample g_samples[160];
 static int g_n;
 
 static void test_learns(void) {
     TEST("an adapter trained on a person's choices raises their held-out margin");
-    g_n = collect(g_samples, 90);
-    CHECKF(g_n == 90, "only %d forks", g_n);
-    int train = 60;
-    fp_lora_example ex[60];
+    g_n = collect(g_samples, 160);
+    CHECKF(g_n == 160, "only %d forks", g_n);
+    int train = 120;
+    fp_lora_example ex[120];
     for (int i = 0; i < train; i++)
         ex[i] = (fp_lora_example){ g_samples[i].ctx, g_samples[i].n_ctx, g_samples[i].ch, g_samples[i].n_ch };
     fp_lora_params p = fp_lora_default_params();
@@ -160,17 +162,34 @@ static void test_learns(void) {
     double trained_first = rep.loss_first;
     CHECK(count_files() == 1);            /* the adapter, no temporary files */
 
+    /* the scale is picked on the training forks, judged on the held-out ones */
+    fp_steer_pair pairs[160];
+    for (int i = 0; i < g_n; i++)
+        pairs[i] = (fp_steer_pair){ g_samples[i].ctx, g_samples[i].n_ctx, g_samples[i].ch, g_samples[i].n_ch,
+                                    g_samples[i].rj, g_samples[i].n_rj };
+    float scale = 0;
+    fp_pair_score fit, held0, held1;
+    CHECK(fp_lora_pick_scale(g_engine, path_in("a.gguf"), pairs, train, &scale, &fit, &err) == FP_OK);
+    CHECK(scale == 0.5f || scale == 1.0f || scale == 2.0f || scale == 4.0f);
+    CHECK(fp_engine_score_pairs(g_engine, pairs + train, g_n - train, &held0, &err) == FP_OK);   /* no adapter now */
+    CHECK(held0.n_pairs == g_n - train);
     double base = margin(g_samples, train, g_n);
-    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), 2.0f, &err) == FP_OK);
-    double with = margin(g_samples, train, g_n);
-    fprintf(stderr, "   held-out log p(chosen) - log p(rejected): %.3f -> %.3f\n", base, with);
+    CHECKF(fabs(held0.margin - base) < 1e-6, "score_pairs agrees with logprob (%g vs %g)", held0.margin, base);
+    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), scale, &err) == FP_OK);
+    CHECK(fp_engine_score_pairs(g_engine, pairs + train, g_n - train, &held1, &err) == FP_OK);
+    double with = held1.margin;
+    fprintf(stderr, "   scale %.1f: held-out log p(chosen) - log p(rejected) %.3f -> %.3f, text log p/token %.3f -> %.3f\n",
+            scale, held0.margin, held1.margin, held0.text_logp, held1.text_logp);
     CHECKF(with > base + 0.1, "held-out margin %g -> %g", base, with);
+    /* it still writes: a recipe that taught fragments dropped this by more than 1 nat */
+    CHECKF(held1.text_logp > held0.text_logp - 0.35, "the adapter still writes the person's text (%g -> %g)",
+           held0.text_logp, held1.text_logp);
     /* scale 0 and NULL take it off exactly */
     CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), 0.0f, &err) == FP_OK);
     CHECKF(fabs(margin(g_samples, train, g_n) - base) < 1e-4, "scale 0 is the base model");
-    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), 1.0f, &err) == FP_OK);
+    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), scale / 2, &err) == FP_OK);
     double half = margin(g_samples, train, g_n);
-    CHECKF(half > base && half < with, "scale 1 lies between (%g, %g, %g)", base, half, with);
+    CHECKF(half > base && half < with, "half the scale lies between (%g, %g, %g)", base, half, with);
     CHECK(fp_engine_set_lora(g_engine, NULL, 0.0f, &err) == FP_OK);
     CHECKF(fabs(margin(g_samples, train, g_n) - base) < 1e-4, "removed");
 
@@ -178,7 +197,7 @@ static void test_learns(void) {
     CHECK(fp_lora_scale_hint(path_in("a.gguf")) == 1.0f);
     CHECK(fp_lora_set_scale_hint(path_in("a.gguf"), 2.5f, &err) == FP_OK);
     CHECK(fp_lora_scale_hint(path_in("a.gguf")) == 2.5f);
-    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), 2.0f, &err) == FP_OK);
+    CHECK(fp_engine_set_lora(g_engine, path_in("a.gguf"), scale, &err) == FP_OK);
     CHECKF(fabs(margin(g_samples, train, g_n) - with) < 1e-4, "the rewritten file has the same weights");
     CHECK(fp_engine_set_lora(g_engine, NULL, 0.0f, &err) == FP_OK);
     CHECK(fp_lora_set_scale_hint(path_in("a.gguf"), NAN, &err) == FP_ERR_ARG);
