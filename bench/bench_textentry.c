@@ -13,10 +13,13 @@
  *   2. lets an oracle writer who knows each target write it with Forkpoint
  *      (greedy automatic continuation, fork detection on, word candidates):
  *      at a fork it chooses a candidate that matches the upcoming text (with
- *      its preview when that matches too), else types the next word letter
- *      by letter (each letter narrows the cloud with fp_session_type_prefix)
- *      until the word shows up, else commits the typed word; where automatic
- *      text leaves the target it points at the first wrong character
+ *      its whole preview when that matches too; when the preview goes wrong,
+ *      it points at the first wrong word of the preview, which takes the
+ *      candidate with the preview words before it and opens a fork there,
+ *      fp_session_choose_until), else types the next word letter by letter
+ *      (each letter narrows the cloud with fp_session_type_prefix) until the
+ *      word shows up, else commits the typed word; where automatic text
+ *      leaves the target it points at the first wrong character
  *      (fp_session_fork_at at the start of its token) and goes on from the
  *      fork that opens there;
  *   3. lets the same writer use a word-prediction keyboard driven by the same
@@ -25,7 +28,8 @@
  *      the typed letters); a tap on one inserts the word and a space;
  *   4. counts typing as one keystroke per character.
  *
- * Actions: every choice, every typed character (letters, punctuation, Enter),
+ * Actions: every choice (a candidate alone, with its preview, or by pointing
+ * into its preview), every typed character (letters, punctuation, Enter),
  * every commit of typed text and every repair (pointing at a divergence)
  * costs one. It prints per-story and total actions per character and the
  * ratios Forkpoint/keyboard and Forkpoint/typing measured in this run.
@@ -53,7 +57,7 @@ typedef struct options {
     /* the Forkpoint writer */
     int32_t k, lookahead, beam, gap, per_sentence;
     float   entropy, top1, margin;
-    bool    no_preview, no_prefix;
+    bool    no_preview, no_prefix, no_point;
     /* the keyboard */
     int32_t kb_k, kb_search;
     /* both */
@@ -81,6 +85,8 @@ static void usage(void) {
         "  --per-sentence N    at most N forks per sentence (default 2; 0 = unlimited)\n"
         "  --no-preview        never accept a preview (ablation)\n"
         "  --no-prefix         never narrow by typed letters: type and commit (ablation)\n"
+        "  --no-point          never point into a preview (fp_session_choose_until): a\n"
+        "                      candidate whose preview goes wrong is taken alone (ablation)\n"
         " Keyboard:\n"
         "  --kb-k N            predictions shown (default 5)\n"
         "  --kb-search N       words the keyboard's cloud ranks before it drops\n"
@@ -119,6 +125,7 @@ static void parse(options *o, int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); exit(0); }
         if (!strcmp(a, "--no-preview")) { o->no_preview = true; continue; }
         if (!strcmp(a, "--no-prefix")) { o->no_prefix = true; continue; }
+        if (!strcmp(a, "--no-point")) { o->no_point = true; continue; }
         if (!strcmp(a, "--trace")) { o->trace = true; continue; }
         if (!strcmp(a, "--show-targets")) { o->show_targets = true; continue; }
         if (i + 1 >= argc) { usage(); exit(2); }
@@ -276,6 +283,8 @@ typedef struct fork_tally {
     int32_t previews;        /* a candidate chosen with its whole preview, no letters typed */
     int32_t prefix_choices;  /* chosen (alone or with preview) after typing letters */
     int32_t prefix_previews; /* ... of which with the preview */
+    int32_t points;          /* a candidate taken by pointing into its preview, no letters typed */
+    int32_t prefix_points;   /* ... after typing letters (counted in prefix_choices too) */
     int32_t letters;         /* typed characters (narrowing letters and typed text) */
     int32_t commits;         /* typed words committed (Enter) */
     int32_t repairs;         /* pointing at a divergence (fp_session_fork_at) */
@@ -294,7 +303,7 @@ typedef struct fork_tally {
 /* The writer's cost: every choice, typed character, commit and repair is one
  * action (the breakdown is kept so the report can say where they went). */
 static int32_t fork_actions(const fork_tally *t) {
-    return t->choices + t->previews + t->prefix_choices + t->letters + t->commits + t->repairs;
+    return t->choices + t->previews + t->points + t->prefix_choices + t->letters + t->commits + t->repairs;
 }
 
 /* The best candidate of the open fork for the rest of the target: the one
@@ -324,6 +333,94 @@ static int32_t best_match(const fp_fork *f, const char *rest, size_t rlen, bool 
     return best;
 }
 
+/* Logs one decision of a writer when --trace is on. */
+static void trace(const options *o, const char *who, const char *what, const char *s, size_t n) {
+    if (!o->trace) return;
+    fprintf(stderr, "  [%s] %-10s |", who, what);
+    put_visible(stderr, s, n);
+    fputs("|\n", stderr);
+}
+
+/* How the writer takes a candidate. */
+typedef enum take { TAKE_ALONE, TAKE_PREVIEW, TAKE_POINT } take;
+
+typedef struct pick {
+    int32_t index;      /* candidate, or -1 */
+    take    how;
+    int32_t n_preview;  /* TAKE_POINT: preview tokens taken before the pointed word */
+    size_t  gain;       /* target bytes the pick writes */
+} pick;
+
+static const fp_model *g_model; /* for the pieces of preview tokens */
+
+/* The best way to take a candidate of the open fork for the rest of the
+ * target, as a person who sees the cloud and its previews would: the
+ * candidate with its whole preview when that matches (automatic text
+ * follows); else, when the preview goes wrong somewhere, the candidate with
+ * the preview words before the first wrong one, by pointing at that word
+ * (fp_session_choose_until: a fork opens there); else the candidate alone.
+ * The pick that writes the most target text wins; on a tie, one after which
+ * the model goes on by itself (alone or whole preview) beats pointing. */
+static pick best_pick(const fp_fork *f, const char *rest, size_t rlen, const options *o) {
+    pick best = { -1, TAKE_ALONE, 0, 0 };
+    for (int32_t i = 0; i < f->n_candidates; i++) {
+        const fp_candidate *c = &f->candidates[i];
+        if (c->is_eog) continue;
+        const size_t wl = strlen(c->text);
+        if (!covers(rest, rlen, c->text, wl)) continue;
+        pick p = { i, TAKE_ALONE, 0, wl };
+        const size_t pl = strlen(c->preview);
+        if (!o->no_preview && c->n_preview > 0 && pl > 0 && wl + pl <= rlen &&
+            covers(rest + wl, rlen - wl, c->preview, pl)) {
+            p.how = TAKE_PREVIEW;
+            p.gain = wl + pl;
+        } else if (!o->no_preview && !o->no_point && c->n_preview > 0) {
+            /* the longest run of whole preview words that matches */
+            p.how = TAKE_POINT;
+            size_t at = 0;
+            for (int32_t j = 0; j < c->n_preview; j++) {
+                char piece[64];
+                const int32_t n = fp_token_piece(g_model, c->preview_tokens[j], piece, (int32_t)sizeof piece);
+                if (n < 0) break;
+                /* a word of the preview may begin at token j (a space-led or
+                 * punctuation token, or a token after an opening quote): it
+                 * may be pointed at. Never after a bare space: the space
+                 * belongs to the word that follows it. */
+                const unsigned char prev = at > 0 ? (unsigned char)c->preview[at - 1] : ' ';
+                if (j > 0 && at > 0 && !is_ws(prev) &&
+                    (n == 0 || !is_word_char((unsigned char)piece[0]) || is_punct(prev)) &&
+                    covers(rest + wl, rlen - wl, c->preview, at)) {
+                    p.n_preview = j;
+                    p.gain = wl + at;
+                }
+                at += (size_t)n;
+                if (at > pl || wl + at > rlen || memcmp(rest + wl, c->preview, at) != 0) break;
+            }
+        }
+        const bool runs_on = p.how != TAKE_POINT;
+        if (p.gain > best.gain || (p.gain == best.gain && runs_on && best.how == TAKE_POINT)) best = p;
+    }
+    return best;
+}
+
+/* Takes pick p at the open fork, counting it (after_letters: letters were typed first). */
+static fp_status take_pick(fp_session *s, const pick *p, size_t len, bool after_letters, fork_tally *t,
+                           const options *o, const char *rest, fp_error *err) {
+    if (after_letters) {
+        t->prefix_choices++;
+        if (p->how == TAKE_PREVIEW) t->prefix_previews++;
+        if (p->how == TAKE_POINT) t->prefix_points++;
+    } else if (p->how == TAKE_PREVIEW) t->previews++;
+    else if (p->how == TAKE_POINT) t->points++;
+    else t->choices++;
+    t->chosen_bytes += (int32_t)p->gain;
+    t->word_end = p->how == TAKE_ALONE ? len + p->gain : SIZE_MAX;
+    static const char *what[2][3] = { { "choose", "choose+pv", "point" }, { "pfx-choose", "pfx+pv", "pfx-point" } };
+    trace(o, "fp", what[after_letters][p->how], rest, p->gain);
+    if (p->how == TAKE_POINT) return fp_session_choose_until(s, p->index, p->n_preview, FP_BY_SCRIPT, err);
+    return fp_session_choose(s, p->index, p->how == TAKE_PREVIEW, FP_BY_SCRIPT, err);
+}
+
 /* Where the token holding byte d of the text begins. Callers round down
  * themselves before fp_session_fork_at: the library rounds down correctly
  * inside the text, but an offset inside the LAST token of the text returns
@@ -336,13 +433,6 @@ static size_t token_start(const fp_session *s, size_t d) {
     return fp_session_prompt_len(s);
 }
 
-/* Logs one decision of a writer when --trace is on. */
-static void trace(const options *o, const char *who, const char *what, const char *s, size_t n) {
-    if (!o->trace) return;
-    fprintf(stderr, "  [%s] %-10s |", who, what);
-    put_visible(stderr, s, n);
-    fputs("|\n", stderr);
-}
 
 /* Commits typed target text full[len..upto) that does not start with a
  * space. fp_session_type_commit cannot write such text exactly (it comes out
@@ -405,17 +495,9 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
     const char *rest = full + len;
     const size_t rlen = n_full - len;
     const fp_fork *f = fp_session_fork(s);
-    bool wp;
-    size_t gain;
     t->forks++;
-    int32_t i = best_match(f, rest, rlen, !o->no_preview, &wp, &gain);
-    if (i >= 0) {
-        if (wp) t->previews++; else t->choices++;
-        t->chosen_bytes += (int32_t)gain;
-        t->word_end = wp ? SIZE_MAX : len + gain;
-        trace(o, "fp", wp ? "choose+pv" : "choose", rest, gain);
-        return fp_session_choose(s, i, wp, FP_BY_SCRIPT, err);
-    }
+    pick p = best_pick(f, rest, rlen, o);
+    if (p.index >= 0) return take_pick(s, &p, len, false, t, o, rest, err);
     const unit u = unit_at(full, len, n_full);
     /* a paragraph break: no candidate can be a newline, so it is typed */
     if (memchr(full + u.start, '\n', u.body - u.start)) {
@@ -437,15 +519,8 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
             fp_status st = fp_session_type_prefix(s, prefix, err);
             if (st != FP_OK) return st;
             f = fp_session_fork(s);
-            i = best_match(f, rest, rlen, !o->no_preview, &wp, &gain);
-            if (i >= 0) {
-                t->prefix_choices++;
-                if (wp) t->prefix_previews++;
-                t->chosen_bytes += (int32_t)gain;
-                t->word_end = wp ? SIZE_MAX : len + gain;
-                trace(o, "fp", wp ? "pfx+pv" : "pfx-choose", rest, gain);
-                return fp_session_choose(s, i, wp, FP_BY_SCRIPT, err);
-            }
+            p = best_pick(f, rest, rlen, o);
+            if (p.index >= 0) return take_pick(s, &p, len, true, t, o, rest, err);
         }
     } else {
         t->letters += count_chars(full + u.body, u.end - u.body);
@@ -716,6 +791,7 @@ int main(int argc, char **argv) {
     const int32_t cells = 512 + o.beam * FP_MAX_PATH + kmax * (o.lookahead + 1);
     ep.n_ctx = (uint32_t)((cells + 255) / 256 * 256);
     ep.n_seq_max = 160;     /* a 64-path beam plus the shown words' own copies */
+    g_model = model;
     fp_engine *e = fp_engine_new(model, &ep, &err);
     if (!e) { fprintf(stderr, "bench_textentry: %s\n", err.message); fp_model_free(model); return 1; }
 
@@ -726,9 +802,9 @@ int main(int argc, char **argv) {
     printf("targets: %d stories sampled at temperature 1 (seeds %d..%d, %d tokens, trimmed to a sentence)"
            " after \"%s\"\n", o.stories, o.seed_base, o.seed_base + o.stories - 1, o.target_tokens, PROMPT);
     printf("forkpoint: word candidates k %d, beam %d, lookahead %d, entropy >= %.2f, top1 < %.2f, "
-           "margin < %.2f, gap %d, per sentence %d%s%s\n", o.k, o.beam, o.lookahead, o.entropy, o.top1,
+           "margin < %.2f, gap %d, per sentence %d%s%s%s\n", o.k, o.beam, o.lookahead, o.entropy, o.top1,
            o.margin, o.gap, o.per_sentence, o.no_preview ? ", no previews" : "",
-           o.no_prefix ? ", no prefix narrowing" : "");
+           o.no_prefix ? ", no prefix narrowing" : "", o.no_point ? ", no pointing into previews" : "");
     printf("keyboard:  top-%d word predictions (from the %d best cloud words), repeat penalty %.2f for both\n\n",
            o.kb_k, o.kb_search, o.repeat_penalty);
 
@@ -743,8 +819,8 @@ int main(int argc, char **argv) {
     if (o.show_targets) printf("\n");
     const double t_targets = bench_now_ms() - t0;
 
-    printf("%5s %5s | %5s %5s %4s %4s %4s %4s %4s %4s %4s | %5s %5s %4s %4s %4s | %6s\n",
-           "story", "chars", "fp", "a/ch", "cho", "pv", "pfx", "ltr", "cmt", "rep", "auto%",
+    printf("%5s %5s | %5s %5s %4s %4s %4s %4s %4s %4s %4s %4s | %5s %5s %4s %4s %4s | %6s\n",
+           "story", "chars", "fp", "a/ch", "cho", "pv", "pt", "pfx", "ltr", "cmt", "rep", "auto%",
            "kb", "a/ch", "sel", "ltr", "oth", "fp/kb");
     fork_tally ft = {0};
     kb_tally kt = {0};
@@ -766,15 +842,16 @@ int main(int argc, char **argv) {
         t_fp += b - a;
         t_kb += c - b;
         const int32_t fa = fork_actions(&f), ka = kb_actions(&k);
-        printf("%5d %5d | %5d %5.3f %4d %4d %4d %4d %4d %4d %4.0f%% | %5d %5.3f %4d %4d %4d | %6.3f%s\n",
-               i, n_chars, fa, (double)fa / n_chars, f.choices, f.previews, f.prefix_choices, f.letters,
+        printf("%5d %5d | %5d %5.3f %4d %4d %4d %4d %4d %4d %4d %4.0f%% | %5d %5.3f %4d %4d %4d | %6.3f%s\n",
+               i, n_chars, fa, (double)fa / n_chars, f.choices, f.previews, f.points, f.prefix_choices, f.letters,
                f.commits, f.repairs, 100.0 * f.auto_bytes / (double)strlen(targets[i]),
                ka, (double)ka / n_chars, k.selections, k.letters, k.other_keys,
                ka ? (double)fa / ka : 0.0, f.ok && k.ok ? "" : "  (FAILED: left out of the totals)");
         if (!f.ok || !k.ok) { failed++; continue; }
         chars += n_chars;
         ft.choices += f.choices; ft.previews += f.previews; ft.prefix_choices += f.prefix_choices;
-        ft.prefix_previews += f.prefix_previews; ft.letters += f.letters; ft.commits += f.commits;
+        ft.prefix_previews += f.prefix_previews; ft.points += f.points; ft.prefix_points += f.prefix_points;
+        ft.letters += f.letters; ft.commits += f.commits;
         ft.repairs += f.repairs; ft.glue_fixes += f.glue_fixes; ft.glue_extra += f.glue_extra;
         ft.word_runons += f.word_runons; ft.newline_types += f.newline_types;
         ft.forks += f.forks; ft.auto_bytes += f.auto_bytes; ft.chosen_bytes += f.chosen_bytes;
@@ -786,15 +863,15 @@ int main(int argc, char **argv) {
     const double fa = fork_actions(&ft), ka = kb_actions(&kt), ch = (double)chars;
     printf("\ntotals over %d stories, %lld characters%s\n", o.stories - failed, (long long)chars,
            failed ? " (some stories failed, see above)" : "");
-    printf("  forkpoint: %6.0f actions = %d choices + %d choices with preview + %d choices after letters"
-           " (%d with preview)\n"
+    printf("  forkpoint: %6.0f actions = %d choices + %d choices with preview + %d points into a preview\n"
+           "                              + %d choices after letters (%d with preview, %d pointing)\n"
            "                              + %d typed characters + %d commits + %d repairs"
            " (%d line breaks typed)\n"
            "             %d of the repairs follow a word chosen alone that the model went on spelling"
            " (\" in\" -> \" inside\")\n"
            "             of these, %d actions (%d back-ups to a space + characters typed again) are spent\n"
            "             because typed text cannot start without a space; without them: %.3f actions/char\n",
-           fa, ft.choices, ft.previews, ft.prefix_choices - ft.prefix_previews, ft.prefix_previews,
+           fa, ft.choices, ft.previews, ft.points, ft.prefix_choices, ft.prefix_previews, ft.prefix_points,
            ft.letters, ft.commits, ft.repairs, ft.newline_types, ft.word_runons, ft.glue_extra, ft.glue_fixes,
            (fa - ft.glue_extra) / (double)chars);
     printf("             %d forks decided; of the text %.0f%% written by the model unasked (auto), "

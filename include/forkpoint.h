@@ -293,6 +293,14 @@ const fp_fork *fp_session_fork(const fp_session *s);
  * fork. `by` says who decided (logged in the fork event). */
 fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview,
                             fp_chooser by, fp_error *err);
+/* Takes candidate `index` with only the first n_preview tokens of its
+ * preview (0..its n_preview) and opens a fork right after them: the person
+ * pointed at the first word of the preview they do not want. No automatic
+ * text follows; the new fork (reason FP_REASON_FORCED) stands where that word
+ * began. A front end offers it by making each word of a shown preview
+ * clickable. FP_ERR_ARG for the end-of-text candidate or a count out of range. */
+fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_preview,
+                                  fp_chooser by, fp_error *err);
 /* Lets the model pick (the top candidate, as automatic continuation would). */
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err);
 /* Narrows the cloud to words starting with prefix (constrained expansion,

@@ -757,6 +757,49 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_
     return commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, true, err);
 }
 
+fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_preview, fp_chooser by, fp_error *err) {
+    fp_status st = need_fork(s, err);
+    if (st != FP_OK) return st;
+    fp_fork_rec *f = fork_at_id(s, s->open_fork);
+    if (index < 0 || index >= f->n_shown)
+        return fp_fail(err, FP_ERR_ARG, "choice %d is out of range (the fork has %d candidates)", index, f->n_shown);
+    const fp_candidate *c = &f->shown[index];
+    if (c->is_eog) return fp_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
+    if (n_preview < 0 || n_preview > c->n_preview)
+        return fp_fail(err, FP_ERR_ARG, "%d preview tokens asked for; candidate %d has %d", n_preview, index, c->n_preview);
+    const int32_t fork_id = f->pub.id;
+    int32_t toks[FP_MAX_PATH + FP_MAX_PREVIEW];
+    memcpy(toks, c->tokens, sizeof(int32_t) * (size_t)c->n_tokens);
+    memcpy(toks + c->n_tokens, c->preview_tokens, sizeof(int32_t) * (size_t)n_preview);
+    const int32_t n = c->n_tokens + n_preview;
+    /* the text taken: the word and the pieces of the preview tokens taken */
+    char text[FP_MAX_TEXT * 2];
+    size_t tl = (size_t)snprintf(text, sizeof text, "%s", c->text);
+    for (int32_t i = 0; i < n_preview && tl < sizeof text - 1; i++) {
+        int32_t pl;
+        const char *pc = fp_piece(s->engine->model, c->preview_tokens[i], &pl);
+        size_t take = (size_t)pl < sizeof text - 1 - tl ? (size_t)pl : sizeof text - 1 - tl;
+        memcpy(text + tl, pc, take);
+        tl += take;
+    }
+    text[tl] = 0;
+    fp_choice_kind kind = n_preview > 0 ? FP_CHOICE_INDEX_PREVIEW : FP_CHOICE_INDEX;
+    fpi_prefetch_clear(s);
+    st = commit(s, toks, n, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, false, err);
+    if (st != FP_OK || s->state == FP_STATE_ENDED) return st;
+    /* the limits automatic continuation would meet here end the text instead */
+    if (s->st.max_tokens > 0 && n_generated(s) >= s->st.max_tokens) { fpi_session_end(s, "max_tokens"); return FP_OK; }
+    if (s->n_path + reserve_tokens(s) >= s->engine->n_pos_max || s->n_path + branch_cells(s) >= (int32_t)s->engine->n_ctx) {
+        fpi_session_end(s, "context");
+        return FP_OK;
+    }
+    s->word_end_pending = false;
+    fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
+    st = open_fork(s, FP_REASON_FORCED, fp_dist_uncertainty(&s->dist), err);
+    if (st != FP_OK) reopen(s, fork_at_id(s, fork_id), NULL); /* back to the decision, consistent */
+    return st;
+}
+
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;

@@ -286,6 +286,14 @@ static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
         else if (ap && !cJSON_IsBool(ap)) bad = "\"accept_preview\" must be a boolean";
         job.index = (int32_t)v;
         job.flag = ap && cJSON_IsTrue(ap);
+        if (!bad) {
+            const int ru = get_int(j, "preview_upto", &v);
+            if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT)))
+                bad = "\"preview_upto\" must be a byte offset into the preview";
+            else if (ru == 1 && ap && cJSON_IsTrue(ap)) bad = "give either \"accept_preview\" or \"preview_upto\", not both";
+            job.has_upto = ru == 1;
+            job.upto = (int32_t)v;
+        }
     } else if (strcmp(action, "type") == 0) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prefix");

@@ -83,6 +83,8 @@ typedef struct srv_job {
     int32_t      index;        /* candidate index / fork id */
     int64_t      offset;       /* byte offset (goto) */
     bool         flag;         /* accept_preview */
+    bool         has_upto;     /* preview_upto given: point into the preview */
+    int32_t      upto;         /* bytes of the preview taken before the pointed word */
     const char  *text;         /* prompt, typed text or prefix (NUL-terminated) */
     const char  *settings;     /* settings JSON object text, or NULL */
     char         modality[17]; /* how the person chose: mouse, touch, keyboard, dwell, switch, ws, api */

@@ -316,6 +316,26 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
             job->body = srv_json_error("index out of range");
             return FP_ERR_ARG;
         }
+        if (job->has_upto) {
+            /* pointing into the preview: the byte offset must start one of its tokens */
+            const fp_candidate *c = &f->candidates[job->index];
+            int32_t n = -1, at = 0;
+            for (int32_t i = 0; i <= c->n_preview && !c->is_eog; i++) {
+                if (at == job->upto) { n = i; break; }
+                if (i == c->n_preview || at > job->upto) break;
+                char piece[FP_MAX_TEXT];
+                const int32_t pl = fp_token_piece(app->model, c->preview_tokens[i], piece, (int32_t)sizeof piece);
+                if (pl < 0) break;
+                at += pl;
+            }
+            if (n < 0) {
+                job->status = 400;
+                job->body = srv_json_error("preview_upto is not where a token of the preview begins");
+                return FP_ERR_ARG;
+            }
+            *replied = false;
+            return fp_session_choose_until(s, job->index, n, FP_BY_HUMAN, err);
+        }
         *replied = false;
         l->last_hit = fp_session_is_prefetched(s, job->index, job->flag);
         return fp_session_choose(s, job->index, job->flag, FP_BY_HUMAN, err);

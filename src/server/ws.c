@@ -218,6 +218,14 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
         job.kind = JOB_CHOOSE;
         job.index = (int32_t)v;
         job.flag = ap && cJSON_IsTrue(ap);
+        if (!bad) {
+            const int ru = int_field(j, "preview_upto", &v);
+            if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT)))
+                bad = "\"preview_upto\" must be a byte offset into the preview";
+            else if (ru == 1 && ap && cJSON_IsTrue(ap)) bad = "give either \"accept_preview\" or \"preview_upto\", not both";
+            job.has_upto = ru == 1;
+            job.upto = (int32_t)v;
+        }
     } else if (strcmp(op, "continue") == 0) {
         job.kind = JOB_CONTINUE;
     } else if (strcmp(op, "undo") == 0) {

@@ -264,6 +264,29 @@ async function main() {
     assert(st2.text.startsWith(st1.text + c.text + c.preview), `text has word+preview: ${JSON.stringify(st2.text)}`);
   });
 
+  await test('choose with preview_upto takes part of the preview and forks there', async () => {
+    const base = st2.fork ? st2 : st1;
+    if (!base.fork) return;
+    const idx = base.fork.candidates.findIndex((c) => !c.is_eog && c.preview.length > 0);
+    if (idx < 0) return;
+    const c = base.fork.candidates[idx];
+    await expectError(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: c.preview.length + 1 }, 400);
+    await expectError(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: 'x' }, 400);
+    await expectError(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: 0, accept_preview: true }, 400);
+    const r = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: 0 });
+    eq(r.status, 200, 'status');
+    eq(r.json.text, base.text + c.text, 'the word alone, no automatic text after it');
+    assert(r.json.fork && r.json.fork.candidates.length > 0, 'a fork is open right after the word');
+    const r2 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+    eq(r2.status, 200, 'undo');
+    eq(r2.json.text, base.text, 'undo returns to the fork');
+    const r3 = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: c.preview.length });
+    eq(r3.status, 200, 'status');
+    eq(r3.json.text, base.text + c.text + c.preview, 'the whole preview, then a fork');
+    const r4 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+    eq(r4.json.text, base.text, 'undo again');
+  });
+
   await test('type {prefix} narrows the cloud, "" restores it', async () => {
     const base = st2.fork ? st2 : st1;
     const r = await http(srv, 'POST', `/api/sessions/${sid}/type`, { prefix: 't' });

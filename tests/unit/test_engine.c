@@ -3,7 +3,8 @@
  *
  * Covers: candidate probabilities, word grouping and merging, batched
  * previews against one-branch-at-a-time previews, commits that decode no
- * accepted token twice, exact undo, fork budget, seeded determinism.
+ * accepted token twice, exact undo, fork budget, seeded determinism,
+ * pointing into a preview (fp_session_choose_until).
  * White-box where the property is about internals (decode tracing).
  */
 #include "core/internal.h"
@@ -616,6 +617,88 @@ static void test_prefix(fp_engine *e) {
     fp_session_free(s);
 }
 
+/* Pointing into a preview: the word and the preview tokens before the
+ * pointed one are taken, and a fork opens right there (no automatic text). */
+static void test_choose_until(fp_engine *e) {
+    TEST("choose_until takes part of a preview and forks where the person pointed");
+    fp_error err = {0};
+    fp_settings st = fp_default_settings();
+    st.lookahead = 8;
+    fp_session *s = fp_session_new(e, PROMPT, &st, &err);
+    CHECKF(s != NULL, "%s", err.message);
+    if (!s) return;
+    CHECK(fp_session_state(s) == FP_STATE_AT_FORK);
+    const fp_fork *f = fp_session_fork(s);
+    int32_t idx = -1;
+    for (int32_t i = 0; i < f->n_candidates && idx < 0; i++)
+        if (!f->candidates[i].is_eog && f->candidates[i].n_preview >= 2) idx = i;
+    CHECK(idx >= 0);
+    if (idx < 0) { fp_session_free(s); return; }
+    const fp_candidate c = f->candidates[idx];
+    const int32_t first_fork = f->id;
+    char before[1024];
+    snprintf(before, sizeof before, "%s", fp_session_text(s));
+    const size_t n_before = fp_session_text_len(s);
+    const int32_t tok_before = fp_session_n_tokens(s);
+    /* out of range, and nothing changed */
+    CHECK(fp_session_choose_until(s, idx, c.n_preview + 1, FP_BY_HUMAN, &err) == FP_ERR_ARG);
+    CHECK(fp_session_choose_until(s, idx, -1, FP_BY_HUMAN, &err) == FP_ERR_ARG);
+    CHECK(fp_session_choose_until(s, f->n_candidates, 0, FP_BY_HUMAN, &err) == FP_ERR_ARG);
+    for (int32_t i = 0; i < f->n_candidates; i++)
+        if (f->candidates[i].is_eog) CHECK(fp_session_choose_until(s, i, 0, FP_BY_HUMAN, &err) == FP_ERR_ARG);
+    CHECK(fp_session_text_len(s) == n_before && fp_session_fork(s)->id == first_fork);
+
+    /* the word and the first preview token, then a fork at the end */
+    char piece[64];
+    int32_t pl = fp_token_piece(g_model, c.preview_tokens[0], piece, (int32_t)sizeof piece);
+    CHECK(pl >= 0);
+    char want[2048];
+    snprintf(want, sizeof want, "%s%s%.*s", before, c.text, pl, piece);
+    CHECKF(fp_session_choose_until(s, idx, 1, FP_BY_HUMAN, &err) == FP_OK, "%s", err.message);
+    CHECK(fp_session_state(s) == FP_STATE_AT_FORK);
+    CHECKF(strcmp(fp_session_text(s), want) == 0, "text |%s| want |%s|", fp_session_text(s), want);
+    CHECK(fp_session_n_tokens(s) == tok_before + c.n_tokens + 1);
+    f = fp_session_fork(s);
+    CHECK(f->id != first_fork && f->reason == FP_REASON_FORCED && (size_t)f->text_offset == strlen(want));
+    CHECK(f->n_candidates > 0);
+    const fp_fork *ev = fp_session_event(s, fp_session_n_events(s) - 1);
+    CHECK(ev && ev->id == first_fork && ev->choice == FP_CHOICE_INDEX_PREVIEW && ev->choice_index == idx);
+    CHECK(ev && strcmp(ev->choice_text, want + n_before) == 0);
+    /* the trunk holds the path; the next decision works as usual */
+    CHECK(llama_memory_seq_pos_max(fp_engine_mem(e), s->trunk_seq) == s->n_path - 1);
+
+    /* undo returns to the fork the choice was made at, with the same candidates */
+    CHECK(fp_session_undo(s, &err) == FP_OK);
+    CHECK(fp_session_fork(s)->id == first_fork && fp_session_text_len(s) == n_before);
+    CHECK(strcmp(fp_session_fork(s)->candidates[idx].text, c.text) == 0);
+
+    /* no preview token: the word alone, and a fork right after it */
+    snprintf(want, sizeof want, "%s%s", before, c.text);
+    CHECK(fp_session_choose_until(s, idx, 0, FP_BY_HUMAN, &err) == FP_OK);
+    CHECK(strcmp(fp_session_text(s), want) == 0 && fp_session_state(s) == FP_STATE_AT_FORK);
+    CHECK((size_t)fp_session_fork(s)->text_offset == strlen(want));
+    CHECK(fp_session_event(s, fp_session_n_events(s) - 1)->choice == FP_CHOICE_INDEX);
+
+    /* the whole preview: the same text as choosing with the preview, but no automatic run */
+    CHECK(fp_session_undo(s, &err) == FP_OK);
+    CHECK(fp_session_choose_until(s, idx, c.n_preview, FP_BY_HUMAN, &err) == FP_OK);
+    snprintf(want, sizeof want, "%s%s%s", before, c.text, c.preview);
+    CHECK(strcmp(fp_session_text(s), want) == 0 && fp_session_state(s) == FP_STATE_AT_FORK);
+
+    /* a saved session comes back with the pointed fork open */
+    char *js = fp_session_save(s);
+    CHECK(js != NULL);
+    fp_session *r = js ? fp_session_restore(e, js, &err) : NULL;
+    CHECKF(r != NULL, "%s", err.message);
+    if (r) {
+        CHECK(strcmp(fp_session_text(r), want) == 0 && fp_session_state(r) == FP_STATE_AT_FORK);
+        CHECK(fp_session_fork(r)->text_offset == fp_session_fork(s)->text_offset);
+        fp_session_free(r);
+    }
+    free(js);
+    fp_session_free(s);
+}
+
 int main(void) {
     fp_error err = {0};
     g_model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
@@ -633,6 +716,7 @@ int main(void) {
     test_determinism(e);
     test_save_restore(e);
     test_prefix(e);
+    test_choose_until(e);
     fp_engine_free(e);
     fp_model_free(g_model);
     return h_finish();
