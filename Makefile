@@ -67,7 +67,7 @@ $(eval $(call flavour,asan))
 # ---- tests: unit programs (one per file in tests/unit), linked against the ASan build
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
-$(BUILD)/asan/tests/%: tests/unit/%.c tests/unit/harness.h $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a
+$(BUILD)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 

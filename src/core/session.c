@@ -735,13 +735,23 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     return st;
 }
 
-fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_chooser by, fp_error *err) {
+/* The open fork and its shown candidate `index`, checked. */
+static fp_status open_candidate(fp_session *s, int32_t index, fp_fork_rec **fork, fp_candidate **cand, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;
     fp_fork_rec *f = fork_at_id(s, s->open_fork);
     if (index < 0 || index >= f->n_shown)
         return fp_fail(err, FP_ERR_ARG, "choice %d is out of range (the fork has %d candidates)", index, f->n_shown);
-    fp_candidate *c = &f->shown[index];
+    *fork = f;
+    *cand = &f->shown[index];
+    return FP_OK;
+}
+
+fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_chooser by, fp_error *err) {
+    fp_fork_rec *f = NULL;
+    fp_candidate *c = NULL;
+    fp_status st = open_candidate(s, index, &f, &c, err);
+    if (st != FP_OK) return st;
     int32_t toks[FP_MAX_PATH + FP_MAX_PREVIEW];
     int32_t n = 0;
     memcpy(toks, c->tokens, sizeof(int32_t) * (size_t)c->n_tokens);
@@ -758,12 +768,10 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_
 }
 
 fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_preview, fp_chooser by, fp_error *err) {
-    fp_status st = need_fork(s, err);
+    fp_fork_rec *f = NULL;
+    fp_candidate *c = NULL;
+    fp_status st = open_candidate(s, index, &f, &c, err);
     if (st != FP_OK) return st;
-    fp_fork_rec *f = fork_at_id(s, s->open_fork);
-    if (index < 0 || index >= f->n_shown)
-        return fp_fail(err, FP_ERR_ARG, "choice %d is out of range (the fork has %d candidates)", index, f->n_shown);
-    const fp_candidate *c = &f->shown[index];
     if (c->is_eog) return fp_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
     if (n_preview < 0 || n_preview > c->n_preview)
         return fp_fail(err, FP_ERR_ARG, "%d preview tokens asked for; candidate %d has %d", n_preview, index, c->n_preview);

@@ -204,17 +204,6 @@ static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok)
 
 /* Reads an integer field. Returns 1 when present and integral, 0 when
  * absent, -1 when present but not an integer. */
-static int get_int(const cJSON *o, const char *name, int64_t *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return -1;
-    double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) return -1;
-    *out = (int64_t)d;
-    return 1;
-}
-
 /* ------------------------------------------------------------- routes */
 
 /* Runs a job and sends its result. */
@@ -279,21 +268,7 @@ static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
     bad = srv_modality(j, "api", job.modality);
     if (bad) {
     } else if (strcmp(action, "choose") == 0) {
-        job.kind = JOB_CHOOSE;
-        int r = get_int(j, "index", &v);
-        const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");
-        if (r != 1) bad = "\"index\" must be an integer";
-        else if (ap && !cJSON_IsBool(ap)) bad = "\"accept_preview\" must be a boolean";
-        job.index = (int32_t)v;
-        job.flag = ap && cJSON_IsTrue(ap);
-        if (!bad) {
-            const int ru = get_int(j, "preview_upto", &v);
-            if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT)))
-                bad = "\"preview_upto\" must be a byte offset into the preview";
-            else if (ru == 1 && ap && cJSON_IsTrue(ap)) bad = "give either \"accept_preview\" or \"preview_upto\", not both";
-            job.has_upto = ru == 1;
-            job.upto = (int32_t)v;
-        }
+        bad = srv_parse_choice(j, &job);
     } else if (strcmp(action, "type") == 0) {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prefix");
@@ -308,9 +283,9 @@ static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
     } else if (strcmp(action, "shown") == 0) {
         job.kind = JOB_SHOWN;
     } else if (strcmp(action, "goto") == 0) {
-        int rf = get_int(j, "fork_id", &v);
+        int rf = srv_json_int(j, "fork_id", &v);
         if (rf == 1) { job.kind = JOB_GOTO_FORK; job.index = (int32_t)v; }
-        else if (rf == 0 && (rf = get_int(j, "offset", &v)) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
+        else if (rf == 0 && (rf = srv_json_int(j, "offset", &v)) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
         else bad = "give an integer \"fork_id\" or \"offset\"";
     } else if (strcmp(action, "settings") == 0) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "settings");

@@ -62,6 +62,7 @@ typedef struct srv_config {
  * and the program should exit 0, -1 on a bad flag (message on stderr). */
 int srv_parse_args(int argc, char **argv, srv_config *cfg);
 const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17]);
+int srv_json_int(const void *cjson_obj, const char *name, int64_t *out);
 /* True when host names the loopback interface (127.x, ::1, localhost). */
 bool srv_host_is_loopback(const char *host);
 
@@ -165,6 +166,9 @@ typedef struct srv_app {
 } srv_app;
 
 /* worker.c: starts the thread (which owns the engine from then on). */
+/* A choose request ("index", "accept_preview" or "preview_upto") into job;
+ * NULL, or what is wrong with it. */
+const char *srv_parse_choice(const void *cjson_obj, srv_job *job);
 int  srv_worker_start(srv_app *app);
 /* Queues job and blocks until the worker has run it. Returns 0, or -1 when
  * the server is stopping (job->status is then 503). */

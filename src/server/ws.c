@@ -161,17 +161,6 @@ static void relay_highlight(srv_app *app, srv_ws *from, int index)
 }
 
 /* Reads an integer field: 1 present and integral, 0 absent, -1 wrong type. */
-static int int_field(const cJSON *o, const char *name, int64_t *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble ||
-        v->valuedouble < -2147483648.0 || v->valuedouble > 2147483647.0)
-        return -1;
-    *out = (int64_t)v->valuedouble;
-    return 1;
-}
-
 /* One message from a client. Returns 1 to keep the connection, 0 to close. */
 static int on_data(struct mg_connection *c, int bits, char *data, size_t len, void *cbdata)
 {
@@ -207,25 +196,12 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
         pthread_mutex_lock(&app->ws_mu);
         int n = slot->n_candidates;
         pthread_mutex_unlock(&app->ws_mu);
-        if (int_field(j, "index", &v) != 1) bad = "\"index\" must be an integer";
+        if (srv_json_int(j, "index", &v) != 1) bad = "\"index\" must be an integer";
         else if (v < -1 || v >= n) bad = "index out of range";
         else relay_highlight(app, slot, (int)v);
         if (!bad) { cJSON_Delete(j); return 1; }
     } else if (strcmp(op, "select") == 0 || strcmp(op, "choose") == 0) {
-        const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");
-        if (int_field(j, "index", &v) != 1) bad = "\"index\" must be an integer";
-        else if (ap && !cJSON_IsBool(ap)) bad = "\"accept_preview\" must be a boolean";
-        job.kind = JOB_CHOOSE;
-        job.index = (int32_t)v;
-        job.flag = ap && cJSON_IsTrue(ap);
-        if (!bad) {
-            const int ru = int_field(j, "preview_upto", &v);
-            if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT)))
-                bad = "\"preview_upto\" must be a byte offset into the preview";
-            else if (ru == 1 && ap && cJSON_IsTrue(ap)) bad = "give either \"accept_preview\" or \"preview_upto\", not both";
-            job.has_upto = ru == 1;
-            job.upto = (int32_t)v;
-        }
+        bad = srv_parse_choice(j, &job);
     } else if (strcmp(op, "continue") == 0) {
         job.kind = JOB_CONTINUE;
     } else if (strcmp(op, "undo") == 0) {
@@ -242,9 +218,9 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
         job.kind = commit ? JOB_TYPE : JOB_PREFIX;
         job.text = t;
     } else if (strcmp(op, "goto") == 0) {
-        int r = int_field(j, "fork_id", &v);
+        int r = srv_json_int(j, "fork_id", &v);
         if (r == 1) { job.kind = JOB_GOTO_FORK; job.index = (int32_t)v; }
-        else if (r == 0 && int_field(j, "offset", &v) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
+        else if (r == 0 && srv_json_int(j, "offset", &v) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
         else bad = "give an integer \"fork_id\" or \"offset\"";
     } else {
         bad = "unknown op";

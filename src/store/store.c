@@ -177,6 +177,15 @@ int64_t fp_store_count(fp_store *st, const char *profile) {
 
 /* ------------------------------------------------------------- export */
 
+/* FP_OK if profile is NULL (everyone) or has logged decisions. */
+static fp_status profile_known(fp_store *st, const char *profile, fp_error *err) {
+    if (!profile) return FP_OK;
+    int64_t c = fp_store_count(st, profile);
+    if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+    if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
+    return FP_OK;
+}
+
 bool fp_export_format_parse(const char *name, fp_export_format *out) {
     static const char *names[] = { "sft", "pairs", "kto", "raw" };
     for (int i = 0; i < 4; i++)
@@ -276,11 +285,8 @@ fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profil
                           int64_t *n_rows, fp_error *err) {
     int64_t n = 0;
     if (n_rows) *n_rows = 0;
-    if (profile) {
-        int64_t c = fp_store_count(st, profile);
-        if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
-        if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
-    }
+    fp_status known = profile_known(st, profile, err);
+    if (known != FP_OK) return known;
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(st->db,
             profile ? "SELECT * FROM decisions WHERE profile = ? ORDER BY id" : "SELECT * FROM decisions ORDER BY id",
@@ -438,11 +444,8 @@ fp_status fp_store_choices(fp_store *st, const char *profile, const char *sha, f
     *out = NULL;
     *n_out = 0;
     if (n_other) *n_other = 0;
-    if (profile) {
-        int64_t c = fp_store_count(st, profile);
-        if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
-        if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
-    }
+    fp_status known = profile_known(st, profile, err);
+    if (known != FP_OK) return known;
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(st->db,
             "SELECT model_sha256, context_tokens, fork, choice_kind, choice_index, accept_preview, typed FROM decisions"

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 static int h_passed, h_failed;
@@ -40,5 +41,27 @@ static const char *h_model_path(const char *name) {
     snprintf(b, 1024, "%s/%s", h_models(), name);
     return b;
 }
+
+#ifdef FORKPOINT_H
+/* stories260K and a one-thread engine on it; prints the failure line and
+ * returns false if either cannot be made. */
+static inline bool h_open_stories(fp_model **model, fp_engine **engine) {
+    fp_error err = {0};
+    *engine = NULL;
+    *model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
+    if (*model) {
+        fp_engine_params ep = fp_engine_default_params();
+        ep.n_threads = 1;
+        *engine = fp_engine_new(*model, &ep, &err);
+    }
+    if (!*engine) {
+        fprintf(stderr, "%s\n", err.message);
+        printf("0 passed, 1 failed\n");
+        fp_model_free(*model);
+        return false;
+    }
+    return true;
+}
+#endif
 
 #endif

@@ -10,6 +10,7 @@
 #include "forkpoint.h"
 #include "forkpoint_store.h"
 #include "harness.h"
+#include "vivid_person.h"
 
 #include <dirent.h>
 #include <strings.h>
@@ -23,21 +24,6 @@ static fp_model *g_model;
 static fp_engine *g_engine;
 static char g_dir[64];
 
-/* The hidden taste: long words, not plain ones (as in test_prefs). */
-static float utility(const fp_candidate *c) {
-    static const char *plain[] = { "the", "a", "and", "was", "to", "her", "his", "it", "he", "she", "they", NULL };
-    const char *t = c->text;
-    while (*t == ' ') t++;
-    float v = logf(c->prob > 1e-9f ? c->prob : 1e-9f) + 0.45f * (float)strlen(t);
-    for (int i = 0; plain[i]; i++) if (strcasecmp(t, plain[i]) == 0) v -= 2.5f;
-    return c->is_eog ? v - 2.0f : v;
-}
-
-static int32_t pick(const fp_fork *f) {
-    int32_t b = 0;
-    for (int32_t i = 1; i < f->n_candidates; i++) if (utility(&f->candidates[i]) > utility(&f->candidates[b])) b = i;
-    return b;
-}
 
 /* A fork as data: the context, the chosen word and the strongest rival. */
 typedef struct sample {
@@ -57,7 +43,7 @@ static int collect(sample *out, int n) {
         fp_session *s = fp_session_new(g_engine, "Once upon a time, there was a little", &st, &err);
         while (s && k < n && fp_session_state(s) == FP_STATE_AT_FORK) {
             const fp_fork *f = fp_session_fork(s);
-            int32_t y = pick(f), r = -1;
+            int32_t y = vivid_pick(f), r = -1;
             for (int32_t i = 0; i < f->n_candidates; i++)
                 if (i != y && !f->candidates[i].is_eog && (r < 0 || f->candidates[i].prob > f->candidates[r].prob)) r = i;
             if (r >= 0 && !f->candidates[y].is_eog && fp_session_n_tokens(s) <= 512) {
@@ -372,15 +358,9 @@ static void test_store_choices(void) {
 }
 
 int main(void) {
-    fp_error err = {0};
     snprintf(g_dir, sizeof g_dir, "/tmp/fp-test-lora-XXXXXX");
     if (!mkdtemp(g_dir)) { printf("0 passed, 1 failed\n"); return 1; }
-    g_model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
-    if (!g_model) { fprintf(stderr, "%s\n", err.message); printf("0 passed, 1 failed\n"); return 1; }
-    fp_engine_params ep = fp_engine_default_params();
-    ep.n_threads = 1;
-    g_engine = fp_engine_new(g_model, &ep, &err);
-    if (!g_engine) { printf("0 passed, 1 failed\n"); return 1; }
+    if (!h_open_stories(&g_model, &g_engine)) return 1;
     test_learns();
     test_sessions();
     test_bad_input();

@@ -8,6 +8,7 @@
 #include "forkpoint.h"
 #include "forkpoint_store.h"
 #include "harness.h"
+#include "vivid_person.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -16,21 +17,6 @@
 static fp_model *g_model;
 static fp_engine *g_engine;
 
-/* The hidden taste: long words, not plain ones. */
-static float utility(const fp_candidate *c) {
-    static const char *plain[] = { "the", "a", "and", "was", "to", "her", "his", "it", "he", "she", "they", NULL };
-    const char *t = c->text;
-    while (*t == ' ') t++;
-    float v = logf(c->prob > 1e-9f ? c->prob : 1e-9f) + 0.45f * (float)strlen(t);
-    for (int i = 0; plain[i]; i++) if (strcasecmp(t, plain[i]) == 0) v -= 2.5f;
-    return c->is_eog ? v - 2.0f : v;
-}
-
-static int32_t pick(const fp_fork *f) {
-    int32_t b = 0;
-    for (int32_t i = 1; i < f->n_candidates; i++) if (utility(&f->candidates[i]) > utility(&f->candidates[b])) b = i;
-    return b;
-}
 
 static fp_session *session(fp_prefs *p, uint32_t seed) {
     fp_error err = {0};
@@ -57,7 +43,7 @@ static void test_learns(void) {
         if (!s) break;
         while (fp_session_state(s) == FP_STATE_AT_FORK && n < 260) {
             const fp_fork *f = fp_session_fork(s);
-            int32_t y = pick(f), mt = 0;
+            int32_t y = vivid_pick(f), mt = 0;
             for (int32_t i = 1; i < f->n_candidates; i++) if (f->candidates[i].prob > f->candidates[mt].prob) mt = i;
             /* candidates come in the learned order: index 0 is the prediction */
             for (int32_t i = 1; i < f->n_candidates; i++) CHECK(f->candidates[i].pref <= f->candidates[i - 1].pref);
@@ -106,7 +92,7 @@ static void test_learns(void) {
     int autos = 0;
     for (uint32_t k = 0; k < 6; k++) {
         s = session(p, 200 + k);
-        while (s && fp_session_state(s) == FP_STATE_AT_FORK) fp_session_choose(s, pick(fp_session_fork(s)), false, FP_BY_HUMAN, &err);
+        while (s && fp_session_state(s) == FP_STATE_AT_FORK) fp_session_choose(s, vivid_pick(fp_session_fork(s)), false, FP_BY_HUMAN, &err);
         for (int32_t i = 0; s && i < fp_session_n_events(s); i++) autos += fp_session_event(s, i)->chooser == FP_BY_AUTO;
         if (s && autos > 0) {
             /* undo back to an automatic decision */
@@ -231,13 +217,7 @@ static void test_steer(void) {
 }
 
 int main(void) {
-    fp_error err = {0};
-    g_model = fp_model_load(h_model_path("stories260K.gguf"), NULL, &err);
-    if (!g_model) { fprintf(stderr, "%s\n", err.message); printf("0 passed, 1 failed\n"); return 1; }
-    fp_engine_params ep = fp_engine_default_params();
-    ep.n_threads = 1;
-    g_engine = fp_engine_new(g_model, &ep, &err);
-    if (!g_engine) { printf("0 passed, 1 failed\n"); return 1; }
+    if (!h_open_stories(&g_model, &g_engine)) return 1;
     test_learns();
     test_store();
     test_steer();
