@@ -265,12 +265,12 @@ float fp_prefs_auto_threshold(const fp_prefs *p) {
 }
 
 void fp_prefs_note_undo(fp_prefs *p) {
-    p->penalty += 0.1f;
-    /* the undone pick counts as a miss at its confidence */
-    p->hist_conf[p->hist_next] = 1.0f;
-    p->hist_ok[p->hist_next] = 0;
-    p->hist_next = (p->hist_next + 1) % HIST;
-    if (p->hist_n < HIST) p->hist_n++;
+    /* trust drops at once and returns slowly (see fp_prefs_learn). The miss
+     * itself enters the calibration history when the person decides the
+     * reopened fork, at the confidence the pick really had; counting it here
+     * as well, at full confidence, switched auto-resolution off for good
+     * after two or three undos (bench_learning) */
+    p->penalty += 0.05f;
 }
 
 /* ---------------------------------------------------------- serialisation */
