@@ -14,6 +14,14 @@
  * previews), keyboard only (arrows, 1-9, Enter, Shift+Enter, Backspace,
  * T to type with live prefix narrowing, C to let the model pick), dwell
  * (a progress ring, configurable time and cooldown) and remote devices.
+ *
+ * Pointing into a preview: the row under the cloud shows the preview words
+ * of one candidate (the top one, or the last one focused, long-pressed or
+ * rested on for a moment: passing over others on the way does not switch
+ * it), each a target with the same pointer, touch, keyboard and dwell
+ * handling as candidates. Taking preview word j sends preview_upto = the
+ * UTF-8 byte offset where word j starts: the candidate and the words
+ * before j are taken, and a fork opens at word j.
  */
 'use strict';
 (() => {
@@ -29,6 +37,8 @@
   const S = {
     sid: null, state: null, version: 0,
     active: -1, activePhrase: false, activeFrom: null, // 'pointer' | 'focus' | 'touch'
+    activeUpto: -1, // byte offset of the preview word pointed at (-1: none)
+    pinned: 0, pinTimer: 0, // the candidate whose preview words are in the row
     remote: -1, focusIdx: 0, order: [],
     busy: false, ws: null, wsTimer: 0, wsBackoff: 500, clientNo: 0,
     tSelect: 0, shownFork: null,
@@ -106,7 +116,8 @@
     const fork = st.fork;
     const newFork = !fork || fork.id !== prevFork || st.version !== prevVersion;
     if (newFork) {
-      S.active = -1; S.remote = -1; S.focusIdx = 0;
+      S.active = -1; S.remote = -1; S.focusIdx = 0; S.activeUpto = -1; S.pinned = 0;
+      clearTimeout(S.pinTimer);
       cancelDwell();
     }
     document.title = `${st.title || 'Story'} — Forkpoint`;
@@ -219,6 +230,19 @@
     pv.className = 'ghost-preview';
     pv.textContent = c.preview;
     if (S.active >= 0 && S.activePhrase) pv.classList.add('ghost-word');
+    if (S.active >= 0 && S.activeUpto >= 0 && !c.is_eog) {
+      // pointing at a preview word: what would be taken, then where the fork opens
+      const cut = byteMap(c.preview)(S.activeUpto);
+      const kept = document.createElement('span');
+      kept.className = 'ghost-word';
+      kept.textContent = c.preview.slice(0, cut);
+      const rest = document.createElement('span');
+      rest.className = 'ghost-preview ghost-cut';
+      rest.textContent = c.preview.slice(cut);
+      g.append(w, kept, rest);
+      g.setAttribute('aria-label', `Takes: ${c.text}${c.preview.slice(0, cut)}; a fork opens at: ${c.preview.slice(cut).trim()}`);
+      return;
+    }
     g.append(w, pv);
     g.setAttribute('aria-label', `Preview: ${c.text}${c.preview}`);
   }
@@ -253,6 +277,28 @@
     const t = c.text.replace(/\n/g, '↵').trim();
     return t || '·';
   }
+
+  /* The words of a candidate's preview, each a run of white space and the
+   * non-space characters after it, with upto = the UTF-8 byte offset where
+   * it starts, snapped down to the start of a preview token (preview_starts)
+   * because that is what the server accepts; words that snap to the same
+   * token are merged. */
+  const utf8 = new TextEncoder();
+  function previewWords(c) {
+    const words = [];
+    if (!c.preview || c.is_eog) return words;
+    const starts = Array.isArray(c.preview_starts) && c.preview_starts.length ? c.preview_starts : null;
+    const re = /\s*\S+/g;
+    let m;
+    while ((m = re.exec(c.preview))) {
+      let b = utf8.encode(c.preview.slice(0, m.index)).length;
+      if (starts) b = starts.reduce((acc, s0) => (s0 <= b && s0 > acc ? s0 : acc), 0);
+      if (words.length && words[words.length - 1].upto === b) words[words.length - 1].text += m[0];
+      else words.push({ text: m[0], upto: b });
+    }
+    return words;
+  }
+  const showWord = (t) => t.replace(/\n/g, '↵').trim() || '·';
 
   /* The cloud: biggest candidate in the middle, the others alternating to
    * its sides; size and weight grow with probability, colour with
@@ -335,12 +381,18 @@
         pb.append('+ phrase');
         wireTarget(pb, i, true);
         g.appendChild(pb);
+
       } else {
         b.style.borderRadius = '12px';
       }
       rowEls[rows.findIndex((r) => r.includes(i))].appendChild(g);
     }
     rowEls.forEach((r) => frag.appendChild(r));
+    const bar = document.createElement('div');
+    bar.className = 'pv-bar';
+    bar.id = 'pv-bar';
+    bar.setAttribute('role', 'group');
+    frag.appendChild(bar);
     if (fork.other > 0.005) {
       const o = document.createElement('button');
       o.type = 'button';
@@ -360,45 +412,126 @@
     if (focusEl) focusEl.tabIndex = 0;
     if (hadFocus && focusEl && $('typebox').hidden) focusEl.focus({ preventScroll: true });
     if (fork.typed_prefix && $('typebox').hidden) openTypebox(fork.typed_prefix, true);
+    if (S.active >= 0) S.pinned = S.active;
+    renderBar();
     markActive();
   }
+
+  /* The row of preview words: those of the pinned candidate, each a target.
+   * Selecting word j takes the candidate and the words before j, and opens
+   * a fork at word j. */
+  function renderBar() {
+    const bar = $('pv-bar');
+    const fork = S.state && S.state.fork;
+    if (!bar || !fork) return;
+    const i = S.pinned;
+    const c = fork.candidates[i];
+    const words = c ? previewWords(c) : [];
+    bar.dataset.index = String(words.length ? i : -1);
+    const frag = document.createDocumentFragment();
+    const lead = document.createElement('span');
+    lead.className = 'pv-lead';
+    lead.setAttribute('aria-hidden', 'true');
+    if (!words.length) {
+      lead.textContent = 'no preview words to point at';
+      bar.setAttribute('aria-label', 'No preview words');
+      bar.replaceChildren(lead);
+      return;
+    }
+    lead.textContent = `${i < 9 ? `${i + 1}: ` : ''}${displayWord(c)} ›`;
+    lead.title = 'Pick the first word you do not want: the words before it are taken and you choose again there';
+    frag.appendChild(lead);
+    bar.setAttribute('aria-label', `Preview of “${displayWord(c)}”: pick the first word you do not want`);
+    let taken = c.text;
+    words.forEach((w, j) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = 'pv-word';
+      b.id = `pv-${i}-${j}`;
+      b.dataset.index = String(i);
+      b.dataset.upto = String(w.upto);
+      b.dataset.word = String(j);
+      b.tabIndex = 0; // Tab from the focused candidate lands here
+      b.setAttribute('aria-label', `Take “${taken.trim()}” and choose again at “${showWord(w.text)}”`);
+      b.title = `Take “${taken.trim()}”, then choose again here`;
+      b.innerHTML = RING_SVG;
+      b.append(showWord(w.text));
+      wireTarget(b, i, false, w.upto);
+      frag.appendChild(b);
+      taken += w.text;
+    });
+    const hint = document.createElement('span');
+    hint.className = 'pv-lead pv-hint';
+    hint.setAttribute('aria-hidden', 'true');
+    hint.textContent = '← pick the first wrong word';
+    frag.appendChild(hint);
+    bar.replaceChildren(frag);
+  }
+
+  /* Puts candidate i's preview words in the row (now, or after the pointer
+   * has rested on it for a moment, so passing over it does not). */
+  function pin(i, later) {
+    clearTimeout(S.pinTimer);
+    if (i < 0 || i === S.pinned) return;
+    const go = () => {
+      const fork = S.state && S.state.fork;
+      if (!fork || i >= fork.candidates.length || S.pinned === i) return;
+      S.pinned = i;
+      renderBar();
+      markActive();
+    };
+    if (later) S.pinTimer = setTimeout(go, PIN_MS); else go();
+  }
+  const PIN_MS = 300;
 
   /* Shows which target is active / remotely highlighted. */
   function markActive() {
     for (const el of $('cloud').querySelectorAll('.cand, .cand-phrase')) {
       const i = Number(el.dataset.index);
       const phrase = el.dataset.phrase === '1';
-      el.classList.toggle('active', i === S.active && phrase === S.activePhrase);
+      el.classList.toggle('active', i === S.active && phrase === S.activePhrase && S.activeUpto < 0);
       el.classList.toggle('remote', i === S.remote && S.active !== i && !phrase);
     }
+    const bar = $('pv-bar');
+    if (bar) bar.classList.toggle('active', S.active >= 0 && S.active === S.pinned);
+    for (const el of $('cloud').querySelectorAll('.pv-word'))
+      el.classList.toggle('active', Number(el.dataset.index) === S.active && Number(el.dataset.upto) === S.activeUpto);
   }
 
-  function setActive(i, phrase, from) {
-    if (S.active === i && S.activePhrase === phrase) return;
+  function setActive(i, phrase, from, upto) {
+    const u = upto === undefined ? -1 : upto;
+    if (S.active === i && S.activePhrase === phrase && S.activeUpto === u) return;
+    const moved = S.active !== i;
     S.active = i;
     S.activePhrase = phrase;
     S.activeFrom = from;
+    S.activeUpto = u;
     renderGhost();
     markActive();
-    if (S.prefs.share) wsSend({ op: 'highlight', index: i });
+    if (S.prefs.share && moved) wsSend({ op: 'highlight', index: i });
   }
 
-  /* Pointer, touch and dwell behaviour of one candidate target. */
-  function wireTarget(el, i, phrase) {
+  /* Pointer, touch and dwell behaviour of one target: a candidate (upto
+   * undefined), its phrase button (phrase) or one of its preview words
+   * (upto = the byte offset to send as preview_upto). */
+  function wireTarget(el, i, phrase, upto) {
     el.addEventListener('pointerenter', (e) => {
       if (e.pointerType === 'touch') return; // touch previews on long-press
-      setActive(i, phrase, 'pointer');
-      if (S.prefs.dwell) startDwell(el, i, phrase);
+      setActive(i, phrase, 'pointer', upto);
+      if (upto === undefined) pin(i, true);
+      if (S.prefs.dwell) startDwell(el, i, phrase, upto);
     });
     el.addEventListener('pointermove', (e) => {
-      if (e.pointerType !== 'touch' && S.prefs.dwell && S.dwellEl !== el) startDwell(el, i, phrase);
+      if (e.pointerType !== 'touch' && S.prefs.dwell && S.dwellEl !== el) startDwell(el, i, phrase, upto);
     });
     el.addEventListener('pointerleave', (e) => {
       if (S.dwellEl === el) cancelDwell();
+      if (upto === undefined) clearTimeout(S.pinTimer);
       if (e.pointerType !== 'touch' && S.activeFrom === 'pointer' && S.active === i) {
         const f = document.activeElement;
         if (f && f.dataset && f.dataset.index !== undefined && $('cloud').contains(f))
-          setActive(Number(f.dataset.index), f.dataset.phrase === '1', 'focus');
+          setActive(Number(f.dataset.index), f.dataset.phrase === '1', 'focus',
+            f.dataset.upto !== undefined ? Number(f.dataset.upto) : undefined);
         else setActive(-1, false, null);
       }
     });
@@ -408,7 +541,8 @@
       clearTimeout(S.longTimer);
       S.longTimer = setTimeout(() => {
         S.longFired = true;
-        setActive(i, phrase, 'touch');
+        setActive(i, phrase, 'touch', upto);
+        pin(i);
       }, S.prefs.longPressMs);
     });
     const endTouch = () => clearTimeout(S.longTimer);
@@ -419,20 +553,21 @@
       if (S.longFired) { S.longFired = false; e.preventDefault(); return; } // long-press = preview only
       // the decision log records how the person chose: the pointer's kind, or a key
       const how = e.detail === 0 ? 'keyboard' : (e.pointerType === 'touch' ? 'touch' : e.pointerType === 'pen' ? 'pen' : 'mouse');
-      choose(i, phrase, how);
+      choose(i, phrase, how, upto);
     });
     el.addEventListener('focus', () => {
-      if (!phrase) {
+      if (!phrase && upto === undefined) {
         S.focusIdx = i;
         for (const b of $('cloud').querySelectorAll('.cand')) b.tabIndex = b === el ? 0 : -1;
       }
-      setActive(i, phrase, 'focus');
+      setActive(i, phrase, 'focus', upto);
+      pin(i);
     });
   }
 
   /* ------------------------------------------------------------ dwell */
 
-  function startDwell(el, i, phrase) {
+  function startDwell(el, i, phrase, upto) {
     cancelDwell();
     if (S.busy || !S.state || !S.state.fork) return;
     const now = performance.now();
@@ -445,7 +580,7 @@
     S.dwellTimer = setTimeout(() => {
       if (S.dwellEl !== el) return;
       cancelDwell();
-      choose(i, phrase, 'dwell');
+      choose(i, phrase, 'dwell', upto);
     }, S.prefs.dwellMs);
   }
 
@@ -485,11 +620,16 @@
     }
   }
 
-  function choose(i, phrase, modality) {
+  /* Takes candidate i: alone, with its whole preview (phrase), or with the
+   * preview up to byte offset upto (a fork opens there). */
+  function choose(i, phrase, modality, upto) {
     const fork = S.state && S.state.fork;
     if (!fork || i < 0 || i >= fork.candidates.length) return;
     cancelDwell();
-    return decide('/choose', { index: i, accept_preview: !!phrase, modality: modality || 'keyboard' });
+    const body = upto !== undefined && upto >= 0
+      ? { index: i, preview_upto: upto, modality: modality || 'keyboard' }
+      : { index: i, accept_preview: !!phrase, modality: modality || 'keyboard' };
+    return decide('/choose', body);
   }
   const continueAuto = () => decide('/continue', {});
   const undo = () => decide('/undo', {});
@@ -905,8 +1045,10 @@
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target;
     const inField = t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT');
+    const onWord = t && t.classList && t.classList.contains('pv-word');
     if (e.key === 'Escape') {
       if (!$('typebox').hidden) { closeTypebox(); e.preventDefault(); return; }
+      if (onWord) { e.preventDefault(); $(`cand-${t.dataset.index}`).focus(); return; }
       for (const n of ['stories', 'tree', 'settings', 'help'])
         if (!$(`panel-${n}`).hidden) { togglePanel(n, false); e.preventDefault(); return; }
       return;
@@ -923,6 +1065,17 @@
       return;
     }
     if (inPanel) return;
+    if (onWord && fork && ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'Home', 'End'].includes(e.key)) {
+      // between the preview words; Up (or Left from the first) goes back to the candidate
+      e.preventDefault();
+      const words = [...t.parentNode.querySelectorAll('.pv-word')];
+      const j = words.indexOf(t);
+      const to = e.key === 'ArrowUp' || (e.key === 'ArrowLeft' && j === 0) ? $(`cand-${t.dataset.index}`)
+        : e.key === 'Home' ? words[0] : e.key === 'End' ? words[words.length - 1]
+          : words[Math.min(words.length - 1, j + (e.key === 'ArrowRight' ? 1 : -1))];
+      if (to) to.focus();
+      return;
+    }
     switch (e.key) {
       case 'ArrowRight': case 'ArrowDown':
         if (fork) { e.preventDefault(); moveFocus(+1); }
@@ -941,6 +1094,7 @@
         if (i < 0 && t && t.closest && t.closest('#cloud, .actions, #typebox')) return;
         if (i < 0) i = S.active >= 0 ? S.active : S.focusIdx;
         e.preventDefault();
+        if (onWord) { choose(i, false, 'keyboard', Number(t.dataset.upto)); return; }
         choose(i, e.shiftKey || (t && t.dataset && t.dataset.phrase === '1'));
         return;
       }

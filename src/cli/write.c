@@ -2,7 +2,7 @@
  * write.c — `forkpoint write`: the terminal front end.
  *
  * One loop, whoever decides: at every fork a *chooser* returns a command
- * (choose N, take N with its preview, type a word, narrow by a prefix, undo,
+ * (choose N, take N with its preview or its first K preview words, type a word, narrow by a prefix, undo,
  * continue, quit). The keyboard chooser reads keys in raw mode and redraws
  * the screen; the script chooser reads the same commands from a file or
  * stdin, so tests and benchmarks run exactly the code a person runs.
@@ -10,6 +10,8 @@
  * Script format, one command per line ('#' starts a comment):
  *   3          choose candidate 3 (1-based, as shown on screen)
  *   p3         choose candidate 3 with its whole preview
+ *   p3.2       choose candidate 3 with the first 2 words of its preview; a
+ *              fork opens at the 3rd (p3.0: the word alone, then a fork)
  *   t WORD     commit your own text
  *   prefix AB  narrow the cloud to words starting with AB ("prefix" alone clears it)
  *   u          undo (back to the previous fork)
@@ -34,8 +36,8 @@
 
 #define DEFAULT_PROMPT "Once upon a time, there was a little"
 
-typedef enum { CMD_CHOOSE, CMD_PREVIEW, CMD_TYPE, CMD_PREFIX, CMD_UNDO, CMD_CONTINUE, CMD_QUIT, CMD_EOF, CMD_BAD } cmd_kind;
-typedef struct { cmd_kind kind; int index; char text[FP_MAX_TEXT]; } command;
+typedef enum { CMD_CHOOSE, CMD_PREVIEW, CMD_UNTIL, CMD_TYPE, CMD_PREFIX, CMD_UNDO, CMD_CONTINUE, CMD_QUIT, CMD_EOF, CMD_BAD } cmd_kind;
+typedef struct { cmd_kind kind; int index; int words; char text[FP_MAX_TEXT]; } command; /* words: CMD_UNTIL */
 
 typedef struct {
     const char *model_path;
@@ -79,7 +81,10 @@ static void usage(FILE *f) {
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
           "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
           "  --lora-scale S        its strength (default: the scale learn chose, else 1; 0 = off)\n"
-          "keys: 1-9 choose · p then 1-9 take with preview · / type a word · Backspace undo · Enter continue · q quit\n", f);
+          "keys: 1-9 choose · p then 1-9 take with preview · w then 1-9 then 0-9 take with the first\n"
+          "      K preview words (a fork opens after them) · / type a word · Backspace undo · Enter continue · q quit\n"
+          "script lines: 3 · p3 (with preview) · p3.2 (with its first 2 preview words, then a fork) ·\n"
+          "      t WORD · prefix AB · u · c · q\n", f);
 }
 
 static bool parse_num(const char *s, double lo, double hi, double *out) {
@@ -158,6 +163,19 @@ static command parse_command(char *line) {
     if (!*line) { c.kind = CMD_EOF; return c; }
     double d;
     if (parse_num(line, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
+    if (line[0] == 'p' && line[1] >= '0' && line[1] <= '9' && strchr(line, '.')) {
+        /* pN.K: candidate N with its first K preview words */
+        char *dot = strchr(line, '.');
+        *dot = 0;
+        double k;
+        bool okn = parse_num(line + 1, 1, 1e6, &d) && d == (int)d;
+        bool okk = dot[1] >= '0' && dot[1] <= '9' && parse_num(dot + 1, 0, 1e6, &k) && k == (int)k;
+        *dot = '.';
+        if (okn && okk) { c.kind = CMD_UNTIL; c.index = (int)d - 1; c.words = (int)k; return c; }
+        snprintf(c.text, sizeof c.text, "\"%.80s\": want pN.K, N a candidate (1, 2, ...) and K a count of preview words (0, 1, ...)", line);
+        c.index = -2; /* malformed, text is the message */
+        return c;
+    }
     if (line[0] == 'p' && parse_num(line + 1, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
     if (!strcmp(line, "u") || !strcmp(line, "undo")) { c.kind = CMD_UNDO; return c; }
     if (!strcmp(line, "c") || !strcmp(line, "continue")) { c.kind = CMD_CONTINUE; return c; }
@@ -187,6 +205,61 @@ static command script_next(FILE *f, int *line_no) {
     }
     command eof = { .kind = CMD_EOF };
     return eof;
+}
+
+/* ------------------------------------------------------------ preview words */
+
+/* The words of a candidate's preview, as the web page splits them: each is
+ * a run of white space and the non-space bytes after it. starts[w] is the
+ * preview token where word w begins (a word starting inside a token snaps
+ * down to that token; words snapping to the same token merge). Returns the
+ * number of words; off[w] is the byte offset of word w in the preview. */
+static int preview_words(const fp_model *m, const fp_candidate *c, int32_t *starts, int32_t *off, int cap) {
+    if (c->is_eog || c->n_preview <= 0) return 0;
+    int32_t tok_off[FP_MAX_PREVIEW + 1];
+    char text[FP_MAX_TEXT * 2] = "";
+    int32_t len = 0;
+    for (int32_t t = 0; t < c->n_preview; t++) {
+        tok_off[t] = len;
+        char piece[FP_MAX_TEXT];
+        int32_t pl = fp_token_piece(m, c->preview_tokens[t], piece, (int32_t)sizeof piece);
+        if (pl < 0 || len + pl >= (int32_t)sizeof text) return 0;
+        memcpy(text + len, piece, (size_t)pl);
+        len += pl;
+    }
+    text[len] = 0;
+    int n = 0;
+    for (int32_t p = 0; p < len && n < cap;) {
+        int32_t q = p;                                     /* a word: white space, then non-space */
+        while (q < len && (text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        if (q == len) break;                               /* trailing white space is no word */
+        int32_t t = 0;
+        while (t + 1 < c->n_preview && tok_off[t + 1] <= p) t++;
+        if (n == 0 || starts[n - 1] != t) { starts[n] = t; off[n] = p; n++; }
+        while (q < len && !(text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        p = q;
+    }
+    if (n > 0) starts[0] = 0, off[0] = 0;
+    return n;
+}
+
+/* Candidate index with its first `words` preview words, then a fork. */
+static fp_status choose_words(fp_session *s, const fp_model *m, int index, int words, fp_chooser by, fp_error *err) {
+    const fp_fork *f = fp_session_fork(s);
+    if (!f) return fp_session_choose_until(s, index, 0, by, err);   /* reports the state */
+    if (index < 0 || index >= f->n_candidates)
+        return fp_session_choose_until(s, index, 0, by, err);       /* reports the range */
+    int32_t starts[FP_MAX_PREVIEW], off[FP_MAX_PREVIEW];
+    const fp_candidate *c = &f->candidates[index];
+    int n = preview_words(m, c, starts, off, FP_MAX_PREVIEW);
+    if (c->is_eog) return fp_session_choose_until(s, index, 0, by, err);
+    if (words < 0 || words > n) {
+        snprintf(err->message, sizeof err->message, "preview words out of range: %d asked for, candidate %d has %d (0-%d)",
+                 words, index + 1, n, n);
+        err->code = FP_ERR_ARG;
+        return FP_ERR_ARG;
+    }
+    return fp_session_choose_until(s, index, words < n ? starts[words] : c->n_preview, by, err);
 }
 
 /* ------------------------------------------------------------ display */
@@ -229,6 +302,21 @@ static void draw_text(const fp_session *s) {
     fprintf(g_ui, "\n");
 }
 
+/* The w key's second step: candidate `pick`'s preview with its gaps numbered
+ * (press the number where the new fork should open). */
+static void draw_gaps(const fp_model *m, const fp_candidate *c, int pick) {
+    int32_t starts[FP_MAX_PREVIEW], off[FP_MAX_PREVIEW];
+    int n = preview_words(m, c, starts, off, FP_MAX_PREVIEW);
+    if (n > 9) n = 9;
+    fprintf(g_ui, "\n\x1b[1mw %d\x1b[0m: %s", pick + 1, c->text);
+    for (int w = 0; w < n; w++) {
+        size_t end = w + 1 < n ? (size_t)off[w + 1] : strlen(c->preview);
+        fprintf(g_ui, " \x1b[1;33m%d\x1b[0m%.*s", w, (int)(end - (size_t)off[w]), c->preview + off[w]);
+    }
+    fprintf(g_ui, " \x1b[1;33m%d\x1b[0m\n", n);
+    fprintf(g_ui, "   press the number where a new fork should open: the words before it are taken (0-%d, Esc cancels)\n", n);
+}
+
 static void draw_fork(const fp_fork *f, bool preview_mode, const char *typing) {
     fprintf(g_ui, "\n\x1b[2mfork %d · entropy %.2f bits · top-1 %.2f · %s\x1b[0m\n", f->id, f->unc.entropy_bits,
            f->unc.top1, fp_reason_name(f->reason));
@@ -242,23 +330,36 @@ static void draw_fork(const fp_fork *f, bool preview_mode, const char *typing) {
     fprintf(g_ui, "   \x1b[2mother %5.1f%%\x1b[0m\n", f->other * 100.0f);
     if (typing) fprintf(g_ui, "\ntype a word: %s\x1b[2m_  (Enter commits, 1-9 picks, Esc cancels)\x1b[0m\n", typing);
     else if (preview_mode) fprintf(g_ui, "\n\x1b[1mp\x1b[0m: which candidate to take with its preview? (1-9)\n");
-    else fprintf(g_ui, "\n\x1b[2m1-9 choose · p+digit with preview · / type · Backspace undo · Enter continue · q quit\x1b[0m\n");
+    else fprintf(g_ui, "\n\x1b[2m1-9 choose · p+digit with preview · w+digit+digit with some preview words · / type · Backspace undo · Enter continue · q quit\x1b[0m\n");
 }
 
-static void redraw(const fp_session *s, bool preview_mode, const char *typing, const char *msg) {
+/* words_mode: 0 off, 1 waiting for the candidate, 2 waiting for the gap of candidate pick */
+static void redraw_w(const fp_session *s, const fp_model *m, bool preview_mode, const char *typing, const char *msg,
+                     int words_mode, int pick) {
     fprintf(g_ui, "\x1b[H\x1b[2J");
     draw_text(s);
     const fp_fork *f = fp_session_fork(s);
-    if (f) draw_fork(f, preview_mode, typing);
+    if (f && words_mode == 1) {
+        draw_fork(f, false, NULL);
+        fprintf(g_ui, "\x1b[1mw\x1b[0m: which candidate to take with some of its preview words? (1-9, Esc cancels)\n");
+    } else if (f && words_mode == 2 && pick < f->n_candidates) {
+        draw_fork(f, false, NULL);
+        draw_gaps(m, &f->candidates[pick], pick);
+    } else if (f) draw_fork(f, preview_mode, typing);
     else fprintf(g_ui, "\n\x1b[2m(the end: %s) — Backspace undo · q quit\x1b[0m\n", fp_session_end_reason(s));
     if (msg && *msg) fprintf(g_ui, "\x1b[31m%s\x1b[0m\n", msg);
     fflush(g_ui);
 }
 
+static void redraw(const fp_session *s, bool preview_mode, const char *typing, const char *msg) {
+    redraw_w(s, NULL, preview_mode, typing, msg, 0, 0);
+}
+
 /* Reads keys until a full command is formed; typing narrows the cloud live. */
-static command keyboard_next(fp_session *s, char *msg) {
+static command keyboard_next(fp_session *s, const fp_model *m, char *msg) {
     command c = { .kind = CMD_BAD, .index = -1 };
     bool preview_mode = false, typing = false;
+    int words_mode = 0, pick = 0;
     char typed[FP_MAX_TEXT] = "";
     redraw(s, false, NULL, msg);
     msg[0] = 0;
@@ -285,13 +386,22 @@ static command keyboard_next(fp_session *s, char *msg) {
             redraw(s, false, typing ? typed : NULL, NULL);
             continue;
         }
+        if (words_mode == 1 && k >= '1' && k <= '9') {
+            const fp_fork *f = fp_session_fork(s);
+            if (f && k - '1' < f->n_candidates) { words_mode = 2; pick = k - '1'; redraw_w(s, m, false, NULL, NULL, 2, pick); }
+            else { words_mode = 0; redraw(s, false, NULL, "no such candidate"); }
+            continue;
+        }
+        if (words_mode == 2 && k >= '0' && k <= '9') { c.kind = CMD_UNTIL; c.index = pick; c.words = k - '0'; return c; }
+        if (words_mode && k != 27) continue; /* only digits or Esc here */
         if (k >= '1' && k <= '9') { c.kind = preview_mode ? CMD_PREVIEW : CMD_CHOOSE; c.index = k - '1'; return c; }
         if (k == 'p') { preview_mode = !preview_mode; redraw(s, preview_mode, NULL, NULL); continue; }
+        if (k == 'w' && fp_session_fork(s)) { preview_mode = false; words_mode = 1; redraw_w(s, m, false, NULL, NULL, 1, 0); continue; }
         if (k == '/' || k == 't') { typing = true; redraw(s, false, typed, NULL); continue; }
         if (k == 127 || k == 8) { c.kind = CMD_UNDO; return c; }
         if (k == '\r' || k == '\n') { c.kind = CMD_CONTINUE; return c; }
         if (k == 'q' || k == 4) { c.kind = CMD_QUIT; return c; }
-        if (k == 27) { preview_mode = false; redraw(s, false, NULL, NULL); continue; }
+        if (k == 27) { preview_mode = false; words_mode = 0; redraw(s, false, NULL, NULL); continue; }
     }
 }
 
@@ -390,7 +500,7 @@ int cli_write(int argc, char **argv) {
     char msg[300] = "";
     for (;;) {
         if (fp_session_state(s) == FP_STATE_ENDED && !keyboard) break;
-        command c = keyboard ? keyboard_next(s, msg) : script_next(script, &line_no);
+        command c = keyboard ? keyboard_next(s, model, msg) : script_next(script, &line_no);
         fp_chooser by = keyboard ? FP_BY_HUMAN : FP_BY_SCRIPT;
         fp_status st = FP_OK;
         err.message[0] = 0;
@@ -406,13 +516,15 @@ int cli_write(int argc, char **argv) {
             goto done;
         case CMD_BAD:
             if (!keyboard) {
-                fprintf(stderr, "forkpoint write: line %d: unknown command \"%s\"\n", line_no, c.text);
+                if (c.index == -2) fprintf(stderr, "forkpoint write: line %d: bad command %s\n", line_no, c.text);
+            else fprintf(stderr, "forkpoint write: line %d: unknown command \"%s\"\n", line_no, c.text);
                 rc = 2;
                 goto out;
             }
             continue;
         case CMD_CHOOSE: st = fp_session_choose(s, c.index, false, by, &err); break;
         case CMD_PREVIEW: st = fp_session_choose(s, c.index, true, by, &err); break;
+        case CMD_UNTIL: st = choose_words(s, model, c.index, c.words, by, &err); break;
         case CMD_TYPE: st = fp_session_type_commit(s, c.text, by, &err); break;
         case CMD_PREFIX: st = fp_session_type_prefix(s, c.text, &err); break;
         case CMD_UNDO: st = fp_session_undo(s, &err); break;

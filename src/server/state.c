@@ -34,8 +34,10 @@ static cJSON *uncertainty_json(const fp_uncertainty *u)
     return o;
 }
 
-/* The open fork with its candidates and their previews. */
-static cJSON *fork_json(const fp_fork *f)
+/* The open fork with its candidates and their previews; preview_starts are
+ * the byte offsets in each preview where one of its tokens begins (the
+ * offsets preview_upto accepts), so a page can snap a word to them. */
+static cJSON *fork_json(const fp_model *m, const fp_fork *f)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -55,6 +57,15 @@ static cJSON *fork_json(const fp_fork *f)
         cJSON_AddNumberToObject(co, "index", i);
         cJSON_AddStringToObject(co, "text", c->text);
         cJSON_AddStringToObject(co, "preview", c->preview);
+        cJSON *starts = cJSON_AddArrayToObject(co, "preview_starts");
+        int32_t at = 0;
+        char piece[FP_MAX_TEXT];
+        for (int32_t t = 0; starts && !c->is_eog && t < c->n_preview; t++) {
+            cJSON_AddItemToArray(starts, cJSON_CreateNumber(at));
+            const int32_t pl = fp_token_piece(m, c->preview_tokens[t], piece, (int32_t)sizeof piece);
+            if (pl < 0) break;
+            at += pl;
+        }
         cJSON_AddNumberToObject(co, "prob", r4(c->prob));
         cJSON_AddNumberToObject(co, "pref", r4(c->pref));
         cJSON_AddNumberToObject(co, "n_tokens", c->n_tokens);
@@ -155,7 +166,7 @@ char *srv_state_json(srv_app *app, const srv_live *l)
     cJSON_AddItemToObject(o, "path_forks", forks ? forks : cJSON_CreateArray());
 
     const fp_fork *f = fp_session_fork(s);
-    if (f) cJSON_AddItemToObject(o, "fork", fork_json(f));
+    if (f) cJSON_AddItemToObject(o, "fork", fork_json(fp_engine_model(app->engine), f));
     else cJSON_AddNullToObject(o, "fork");
 
     char *sj = fp_settings_to_json(fp_session_settings(s));

@@ -285,6 +285,18 @@ async function main() {
     eq(r3.json.text, base.text + c.text + c.preview, 'the whole preview, then a fork');
     const r4 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
     eq(r4.json.text, base.text, 'undo again');
+    // preview_starts: where each preview token begins, every one a valid preview_upto
+    const ps = c.preview_starts;
+    assert(Array.isArray(ps) && ps.length > 0 && ps[0] === 0, `preview_starts: ${JSON.stringify(ps)}`);
+    assert(ps.every((v, j) => j === 0 || (v > ps[j - 1] && v < Buffer.byteLength(c.preview))), 'preview_starts grow inside the preview');
+    if (ps.length > 1) {
+      const r5 = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: ps[1] });
+      eq(r5.status, 200, 'status');
+      eq(r5.json.text, base.text + c.text + Buffer.from(c.preview).subarray(0, ps[1]).toString(), 'the first preview token, then a fork');
+      const r6 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
+      eq(r6.json.text, base.text, 'undo once more');
+    }
+    for (const e of base.fork.candidates.filter((x) => x.is_eog)) eq(e.preview_starts, [], 'no preview starts for the end');
   });
 
   await test('type {prefix} narrows the cloud, "" restores it', async () => {

@@ -375,6 +375,124 @@ async function main() {
     assert(focusOk, 'focus is on a control at the end');
   });
 
+  /* ---- pointing into a preview: each preview word is a target */
+  const chooseBodies = [];
+  page.on('request', (r) => { if (/\/choose$/.test(r.url())) chooseBodies.push(JSON.parse(r.postData() || '{}')); });
+  // the byte offset the page must send for word j of a candidate (what the server accepts)
+  const wordStarts = (c) => {
+    const out = [];
+    const re = /\s*\S+/g;
+    let m;
+    while ((m = re.exec(c.preview))) {
+      const b0 = Buffer.byteLength(c.preview.slice(0, m.index));
+      const b = c.preview_starts.reduce((acc, s0) => (s0 <= b0 && s0 > acc ? s0 : acc), 0);
+      if (out[out.length - 1] !== b) out.push(b);
+    }
+    return out;
+  };
+  const takenWith = (st, c, upto) => st.text + c.text + Buffer.from(c.preview).subarray(0, upto).toString();
+  // the first candidate with at least `n` preview words
+  const withWords = (st, n) => st.fork.candidates.findIndex((c) => !c.is_eog && c.preview_starts && wordStarts(c).length >= n);
+
+  await test('clicking a preview word takes the words before it and opens a fork there', async () => {
+    await newStory('Once upon a time');
+    let st = await state();
+    let k = withWords(st, 3);
+    for (let n = 0; k < 0 && n < 5 && st.fork; n++) { // this fork has no long preview: go on
+      await page.click('#cand-0');
+      st = await waitChange(st.version);
+      k = withWords(st, 3);
+    }
+    assert(k >= 0, 'no candidate with a preview of 3 words');
+    const c = st.fork.candidates[k];
+    // resting on a candidate puts its preview words in the row under the cloud
+    await page.hover(`#cand-${k}`);
+    await page.waitForSelector(`#pv-bar[data-index="${k}"] #pv-${k}-1`, { timeout: 3000 });
+    const words = await page.$$eval('#pv-bar .pv-word', (els) => els.map((e) => [e.textContent, Number(e.dataset.upto)]));
+    eq(words.map((w) => w[1]), wordStarts(c), 'one target per preview word, at its UTF-8 byte offset');
+    const box = await page.locator(`#pv-${k}-1`).boundingBox();
+    assert(box.height >= 48 && box.width >= 48, `preview word target at least 48 px: ${box.width}x${box.height}`);
+    const label = await page.getAttribute(`#pv-${k}-1`, 'aria-label');
+    assert(/^Take “.+” and choose again at “.+”$/.test(label), `aria-label: ${label}`);
+    eq(await page.getAttribute('#pv-bar', 'role'), 'group', 'row role');
+    // pointing at a word shows what would be taken and where the fork opens
+    await page.hover(`#pv-${k}-1`);
+    const upto = words[1][1];
+    eq(await page.textContent('#ghost .ghost-cut'), Buffer.from(c.preview).subarray(upto).toString(), 'ghost marks the rest as cut');
+    await page.screenshot({ path: path.join(OUT, 'preview-words.png'), fullPage: true });
+    const n0 = chooseBodies.length;
+    await page.click(`#pv-${k}-1`);
+    const st2 = await waitChange(st.version);
+    eq(chooseBodies.slice(n0), [{ index: k, preview_upto: upto, modality: 'mouse' }], 'request body');
+    eq(st2.text, takenWith(st, c, upto), 'candidate and the preview words before the one clicked');
+    assert(st2.fork, 'a fork is open');
+    eq(st2.fork.reason, 'forced', 'the new fork is where the word was pointed at');
+    eq(st2.fork.text_offset, Buffer.byteLength(st2.text), 'the fork opens at the end of the taken text');
+    await page.waitForFunction((n) => document.querySelectorAll('#cloud .cand:not(.other)').length === n, st2.fork.candidates.length);
+  });
+
+  await test('keyboard: Tab into the preview words, arrows, Enter takes up to the word', async () => {
+    let st = await state();
+    let k = withWords(st, 2);
+    for (let n = 0; k < 0 && n < 5 && st.fork; n++) {
+      await page.click('#cand-0');
+      st = await waitChange(st.version);
+      k = withWords(st, 2);
+    }
+    assert(k >= 0, 'no candidate with a preview of 2 words');
+    const c = st.fork.candidates[k];
+    await page.mouse.move(5, 5);
+    await page.locator(`#cand-${k}`).focus();
+    await page.waitForSelector(`#pv-bar[data-index="${k}"]`, { timeout: 3000 });
+    await page.keyboard.press('Tab');
+    eq(await page.evaluate(() => document.activeElement.id), `pv-${k}-0`, 'Tab lands on the first preview word');
+    await page.keyboard.press('ArrowRight');
+    eq(await page.evaluate(() => document.activeElement.id), `pv-${k}-1`, 'ArrowRight moves to the next word');
+    await page.keyboard.press('Escape');
+    eq(await page.evaluate(() => document.activeElement.id), `cand-${k}`, 'Escape goes back to the candidate');
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('ArrowRight');
+    const upto = wordStarts(c)[1];
+    const n0 = chooseBodies.length;
+    await page.keyboard.press('Enter');
+    const st2 = await waitChange(st.version);
+    eq(chooseBodies.slice(n0), [{ index: k, preview_upto: upto, modality: 'keyboard' }], 'request body');
+    eq(st2.text, takenWith(st, c, upto), 'text');
+    assert(st2.fork && st2.fork.reason === 'forced', 'a fork opened at the word');
+  });
+
+  await test('dwell on a preview word selects it (with the cooldown after)', async () => {
+    await page.evaluate(() => {
+      const p = JSON.parse(localStorage.getItem('forkpoint.prefs') || '{}');
+      Object.assign(p, { dwell: true, dwellMs: 700, cooldownMs: 300 });
+      localStorage.setItem('forkpoint.prefs', JSON.stringify(p));
+    });
+    await page.reload();
+    await page.waitForSelector('#cloud .cand');
+    const st = await state();
+    assert(st.fork && withWords(st, 1) >= 0, 'no candidate with preview words');
+    // the top candidate's words are in the row from the start
+    const i0 = Number(await page.getAttribute('#pv-bar', 'data-index'));
+    assert(i0 >= 0, 'the row shows a candidate');
+    const c = st.fork.candidates[i0];
+    await page.mouse.move(5, 5);
+    await sleep(350);
+    const box = await page.locator(`#pv-${i0}-0`).boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 2 });
+    await page.waitForSelector(`#pv-${i0}-0.dwelling`, { timeout: 2000 });
+    const n0 = chooseBodies.length;
+    const st2 = await waitChange(st.version, 10000);
+    eq(chooseBodies.slice(n0), [{ index: i0, preview_upto: 0, modality: 'dwell' }], 'request body');
+    eq(st2.text, st.text + c.text, 'word 0: the candidate alone');
+    assert(st2.fork && st2.fork.reason === 'forced', 'a fork opened right after it');
+    await page.mouse.move(5, 5);
+    await page.evaluate(() => {
+      const p = JSON.parse(localStorage.getItem('forkpoint.prefs') || '{}');
+      p.dwell = false;
+      localStorage.setItem('forkpoint.prefs', JSON.stringify(p));
+    });
+  });
+
   await test('no external network requests and no page errors', async () => {
     const foreign = requests.filter((u) => !u.startsWith(srv.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
     eq(foreign, [], 'foreign requests');

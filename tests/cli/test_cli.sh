@@ -37,6 +37,17 @@ node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split
 timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/a" 2>/dev/null
 timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/b" 2>/dev/null
 cmp -s "$T/a" "$T/b" && ok || bad "seeded runs differ"
+# pN.K: candidate N with its first K preview words, then a fork right there
+printf 'p1\nq\n' | timeout 60 "${W[@]}" > "$T/p1" 2>/dev/null
+printf 'p1.0\nq\n' | timeout 60 "${W[@]}" > "$T/p10" 2>/dev/null
+printf 'p1.2\n1\nq\n' | timeout 60 "${W[@]}" --json "$T/ev12.jsonl" > "$T/p12" 2>"$T/err" && ok || bad "p1.2 failed: $(cat "$T/err")"
+printf 'p1.2\nq\n' | timeout 60 "${W[@]}" > "$T/p12" 2>/dev/null
+a=$(cat "$T/p10"); b=$(cat "$T/p12"); c=$(cat "$T/p1")
+[ ${#a} -lt ${#b} ] && [ ${#b} -lt ${#c} ] && [ "${c#"$b"}" != "$c" ] && [ "${b#"$a"}" != "$b" ] && ok || bad "p1.0 / p1.2 / p1 are not word, word + 2 preview words, word + preview: '$a' '$b' '$c'"
+node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n").map(JSON.parse);
+const e0=l[0],p=e0.candidates[0].preview,taken=p.slice(0,p.search(/\s*\S+\s*\S+/)+p.match(/\s*\S+\s*\S+/)[0].length);
+if(l.length<2||l[1].reason!=="forced"||e0.choice.kind!=="index_preview")process.exit(1);
+if(!process.argv[2].endsWith(e0.candidates[0].text+taken))process.exit(2);' "$T/ev12.jsonl" "$b" && ok || bad "p1.2: the next fork is not forced right after two preview words ($?)"
 # stdin works as the script
 printf '1\nq\n' | timeout 60 "${W[@]}" > "$T/out" 2>"$T/err" && ok || bad "choices from stdin: $(cat "$T/err")"
 
@@ -60,6 +71,12 @@ printf '1\n' > "$T/short"
 expect_error "choices end early" 3 "choices ended" -- "${W[@]}" --choices "$T/short"
 printf 'jump\n' > "$T/unknown"
 expect_error "unknown command" 2 "unknown command" -- "${W[@]}" --choices "$T/unknown"
+printf 'p1.99\n' > "$T/words"
+expect_error "preview words out of range" 2 "preview words out of range" -- "${W[@]}" --choices "$T/words"
+for bad_cmd in p1.x p1. p0.1 p1.-1 p1.2.3; do
+  printf '%s\n' "$bad_cmd" > "$T/words"
+  expect_error "bad pN.K: $bad_cmd" 2 "bad command.*want pN.K" -- "${W[@]}" --choices "$T/words"
+done
 expect_error "missing choices file" 2 "cannot open" -- "${W[@]}" --choices /nonexistent/choices
 expect_error "bad option" 2 "unknown option" -- "$BIN" write --bogus
 expect_error "bad value" 2 "bad value" -- "$BIN" write --k abc
@@ -150,6 +167,12 @@ if command -v tmux >/dev/null; then
   screen | grep -q -- "$first" && ok || bad "tmux: chosen word '$first' not in the text"
   tmux send-keys -t fp-test BSpace
   wait_for "fork 0 " && ok || bad "tmux: Backspace did not undo"
+  tmux send-keys -t fp-test w 1
+  wait_for "press the number where a new fork should open" && ok || bad "tmux: w+digit did not show the preview's gaps"
+  tmux send-keys -t fp-test 1
+  wait_for "fork [1-9] .*forced" && ok || bad "tmux: w+digit+digit did not open a fork in the preview"
+  tmux send-keys -t fp-test BSpace
+  wait_for "fork 0 " && ok || bad "tmux: Backspace after w did not undo"
   tmux send-keys -t fp-test p 2
   wait_for "fork [1-9] " && ok || bad "tmux: p+digit did not take the preview"
   tmux send-keys -t fp-test / z q x
