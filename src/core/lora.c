@@ -440,7 +440,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         if (ex[i].n_context < 0 || ex[i].n_chosen < 1 || (ex[i].n_context > 0 && !ex[i].context) || !ex[i].chosen)
             return fp_fail(err, FP_ERR_ARG, "example %d is empty", i);
         for (int32_t k = 0; k < ex[i].n_context + ex[i].n_chosen; k++) {
-            int32_t tok = k < ex[i].n_context ? ex[i].context[k] : ex[i].chosen[k - ex[i].n_context];
+            int32_t tok = ex_token(&ex[i], k);
             if (tok < 0 || tok >= model->n_vocab)
                 return fp_fail(err, FP_ERR_ARG, "example %d has token %d outside the vocabulary", i, tok);
         }
