@@ -31,11 +31,7 @@
  * Phase 2 (interventions): the same user writes on with auto-resolution on;
  * interventions per 100 generated tokens (forks the user had to decide, plus
  * undos of wrong automatic decisions) compared with the same writing
- * without learned preferences; the undo rate of automatic decisions; and the
- * same with the preferences (as they were before that run) plus the LoRA
- * adapter. In phase 2 the user judges candidates by the base model's
- * probabilities (a second, unadapted engine), so the adapter cannot change
- * the taste it is meant to serve.
+ * without learned preferences; the undo rate of automatic decisions.
  *
  * --db PATH logs the learning phase's decisions (profile = the user's name),
  * so `forkpoint learn --lora OUT --db PATH --profile NAME` can be tried on a
@@ -144,7 +140,6 @@ static int32_t freq_pick(const freq *f, const fp_candidate *c, int32_t n) {
 
 typedef struct run_cfg {
     fp_engine *engine; fp_settings st; int forks;
-    fp_engine *judge;   /* phase 2: the user judges with this unadapted engine's probabilities */
     fp_store *log; const char *model_sha;   /* --db: the learning phase's decisions are logged here */
 } run_cfg;
 
@@ -236,20 +231,21 @@ static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train)
  * (in their contexts), scale chosen on them, judged on the pairs after. */
 static bool verbose_lora;
 
-/* Trains into `path` and returns the scale picked (0 when there is no adapter). */
-static float lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp, const char *path) {
-    if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return 0; }
+static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp) {
+    if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return; }
     fp_lora_example *ex = calloc((size_t)train, sizeof *ex);
     if (!ex) exit(1);
     for (int i = 0; i < train; i++)
         ex[i] = (fp_lora_example){ ps->p[i].context, ps->p[i].n_context, ps->p[i].chosen, ps->p[i].n_chosen };
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/bench_learning_lora_%ld.gguf", (long)getpid());
     fp_error err = {0};
     fp_lora_report rep;
     double t0 = bench_now_ms();
     if (fp_lora_train(m, ex, train, lp, path, &rep, &err) != FP_OK) {
         printf("  %-8s  LoRA: training failed: %s\n", "", err.message);
         free(ex);
-        return 0;
+        return;
     }
     double train_ms = bench_now_ms() - t0;
     float best = 1.0f;
@@ -274,8 +270,8 @@ static float lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train,
            "", lp->rank, rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.val_first, rep.val_best, train_ms / 1e3,
            best, "", held0, held1, held1 - held0, ps->n - train);
     printf("  %-8s  LoRA fluency: held-out text log p per token %.3f -> %.3f (%+.3f)\n", "", text0, text1, text1 - text0);
+    remove(path);
     free(ex);
-    return best;
 }
 
 static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
@@ -337,29 +333,6 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *
     printf("  %-8s  total  %10.1f%%  %6.3f  %10.1f%%  %12.1f%%\n", "", 100.0 * agree / n, mrr / n, 100.0 * base / n, 100.0 * mfc / n);
 }
 
-/* The user's pick at fork f of s. With a judge engine the candidates'
- * probabilities are the base model's (log p of their tokens after the
- * context), so a taste stays the same taste when the writing engine carries
- * an adapter that moved its probabilities. */
-static int32_t judged_pick(const run_cfg *rc, const user *u, const fp_session *s, const fp_fork *f) {
-    if (!rc->judge) return user_pick(u, f->candidates, f->n_candidates);
-    static fp_candidate c[64];
-    int32_t n = f->n_candidates < 64 ? f->n_candidates : 64;
-    memcpy(c, f->candidates, sizeof(fp_candidate) * (size_t)n);
-    int32_t np = f->position <= fp_session_n_tokens(s) ? f->position : fp_session_n_tokens(s);
-    for (int32_t i = 0; i < n; i++) {
-        if (c[i].n_tokens < 1) continue;
-        double lp;
-        fp_error err = {0};
-        if (fp_engine_logprob(rc->judge, fp_session_tokens(s), np, c[i].tokens, c[i].n_tokens, &lp, &err) != FP_OK) {
-            fprintf(stderr, "bench_learning: %s\n", err.message);
-            exit(1);
-        }
-        c[i].prob = (float)exp(lp);
-    }
-    return user_pick(u, c, n);
-}
-
 /* Phase 2: writing with or without preferences; returns interventions per
  * 100 tokens and fills the undo rate of automatic decisions. */
 static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int forks, int *autos, int *undos, int *tokens) {
@@ -376,7 +349,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
             if (e->chooser != FP_BY_AUTO) continue;
             (*autos)++;
             decided++;
-            if (wrong < 0 && judged_pick(rc, u, s, e) != e->choice_index) wrong = e->id;
+            if (wrong < 0 && user_pick(u, e->candidates, e->n_candidates) != e->choice_index) wrong = e->id;
         }
         seen = ne;
         fp_error err = {0};
@@ -396,7 +369,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
             continue;
         }
         const fp_fork *f = fp_session_fork(s);
-        int32_t y = judged_pick(rc, u, s, f);
+        int32_t y = user_pick(u, f->candidates, f->n_candidates);
         interventions++;
         decided++;
         int32_t before_choice = fp_session_n_events(s);
@@ -442,8 +415,6 @@ int main(int argc, char **argv) {
     fp_engine *e = fp_engine_new(m, &ep, &err);
     if (!e) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
     run_cfg rc = { .engine = e, .st = fp_default_settings(), .forks = forks };
-    fp_engine *judge = fp_engine_new(m, &ep, &err);
-    if (!judge) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
     char sha[65];
     if (db) {
         if (fp_sha256_file(path, sha, &err) != FP_OK || !(rc.log = fp_store_open(db, true, &err))) {
@@ -464,43 +435,22 @@ int main(int argc, char **argv) {
         learn_phase(&rc, u, p, &ps);
         steer_phase(e, m, &ps, ps.n * 2 / 3);
         lp.n_threads = threads;
-        char lora_path[64];
-        snprintf(lora_path, sizeof lora_path, "/tmp/bench_learning_lora_%ld.gguf", (long)getpid());
-        float lora_scale = lora_phase(e, m, &ps, ps.n * 2 / 3, &lp, lora_path);
+        lora_phase(e, m, &ps, ps.n * 2 / 3, &lp);
         pairs_free(&ps);
         free(ps.p);
-        if (only_lora) { printf("\n"); fp_prefs_free(p); remove(lora_path); continue; }
-        /* interventions: the same user writing on, with and without what was
-         * learned; the user judges with the base model's probabilities */
-        int a0, u0, t0, a1, u1, t1, a2 = 0, u2 = 0, t2 = 0;
-        run_cfg rj = rc;
-        rj.judge = judge;
+        if (only_lora) { printf("\n"); fp_prefs_free(p); continue; }
+        /* interventions: the same user writing on, with and without what was learned */
+        int a0, u0, t0, a1, u1, t1;
+        double before = write_phase(&rc, u, NULL, write_forks, &a0, &u0, &t0);
         fp_prefs_set_auto(p, true, 0.95f);
-        size_t blen = 0;
-        void *blob = fp_prefs_save(p, &blen);      /* the same preferences for the LoRA run */
-        double before = write_phase(&rj, u, NULL, write_forks, &a0, &u0, &t0);
-        double after = write_phase(&rj, u, p, write_forks, &a1, &u1, &t1);
+        double after = write_phase(&rc, u, p, write_forks, &a1, &u1, &t1);
         printf("  %-8s  interventions per 100 tokens: %.2f without preferences, %.2f with (ratio %.2f, drop %.0f%%)\n",
                "", before, after, before > 0 ? after / before : 0, before > 0 ? 100.0 * (1 - after / before) : 0);
-        printf("  %-8s  automatic decisions %d, undone %d (undo rate %.1f%%), threshold now %.3f\n", "", a1, u1,
+        printf("  %-8s  automatic decisions %d, undone %d (undo rate %.1f%%), threshold now %.3f\n\n", "", a1, u1,
                a1 ? 100.0 * u1 / a1 : 0.0, fp_prefs_auto_threshold(p));
-        fp_prefs *q = blob ? fp_prefs_load(blob, blen, &err) : NULL;
-        if (q && lora_scale > 0 && fp_engine_set_lora(e, lora_path, lora_scale, &err) == FP_OK) {
-            double with_lora = write_phase(&rj, u, q, write_forks, &a2, &u2, &t2);
-            fp_engine_set_lora(e, NULL, 0, &err);
-            printf("  %-8s  with preferences and the LoRA adapter (scale %.1f): %.2f (ratio %.2f, drop %.0f%%);"
-                   " automatic decisions %d, undone %d (undo rate %.1f%%)\n", "", lora_scale, with_lora,
-                   before > 0 ? with_lora / before : 0, before > 0 ? 100.0 * (1 - with_lora / before) : 0, a2, u2,
-                   a2 ? 100.0 * u2 / a2 : 0.0);
-        }
-        printf("\n");
-        fp_prefs_free(q);
-        free(blob);
-        remove(lora_path);
         fp_prefs_free(p);
     }
     fp_store_close(rc.log);
-    fp_engine_free(judge);
     fp_engine_free(e);
     fp_model_free(m);
     return 0;
