@@ -248,7 +248,8 @@ async function main() {
     assert(/bird/.test(st.text), `typed word in the text: ${st.text}`);
   });
 
-  await test('dwell: resting the pointer shows a progress ring and then selects', async () => {
+  // dwell on (700 ms, 300 ms cooldown), page reloaded with it
+  const dwellOn = async () => {
     await page.evaluate(() => {
       const p = JSON.parse(localStorage.getItem('forkpoint.prefs') || '{}');
       Object.assign(p, { dwell: true, dwellMs: 700, cooldownMs: 300 });
@@ -256,6 +257,10 @@ async function main() {
     });
     await page.reload();
     await page.waitForSelector('#cloud .cand');
+  };
+
+  await test('dwell: resting the pointer shows a progress ring and then selects', async () => {
+    await dwellOn();
     const st = await state();
     if (!st.fork) throw new Error('story ended early');
     const c = st.fork.candidates[0];
@@ -462,13 +467,7 @@ async function main() {
   });
 
   await test('dwell on a preview word selects it (with the cooldown after)', async () => {
-    await page.evaluate(() => {
-      const p = JSON.parse(localStorage.getItem('forkpoint.prefs') || '{}');
-      Object.assign(p, { dwell: true, dwellMs: 700, cooldownMs: 300 });
-      localStorage.setItem('forkpoint.prefs', JSON.stringify(p));
-    });
-    await page.reload();
-    await page.waitForSelector('#cloud .cand');
+    await dwellOn();
     const st = await state();
     assert(st.fork && withWords(st, 1) >= 0, 'no candidate with preview words');
     // the top candidate's words are in the row from the start
