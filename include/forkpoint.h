@@ -449,6 +449,12 @@ void      fp_steer_free(fp_steer *v);
  * (NULL or 0 removes it). Every session's path is decoded again and its open
  * fork recomputed, so nothing stale is scored. */
 fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err);
+/* Steering vectors as files: llama.cpp's control-vector GGUF ("direction.L"
+ * per layer, as llama-cli --control-vector reads), with the strength to use
+ * it at. Saving is atomic. Loading checks the layers and width against the
+ * model (FP_ERR_MODEL) and gives the stored strength (1 if none). */
+fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, float strength, fp_error *err);
+fp_steer *fp_steer_load(const fp_model *m, const char *path, float *strength, fp_error *err);
 /* log p(tokens | context) under the engine's current adapters. */
 fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t n_context,
                             const int32_t *tokens, int32_t n, double *out, fp_error *err);
@@ -513,6 +519,10 @@ fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_
 #define FP_LORA_FLUENCY_SLACK 0.1
 fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
                              fp_pair_score *at_scale, fp_error *err);
+
+/* The same for a steering vector, among strengths 0.25, 0.5, 1, 2, 4. */
+fp_status fp_steer_pick_strength(fp_engine *e, const fp_steer *v, const fp_steer_pair *pairs, int32_t n,
+                                 float *strength, fp_pair_score *at, fp_error *err);
 
 /* The scale an adapter file recommends (written by fp_lora_set_scale_hint;
  * `forkpoint learn` picks it on the training decisions), else 1. */

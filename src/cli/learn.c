@@ -1,8 +1,8 @@
 /*
- * learn.c — `forkpoint learn --lora`: a personal LoRA adapter from the
- * decision log.
+ * learn.c — `forkpoint learn --lora` / `--steer`: a personal LoRA adapter
+ * and a steering vector from the decision log.
  *
- *   forkpoint learn --lora OUT.gguf --db PATH [--profile NAME] [--model PATH]
+ *   forkpoint learn --lora OUT.gguf | --steer OUT.gguf --db PATH [--profile NAME] [--model PATH]
  *                   [--rank N] [--alpha A] [--epochs N] [--lr X] [--stride N]
  *                   [--holdout F] [--resume ADAPTER] [--seed N] [--threads N] [--force]
  *
@@ -34,7 +34,10 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fputs("usage: forkpoint learn --lora OUT.gguf --db PATH [options]\n"
+    fputs("usage: forkpoint learn --lora OUT.gguf | --steer OUT.gguf --db PATH [options]\n"
+          "  --lora OUT.gguf  train a LoRA adapter (forkpoint write --lora OUT.gguf)\n"
+          "  --steer OUT.gguf compute a steering vector, llama.cpp's control-vector format\n"
+          "                   (forkpoint write --steer OUT.gguf); both may be given\n"
           "  --profile NAME   learn from NAME's decisions (default: everyone's)\n"
           "  --model PATH     the model the decisions were made with (default: the default model)\n"
           "  --rank N         LoRA rank (default 8)\n"
@@ -59,16 +62,6 @@ static fp_steer_pair *as_pairs(const fp_logged_choice *c, int32_t from, int32_t 
     for (int32_t i = from; p && i < to; i++)
         p[i - from] = (fp_steer_pair){ c[i].context, c[i].n_context, c[i].chosen, c[i].n_chosen, c[i].rejected, c[i].n_rejected };
     return p;
-}
-
-/* The engine's score on pairs under the adapter at path and scale (NULL: none). */
-static int score_with(fp_engine *e, const char *path, float scale, const fp_steer_pair *p, int32_t n, fp_pair_score *out) {
-    fp_error err = {0};
-    if (fp_engine_set_lora(e, path, path ? scale : 0.0f, &err) != FP_OK || fp_engine_score_pairs(e, p, n, out, &err) != FP_OK) {
-        fprintf(stderr, "forkpoint learn: %s\n", err.message);
-        return 1;
-    }
-    return 0;
 }
 
 /* Training examples from logged choices: the chosen tokens and any accepted
@@ -102,8 +95,175 @@ static int32_t build_examples(const fp_model *m, const fp_logged_choice *c, int3
     return k;
 }
 
+/* Puts the adapter file at path on the engine at value (NAN: the value
+ * stored in the file; path NULL: none). */
+typedef int (*put_fn)(fp_engine *e, const char *path, float value, fp_error *err);
+
+static int put_lora(fp_engine *e, const char *path, float scale, fp_error *err) {
+    if (path && isnan(scale)) scale = fp_lora_scale_hint(path);
+    return fp_engine_set_lora(e, path, path ? scale : 0.0f, err) != FP_OK;
+}
+
+static int put_steer(fp_engine *e, const char *path, float strength, fp_error *err) {
+    if (!path) return fp_engine_set_steer(e, NULL, 0.0f, err) != FP_OK;
+    float stored = 1.0f;
+    fp_steer *v = fp_steer_load(fp_engine_model(e), path, &stored, err);
+    if (!v) return 1;
+    int rc = fp_engine_set_steer(e, v, isnan(strength) ? stored : strength, err) != FP_OK;
+    fp_steer_free(v);
+    return rc;
+}
+
+/* The engine's score on pairs with the file at path put on (NULL: none). */
+static int score_with(fp_engine *e, put_fn put, const char *path, float value, const fp_steer_pair *p, int32_t n,
+                      fp_pair_score *out) {
+    fp_error err = {0};
+    if (put(e, path, value, &err) || fp_engine_score_pairs(e, p, n, out, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint learn: %s\n", err.message);
+        return 1;
+    }
+    return 0;
+}
+
+/* Judges the new file (cand, at value) against the base and the file already
+ * at out on the held-out pairs, then moves it into place or drops it. */
+static int judge_and_place(fp_engine *e, put_fn put, const char *what, const char *cand, float value, const char *out,
+                           const fp_steer_pair *held, int32_t n_held, bool force, const char *use) {
+    bool replace = true;
+    int rc = 0;
+    if (n_held > 0) {
+        fp_pair_score base, fresh, old = {0};
+        fp_error err = {0};
+        bool have_old = access(out, R_OK) == 0;
+        rc = score_with(e, put, NULL, 0, held, n_held, &base);
+        if (!rc) rc = score_with(e, put, cand, value, held, n_held, &fresh);
+        if (!rc && have_old) {
+            if (put(e, out, NAN, &err)) {
+                printf("learn: the existing %s cannot be used (%s); replacing it\n", out, err.message);
+                have_old = false;
+            } else rc = score_with(e, put, out, NAN, held, n_held, &old);
+        }
+        put(e, NULL, 0, NULL);
+        if (!rc) {
+            printf("learn: held-out over %d decisions: log p(chosen) - log p(rejected) base %.3f, new %s %.3f (%+.3f)",
+                   fresh.n_pairs, base.margin, what, fresh.margin, fresh.margin - base.margin);
+            if (have_old) printf(", existing %s %.3f", what, old.margin);
+            printf("; text log p per token %.3f -> %.3f\n", base.text_logp, fresh.text_logp);
+            if (fresh.n_pairs > 0 && fresh.margin < base.margin)
+                printf("learn: warning: on the held-out decisions the %s does worse than the base model;\n"
+                       "       more decisions, or a lower strength when writing, may help\n", what);
+            if (have_old && fresh.n_pairs > 0 && !(fresh.margin >= old.margin) && !force) replace = false;
+        }
+    } else {
+        printf("learn: too few decisions to hold any out; the %s is not judged\n", what);
+    }
+    if (rc) { unlink(cand); return rc; }
+    if (!replace) {
+        unlink(cand);
+        printf("learn: kept the existing %s (it does better on the held-out decisions; --force replaces it)\n", out);
+    } else if (rename(cand, out) != 0) {
+        fprintf(stderr, "forkpoint learn: cannot write %s\n", out);
+        unlink(cand);
+        rc = 1;
+    } else {
+        printf("learn: wrote %s at strength %.2f (use it with: forkpoint write %s %s)\n", out, value, use, out);
+    }
+    return rc;
+}
+
+/* Reports the picked strength and warns when no strength keeps the text fluent. */
+static void report_fit(const char *what, float value, const fp_pair_score *base, const fp_pair_score *best) {
+    printf("learn: %s strength %.2f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f,"
+           " text log p per token %.3f -> %.3f)\n", what, value, base->margin, best->margin, base->text_logp,
+           best->text_logp);
+    if (best->text_logp < base->text_logp - FP_LORA_FLUENCY_SLACK)
+        printf("learn: warning: at every strength the %s writes less fluently than the base model\n", what);
+}
+
+static int learn_lora(fp_engine *e, const fp_model *m, const fp_logged_choice *c, int32_t n_train,
+                      const fp_steer_pair *fit, int32_t n_fit, const fp_steer_pair *held, int32_t n_held,
+                      const fp_lora_params *lp, const char *out, bool force) {
+    fp_lora_example *ex = calloc((size_t)n_train, sizeof *ex);
+    int32_t **owned = calloc((size_t)n_train, sizeof *owned);
+    size_t cl = strlen(out) + 8;
+    char *cand = malloc(cl);
+    fp_error err = {0};
+    int rc = 0;
+    if (!ex || !owned || !cand) { fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; goto done; }
+    int32_t n_ex = build_examples(m, c, n_train, ex, owned);
+    snprintf(cand, cl, "%s.new", out);
+    fp_lora_report rep;
+    fp_status ts = fp_lora_train(m, ex, n_ex, lp, cand, &rep, &err);
+    if (ts != FP_OK) {
+        fprintf(stderr, "forkpoint learn: %s\n", err.message);
+        rc = ts == FP_ERR_DIVERGED ? 3 : ts == FP_ERR_NOMEM || ts == FP_ERR_IO || ts == FP_ERR_DECODE ? 1 : 2;
+        goto done;
+    }
+    printf("learn: trained %d matrices on %lld tokens (%d windows, %d more for validation); kept epoch %d of %d"
+           " (training loss %.3f -> %.3f, validation loss %.3f -> %.3f)\n", rep.n_tensors, (long long)rep.n_tokens,
+           rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.loss_first, rep.loss_last, rep.val_first,
+           rep.val_best);
+    float scale = 1.0f;
+    fp_pair_score base_fit, best_fit;
+    if (score_with(e, put_lora, NULL, 0, fit, n_fit, &base_fit)) { rc = 1; goto done; }
+    if (base_fit.n_pairs > 0) {
+        if (fp_lora_pick_scale(e, cand, fit, n_fit, &scale, &best_fit, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint learn: %s\n", err.message);
+            rc = 1;
+            goto done;
+        }
+        report_fit("adapter", scale, &base_fit, &best_fit);
+    }
+    if (fp_lora_set_scale_hint(cand, scale, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; goto done; }
+    rc = judge_and_place(e, put_lora, "adapter", cand, scale, out, held, n_held, force, "--lora");
+done:
+    if (rc && cand) unlink(cand);
+    if (owned) for (int32_t i = 0; i < n_train; i++) free(owned[i]);
+    free(owned);
+    free(ex);
+    free(cand);
+    return rc;
+}
+
+static int learn_steer(fp_engine *e, const fp_model *m, const fp_logged_choice *c, int32_t n_train,
+                       const fp_steer_pair *fit, int32_t n_fit, const fp_steer_pair *held, int32_t n_held,
+                       int32_t threads, const char *out, bool force) {
+    fp_steer_pair *pairs = as_pairs(c, 0, n_train);
+    int32_t k = 0;
+    for (int32_t i = 0; pairs && i < n_train; i++)   /* only choices with a rival and a context */
+        if (pairs[i].n_chosen > 0 && pairs[i].n_rejected > 0 && pairs[i].n_context > 0) pairs[k++] = pairs[i];
+    fp_error err = {0};
+    fp_steer *v = k > 0 ? fp_steer_compute((fp_model *)m, pairs, k, threads, &err) : NULL;
+    free(pairs);
+    if (!v) {
+        fprintf(stderr, "forkpoint learn: %s\n", k > 0 ? err.message : "no decision with a rejected candidate to steer by");
+        return k > 0 ? 1 : 2;
+    }
+    printf("learn: steering vector from %d chosen-versus-rejected pairs\n", k);
+    float strength = 1.0f;
+    fp_pair_score base_fit, best_fit;
+    int rc = score_with(e, put_steer, NULL, 0, fit, n_fit, &base_fit);
+    if (!rc && base_fit.n_pairs > 0) {
+        if (fp_steer_pick_strength(e, v, fit, n_fit, &strength, &best_fit, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint learn: %s\n", err.message);
+            rc = 1;
+        } else report_fit("steering vector", strength, &base_fit, &best_fit);
+    }
+    size_t cl = strlen(out) + 8;
+    char *cand = malloc(cl);
+    if (!rc && !cand) rc = 1;
+    if (!rc) {
+        snprintf(cand, cl, "%s.new", out);
+        if (fp_steer_save(v, m, cand, strength, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
+    }
+    fp_steer_free(v);
+    if (!rc) rc = judge_and_place(e, put_steer, "steering vector", cand, strength, out, held, n_held, force, "--steer");
+    free(cand);
+    return rc;
+}
+
 int cli_learn(int argc, char **argv) {
-    const char *db = NULL, *profile = NULL, *model_path = NULL, *out = NULL;
+    const char *db = NULL, *profile = NULL, *model_path = NULL, *out = NULL, *steer_out = NULL;
     fp_lora_params lp = fp_lora_default_params();
     double holdout = 0.2;
     bool force = false;
@@ -118,6 +278,7 @@ int cli_learn(int argc, char **argv) {
 #define NUM(lo, hi) do { if (!num || d < (lo) || d > (hi)) { \
             fprintf(stderr, "forkpoint learn: %s must be a number in [%g, %g]\n", a, (double)(lo), (double)(hi)); return 2; } } while (0)
         if (!strcmp(a, "--lora")) out = v;
+        else if (!strcmp(a, "--steer")) steer_out = v;
         else if (!strcmp(a, "--db")) db = v;
         else if (!strcmp(a, "--profile")) profile = v;
         else if (!strcmp(a, "--model")) model_path = v;
@@ -136,7 +297,7 @@ int cli_learn(int argc, char **argv) {
 #undef NUM
         i++;
     }
-    if (!out) { fprintf(stderr, "forkpoint learn: --lora OUT.gguf is required (try --help)\n"); return 2; }
+    if (!out && !steer_out) { fprintf(stderr, "forkpoint learn: --lora OUT.gguf or --steer OUT.gguf is required (try --help)\n"); return 2; }
     if (!db) { fprintf(stderr, "forkpoint learn: --db is required\n"); return 2; }
 
     fp_error err = {0};
@@ -159,98 +320,21 @@ int cli_learn(int argc, char **argv) {
     }
     fp_store_close(st);
 
-    /* the newest decisions are held out (kept only when there are enough) */
+    /* the newest decisions are held out (kept only when there are enough);
+     * strengths are fitted on the newest (up to 150) training decisions */
     int32_t n_held = (int32_t)floor(holdout * n);
     if (n - n_held < 1) n_held = 0;
     int32_t n_train = n - n_held;
-    fp_lora_example *ex = calloc((size_t)n_train, sizeof *ex);
-    int32_t **owned = calloc((size_t)n_train, sizeof *owned);
-    char *cand = malloc(strlen(out) + 8);
-    int32_t n_ex = 0;
-    if (!ex || !owned || !cand) { fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; goto done; }
-    n_ex = build_examples(m, c, n_train, ex, owned);
+    int32_t fit_from = n_train > 150 ? n_train - 150 : 0;
     printf("learn: %d decisions (%d for training, %d held out)%s\n", n, n_train, n_held,
            n_other ? ", decisions logged with other models skipped" : "");
-
-    /* train into OUT.new, judge, then move into place */
-    snprintf(cand, strlen(out) + 8, "%s.new", out);
-    fp_lora_report rep;
-    fp_status ts = fp_lora_train(m, ex, n_ex, &lp, cand, &rep, &err);
-    if (ts != FP_OK) {
-        fprintf(stderr, "forkpoint learn: %s\n", err.message);
-        rc = ts == FP_ERR_DIVERGED ? 3 : ts == FP_ERR_NOMEM || ts == FP_ERR_IO || ts == FP_ERR_DECODE ? 1 : 2;
-        goto done;
-    }
-    printf("learn: trained %d matrices on %lld tokens (%d windows, %d more for validation); kept epoch %d of %d"
-           " (training loss %.3f -> %.3f, validation loss %.3f -> %.3f)\n", rep.n_tensors, (long long)rep.n_tokens,
-           rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.loss_first, rep.loss_last, rep.val_first,
-           rep.val_best);
-
-    /* the scale: the best fit to (recent) training decisions that still writes fluently */
-    int32_t fit_from = n_train > 150 ? n_train - 150 : 0;
     fp_steer_pair *fit = as_pairs(c, fit_from, n_train), *held = as_pairs(c, n_train, n);
-    if (!fit || !held) { free(fit); free(held); fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; goto done; }
-    float best = 1.0f;
-    fp_pair_score base_fit, best_fit;
-    bool judged = score_with(e, NULL, 0, fit, n_train - fit_from, &base_fit) == 0;
-    if (!judged) rc = 1;
-    else if (base_fit.n_pairs > 0) {
-        if (fp_lora_pick_scale(e, cand, fit, n_train - fit_from, &best, &best_fit, &err) != FP_OK) {
-            fprintf(stderr, "forkpoint learn: %s\n", err.message);
-            rc = 1;
-        } else {
-            printf("learn: scale %.1f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f,"
-                   " text log p per token %.3f -> %.3f)\n", best, base_fit.margin, best_fit.margin, base_fit.text_logp,
-                   best_fit.text_logp);
-            if (best_fit.text_logp < base_fit.text_logp - FP_LORA_FLUENCY_SLACK)
-                printf("learn: warning: at every scale the adapter writes less fluently than the base model\n");
-        }
-    }
-    if (!rc && fp_lora_set_scale_hint(cand, best, &err) != FP_OK) { fprintf(stderr, "forkpoint learn: %s\n", err.message); rc = 1; }
-
-    bool replace = true;
-    if (!rc && n_held > 0) {
-        fp_pair_score base, fresh, old = {0};
-        bool have_old = access(out, R_OK) == 0;
-        rc = score_with(e, NULL, 0, held, n_held, &base);
-        if (!rc) rc = score_with(e, cand, best, held, n_held, &fresh);
-        if (!rc && have_old) {
-            if (fp_engine_set_lora(e, out, fp_lora_scale_hint(out), &err) != FP_OK) {
-                printf("learn: the existing %s cannot be used (%s); replacing it\n", out, err.message);
-                have_old = false;
-            } else rc = score_with(e, out, fp_lora_scale_hint(out), held, n_held, &old);
-        }
-        if (!rc) {
-            printf("learn: held-out over %d decisions: log p(chosen) - log p(rejected) base %.3f, new adapter %.3f (%+.3f)",
-                   fresh.n_pairs, base.margin, fresh.margin, fresh.margin - base.margin);
-            if (have_old) printf(", existing adapter %.3f", old.margin);
-            printf("; text log p per token %.3f -> %.3f\n", base.text_logp, fresh.text_logp);
-            if (fresh.n_pairs > 0 && fresh.margin < base.margin)
-                printf("learn: warning: on the held-out decisions the adapter does worse than the base model;\n"
-                       "       more decisions, or a lower --lora-scale when writing, may help\n");
-            if (have_old && fresh.n_pairs > 0 && !(fresh.margin >= old.margin) && !force) replace = false;
-        }
-    } else if (!rc) {
-        printf("learn: too few decisions to hold any out; the adapter is not judged\n");
-    }
+    if (!fit || !held) { fprintf(stderr, "forkpoint learn: out of memory\n"); rc = 1; }
+    if (!rc && out) rc = learn_lora(e, m, c, n_train, fit, n_train - fit_from, held, n_held, &lp, out, force);
+    if (!rc && steer_out)
+        rc = learn_steer(e, m, c, n_train, fit, n_train - fit_from, held, n_held, lp.n_threads, steer_out, force);
     free(fit);
     free(held);
-    if (rc) { unlink(cand); goto done; }
-    if (!replace) {
-        unlink(cand);
-        printf("learn: kept the existing %s (it does better on the held-out decisions; --force replaces it)\n", out);
-    } else if (rename(cand, out) != 0) {
-        fprintf(stderr, "forkpoint learn: cannot write %s\n", out);
-        unlink(cand);
-        rc = 1;
-    } else {
-        printf("learn: wrote %s at scale %.1f (use it with: forkpoint write --lora %s)\n", out, best, out);
-    }
-done:
-    if (owned) for (int32_t i = 0; i < n_train; i++) free(owned[i]);
-    free(owned);
-    free(ex);
-    free(cand);
     fp_store_choices_free(c, n);
     fp_engine_free(e);
     fp_model_free(m);

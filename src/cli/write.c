@@ -52,6 +52,8 @@ typedef struct {
     bool auto_resolve;     /* let confident preferences decide forks */
     const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
     float lora_scale;
+    const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
+    float steer_strength;
 } write_opts;
 
 /* ------------------------------------------------------------ options */
@@ -81,6 +83,8 @@ static void usage(FILE *f) {
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
           "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
           "  --lora-scale S        its strength (default: the scale learn chose, else 1; 0 = off)\n"
+          "  --steer PATH          apply a steering vector (forkpoint learn --steer; llama.cpp control vector)\n"
+          "  --steer-strength S    its strength (default: the one learn chose, else 1)\n"
           "keys: 1-9 choose · p then 1-9 take with preview · w then 1-9 then 0-9 take with the first\n"
           "      K preview words (a fork opens after them) · / type a word · Backspace undo · Enter continue · q quit\n"
           "script lines: 3 · p3 (with preview) · p3.2 (with its first 2 preview words, then a fork) ·\n"
@@ -100,6 +104,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
 static int parse_opts(int argc, char **argv, write_opts *o) {
     o->st = fp_default_settings();
     o->lora_scale = NAN;   /* the adapter's own recommendation */
+    o->steer_strength = NAN;
     o->prompt = DEFAULT_PROMPT;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -141,6 +146,8 @@ static int parse_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--auto-resolve")) o->auto_resolve = true;
         else if (!strcmp(a, "--lora")) { NEED(); o->lora = v; }
         else if (!strcmp(a, "--lora-scale")) { NUM(-16, 16); o->lora_scale = (float)d; }
+        else if (!strcmp(a, "--steer")) { NEED(); o->steer = v; }
+        else if (!strcmp(a, "--steer-strength")) { NUM(-64, 64); o->steer_strength = (float)d; }
         else { fprintf(stderr, "forkpoint write: unknown option %s (see --help)\n", a); return 2; }
 #undef NEED
 #undef NUM
@@ -447,6 +454,18 @@ int cli_write(int argc, char **argv) {
             fp_engine_free(engine); fp_model_free(model);
             return 2;
         }
+    }
+    if (o.steer) {
+        fp_error serr = {0};
+        float stored = 1.0f;
+        fp_steer *v = fp_steer_load(model, o.steer, &stored, &serr);
+        if (!v || fp_engine_set_steer(engine, v, isnan(o.steer_strength) ? stored : o.steer_strength, &serr) != FP_OK) {
+            fprintf(stderr, "forkpoint write: %s\n", serr.message);
+            fp_steer_free(v);
+            fp_engine_free(engine); fp_model_free(model);
+            return 2;
+        }
+        fp_steer_free(v);   /* the engine keeps its own copy of the directions */
     }
 
     bool keyboard = !o.choices && isatty(STDIN_FILENO);

@@ -134,7 +134,7 @@ static void matrices_free(lora_matrix *m, int32_t n) {
 
 /* Writes a GGUF to path through a temporary file, fsync and a rename, so a
  * reader never sees half a file and a failure leaves the old file as it was. */
-static fp_status write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err) {
+fp_status fpi_write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err) {
     size_t pl = strlen(path) + 24;
     char *tmp = malloc(pl);
     if (!tmp) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
@@ -179,7 +179,7 @@ static fp_status write_adapter(const char *path, const char *arch, float alpha, 
         memcpy(t->data, m[i].data, ggml_nbytes(t));
         gguf_add_tensor(g, t);
     }
-    fp_status rc = write_gguf_atomic(g, path, err);
+    fp_status rc = fpi_write_gguf_atomic(g, path, err);
     gguf_free(g);
     ggml_free(ctx);
     return rc;
@@ -213,7 +213,7 @@ fp_status fp_lora_set_scale_hint(const char *path, float scale, fp_error *err) {
         gguf_set_val_f32(out, SCALE_KEY, scale);
         for (int64_t i = 0; i < gguf_get_n_tensors(g); i++)
             gguf_add_tensor(out, ggml_get_tensor(data, gguf_get_tensor_name(g, i)));
-        rc = write_gguf_atomic(out, path, err);
+        rc = fpi_write_gguf_atomic(out, path, err);
         gguf_free(out);
     }
     gguf_free(g);
@@ -699,29 +699,54 @@ fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_
     return FP_OK;
 }
 
-fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
-                             fp_pair_score *at_scale, fp_error *err) {
-    static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
-    fp_pair_score base, sc, best_sc = {0};
-    fp_status st = fp_engine_set_lora(e, NULL, 0.0f, err);
+/* How an adapter is put on at a strength (0: taken off). */
+typedef fp_status (*apply_fn)(fp_engine *e, const void *what, float value, fp_error *err);
+
+static fp_status apply_lora(fp_engine *e, const void *path, float scale, fp_error *err) {
+    return fp_engine_set_lora(e, scale != 0.0f ? path : NULL, scale, err);
+}
+
+static fp_status apply_steer(fp_engine *e, const void *v, float strength, fp_error *err) {
+    return fp_engine_set_steer(e, strength != 0.0f ? v : NULL, strength, err);
+}
+
+/* The value with the largest margin on the pairs among those that keep the
+ * text within FP_LORA_FLUENCY_SLACK of the base (values[0] when none does);
+ * the engine is left with the adapter off. */
+static fp_status pick_value(fp_engine *e, apply_fn apply, const void *what, const float *values, int nv,
+                            const fp_steer_pair *pairs, int32_t n, float *out, fp_pair_score *at, fp_error *err) {
+    fp_pair_score base, sc, best_sc = {0}, first = {0};
+    fp_status st = apply(e, what, 0.0f, err);
     if (st == FP_OK) st = fp_engine_score_pairs(e, pairs, n, &base, err);
     if (st != FP_OK) return st;
-    if (base.n_pairs == 0) return fp_fail(err, FP_ERR_EMPTY, "no pairs to pick a scale with");
+    if (base.n_pairs == 0) return fp_fail(err, FP_ERR_EMPTY, "no pairs to pick a strength with");
     int best = -1;
-    fp_pair_score first = {0};
-    for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {
-        if ((st = fp_engine_set_lora(e, path, scales[i], err)) != FP_OK ||
-            (st = fp_engine_score_pairs(e, pairs, n, &sc, err)) != FP_OK)
+    for (int i = 0; i < nv; i++) {
+        if ((st = apply(e, what, values[i], err)) != FP_OK || (st = fp_engine_score_pairs(e, pairs, n, &sc, err)) != FP_OK)
             break;
         if (i == 0) first = sc;
         bool fluent = !(sc.text_logp < base.text_logp - FP_LORA_FLUENCY_SLACK);
-        if (fluent && (best < 0 || sc.margin > best_sc.margin)) { best = (int)i; best_sc = sc; }
+        if (fluent && (best < 0 || sc.margin > best_sc.margin)) { best = i; best_sc = sc; }
     }
-    if (best < 0) { best = 0; best_sc = first; }
-    fp_status st2 = fp_engine_set_lora(e, NULL, 0.0f, st == FP_OK ? err : NULL);
+    fp_status st2 = apply(e, what, 0.0f, st == FP_OK ? err : NULL);
     if (st != FP_OK) return st;
     if (st2 != FP_OK) return st2;
-    *scale = scales[best];
-    if (at_scale) *at_scale = best_sc;
+    if (best < 0) { best = 0; best_sc = first; }
+    *out = values[best];
+    if (at) *at = best_sc;
     return FP_OK;
+}
+
+fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
+                             fp_pair_score *at_scale, fp_error *err) {
+    static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
+    if (!path) return fp_fail(err, FP_ERR_ARG, "no adapter");
+    return pick_value(e, apply_lora, path, scales, 4, pairs, n, scale, at_scale, err);
+}
+
+fp_status fp_steer_pick_strength(fp_engine *e, const fp_steer *v, const fp_steer_pair *pairs, int32_t n,
+                                 float *strength, fp_pair_score *at, fp_error *err) {
+    static const float strengths[] = { 0.25f, 0.5f, 1.0f, 2.0f, 4.0f };
+    if (!v) return fp_fail(err, FP_ERR_ARG, "no steering vector");
+    return pick_value(e, apply_steer, v, strengths, 5, pairs, n, strength, at, err);
 }

@@ -18,10 +18,12 @@
 #include "core/internal.h"
 
 #include <ggml.h>
+#include <gguf.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct fp_steer {
     int32_t n_embd, n_layer;
@@ -177,4 +179,90 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
     fp_seq_free(e, q);
     if (st == FP_OK) *out = lp;
     return st;
+}
+
+/* ------------------------------------------------------------ files */
+
+/* The file is llama.cpp's control-vector GGUF (what llama-cli
+ * --control-vector reads): one F32 tensor "direction.L" of n_embd values per
+ * steered layer L >= 1, plus the strength Forkpoint picked. */
+#define STRENGTH_KEY "forkpoint.steer.strength"
+
+fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, float strength, fp_error *err) {
+    if (!v || !m || !path || !*path) return fp_fail(err, FP_ERR_ARG, "no steering vector, model or path");
+    if (!isfinite(strength)) return fp_fail(err, FP_ERR_ARG, "strength must be finite");
+    size_t bytes = (size_t)v->n_layer * ((size_t)v->n_embd * sizeof(float) + 64);
+    struct ggml_init_params ip = { .mem_size = bytes + (size_t)(v->n_layer + 1) * ggml_tensor_overhead(),
+                                   .mem_buffer = NULL, .no_alloc = false };
+    struct ggml_context *ctx = ggml_init(ip);
+    struct gguf_context *g = gguf_init_empty();
+    if (!ctx || !g) {
+        if (ctx) ggml_free(ctx);
+        if (g) gguf_free(g);
+        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    }
+    char arch[64] = "";
+    llama_model_meta_val_str(m->lm, "general.architecture", arch, sizeof arch);
+    gguf_set_val_str(g, "general.architecture", "controlvector");
+    gguf_set_val_str(g, "controlvector.model_hint", arch);
+    gguf_set_val_i32(g, "controlvector.layer_count", v->n_layer - 1);
+    gguf_set_val_f32(g, STRENGTH_KEY, strength);
+    for (int32_t l = 1; l < v->n_layer; l++) {
+        struct ggml_tensor *t = ggml_new_tensor_1d(ctx, GGML_TYPE_F32, v->n_embd);
+        ggml_format_name(t, "direction.%d", l);
+        memcpy(t->data, v->dir + (size_t)l * (size_t)v->n_embd, sizeof(float) * (size_t)v->n_embd);
+        gguf_add_tensor(g, t);
+    }
+    fp_status rc = fpi_write_gguf_atomic(g, path, err);
+    gguf_free(g);
+    ggml_free(ctx);
+    return rc;
+}
+
+fp_steer *fp_steer_load(const fp_model *m, const char *path, float *strength, fp_error *err) {
+    if (strength) *strength = 1.0f;
+    if (!m || !path) { fp_fail(err, FP_ERR_ARG, "no model or path"); return NULL; }
+    if (access(path, R_OK) != 0) { fp_fail(err, FP_ERR_IO, "no steering vector at %s", path); return NULL; }
+    struct ggml_context *data = NULL;
+    struct gguf_init_params gp = { .no_alloc = false, .ctx = &data };
+    struct gguf_context *g = gguf_init_from_file(path, gp);
+    if (!g) { fp_fail(err, FP_ERR_MODEL, "%s is not a GGUF file", path); return NULL; }
+    int32_t n_embd = llama_model_n_embd(m->lm), n_layer = llama_model_n_layer(m->lm);
+    fp_steer *v = calloc(1, sizeof *v);
+    if (v) v->dir = calloc((size_t)n_layer * (size_t)n_embd, sizeof(float));
+    int32_t found = 0;
+    const char *bad = NULL;
+    if (!v || !v->dir) bad = "out of memory";
+    for (int64_t i = 0; !bad && i < gguf_get_n_tensors(g); i++) {
+        const char *name = gguf_get_tensor_name(g, i);
+        struct ggml_tensor *t = ggml_get_tensor(data, name);
+        int l = -1;
+        char tail;
+        if (sscanf(name, "direction.%d%c", &l, &tail) != 1 || l < 1) { bad = "a tensor is not a layer direction"; break; }
+        if (l >= n_layer) { bad = "it steers layers this model does not have"; break; }
+        if (!t || t->type != GGML_TYPE_F32 || ggml_n_dims(t) != 1 || t->ne[0] != n_embd) {
+            bad = "its directions do not have this model's width";
+            break;
+        }
+        memcpy(v->dir + (size_t)l * (size_t)n_embd, t->data, sizeof(float) * (size_t)n_embd);
+        for (int32_t k = 0; k < n_embd; k++)
+            if (!isfinite(v->dir[(size_t)l * (size_t)n_embd + k])) { bad = "it holds non-finite values"; break; }
+        found++;
+    }
+    if (!bad && found == 0) bad = "it has no layer directions";
+    int64_t ks = gguf_find_key(g, STRENGTH_KEY);
+    if (!bad && strength && ks >= 0 && gguf_get_kv_type(g, ks) == GGUF_TYPE_FLOAT32) {
+        float sv = gguf_get_val_f32(g, ks);
+        if (isfinite(sv)) *strength = sv;
+    }
+    gguf_free(g);
+    ggml_free(data);
+    if (bad) {
+        fp_fail(err, bad[0] == 'o' ? FP_ERR_NOMEM : FP_ERR_MODEL, "%s is not a steering vector for this model: %s", path, bad);
+        fp_steer_free(v);
+        return NULL;
+    }
+    v->n_embd = n_embd;
+    v->n_layer = n_layer;
+    return v;
 }

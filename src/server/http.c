@@ -324,6 +324,10 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
             cJSON_AddStringToObject(o, "lora", app->cfg.lora);
             cJSON_AddNumberToObject(o, "lora_scale", app->cfg.lora_scale);
         }
+        if (app->cfg.steer) {
+            cJSON_AddStringToObject(o, "steer", app->cfg.steer);
+            cJSON_AddNumberToObject(o, "steer_strength", app->cfg.steer_strength);
+        }
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         send_json(c, 200, s ? s : "{}");

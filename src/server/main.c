@@ -42,6 +42,8 @@ static void usage(FILE *f)
         "  --auto-resolve     with --profile: forks the preferences are sure of decide themselves\n"
         "  --lora PATH        apply a LoRA adapter (forkpoint learn --lora)\n"
         "  --lora-scale S     its strength, -16..16 (default: the scale learn chose, else 1)\n"
+        "  --steer PATH       apply a steering vector (forkpoint learn --steer)\n"
+        "  --steer-strength S its strength, -64..64 (default: the one learn chose, else 1)\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -75,6 +77,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->max_live = 16;
     cfg->http_threads = 64;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
+    cfg->steer_strength = NAN;
     const char *env_token = getenv("FORKPOINT_TOKEN");
     if (env_token && *env_token) cfg->token = env_token;
 
@@ -109,15 +112,18 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
         else if (strcmp(name, "--profile") == 0) cfg->profile = val;
         else if (strcmp(name, "--lora") == 0) cfg->lora = val;
-        else if (strcmp(name, "--lora-scale") == 0) {
+        else if (strcmp(name, "--lora-scale") == 0 || strcmp(name, "--steer-strength") == 0) {
             char *end;
             double d = strtod(val, &end);
-            if (end == val || *end || !(d >= -16 && d <= 16)) {
-                fprintf(stderr, "forkpoint-serve: --lora-scale wants a number in -16..16, got \"%s\"\n", val);
+            double lim = name[2] == 'l' ? 16 : 64;
+            if (end == val || *end || !(d >= -lim && d <= lim)) {
+                fprintf(stderr, "forkpoint-serve: %s wants a number in -%g..%g, got \"%s\"\n", name, lim, lim, val);
                 return -1;
             }
-            cfg->lora_scale = (float)d;
+            if (name[2] == 'l') cfg->lora_scale = (float)d;
+            else cfg->steer_strength = (float)d;
         }
+        else if (strcmp(name, "--steer") == 0) cfg->steer = val;
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
@@ -180,6 +186,17 @@ static int setup_engine(srv_app *app)
     if (!app->engine) {
         fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
         return -1;
+    }
+    if (app->cfg.steer) {
+        float stored = 1.0f;
+        fp_steer *v = fp_steer_load(app->model, app->cfg.steer, &stored, &err);
+        if (v && isnan(app->cfg.steer_strength)) app->cfg.steer_strength = stored;
+        if (!v || fp_engine_set_steer(app->engine, v, app->cfg.steer_strength, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+            fp_steer_free(v);
+            return -1;
+        }
+        fp_steer_free(v);
     }
     if (app->cfg.lora && isnan(app->cfg.lora_scale)) app->cfg.lora_scale = fp_lora_scale_hint(app->cfg.lora);
     if (app->cfg.lora && fp_engine_set_lora(app->engine, app->cfg.lora, app->cfg.lora_scale, &err) != FP_OK) {

@@ -56,6 +56,8 @@ typedef struct srv_config {
     bool        auto_resolve; /* --auto-resolve: confident preferences decide forks */
     const char *lora;      /* LoRA adapter applied to the engine, NULL = none */
     float lora_scale;
+    const char *steer;     /* steering vector applied to the engine, NULL = none */
+    float steer_strength;
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed

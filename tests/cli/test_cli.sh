@@ -114,12 +114,12 @@ for seed in 1 2 3; do
   printf '1\n2\np1\n3\n1\n2\n1\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann --sample --seed $seed > /dev/null 2>&1
 done
 timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" > "$T/out" 2>"$T/err" && ok || bad "learn: $(cat "$T/err")"
-grep -q 'held-out over [0-9]* decisions: log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf at scale" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
+grep -q 'held-out over [0-9]* decisions: log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf at strength" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
 [ -s "$T/ann.gguf" ] && [ ! -e "$T/ann.gguf.new" ] && ok || bad "learn left no adapter or a temporary file"
 printf '1\n1\nq\n' | timeout 60 "${W[@]}" --lora "$T/ann.gguf" --lora-scale 2 > "$T/out" 2>"$T/err" && grep -q '^Once upon a time' "$T/out" && ok || bad "write --lora: $(cat "$T/err")"
 # a second run is judged against the adapter already there
 timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" --seed 9 > "$T/out" 2>"$T/err" && grep -q 'existing adapter' "$T/out" && ok || bad "learn vs existing: $(cat "$T/out" "$T/err")"
-expect_error "learn: no --lora" 2 "lora OUT.gguf is required" -- "$BIN" learn --db "$DB"
+expect_error "learn: no --lora" 2 "lora OUT.gguf or --steer OUT.gguf is required" -- "$BIN" learn --db "$DB"
 expect_error "learn: missing db" 2 "no database" -- "${L[@]}" --db "$T/none.db" --lora "$T/x.gguf"
 expect_error "learn: corrupt db" 2 "not a usable" -- "${L[@]}" --db "$T/bad.db" --lora "$T/x.gguf"
 expect_error "learn: empty db" 2 "no decisions by a person" -- "${L[@]}" --db "$T/empty.db" --lora "$T/x.gguf"
@@ -137,6 +137,13 @@ url=$(grep -o 'http://[0-9.:]*/' "$T/serve.out" | head -1)
 h=$(curl -s "${url}api/health" 2>/dev/null)
 grep -q '"lora_scale":1.5' <<<"$h" && ok || bad "serve --lora: health says '$h' ($(cat "$T/serve.out"))"
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
+# ---- forkpoint learn --steer: a steering vector (llama.cpp control-vector GGUF), used by write and serve
+timeout 120 "${L[@]}" --db "$DB" --profile ann --steer "$T/ann.steer.gguf" > "$T/out" 2>"$T/err" && grep -q "wrote $T/ann.steer.gguf at strength" "$T/out" && ok || bad "learn --steer: $(cat "$T/out" "$T/err")"
+printf '1\n1\nq\n' | timeout 60 "${W[@]}" --steer "$T/ann.steer.gguf" > "$T/out" 2>"$T/err" && grep -q '^Once upon a time' "$T/out" && ok || bad "write --steer: $(cat "$T/err")"
+expect_error "write: missing steering vector" 2 "no steering vector at" -- "${W[@]}" --steer "$T/none.gguf" --choices /dev/null
+expect_error "write: an adapter is no steering vector" 2 "not a steering vector" -- "${W[@]}" --steer "$T/ann.gguf" --choices /dev/null
+expect_error "write: steering vector of another model" 2 "not a steering vector for this model" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --steer "$T/ann.steer.gguf" --choices /dev/null
+expect_error "serve: missing steering vector" 1 "no steering vector at" -- "$BIN" serve --model "$MODEL" --port 0 --db "$T/serve.db" --steer "$T/none.gguf"
 expect_error "write: missing adapter" 2 "no adapter at" -- "${W[@]}" --lora "$T/none.gguf" --choices /dev/null
 expect_error "write: not an adapter" 2 "not a LoRA adapter" -- "${W[@]}" --lora "$T/bad.db" --choices /dev/null
 expect_error "write: adapter of another model" 2 "not a LoRA adapter" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --lora "$T/ann.gguf" --choices /dev/null

@@ -211,6 +211,47 @@ static void test_steer(void) {
         CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &c0, &err) == FP_OK);
         CHECKF(fabs(c0 - a0) < 1e-3, "removing the vector restores scores (%g vs %g)", c0, a0);
         CHECK(fp_engine_set_steer(g_engine, v, NAN, &err) == FP_ERR_ARG);
+
+        /* as a file: llama.cpp's control-vector GGUF with the strength */
+        char dir[] = "/tmp/fp-test-steer-XXXXXX", path[64], junk[64];
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof path, "%s/v.gguf", dir);
+        snprintf(junk, sizeof junk, "%s/junk.gguf", dir);
+        CHECK(fp_steer_save(v, g_model, path, 2.5f, &err) == FP_OK);
+        CHECK(fp_steer_save(v, g_model, path, NAN, &err) == FP_ERR_ARG);
+        float strength = 0;
+        fp_steer *w = fp_steer_load(g_model, path, &strength, &err);
+        CHECKF(w != NULL, "%s", err.message);
+        CHECK(strength == 2.5f);
+        if (w) {
+            double b2, b3;
+            CHECK(fp_engine_set_steer(g_engine, v, 4.0f, &err) == FP_OK);
+            CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &b2, &err) == FP_OK);
+            CHECK(fp_engine_set_steer(g_engine, w, 4.0f, &err) == FP_OK);
+            CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &b3, &err) == FP_OK);
+            CHECKF(b2 == b3, "the loaded vector steers exactly as the saved one (%g vs %g)", b2, b3);
+            CHECK(fp_engine_set_steer(g_engine, NULL, 0, &err) == FP_OK);
+            fp_steer_free(w);
+        }
+        /* the strength is picked on pairs, and the engine is left unsteered */
+        fp_pair_score at;
+        float picked = 0;
+        CHECK(fp_steer_pick_strength(g_engine, v, pairs, n, &picked, &at, &err) == FP_OK);
+        CHECK(picked >= 0.25f && picked <= 4.0f && at.n_pairs == n);
+        CHECK(fp_engine_logprob(g_engine, pairs[0].context, pairs[0].n_context, pairs[0].chosen, pairs[0].n_chosen, &c0, &err) == FP_OK);
+        CHECKF(fabs(c0 - a0) < 1e-3, "picking leaves the engine unsteered");
+        /* files that are not steering vectors for this model */
+        CHECK(fp_steer_load(g_model, "/nonexistent/v.gguf", NULL, &err) == NULL && err.code == FP_ERR_IO);
+        FILE *f = fopen(junk, "wb");
+        if (f) { fputs("GGUF not really", f); fclose(f); }
+        CHECK(fp_steer_load(g_model, junk, NULL, &err) == NULL && err.code == FP_ERR_MODEL);
+        CHECK(fp_steer_load(g_model, h_model_path("stories260K.gguf"), NULL, &err) == NULL && err.code == FP_ERR_MODEL);
+        fp_model *other = fp_model_load(h_model_path("llama-2-tiny-random.gguf"), NULL, &err);
+        CHECK(other && fp_steer_load(other, path, NULL, &err) == NULL && err.code == FP_ERR_MODEL);
+        fp_model_free(other);
+        unlink(path);
+        unlink(junk);
+        CHECK(rmdir(dir) == 0);   /* nothing else (no temporary file) was left */
         fp_steer_free(v);
     }
     fp_session_free(s);
