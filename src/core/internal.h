@@ -94,9 +94,14 @@ llama_memory_t fp_engine_mem(fp_engine *e);
 int32_t fp_seq_alloc(fp_engine *e, fp_session *owner);
 void    fp_seq_free(fp_engine *e, int32_t seq);   /* also clears its KV cells */
 void    fp_engine_register(fp_engine *e, fp_session *s);
-/* Writes a GGUF (struct gguf_context) through a temporary file, fsync and a
- * rename: readers never see half a file; a failure leaves the old one (lora.c). */
+/* GGUF output (gguf_out.c): a ggml context with room for n_tensors holding
+ * data_bytes in all, and an empty gguf context; then the file written through
+ * a temporary file, fsync and a rename (readers never see half a file; a
+ * failure leaves the old one). */
 struct gguf_context;
+struct ggml_context;
+fp_status fpi_gguf_new(size_t data_bytes, int32_t n_tensors, struct ggml_context **ctx, struct gguf_context **g,
+                       fp_error *err);
 fp_status fpi_write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err);
 /* After the adapters change: every session decodes its path again. */
 fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err);

@@ -45,8 +45,6 @@
  */
 #include "core/internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <ggml-backend.h>
 #include <ggml-opt.h>
 #include <ggml.h>
@@ -132,42 +130,16 @@ static void matrices_free(lora_matrix *m, int32_t n) {
     for (int32_t i = 0; i < n; i++) free(m[i].data);
 }
 
-/* Writes a GGUF to path through a temporary file, fsync and a rename, so a
- * reader never sees half a file and a failure leaves the old file as it was. */
-fp_status fpi_write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err) {
-    size_t pl = strlen(path) + 24;
-    char *tmp = malloc(pl);
-    if (!tmp) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
-    fp_status rc = FP_OK;
-    if (!gguf_write_to_file(g, tmp, false)) rc = fp_fail(err, FP_ERR_IO, "cannot write %s", tmp);
-    else {
-        int fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0) rc = fp_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
-        if (fd >= 0) close(fd);
-        if (rc == FP_OK && rename(tmp, path) != 0)
-            rc = fp_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    }
-    if (rc != FP_OK) unlink(tmp);
-    free(tmp);
-    return rc;
-}
-
 /* Writes an adapter GGUF: the keys llama_adapter_lora_init expects and the
  * matrices. */
 static fp_status write_adapter(const char *path, const char *arch, float alpha, const lora_matrix *m, int32_t n,
                                fp_error *err) {
     size_t bytes = 0;
-    for (int32_t i = 0; i < n; i++) bytes += (size_t)(m[i].ne0 * m[i].ne1) * sizeof(float) + 64;
-    struct ggml_init_params ip = {
-        .mem_size = bytes + (size_t)(n + 1) * ggml_tensor_overhead(), .mem_buffer = NULL, .no_alloc = false };
-    struct ggml_context *ctx = ggml_init(ip);
-    struct gguf_context *g = gguf_init_empty();
-    if (!ctx || !g) {
-        if (ctx) ggml_free(ctx);
-        if (g) gguf_free(g);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    }
+    for (int32_t i = 0; i < n; i++) bytes += (size_t)(m[i].ne0 * m[i].ne1) * sizeof(float);
+    struct ggml_context *ctx;
+    struct gguf_context *g;
+    fp_status rc = fpi_gguf_new(bytes, n, &ctx, &g, err);
+    if (rc != FP_OK) return rc;
     gguf_set_val_str(g, "general.architecture", arch);
     gguf_set_val_str(g, "general.type", "adapter");
     gguf_set_val_str(g, "general.name", "forkpoint personal adapter");
@@ -179,7 +151,7 @@ static fp_status write_adapter(const char *path, const char *arch, float alpha, 
         memcpy(t->data, m[i].data, ggml_nbytes(t));
         gguf_add_tensor(g, t);
     }
-    fp_status rc = fpi_write_gguf_atomic(g, path, err);
+    rc = fpi_write_gguf_atomic(g, path, err);
     gguf_free(g);
     ggml_free(ctx);
     return rc;

@@ -191,16 +191,10 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
 fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, float strength, fp_error *err) {
     if (!v || !m || !path || !*path) return fp_fail(err, FP_ERR_ARG, "no steering vector, model or path");
     if (!isfinite(strength)) return fp_fail(err, FP_ERR_ARG, "strength must be finite");
-    size_t bytes = (size_t)v->n_layer * ((size_t)v->n_embd * sizeof(float) + 64);
-    struct ggml_init_params ip = { .mem_size = bytes + (size_t)(v->n_layer + 1) * ggml_tensor_overhead(),
-                                   .mem_buffer = NULL, .no_alloc = false };
-    struct ggml_context *ctx = ggml_init(ip);
-    struct gguf_context *g = gguf_init_empty();
-    if (!ctx || !g) {
-        if (ctx) ggml_free(ctx);
-        if (g) gguf_free(g);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    }
+    struct ggml_context *ctx;
+    struct gguf_context *g;
+    fp_status rc = fpi_gguf_new((size_t)v->n_layer * (size_t)v->n_embd * sizeof(float), v->n_layer, &ctx, &g, err);
+    if (rc != FP_OK) return rc;
     char arch[64] = "";
     llama_model_meta_val_str(m->lm, "general.architecture", arch, sizeof arch);
     gguf_set_val_str(g, "general.architecture", "controlvector");
@@ -213,7 +207,7 @@ fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, 
         memcpy(t->data, v->dir + (size_t)l * (size_t)v->n_embd, sizeof(float) * (size_t)v->n_embd);
         gguf_add_tensor(g, t);
     }
-    fp_status rc = fpi_write_gguf_atomic(g, path, err);
+    rc = fpi_write_gguf_atomic(g, path, err);
     gguf_free(g);
     ggml_free(ctx);
     return rc;
