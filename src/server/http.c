@@ -12,6 +12,7 @@
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,32 @@ static int method_not_allowed(struct mg_connection *c)
 }
 
 /* POST /api/sessions */
+/* POST /api/adapters {"lora_scale": S, "steer_strength": S}: changes the
+ * strength of the adapters the server was started with; every resident
+ * session is re-decoded and its clients get the new state. */
+static int route_adapters(srv_app *app, struct mg_connection *c)
+{
+    cJSON *j;
+    int st = parse_body(c, &j, false);
+    if (st) return st;
+    srv_job job = { .kind = JOB_ADAPTERS, .lora_scale = NAN, .steer_strength = NAN };
+    const char *bad = NULL;
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(j, "lora_scale");
+    const cJSON *ss = cJSON_GetObjectItemCaseSensitive(j, "steer_strength");
+    if (!ls && !ss) bad = "give \"lora_scale\" and/or \"steer_strength\"";
+    else if (ls && (!cJSON_IsNumber(ls) || !(ls->valuedouble >= -16 && ls->valuedouble <= 16)))
+        bad = "\"lora_scale\" must be a number in -16..16";
+    else if (ss && (!cJSON_IsNumber(ss) || !(ss->valuedouble >= -64 && ss->valuedouble <= 64)))
+        bad = "\"steer_strength\" must be a number in -64..64";
+    else if (ls && !app->cfg.lora) bad = "this server has no LoRA adapter (start it with --lora)";
+    else if (ss && !app->cfg.steer) bad = "this server has no steering vector (start it with --steer)";
+    if (ls && !bad) job.lora_scale = (float)ls->valuedouble;
+    if (ss && !bad) job.steer_strength = (float)ss->valuedouble;
+    cJSON_Delete(j);
+    if (bad) return send_error(c, 400, bad);
+    return run_job(app, c, &job);
+}
+
 static int route_create(srv_app *app, struct mg_connection *c)
 {
     cJSON *j;
@@ -320,19 +347,25 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         cJSON_AddBoolToObject(o, "ok", true);
         cJSON_AddStringToObject(o, "version", FP_VERSION);
         cJSON_AddStringToObject(o, "model", app->model_path);
-        if (app->cfg.lora) { /* the adapter this server writes with */
-            cJSON_AddStringToObject(o, "lora", app->cfg.lora);
-            cJSON_AddNumberToObject(o, "lora_scale", app->cfg.lora_scale);
-        }
-        if (app->cfg.steer) {
-            cJSON_AddStringToObject(o, "steer", app->cfg.steer);
-            cJSON_AddNumberToObject(o, "steer_strength", app->cfg.steer_strength);
-        }
+        srv_adapters_json(app, o);
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
         send_json(c, 200, s ? s : "{}");
         free(s);
         return 200;
+    }
+    if (strcmp(path, "adapters") == 0) {
+        if (get) {
+            cJSON *o = cJSON_CreateObject();
+            srv_adapters_json(app, o);
+            char *s = cJSON_PrintUnformatted(o);
+            cJSON_Delete(o);
+            send_json(c, 200, s ? s : "{}");
+            free(s);
+            return 200;
+        }
+        if (post) return route_adapters(app, c);
+        return method_not_allowed(c);
     }
     if (strncmp(path, "sessions", 8) != 0 || (path[8] != '\0' && path[8] != '/'))
         return send_error(c, 404, "not found");

@@ -189,14 +189,12 @@ static int setup_engine(srv_app *app)
     }
     if (app->cfg.steer) {
         float stored = 1.0f;
-        fp_steer *v = fp_steer_load(app->model, app->cfg.steer, &stored, &err);
-        if (v && isnan(app->cfg.steer_strength)) app->cfg.steer_strength = stored;
-        if (!v || fp_engine_set_steer(app->engine, v, app->cfg.steer_strength, &err) != FP_OK) {
+        app->steer = fp_steer_load(app->model, app->cfg.steer, &stored, &err);
+        if (app->steer && isnan(app->cfg.steer_strength)) app->cfg.steer_strength = stored;
+        if (!app->steer || fp_engine_set_steer(app->engine, app->steer, app->cfg.steer_strength, &err) != FP_OK) {
             fprintf(stderr, "forkpoint-serve: %s\n", err.message);
-            fp_steer_free(v);
             return -1;
         }
-        fp_steer_free(v);
     }
     if (app->cfg.lora && isnan(app->cfg.lora_scale)) app->cfg.lora_scale = fp_lora_scale_hint(app->cfg.lora);
     if (app->cfg.lora && fp_engine_set_lora(app->engine, app->cfg.lora, app->cfg.lora_scale, &err) != FP_OK) {
@@ -238,6 +236,8 @@ static void teardown(srv_app *app)
     fp_store_close(app->log);
     app->log = NULL;
     if (app->engine) fp_engine_free(app->engine);
+    fp_steer_free(app->steer);
+    app->steer = NULL;
     if (app->model) fp_model_free(app->model);
     app->engine = NULL;
     app->model = NULL;
@@ -260,6 +260,7 @@ int main(int argc, char **argv)
     pthread_cond_init(&app.q_cv, NULL);
     pthread_cond_init(&app.done_cv, NULL);
     pthread_mutex_init(&app.ws_mu, NULL);
+    pthread_mutex_init(&app.adapters_mu, NULL);
     /* versions only grow, also across restarts: start from the clock (ms) */
     app.version = (uint64_t)time(NULL) * 1000u;
 
@@ -293,6 +294,7 @@ out:
     teardown(&app);
     mg_exit_library();
     pthread_mutex_destroy(&app.ws_mu);
+    pthread_mutex_destroy(&app.adapters_mu);
     pthread_cond_destroy(&app.done_cv);
     pthread_cond_destroy(&app.q_cv);
     pthread_mutex_destroy(&app.q_mu);

@@ -74,7 +74,7 @@ typedef enum srv_job_kind {
     JOB_LIST = 0, JOB_CREATE, JOB_GET, JOB_DELETE,
     JOB_CHOOSE, JOB_TYPE, JOB_PREFIX, JOB_UNDO, JOB_CONTINUE,
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
-    JOB_TREE, JOB_EVENTS
+    JOB_TREE, JOB_EVENTS, JOB_ADAPTERS
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -91,6 +91,8 @@ typedef struct srv_job {
     const char  *text;         /* prompt, typed text or prefix (NUL-terminated) */
     const char  *settings;     /* settings JSON object text, or NULL */
     char         modality[17]; /* how the person chose: mouse, touch, keyboard, dwell, switch, ws, api */
+    float        lora_scale;   /* JOB_ADAPTERS: new strengths, NAN = unchanged */
+    float        steer_strength;
     /* outputs */
     int          status;       /* HTTP status */
     char        *body;         /* malloc'd response body (JSON unless ctype says) */
@@ -160,6 +162,8 @@ typedef struct srv_app {
     bool                worker_started;
     /* WebSocket clients */
     pthread_mutex_t     ws_mu;
+    fp_steer           *steer;         /* --steer's vector, kept to change its strength */
+    pthread_mutex_t     adapters_mu;   /* guards cfg.lora_scale and cfg.steer_strength */
     srv_ws              ws[SRV_MAX_WS];
     int                 ws_next_no;
     /* HTTP */
@@ -228,6 +232,8 @@ void srv_ws_drop_session(srv_app *app, const char *sid);
 
 /* util.c */
 char *srv_json_error(const char *msg);               /* {"error":msg}, malloc'd */
+/* Adds "lora", "lora_scale", "steer", "steer_strength" (those in use) to a cJSON object. */
+void  srv_adapters_json(srv_app *app, void *cjson_obj);
 int   srv_status_http(fp_status st);                 /* fp_status -> HTTP code */
 bool  srv_id_valid(const char *s, size_t len);       /* 16 lowercase hex */
 int   srv_random_id(char out[SRV_ID_LEN + 1]);

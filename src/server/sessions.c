@@ -13,6 +13,7 @@
 #include "server/serve.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -438,11 +439,46 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
     reply_state(app, l, job, true);
 }
 
+/* New adapter strengths: the engine re-decodes every resident session (the
+ * library does), and each one's clients get its recomputed state. */
+static void job_adapters(srv_app *app, srv_job *job)
+{
+    fp_error err = {0};
+    fp_status st = FP_OK;
+    if (!isnan(job->lora_scale)) st = fp_engine_set_lora(app->engine, app->cfg.lora, job->lora_scale, &err);
+    if (st == FP_OK && !isnan(job->steer_strength))
+        st = fp_engine_set_steer(app->engine, app->steer, job->steer_strength, &err);
+    if (st != FP_OK) {
+        /* sessions may be half re-decoded: reload them from SQLite when next used */
+        for (int i = 0; i < app->cfg.max_live; i++) if (app->live[i].used) drop_live(&app->live[i]);
+        reply_fp_error(job, &err, st);
+        return;
+    }
+    pthread_mutex_lock(&app->adapters_mu);
+    if (!isnan(job->lora_scale)) app->cfg.lora_scale = job->lora_scale;
+    if (!isnan(job->steer_strength)) app->cfg.steer_strength = job->steer_strength;
+    pthread_mutex_unlock(&app->adapters_mu);
+    for (int i = 0; i < app->cfg.max_live; i++) {
+        srv_live *l = &app->live[i];
+        if (!l->used) continue;
+        srv_job note = { .kind = JOB_GET };
+        reply_state(app, l, &note, true);
+        free(note.body);
+    }
+    cJSON *o = cJSON_CreateObject();
+    srv_adapters_json(app, o);
+    job->body = cJSON_PrintUnformatted(o);
+    job->status = job->body ? 200 : 500;
+    cJSON_Delete(o);
+    if (!job->body) job->body = srv_json_error("out of memory");
+}
+
 /* Runs one job. Called by the worker thread only. */
 void srv_exec(srv_app *app, srv_job *job)
 {
     switch (job->kind) {
     case JOB_LIST:   job_list(app, job); return;
+    case JOB_ADAPTERS: job_adapters(app, job); return;
     case JOB_CREATE: job_create(app, job); return;
     case JOB_DELETE: job_delete(app, job); return;
     default: break;

@@ -150,3 +150,19 @@ const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17])
     snprintf(out, 17, "%s", v);
     return NULL;
 }
+
+void srv_adapters_json(srv_app *app, void *cjson_obj)
+{
+    cJSON *o = cjson_obj;
+    pthread_mutex_lock(&app->adapters_mu);
+    float ls = app->cfg.lora_scale, ss = app->cfg.steer_strength;
+    pthread_mutex_unlock(&app->adapters_mu);
+    if (app->cfg.lora) {
+        cJSON_AddStringToObject(o, "lora", app->cfg.lora);
+        cJSON_AddNumberToObject(o, "lora_scale", ls);
+    }
+    if (app->cfg.steer) {
+        cJSON_AddStringToObject(o, "steer", app->cfg.steer);
+        cJSON_AddNumberToObject(o, "steer_strength", ss);
+    }
+}

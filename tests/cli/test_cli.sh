@@ -144,6 +144,32 @@ expect_error "write: missing steering vector" 2 "no steering vector at" -- "${W[
 expect_error "write: an adapter is no steering vector" 2 "not a steering vector" -- "${W[@]}" --steer "$T/ann.gguf" --choices /dev/null
 expect_error "write: steering vector of another model" 2 "not a steering vector for this model" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --steer "$T/ann.steer.gguf" --choices /dev/null
 expect_error "serve: missing steering vector" 1 "no steering vector at" -- "$BIN" serve --model "$MODEL" --port 0 --db "$T/serve.db" --steer "$T/none.gguf"
+# serve with both, and their strengths changed at run time (POST /api/adapters): open forks are recomputed
+"$BIN" serve --model "$MODEL" --port 0 --threads 1 --db "$T/serve2.db" --lora "$T/ann.gguf" --steer "$T/ann.steer.gguf" > "$T/serve.out" 2>&1 &
+spid=$!
+for _ in $(seq 1 100); do grep -q listening "$T/serve.out" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*/' "$T/serve.out" | head -1)
+probs() { node -e 'let d="";process.stdin.on("data",c=>d+=c).on("end",()=>{const s=JSON.parse(d);console.log(s.fork?s.fork.candidates.map(c=>c.prob).join(","):"none")})'; }
+sid=$(curl -s -X POST "${url}api/sessions" -d '{"prompt":"Once upon a time, there was a little"}' | node -e 'let d="";process.stdin.on("data",c=>d+=c).on("end",()=>console.log(JSON.parse(d).id))')
+p1=$(curl -s "${url}api/sessions/$sid" | probs)
+a=$(curl -s -X POST "${url}api/adapters" -d '{"lora_scale":0,"steer_strength":0}')
+p2=$(curl -s "${url}api/sessions/$sid" | probs)
+grep -q '"lora_scale":0' <<<"$a" && grep -q '"steer_strength":0' <<<"$a" && ok || bad "POST /api/adapters: $a"
+[ "$p1" != none ] && [ "$p1" != "$p2" ] && ok || bad "the open fork was not recomputed ($p1 / $p2)"
+h=$(curl -s "${url}api/health")
+grep -q '"lora_scale":0' <<<"$h" && grep -q '"steer":' <<<"$h" && ok || bad "health after the change: $h"
+for body in '{}' '{"lora_scale":"x"}' '{"lora_scale":99}' '{"steer_strength":null}' 'not json'; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "${url}api/adapters" -d "$body")
+  [ "$code" = 400 ] && ok || bad "POST /api/adapters $body: $code, want 400"
+done
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
+"$BIN" serve --model "$MODEL" --port 0 --threads 1 --db "$T/serve3.db" > "$T/serve.out" 2>&1 &
+spid=$!
+for _ in $(seq 1 100); do grep -q listening "$T/serve.out" && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*/' "$T/serve.out" | head -1)
+r=$(curl -s -X POST "${url}api/adapters" -d '{"lora_scale":1}')
+grep -q 'no LoRA adapter' <<<"$r" && ok || bad "adapters without --lora: $r"
+kill $spid 2>/dev/null; wait $spid 2>/dev/null
 expect_error "write: missing adapter" 2 "no adapter at" -- "${W[@]}" --lora "$T/none.gguf" --choices /dev/null
 expect_error "write: not an adapter" 2 "not a LoRA adapter" -- "${W[@]}" --lora "$T/bad.db" --choices /dev/null
 expect_error "write: adapter of another model" 2 "not a LoRA adapter" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --lora "$T/ann.gguf" --choices /dev/null
