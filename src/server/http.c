@@ -230,6 +230,16 @@ static int method_not_allowed(struct mg_connection *c)
 }
 
 /* POST /api/sessions */
+/* Sends a cJSON object as a 200 response and frees it. */
+static int send_object(struct mg_connection *c, cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    send_json(c, 200, s ? s : "{}");
+    free(s);
+    return 200;
+}
+
 /* POST /api/adapters {"lora_scale": S, "steer_strength": S}: changes the
  * strength of the adapters the server was started with; every resident
  * session is re-decoded and its clients get the new state. */
@@ -348,21 +358,13 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         cJSON_AddStringToObject(o, "version", FP_VERSION);
         cJSON_AddStringToObject(o, "model", app->model_path);
         srv_adapters_json(app, o);
-        char *s = cJSON_PrintUnformatted(o);
-        cJSON_Delete(o);
-        send_json(c, 200, s ? s : "{}");
-        free(s);
-        return 200;
+        return send_object(c, o);
     }
     if (strcmp(path, "adapters") == 0) {
         if (get) {
             cJSON *o = cJSON_CreateObject();
             srv_adapters_json(app, o);
-            char *s = cJSON_PrintUnformatted(o);
-            cJSON_Delete(o);
-            send_json(c, 200, s ? s : "{}");
-            free(s);
-            return 200;
+            return send_object(c, o);
         }
         if (post) return route_adapters(app, c);
         return method_not_allowed(c);
