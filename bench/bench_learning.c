@@ -24,8 +24,9 @@
  * log p(chosen) - log p(rejected) on the last third.
  *
  * LoRA: an adapter trained (fp_lora_train) on the user's chosen words in
- * their contexts from the same first two thirds, applied at the scale that
- * does best on those pairs; reported is the held-out change on the last
+ * their contexts from the same first two thirds, applied at the scale
+ * fp_lora_pick_scale picks on the newest fifth of them (the validation
+ * windows' decisions, not trained on); reported is the held-out change on the last
  * third, as for steering.
  *
  * Phase 2 (interventions): the same user writes on with auto-resolution on;
@@ -249,7 +250,11 @@ static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, 
     }
     double train_ms = bench_now_ms() - t0;
     float best = 1.0f;
-    if (fp_lora_pick_scale(e, path, ps->p, train, &best, NULL, &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
+    /* the scale is picked on the newest fifth of the training pairs: the text
+     * of the validation windows, which the adapter was not trained on */
+    int v0 = train - (train / 5 > 20 ? train / 5 : 20);
+    if (v0 < 0) v0 = 0;
+    if (fp_lora_pick_scale(e, path, ps->p + v0, train - v0, &best, NULL, &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
     if (verbose_lora) {
         const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
         for (size_t i = 0; i < sizeof scales / sizeof *scales; i++) {

@@ -11,8 +11,8 @@
  * the old one are policy; the library (fp_lora_train) only trains.
  *
  * The scale the adapter is used at by default (write and serve read it from
- * the file) is the one of 0.5, 1, 2, 4 that does best on the training
- * decisions while the person's text stays as likely as under the base model
+ * the file) is the one of 0.5, 1, 2, 4 that does best on the newest fifth of
+ * the training decisions (the adapter's validation windows) while the person's text stays as likely as under the base model
  * (fp_lora_pick_scale: an adapter at too high a scale writes fragments). The newest --holdout fraction of the decisions is not trained
  * on. On it the command reports the mean log p(chosen) - log p(rejected) (the chosen word
  * against the most probable word the person passed over) for the base model,
@@ -173,7 +173,7 @@ static int judge_and_place(fp_engine *e, put_fn put, const char *what, const cha
 
 /* Reports the picked strength and warns when no strength keeps the text fluent. */
 static void report_fit(const char *what, float value, const fp_pair_score *base, const fp_pair_score *best) {
-    printf("learn: %s strength %.2f fits the training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f,"
+    printf("learn: %s strength %.2f fits the newest training decisions best (log p(chosen) - log p(rejected) %.3f -> %.3f,"
            " text log p per token %.3f -> %.3f)\n", what, value, base->margin, best->margin, base->text_logp,
            best->text_logp);
     if (best->text_logp < base->text_logp - FP_LORA_FLUENCY_SLACK)
@@ -321,11 +321,15 @@ int cli_learn(int argc, char **argv) {
     fp_store_close(st);
 
     /* the newest decisions are held out (kept only when there are enough);
-     * strengths are fitted on the newest (up to 150) training decisions */
+     * strengths are fitted on the newest fifth of the training decisions
+     * (at least 20): those of the adapter's validation windows, which it was
+     * not trained on, so the fluency guard sees text the adapter has not
+     * learned by heart */
     int32_t n_held = (int32_t)floor(holdout * n);
     if (n - n_held < 1) n_held = 0;
     int32_t n_train = n - n_held;
-    int32_t fit_from = n_train > 150 ? n_train - 150 : 0;
+    int32_t n_fit = n_train / 5 > 20 ? n_train / 5 : 20;
+    int32_t fit_from = n_train > n_fit ? n_train - n_fit : 0;
     printf("learn: %d decisions (%d for training, %d held out)%s\n", n, n_train, n_held,
            n_other ? ", decisions logged with other models skipped" : "");
     fp_steer_pair *fit = as_pairs(c, fit_from, n_train), *held = as_pairs(c, n_train, n);
