@@ -47,5 +47,5 @@ test-api: deps
 	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client
 	bash tests/api/run.sh
 test-browser: deps
-	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve $(BUILD)/release/forkpoint
 	bash tests/browser/run.sh

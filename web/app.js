@@ -22,6 +22,11 @@
  * handling as candidates. Taking preview word j sends preview_upto = the
  * UTF-8 byte offset where word j starts: the candidate and the words
  * before j are taken, and a fork opens at word j.
+ *
+ * Adapter strengths: when the server has a personal LoRA adapter and/or a
+ * steering vector, the settings panel shows a slider for each; letting go
+ * of one POSTs /api/adapters and the re-decoded state arrives over the
+ * WebSocket like any other change.
  */
 'use strict';
 (() => {
@@ -46,6 +51,7 @@
     longTimer: 0, longFired: false,
     prefixTimer: 0, prefixSent: '',
     errTimer: 0,
+    adapters: {}, adapterDirty: new Set(), adapterTimer: 0, adapterBusy: false, // server-wide strengths
     prefs: loadPrefs(),
   };
 
@@ -733,7 +739,7 @@
     if (open) {
       if (name === 'stories') loadStories();
       if (name === 'tree') loadTree();
-      if (name === 'settings') fillSettings();
+      if (name === 'settings') { fillSettings(); loadAdapters(); }
       const first = panel.querySelector('button, input, select');
       if (first) first.focus();
     } else {
@@ -953,6 +959,99 @@
     return Number.isFinite(n) ? Math.min(hi, Math.max(lo, Math.round(n))) : dflt;
   }
 
+  /* ------------------------------------------- adapter strengths */
+
+  /* The personal LoRA adapter and steering vector the server was started
+   * with (if any): one slider each, for the whole server, not one story.
+   * Moving a slider only updates its readout; letting go of it (or a pause
+   * after arrow keys, which fire a change per press) sends the new value.
+   * The server re-decodes every story and pushes their new states over
+   * the WebSocket, so the cloud follows without another request. */
+  const ADAPTERS = [
+    { key: 'lora_scale', file: 'lora', input: 'set-lora-scale', out: 'out-lora-scale', row: 'row-lora', name: 'adapter' },
+    { key: 'steer_strength', file: 'steer', input: 'set-steer-strength', out: 'out-steer-strength', row: 'row-steer', name: 'steering vector' },
+  ];
+  const ADAPTER_DEBOUNCE_MS = 250;
+  const fmtStrength = (v) => String(Math.round(v * 1000) / 1000);
+
+  function setReadout(d, v) {
+    $(d.out).textContent = fmtStrength(v);
+    $(d.input).setAttribute('aria-valuetext', v === 0 ? '0, off' : fmtStrength(v));
+  }
+
+  /* Shows the server's adapters (GET/POST /api/adapters); hides the
+   * controls when it has neither. A slider the person has moved since
+   * keeps their value until it is sent. */
+  function showAdapters(a) {
+    S.adapters = a && typeof a === 'object' ? a : {};
+    const files = [];
+    let any = false;
+    for (const d of ADAPTERS) {
+      const v = S.adapters[d.key];
+      const on = typeof S.adapters[d.file] === 'string' && typeof v === 'number';
+      $(d.row).hidden = !on;
+      if (!on) continue;
+      any = true;
+      files.push(`${d.name}: ${S.adapters[d.file].split('/').pop()}`);
+      if (S.adapterDirty.has(d.key)) continue;
+      const el = $(d.input);
+      // 0..4 in quarters, widened if the server's value lies outside
+      el.min = String(Math.min(0, Math.floor(v * 4) / 4));
+      el.max = String(Math.max(4, Math.ceil(v * 4) / 4));
+      el.value = String(v);
+      setReadout(d, v); // the server's exact value, even between two steps
+    }
+    $('adapter-files').textContent = files.length ? `In use: ${files.join(', ')}.` : '';
+    $('adapter-settings').hidden = !any;
+  }
+
+  async function loadAdapters() {
+    if (S.adapterBusy || S.adapterDirty.size) return; // a change of ours is on its way
+    try {
+      showAdapters(await api('GET', '/api/adapters'));
+    } catch (e) {
+      showAdapters({}); // an older server without the endpoint: nothing to show
+    }
+  }
+
+  function adapterChanged(d) {
+    S.adapterDirty.add(d.key);
+    setReadout(d, Number($(d.input).value));
+    clearTimeout(S.adapterTimer);
+    S.adapterTimer = setTimeout(sendAdapters, ADAPTER_DEBOUNCE_MS);
+  }
+
+  /* Sends the sliders that changed (one request at a time; changes made
+   * while one is out go in the next). */
+  async function sendAdapters() {
+    clearTimeout(S.adapterTimer);
+    if (S.adapterBusy || !S.adapterDirty.size) return;
+    const body = {};
+    for (const d of ADAPTERS) if (S.adapterDirty.has(d.key)) body[d.key] = Number($(d.input).value);
+    S.adapterDirty.clear();
+    S.adapterBusy = true;
+    const box = $('adapter-settings'), msg = $('settings-msg');
+    box.setAttribute('aria-busy', 'true');
+    msg.textContent = 'Applying the new strength to every story…';
+    try {
+      showAdapters(await api('POST', '/api/adapters', body));
+      msg.textContent = 'Strength applied.';
+      // the new state comes over the WebSocket; without one, ask for it
+      if (S.sid && !(S.ws && S.ws.readyState === WebSocket.OPEN)) {
+        api('GET', sessPath('')).then((st) => render(st)).catch((e) => showError(e.message));
+      }
+    } catch (e) {
+      msg.textContent = e.message;
+      showError(e.message);
+      S.adapterBusy = false;
+      if (!S.adapterDirty.size) await loadAdapters(); // back to what the server has
+    } finally {
+      S.adapterBusy = false;
+      box.setAttribute('aria-busy', 'false');
+      if (S.adapterDirty.size) sendAdapters();
+    }
+  }
+
   /* --------------------------------------------------------- export */
 
   function download(name, text, type) {
@@ -1156,6 +1255,10 @@
     });
     $('btn-export-jsonl').addEventListener('click', exportJsonl);
     $('settings-form').addEventListener('submit', applySettings);
+    for (const d of ADAPTERS) {
+      $(d.input).addEventListener('input', () => setReadout(d, Number($(d.input).value)));
+      $(d.input).addEventListener('change', () => adapterChanged(d));
+    }
 
     $('typebox').addEventListener('submit', (e) => {
       e.preventDefault();
@@ -1196,6 +1299,7 @@
       if (m && m[1] !== S.sid) openSession(m[1]);
     });
     fillSettings();
+    loadAdapters();
     const m = /^#s=([0-9a-f]{16})$/.exec(location.hash);
     if (m) openSession(m[1]);
     else showStart();

@@ -7,7 +7,13 @@
 // way a person would (mouse, touch, keyboard, dwell) and read the server's
 // state through its API to check what the page shows.
 //
+// The adapter-strength sliders need a server started with a LoRA adapter and
+// a steering vector: the test makes both with the real CLI (forkpoint write
+// three times, then forkpoint learn --lora --steer) and starts a second
+// server with them, so the main server and the other tests stay as they were.
+//
 // Environment: FORKPOINT_SERVE (default build/release/forkpoint-serve),
+// FORKPOINT_CLI (default build/release/forkpoint, else build/asan/forkpoint),
 // FORKPOINT_MODEL, CHROMIUM (default /usr/bin/chromium).
 // Prints "ok - name" / "not ok - name: why" and a final "N passed, N failed".
 import { spawn } from 'node:child_process';
@@ -22,6 +28,7 @@ const repo = path.resolve(here, '../..');
 const pick = (...c) => c.find((p) => p && fs.existsSync(p));
 const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`,
   `${repo}/build/asan/forkpoint-serve`);
+const CLI = pick(process.env.FORKPOINT_CLI, `${repo}/build/release/forkpoint`, `${repo}/build/asan/forkpoint`);
 const WS_CLIENT = pick(`${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
 const MODEL = pick(process.env.FORKPOINT_MODEL,
   process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
@@ -48,8 +55,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /* ------------------------------------------------------------ server */
 
-function startServer() {
-  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '1'];
+function startServer(extra = [], db = 'fp.db') {
+  const args = ['--port', '0', '--db', path.join(tmp, db), '--quiet', '--threads', '1', ...extra];
   if (MODEL) args.push('--model', MODEL);
   const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
@@ -66,7 +73,33 @@ function startServer() {
   });
 }
 
-let srv, ctx, page;
+/* Runs the forkpoint CLI; stdin is `input`. Rejects on a non-zero exit. */
+function runCli(args, input) {
+  return new Promise((resolve, reject) => {
+    const p = spawn(CLI, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), 180000);
+    p.on('exit', (c) => { clearTimeout(t); if (c === 0) resolve(); else reject(new Error(`forkpoint ${args[0]} exited ${c}: ${err.slice(-300)}`)); });
+    p.stdin.end(input || '');
+  });
+}
+
+/* A personal LoRA adapter and steering vector learned (forkpoint learn) from
+ * a decision log of three scripted stories, as a person would make them. */
+async function makeAdapters() {
+  assert(CLI, 'the forkpoint CLI is not built (make build/release/forkpoint)');
+  const dir = fs.mkdtempSync(path.join(tmp, 'adapters-'));
+  const base = ['--model', MODEL, '--threads', '1', '--db', path.join(dir, 'log.db'), '--profile', 'ann'];
+  for (const seed of [1, 2, 3])
+    await runCli(['write', ...base, '--sample', '--seed', String(seed)], '1\n2\np1\n3\n1\n2\n1\nq\n');
+  const lora = path.join(dir, 'ann.gguf'), steer = path.join(dir, 'ann.steer.gguf');
+  await runCli(['learn', ...base, '--epochs', '2', '--lora', lora, '--steer', steer]);
+  assert(fs.existsSync(lora) && fs.existsSync(steer), 'learn wrote no adapter or steering vector');
+  return { lora, steer };
+}
+
+let srv, srvA, ctx, page;
 const requests = [];   // every request the page made
 const pageErrors = [];
 const api = async (p, opt) => (await fetch(srv.url + p.replace(/^\//, ''), opt)).json();
@@ -492,8 +525,126 @@ async function main() {
     });
   });
 
+  /* ---- adapter strengths: sliders in the settings panel */
+  const adapterPosts = [];
+  page.on('request', (r) => {
+    if (r.method() === 'POST' && /\/api\/adapters$/.test(r.url())) adapterPosts.push(JSON.parse(r.postData() || '{}'));
+  });
+  const openSettings = async () => {
+    const [r] = await Promise.all([
+      page.waitForResponse((x) => /\/api\/adapters$/.test(x.url()) && x.request().method() === 'GET'),
+      page.click('#btn-settings'),
+    ]);
+    await r.finished();
+    await sleep(100);
+  };
+
+  await test('no adapter strength controls on a server without adapters', async () => {
+    eq(await api('/api/adapters'), {}, 'the server has no adapters');
+    await newStory('Once upon a time');
+    await openSettings();
+    assert(await page.isHidden('#adapter-settings'), 'adapter fieldset hidden');
+    assert(await page.isHidden('#set-lora-scale') && await page.isHidden('#set-steer-strength'), 'sliders hidden');
+    await page.keyboard.press('Escape');
+  });
+
+  await test('adapter sliders: initial values, a change POSTs, the cloud follows over the WebSocket', async () => {
+    const files = await makeAdapters();
+    srvA = await startServer(['--lora', files.lora, '--steer', files.steer], 'fp-adapters.db');
+    const main = srv;
+    srv = srvA; // the helpers (api, state, newStory, waitChange) talk to this server
+    try {
+      const a0 = await api('/api/adapters');
+      assert(typeof a0.lora_scale === 'number' && typeof a0.steer_strength === 'number', `adapters: ${JSON.stringify(a0)}`);
+      await newStory('Once upon a time');
+      await openSettings();
+      // labelled range inputs, 0..4 in quarters (wider only if the server's value is outside)
+      assert(await page.isVisible('#adapter-settings'), 'adapter fieldset shown');
+      eq(await page.textContent('label[for="set-lora-scale"]'), 'Personal adapter (LoRA) strength', 'LoRA label');
+      eq(await page.textContent('label[for="set-steer-strength"]'), 'Steering strength', 'steering label');
+      eq(await page.getByRole('slider', { name: 'Personal adapter (LoRA) strength' }).count(), 1, 'LoRA slider by role and name');
+      eq(await page.getByRole('slider', { name: 'Steering strength' }).count(), 1, 'steering slider by role and name');
+      for (const [id, v] of [['set-lora-scale', a0.lora_scale], ['set-steer-strength', a0.steer_strength]]) {
+        const at = await page.$eval(`#${id}`, (el) => [el.type, el.min, el.max, el.step, Number(el.value)]);
+        eq(at.slice(0, 4), ['range', String(Math.min(0, Math.floor(v * 4) / 4)), String(Math.max(4, Math.ceil(v * 4) / 4)), '0.25'], `${id} range`);
+        if (Number.isInteger(v * 4)) eq(at[4], v, `${id} initial value`);
+        eq(await page.textContent(`#${id.replace('set-', 'out-')}`), String(Math.round(v * 1000) / 1000), `${id} readout`);
+      }
+      await page.locator('#adapter-settings').scrollIntoViewIfNeeded();
+      await page.screenshot({ path: path.join(OUT, 'adapters.png'), fullPage: true });
+
+      // the mouse: click a quarter of the way along the LoRA slider
+      const st0 = await state();
+      const shown = () => page.$$eval('#cloud .cand:not(.other)', (els) =>
+        els.map((e) => `${e.querySelector('.word').textContent} ${e.querySelector('.pct').textContent}`).sort());
+      // finer than the rounded percentages: each candidate's size follows its probability
+      const sizes = () => page.$$eval('#cloud .cand:not(.other)', (els) =>
+        els.map((e) => `${e.querySelector('.word').textContent} ${e.style.fontSize}`).sort());
+      const cloud0 = await shown(), sizes0 = await sizes();
+      await page.locator('#set-lora-scale').scrollIntoViewIfNeeded();
+      const box = await page.locator('#set-lora-scale').boundingBox();
+      const n0 = adapterPosts.length, r0 = requests.length;
+      const [resp] = await Promise.all([
+        page.waitForResponse((x) => /\/api\/adapters$/.test(x.url()) && x.request().method() === 'POST'),
+        page.mouse.click(box.x + box.width * 0.25, box.y + box.height / 2),
+      ]);
+      const v1 = Number(await page.inputValue('#set-lora-scale'));
+      assert(v1 !== a0.lora_scale && v1 >= 0 && v1 <= 2, `slider moved: ${v1}`);
+      eq(resp.status(), 200, 'POST status');
+      eq(adapterPosts.slice(n0), [{ lora_scale: v1 }], 'POST body');
+      eq(await api('/api/adapters'), Object.assign({}, a0, { lora_scale: v1 }), 'GET /api/adapters after');
+      eq(await page.textContent('#out-lora-scale'), String(v1), 'readout');
+      // the server re-decoded the story and pushed it: the page shows the new state
+      const st1 = await waitChange(st0.version);
+      await page.waitForFunction((ver) => document.getElementById('story').dataset.version === String(ver), st1.version);
+      const probs = (st) => st.fork.candidates.map((c) => `${c.text} ${c.prob.toFixed(4)}`);
+      assert(JSON.stringify(probs(st1)) !== JSON.stringify(probs(st0)), 'the server\'s probabilities changed');
+      const cloud1 = await shown(), sizes1 = await sizes();
+      assert(JSON.stringify(sizes1) !== JSON.stringify(sizes0) || JSON.stringify(cloud1) !== JSON.stringify(cloud0),
+        `the shown cloud changed: ${cloud0} / ${cloud1}`);
+      const want = st1.fork.candidates.map((c) => {
+        const pct = Math.round(c.prob * 100);
+        return `${c.is_eog ? '(end)' : c.text.replace(/\n/g, '↵').trim() || '·'} ${pct < 1 ? '<1' : pct}%`;
+      }).sort();
+      eq(cloud1, want, 'the cloud shows the new probabilities');
+      await page.screenshot({ path: path.join(OUT, 'adapters-changed.png'), fullPage: true });
+      const fetched = requests.slice(r0).filter((u) => /\/api\/sessions\//.test(u));
+      eq(fetched, [], 'the new state came over the WebSocket, not by a request');
+
+      // the keyboard: three presses on the steering slider, one request after a pause
+      const st2 = await state();
+      const n1 = adapterPosts.length;
+      await page.focus('#set-steer-strength');
+      for (let i = 0; i < 3; i++) await page.keyboard.press('ArrowRight');
+      const v2 = Number(await page.inputValue('#set-steer-strength'));
+      eq(v2, Math.min(Number(await page.getAttribute('#set-steer-strength', 'max')), Math.round(a0.steer_strength * 4) / 4 + 0.75), 'three steps up');
+      await page.waitForFunction(() => document.getElementById('adapter-settings').getAttribute('aria-busy') === 'false');
+      await waitChange(st2.version);
+      await sleep(300);
+      eq(adapterPosts.slice(n1), [{ steer_strength: v2 }], 'one POST for the three presses');
+      eq((await api('/api/adapters')).steer_strength, v2, 'GET /api/adapters: steering');
+      eq(await page.getAttribute('#set-steer-strength', 'aria-valuetext'), String(v2), 'aria-valuetext');
+
+      // an error is shown like other request errors, and the slider goes back
+      await page.route('**/api/adapters', (route) => (route.request().method() === 'POST'
+        ? route.fulfill({ status: 400, contentType: 'application/json', body: '{"error":"refused by the test"}' })
+        : route.continue()));
+      await page.focus('#set-lora-scale');
+      await page.keyboard.press('End');
+      await page.waitForFunction(() => document.getElementById('error').textContent === 'refused by the test');
+      eq(await page.textContent('#settings-msg'), 'refused by the test', 'message in the panel');
+      await page.waitForFunction((v) => document.getElementById('set-lora-scale').value === String(v), v1);
+      eq(await page.textContent('#out-lora-scale'), String(v1), 'readout back to the server\'s value');
+      await page.unroute('**/api/adapters');
+      await page.keyboard.press('Escape');
+    } finally {
+      srv = main;
+    }
+  });
+
   await test('no external network requests and no page errors', async () => {
-    const foreign = requests.filter((u) => !u.startsWith(srv.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
+    const ours = (u) => u.startsWith(srv.url) || (srvA && u.startsWith(srvA.url));
+    const foreign = requests.filter((u) => !ours(u) && !u.startsWith('data:') && !u.startsWith('blob:'));
     eq(foreign, [], 'foreign requests');
     eq(pageErrors, [], 'page errors');
   });
@@ -507,6 +658,7 @@ try {
 } finally {
   try { if (ctx) await ctx.close(); } catch (e) { /* already gone */ }
   if (srv) srv.child.kill('SIGTERM');
+  if (srvA) srvA.child.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
