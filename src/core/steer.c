@@ -159,8 +159,8 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
     for (int32_t i = 0; i < nc; i++) if (context[i] < 0 || context[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
     for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
     if (nc + n > e->n_pos_max) return fp_fail(err, FP_ERR_CONTEXT, "too long to score");
-    static fp_session scorer; /* marks the borrowed sequence as taken; never registered */
-    int32_t q = fp_seq_alloc(e, &scorer);
+    static fpi_seq_user scorer; /* marks the borrowed sequence as taken; never attached */
+    int32_t q = fpi_seq_alloc(e, &scorer);
     if (q < 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequence to score with");
     float *probs = malloc(sizeof(float) * (size_t)e->model->n_vocab);
     fp_status st = probs ? FP_OK : fp_fail(err, FP_ERR_NOMEM, "out of memory");
@@ -176,7 +176,7 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
         lp += log(probs[tokens[i]] > 1e-30f ? probs[tokens[i]] : 1e-30f);
     }
     free(probs);
-    fp_seq_free(e, q);
+    fpi_seq_free(e, q);
     if (st == FP_OK) *out = lp;
     return st;
 }
