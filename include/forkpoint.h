@@ -219,6 +219,15 @@ typedef struct fp_candidate {
     int32_t n_preview;
     bool    is_eog;                     /* the end-of-generation candidate */
     float   pref;                       /* P(the person picks it), from attached preferences; else = prob */
+    /* The words of the preview, the units a person points at (computed once,
+     * here, for every front end): word w begins at byte preview_word_byte[w]
+     * of preview (white space, then non-space bytes) and, for taking it, at
+     * preview token preview_word_tok[w] (a word that begins inside a token
+     * snaps down to it; words that snap to the same token are one). Word 0
+     * begins at 0. */
+    int32_t n_preview_words;
+    uint8_t preview_word_tok[FP_MAX_PREVIEW];
+    uint8_t preview_word_byte[FP_MAX_PREVIEW];
 } fp_candidate;
 
 typedef enum fp_chooser { FP_BY_AUTO = 0, FP_BY_HUMAN, FP_BY_SCRIPT } fp_chooser;
@@ -300,6 +309,11 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview,
  * began. A front end offers it by making each word of a shown preview
  * clickable. FP_ERR_ARG for the end-of-text candidate or a count out of range. */
 fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_preview,
+                                  fp_chooser by, fp_error *err);
+/* The same, counted in preview words (0..n_preview_words): the candidate
+ * with its first n_words words, then a fork where word n_words begins (or,
+ * for all of them, right after the preview). */
+fp_status fp_session_choose_words(fp_session *s, int32_t index, int32_t n_words,
                                   fp_chooser by, fp_error *err);
 /* Lets the model pick (the top candidate, as automatic continuation would). */
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err);

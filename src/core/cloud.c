@@ -473,6 +473,37 @@ static int32_t preview_next(fp_session *s, const fp_candidate *c, struct llama_s
     return t;
 }
 
+void fpi_preview_words(const fp_model *m, fp_candidate *c) {
+    c->n_preview_words = 0;
+    if (c->is_eog || c->n_preview <= 0) return;
+    int32_t tok_off[FP_MAX_PREVIEW + 1], len = 0;
+    for (int32_t t = 0; t < c->n_preview; t++) {
+        int32_t pl;
+        fp_piece(m, c->preview_tokens[t], &pl);
+        tok_off[t] = len;
+        len += pl;
+    }
+    const char *text = c->preview;
+    if ((size_t)len != strlen(text)) len = (int32_t)strlen(text);
+    int32_t n = 0;
+    for (int32_t p = 0; p < len && n < FP_MAX_PREVIEW;) {
+        int32_t q = p;                                     /* a word: white space, then non-space */
+        while (q < len && (text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        if (q == len) break;                               /* trailing white space is no word */
+        int32_t t = 0;
+        while (t + 1 < c->n_preview && tok_off[t + 1] <= p) t++;
+        if (n == 0 || c->preview_word_tok[n - 1] != t) {
+            c->preview_word_tok[n] = (uint8_t)t;
+            c->preview_word_byte[n] = (uint8_t)(n == 0 ? 0 : p);
+            n++;
+        }
+        while (q < len && !(text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        p = q;
+    }
+    if (n > 0) c->preview_word_tok[0] = 0;
+    c->n_preview_words = n;
+}
+
 static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_out, fp_error *err) {
     struct fp_cloud_ws *w = s->cloud;
     fp_engine *e = s->engine;
@@ -538,6 +569,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             w->live_dec[i] = c->n_preview;
             if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], s->n_past + c->n_tokens + c->n_preview, -1);
         }
+        fpi_preview_words(m, c);
     }
 done:
     for (int32_t i = 0; i < n_out; i++) if (chain[i]) llama_sampler_free(chain[i]);

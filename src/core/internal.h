@@ -223,6 +223,8 @@ typedef struct fp_live {
  * *other. Uses the session's scratch sequences and fills s->live. */
 fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefix,
                            fp_candidate *out, int32_t *n_out, float *other, fp_error *err);
+/* Fills c's preview words from its preview tokens (cloud.c; restore uses it too). */
+void fpi_preview_words(const fp_model *m, fp_candidate *c);
 /* Returns every scratch sequence of the session to the engine and marks the
  * live branches invalid. */
 void fp_cloud_drop_live(fp_session *s);

@@ -553,6 +553,19 @@ fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_previe
     return st;
 }
 
+fp_status fp_session_choose_words(fp_session *s, int32_t index, int32_t n_words, fp_chooser by, fp_error *err) {
+    fp_fork_rec *f = NULL;
+    fp_candidate *c = NULL;
+    fp_status st = open_candidate(s, index, &f, &c, err);
+    if (st != FP_OK) return st;
+    if (c->is_eog) return fp_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
+    if (n_words < 0 || n_words > c->n_preview_words)
+        return fp_fail(err, FP_ERR_ARG, "preview words out of range: %d asked for, candidate %d has %d (0-%d)", n_words,
+                       index + 1, c->n_preview_words, c->n_preview_words);
+    return fp_session_choose_until(s, index, n_words < c->n_preview_words ? c->preview_word_tok[n_words] : c->n_preview,
+                                   by, err);
+}
+
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;

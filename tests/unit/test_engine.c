@@ -549,9 +549,16 @@ static void test_save_restore(fp_engine *e) {
         fp_session_free(x);
         free(part);
     }
-    /* flip token ids out of range */
+    free(bad);
+    /* a token id out of range, in an otherwise good document: refused for that */
+    bad = strdup(saved);
     char *tok = strstr(bad, "\"tokens\":[");
-    if (tok) { memcpy(tok + 10, "99999", 5); CHECK(fp_session_restore(e, bad, &err) == NULL); }
+    CHECK(tok != NULL);
+    if (tok) {
+        memcpy(tok + 10, "99999", 5);
+        CHECK(fp_session_restore(e, bad, &err) == NULL && err.code == FP_ERR_ARG);
+        CHECKF(strstr(err.message, "token") != NULL, "refused for another reason: %s", err.message);
+    }
     free(bad);
     free(saved);
     /* a forced fork inside automatic text splits a node: the parent then comes after its children */
