@@ -21,6 +21,7 @@
  * twice) and so that tests can inject a failure into any decode.
  */
 #include "core/internal.h"
+#include "core/testing.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,14 @@ void fp_engine_free(fp_engine *e) {
 
 const fp_model *fp_engine_model(const fp_engine *e) { return e->model; }
 uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
-uint64_t fp_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
-uint64_t fp_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
+uint64_t fpi_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
+uint64_t fpi_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
+uint64_t fpi_engine_plan_held(const fp_engine *e) { return e->n_plan_held; }
+int64_t  fpi_engine_fail_decode(fp_engine *e, int64_t nth) {
+    int64_t left = e->fault_at;
+    e->fault_at = nth;
+    return left;
+}
 llama_memory_t fp_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
 
 /* No stale KV may be scored after steering or an adapter changes: every

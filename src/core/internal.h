@@ -11,6 +11,7 @@
 #define FP_INTERNAL_H
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 #include <llama.h>
 #include <stdatomic.h>
 

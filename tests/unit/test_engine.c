@@ -8,6 +8,7 @@
  * White-box where the property is about internals (decode tracing).
  */
 #include "core/internal.h"
+#include "core/testing.h"
 #include "harness.h"
 
 #include <ctype.h>
@@ -228,7 +229,7 @@ static void test_no_double_decode(fp_engine *e) {
         const fp_candidate *c = &f->candidates[idx];
         int32_t n_accept = c->n_tokens + (with_preview ? c->n_preview : 0);
         if (c->is_eog) break;
-        uint64_t before = fp_engine_decoded_tokens(e);
+        uint64_t before = fpi_engine_decoded_tokens(e);
         CHECK(fp_session_choose(s, idx, with_preview, FP_BY_SCRIPT, &err) == FP_OK);
         (void)before;
         /* the accepted tokens: at most one of them (the last preview token) went through the trunk */
@@ -342,9 +343,9 @@ static void test_prefetch(fp_engine *e) {
         CHECK(fp_session_prefetch(a, idx, wp, &err) == FP_OK);
         CHECK(fp_session_prefetch(a, (idx + 1) % n, !wp, &err) == FP_OK);
         CHECK(fp_session_is_prefetched(a, idx, wp));
-        uint64_t calls = fp_engine_decode_calls(e);
+        uint64_t calls = fpi_engine_decode_calls(e);
         CHECKF(fp_session_choose(a, idx, wp, FP_BY_HUMAN, &err) == FP_OK, "%s", err.message);
-        CHECKF(fp_engine_decode_calls(e) == calls, "adopting decoded %d times", (int)(fp_engine_decode_calls(e) - calls));
+        CHECKF(fpi_engine_decode_calls(e) == calls, "adopting decoded %d times", (int)(fpi_engine_decode_calls(e) - calls));
         CHECK(fp_session_choose(b, idx, wp, FP_BY_HUMAN, &err) == FP_OK);
         CHECK(strcmp(fp_session_text(a), fp_session_text(b)) == 0);
         CHECK(fp_session_state(a) == fp_session_state(b));

@@ -10,6 +10,7 @@
  */
 #include "core/internal.h"
 #include "harness.h"
+#include "forkpoint_fetch.h"
 
 #include <stdint.h>
 #include <unistd.h>
