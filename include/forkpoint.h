@@ -113,7 +113,7 @@ typedef struct fp_engine fp_engine;
 
 typedef struct fp_engine_params {
     uint32_t n_ctx;         /* KV cells shared by all sequences; 0 = model's training context (max 4096) */
-    uint32_t n_seq_max;     /* sequences in the context (1..256); default 64 */
+    uint32_t n_seq_max;     /* sequences in the context (2..256); default 64 */
     int32_t  n_threads;     /* 0 = all online CPUs (1 for models under 100M parameters) */
 } fp_engine_params;
 
@@ -146,7 +146,7 @@ typedef struct fp_settings {
     /* the cloud */
     int32_t        k;             /* candidates shown at a fork (1..64), default 8 */
     fp_granularity granularity;
-    int32_t        beam_width;    /* open token paths while growing words (k..64), default 2k */
+    int32_t        beam_width;    /* open token paths while growing words (k..64), default 16 */
     int32_t        max_word_tokens; /* longest word in tokens, default 6 */
     int32_t        lookahead;     /* preview length L in tokens (0..64), default 8 */
 

@@ -1,11 +1,32 @@
 /*
  * internal.h — structures shared by the files of the core library.
  *
- * Nothing here is public: front ends see only include/forkpoint.h. Each core
- * file owns one concern (model.c the GGUF and tokenizer, engine.c the llama.cpp
- * context and its sequences, dist.c distributions, cloud.c candidate words and
- * previews, session.c the document tree and the generation loop, json.c the
- * serialisations); this header is where their shared state is spelled out.
+ * Nothing here is public: front ends see include/forkpoint.h (the writing
+ * core) and include/forkpoint_learn.h (learning). Each core file owns one
+ * concern; this header is where their shared state is spelled out.
+ *
+ *   the model and the engine (imports nothing above them)
+ *     model.c      GGUF loading, the tokenizer, per-token flags
+ *     engine.c     the llama.cpp context, its sequence pool, decoding
+ *     dist.c       distributions, the sampler chain, the pick rule
+ *     utf8.c       UTF-8 validation and the text boundary
+ *     error.c      status names and error filling
+ *     sha256.c     file checksums
+ *   the writing core
+ *     settings.c   settings, checked; enum names
+ *     tree.c       the document tree, the current path, the trunk
+ *     cloud.c      candidate words and previews of a fork
+ *     session.c    the generation loop, the fork lifecycle, decisions
+ *     navigate.c   undo, goto, forced forks
+ *     prefetch.c   speculative outcomes while the person decides
+ *     check.c      the invariants, run in test builds
+ *     json.c       fork events, the tree and sessions as JSON
+ *   learning (forkpoint_learn.h)
+ *     prefs.c      preferences: reranker, logit bias, auto-resolution
+ *     steer.c      steering vectors: computed, applied, as files
+ *     lora.c       LoRA adapters: trained, as files; lora_apply.c applies them
+ *     judge.c      log-probabilities, pair scores, picking a strength
+ *     gguf_out.c   writing GGUF files atomically
  */
 #ifndef FP_INTERNAL_H
 #define FP_INTERNAL_H
