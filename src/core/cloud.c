@@ -171,6 +171,17 @@ static const char *strip_lead(const char *t) {
     return *u || !strchr(t, '\n') ? u : t;
 }
 
+/* The merge key of a word: without the white space around it (" dog", "dog"
+ * and "dog " are one word, whichever side the vocabulary puts the mark on). */
+static void word_key(const char *text, char out[FP_MAX_TEXT]) {
+    const char *u = strip_lead(text);
+    size_t n = strlen(u);
+    while (n > 0 && (u[n - 1] == ' ' || u[n - 1] == '\t')) n--;
+    if (n == 0 && *u) n = strlen(u); /* all white space: keep it */
+    memcpy(out, u, n);
+    out[n] = 0;
+}
+
 /* True when one of a, b is a prefix of the other (ASCII case-insensitive):
  * a path can still become, or already is, a word starting with the prefix. */
 static bool prefix_compatible(const char *key, const char *prefix) {
@@ -219,7 +230,8 @@ static double kth_word_p(struct fp_cloud_ws *w, int32_t k) {
  * after the path (NULL for the end-of-text candidate). */
 static void word_close(fp_session *s, const path *pa, double pw, const float *row, bool eog) {
     struct fp_cloud_ws *w = s->cloud;
-    const char *key = eog ? "" : strip_lead(pa->text);
+    char key[FP_MAX_TEXT] = "";
+    if (!eog) word_key(pa->text, key);
     word *hit = NULL, *free_slot = NULL, *weakest = NULL;
     for (int32_t i = 0; i < w->wcap; i++) {
         word *wd = &w->words[i];
@@ -288,7 +300,7 @@ static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode)
         int32_t t = s->dist.items[i].token;
         double p = s->dist.items[i].p;
         if (p < MIN_PATH_P) break;
-        uint8_t f = m->tok_flags[t];
+        uint16_t f = m->tok_flags[t];
         if (f & FP_TOK_CONTROL) continue;
         if (f & FP_TOK_EOG) {
             if (!*prefix) { path e = {0}; e.seq = -1; word_close(s, &e, p, NULL, true); }
@@ -335,8 +347,8 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
         const char *key = strip_lead(pa->text);
         bool complete = fp_utf8_complete_prefix(pa->text, (size_t)pa->len) == (size_t)pa->len;
         bool prefix_ok = !*prefix || starts_with_ci(key, prefix);
-        if (pa->force_close || depth >= s->st.max_word_tokens) {
-            /* a word by itself, or as long as words get: take all its mass */
+        if (pa->force_close || (m->tok_flags[pa->tok[pa->n - 1]] & FP_TOK_WORD_END)) {
+            /* a word by itself, or one whose last piece carries the word mark: all its mass */
             if (*key && complete && prefix_ok) word_close(s, pa, pa->p, row, false);
             continue;
         }
@@ -346,7 +358,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
         int32_t ext[EXT_PER_PATH];
         int32_t n_ext = 0;
         for (int32_t t = 0; t < V; t++) {
-            uint8_t f = m->tok_flags[t];
+            uint16_t f = m->tok_flags[t];
             if (f & FP_TOK_CONTROL) continue;
             if (f & FP_TOK_WORD_START) { p_end += w->probs[t]; continue; }
             /* keep the EXT_PER_PATH most probable in-word tokens (insertion into a tiny sorted list) */
@@ -357,6 +369,9 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             }
         }
         if (*key && complete && prefix_ok && p_end > 0) word_close(s, pa, pa->p * p_end, row, false);
+        /* as long as words get: a path that has not reached a word boundary
+         * by now is a fragment ("beautifu"), never a candidate */
+        if (depth >= s->st.max_word_tokens) continue;
         for (int32_t j = 0; j < n_ext; j++) {
             double pc = pa->p * w->probs[ext[j]];
             if (pc < MIN_PATH_P) break;
@@ -456,7 +471,9 @@ static void preview_cut(const fp_model *m, fp_candidate *c, int32_t n) {
  * partial word, unless it is all there is. */
 static void preview_trim(const fp_model *m, fp_candidate *c) {
     int32_t cut = c->n_preview - 1;
-    while (cut > 0 && !(m->tok_flags[c->preview_tokens[cut]] & FP_TOK_WORD_START)) cut--;
+    while (cut > 0 && !(m->tok_flags[c->preview_tokens[cut]] & FP_TOK_WORD_START) &&
+           !(m->tok_flags[c->preview_tokens[cut - 1]] & FP_TOK_WORD_END))
+        cut--;
     if (cut > 0) preview_cut(m, c, cut);
 }
 
@@ -468,6 +485,9 @@ static int32_t preview_next(fp_session *s, const fp_candidate *c, struct llama_s
     fp_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
     size_t len = strlen(c->preview);
     int32_t tail = (int32_t)(len - fp_utf8_complete_prefix(c->preview, len));
+    size_t tl = strlen(c->text);
+    if (word_end && tl > 0 && (c->text[tl - 1] == ' ' || c->text[tl - 1] == '\n' || c->text[tl - 1] == '\t'))
+        word_end = false; /* the word ends in its mark: whatever comes next starts a new one */
     int32_t t = fpi_pick_next(m, &w->pdist, word_end, rng, c->preview + len - tail, tail);
     if (t < 0 || (m->tok_flags[t] & FP_TOK_EOG)) return -1;
     return t;

@@ -162,13 +162,13 @@ double fpi_rng_next(uint64_t *state) {
 /* The most probable entry whose token has none of the `deny` flags and all
  * of the `need` flags; ties go to the lower token id. O(n): entries past the
  * sorted head are in no order. Returns -1 when none qualifies. */
-static int32_t best_token(const fp_model *m, const fp_dist *d, uint8_t need, uint8_t deny,
+static int32_t best_token(const fp_model *m, const fp_dist *d, uint16_t need, uint16_t deny,
                           const char *tail, int32_t tail_n) {
     int32_t best = -1;
     float bp = -1.0f;
     for (int32_t i = 0; i < d->n; i++) {
         int32_t t = d->items[i].token;
-        uint8_t f = m->tok_flags[t];
+        uint16_t f = m->tok_flags[t];
         if ((f & deny) || (f & need) != need || !fpi_tok_fits(m, t, tail, tail_n)) continue;
         float p = d->items[i].p;
         if (p > bp || (p == bp && t < best)) { best = t; bp = p; }

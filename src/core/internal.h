@@ -46,7 +46,11 @@ double fp_now_ms(void); /* monotonic clock, milliseconds */
 
 /* -------------------------------------------------------------- model */
 
-/* Per-token facts the word grouping needs, computed once at load. */
+/* Per-token facts the word grouping needs, computed once at load. Both
+ * tokenizer conventions are covered: the word mark at the start of a piece
+ * (SentencePiece "_dog", byte-level BPE "Gdog": WORD_START) and at its end
+ * (TinyStories-656K's "dog_": WORD_END). A word boundary lies between tokens
+ * a and b when a is WORD_END or b is WORD_START. */
 enum {
     FP_TOK_WORD_START = 1 << 0, /* piece begins with whitespace or punctuation: a new word */
     FP_TOK_PUNCT_ONLY = 1 << 1, /* piece is punctuation (maybe space-led): a word by itself */
@@ -55,7 +59,8 @@ enum {
     FP_TOK_PHRASE_END = 1 << 4, /* contains , ; : or a sentence end */
     FP_TOK_SENT_END   = 1 << 5, /* contains . ! ? or a newline */
     FP_TOK_EMPTY      = 1 << 6, /* renders as no bytes */
-    FP_TOK_UTF8       = 1 << 7  /* piece is complete, valid UTF-8 by itself */
+    FP_TOK_UTF8       = 1 << 7, /* piece is complete, valid UTF-8 by itself */
+    FP_TOK_WORD_END   = 1 << 8  /* piece ends with white space: the word it ends is complete */
 };
 
 struct fp_model {
@@ -67,7 +72,7 @@ struct fp_model {
     /* pieces[piece_off[t] .. piece_off[t+1]) are the bytes of token t */
     char *pieces;
     int32_t *piece_off;
-    uint8_t *tok_flags;
+    uint16_t *tok_flags;
 };
 
 /* UTF-8 at the text boundary (utf8.c). The core hands out valid UTF-8 only:
@@ -329,6 +334,12 @@ struct fp_session {
     bool shadow;                  /* this session is a speculative copy (prefetch.c) */
     uint64_t last_use;
 
+    /* token healing: the prompt's last piece, taken off the prompt's tokens
+     * and spelled again by the first generated ones (heal_done bytes of it
+     * so far on the current path) */
+    char heal[FP_MAX_TEXT];
+    int32_t heal_len, heal_done;
+
     /* the preview the continuation follows after a candidate taken alone */
     int32_t plan[FP_MAX_PREVIEW];
     int32_t n_plan, plan_at;
@@ -364,6 +375,12 @@ fp_status   fpi_trunk_repair(fp_session *s, fp_error *err);
 void        fpi_chain_resync(fp_session *s);
 fp_status   fpi_text_append(fp_session *s, const char *b, size_t n);
 int32_t     fpi_text_tail(const fp_session *s);
+/* Token healing (session.c). init: given the prompt node, finds whether the
+ * prompt's last token was held back and sets heal (restore calls it too).
+ * heal_end: the path position where healing is complete. */
+void        fpi_heal_init(fp_session *s, const int32_t *all_prompt_tokens, int32_t n_all);
+void        fpi_heal_setup(fp_session *s);   /* the same, tokenizing the prompt itself */
+int32_t     fpi_heal_end(const fp_session *s);
 /* Tokens automatic continuation may still append after a path of path_len
  * tokens before max_tokens or the context ends the text. */
 int32_t     fpi_room(const fp_session *s, int32_t path_len);

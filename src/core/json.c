@@ -603,6 +603,7 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
     if (r->bad) return false;
     if (open >= 0 && s->forks[open].node != leaf) return rd_fail(r, "open fork is not at the leaf");
     s->rng = strtoull(rng, NULL, 16);
+    fpi_heal_setup(s);
     if (fpi_set_path(s, leaf, open < 0, err) != FP_OK) { r->bad = true; return false; }
     if (open >= 0) {
         memcpy(s->cur_logits, s->forks[open].logits, sizeof(float) * (size_t)s->n_vocab);

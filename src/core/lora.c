@@ -331,7 +331,7 @@ static int32_t *pack_stream(const fp_model *m, const fp_lora_example *ex, int32_
         /* back to the sentence start (or a control token), at most `tail` tokens */
         int32_t from = e->n_context;
         while (from > 0 && e->n_context - from < tail) {
-            uint8_t f = m->tok_flags[e->context[from - 1]];
+            uint16_t f = m->tok_flags[e->context[from - 1]];
             if (f & (FP_TOK_SENT_END | FP_TOK_CONTROL)) break;
             from--;
         }
@@ -345,7 +345,7 @@ static int32_t *pack_stream(const fp_model *m, const fp_lora_example *ex, int32_
         int32_t nc = 0;
         const int32_t *cont = ended ? NULL : continuation_of(ex, n, i, &nc);
         for (int32_t k = 0; k < nc && k < tail; k++) {
-            uint8_t f = m->tok_flags[cont[k]];
+            uint16_t f = m->tok_flags[cont[k]];
             if (f & FP_TOK_CONTROL) break;
             s[len++] = cont[k];
             if (f & FP_TOK_SENT_END) break;

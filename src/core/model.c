@@ -85,8 +85,8 @@ static bool is_punct(unsigned char c) {
 }
 
 /* Classifies one token from its piece. */
-static uint8_t classify(const struct llama_vocab *v, int32_t t, const char *p, int32_t n) {
-    uint8_t f = 0;
+static uint16_t classify(const struct llama_vocab *v, int32_t t, const char *p, int32_t n) {
+    uint16_t f = 0;
     if (llama_vocab_is_eog(v, t)) return FP_TOK_EOG | FP_TOK_WORD_START;
     enum llama_token_attr a = llama_vocab_get_attr(v, t);
     if (a & (LLAMA_TOKEN_ATTR_CONTROL | LLAMA_TOKEN_ATTR_UNKNOWN | LLAMA_TOKEN_ATTR_UNUSED))
@@ -100,6 +100,7 @@ static uint8_t classify(const struct llama_vocab *v, int32_t t, const char *p, i
     for (int32_t j = i; j < n; j++) if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
     if (punct_only) f |= FP_TOK_PUNCT_ONLY;
     if (fp_utf8_valid(p, (size_t)n)) f |= FP_TOK_UTF8;
+    if (is_space(u[n - 1])) f |= FP_TOK_WORD_END; /* the word mark at the end (TinyStories-656K): a word ends here */
     for (int32_t j = 0; j < n; j++) {
         if (u[j] == '.' || u[j] == '!' || u[j] == '?' || u[j] == '\n') f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;
         if (u[j] == ',' || u[j] == ';' || u[j] == ':') f |= FP_TOK_PHRASE_END;
@@ -113,7 +114,7 @@ static fp_status build_pieces(fp_model *m, fp_error *err) {
     size_t cap = (size_t)nv * 8 + 64, used = 0;
     m->pieces = malloc(cap);
     m->piece_off = malloc(sizeof(int32_t) * ((size_t)nv + 1));
-    m->tok_flags = malloc((size_t)nv);
+    m->tok_flags = malloc(sizeof *m->tok_flags * (size_t)nv);
     if (!m->pieces || !m->piece_off || !m->tok_flags) return fp_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
     char buf[256];
     for (int32_t t = 0; t < nv; t++) {

@@ -113,6 +113,8 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     int32_t p = np;
     for (int32_t i = np; i < s->n_path; i++) if ((size_t)s->path_off[i] <= offset) p = i;
     if (offset >= s->text_len) p = s->n_path;
+    int32_t healed = fpi_heal_end(s); /* no fork inside the prompt's healed last word */
+    if (p < healed) p = healed < s->n_path ? healed : s->n_path;
     if (p == s->n_path && s->state == FP_STATE_AT_FORK) return FP_OK; /* already open here */
     fork_at_undo u = { .leaf = s->leaf, .open_fork = s->open_fork, .n_forks = s->n_forks, .split_y = -1,
                        .split_z = -1, .after = -1, .state = s->state, .end_reason = s->end_reason };

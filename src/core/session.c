@@ -45,7 +45,7 @@ static bool mid_word(const fp_session *s) {
     const fp_model *m = s->engine->model;
     if (fpi_text_tail(s) > 0) return true; /* half a character is half a word */
     if (s->dist.n == 0 || s->text_len == 0) return false;
-    uint8_t top = m->tok_flags[s->dist.items[0].token];
+    uint16_t top = m->tok_flags[s->dist.items[0].token];
     unsigned char last = (unsigned char)s->text[s->text_len - 1];
     bool after_space = last == ' ' || last == '\n' || last == '\t';
     return !(top & FP_TOK_WORD_START) && !after_space;
@@ -77,6 +77,84 @@ static fp_reason decide_position(fp_session *s, fp_uncertainty u) {
     if (st->max_forks_per_sentence > 0 && forks_in_sentence >= st->max_forks_per_sentence)
         return FP_REASON_BUDGET_SENTENCE;
     return FP_REASON_UNCERTAIN;
+}
+
+/* --------------------------------------------------------- token healing */
+
+/* Why: a prompt ends where a person stopped typing, not where the model's
+ * vocabulary would split. "...a little" ends in a piece the model only ever
+ * saw inside a longer word (on TinyStories-656K, whose pieces carry the word
+ * mark at the end, "little" without its mark is half of "littleopard"); a
+ * prompt ending in a space ends where the next piece would have carried it.
+ * So the prompt's last token is held back, and the first generated tokens
+ * must spell its text again: the model finishes the prompt's last word its
+ * own way, and what follows is what it would have written. */
+
+void fpi_heal_init(fp_session *s, const int32_t *toks, int32_t n) {
+    s->heal_len = s->heal_done = 0;
+    const fp_model *m = s->engine->model;
+    if (n < 2 || s->nodes[0].n != n - 1) return;
+    int32_t t = toks[n - 1], pl;
+    const char *pc = fp_piece(m, t, &pl);
+    if ((m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) || pl <= 0 || pl >= FP_MAX_TEXT || (size_t)pl > s->prompt_len ||
+        memcmp(s->prompt + s->prompt_len - (size_t)pl, pc, (size_t)pl) != 0)
+        return;
+    memcpy(s->heal, pc, (size_t)pl);
+    s->heal_len = pl;
+}
+
+void fpi_heal_setup(fp_session *s) {
+    size_t len = s->prompt_len;
+    int32_t cap = (int32_t)(len < 1u << 20 ? len : 1u << 20) + 8;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!toks) return;
+    int32_t n = fp_tokenize(s->engine->model, s->prompt, len, toks, cap, true);
+    if (n > 0 && n <= cap) fpi_heal_init(s, toks, n);
+    free(toks);
+}
+
+/* The prompt's token count to decode: all but a last token that can be healed. */
+static int32_t heal_keep(const fp_model *m, const char *prompt, size_t len, const int32_t *toks, int32_t n) {
+    if (n < 2) return n;
+    int32_t t = toks[n - 1], pl;
+    const char *pc = fp_piece(m, t, &pl);
+    if ((m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) || pl <= 0 || pl >= FP_MAX_TEXT || (size_t)pl > len ||
+        memcmp(prompt + len - (size_t)pl, pc, (size_t)pl) != 0)
+        return n;
+    return n - 1;
+}
+
+/* Can token t come next while healing? Its piece must go on spelling the
+ * held-back text (or finish it and go on). */
+static bool heal_fits(const fp_session *s, int32_t t) {
+    const fp_model *m = s->engine->model;
+    if (m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) return false;
+    int32_t n, r = s->heal_len - s->heal_done;
+    const char *pc = fp_piece(m, t, &n);
+    if (n <= 0) return false;
+    return memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) == 0;
+}
+
+int32_t fpi_heal_end(const fp_session *s) {
+    int32_t p = fpi_n_prompt(s), done = 0;
+    const fp_model *m = s->engine->model;
+    while (done < s->heal_len && p < s->n_path) {
+        int32_t n;
+        fp_piece(m, s->path_tok[p++], &n);
+        done += n;
+    }
+    return p;
+}
+
+/* The most probable token that goes on healing (one draw when sampling). */
+static int32_t heal_pick(fp_session *s) {
+    int32_t best = -1;
+    float bp = -1.0f;
+    for (int32_t i = 0; i < s->dist.n; i++) {
+        int32_t t = s->dist.items[i].token;
+        if (s->dist.items[i].p > bp && heal_fits(s, t)) { best = t; bp = s->dist.items[i].p; }
+    }
+    return best;
 }
 
 /* ---------------------------------------------------------------- limits */
@@ -151,31 +229,42 @@ void fpi_fork_show(fp_session *s, fp_fork_rec *f) {
     s->end_reason = NULL;
 }
 
-/* Orders the shown cloud by the person's predicted choice (pref), keeping
- * the live branches in step; without preferences pref = prob. A stable
- * sort: applying it again with the same preferences changes nothing. */
-static void apply_prefs(fp_session *s, const fp_fork_rec *f, fp_candidate *c, int32_t n) {
-    if (!s->prefs) {
-        for (int32_t i = 0; i < n; i++) c[i].pref = c[i].prob;
-        return;
-    }
-    if (n < 1) return;
-    fp_fork view = f->pub;
-    view.candidates = c;
-    view.n_candidates = n;
-    float pr[64];
-    fp_prefs_predict(s->prefs, s->text, (size_t)f->pub.text_offset, &view, pr);
+/* Reorders c[0..n) (and the live branches with it) by descending key,
+ * stably: new slot i takes old slot perm[i]. n <= 64. */
+static void reorder(fp_session *s, fp_candidate *c, int32_t n, const float *key) {
     int32_t perm[64];
-    for (int32_t i = 0; i < n; i++) { c[i].pref = pr[i]; perm[i] = i; }
-    for (int32_t i = 1; i < n; i++) { /* insertion sort: stable, n <= 64 */
+    for (int32_t i = 0; i < n; i++) perm[i] = i;
+    for (int32_t i = 1; i < n; i++) { /* insertion sort: stable */
         int32_t v = perm[i], j = i;
-        while (j > 0 && pr[perm[j - 1]] < pr[v]) { perm[j] = perm[j - 1]; j--; }
+        while (j > 0 && key[perm[j - 1]] < key[v]) { perm[j] = perm[j - 1]; j--; }
         perm[j] = v;
     }
     fp_candidate tmp[64];
     memcpy(tmp, c, sizeof *c * (size_t)n);
     for (int32_t i = 0; i < n; i++) c[i] = tmp[perm[i]];
     fpi_cloud_permute(s, perm, n);
+}
+
+/* Orders the shown cloud by the person's predicted choice (pref), keeping
+ * the live branches in step; without preferences pref = prob. The
+ * prediction sees the candidates in probability order (their rank is one of
+ * its features), so applying it again, or to a restored cloud already in
+ * the person's order, gives the same preferences. */
+static void apply_prefs(fp_session *s, const fp_fork_rec *f, fp_candidate *c, int32_t n) {
+    if (!s->prefs) {
+        for (int32_t i = 0; i < n; i++) c[i].pref = c[i].prob;
+        return;
+    }
+    if (n < 1) return;
+    float key[64];
+    for (int32_t i = 0; i < n; i++) key[i] = c[i].prob;
+    reorder(s, c, n, key);
+    fp_fork view = f->pub;
+    view.candidates = c;
+    view.n_candidates = n;
+    fp_prefs_predict(s->prefs, s->text, (size_t)f->pub.text_offset, &view, key);
+    for (int32_t i = 0; i < n; i++) c[i].pref = key[i];
+    reorder(s, c, n, key);
 }
 
 /* Shows the open fork in the person's order. Every path that leaves a fork
@@ -248,12 +337,17 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
         fp_uncertainty u = fp_dist_uncertainty(&s->dist);
         fp_reason why = decide_position(s, u);
+        if (s->heal_done < s->heal_len && why != FP_REASON_CONFIDENT) why = FP_REASON_MID_WORD; /* finishing the prompt's word */
         if (why == FP_REASON_UNCERTAIN) {
             s->word_end_pending = false;
             return fpi_open_fork(s, why, u, err);
         }
         int32_t tail = fpi_text_tail(s);
-        int32_t tok = fpi_pick_next(m, &s->dist, s->word_end_pending, s->st.sample_auto ? &s->rng : NULL,
+        /* after a word that ends in its mark, whatever comes next starts a new one */
+        char last = s->text_len ? s->text[s->text_len - 1] : ' ';
+        bool word_start = s->word_end_pending && !(last == ' ' || last == '\n' || last == '\t');
+        int32_t tok = s->heal_done < s->heal_len ? heal_pick(s)
+                    : fpi_pick_next(m, &s->dist, word_start, s->st.sample_auto ? &s->rng : NULL,
                                     s->text + s->text_len - tail, tail);
         if (s->plan_at < s->n_plan) {
             /* the promise of the preview the person saw: its token, even where
@@ -773,10 +867,12 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
     if (!s) { free(toks); return NULL; }
     s->prompt = strdup(prompt);
     s->prompt_len = len;
+    int32_t keep = heal_keep(e->model, prompt, len, toks, n);
     int32_t root = fpi_node_new(s, FP_NODE_PROMPT, -1, -1, 0);
     bool ok = s->prompt && root == 0;
-    for (int32_t i = 0; ok && i < n; i++) ok = fpi_node_push(s, root, toks[i], NULL);
-    int32_t first = ok ? fpi_node_new(s, FP_NODE_AUTO, root, -1, n) : -1;
+    for (int32_t i = 0; ok && i < keep; i++) ok = fpi_node_push(s, root, toks[i], NULL);
+    if (ok) fpi_heal_init(s, toks, n);
+    int32_t first = ok ? fpi_node_new(s, FP_NODE_AUTO, root, -1, keep) : -1;
     free(toks);
     if (!ok || first < 0 || fpi_path_rebuild(s, first) != FP_OK) {
         fp_fail(err, FP_ERR_NOMEM, "out of memory");

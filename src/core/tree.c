@@ -124,6 +124,15 @@ fp_status fpi_path_push(fp_session *s, int32_t tok, int32_t node) {
     if (node == 0) return FP_OK; /* prompt tokens: the prompt text is stored verbatim */
     int32_t n;
     const char *pc = fp_piece(m, tok, &n);
+    if (s->heal_done < s->heal_len) {
+        /* token healing: the first generated tokens spell the prompt's last
+         * piece again, whose bytes the text already holds */
+        int32_t k = s->heal_len - s->heal_done;
+        if (k > n) k = n;
+        s->heal_done += k;
+        pc += k;
+        n -= k;
+    }
     return fpi_text_append(s, pc, (size_t)n);
 }
 
@@ -135,6 +144,7 @@ fp_status fpi_path_rebuild(fp_session *s, int32_t leaf) {
         chain[depth++] = id;
     }
     s->n_path = 0;
+    s->heal_done = 0;
     s->text_len = s->text_complete = 0;
     fp_status st = fpi_text_append(s, s->prompt, s->prompt_len);
     if (st != FP_OK) return st;

@@ -138,7 +138,8 @@ static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *p
     for (int32_t i = n - st->repeat_last_n > 0 ? n - st->repeat_last_n : 0; i < n; i++) llama_sampler_accept(chain, prefix[i]);
     int32_t np = 0;
     const float *row = llama_get_logits_ith(r->ctx, -1);
-    int32_t t = ref_pick(chain, &d, row, true);
+    int32_t last = prefix[n - 1];
+    int32_t t = ref_pick(chain, &d, row, !(g_model->tok_flags[last] & FP_TOK_WORD_END));
     bool ended = false;
     while (t >= 0 && !(g_model->tok_flags[t] & FP_TOK_EOG)) {
         out[np++] = t;
@@ -155,7 +156,7 @@ static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *p
     if (t < 0 || (t >= 0 && (g_model->tok_flags[t] & FP_TOK_EOG))) ended = true;
     if (!ended && np >= L) { /* trim a trailing partial word, as the engine does */
         int32_t cut = np - 1;
-        while (cut > 0 && !(g_model->tok_flags[out[cut]] & FP_TOK_WORD_START)) cut--;
+        while (cut > 0 && !(g_model->tok_flags[out[cut]] & FP_TOK_WORD_START) && !(g_model->tok_flags[out[cut - 1]] & FP_TOK_WORD_END)) cut--;
         if (cut > 0) np = cut;
     }
     return np;
