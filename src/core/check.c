@@ -43,7 +43,7 @@ static bool check_path(const fp_session *s, char *why, size_t cap) {
 
 static bool check_trunk(const fp_session *s, char *why, size_t cap) {
     if (s->n_past < 0 || s->n_past > s->n_path) FAIL("n_past %d outside 0..%d", s->n_past, s->n_path);
-    llama_memory_t mem = fp_engine_mem(s->engine);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
     llama_pos hi = llama_memory_seq_pos_max(mem, s->trunk_seq);
     if (hi != s->n_past - 1) FAIL("the trunk holds positions up to %d, n_past is %d", (int)hi, s->n_past);
     if (s->n_past > 0 && llama_memory_seq_pos_min(mem, s->trunk_seq) != 0) FAIL("the trunk does not start at 0");
@@ -86,7 +86,7 @@ static bool check_live(const fp_session *s, char *why, size_t cap) {
     if (!s->live.valid || s->stale) return true;
     if (s->live.fork_id != s->open_fork) FAIL("live branches of fork %d, the open fork is %d", s->live.fork_id, s->open_fork);
     const fp_fork_rec *f = &s->forks[s->open_fork];
-    llama_memory_t mem = fp_engine_mem(s->engine);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
     for (int32_t i = 0; i < f->n_shown; i++) {
         int32_t q = s->live.seq[i];
         if (q < 0) continue;

@@ -85,12 +85,12 @@ struct fp_cloud_ws {
 
 /* ------------------------------------------------------------ workspace */
 
-void fp_cloud_free(fp_session *s) {
+void fpi_cloud_free(fp_session *s) {
     struct fp_cloud_ws *w = s->cloud;
     if (!w) return;
     free(w->cur); free(w->next); free(w->words); free(w->rows); free(w->row_used);
     free(w->probs); free(w->ref); free(w->order);
-    fp_dist_free(&w->pdist);
+    fpi_dist_free(&w->pdist);
     free(w->live_seq); free(w->live_dec); free(w->live_logits);
     free(w);
     s->cloud = NULL;
@@ -100,10 +100,10 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
     struct fp_cloud_ws *w = s->cloud;
     int32_t k = s->st.k, beam = s->st.beam_width;
     if (w && w->k == k && w->beam == beam) return FP_OK;
-    fp_cloud_drop_live(s);
-    fp_cloud_free(s);
+    fpi_cloud_drop_live(s);
+    fpi_cloud_free(s);
     w = calloc(1, sizeof *w);
-    if (!w) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!w) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     s->cloud = w;
     w->k = k; w->beam = beam; w->n_vocab = s->n_vocab;
     w->n_seq = (int32_t)s->engine->n_seq_max;
@@ -120,11 +120,11 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
     w->live_seq = malloc(sizeof(int32_t) * (size_t)k);
     w->live_dec = malloc(sizeof(int32_t) * (size_t)k);
     w->live_logits = malloc(sizeof(float) * V * (size_t)k);
-    fp_status dst = fp_dist_init(&w->pdist, s->n_vocab);
+    fp_status dst = fpi_dist_init(&w->pdist, s->n_vocab);
     if (!w->cur || !w->next || !w->words || !w->rows || !w->row_used || !w->probs || !w->ref ||
         !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK) {
-        fp_cloud_free(s);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
+        fpi_cloud_free(s);
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
     }
     s->live.seq = w->live_seq;
     s->live.n_decoded_preview = w->live_dec;
@@ -150,7 +150,7 @@ static void scratch_free(fp_session *s, int32_t q) {
     }
 }
 
-void fp_cloud_drop_live(fp_session *s) {
+void fpi_cloud_drop_live(fp_session *s) {
     while (s->n_scratch > 0) scratch_free(s, s->scratch[0]);
     s->live.valid = false;
     s->live.fork_id = -1;
@@ -281,7 +281,7 @@ static int cmp_path_desc(const void *a, const void *b) {
 /* Appends token t to path pa's text; false if the text would overflow. */
 static bool path_push(const fp_model *m, path *pa, int32_t t) {
     int32_t n;
-    const char *pc = fp_piece(m, t, &n);
+    const char *pc = fpi_piece(m, t, &n);
     if (pa->n >= FP_MAX_PATH || pa->len + n >= FP_MAX_TEXT) return false;
     memcpy(pa->text + pa->len, pc, (size_t)n);
     pa->len += n;
@@ -331,19 +331,19 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
     const fp_model *m = e->model;
     int32_t V = s->n_vocab;
 
-    fp_batch_clear(e);
+    fpi_batch_clear(e);
     for (int32_t i = 0; i < n_open; i++) {
         path *pa = &w->cur[i];
-        fp_batch_add(e, pa->tok[pa->n - 1], s->n_past + pa->n - 1, pa->seq, true);
+        fpi_batch_add(e, pa->tok[pa->n - 1], s->n_past + pa->n - 1, pa->seq, true);
     }
-    fp_status st = fp_engine_decode(e, err);
+    fp_status st = fpi_engine_decode(e, err);
     if (st != FP_OK) return st;
 
     int32_t nn = 0;
     for (int32_t i = 0; i < n_open; i++) {
         path *pa = &w->cur[i];
         const float *row = llama_get_logits_ith(e->ctx, i);
-        if (!row) return fp_fail(err, FP_ERR_DECODE, "no logits for branch %d", i);
+        if (!row) return fpi_fail(err, FP_ERR_DECODE, "no logits for branch %d", i);
         const char *key = strip_lead(pa->text);
         bool complete = fp_utf8_complete_prefix(pa->text, (size_t)pa->len) == (size_t)pa->len;
         bool prefix_ok = !*prefix || starts_with_ci(key, prefix);
@@ -352,7 +352,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             if (*key && complete && prefix_ok) word_close(s, pa, pa->p, row, false);
             continue;
         }
-        fp_softmax(row, V, s->st.temperature, w->probs);
+        fpi_softmax(row, V, s->st.temperature, w->probs);
         /* the mass of tokens that begin a new word ends this one */
         double p_end = 0.0;
         int32_t ext[EXT_PER_PATH];
@@ -395,7 +395,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
  * a copy (seq_cp tags the same cells; nothing is decoded). */
 static int32_t next_frontier(fp_session *s, int32_t n_open, int32_t n_next) {
     struct fp_cloud_ws *w = s->cloud;
-    llama_memory_t mem = fp_engine_mem(s->engine);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
     qsort(w->next, (size_t)n_next, sizeof *w->next, cmp_path_desc);
     double bar = kth_word_p(w, s->st.k);
     int32_t kept = 0;
@@ -439,7 +439,7 @@ static int cmp_word_desc(const void *a, const void *b, void *ctx) {
 
 static bool preview_push(const fp_model *m, fp_candidate *c, int32_t t) {
     int32_t n;
-    const char *pc = fp_piece(m, t, &n);
+    const char *pc = fpi_piece(m, t, &n);
     size_t len = strlen(c->preview);
     if (c->n_preview >= FP_MAX_PREVIEW || len + (size_t)n >= FP_MAX_TEXT) return false;
     memcpy(c->preview + len, pc, (size_t)n);
@@ -460,7 +460,7 @@ static void preview_cut(const fp_model *m, fp_candidate *c, int32_t n) {
     size_t len = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t pl;
-        const char *pc = fp_piece(m, c->preview_tokens[i], &pl);
+        const char *pc = fpi_piece(m, c->preview_tokens[i], &pl);
         memcpy(c->preview + len, pc, (size_t)pl);
         len += (size_t)pl;
     }
@@ -482,7 +482,7 @@ static int32_t preview_next(fp_session *s, const fp_candidate *c, struct llama_s
                             bool word_end, uint64_t *rng) {
     struct fp_cloud_ws *w = s->cloud;
     const fp_model *m = s->engine->model;
-    fp_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
+    fpi_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
     size_t len = strlen(c->preview);
     int32_t tail = (int32_t)(len - fp_utf8_complete_prefix(c->preview, len));
     size_t tl = strlen(c->text);
@@ -499,7 +499,7 @@ void fpi_preview_words(const fp_model *m, fp_candidate *c) {
     int32_t tok_off[FP_MAX_PREVIEW + 1], len = 0;
     for (int32_t t = 0; t < c->n_preview; t++) {
         int32_t pl;
-        fp_piece(m, c->preview_tokens[t], &pl);
+        fpi_piece(m, c->preview_tokens[t], &pl);
         tok_off[t] = len;
         len += pl;
     }
@@ -544,7 +544,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         if (lim[i] > s->st.lookahead) lim[i] = s->st.lookahead;
         if (c->is_eog || lim[i] == 0) continue;
         chain[i] = llama_sampler_clone(s->chain);
-        if (!chain[i]) { st = fp_fail(err, FP_ERR_NOMEM, "out of memory for a preview"); goto done; }
+        if (!chain[i]) { st = fpi_fail(err, FP_ERR_NOMEM, "out of memory for a preview"); goto done; }
         for (int32_t j = 0; j < c->n_tokens; j++) llama_sampler_accept(chain[i], c->tokens[j]);
         rng[i] = s->rng;
         int32_t t = preview_next(s, c, chain[i], w->live_logits + (size_t)i * (size_t)V, word_end, sample ? &rng[i] : NULL);
@@ -556,16 +556,16 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
     }
     int32_t idx[64];
     while (n_active > 0) {
-        fp_batch_clear(e);
+        fpi_batch_clear(e);
         int32_t nb = 0;
         for (int32_t i = 0; i < n_out; i++) {
             if (!active[i]) continue;
             fp_candidate *c = &out[i];
-            fp_batch_add(e, c->preview_tokens[c->n_preview - 1], s->n_past + c->n_tokens + c->n_preview - 1,
+            fpi_batch_add(e, c->preview_tokens[c->n_preview - 1], s->n_past + c->n_tokens + c->n_preview - 1,
                          w->live_seq[i], true);
             idx[nb++] = i;
         }
-        if ((st = fp_engine_decode(e, err)) != FP_OK) goto done;
+        if ((st = fpi_engine_decode(e, err)) != FP_OK) goto done;
         for (int32_t b = 0; b < nb; b++) {
             int32_t i = idx[b];
             fp_candidate *c = &out[i];
@@ -580,7 +580,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         }
     }
     /* a preview shows whole characters only; the branch holds no more than it shows */
-    llama_memory_t mem = fp_engine_mem(e);
+    llama_memory_t mem = fpi_engine_mem(e);
     for (int32_t i = 0; i < n_out; i++) {
         fp_candidate *c = &out[i];
         while (c->n_preview > 0 && fp_utf8_complete_prefix(c->preview, strlen(c->preview)) != strlen(c->preview))
@@ -598,24 +598,24 @@ done:
 
 /* ------------------------------------------------------------- compute */
 
-fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefix,
+fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *prefix,
                            fp_candidate *out, int32_t *n_out, float *other, fp_error *err) {
     fp_status st = ws_ensure(s, err);
     if (st != FP_OK) return st;
     struct fp_cloud_ws *w = s->cloud;
     fp_engine *e = s->engine;
-    llama_memory_t mem = fp_engine_mem(e);
+    llama_memory_t mem = fpi_engine_mem(e);
     int32_t V = s->n_vocab;
     bool token_mode = s->st.granularity == FP_GRAN_TOKEN;
     if (!prefix) prefix = "";
 
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     memset(w->ref, 0, sizeof(int32_t) * (size_t)w->n_seq);
     for (int32_t i = 0; i < w->wcap; i++) { w->words[i].used = false; w->row_used[i] = false; }
     *n_out = 0;
     *other = 1.0f;
 
-    fp_dist_compute(&s->dist, logits, V, s->chain, 8 * s->st.beam_width + 64);
+    fpi_dist_compute(&s->dist, logits, V, s->chain, 8 * s->st.beam_width + 64);
     int32_t n_open = seed_frontier(s, prefix, token_mode);
 
     /* every first-step path gets its own sequence sharing the trunk's cells */
@@ -629,13 +629,13 @@ fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefi
         w->ref[q] = 1;
         kept++;
     }
-    if (kept == 0 && n_open > 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequences for the branches of a fork");
+    if (kept == 0 && n_open > 0) return fpi_fail(err, FP_ERR_CAPACITY, "no free sequences for the branches of a fork");
     n_open = kept;
 
     for (int32_t depth = 1; n_open > 0; depth++) {
         int32_t n_next = 0;
         st = beam_step(s, n_open, depth, prefix, &n_next, err);
-        if (st != FP_OK) { fp_cloud_drop_live(s); return st; }
+        if (st != FP_OK) { fpi_cloud_drop_live(s); return st; }
         n_open = next_frontier(s, n_open, n_next);
     }
 
@@ -684,7 +684,7 @@ fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefi
     *other = shown >= 1.0 ? 0.0f : (float)(1.0 - shown);
 
     st = compute_previews(s, out, nw, err);
-    if (st != FP_OK) { fp_cloud_drop_live(s); return st; }
+    if (st != FP_OK) { fpi_cloud_drop_live(s); return st; }
     s->live.valid = true;
     return FP_OK;
 }
@@ -692,7 +692,7 @@ fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefi
 /* ------------------------------------------------------------- adoption */
 
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err) {
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     fp_status st = ws_ensure(s, err);
     if (st != FP_OK) return st;
     int32_t n = s->forks[fork_id].n_shown;
@@ -716,7 +716,7 @@ void fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n) {
     size_t V = (size_t)s->n_vocab;
     int32_t seq[64], dec[64];
     float *rows = malloc(sizeof(float) * V * (size_t)n);
-    if (!rows) { fp_cloud_drop_live(s); return; } /* the branches are an optimisation: drop them */
+    if (!rows) { fpi_cloud_drop_live(s); return; } /* the branches are an optimisation: drop them */
     memcpy(seq, s->live.seq, sizeof(int32_t) * (size_t)n);
     memcpy(dec, s->live.n_decoded_preview, sizeof(int32_t) * (size_t)n);
     memcpy(rows, s->live.word_logits, sizeof(float) * V * (size_t)n);

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-fp_status fp_dist_init(fp_dist *d, int32_t n_vocab) {
+fp_status fpi_dist_init(fp_dist *d, int32_t n_vocab) {
     memset(d, 0, sizeof *d);
     d->items = malloc(sizeof *d->items * (size_t)n_vocab);
     d->scratch = malloc(sizeof *d->scratch * (size_t)n_vocab);
@@ -26,7 +26,7 @@ fp_status fp_dist_init(fp_dist *d, int32_t n_vocab) {
     return d->items && d->scratch ? FP_OK : FP_ERR_NOMEM;
 }
 
-void fp_dist_free(fp_dist *d) {
+void fpi_dist_free(fp_dist *d) {
     free(d->items);
     free(d->scratch);
     memset(d, 0, sizeof *d);
@@ -47,7 +47,7 @@ static struct llama_sampler *bias_clone(const struct llama_sampler *smpl) {
     return llama_sampler_init(&g_bias_iface, smpl->ctx);
 }
 
-struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias) {
+struct llama_sampler *fpi_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias) {
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     struct llama_sampler *c = llama_sampler_chain_init(cp);
@@ -95,7 +95,7 @@ static void sort_head(fp_tokp *v, int32_t n, int32_t m) {
     qsort(v, (size_t)m, sizeof *v, cmp_desc);
 }
 
-void fp_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
+void fpi_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
                      struct llama_sampler *chain, int32_t sort_top) {
     for (int32_t i = 0; i < n_vocab; i++) {
         d->scratch[i].id = i;
@@ -122,7 +122,7 @@ void fp_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
     sort_head(d->items, n, sort_top < 2 ? 2 : sort_top);
 }
 
-fp_uncertainty fp_dist_uncertainty(const fp_dist *d) {
+fp_uncertainty fpi_dist_uncertainty(const fp_dist *d) {
     fp_uncertainty u = {0};
     double h = 0.0;
     for (int32_t i = 0; i < d->n; i++) {
@@ -135,7 +135,7 @@ fp_uncertainty fp_dist_uncertainty(const fp_dist *d) {
     return u;
 }
 
-void fp_softmax(const float *logits, int32_t n, float temperature, float *probs) {
+void fpi_softmax(const float *logits, int32_t n, float temperature, float *probs) {
     float t = temperature > 0 ? temperature : 1.0f;
     float mx = -INFINITY;
     for (int32_t i = 0; i < n; i++) if (logits[i] > mx) mx = logits[i];
@@ -145,7 +145,7 @@ void fp_softmax(const float *logits, int32_t n, float temperature, float *probs)
     for (int32_t i = 0; i < n; i++) probs[i] *= inv;
 }
 
-int32_t fp_argmax(const float *v, int32_t n) {
+int32_t fpi_argmax(const float *v, int32_t n) {
     int32_t best = 0;
     for (int32_t i = 1; i < n; i++) if (v[i] > v[best]) best = i;
     return best;

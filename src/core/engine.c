@@ -16,7 +16,7 @@
  * records (internal.h), through which it takes back idle branches and asks
  * for a re-decode when the adapters change.
  *
- * All decoding goes through fp_engine_decode so that calls and tokens are
+ * All decoding goes through fpi_engine_decode so that calls and tokens are
  * counted (tests use the counts to prove no accepted token is decoded
  * twice) and so that tests can inject a failure into any decode.
  */
@@ -48,13 +48,13 @@ fp_engine_params fp_engine_default_params(void) {
 
 fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_error *err) {
     fp_engine_params p = params ? *params : fp_engine_default_params();
-    if (!model) { fp_fail(err, FP_ERR_ARG, "no model"); return NULL; }
+    if (!model) { fpi_fail(err, FP_ERR_ARG, "no model"); return NULL; }
     if (model->vocab_only) {
-        fp_fail(err, FP_ERR_MODEL, "%s is loaded vocab-only: it cannot generate", model->path);
+        fpi_fail(err, FP_ERR_MODEL, "%s is loaded vocab-only: it cannot generate", model->path);
         return NULL;
     }
     if (p.n_seq_max < 2 || p.n_seq_max > 256) {
-        fp_fail(err, FP_ERR_ARG, "n_seq_max must be 2..256 (got %u)", p.n_seq_max);
+        fpi_fail(err, FP_ERR_ARG, "n_seq_max must be 2..256 (got %u)", p.n_seq_max);
         return NULL;
     }
     uint32_t train = (uint32_t)llama_model_n_ctx_train(model->lm);
@@ -80,10 +80,10 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     cp.kv_unified = true;   /* one cell pool: branches share their prefix cells */
     cp.no_perf = true;
     struct llama_context *ctx = llama_init_from_model(model->lm, cp);
-    if (!ctx) { fp_fail(err, FP_ERR_MODEL, "llama.cpp could not create a context of %u cells", n_ctx); return NULL; }
+    if (!ctx) { fpi_fail(err, FP_ERR_MODEL, "llama.cpp could not create a context of %u cells", n_ctx); return NULL; }
 
     fp_engine *e = calloc(1, sizeof *e);
-    if (!e) { llama_free(ctx); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!e) { llama_free(ctx); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     e->model = model;
     e->ctx = ctx;
     e->n_ctx = llama_n_ctx(ctx);
@@ -94,7 +94,7 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     atomic_init(&e->cancel, 0);
     llama_set_abort_callback(ctx, abort_cb, e);
     e->seq_owner = calloc(p.n_seq_max, sizeof *e->seq_owner);
-    if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     return e;
 }
 
@@ -118,7 +118,7 @@ int64_t  fpi_engine_fail_decode(fp_engine *e, int64_t nth) {
     e->fault_at = nth;
     return left;
 }
-llama_memory_t fp_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
+llama_memory_t fpi_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
 
 /* No stale KV may be scored after steering or an adapter changes: every
  * user is marked stale first (so one that fails below is decoded again
@@ -137,9 +137,9 @@ fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err) {
     return first;
 }
 
-void fp_batch_clear(fp_engine *e) { e->batch.n_tokens = 0; }
+void fpi_batch_clear(fp_engine *e) { e->batch.n_tokens = 0; }
 
-bool fp_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits) {
+bool fpi_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits) {
     struct llama_batch *b = &e->batch;
     if (b->n_tokens >= e->n_batch) return false;
     int32_t i = b->n_tokens++;
@@ -151,27 +151,27 @@ bool fp_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool lo
     return true;
 }
 
-fp_status fp_engine_decode(fp_engine *e, fp_error *err) {
+fp_status fpi_engine_decode(fp_engine *e, fp_error *err) {
     if (e->batch.n_tokens == 0) return FP_OK;
     if (e->fault_at > 0 && --e->fault_at == 0) /* test hook: an injected failure, nothing decoded */
-        return fp_fail(err, FP_ERR_DECODE, "llama_decode failed (injected fault)");
+        return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (injected fault)");
     e->n_decode_calls++;
     e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
     if (e->trace) e->trace(e->trace_ud, &e->batch);
     int32_t rc = llama_decode(e->ctx, e->batch);
-    if (rc == 2) return fp_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
-    if (rc == 1) return fp_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
-    if (rc != 0) return fp_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);
+    if (rc == 2) return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
+    if (rc == 1) return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
+    if (rc != 0) return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);
     return FP_OK;
 }
 
-fp_status fp_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
+fp_status fpi_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
                                 int32_t pos0, bool want_last, fp_error *err) {
     for (int32_t i = 0; i < n; ) {
-        fp_batch_clear(e);
+        fpi_batch_clear(e);
         int32_t j = i;
-        while (j < n && fp_batch_add(e, tokens[j], pos0 + j, seq, want_last && j == n - 1)) j++;
-        fp_status st = fp_engine_decode(e, err);
+        while (j < n && fpi_batch_add(e, tokens[j], pos0 + j, seq, want_last && j == n - 1)) j++;
+        fp_status st = fpi_engine_decode(e, err);
         if (st != FP_OK) return st;
         i = j;
     }
@@ -216,6 +216,6 @@ int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
 
 void fpi_seq_free(fp_engine *e, int32_t seq) {
     if (seq < 0 || (uint32_t)seq >= e->n_seq_max) return;
-    llama_memory_seq_rm(fp_engine_mem(e), seq, -1, -1);
+    llama_memory_seq_rm(fpi_engine_mem(e), seq, -1, -1);
     e->seq_owner[seq] = NULL;
 }

@@ -31,7 +31,7 @@ const char *fp_status_name(fp_status s) {
     return "FP_ERR_UNKNOWN";
 }
 
-fp_status fp_fail(fp_error *err, fp_status code, const char *fmt, ...) {
+fp_status fpi_fail(fp_error *err, fp_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -42,7 +42,7 @@ fp_status fp_fail(fp_error *err, fp_status code, const char *fmt, ...) {
     return code;
 }
 
-double fp_now_ms(void) {
+double fpi_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;

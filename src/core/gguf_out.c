@@ -29,7 +29,7 @@ fp_status fpi_gguf_new(size_t data_bytes, int32_t n_tensors, struct ggml_context
         if (*g) gguf_free(*g);
         *ctx = NULL;
         *g = NULL;
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     }
     return FP_OK;
 }
@@ -39,16 +39,16 @@ fp_status fpi_gguf_new(size_t data_bytes, int32_t n_tensors, struct ggml_context
 fp_status fpi_write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err) {
     size_t pl = strlen(path) + 24;
     char *tmp = malloc(pl);
-    if (!tmp) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!tmp) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     snprintf(tmp, pl, "%s.tmp%ld", path, (long)getpid());
     fp_status rc = FP_OK;
-    if (!gguf_write_to_file(g, tmp, false)) rc = fp_fail(err, FP_ERR_IO, "cannot write %s", tmp);
+    if (!gguf_write_to_file(g, tmp, false)) rc = fpi_fail(err, FP_ERR_IO, "cannot write %s", tmp);
     else {
         int fd = open(tmp, O_RDONLY);
-        if (fd < 0 || fsync(fd) != 0) rc = fp_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
+        if (fd < 0 || fsync(fd) != 0) rc = fpi_fail(err, FP_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
         if (fd >= 0) close(fd);
         if (rc == FP_OK && rename(tmp, path) != 0)
-            rc = fp_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+            rc = fpi_fail(err, FP_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     }
     if (rc != FP_OK) unlink(tmp);
     free(tmp);

@@ -38,11 +38,11 @@
 
 /* ------------------------------------------------------------- errors */
 
-/* Fills err (if non-NULL) and returns code, so callers can `return fp_fail(...)`. */
-fp_status fp_fail(fp_error *err, fp_status code, const char *fmt, ...)
+/* Fills err (if non-NULL) and returns code, so callers can `return fpi_fail(...)`. */
+fp_status fpi_fail(fp_error *err, fp_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-double fp_now_ms(void); /* monotonic clock, milliseconds */
+double fpi_now_ms(void); /* monotonic clock, milliseconds */
 
 /* -------------------------------------------------------------- model */
 
@@ -85,7 +85,7 @@ bool   fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, si
 /* Copies src into dst[cap], cut at a character boundary; returns the length. */
 size_t fpi_utf8_copy(char *dst, size_t cap, const char *src);
 
-static inline const char *fp_piece(const fp_model *m, int32_t t, int32_t *len) {
+static inline const char *fpi_piece(const fp_model *m, int32_t t, int32_t *len) {
     *len = m->piece_off[t + 1] - m->piece_off[t];
     return m->pieces + m->piece_off[t];
 }
@@ -95,7 +95,7 @@ static inline const char *fp_piece(const fp_model *m, int32_t t, int32_t *len) {
 static inline bool fpi_tok_fits(const fp_model *m, int32_t t, const char *tail, int32_t tail_n) {
     if (tail_n == 0 && (m->tok_flags[t] & FP_TOK_UTF8)) return true;
     int32_t n;
-    const char *p = fp_piece(m, t, &n);
+    const char *p = fpi_piece(m, t, &n);
     return fpi_utf8_continues(tail, (size_t)tail_n, p, (size_t)n);
 }
 
@@ -141,15 +141,15 @@ struct fp_engine {
 };
 
 /* Batch building over the engine's one preallocated batch. */
-void      fp_batch_clear(fp_engine *e);
+void      fpi_batch_clear(fp_engine *e);
 /* Returns false when the batch is full. */
-bool      fp_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits);
-fp_status fp_engine_decode(fp_engine *e, fp_error *err);
+bool      fpi_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits);
+fp_status fpi_engine_decode(fp_engine *e, fp_error *err);
 /* Decodes tokens[0..n) into seq at positions pos0.., in as many batches as
  * needed; logits are produced for the last token only when want_last. */
-fp_status fp_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
+fp_status fpi_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
                                 int32_t pos0, bool want_last, fp_error *err);
-llama_memory_t fp_engine_mem(fp_engine *e);
+llama_memory_t fpi_engine_mem(fp_engine *e);
 
 /* Sequence pool. fpi_seq_alloc reclaims idle branches of the least recently
  * used other user when the pool is empty; returns -1 when nothing is left. */
@@ -184,17 +184,17 @@ typedef struct fp_dist {
     llama_token_data *scratch; /* n_vocab entries for llama_sampler_apply */
 } fp_dist;
 
-fp_status fp_dist_init(fp_dist *d, int32_t n_vocab);
-void      fp_dist_free(fp_dist *d);
+fp_status fpi_dist_init(fp_dist *d, int32_t n_vocab);
+void      fpi_dist_free(fp_dist *d);
 /* Runs logits through the chain; sorts only the top `sort_top` entries
  * (n is then still the full count; entries past sort_top are unordered). */
-void      fp_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
+void      fpi_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
                           struct llama_sampler *chain, int32_t sort_top);
-fp_uncertainty fp_dist_uncertainty(const fp_dist *d);
+fp_uncertainty fpi_dist_uncertainty(const fp_dist *d);
 
 /* A sampler chain for the settings: a learned logit bias (if any),
  * penalties, top-k, top-p, min-p, temperature. */
-struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
+struct llama_sampler *fpi_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
 
 /* The one rule for the token automatic continuation takes next, used by the
  * generation loop and by every preview alike (a preview is a promise):
@@ -210,8 +210,8 @@ int32_t fpi_pick_next(const fp_model *m, const fp_dist *d, bool word_start, uint
 double  fpi_rng_next(uint64_t *state); /* xorshift64*, uniform in [0, 1) */
 
 /* Softmax of logits/temperature into probs (n entries); returns nothing. */
-void    fp_softmax(const float *logits, int32_t n, float temperature, float *probs);
-int32_t fp_argmax(const float *v, int32_t n);
+void    fpi_softmax(const float *logits, int32_t n, float temperature, float *probs);
+int32_t fpi_argmax(const float *v, int32_t n);
 
 /* --------------------------------------------------------------- cloud */
 
@@ -248,15 +248,15 @@ typedef struct fp_live {
 /* The cloud computation: expands words, merges them, computes previews.
  * Writes up to settings.k candidates into out and the remaining mass into
  * *other. Uses the session's scratch sequences and fills s->live. */
-fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefix,
+fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *prefix,
                            fp_candidate *out, int32_t *n_out, float *other, fp_error *err);
 /* Fills c's preview words from its preview tokens (cloud.c; restore uses it too). */
 void fpi_preview_words(const fp_model *m, fp_candidate *c);
 /* Returns every scratch sequence of the session to the engine and marks the
  * live branches invalid. */
-void fp_cloud_drop_live(fp_session *s);
+void fpi_cloud_drop_live(fp_session *s);
 /* Frees the cloud workspace (done by fp_session_free). */
-void fp_cloud_free(fp_session *s);
+void fpi_cloud_free(fp_session *s);
 struct fp_cloud_ws;
 
 /* ------------------------------------------------------------- session */

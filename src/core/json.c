@@ -149,7 +149,7 @@ static void add_node_text(cJSON *o, const fp_session *s, const fp_node *n) {
     char *b = malloc(cap);
     for (int32_t i = 0; b && i < n->n; i++) {
         int32_t pl;
-        const char *pc = fp_piece(s->engine->model, n->tokens[i], &pl);
+        const char *pc = fpi_piece(s->engine->model, n->tokens[i], &pl);
         if (len + (size_t)pl + 1 > cap) {
             while (len + (size_t)pl + 1 > cap) cap *= 2;
             char *nb = realloc(b, cap);
@@ -230,15 +230,15 @@ char *fp_settings_to_json(const fp_settings *s) { return print_free(settings_obj
 
 /* Reads a number field into a float or int, with a type check. */
 static fp_status num_field(const cJSON *it, double lo, double hi, double *out, fp_error *err) {
-    if (!cJSON_IsNumber(it)) return fp_fail(err, FP_ERR_ARG, "settings.%s must be a number", it->string);
+    if (!cJSON_IsNumber(it)) return fpi_fail(err, FP_ERR_ARG, "settings.%s must be a number", it->string);
     double v = it->valuedouble;
-    if (!isfinite(v) || v < lo || v > hi) return fp_fail(err, FP_ERR_ARG, "settings.%s is out of range", it->string);
+    if (!isfinite(v) || v < lo || v > hi) return fpi_fail(err, FP_ERR_ARG, "settings.%s is out of range", it->string);
     *out = v;
     return FP_OK;
 }
 
 static fp_status settings_from_obj(const cJSON *o, fp_settings *out, fp_error *err) {
-    if (!cJSON_IsObject(o)) return fp_fail(err, FP_ERR_ARG, "settings must be a JSON object");
+    if (!cJSON_IsObject(o)) return fpi_fail(err, FP_ERR_ARG, "settings must be a JSON object");
     fp_settings s = *out;
     const cJSON *it;
     cJSON_ArrayForEach(it, o) {
@@ -248,7 +248,7 @@ static fp_status settings_from_obj(const cJSON *o, fp_settings *out, fp_error *e
 #define F(name) else if (strcmp(k, #name) == 0) { if ((st = num_field(it, -1e9, 1e9, &v, err)) == FP_OK) s.name = (float)v; }
 #define I(name) else if (strcmp(k, #name) == 0) {                                           \
             if ((st = num_field(it, -2147483647.0, 2147483647.0, &v, err)) == FP_OK) {        \
-                if (v != floor(v)) return fp_fail(err, FP_ERR_ARG, "settings.%s must be an integer", k); \
+                if (v != floor(v)) return fpi_fail(err, FP_ERR_ARG, "settings.%s must be an integer", k); \
                 s.name = (int32_t)v;                                                          \
             }                                                                                 \
         }
@@ -259,15 +259,15 @@ static fp_status settings_from_obj(const cJSON *o, fp_settings *out, fp_error *e
         else if (strcmp(k, "seed") == 0) {
             if ((st = num_field(it, 0, 4294967295.0, &v, err)) == FP_OK) s.seed = (uint32_t)v;
         } else if (strcmp(k, "sample_auto") == 0) {
-            if (!cJSON_IsBool(it)) return fp_fail(err, FP_ERR_ARG, "settings.sample_auto must be true or false");
+            if (!cJSON_IsBool(it)) return fpi_fail(err, FP_ERR_ARG, "settings.sample_auto must be true or false");
             s.sample_auto = cJSON_IsTrue(it);
         } else if (strcmp(k, "granularity") == 0) {
             const char *g = cJSON_GetStringValue(it);
             if (g && strcmp(g, "token") == 0) s.granularity = FP_GRAN_TOKEN;
             else if (g && strcmp(g, "word") == 0) s.granularity = FP_GRAN_WORD;
             else if (g && strcmp(g, "phrase") == 0) s.granularity = FP_GRAN_PHRASE;
-            else return fp_fail(err, FP_ERR_ARG, "settings.granularity must be \"token\", \"word\" or \"phrase\"");
-        } else return fp_fail(err, FP_ERR_ARG, "unknown setting \"%s\"", k);
+            else return fpi_fail(err, FP_ERR_ARG, "settings.granularity must be \"token\", \"word\" or \"phrase\"");
+        } else return fpi_fail(err, FP_ERR_ARG, "unknown setting \"%s\"", k);
 #undef F
 #undef I
         if (st != FP_OK) return st;
@@ -278,9 +278,9 @@ static fp_status settings_from_obj(const cJSON *o, fp_settings *out, fp_error *e
 }
 
 fp_status fp_settings_from_json(const char *json, fp_settings *out, fp_error *err) {
-    if (!json || !out) return fp_fail(err, FP_ERR_ARG, "no settings JSON");
+    if (!json || !out) return fpi_fail(err, FP_ERR_ARG, "no settings JSON");
     cJSON *o = cJSON_Parse(json);
-    if (!o) return fp_fail(err, FP_ERR_ARG, "settings are not valid JSON");
+    if (!o) return fpi_fail(err, FP_ERR_ARG, "settings are not valid JSON");
     fp_status st = settings_from_obj(o, out, err);
     cJSON_Delete(o);
     return st;
@@ -389,7 +389,7 @@ char *fp_session_save(const fp_session *s) {
 typedef struct rd { fp_error *err; bool bad; int32_t n_vocab; const fp_model *model; } rd;
 
 static bool rd_fail(rd *r, const char *what) {
-    if (!r->bad) fp_fail(r->err, FP_ERR_ARG, "saved session is damaged: %s", what);
+    if (!r->bad) fpi_fail(r->err, FP_ERR_ARG, "saved session is damaged: %s", what);
     r->bad = true;
     return false;
 }
@@ -619,9 +619,9 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
 }
 
 fp_session *fp_session_restore(fp_engine *e, const char *json, fp_error *err) {
-    if (!e || !json) { fp_fail(err, FP_ERR_ARG, "no engine or document"); return NULL; }
+    if (!e || !json) { fpi_fail(err, FP_ERR_ARG, "no engine or document"); return NULL; }
     cJSON *o = cJSON_Parse(json);
-    if (!o) { fp_fail(err, FP_ERR_ARG, "saved session is not valid JSON"); return NULL; }
+    if (!o) { fpi_fail(err, FP_ERR_ARG, "saved session is not valid JSON"); return NULL; }
     rd r = { .err = err, .bad = false, .n_vocab = e->model->n_vocab, .model = e->model };
     fp_session *s = NULL;
     fp_settings st = fp_default_settings();
@@ -629,7 +629,7 @@ fp_session *fp_session_restore(fp_engine *e, const char *json, fp_error *err) {
     const char *prompt = rd_str(&r, o, "prompt", 1 << 24);
     if (!r.bad && rd_num(&r, o, "format", 1, 1) != 1) rd_fail(&r, "unknown format");
     if (!r.bad && nv != e->model->n_vocab) {
-        fp_fail(err, FP_ERR_MODEL, "saved session is for a model with %d tokens; this model has %d", nv, e->model->n_vocab);
+        fpi_fail(err, FP_ERR_MODEL, "saved session is for a model with %d tokens; this model has %d", nv, e->model->n_vocab);
         r.bad = true;
     }
     if (!r.bad && settings_from_obj(cJSON_GetObjectItemCaseSensitive(o, "settings"), &st, err) != FP_OK) r.bad = true;

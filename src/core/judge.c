@@ -16,24 +16,24 @@
 
 fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, const int32_t *tokens, int32_t n,
                             double *out, fp_error *err) {
-    if (nc < 1 || n < 1 || !out) return fp_fail(err, FP_ERR_ARG, "empty context or tokens");
-    for (int32_t i = 0; i < nc; i++) if (context[i] < 0 || context[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
-    for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
-    if (nc + n > e->n_pos_max) return fp_fail(err, FP_ERR_CONTEXT, "too long to score");
+    if (nc < 1 || n < 1 || !out) return fpi_fail(err, FP_ERR_ARG, "empty context or tokens");
+    for (int32_t i = 0; i < nc; i++) if (context[i] < 0 || context[i] >= e->model->n_vocab) return fpi_fail(err, FP_ERR_ARG, "token out of range");
+    for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= e->model->n_vocab) return fpi_fail(err, FP_ERR_ARG, "token out of range");
+    if (nc + n > e->n_pos_max) return fpi_fail(err, FP_ERR_CONTEXT, "too long to score");
     static fpi_seq_user scorer; /* marks the borrowed sequence as taken; never attached */
     int32_t q = fpi_seq_alloc(e, &scorer);
-    if (q < 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequence to score with");
+    if (q < 0) return fpi_fail(err, FP_ERR_CAPACITY, "no free sequence to score with");
     float *probs = malloc(sizeof(float) * (size_t)e->model->n_vocab);
-    fp_status st = probs ? FP_OK : fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    fp_status st = probs ? FP_OK : fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     double lp = 0.0;
     /* the context, then the tokens with the logits that predict each of them */
-    if (st == FP_OK) st = fp_engine_decode_span(e, q, context, nc - 1, 0, false, err);
+    if (st == FP_OK) st = fpi_engine_decode_span(e, q, context, nc - 1, 0, false, err);
     for (int32_t i = 0; st == FP_OK && i < n; i++) {
-        fp_batch_clear(e);
-        fp_batch_add(e, i == 0 ? context[nc - 1] : tokens[i - 1], nc - 1 + i, q, true);
-        st = fp_engine_decode(e, err);
+        fpi_batch_clear(e);
+        fpi_batch_add(e, i == 0 ? context[nc - 1] : tokens[i - 1], nc - 1 + i, q, true);
+        st = fpi_engine_decode(e, err);
         if (st != FP_OK) break;
-        fp_softmax(llama_get_logits_ith(e->ctx, -1), e->model->n_vocab, 1.0f, probs);
+        fpi_softmax(llama_get_logits_ith(e->ctx, -1), e->model->n_vocab, 1.0f, probs);
         lp += log(probs[tokens[i]] > 1e-30f ? probs[tokens[i]] : 1e-30f);
     }
     free(probs);
@@ -43,7 +43,7 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
 }
 
 fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_t n, fp_pair_score *out, fp_error *err) {
-    if (!e || !out || (n > 0 && !pairs)) return fp_fail(err, FP_ERR_ARG, "no engine, pairs or result");
+    if (!e || !out || (n > 0 && !pairs)) return fpi_fail(err, FP_ERR_ARG, "no engine, pairs or result");
     double margin = 0, text = 0;
     int32_t n_pairs = 0, n_text = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -93,7 +93,7 @@ static fp_status pick_value(fp_engine *e, apply_fn apply, const void *what, cons
     fp_status st = apply(e, what, 0.0f, err);
     if (st == FP_OK) st = fp_engine_score_pairs(e, pairs, n, &base, err);
     if (st != FP_OK) return st;
-    if (base.n_pairs == 0) return fp_fail(err, FP_ERR_EMPTY, "no pairs to pick a strength with");
+    if (base.n_pairs == 0) return fpi_fail(err, FP_ERR_EMPTY, "no pairs to pick a strength with");
     int best = -1;
     for (int i = 0; i < nv; i++) {
         if ((st = apply(e, what, values[i], err)) != FP_OK || (st = fp_engine_score_pairs(e, pairs, n, &sc, err)) != FP_OK)
@@ -114,13 +114,13 @@ static fp_status pick_value(fp_engine *e, apply_fn apply, const void *what, cons
 fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
                              fp_pair_score *at_scale, fp_error *err) {
     static const float scales[] = { 0.5f, 1.0f, 2.0f, 4.0f };
-    if (!path) return fp_fail(err, FP_ERR_ARG, "no adapter");
+    if (!path) return fpi_fail(err, FP_ERR_ARG, "no adapter");
     return pick_value(e, apply_lora, path, scales, 4, pairs, n, scale, at_scale, err);
 }
 
 fp_status fp_steer_pick_strength(fp_engine *e, const fp_steer *v, const fp_steer_pair *pairs, int32_t n,
                                  float *strength, fp_pair_score *at, fp_error *err) {
     static const float strengths[] = { 0.25f, 0.5f, 1.0f, 2.0f, 4.0f };
-    if (!v) return fp_fail(err, FP_ERR_ARG, "no steering vector");
+    if (!v) return fpi_fail(err, FP_ERR_ARG, "no steering vector");
     return pick_value(e, apply_steer, v, strengths, 5, pairs, n, strength, at, err);
 }

@@ -82,18 +82,18 @@ static fp_status read_base(const char *path, int32_t n_layer, base_info *bi, fp_
     struct ggml_context *meta = NULL;
     struct gguf_init_params gp = { .no_alloc = true, .ctx = &meta };
     struct gguf_context *g = gguf_init_from_file(path, gp);
-    if (!g) return fp_fail(err, FP_ERR_MODEL, "cannot read %s as GGUF", path);
+    if (!g) return fpi_fail(err, FP_ERR_MODEL, "cannot read %s as GGUF", path);
     fp_status rc = FP_OK;
     int64_t ka = gguf_find_key(g, "general.architecture");
     if (ka < 0 || gguf_get_kv_type(g, ka) != GGUF_TYPE_STRING) {
-        rc = fp_fail(err, FP_ERR_MODEL, "%s names no architecture", path);
+        rc = fpi_fail(err, FP_ERR_MODEL, "%s names no architecture", path);
         goto done;
     }
     snprintf(bi->arch, sizeof bi->arch, "%s", gguf_get_val_str(g, ka));
     for (int64_t i = 0; i < gguf_get_n_tensors(g); i++) {
         enum ggml_type t = gguf_get_tensor_type(g, i);
         if (t != GGML_TYPE_F32) {
-            rc = fp_fail(err, FP_ERR_MODEL, "LoRA training needs an F32 model; %s has %s weights (%s)", path,
+            rc = fpi_fail(err, FP_ERR_MODEL, "LoRA training needs an F32 model; %s has %s weights (%s)", path,
                          ggml_type_name(t), gguf_get_tensor_name(g, i));
             goto done;
         }
@@ -111,7 +111,7 @@ static fp_status read_base(const char *path, int32_t n_layer, base_info *bi, fp_
         bi->n_out[j] = w->ne[1];
     }
     if (bi->n_targets == 0)
-        rc = fp_fail(err, FP_ERR_MODEL, "%s has none of the weights an adapter can train (last block, output)", path);
+        rc = fpi_fail(err, FP_ERR_MODEL, "%s has none of the weights an adapter can train (last block, output)", path);
 done:
     gguf_free(g);
     if (meta) ggml_free(meta);
@@ -173,14 +173,14 @@ float fp_lora_scale_hint(const char *path) {
 }
 
 fp_status fp_lora_set_scale_hint(const char *path, float scale, fp_error *err) {
-    if (!isfinite(scale) || scale < -16.0f || scale > 16.0f) return fp_fail(err, FP_ERR_ARG, "LoRA scale must be in [-16, 16]");
+    if (!isfinite(scale) || scale < -16.0f || scale > 16.0f) return fpi_fail(err, FP_ERR_ARG, "LoRA scale must be in [-16, 16]");
     struct ggml_context *data = NULL;
     struct gguf_init_params gp = { .no_alloc = false, .ctx = &data };
     struct gguf_context *g = path ? gguf_init_from_file(path, gp) : NULL;
-    if (!g) return fp_fail(err, FP_ERR_IO, "cannot read the adapter %s", path ? path : "(null)");
+    if (!g) return fpi_fail(err, FP_ERR_IO, "cannot read the adapter %s", path ? path : "(null)");
     struct gguf_context *out = gguf_init_empty();
     fp_status rc = FP_OK;
-    if (!out) rc = fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!out) rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     else {
         gguf_set_kv(out, g);
         gguf_set_val_f32(out, SCALE_KEY, scale);
@@ -211,7 +211,7 @@ static fp_status fresh_matrices(const base_info *bi, int32_t rank, uint32_t seed
         b->ne0 = rank;        b->ne1 = bi->n_out[j];
         a->data = malloc(sizeof(float) * (size_t)(a->ne0 * a->ne1));
         b->data = calloc((size_t)(b->ne0 * b->ne1), sizeof(float));
-        if (!a->data || !b->data) { matrices_free(m, 2 * j + 2); return fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
+        if (!a->data || !b->data) { matrices_free(m, 2 * j + 2); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
         double bound = 1.0 / sqrt((double)a->ne0);
         for (int64_t k = 0; k < a->ne0 * a->ne1; k++) a->data[k] = (float)((2.0 * uniform01(&s) - 1.0) * bound);
     }
@@ -312,7 +312,7 @@ static int32_t *pack_stream(const fp_model *m, const fp_lora_example *ex, int32_
     int64_t cap = 0;
     for (int32_t i = 0; i < n; i++) cap += ex[i].n_context + ex[i].n_chosen + 1 + (tail > 0 ? tail : 0);
     int32_t *s = malloc(sizeof(int32_t) * (size_t)(cap > 0 ? cap : 1));
-    if (!s) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!s) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     int64_t len = 0;
     for (int32_t i = 0; i < n; i++) {
         const fp_lora_example *e = &ex[i];
@@ -358,15 +358,15 @@ static int32_t *pack_stream(const fp_model *m, const fp_lora_example *ex, int32_
 /* ------------------------------------------------------------ training */
 
 static fp_status check_params(const fp_lora_params *p, fp_error *err) {
-    if (p->rank < 1 || p->rank > 256) return fp_fail(err, FP_ERR_ARG, "LoRA rank must be 1..256 (got %d)", p->rank);
-    if (!isfinite(p->alpha) || p->alpha <= 0) return fp_fail(err, FP_ERR_ARG, "LoRA alpha must be positive");
-    if (p->epochs < 1 || p->epochs > 1000) return fp_fail(err, FP_ERR_ARG, "epochs must be 1..1000 (got %d)", p->epochs);
+    if (p->rank < 1 || p->rank > 256) return fpi_fail(err, FP_ERR_ARG, "LoRA rank must be 1..256 (got %d)", p->rank);
+    if (!isfinite(p->alpha) || p->alpha <= 0) return fpi_fail(err, FP_ERR_ARG, "LoRA alpha must be positive");
+    if (p->epochs < 1 || p->epochs > 1000) return fpi_fail(err, FP_ERR_ARG, "epochs must be 1..1000 (got %d)", p->epochs);
     if (!isfinite(p->learning_rate) || p->learning_rate <= 0 || p->learning_rate > 1e-3f)
-        return fp_fail(err, FP_ERR_ARG, "learning rate must be in (0, 0.001] (higher rates diverge in this llama.cpp build)");
-    if (p->stride < 1) return fp_fail(err, FP_ERR_ARG, "stride must be positive");
-    if (!(p->validation >= 0.0f && p->validation <= 0.5f)) return fp_fail(err, FP_ERR_ARG, "validation share must be in [0, 0.5]");
-    if (p->context_tail < 0) return fp_fail(err, FP_ERR_ARG, "context tail must be 0 (whole texts) or positive");
-    if (p->n_threads < 1 || p->n_threads > 512) return fp_fail(err, FP_ERR_ARG, "threads must be 1..512");
+        return fpi_fail(err, FP_ERR_ARG, "learning rate must be in (0, 0.001] (higher rates diverge in this llama.cpp build)");
+    if (p->stride < 1) return fpi_fail(err, FP_ERR_ARG, "stride must be positive");
+    if (!(p->validation >= 0.0f && p->validation <= 0.5f)) return fpi_fail(err, FP_ERR_ARG, "validation share must be in [0, 0.5]");
+    if (p->context_tail < 0) return fpi_fail(err, FP_ERR_ARG, "context tail must be 0 (whole texts) or positive");
+    if (p->n_threads < 1 || p->n_threads > 512) return fpi_fail(err, FP_ERR_ARG, "threads must be 1..512");
     return FP_OK;
 }
 
@@ -404,18 +404,18 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     fp_lora_params p = params ? *params : fp_lora_default_params();
     fp_lora_report r = {0};
     if (rep) *rep = r;
-    if (!model || model->vocab_only) return fp_fail(err, FP_ERR_MODEL, "LoRA training needs a model with weights");
-    if (!out_path || !*out_path) return fp_fail(err, FP_ERR_ARG, "no output path for the adapter");
-    if (!ex || n < 1) return fp_fail(err, FP_ERR_EMPTY, "no chosen continuations to train on");
+    if (!model || model->vocab_only) return fpi_fail(err, FP_ERR_MODEL, "LoRA training needs a model with weights");
+    if (!out_path || !*out_path) return fpi_fail(err, FP_ERR_ARG, "no output path for the adapter");
+    if (!ex || n < 1) return fpi_fail(err, FP_ERR_EMPTY, "no chosen continuations to train on");
     fp_status rc = check_params(&p, err);
     if (rc != FP_OK) return rc;
     for (int32_t i = 0; i < n; i++) {
         if (ex[i].n_context < 0 || ex[i].n_chosen < 1 || (ex[i].n_context > 0 && !ex[i].context) || !ex[i].chosen)
-            return fp_fail(err, FP_ERR_ARG, "example %d is empty", i);
+            return fpi_fail(err, FP_ERR_ARG, "example %d is empty", i);
         for (int32_t k = 0; k < ex[i].n_context + ex[i].n_chosen; k++) {
             int32_t tok = ex_token(&ex[i], k);
             if (tok < 0 || tok >= model->n_vocab)
-                return fp_fail(err, FP_ERR_ARG, "example %d has token %d outside the vocabulary", i, tok);
+                return fpi_fail(err, FP_ERR_ARG, "example %d has token %d outside the vocabulary", i, tok);
         }
     }
 
@@ -436,7 +436,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         n_m = 2 * bi.n_targets;
         size_t pl = strlen(out_path) + 16;
         t.init_path = malloc(pl);
-        if (!t.init_path) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        if (!t.init_path) { rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
         snprintf(t.init_path, pl, "%s.init%ld", out_path, (long)getpid());
         rc = write_adapter(t.init_path, bi.arch, p.alpha, m, n_m, err);
         matrices_free(m, n_m);
@@ -445,7 +445,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         if (rc != FP_OK) goto out;
         start = t.init_path;
     } else if (access(start, R_OK) != 0) {
-        rc = fp_fail(err, FP_ERR_IO, "no adapter at %s", start);
+        rc = fpi_fail(err, FP_ERR_IO, "no adapter at %s", start);
         goto out;
     }
 
@@ -454,9 +454,9 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     mp.n_gpu_layers = 0;
     mp.load_mode = LLAMA_LOAD_MODE_NONE;
     t.lm = llama_model_load_from_file(model->path, mp);
-    if (!t.lm) { rc = fp_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s for training", model->path); goto out; }
+    if (!t.lm) { rc = fpi_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s for training", model->path); goto out; }
     t.adapter = llama_adapter_lora_init(t.lm, start);
-    if (!t.adapter) { rc = fp_fail(err, FP_ERR_MODEL, "%s is not a LoRA adapter for %s", start, model->path); goto out; }
+    if (!t.adapter) { rc = fpi_fail(err, FP_ERR_MODEL, "%s is not a LoRA adapter for %s", start, model->path); goto out; }
 
     struct llama_context_params cp = llama_context_default_params();
     probe pr = { .active = true, .bi = &bi };
@@ -470,15 +470,15 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     cp.cb_eval_user_data = &pr;
     cp.no_perf = true;
     t.ctx = llama_init_from_model(t.lm, cp);
-    if (!t.ctx) { rc = fp_fail(err, FP_ERR_MODEL, "cannot create a training context"); goto out; }
+    if (!t.ctx) { rc = fpi_fail(err, FP_ERR_MODEL, "cannot create a training context"); goto out; }
     const int32_t window = (int32_t)llama_n_ctx(t.ctx);
     if ((uint32_t)window != llama_n_batch(t.ctx) || (uint32_t)window != llama_n_ubatch(t.ctx)) {
-        rc = fp_fail(err, FP_ERR_MODEL, "training needs one micro-batch per window (n_ctx %d)", window);
+        rc = fpi_fail(err, FP_ERR_MODEL, "training needs one micro-batch per window (n_ctx %d)", window);
         goto out;
     }
     float one = 1.0f;
     if (llama_set_adapters_lora(t.ctx, &t.adapter, 1, &one) != 0) {
-        rc = fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the adapter %s", start);
+        rc = fpi_fail(err, FP_ERR_MODEL, "llama.cpp refused the adapter %s", start);
         goto out;
     }
 
@@ -487,17 +487,17 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         int32_t bos = llama_vocab_bos(model->vocab);
         llama_token tok = bos >= 0 ? bos : 0;
         struct llama_batch b = llama_batch_get_one(&tok, 1);
-        if (llama_decode(t.ctx, b) != 0) { rc = fp_fail(err, FP_ERR_DECODE, "probe decode failed"); goto out; }
+        if (llama_decode(t.ctx, b) != 0) { rc = fpi_fail(err, FP_ERR_DECODE, "probe decode failed"); goto out; }
         pr.active = false;
         llama_memory_clear(llama_get_memory(t.ctx), true);
     }
     if (pr.n == 0) {
-        rc = fp_fail(err, FP_ERR_MODEL, "%s adapts none of the weights this build can train (last block, output)", start);
+        rc = fpi_fail(err, FP_ERR_MODEL, "%s adapts none of the weights this build can train (last block, output)", start);
         goto out;
     }
     for (int32_t i = 0; i < pr.n; i++) {
         if (pr.found[i]->type != GGML_TYPE_F32) {
-            rc = fp_fail(err, FP_ERR_MODEL, "adapter tensor %s is %s; training needs F32", pr.found[i]->name,
+            rc = fpi_fail(err, FP_ERR_MODEL, "adapter tensor %s is %s; training needs F32", pr.found[i]->name,
                          ggml_type_name(pr.found[i]->type));
             goto out;
         }
@@ -514,7 +514,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     r.n_tokens = len;
     if (len < window + 1) {
         int32_t *s = realloc(t.stream, sizeof(int32_t) * (size_t)(window + 1));
-        if (!s) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        if (!s) { rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
         t.stream = s;
         for (int64_t k = len; k < window + 1; k++) t.stream[k] = t.stream[k % len];
         len = window + 1;
@@ -525,7 +525,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     t.starts = malloc(sizeof(int64_t) * (size_t)ndata);
     t.data = ggml_opt_dataset_init(GGML_TYPE_I32, GGML_TYPE_I32, window, window, ndata, 1);
     t.result = ggml_opt_result_init();
-    if (!t.starts || !t.data || !t.result) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    if (!t.starts || !t.data || !t.result) { rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
     for (int64_t i = 0; i < ndata; i++) t.starts[i] = i * p.stride < span ? i * p.stride : span;
 
     /* 4. the optimizer over the adapter only */
@@ -558,10 +558,10 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         mm->ne0 = x->ne[0];
         mm->ne1 = x->ne[1];
         mm->data = malloc(ggml_nbytes(x));
-        if (!mm->data) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+        if (!mm->data) { rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
     }
     t.result_eval = ggml_opt_result_init();
-    if (!t.result_eval) { rc = fp_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    if (!t.result_eval) { rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
     uint64_t rs = 0xD1B54A32D192ED03ULL ^ p.seed;
     int32_t *dd = (int32_t *)ggml_opt_dataset_data(t.data)->data;
     int32_t *dl = (int32_t *)ggml_opt_dataset_labels(t.data)->data;
@@ -586,7 +586,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
         r.loss_last = loss;
         r.epochs = ep + 1;
         if (!isfinite(loss) || (n_val && !isfinite(val))) {
-            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged at epoch %d (loss %g); the adapter was discarded", ep + 1, loss);
+            rc = fpi_fail(err, FP_ERR_DIVERGED, "training diverged at epoch %d (loss %g); the adapter was discarded", ep + 1, loss);
             goto out;
         }
         if (!n_val || val < best_val) {
@@ -603,7 +603,7 @@ fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_
     /* 6. the kept matrices, checked, written */
     for (int32_t i = 0; i < n_m; i++) {
         if (!all_finite(m[i].data, m[i].ne0 * m[i].ne1)) {
-            rc = fp_fail(err, FP_ERR_DIVERGED, "training diverged: %s has non-finite weights; the adapter was discarded", m[i].name);
+            rc = fpi_fail(err, FP_ERR_DIVERGED, "training diverged: %s has non-finite weights; the adapter was discarded", m[i].name);
             goto out;
         }
     }

@@ -51,20 +51,20 @@ fp_model_params fp_model_default_params(void) {
 /* Reads the 8-byte GGUF header: magic and version. */
 static fp_status check_header(const char *path, fp_error *err) {
     struct stat st;
-    if (stat(path, &st) != 0) return fp_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return fp_fail(err, FP_ERR_IO, "model %s is not a regular file", path);
+    if (stat(path, &st) != 0) return fpi_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return fpi_fail(err, FP_ERR_IO, "model %s is not a regular file", path);
     FILE *f = fopen(path, "rb");
-    if (!f) return fp_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
+    if (!f) return fpi_fail(err, FP_ERR_IO, "cannot open model %s: %s", path, strerror(errno));
     unsigned char h[8];
     size_t n = fread(h, 1, sizeof h, f);
     fclose(f);
     if (n < 8 || memcmp(h, "GGUF", 4) != 0)
-        return fp_fail(err, FP_ERR_MODEL, "%s is not a GGUF file (bad magic)", path);
+        return fpi_fail(err, FP_ERR_MODEL, "%s is not a GGUF file (bad magic)", path);
     uint32_t version = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
     if (version < 2)
-        return fp_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, which llama.cpp no longer supports (need 2 or 3); reconvert it", path, version);
+        return fpi_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, which llama.cpp no longer supports (need 2 or 3); reconvert it", path, version);
     if (version > 3)
-        return fp_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, newer than this llama.cpp supports", path, version);
+        return fpi_fail(err, FP_ERR_MODEL, "%s is GGUF version %u, newer than this llama.cpp supports", path, version);
     return FP_OK;
 }
 
@@ -115,7 +115,7 @@ static fp_status build_pieces(fp_model *m, fp_error *err) {
     m->pieces = malloc(cap);
     m->piece_off = malloc(sizeof(int32_t) * ((size_t)nv + 1));
     m->tok_flags = malloc(sizeof *m->tok_flags * (size_t)nv);
-    if (!m->pieces || !m->piece_off || !m->tok_flags) return fp_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
+    if (!m->pieces || !m->piece_off || !m->tok_flags) return fpi_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
     char buf[256];
     for (int32_t t = 0; t < nv; t++) {
         int32_t n = llama_token_to_piece(m->vocab, t, buf, sizeof buf, 0, false);
@@ -123,7 +123,7 @@ static fp_status build_pieces(fp_model *m, fp_error *err) {
         if (used + (size_t)n > cap) {
             cap = cap * 2 + (size_t)n;
             char *np = realloc(m->pieces, cap);
-            if (!np) return fp_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
+            if (!np) return fpi_fail(err, FP_ERR_NOMEM, "out of memory for the token table");
             m->pieces = np;
         }
         m->piece_off[t] = (int32_t)used;
@@ -137,18 +137,18 @@ static fp_status build_pieces(fp_model *m, fp_error *err) {
 
 fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_error *err) {
     fp_model_params p = params ? *params : fp_model_default_params();
-    if (!path || !*path) { fp_fail(err, FP_ERR_ARG, "no model path given"); return NULL; }
+    if (!path || !*path) { fpi_fail(err, FP_ERR_ARG, "no model path given"); return NULL; }
     g_verbose = p.verbose;
     pthread_once(&g_backend_once, backend_init);
     if (check_header(path, err) != FP_OK) return NULL;
     int64_t nt = count_tensors(path);
     if (nt < 0) {
-        fp_fail(err, FP_ERR_MODEL, "%s is truncated or corrupt (GGUF header unreadable%s%s)", path,
+        fpi_fail(err, FP_ERR_MODEL, "%s is truncated or corrupt (GGUF header unreadable%s%s)", path,
                 g_last_log_error[0] ? ": " : "", g_last_log_error);
         return NULL;
     }
     if (nt == 0 && !p.vocab_only) {
-        fp_fail(err, FP_ERR_MODEL, "%s has no weights (a vocab-only file): it can tokenize but not generate", path);
+        fpi_fail(err, FP_ERR_MODEL, "%s has no weights (a vocab-only file): it can tokenize but not generate", path);
         return NULL;
     }
     struct llama_model_params mp = llama_model_default_params();
@@ -157,19 +157,19 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     g_last_log_error[0] = 0;
     struct llama_model *lm = llama_model_load_from_file(path, mp);
     if (!lm) {
-        fp_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s%s%s", path,
+        fpi_fail(err, FP_ERR_MODEL, "llama.cpp cannot load %s%s%s", path,
                 g_last_log_error[0] ? ": " : " (truncated or corrupt?)", g_last_log_error);
         return NULL;
     }
     fp_model *m = calloc(1, sizeof *m);
-    if (!m) { llama_model_free(lm); fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!m) { llama_model_free(lm); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     m->lm = lm;
     m->vocab = llama_model_get_vocab(lm);
     m->n_vocab = llama_vocab_n_tokens(m->vocab);
     m->vocab_only = p.vocab_only;
     m->path = strdup(path);
     if (!m->path || build_pieces(m, err) != FP_OK) {
-        if (!m->path) fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        if (!m->path) fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_model_free(m);
         return NULL;
     }
@@ -201,7 +201,7 @@ int32_t fp_tokenize(const fp_model *m, const char *text, size_t len, int32_t *to
 int32_t fp_token_piece(const fp_model *m, int32_t t, char *out, int32_t cap) {
     if (t < 0 || t >= m->n_vocab) return 0;
     int32_t n;
-    const char *p = fp_piece(m, t, &n);
+    const char *p = fpi_piece(m, t, &n);
     if (n > cap) return -n;
     memcpy(out, p, (size_t)n);
     return n;

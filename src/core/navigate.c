@@ -18,12 +18,12 @@
  * ones first shown, the trunk holds exactly the tokens before it. */
 static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
     fpi_prefetch_clear(s);
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     int32_t old_leaf = s->leaf;
     fp_status st = fpi_set_path(s, f->node, false, err);
     if (st != FP_OK) {
         /* back where it was: the trunk keeps the common prefix it holds */
-        if (fpi_path_rebuild(s, old_leaf) != FP_OK) { llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, 0, -1); s->n_past = 0; }
+        if (fpi_path_rebuild(s, old_leaf) != FP_OK) { llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, 0, -1); s->n_past = 0; }
         if (s->n_past > s->n_path) s->n_past = s->n_path;
         fpi_chain_resync(s);
         return st;
@@ -50,12 +50,12 @@ fp_status fp_session_undo(fp_session *s, fp_error *err) {
         fpi_check(s);
         return st;
     }
-    return fp_fail(err, FP_ERR_STATE, "nothing to undo: no decision has been made on this path");
+    return fpi_fail(err, FP_ERR_STATE, "nothing to undo: no decision has been made on this path");
 }
 
 fp_status fp_session_goto_fork(fp_session *s, int32_t fork_id, fp_error *err) {
     if (fork_id < 0 || fork_id >= s->n_forks)
-        return fp_fail(err, FP_ERR_ARG, "fork %d does not exist (the session has %d)", fork_id, s->n_forks);
+        return fpi_fail(err, FP_ERR_ARG, "fork %d does not exist (the session has %d)", fork_id, s->n_forks);
     fp_status st = fpi_session_ready(s, err);
     if (st != FP_OK) return st;
     s->last_use = ++s->engine->use_clock;
@@ -72,7 +72,7 @@ typedef struct fork_at_undo {
 } fork_at_undo;
 
 static void fork_at_rollback(fp_session *s, const fork_at_undo *u) {
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     for (int32_t i = u->n_forks; i < s->n_forks; i++) {
         free(s->forks[i].logits); free(s->forks[i].base); free(s->forks[i].shown);
     }
@@ -88,7 +88,7 @@ static void fork_at_rollback(fp_session *s, const fork_at_undo *u) {
     int32_t n_past = s->n_past;
     if (fpi_path_rebuild(s, leaf) != FP_OK) n_past = 0;
     /* the trunk holds a prefix of the old path: the path up to the fork was one */
-    llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, n_past < s->n_path ? n_past : s->n_path, -1);
+    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, n_past < s->n_path ? n_past : s->n_path, -1);
     s->n_past = n_past < s->n_path ? n_past : s->n_path;
     fpi_chain_resync(s);
     s->state = u->state;
@@ -106,7 +106,7 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     fp_status st = fpi_session_ready(s, err);
     if (st != FP_OK) return st;
     s->last_use = ++s->engine->use_clock;
-    if (offset > s->text_len) return fp_fail(err, FP_ERR_ARG, "offset %zu is past the end of the text (%zu bytes)", offset, s->text_len);
+    if (offset > s->text_len) return fpi_fail(err, FP_ERR_ARG, "offset %zu is past the end of the text (%zu bytes)", offset, s->text_len);
     fpi_prefetch_clear(s);
     int32_t np = fpi_n_prompt(s);
     /* the generated token that starts at or before offset (rounded down) */
@@ -131,7 +131,7 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
         if (p == ny->start_pos) { at = ny->parent; after = y; }
         else {
             after = fpi_node_split(s, y, p);
-            if (after < 0) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+            if (after < 0) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
             u.split_y = y;
             u.split_z = after;
             at = y;
@@ -141,20 +141,20 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
             fpi_check(s);
             return st;
         }
-        fp_cloud_drop_live(s);
+        fpi_cloud_drop_live(s);
         if ((st = fpi_set_path(s, at, true, err)) != FP_OK) { fork_at_rollback(s, &u); fpi_check(s); return st; }
         u.after = after;
         u.after_parent_fork = s->nodes[after].parent_fork;
         s->nodes[after].parent_fork = s->n_forks; /* the old text is one alternative of the new fork */
     } else {
         /* an ended text: a fork after its last token, with fresh logits */
-        fp_cloud_drop_live(s);
+        fpi_cloud_drop_live(s);
         if ((st = fpi_set_path(s, s->leaf, true, err)) != FP_OK) { fork_at_rollback(s, &u); fpi_check(s); return st; }
     }
     s->n_plan = s->plan_at = 0;
     s->word_end_pending = false;
-    fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
-    st = fpi_open_fork(s, FP_REASON_FORCED, fp_dist_uncertainty(&s->dist), err);
+    fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
+    st = fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
     if (st != FP_OK) fork_at_rollback(s, &u);
     else fpi_fork_present(s);
     fpi_check(s);

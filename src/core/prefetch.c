@@ -85,7 +85,7 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
         if (ok) memcpy(g->logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
     }
     if (!ok) {
-        fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(sh);
         return NULL;
     }
@@ -94,11 +94,11 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
     sh->leaf = 1;
     /* the path cache, and the trunk: the same cells, tagged with the shadow's sequence */
     if (fpi_path_rebuild(sh, 1) != FP_OK) {
-        fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(sh);
         return NULL;
     }
-    llama_memory_seq_cp(fp_engine_mem(s->engine), s->trunk_seq, sh->trunk_seq, -1, -1);
+    llama_memory_seq_cp(fpi_engine_mem(s->engine), s->trunk_seq, sh->trunk_seq, -1, -1);
     sh->n_past = sh->n_path;
     memcpy(sh->cur_logits, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
     return sh;
@@ -106,10 +106,10 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
 
 fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, fp_error *err) {
     if (s->state != FP_STATE_AT_FORK || s->open_fork < 0)
-        return fp_fail(err, FP_ERR_STATE, "there is no open fork to prefetch from");
+        return fpi_fail(err, FP_ERR_STATE, "there is no open fork to prefetch from");
     const fp_fork_rec *f = &s->forks[s->open_fork];
     if (index < 0 || index >= f->n_shown)
-        return fp_fail(err, FP_ERR_ARG, "candidate %d is out of range (the fork has %d)", index, f->n_shown);
+        return fpi_fail(err, FP_ERR_ARG, "candidate %d is out of range (the fork has %d)", index, f->n_shown);
     bool phrase = with_preview || s->st.granularity == FP_GRAN_PHRASE;
     if (fpi_prefetch_find(s, index, phrase) >= 0) return FP_OK;
     if (s->n_prefetch == FP_MAX_PREFETCH) { /* the oldest goes */
@@ -118,7 +118,7 @@ fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, f
         s->n_prefetch--;
     }
     fp_engine *e = s->engine;
-    if (atomic_load(&e->cancel)) return fp_fail(err, FP_ERR_ABORTED, "speculation is cancelled (fp_engine_clear_cancel resumes it)");
+    if (atomic_load(&e->cancel)) return fpi_fail(err, FP_ERR_ABORTED, "speculation is cancelled (fp_engine_clear_cancel resumes it)");
     e->in_prefetch = true;
     fp_session *sh = shadow_new(s, err);
     fp_status st = sh ? FP_OK : (err ? err->code : FP_ERR_NOMEM);
@@ -150,7 +150,7 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
     const int32_t fork_id = s->open_fork;
     fp_status st = fpi_trunk_repair(s, err);
     int32_t node = st == FP_OK ? fpi_node_new(s, FP_NODE_CHOICE, s->forks[fork_id].node, fork_id, s->n_path) : -1;
-    if (node < 0) { fp_session_free(sh); return st != FP_OK ? st : fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    if (node < 0) { fp_session_free(sh); return st != FP_OK ? st : fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
     s->leaf = node;
     s->open_fork = -1;
     /* the shadow's decision node holds the chosen and the automatic tokens */
@@ -159,11 +159,11 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
         fp_position rec = src->pos[i];
         if (rec.fork_id == 0 || rec.reason == FP_REASON_IN_CHOICE) rec.by = by; /* the person's span */
         rec.fork_id = rec.fork_id == 0 ? fork_id : -1;
-        if ((st = fpi_append_token(s, src->tokens[i], &rec)) != FP_OK) { fp_session_free(sh); return fp_fail(err, st, "out of memory"); }
+        if ((st = fpi_append_token(s, src->tokens[i], &rec)) != FP_OK) { fp_session_free(sh); return fpi_fail(err, st, "out of memory"); }
     }
     /* KV: the shadow's cells past the fork become the trunk's */
-    llama_memory_t mem = fp_engine_mem(s->engine);
-    fp_cloud_drop_live(s);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fpi_cloud_drop_live(s);
     llama_memory_seq_cp(mem, sh->trunk_seq, s->trunk_seq, s->n_past, sh->n_past);
     s->n_past = sh->n_past;
     memcpy(s->cur_logits, sh->cur_logits, sizeof(float) * (size_t)s->n_vocab);
@@ -178,7 +178,7 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
     const fp_fork_rec *g = &sh->forks[sh->open_fork];
     if (!fpi_grow((void **)&s->forks, &s->cap_forks, s->n_forks + 1, sizeof *s->forks)) {
         fp_session_free(sh);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     }
     fp_fork_rec *h = &s->forks[s->n_forks];
     *h = *g;
@@ -190,7 +190,7 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
     if (!h->logits || !h->base || !h->shown) {
         free(h->logits); free(h->base); free(h->shown);
         fp_session_free(sh);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     }
     memcpy(h->logits, g->logits, sizeof(float) * (size_t)s->n_vocab);
     s->n_forks++;

@@ -305,13 +305,13 @@ void *fp_prefs_save(const fp_prefs *p, size_t *len) {
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     const unsigned char *q = data;
     int32_t nv;
-    if (!data || len < 12 || memcmp(q, MAGIC, 8) != 0) { fp_fail(err, FP_ERR_ARG, "not a Forkpoint preference profile"); return NULL; }
+    if (!data || len < 12 || memcmp(q, MAGIC, 8) != 0) { fpi_fail(err, FP_ERR_ARG, "not a Forkpoint preference profile"); return NULL; }
     memcpy(&nv, q + 8, sizeof nv);
     size_t want = 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + 2 * sizeof(float) * N_W
                 + sizeof(float) * (size_t)(nv > 0 ? nv : 0) + sizeof(float) * HIST + HIST + 2 * sizeof(int32_t) + 1;
-    if (nv <= 0 || nv > 10000000 || len != want) { fp_fail(err, FP_ERR_ARG, "the preference profile is damaged (size)"); return NULL; }
+    if (nv <= 0 || nv > 10000000 || len != want) { fpi_fail(err, FP_ERR_ARG, "the preference profile is damaged (size)"); return NULL; }
     fp_prefs *p = fp_prefs_new(nv);
-    if (!p) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!p) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     q += 12;
 #define GET(x, sz) do { memcpy((x), q, (sz)); q += (sz); } while (0)
     GET(&p->n_learned, sizeof(int64_t));
@@ -332,6 +332,6 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
               && isfinite(p->precision) && isfinite(p->penalty);
     for (int32_t i = 0; ok && i < N_W; i++) ok = isfinite(p->w[i]) && isfinite(p->g2[i]) && p->g2[i] >= 0;
     for (int32_t i = 0; ok && i < nv; i++) ok = isfinite(p->bias[i]);
-    if (!ok) { fp_prefs_free(p); fp_fail(err, FP_ERR_ARG, "the preference profile is damaged (values)"); return NULL; }
+    if (!ok) { fp_prefs_free(p); fpi_fail(err, FP_ERR_ARG, "the preference profile is damaged (values)"); return NULL; }
     return p;
 }

@@ -95,7 +95,7 @@ void fpi_heal_init(fp_session *s, const int32_t *toks, int32_t n) {
     const fp_model *m = s->engine->model;
     if (n < 2 || s->nodes[0].n != n - 1) return;
     int32_t t = toks[n - 1], pl;
-    const char *pc = fp_piece(m, t, &pl);
+    const char *pc = fpi_piece(m, t, &pl);
     if ((m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) || pl <= 0 || pl >= FP_MAX_TEXT || (size_t)pl > s->prompt_len ||
         memcmp(s->prompt + s->prompt_len - (size_t)pl, pc, (size_t)pl) != 0)
         return;
@@ -117,7 +117,7 @@ void fpi_heal_setup(fp_session *s) {
 static int32_t heal_keep(const fp_model *m, const char *prompt, size_t len, const int32_t *toks, int32_t n) {
     if (n < 2) return n;
     int32_t t = toks[n - 1], pl;
-    const char *pc = fp_piece(m, t, &pl);
+    const char *pc = fpi_piece(m, t, &pl);
     if ((m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) || pl <= 0 || pl >= FP_MAX_TEXT || (size_t)pl > len ||
         memcmp(prompt + len - (size_t)pl, pc, (size_t)pl) != 0)
         return n;
@@ -130,7 +130,7 @@ static bool heal_fits(const fp_session *s, int32_t t) {
     const fp_model *m = s->engine->model;
     if (m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) return false;
     int32_t n, r = s->heal_len - s->heal_done;
-    const char *pc = fp_piece(m, t, &n);
+    const char *pc = fpi_piece(m, t, &n);
     if (n <= 0) return false;
     return memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) == 0;
 }
@@ -140,7 +140,7 @@ int32_t fpi_heal_end(const fp_session *s) {
     const fp_model *m = s->engine->model;
     while (done < s->heal_len && p < s->n_path) {
         int32_t n;
-        fp_piece(m, s->path_tok[p++], &n);
+        fpi_piece(m, s->path_tok[p++], &n);
         done += n;
     }
     return p;
@@ -189,7 +189,7 @@ static const char *limit_reached(const fp_session *s) {
 /* -------------------------------------------------------------- forks */
 
 void fpi_session_end(fp_session *s, const char *why) {
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     s->state = FP_STATE_ENDED;
     s->end_reason = why;
     s->open_fork = -1;
@@ -202,7 +202,7 @@ fp_status fpi_fork_fit(fp_fork_rec *f, int32_t k, fp_error *err) {
     if (b) f->base = b;
     fp_candidate *sh = b ? realloc(f->shown, sizeof *sh * (size_t)k) : NULL;
     if (sh) f->shown = sh;
-    if (!b || !sh) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!b || !sh) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     f->cap = k;
     f->pub.candidates = f->shown;
     return FP_OK;
@@ -223,7 +223,7 @@ void fpi_fork_show(fp_session *s, fp_fork_rec *f) {
     f->pub.choice_index = -1;
     f->pub.choice_text[0] = 0;
     f->pub.ms_to_choose = 0;
-    f->shown_at_ms = fp_now_ms();
+    f->shown_at_ms = fpi_now_ms();
     s->state = FP_STATE_AT_FORK;
     s->open_fork = f->pub.id;
     s->end_reason = NULL;
@@ -287,7 +287,7 @@ void fpi_fork_present(fp_session *s) {
  * probability order: fpi_fork_present orders it for the person). */
 fp_status fpi_open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp_error *err) {
     if (!fpi_grow((void **)&s->forks, &s->cap_forks, s->n_forks + 1, sizeof *s->forks))
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fp_fork_rec *f = &s->forks[s->n_forks];
     memset(f, 0, sizeof *f);
     f->pub.id = s->n_forks;
@@ -303,10 +303,10 @@ fp_status fpi_open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp_er
     f->cap = s->st.k;
     if (!f->logits || !f->base || !f->shown) {
         free(f->logits); free(f->base); free(f->shown);
-        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     }
     memcpy(f->logits, s->cur_logits, sizeof(float) * V);
-    fp_status st = fp_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
+    fp_status st = fpi_cloud_compute(s, f->logits, "", f->base, &f->n_base, &f->base_other, err);
     if (st != FP_OK) { free(f->logits); free(f->base); free(f->shown); return st; }
     fpi_fork_show_base(f);
     s->live.fork_id = f->pub.id;
@@ -334,8 +334,8 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
     for (;;) {
         const char *end = limit_reached(s);
         if (end) { fpi_session_end(s, end); return FP_OK; }
-        fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
-        fp_uncertainty u = fp_dist_uncertainty(&s->dist);
+        fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
+        fp_uncertainty u = fpi_dist_uncertainty(&s->dist);
         fp_reason why = decide_position(s, u);
         if (s->heal_done < s->heal_len && why != FP_REASON_CONFIDENT) why = FP_REASON_MID_WORD; /* finishing the prompt's word */
         if (why == FP_REASON_UNCERTAIN) {
@@ -359,10 +359,10 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         if (tok < 0 || (m->tok_flags[tok] & FP_TOK_EOG)) { fpi_session_end(s, "eog"); return FP_OK; }
         fp_position rec = { .token = tok, .unc = u, .reason = why, .fork_id = -1, .by = FP_BY_AUTO };
         fp_status st = fpi_append_token(s, tok, &rec);
-        if (st != FP_OK) return fp_fail(err, st, "out of memory");
-        fp_batch_clear(s->engine);
-        fp_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
-        if ((st = fp_engine_decode(s->engine, err)) != FP_OK) return st;
+        if (st != FP_OK) return fpi_fail(err, st, "out of memory");
+        fpi_batch_clear(s->engine);
+        fpi_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
+        if ((st = fpi_engine_decode(s->engine, err)) != FP_OK) return st;
         s->n_past++;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
     }
@@ -400,7 +400,7 @@ static void mark_take(const fp_session *s, mark *mk) {
  * chain history and open fork are as they were. Decodes nothing. */
 static void mark_restore(fp_session *s, const mark *mk) {
     fpi_prefetch_clear(s);
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     for (int32_t i = mk->n_forks; i < s->n_forks; i++) {
         free(s->forks[i].logits); free(s->forks[i].base); free(s->forks[i].shown);
     }
@@ -413,7 +413,7 @@ static void mark_restore(fp_session *s, const mark *mk) {
     if (mk->open_fork >= 0) s->forks[mk->open_fork].pub = mk->pub;
     int32_t kept = s->n_past < mk->n_past ? s->n_past : mk->n_past; /* cells the trunk surely still holds */
     if (fpi_path_rebuild(s, mk->leaf) != FP_OK) kept = 0; /* out of memory: the trunk is refilled later */
-    llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, kept, -1);
+    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, kept, -1);
     s->n_past = kept < s->n_path ? kept : s->n_path;
     fpi_chain_resync(s);
     s->state = mk->state;
@@ -431,7 +431,7 @@ static fp_status need_fork(fp_session *s, fp_error *err) {
     fp_status st = fpi_session_ready(s, err);
     if (st != FP_OK) return st;
     if (s->state != FP_STATE_AT_FORK || s->open_fork < 0)
-        return fp_fail(err, FP_ERR_STATE, "there is no open fork (the text has ended)");
+        return fpi_fail(err, FP_ERR_STATE, "there is no open fork (the text has ended)");
     s->last_use = ++s->engine->use_clock;
     return FP_OK;
 }
@@ -449,7 +449,7 @@ static fp_status record_decision(fp_session *s, int32_t fork_id, fp_choice_kind 
     ev->choice_index = index;
     fpi_utf8_copy(ev->choice_text, sizeof ev->choice_text, text ? text : "");
     ev->chooser = by;
-    ev->ms_to_choose = fp_now_ms() - f->shown_at_ms;
+    ev->ms_to_choose = fpi_now_ms() - f->shown_at_ms;
     ev->candidates = fpi_candidates_dup(f->shown, f->n_shown);
     if (!ev->candidates) return FP_ERR_NOMEM;
     s->n_events++;
@@ -477,7 +477,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     if (st != FP_OK) return st;
     const int32_t fork_id = s->open_fork;
     int32_t node = fpi_node_new(s, kind, s->forks[fork_id].node, fork_id, s->n_path);
-    if (node < 0) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (node < 0) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fp_fork_rec *f = &s->forks[fork_id];
     s->leaf = node;
     s->open_fork = -1;
@@ -487,7 +487,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     for (int32_t i = 0; i < n; i++) {
         fp_position rec = { .token = toks[i], .unc = { -1, -1, -1 }, .reason = FP_REASON_IN_CHOICE, .fork_id = -1, .by = by };
         if (i == 0) { rec.unc = f->pub.unc; rec.reason = kind == FP_NODE_TYPED ? FP_REASON_TYPED : f->pub.reason; rec.fork_id = fork_id; }
-        if ((st = fpi_append_token(s, toks[i], &rec)) != FP_OK) return fp_fail(err, st, "out of memory");
+        if ((st = fpi_append_token(s, toks[i], &rec)) != FP_OK) return fpi_fail(err, st, "out of memory");
     }
     if (ends) { fpi_session_end(s, "eog"); return FP_OK; }
     /* a word taken alone (or typed) ends there: the next token starts a new
@@ -501,7 +501,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     }
 
     /* KV: take what the live branch already holds, decode only the rest */
-    llama_memory_t mem = fp_engine_mem(s->engine);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
     int32_t from_branch = 0;
     bool live = cand >= 0 && s->live.valid && s->live.fork_id == fork_id && s->live.seq[cand] >= 0;
     if (live) {
@@ -513,11 +513,11 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         if (from_branch == n)
             memcpy(s->cur_logits, s->live.word_logits + (size_t)cand * (size_t)s->n_vocab, sizeof(float) * (size_t)s->n_vocab);
     }
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     int32_t base = s->n_past;
     s->n_past += from_branch;
     if (from_branch < n) {
-        st = fp_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
+        st = fpi_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
                                    base + from_branch, true, err);
         if (st != FP_OK) return st;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
@@ -528,8 +528,8 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     const char *end = limit_reached(s);
     if (end) { fpi_session_end(s, end); return FP_OK; }
     s->word_end_pending = false;
-    fp_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
-    return fpi_open_fork(s, FP_REASON_FORCED, fp_dist_uncertainty(&s->dist), err);
+    fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
+    return fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
 }
 
 /* Auto-resolution: the open fork's top preference reaches the threshold the
@@ -575,7 +575,7 @@ static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     }
     if (st == FP_OK) {
         st = record_decision(s, mk.open_fork, ckind, cand, text, by);
-        if (st != FP_OK) fp_fail(err, st, "out of memory");
+        if (st != FP_OK) fpi_fail(err, st, "out of memory");
     }
     if (st != FP_OK) { mark_restore(s, &mk); return st; }
     if (after == THEN_FORK) { fpi_fork_present(s); return FP_OK; } /* the person pointed here: theirs to decide */
@@ -588,7 +588,7 @@ static fp_status open_candidate(fp_session *s, int32_t index, fp_fork_rec **fork
     if (st != FP_OK) return st;
     fp_fork_rec *f = &s->forks[s->open_fork];
     if (index < 0 || index >= f->n_shown)
-        return fp_fail(err, FP_ERR_ARG, "choice %d is out of range (the fork has %d candidates)", index, f->n_shown);
+        return fpi_fail(err, FP_ERR_ARG, "choice %d is out of range (the fork has %d candidates)", index, f->n_shown);
     *fork = f;
     *cand = &f->shown[index];
     return FP_OK;
@@ -600,7 +600,7 @@ static void taken_text(const fp_session *s, const fp_candidate *c, int32_t n_pre
     if (tl >= cap) tl = cap - 1;
     for (int32_t i = 0; i < n_preview && tl < cap - 1; i++) {
         int32_t pl;
-        const char *pc = fp_piece(s->engine->model, c->preview_tokens[i], &pl);
+        const char *pc = fpi_piece(s->engine->model, c->preview_tokens[i], &pl);
         size_t take = (size_t)pl < cap - 1 - tl ? (size_t)pl : cap - 1 - tl;
         memcpy(out + tl, pc, take);
         tl += take;
@@ -633,9 +633,9 @@ fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_previe
     fp_candidate *c = NULL;
     fp_status st = open_candidate(s, index, &f, &c, err);
     if (st != FP_OK) return st;
-    if (c->is_eog) return fp_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
+    if (c->is_eog) return fpi_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
     if (n_preview < 0 || n_preview > c->n_preview)
-        return fp_fail(err, FP_ERR_ARG, "%d preview tokens asked for; candidate %d has %d", n_preview, index, c->n_preview);
+        return fpi_fail(err, FP_ERR_ARG, "%d preview tokens asked for; candidate %d has %d", n_preview, index, c->n_preview);
     int32_t toks[FP_MAX_PATH + FP_MAX_PREVIEW];
     memcpy(toks, c->tokens, sizeof(int32_t) * (size_t)c->n_tokens);
     memcpy(toks + c->n_tokens, c->preview_tokens, sizeof(int32_t) * (size_t)n_preview);
@@ -652,9 +652,9 @@ fp_status fp_session_choose_words(fp_session *s, int32_t index, int32_t n_words,
     fp_candidate *c = NULL;
     fp_status st = open_candidate(s, index, &f, &c, err);
     if (st != FP_OK) return st;
-    if (c->is_eog) return fp_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
+    if (c->is_eog) return fpi_fail(err, FP_ERR_ARG, "the end of the text has no preview to point into");
     if (n_words < 0 || n_words > c->n_preview_words)
-        return fp_fail(err, FP_ERR_ARG, "preview words out of range: %d asked for, candidate %d has %d (0-%d)", n_words,
+        return fpi_fail(err, FP_ERR_ARG, "preview words out of range: %d asked for, candidate %d has %d (0-%d)", n_words,
                        index + 1, c->n_preview_words, c->n_preview_words);
     return fp_session_choose_until(s, index, n_words < c->n_preview_words ? c->preview_word_tok[n_words] : c->n_preview,
                                    by, err);
@@ -666,13 +666,13 @@ fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
     fp_fork_rec *f = &s->forks[s->open_fork];
     if (f->n_shown == 0) {
         /* a narrowed cloud can be empty: the model's own next token then */
-        fp_dist_compute(&s->dist, f->logits, s->n_vocab, s->chain, 2);
+        fpi_dist_compute(&s->dist, f->logits, s->n_vocab, s->chain, 2);
         uint64_t rng0 = s->rng;
         int32_t t = fpi_pick_next(s->engine->model, &s->dist, false, s->st.sample_auto ? &s->rng : NULL, "", 0);
-        if (t < 0) { s->rng = rng0; return fp_fail(err, FP_ERR_STATE, "the model has no token to continue with"); }
+        if (t < 0) { s->rng = rng0; return fpi_fail(err, FP_ERR_STATE, "the model has no token to continue with"); }
         char text[FP_MAX_TEXT];
         int32_t n;
-        const char *pc = fp_piece(s->engine->model, t, &n);
+        const char *pc = fpi_piece(s->engine->model, t, &n);
         snprintf(text, sizeof text, "%.*s", n, pc);
         st = decide(s, &t, 1, 1, -1, FP_NODE_AUTO, FP_CHOICE_AUTO, text, by, THEN_RUN, -1, err);
         if (st != FP_OK) s->rng = rng0;
@@ -688,16 +688,16 @@ fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err) {
 fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;
-    if (!prefix) return fp_fail(err, FP_ERR_ARG, "no prefix");
+    if (!prefix) return fpi_fail(err, FP_ERR_ARG, "no prefix");
     size_t len = strlen(prefix);
-    if (len >= FP_MAX_TEXT) return fp_fail(err, FP_ERR_ARG, "the prefix is longer than %d bytes", FP_MAX_TEXT - 1);
-    if (!fp_utf8_valid(prefix, len)) return fp_fail(err, FP_ERR_UTF8, "the prefix is not valid UTF-8");
+    if (len >= FP_MAX_TEXT) return fpi_fail(err, FP_ERR_ARG, "the prefix is longer than %d bytes", FP_MAX_TEXT - 1);
+    if (!fp_utf8_valid(prefix, len)) return fpi_fail(err, FP_ERR_UTF8, "the prefix is not valid UTF-8");
     fpi_prefetch_clear(s);
     fp_fork_rec *f = &s->forks[s->open_fork];
     /* the prefix is matched against the word without its leading space */
     while (*prefix == ' ') prefix++;
     if (!*prefix) {
-        fp_cloud_drop_live(s); /* the base cloud's branches are gone: committing decodes */
+        fpi_cloud_drop_live(s); /* the base cloud's branches are gone: committing decodes */
         fpi_fork_show_base(f);
     } else {
         /* computed aside: a failure leaves the cloud as it was */
@@ -705,11 +705,11 @@ fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *er
         int32_t n_tmp = 0;
         float other = 0;
         if ((st = fpi_trunk_repair(s, err)) != FP_OK) return st;
-        if ((st = fp_cloud_compute(s, f->logits, prefix, tmp, &n_tmp, &other, err)) != FP_OK) {
+        if ((st = fpi_cloud_compute(s, f->logits, prefix, tmp, &n_tmp, &other, err)) != FP_OK) {
             fpi_check(s);
             return st;
         }
-        if ((st = fpi_fork_fit(f, s->st.k, err)) != FP_OK) { fp_cloud_drop_live(s); return st; }
+        if ((st = fpi_fork_fit(f, s->st.k, err)) != FP_OK) { fpi_cloud_drop_live(s); return st; }
         memcpy(f->shown, tmp, sizeof(fp_candidate) * (size_t)n_tmp);
         f->n_shown = n_tmp;
         f->shown_other = other;
@@ -734,7 +734,7 @@ static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks
         bool fits = true;
         for (int32_t i = 0; i < n && fits; i++) {
             int32_t pl;
-            const char *pc = fp_piece(m, toks[i], &pl);
+            const char *pc = fpi_piece(m, toks[i], &pl);
             if (len + pl >= (int32_t)sizeof buf) fits = false;
             else { memcpy(buf + len, pc, (size_t)pl); len += pl; }
         }
@@ -749,7 +749,7 @@ static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks
         int32_t best_t = -1, best_n = 0;
         for (int32_t t = 0; t < m->n_vocab; t++) {
             int32_t pl;
-            const char *pc = fp_piece(m, t, &pl);
+            const char *pc = fpi_piece(m, t, &pl);
             if (pl > best_n && (size_t)pl <= len - at && !(m->tok_flags[t] & FP_TOK_CONTROL) && memcmp(pc, want + at, (size_t)pl) == 0) {
                 best_t = t;
                 best_n = pl;
@@ -767,11 +767,11 @@ static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks
 fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by, fp_error *err) {
     fp_status st = need_fork(s, err);
     if (st != FP_OK) return st;
-    if (!text) return fp_fail(err, FP_ERR_ARG, "no text");
+    if (!text) return fpi_fail(err, FP_ERR_ARG, "no text");
     size_t len = strlen(text);
-    if (len == 0) return fp_fail(err, FP_ERR_EMPTY, "the typed text is empty");
-    if (len >= FP_MAX_TEXT - 1) return fp_fail(err, FP_ERR_ARG, "the typed text is longer than %d bytes", FP_MAX_TEXT - 2);
-    if (!fp_utf8_valid(text, len)) return fp_fail(err, FP_ERR_UTF8, "the typed text is not valid UTF-8");
+    if (len == 0) return fpi_fail(err, FP_ERR_EMPTY, "the typed text is empty");
+    if (len >= FP_MAX_TEXT - 1) return fpi_fail(err, FP_ERR_ARG, "the typed text is longer than %d bytes", FP_MAX_TEXT - 2);
+    if (!fp_utf8_valid(text, len)) return fpi_fail(err, FP_ERR_UTF8, "the typed text is not valid UTF-8");
     /* a new word after a word gets its space, as the model's own words carry one */
     char want[FP_MAX_TEXT];
     unsigned char last = s->text_len ? (unsigned char)s->text[s->text_len - 1] : ' ';
@@ -781,9 +781,9 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     snprintf(want, sizeof want, "%s%s", need_space ? " " : "", text);
     int32_t toks[FP_MAX_TEXT];
     int32_t n = tokenize_exact(s->engine->model, want, toks, FP_MAX_TEXT);
-    if (n <= 0) return fp_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
+    if (n <= 0) return fpi_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
     if (s->n_path + n + reserve_tokens(s) >= s->engine->n_pos_max)
-        return fp_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
+        return fpi_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
     st = decide(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, THEN_RUN, -1, err);
     fpi_check(s);
     return st;
@@ -793,11 +793,11 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
 
 /* The engine's view of a session: it reclaims idle branches and asks for a
  * re-decode through these, and knows nothing else of sessions. */
-static void user_release(fpi_seq_user *u) { fp_cloud_drop_live((fp_session *)u->ud); }
+static void user_release(fpi_seq_user *u) { fpi_cloud_drop_live((fp_session *)u->ud); }
 static void user_stale(fpi_seq_user *u) {
     fp_session *s = u->ud;
     fpi_prefetch_clear(s);
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     s->stale = true;
 }
 static fp_status user_refresh(fpi_seq_user *u, fp_error *err) {
@@ -808,7 +808,7 @@ static fp_status user_refresh(fpi_seq_user *u, fp_error *err) {
 
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err) {
     fp_session *s = calloc(1, sizeof *s);
-    if (!s) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!s) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     s->engine = e;
     s->st = *st;
     s->n_vocab = e->model->n_vocab;
@@ -821,20 +821,20 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
                               .refresh = user_refresh };
     s->scratch = malloc(sizeof(int32_t) * e->n_seq_max);
     s->cur_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    s->chain = fp_chain_new(st, s->n_vocab, NULL);
-    if (!s->scratch || !s->cur_logits || !s->chain || fp_dist_init(&s->dist, s->n_vocab) != FP_OK) {
-        fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    s->chain = fpi_chain_new(st, s->n_vocab, NULL);
+    if (!s->scratch || !s->cur_logits || !s->chain || fpi_dist_init(&s->dist, s->n_vocab) != FP_OK) {
+        fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
         return NULL;
     }
     if (fpi_engine_attach(e, &s->user) != FP_OK) {
-        fp_fail(err, FP_ERR_NOMEM, "out of memory (the engine cannot track another session)");
+        fpi_fail(err, FP_ERR_NOMEM, "out of memory (the engine cannot track another session)");
         fp_session_free(s);
         return NULL;
     }
     s->trunk_seq = fpi_seq_alloc(e, &s->user);
     if (s->trunk_seq < 0) {
-        fp_fail(err, FP_ERR_CAPACITY, "the engine has no free sequence for another session (n_seq_max %u)", e->n_seq_max);
+        fpi_fail(err, FP_ERR_CAPACITY, "the engine has no free sequence for another session (n_seq_max %u)", e->n_seq_max);
         fp_session_free(s);
         return NULL;
     }
@@ -843,23 +843,23 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
 
 fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *settings, fp_error *err) {
     fp_settings st = settings ? *settings : fp_default_settings();
-    if (!e || !prompt) { fp_fail(err, FP_ERR_ARG, "no engine or prompt"); return NULL; }
+    if (!e || !prompt) { fpi_fail(err, FP_ERR_ARG, "no engine or prompt"); return NULL; }
     if (fp_settings_validate(&st, err) != FP_OK) return NULL;
     size_t len = strlen(prompt);
-    if (!fp_utf8_valid(prompt, len)) { fp_fail(err, FP_ERR_UTF8, "the prompt is not valid UTF-8"); return NULL; }
+    if (!fp_utf8_valid(prompt, len)) { fpi_fail(err, FP_ERR_UTF8, "the prompt is not valid UTF-8"); return NULL; }
     bool blank = true;
     for (size_t i = 0; i < len; i++) if (!strchr(" \t\r\n", prompt[i])) blank = false;
-    if (blank) { fp_fail(err, FP_ERR_EMPTY, "the prompt is empty"); return NULL; }
+    if (blank) { fpi_fail(err, FP_ERR_EMPTY, "the prompt is empty"); return NULL; }
     /* tokenize first: a prompt that cannot fit is rejected before anything is allocated */
     int32_t cap = (int32_t)(len < 1u << 20 ? len : 1u << 20) + 8;
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!toks) { fp_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    if (!toks) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     int32_t n = fp_tokenize(e->model, prompt, len, toks, cap, true);
     int32_t limit = e->n_pos_max - (st.max_word_tokens + st.lookahead + 2);
     if (n < 0 || n > cap || n > limit) {
         free(toks);
-        if (n < 0) fp_fail(err, FP_ERR_UTF8, "the prompt cannot be tokenized");
-        else fp_fail(err, FP_ERR_CONTEXT, "the prompt is %d tokens; the context allows %d (n_ctx %d minus room for a fork)",
+        if (n < 0) fpi_fail(err, FP_ERR_UTF8, "the prompt cannot be tokenized");
+        else fpi_fail(err, FP_ERR_CONTEXT, "the prompt is %d tokens; the context allows %d (n_ctx %d minus room for a fork)",
                      n, limit, e->n_pos_max);
         return NULL;
     }
@@ -875,7 +875,7 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
     int32_t first = ok ? fpi_node_new(s, FP_NODE_AUTO, root, -1, keep) : -1;
     free(toks);
     if (!ok || first < 0 || fpi_path_rebuild(s, first) != FP_OK) {
-        fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
         return NULL;
     }
@@ -893,10 +893,10 @@ void fp_session_free(fp_session *s) {
     if (!s) return;
     fpi_prefetch_clear(s);
     if (s->engine) {
-        fp_cloud_drop_live(s);
+        fpi_cloud_drop_live(s);
         fpi_engine_detach(s->engine, &s->user); /* returns the trunk sequence too */
     }
-    fp_cloud_free(s);
+    fpi_cloud_free(s);
     for (int32_t i = 0; i < s->n_nodes; i++) { free(s->nodes[i].tokens); free(s->nodes[i].pos); }
     for (int32_t i = 0; i < s->n_forks; i++) { free(s->forks[i].logits); free(s->forks[i].base); free(s->forks[i].shown); }
     for (int32_t i = 0; i < s->n_events; i++) free((void *)s->events[i].candidates);
@@ -905,7 +905,7 @@ void fp_session_free(fp_session *s) {
     free(s->text); free(s->disp); free(s->prompt);
     free(s->scratch); free(s->cur_logits);
     if (s->chain) llama_sampler_free(s->chain);
-    fp_dist_free(&s->dist);
+    fpi_dist_free(&s->dist);
     free(s);
 }
 
@@ -923,7 +923,7 @@ const fp_fork *fp_session_fork(const fp_session *s) {
     return s->open_fork >= 0 ? &s->forks[s->open_fork].pub : NULL;
 }
 void fp_session_mark_shown(fp_session *s) {
-    if (s->open_fork >= 0) s->forks[s->open_fork].shown_at_ms = fp_now_ms();
+    if (s->open_fork >= 0) s->forks[s->open_fork].shown_at_ms = fpi_now_ms();
 }
 int32_t fp_session_n_positions(const fp_session *s) { return fpi_n_generated(s); }
 const fp_position *fp_session_position(const fp_session *s, int32_t i) {
@@ -951,8 +951,8 @@ static fp_status recompute_open_fork(fp_session *s, fp_error *err) {
     float other = 0;
     fp_status st = fpi_trunk_repair(s, err);
     if (st != FP_OK) return st;
-    if ((st = fp_cloud_compute(s, f->logits, "", tmp, &n_tmp, &other, err)) != FP_OK) return st;
-    if ((st = fpi_fork_fit(f, s->st.k, err)) != FP_OK) { fp_cloud_drop_live(s); return st; }
+    if ((st = fpi_cloud_compute(s, f->logits, "", tmp, &n_tmp, &other, err)) != FP_OK) return st;
+    if ((st = fpi_fork_fit(f, s->st.k, err)) != FP_OK) { fpi_cloud_drop_live(s); return st; }
     memcpy(f->base, tmp, sizeof(fp_candidate) * (size_t)n_tmp);
     f->n_base = n_tmp;
     f->base_other = other;
@@ -967,10 +967,10 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     fp_status st = fp_settings_validate(settings, err);
     if (st != FP_OK) return st;
     if ((st = fpi_session_ready(s, err)) != FP_OK) return st;
-    struct llama_sampler *chain = fp_chain_new(settings, s->n_vocab, s->prefs ? fpi_prefs_bias(s->prefs) : NULL);
-    if (!chain) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    struct llama_sampler *chain = fpi_chain_new(settings, s->n_vocab, s->prefs ? fpi_prefs_bias(s->prefs) : NULL);
+    if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
-    fp_cloud_drop_live(s);
+    fpi_cloud_drop_live(s);
     struct llama_sampler *old_chain = s->chain;
     fp_settings old = s->st;
     s->chain = chain;
@@ -992,10 +992,10 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
 
 fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     if (p && fp_prefs_n_vocab(p) != s->n_vocab)
-        return fp_fail(err, FP_ERR_MODEL, "the preferences were learned on a model with %d tokens; this one has %d",
+        return fpi_fail(err, FP_ERR_MODEL, "the preferences were learned on a model with %d tokens; this one has %d",
                        fp_prefs_n_vocab(p), s->n_vocab);
-    struct llama_sampler *chain = fp_chain_new(&s->st, s->n_vocab, p ? fpi_prefs_bias(p) : NULL);
-    if (!chain) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    struct llama_sampler *chain = fpi_chain_new(&s->st, s->n_vocab, p ? fpi_prefs_bias(p) : NULL);
+    if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
     llama_sampler_free(s->chain);
     s->chain = chain;
@@ -1010,14 +1010,14 @@ fp_status fpi_session_ready(fp_session *s, fp_error *err) {
     if (!s->stale) return FP_OK;
     /* the adapters changed: the whole path is decoded again, and the open
      * fork computed as the adapted model sees it now */
-    llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, -1, -1);
+    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, -1, -1);
     s->n_past = 0;
     fp_status st = fpi_trunk_sync(s, NULL, 0, true, err);
     if (st != FP_OK) return st;
     if (s->state == FP_STATE_AT_FORK) {
         fp_fork_rec *f = &s->forks[s->open_fork];
         float *old = malloc(sizeof(float) * (size_t)s->n_vocab);
-        if (!old) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        if (!old) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         memcpy(old, f->logits, sizeof(float) * (size_t)s->n_vocab);
         memcpy(f->logits, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
         if ((st = recompute_open_fork(s, err)) != FP_OK) {

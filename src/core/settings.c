@@ -24,23 +24,23 @@ fp_settings fp_default_settings(void) {
 }
 
 fp_status fp_settings_validate(const fp_settings *s, fp_error *err) {
-    if (!s) return fp_fail(err, FP_ERR_ARG, "no settings");
-    if (!(s->temperature > 0.0f && s->temperature <= 100.0f)) return fp_fail(err, FP_ERR_ARG, "temperature must be in (0, 100]");
-    if (s->top_k < 0) return fp_fail(err, FP_ERR_ARG, "top_k must be >= 0");
-    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) return fp_fail(err, FP_ERR_ARG, "top_p must be in (0, 1]");
-    if (!(s->min_p >= 0.0f && s->min_p < 1.0f)) return fp_fail(err, FP_ERR_ARG, "min_p must be in [0, 1)");
-    if (!(s->repeat_penalty > 0.0f && s->repeat_penalty <= 10.0f)) return fp_fail(err, FP_ERR_ARG, "repeat_penalty must be in (0, 10]");
-    if (s->repeat_last_n < 0 || s->repeat_last_n > 4096) return fp_fail(err, FP_ERR_ARG, "repeat_last_n must be 0..4096");
-    if (s->k < 1 || s->k > 64) return fp_fail(err, FP_ERR_ARG, "k must be 1..64");
-    if (s->granularity < FP_GRAN_TOKEN || s->granularity > FP_GRAN_PHRASE) return fp_fail(err, FP_ERR_ARG, "granularity must be token, word or phrase");
-    if (s->beam_width < s->k || s->beam_width > 64) return fp_fail(err, FP_ERR_ARG, "beam_width must be k..64");
-    if (s->max_word_tokens < 1 || s->max_word_tokens > FP_MAX_PATH) return fp_fail(err, FP_ERR_ARG, "max_word_tokens must be 1..%d", FP_MAX_PATH);
-    if (s->lookahead < 0 || s->lookahead > FP_MAX_PREVIEW) return fp_fail(err, FP_ERR_ARG, "lookahead must be 0..%d", FP_MAX_PREVIEW);
+    if (!s) return fpi_fail(err, FP_ERR_ARG, "no settings");
+    if (!(s->temperature > 0.0f && s->temperature <= 100.0f)) return fpi_fail(err, FP_ERR_ARG, "temperature must be in (0, 100]");
+    if (s->top_k < 0) return fpi_fail(err, FP_ERR_ARG, "top_k must be >= 0");
+    if (!(s->top_p > 0.0f && s->top_p <= 1.0f)) return fpi_fail(err, FP_ERR_ARG, "top_p must be in (0, 1]");
+    if (!(s->min_p >= 0.0f && s->min_p < 1.0f)) return fpi_fail(err, FP_ERR_ARG, "min_p must be in [0, 1)");
+    if (!(s->repeat_penalty > 0.0f && s->repeat_penalty <= 10.0f)) return fpi_fail(err, FP_ERR_ARG, "repeat_penalty must be in (0, 10]");
+    if (s->repeat_last_n < 0 || s->repeat_last_n > 4096) return fpi_fail(err, FP_ERR_ARG, "repeat_last_n must be 0..4096");
+    if (s->k < 1 || s->k > 64) return fpi_fail(err, FP_ERR_ARG, "k must be 1..64");
+    if (s->granularity < FP_GRAN_TOKEN || s->granularity > FP_GRAN_PHRASE) return fpi_fail(err, FP_ERR_ARG, "granularity must be token, word or phrase");
+    if (s->beam_width < s->k || s->beam_width > 64) return fpi_fail(err, FP_ERR_ARG, "beam_width must be k..64");
+    if (s->max_word_tokens < 1 || s->max_word_tokens > FP_MAX_PATH) return fpi_fail(err, FP_ERR_ARG, "max_word_tokens must be 1..%d", FP_MAX_PATH);
+    if (s->lookahead < 0 || s->lookahead > FP_MAX_PREVIEW) return fpi_fail(err, FP_ERR_ARG, "lookahead must be 0..%d", FP_MAX_PREVIEW);
     if (!isfinite(s->fork_entropy_bits) || !isfinite(s->fork_top1_below) || !isfinite(s->fork_margin_below))
-        return fp_fail(err, FP_ERR_ARG, "fork thresholds must be finite");
-    if (s->min_gap_tokens < 0) return fp_fail(err, FP_ERR_ARG, "min_gap_tokens must be >= 0");
-    if (s->max_forks_per_sentence < 0) return fp_fail(err, FP_ERR_ARG, "max_forks_per_sentence must be >= 0");
-    if (s->max_tokens < 0) return fp_fail(err, FP_ERR_ARG, "max_tokens must be >= 0");
+        return fpi_fail(err, FP_ERR_ARG, "fork thresholds must be finite");
+    if (s->min_gap_tokens < 0) return fpi_fail(err, FP_ERR_ARG, "min_gap_tokens must be >= 0");
+    if (s->max_forks_per_sentence < 0) return fpi_fail(err, FP_ERR_ARG, "max_forks_per_sentence must be >= 0");
+    if (s->max_tokens < 0) return fpi_fail(err, FP_ERR_ARG, "max_tokens must be >= 0");
     return FP_OK;
 }
 

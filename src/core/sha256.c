@@ -73,7 +73,7 @@ static void final(sha256_ctx *c, char hex[65]) {
 
 fp_status fp_sha256_file(const char *path, char out_hex[65], fp_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return fp_fail(err, FP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    if (!f) return fpi_fail(err, FP_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     sha256_ctx c;
     uint8_t buf[65536];
     size_t n;
@@ -81,7 +81,7 @@ fp_status fp_sha256_file(const char *path, char out_hex[65], fp_error *err) {
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) update(&c, buf, n);
     bool bad = ferror(f);
     fclose(f);
-    if (bad) return fp_fail(err, FP_ERR_IO, "read error on %s", path);
+    if (bad) return fpi_fail(err, FP_ERR_IO, "read error on %s", path);
     final(&c, out_hex);
     return FP_OK;
 }

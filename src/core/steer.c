@@ -70,7 +70,7 @@ static fp_status states_after(struct llama_context *ctx, capture *cap, const int
     llama_memory_seq_rm(llama_get_memory(ctx), 0, -1, -1);
     int32_t n = nc + nw;
     struct llama_batch b = llama_batch_init(n, 0, 1);
-    if (!b.token) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!b.token) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; i < n; i++) {
         b.token[i] = i < nc ? context[i] : word[i - nc];
         b.pos[i] = i;
@@ -81,16 +81,16 @@ static fp_status states_after(struct llama_context *ctx, capture *cap, const int
     b.n_tokens = n;
     int32_t rc = llama_decode(ctx, b);
     llama_batch_free(b);
-    return rc == 0 ? FP_OK : fp_fail(err, FP_ERR_DECODE, "llama_decode failed (%d) while reading hidden states", rc);
+    return rc == 0 ? FP_OK : fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (%d) while reading hidden states", rc);
 }
 
 fp_steer *fp_steer_compute(fp_model *m, const fp_steer_pair *pairs, int32_t n, int32_t n_threads, fp_error *err) {
-    if (!m || m->vocab_only || !pairs || n <= 0) { fp_fail(err, FP_ERR_ARG, "no pairs to learn a direction from"); return NULL; }
+    if (!m || m->vocab_only || !pairs || n <= 0) { fpi_fail(err, FP_ERR_ARG, "no pairs to learn a direction from"); return NULL; }
     int32_t n_embd = llama_model_n_embd(m->lm), n_layer = llama_model_n_layer(m->lm);
     int32_t longest = 0;
     for (int32_t i = 0; i < n; i++) {
         int32_t a = pairs[i].n_context + pairs[i].n_chosen, b = pairs[i].n_context + pairs[i].n_rejected;
-        if (pairs[i].n_context < 1 || pairs[i].n_chosen < 1 || pairs[i].n_rejected < 1) { fp_fail(err, FP_ERR_ARG, "pair %d is empty", i); return NULL; }
+        if (pairs[i].n_context < 1 || pairs[i].n_chosen < 1 || pairs[i].n_rejected < 1) { fpi_fail(err, FP_ERR_ARG, "pair %d is empty", i); return NULL; }
         if (a > longest) longest = a;
         if (b > longest) longest = b;
     }
@@ -110,7 +110,7 @@ fp_steer *fp_steer_compute(fp_model *m, const fp_steer_pair *pairs, int32_t n, i
     cp.no_perf = true;
     struct llama_context *ctx = v && v->dir && tmp ? llama_init_from_model(m->lm, cp) : NULL;
     if (!ctx) {
-        fp_fail(err, v && tmp ? FP_ERR_MODEL : FP_ERR_NOMEM, "cannot set up a context for reading hidden states");
+        fpi_fail(err, v && tmp ? FP_ERR_MODEL : FP_ERR_NOMEM, "cannot set up a context for reading hidden states");
         free(tmp); free(cap.row); fp_steer_free(v);
         return NULL;
     }
@@ -128,15 +128,15 @@ fp_steer *fp_steer_compute(fp_model *m, const fp_steer_pair *pairs, int32_t n, i
     llama_free(ctx);
     free(tmp);
     free(cap.row);
-    for (size_t k = 0; st == FP_OK && k < sz; k++) if (!isfinite(v->dir[k])) st = fp_fail(err, FP_ERR_DECODE, "the direction is not finite");
+    for (size_t k = 0; st == FP_OK && k < sz; k++) if (!isfinite(v->dir[k])) st = fpi_fail(err, FP_ERR_DECODE, "the direction is not finite");
     if (st != FP_OK) { fp_steer_free(v); return NULL; }
     return v;
 }
 
 fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err) {
     if (v && (v->n_embd != llama_model_n_embd(e->model->lm) || v->n_layer != llama_model_n_layer(e->model->lm)))
-        return fp_fail(err, FP_ERR_MODEL, "the steering vector was learned on a model of another shape");
-    if (!isfinite(strength)) return fp_fail(err, FP_ERR_ARG, "strength must be finite");
+        return fpi_fail(err, FP_ERR_MODEL, "the steering vector was learned on a model of another shape");
+    if (!isfinite(strength)) return fpi_fail(err, FP_ERR_ARG, "strength must be finite");
     int32_t rc;
     if (!v || strength == 0.0f) {
         rc = llama_set_adapter_cvec(e->ctx, NULL, 0, 0, 0, 0);
@@ -144,12 +144,12 @@ fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, f
         /* llama.cpp's buffer starts at layer 1 */
         size_t n = (size_t)(v->n_layer - 1) * (size_t)v->n_embd;
         float *data = malloc(sizeof(float) * (n ? n : 1));
-        if (!data) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        if (!data) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < n; k++) data[k] = strength * v->dir[(size_t)v->n_embd + k];
         rc = llama_set_adapter_cvec(e->ctx, data, n, v->n_embd, 1, v->n_layer - 1);
         free(data);
     }
-    if (rc != 0) return fp_fail(err, FP_ERR_MODEL, "llama.cpp refused the steering vector");
+    if (rc != 0) return fpi_fail(err, FP_ERR_MODEL, "llama.cpp refused the steering vector");
     return fpi_engine_redecode_all(e, err);
 }
 
@@ -161,8 +161,8 @@ fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, f
 #define STRENGTH_KEY "forkpoint.steer.strength"
 
 fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, float strength, fp_error *err) {
-    if (!v || !m || !path || !*path) return fp_fail(err, FP_ERR_ARG, "no steering vector, model or path");
-    if (!isfinite(strength)) return fp_fail(err, FP_ERR_ARG, "strength must be finite");
+    if (!v || !m || !path || !*path) return fpi_fail(err, FP_ERR_ARG, "no steering vector, model or path");
+    if (!isfinite(strength)) return fpi_fail(err, FP_ERR_ARG, "strength must be finite");
     struct ggml_context *ctx;
     struct gguf_context *g;
     fp_status rc = fpi_gguf_new((size_t)v->n_layer * (size_t)v->n_embd * sizeof(float), v->n_layer, &ctx, &g, err);
@@ -187,12 +187,12 @@ fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, 
 
 fp_steer *fp_steer_load(const fp_model *m, const char *path, float *strength, fp_error *err) {
     if (strength) *strength = 1.0f;
-    if (!m || !path) { fp_fail(err, FP_ERR_ARG, "no model or path"); return NULL; }
-    if (access(path, R_OK) != 0) { fp_fail(err, FP_ERR_IO, "no steering vector at %s", path); return NULL; }
+    if (!m || !path) { fpi_fail(err, FP_ERR_ARG, "no model or path"); return NULL; }
+    if (access(path, R_OK) != 0) { fpi_fail(err, FP_ERR_IO, "no steering vector at %s", path); return NULL; }
     struct ggml_context *data = NULL;
     struct gguf_init_params gp = { .no_alloc = false, .ctx = &data };
     struct gguf_context *g = gguf_init_from_file(path, gp);
-    if (!g) { fp_fail(err, FP_ERR_MODEL, "%s is not a GGUF file", path); return NULL; }
+    if (!g) { fpi_fail(err, FP_ERR_MODEL, "%s is not a GGUF file", path); return NULL; }
     int32_t n_embd = llama_model_n_embd(m->lm), n_layer = llama_model_n_layer(m->lm);
     fp_steer *v = calloc(1, sizeof *v);
     if (v) v->dir = calloc((size_t)n_layer * (size_t)n_embd, sizeof(float));
@@ -224,7 +224,7 @@ fp_steer *fp_steer_load(const fp_model *m, const char *path, float *strength, fp
     gguf_free(g);
     ggml_free(data);
     if (bad) {
-        fp_fail(err, bad[0] == 'o' ? FP_ERR_NOMEM : FP_ERR_MODEL, "%s is not a steering vector for this model: %s", path, bad);
+        fpi_fail(err, bad[0] == 'o' ? FP_ERR_NOMEM : FP_ERR_MODEL, "%s is not a steering vector for this model: %s", path, bad);
         fp_steer_free(v);
         return NULL;
     }

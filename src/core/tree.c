@@ -123,7 +123,7 @@ fp_status fpi_path_push(fp_session *s, int32_t tok, int32_t node) {
     s->n_path++;
     if (node == 0) return FP_OK; /* prompt tokens: the prompt text is stored verbatim */
     int32_t n;
-    const char *pc = fp_piece(m, tok, &n);
+    const char *pc = fpi_piece(m, tok, &n);
     if (s->heal_done < s->heal_len) {
         /* token healing: the first generated tokens spell the prompt's last
          * piece again, whose bytes the text already holds */
@@ -172,10 +172,10 @@ fp_status fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, b
     int32_t lim = old_n < s->n_path ? old_n : s->n_path;
     while (common < lim && old_tok[common] == s->path_tok[common]) common++;
     if (want_logits && common == s->n_path) common--; /* the last token must be decoded to get its logits */
-    llama_memory_t mem = fp_engine_mem(s->engine);
+    llama_memory_t mem = fpi_engine_mem(s->engine);
     llama_memory_seq_rm(mem, s->trunk_seq, common, -1);
     s->n_past = common;
-    fp_status st = fp_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + common, s->n_path - common,
+    fp_status st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + common, s->n_path - common,
                                          common, want_logits, err);
     if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, common, -1); return st; }
     s->n_past = s->n_path;
@@ -187,8 +187,8 @@ fp_status fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, b
 fp_status fpi_trunk_repair(fp_session *s, fp_error *err) {
     if (s->n_past >= s->n_path) return FP_OK;
     int32_t from = s->n_past;
-    fp_status st = fp_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + from, s->n_path - from, from, false, err);
-    if (st != FP_OK) { llama_memory_seq_rm(fp_engine_mem(s->engine), s->trunk_seq, from, -1); return st; }
+    fp_status st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + from, s->n_path - from, from, false, err);
+    if (st != FP_OK) { llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, from, -1); return st; }
     s->n_past = s->n_path;
     return FP_OK;
 }
@@ -207,10 +207,10 @@ void fpi_chain_resync(fp_session *s) {
 fp_status fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *err) {
     int32_t old_n = s->n_past;
     int32_t *old = malloc(sizeof(int32_t) * (size_t)(old_n > 0 ? old_n : 1));
-    if (!old) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (!old) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     if (old_n > 0) memcpy(old, s->path_tok, sizeof(int32_t) * (size_t)old_n);
     fp_status st = fpi_path_rebuild(s, leaf);
-    if (st != FP_OK) { free(old); return fp_fail(err, st, "cannot rebuild the path"); }
+    if (st != FP_OK) { free(old); return fpi_fail(err, st, "cannot rebuild the path"); }
     st = fpi_trunk_sync(s, old, old_n, want_logits, err);
     free(old);
     fpi_chain_resync(s);

@@ -91,7 +91,7 @@ static void test_words(fp_engine *e) {
             size_t len = 0;
             for (int32_t t = 0; t < c->n_tokens; t++) {
                 int32_t n;
-                const char *pc = fp_piece(m, c->tokens[t], &n);
+                const char *pc = fpi_piece(m, c->tokens[t], &n);
                 memcpy(buf + len, pc, (size_t)n);
                 len += (size_t)n;
             }
@@ -121,7 +121,7 @@ typedef struct { fp_engine *e; } ref_t;
 /* The continuation's rule, one branch at a time: the session's sampler chain
  * (penalties with the prefix as history), fpi_pick_next, greedy. */
 static int32_t ref_pick(struct llama_sampler *chain, fp_dist *d, const float *row, bool word_end) {
-    fp_dist_compute(d, row, g_model->n_vocab, chain, 2);
+    fpi_dist_compute(d, row, g_model->n_vocab, chain, 2);
     int32_t t = fpi_pick_next(g_model, d, word_end, NULL, "", 0);
     if (t >= 0) llama_sampler_accept(chain, t);
     return t;
@@ -129,12 +129,12 @@ static int32_t ref_pick(struct llama_sampler *chain, fp_dist *d, const float *ro
 
 /* Greedy preview after prefix tokens, decoding one token per call. */
 static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *prefix, int32_t n, int32_t L, int32_t *out) {
-    llama_memory_t mem = fp_engine_mem(r);
+    llama_memory_t mem = fpi_engine_mem(r);
     llama_memory_seq_rm(mem, 0, -1, -1);
-    if (fp_engine_decode_span(r, 0, prefix, n, 0, true, NULL) != FP_OK) return -1;
-    struct llama_sampler *chain = fp_chain_new(st, g_model->n_vocab, NULL);
+    if (fpi_engine_decode_span(r, 0, prefix, n, 0, true, NULL) != FP_OK) return -1;
+    struct llama_sampler *chain = fpi_chain_new(st, g_model->n_vocab, NULL);
     fp_dist d;
-    fp_dist_init(&d, g_model->n_vocab);
+    fpi_dist_init(&d, g_model->n_vocab);
     for (int32_t i = n - st->repeat_last_n > 0 ? n - st->repeat_last_n : 0; i < n; i++) llama_sampler_accept(chain, prefix[i]);
     int32_t np = 0;
     const float *row = llama_get_logits_ith(r->ctx, -1);
@@ -145,13 +145,13 @@ static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *p
         out[np++] = t;
         if ((g_model->tok_flags[t] & FP_TOK_PHRASE_END) && np >= 4) { ended = true; break; }
         if (np >= L) break;
-        fp_batch_clear(r);
-        fp_batch_add(r, t, n + np - 1, 0, true);
-        if (fp_engine_decode(r, NULL) != FP_OK) { np = -1; break; }
+        fpi_batch_clear(r);
+        fpi_batch_add(r, t, n + np - 1, 0, true);
+        if (fpi_engine_decode(r, NULL) != FP_OK) { np = -1; break; }
         t = ref_pick(chain, &d, llama_get_logits_ith(r->ctx, -1), false);
     }
     llama_sampler_free(chain);
-    fp_dist_free(&d);
+    fpi_dist_free(&d);
     if (np < 0) return -1;
     if (t < 0 || (t >= 0 && (g_model->tok_flags[t] & FP_TOK_EOG))) ended = true;
     if (!ended && np >= L) { /* trim a trailing partial word, as the engine does */
@@ -242,7 +242,7 @@ static void test_no_double_decode(fp_engine *e) {
     for (int32_t p = np; p < s->n_path; p++) CHECKF(tr.count[p] <= 1, "position %d decoded %d times", p, tr.count[p]);
     CHECK(copied_from_branch > 10);
     /* the trunk really holds every token of the path */
-    CHECK(llama_memory_seq_pos_max(fp_engine_mem(e), s->trunk_seq) == s->n_path - 1);
+    CHECK(llama_memory_seq_pos_max(fpi_engine_mem(e), s->trunk_seq) == s->n_path - 1);
     e->trace = NULL;
     fp_session_free(s);
 }
@@ -298,7 +298,7 @@ static void test_undo(fp_engine *e) {
     CHECK(f && f->id == id0);
     CHECK(f && same_candidates(saved, n0, f->candidates, f->n_candidates));
     CHECK(strcmp(text0, fp_session_text(s)) == 0);
-    CHECK(s->n_past == s->n_path && llama_memory_seq_pos_max(fp_engine_mem(e), s->trunk_seq) == s->n_path - 1);
+    CHECK(s->n_past == s->n_path && llama_memory_seq_pos_max(fpi_engine_mem(e), s->trunk_seq) == s->n_path - 1);
     /* a different branch, then back to the first fork through goto */
     CHECK(fp_session_choose(s, 2, false, FP_BY_SCRIPT, &err) == FP_OK);
     for (int i = 0; i < 3 && fp_session_state(s) == FP_STATE_AT_FORK; i++) fp_session_continue(s, FP_BY_SCRIPT, &err);
@@ -357,7 +357,7 @@ static void test_prefetch(fp_engine *e) {
                              fa->candidates[0].preview, fb->candidates[0].text, fb->candidates[0].prob, fb->candidates[0].preview);
         CHECK(fp_session_n_events(a) == fp_session_n_events(b));
         CHECK(s_pos_equal(a, b));
-        CHECK(a->n_past == a->n_path && llama_memory_seq_pos_max(fp_engine_mem(e), a->trunk_seq) == a->n_path - 1);
+        CHECK(a->n_past == a->n_path && llama_memory_seq_pos_max(fpi_engine_mem(e), a->trunk_seq) == a->n_path - 1);
     }
     /* the adopted live branches still serve a commit without decoding the word */
     if (fp_session_state(a) == FP_STATE_AT_FORK) {
@@ -679,7 +679,7 @@ static void test_choose_until(fp_engine *e) {
     CHECK(ev && ev->id == first_fork && ev->choice == FP_CHOICE_INDEX_PREVIEW && ev->choice_index == idx);
     CHECK(ev && strcmp(ev->choice_text, want + n_before) == 0);
     /* the trunk holds the path; the next decision works as usual */
-    CHECK(llama_memory_seq_pos_max(fp_engine_mem(e), s->trunk_seq) == s->n_path - 1);
+    CHECK(llama_memory_seq_pos_max(fpi_engine_mem(e), s->trunk_seq) == s->n_path - 1);
 
     /* undo returns to the fork the choice was made at, with the same candidates */
     CHECK(fp_session_undo(s, &err) == FP_OK);
