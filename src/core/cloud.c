@@ -230,6 +230,8 @@ static double kth_word_p(struct fp_cloud_ws *w, int32_t k) {
  * after the path (NULL for the end-of-text candidate). */
 static void word_close(fp_session *s, const path *pa, double pw, const float *row, bool eog) {
     struct fp_cloud_ws *w = s->cloud;
+    /* no candidate ends in control text, or in the start of one */
+    if (!eog && fpi_control_suffix(s->engine->model, pa->text, (size_t)pa->len, NULL) > 0) return;
     char key[FP_MAX_TEXT] = "";
     if (!eog) word_key(pa->text, key);
     word *hit = NULL, *free_slot = NULL, *weakest = NULL;
@@ -550,7 +552,9 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         int32_t t = preview_next(s, c, chain[i], w->live_logits + (size_t)i * (size_t)V, word_end, sample ? &rng[i] : NULL);
         if (t < 0 || !preview_push(m, c, t)) continue;
         llama_sampler_accept(chain[i], t);
-        if (preview_done(m, c, t) || c->n_preview >= lim[i] || w->live_seq[i] < 0) continue;
+        if (preview_done(m, c, t) || c->n_preview >= lim[i] || w->live_seq[i] < 0 ||
+            fpi_control_suffix(m, c->preview, strlen(c->preview), NULL) > 0)
+            continue;
         active[i] = true;
         n_active++;
     }
@@ -574,7 +578,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             int32_t t = row ? preview_next(s, c, chain[i], row, false, sample ? &rng[i] : NULL) : -1;
             bool ended = t < 0 || !preview_push(m, c, t);
             if (!ended) llama_sampler_accept(chain[i], t);
-            ended = ended || preview_done(m, c, t);
+            ended = ended || preview_done(m, c, t) || fpi_control_suffix(m, c->preview, strlen(c->preview), NULL) > 0;
             if (ended || c->n_preview >= lim[i]) { active[i] = false; n_active--; }
             if (!ended && c->n_preview >= lim[i]) preview_trim(m, c);
         }
@@ -583,8 +587,9 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
     llama_memory_t mem = fpi_engine_mem(e);
     for (int32_t i = 0; i < n_out; i++) {
         fp_candidate *c = &out[i];
-        while (c->n_preview > 0 && fp_utf8_complete_prefix(c->preview, strlen(c->preview)) != strlen(c->preview))
-            preview_cut(m, c, c->n_preview - 1);
+        while (c->n_preview > 0 && (fp_utf8_complete_prefix(c->preview, strlen(c->preview)) != strlen(c->preview) ||
+                                    fpi_control_suffix(m, c->preview, strlen(c->preview), NULL) > 0))
+            preview_cut(m, c, c->n_preview - 1); /* and never the start of a control text */
         if (w->live_dec[i] > c->n_preview) {
             w->live_dec[i] = c->n_preview;
             if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], s->n_past + c->n_tokens + c->n_preview, -1);

@@ -73,7 +73,19 @@ struct fp_model {
     char *pieces;
     int32_t *piece_off;
     uint16_t *tok_flags;
+    /* the texts of control tokens (control.c): ctl[ctl_off[i] .. ctl_off[i+1]) */
+    char *ctl;
+    int32_t *ctl_off;
+    int32_t n_ctl, ctl_max;
+    bool ctl_first[256];        /* bytes a control text starts with */
 };
+
+/* control.c: control text is never shown. build/free at model load/free;
+ * suffix: 0 when text[0..len) ends in ordinary text, else the length of its
+ * ending that is a control text (*complete) or the start of one (>= 2 bytes). */
+fp_status fpi_control_texts_build(fp_model *m, fp_error *err);
+void      fpi_control_texts_free(fp_model *m);
+int32_t   fpi_control_suffix(const fp_model *m, const char *text, size_t len, bool *complete);
 
 /* UTF-8 at the text boundary (utf8.c). The core hands out valid UTF-8 only:
  * generation never appends a token that would make the text invalid, so a

@@ -154,6 +154,10 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     struct llama_model_params mp = llama_model_default_params();
     mp.vocab_only = p.vocab_only;
     mp.n_gpu_layers = 0;
+    /* no AMX or repacked weight buffers: on this build the AMX matmul
+     * crashes (SIGSEGV) on Q8_0 models with CPUs that have AMX; plain CPU
+     * buffers compute the same */
+    mp.use_extra_bufts = false;
     g_last_log_error[0] = 0;
     struct llama_model *lm = llama_model_load_from_file(path, mp);
     if (!lm) {
@@ -168,7 +172,7 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     m->n_vocab = llama_vocab_n_tokens(m->vocab);
     m->vocab_only = p.vocab_only;
     m->path = strdup(path);
-    if (!m->path || build_pieces(m, err) != FP_OK) {
+    if (!m->path || build_pieces(m, err) != FP_OK || fpi_control_texts_build(m, err) != FP_OK) {
         if (!m->path) fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_model_free(m);
         return NULL;
@@ -182,6 +186,7 @@ void fp_model_free(fp_model *m) {
     free(m->pieces);
     free(m->piece_off);
     free(m->tok_flags);
+    fpi_control_texts_free(m);
     free(m->path);
     free(m);
 }

@@ -59,6 +59,7 @@ static fp_reason decide_position(fp_session *s, fp_uncertainty u) {
             || (st->fork_margin_below > 0 && u.margin < st->fork_margin_below);
     if (!hit) return FP_REASON_CONFIDENT;
     if ((st->granularity != FP_GRAN_TOKEN && mid_word(s)) || fpi_text_tail(s) > 0) return FP_REASON_MID_WORD;
+    if (fpi_control_suffix(s->engine->model, s->text, s->text_len, NULL) > 0) return FP_REASON_MID_WORD; /* maybe spelling a control text */
     int32_t np = fpi_n_prompt(s);
     /* tokens since the last fork on this path */
     int32_t gap = -1, forks_in_sentence = 0;
@@ -360,6 +361,25 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fp_position rec = { .token = tok, .unc = u, .reason = why, .fork_id = -1, .by = FP_BY_AUTO };
         fp_status st = fpi_append_token(s, tok, &rec);
         if (st != FP_OK) return fpi_fail(err, st, "out of memory");
+        bool spelled = false;
+        int32_t ctl = fpi_control_suffix(m, s->text, s->text_len, &spelled);
+        if (spelled) {
+            /* the model spelled a control text ("<|end_story|>"): its tokens
+             * are taken back and the text ends, as at the end token */
+            size_t start = s->text_len - (size_t)ctl;
+            fp_node *leaf = &s->nodes[s->leaf];
+            while (leaf->n > 0 && s->n_path > fpi_n_prompt(s) && s->path_node[s->n_path - 1] == s->leaf &&
+                   (size_t)s->path_off[s->n_path - 1] >= start) {
+                leaf->n--;
+                s->n_path--;
+            }
+            if (fpi_path_rebuild(s, s->leaf) != FP_OK) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+            if (s->n_past > s->n_path) s->n_past = s->n_path;
+            llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, s->n_past, -1);
+            fpi_chain_resync(s);
+            fpi_session_end(s, "eog");
+            return FP_OK;
+        }
         fpi_batch_clear(s->engine);
         fpi_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
         if ((st = fpi_engine_decode(s->engine, err)) != FP_OK) return st;

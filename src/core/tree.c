@@ -63,9 +63,12 @@ fp_status fpi_text_append(fp_session *s, const char *b, size_t n) {
     memcpy(s->text + s->text_len, b, n);
     s->text_len += n;
     s->text[s->text_len] = 0;
-    /* the shown text grows by the newly completed characters only */
+    /* the shown text: complete characters, and not the start of a control
+     * text the model may be spelling (control.c) */
     size_t done = fp_utf8_complete_prefix(s->text, s->text_len);
-    memcpy(s->disp + s->text_complete, s->text + s->text_complete, done - s->text_complete);
+    size_t held = (size_t)fpi_control_suffix(s->engine->model, s->text, s->text_len, NULL);
+    if (s->text_len - held < done) done = s->text_len - held;
+    if (done > s->text_complete) memcpy(s->disp + s->text_complete, s->text + s->text_complete, done - s->text_complete);
     s->text_complete = done;
     s->disp[done] = 0;
     return FP_OK;
