@@ -102,18 +102,6 @@ double srv_now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* An integer field: 1 found, 0 absent, -1 present but not an int32. */
-int srv_json_int(const void *cjson_obj, const char *name, int64_t *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive((const cJSON *)cjson_obj, name);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return -1;
-    double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) return -1;
-    *out = (int64_t)d;
-    return 1;
-}
-
 /* A choice as HTTP and WebSocket clients send it: "index", and either
  * "accept_preview" or "preview_upto". Fills job; returns an error text or NULL. */
 const char *srv_parse_choice(const void *cjson_obj, srv_job *job)
