@@ -379,7 +379,15 @@ async function main() {
     assert(stale.state && stale.state.version === ack.version, 'the 409 carries the state');
     const bad = await wsReply(ws, { op: 'fly' });
     eq([bad.type, bad.status], ['error', 400], 'unknown op error with req');
+    // two WebSocket clients selecting index 1 at the same fork
+    const ws2 = await wsOpen(srv, s0.id);
+    await wsWait(ws2, (w) => w.msgs.some((m) => m.type === 'state'));
+    const now = (await http(srv, 'GET', `/api/sessions/${s0.id}`)).json;
+    const [x, y] = await Promise.all([ws, ws2].map((w) => wsReply(w, { op: 'select', index: 1, fork_id: now.fork.id })));
+    eq([x.type, y.type].sort(), ['ack', 'error'], `one ack, one error: ${JSON.stringify([x, y]).slice(0, 300)}`);
+    eq((x.type === 'error' ? x : y).status, 409, '409');
     ws.s.destroy();
+    ws2.s.destroy();
   });
 
   /* 8. RFC 6455 frames */
