@@ -33,7 +33,7 @@ typedef struct sqlite3 sqlite3;
 #define SRV_ID_LEN 16             /* hex characters in a session id */
 #define SRV_MAX_BODY (64 * 1024)  /* request bodies above this get 413 */
 #define SRV_MAX_LANES 64          /* sessions with queued work at once */
-#define SRV_MAX_WS 128            /* WebSocket clients at once */
+#define SRV_MAX_WS 512            /* WebSocket clients at once (each: one civetweb thread + a writer) */
 #define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
 #define SRV_VSTASH 64             /* versions remembered for evicted sessions */
 #define SRV_MAX_DEPTH 64          /* JSON nesting levels in a request (reqparse.c) */
