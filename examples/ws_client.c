@@ -16,6 +16,10 @@
  *                                            (the switch) selects the highlighted one
  *
  * Every message from the server is printed on stdout as one JSON line.
+ * Selections, "continue" and "undo" carry the fork_id and version of the
+ * newest state received, so if another client (a caregiver's tablet, the
+ * page) decided first, the server answers 409 with the current state
+ * instead of applying a choice the person did not see.
  * Options: --host H (127.0.0.1) --port N (8080) --token T --origin URL
  *          --wait MS (after a script, how long to keep printing; default 1500)
  * Build: cc -std=c11 ws_client.c -lcivetweb -lcjson -lpthread
