@@ -244,6 +244,43 @@ size_t srv_utf8_scrub(char *s, size_t n)
     return fixed;
 }
 
+/* A choice as HTTP and WebSocket clients send it: "index", and either
+ * "accept_preview" or "preview_upto". Fills job; returns an error text or NULL. */
+const char *srv_parse_choice(const void *cjson_obj, srv_job *job)
+{
+    const cJSON *j = cjson_obj;
+    int64_t v = 0;
+    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");
+    job->kind = JOB_CHOOSE;
+    if (srv_json_int(j, "index", &v) != 1) return "\"index\" must be an integer";
+    if (ap && !cJSON_IsBool(ap)) return "\"accept_preview\" must be a boolean";
+    job->index = (int32_t)v;
+    job->flag = ap && cJSON_IsTrue(ap);
+    const int ru = srv_json_int(j, "preview_upto", &v);
+    if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT))) return "\"preview_upto\" must be a byte offset into the preview";
+    if (ru == 1 && job->flag) return "give either \"accept_preview\" or \"preview_upto\", not both";
+    job->has_upto = ru == 1;
+    job->upto = (int32_t)v;
+    return NULL;
+}
+
+/* Reads the optional "modality" of a decision into out (default dflt).
+ * Returns an error text for a value that is not 1-16 of [a-z0-9_-]. */
+const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17])
+{
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive((const cJSON *)cjson_obj, "modality");
+    snprintf(out, 17, "%s", dflt);
+    if (!m) return NULL;
+    const char *v = cJSON_GetStringValue(m);
+    size_t n = v ? strlen(v) : 0;
+    if (n == 0 || n > 16) return "\"modality\" must be a short name such as mouse, touch, keyboard, dwell or switch";
+    for (size_t i = 0; i < n; i++)
+        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-'))
+            return "\"modality\" may hold only a-z, 0-9, _ and -";
+    snprintf(out, 17, "%s", v);
+    return NULL;
+}
+
 /* Turns one action (HTTP path word or WebSocket op) and its parsed body
  * into a job: checks the fields (unknown ones are refused), their types and
  * the optional fork_id/version the client saw. *settings_out receives the

@@ -6,12 +6,11 @@
  * action parser shared by HTTP and WebSocket, and the UTF-8 scrub of
  * emitted text.
  *
- * Why include the .c files: the unit-test rule links the library only; the
- * two server files this needs have no other dependencies than cJSON.
+ * Why include the .c file: the unit-test rule links the library only;
+ * reqparse.c needs nothing else but cJSON (and fp_utf8_valid).
  */
 #include "harness.h"
 #include "../../src/server/reqparse.c"
-#include "../../src/server/util.c"
 
 static int parse(const char *s, const char *const *allowed, char *err, void **out)
 {
