@@ -209,6 +209,14 @@ static int on_connect(const struct mg_connection *c, void *cbdata)
     if (deny) return refuse(c, deny, why);
     if (!srv_origin_ok(c)) return refuse(c, 403, "cross-origin WebSocket refused");
     if (!ws_path_sid(ri->local_uri, sid)) return refuse(c, 404, "not found");
+    /* RFC 6455: the key is 16 random bytes in base64 (24 characters). Why
+     * check: civetweb fails the handshake after this callback for a key too
+     * long for its buffer, without calling on_close, which would leak the
+     * client slot taken below. */
+    const char *key = mg_get_header(c, "Sec-WebSocket-Key");
+    if (!key || strlen(key) != 24 ||
+        strspn(key, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") != 24)
+        return refuse(c, 400, "Sec-WebSocket-Key must be 24 base64 characters");
 
     srv_job job = {.kind = JOB_GET};
     snprintf(job.sid, sizeof job.sid, "%s", sid);

@@ -420,6 +420,18 @@ async function main() {
     eq((await http(srv, 'GET', '/api/health')).status, 200, 'server up');
   });
 
+  await test('a handshake with a malformed Sec-WebSocket-Key is refused (400 JSON) and takes no client slot', async () => {
+    for (let i = 0; i < 600; i++) {
+      const key = i % 2 ? 'k'.repeat(100) : 'short';
+      const r = parseResponse((await raw(srv, `GET /api/sessions/${sid}/ws HTTP/1.1\r\n${H}Upgrade: websocket\r\n` +
+        `Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`)).data);
+      assert(r && r.status === 400 && r.json, `400 for key ${key.slice(0, 10)}: ${r && r.status}`);
+    }
+    const ws = await wsOpen(srv, sid);   // the table (512 clients) still has room
+    await wsWait(ws, (w) => w.msgs.some((m) => m.type === 'state'));
+    ws.s.destroy();
+  });
+
   /* 9. only jobs that decode cancel speculation */
   await test('gets, lists, shown and trees do not cancel prefetch; a choice does', async () => {
     const h0 = (await http(srv, 'GET', '/api/health')).json.prefetch_cancels;
