@@ -130,6 +130,7 @@ static bool host_ok(srv_app *app, const struct mg_connection *c)
     }
     const char *port;
     size_t n = host_part(h, &port);
+    if (h[n] != '\0' && h[n] != ':') return false;   /* "[::1]junk" */
     char want[16];
     snprintf(want, sizeof want, "%d", app->port);
     if (port && strcmp(port, want) != 0) return false;

@@ -327,7 +327,7 @@ async function main() {
 
   /* 6. Host on every request, Origin on every state-changing one */
   await test('foreign Host is 403 on every request; Origin is checked on POST/PUT/DELETE/PATCH', async () => {
-    for (const host of ['evil.example', `evil.example:${srv.port}`, `127.0.0.1:${srv.port + 1}`, `localhost.evil.example:${srv.port}`]) {
+    for (const host of ['evil.example', `evil.example:${srv.port}`, `127.0.0.1:${srv.port + 1}`, `localhost.evil.example:${srv.port}`, `[::1]evil:${srv.port}`, `127.0.0.1:${srv.port}x`, '']) {
       for (const p of ['/api/health', '/', `/api/sessions/${sid}`]) {
         const r = parseResponse((await raw(srv, `GET ${p} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)).data);
         assert(r && r.status === 403 && r.json && r.json.error, `403 for Host ${host} on ${p}: ${r && r.status}`);
