@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 #include "forkpoint_store.h"
 
 struct mg_connection;
@@ -39,6 +40,7 @@ typedef struct sqlite3 sqlite3;
 #define SRV_MAX_DEPTH 64          /* JSON nesting levels in a request (reqparse.c) */
 #define SRV_WS_QUEUE_BYTES (4 * 1024 * 1024) /* unsent bytes per WebSocket client before it is dropped */
 #define SRV_WS_QUEUE_MSGS 256     /* unsent messages per WebSocket client before it is dropped */
+#define SRV_THREAD_STACK (8u << 20) /* stack of every civetweb thread (thread_stack.c) */
 
 /* ------------------------------------------------------------ options */
 
