@@ -627,7 +627,7 @@
       render(st, { keepFocus: true });
     } catch (e) {
       S.tSelect = 0;
-      if (e.state) render(e.state);
+      if (e.state && !(e.state.version <= S.version)) render(e.state);
       showError(e.message);
     } finally {
       S.busy = false;
@@ -709,7 +709,7 @@
         renderGhost();
         markActive();
       } else if (m.type === 'error') {
-        if (m.state) render(m.state); // stale: show what the session is now
+        if (m.state && !(m.state.version <= S.version)) render(m.state); // stale: show what it is now
         if (m.status !== 409) showError(m.error);
       }
       else if (m.type === 'deleted') { S.sid = null; showStart(); }
