@@ -16,6 +16,10 @@
  *                                            (the switch) selects the highlighted one
  *
  * Every message from the server is printed on stdout as one JSON line.
+ * Selections, "continue" and "undo" carry the fork_id and version of the
+ * newest state received, so if another client (a caregiver's tablet, the
+ * page) decided first, the server answers 409 with the current state
+ * instead of applying a choice the person did not see.
  * Options: --host H (127.0.0.1) --port N (8080) --token T --origin URL
  *          --wait MS (after a script, how long to keep printing; default 1500)
  * Build: cc -std=c11 ws_client.c -lcivetweb -lcjson -lpthread
@@ -39,9 +43,11 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
     int  n_candidates;   /* of the latest state */
+    int  fork_id;        /* its open fork, -1 when ended */
+    double version;      /* its version: sent with every action, so a stale one gets 409 */
     int  messages;       /* received so far */
     bool closed;
-} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false};
+} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, -1, 0, 0, false};
 
 /* Prints each server message and tracks the number of candidates. */
 static int on_data(struct mg_connection *c, int bits, char *data, size_t len, void *user)
@@ -56,10 +62,18 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
     cJSON *j = cJSON_ParseWithLength(data, len);
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItem(j, "type"));
     pthread_mutex_lock(&g.mu);
-    if (type && strcmp(type, "state") == 0) {
-        const cJSON *fork = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "state"), "fork");
+    /* a state, or a 409 error carrying the current state */
+    const cJSON *st = type ? cJSON_GetObjectItem(j, "state") : NULL;
+    if (cJSON_IsObject(st) && (strcmp(type, "state") == 0 || strcmp(type, "error") == 0)) {
+        const cJSON *fork = cJSON_GetObjectItem(st, "fork");
         const cJSON *cands = cJSON_GetObjectItem(fork, "candidates");
-        g.n_candidates = cJSON_IsArray(cands) ? cJSON_GetArraySize(cands) : 0;
+        const cJSON *ver = cJSON_GetObjectItem(st, "version");
+        if (!cJSON_IsNumber(ver) || ver->valuedouble >= g.version) {  /* newest wins */
+            g.n_candidates = cJSON_IsArray(cands) ? cJSON_GetArraySize(cands) : 0;
+            const cJSON *fid = cJSON_GetObjectItem(fork, "id");
+            g.fork_id = cJSON_IsNumber(fid) ? fid->valueint : -1;
+            if (cJSON_IsNumber(ver)) g.version = ver->valuedouble;
+        }
     }
     g.messages++;
     pthread_cond_broadcast(&g.cv);
@@ -82,6 +96,20 @@ static int send_json(struct mg_connection *c, const char *json)
     return mg_websocket_client_write(c, MG_WEBSOCKET_OPCODE_TEXT, json, strlen(json)) > 0 ? 0 : -1;
 }
 
+/* The ",\"fork_id\":F,\"version\":V" an action carries: the fork and state
+ * this client shows, so the server refuses the action (409) when another
+ * client changed the session first. with_fork is false for undo. */
+static void expect_fields(char *out, size_t cap, bool with_fork)
+{
+    pthread_mutex_lock(&g.mu);
+    int f = g.fork_id;
+    double v = g.version;
+    pthread_mutex_unlock(&g.mu);
+    if (with_fork && f >= 0) snprintf(out, cap, ",\"fork_id\":%d,\"version\":%.0f", f, v);
+    else if (v > 0) snprintf(out, cap, ",\"version\":%.0f", v);
+    else out[0] = '\0';
+}
+
 /* Turns one command ("h 2", "s 0", "p 1", "c", "u", or raw {json}) into a
  * message and sends it. Returns 0, 1 for quit, -1 on a bad command. */
 static int run_command(struct mg_connection *c, const char *cmd)
@@ -89,17 +117,24 @@ static int run_command(struct mg_connection *c, const char *cmd)
     while (*cmd == ' ' || *cmd == '\t') cmd++;
     if (*cmd == '\0' || *cmd == '\n') return 0;
     if (*cmd == '{') return send_json(c, cmd);
-    char msg[128];
+    char msg[192], ex[80];
     int idx = 0;
     switch (cmd[0]) {
     case 'q': return 1;
-    case 'c': return send_json(c, "{\"op\":\"continue\"}");
-    case 'u': return send_json(c, "{\"op\":\"undo\"}");
+    case 'c':
+        expect_fields(ex, sizeof ex, true);
+        snprintf(msg, sizeof msg, "{\"op\":\"continue\"%s}", ex);
+        return send_json(c, msg);
+    case 'u':
+        expect_fields(ex, sizeof ex, false);
+        snprintf(msg, sizeof msg, "{\"op\":\"undo\"%s}", ex);
+        return send_json(c, msg);
     case 'h': case 's': case 'p':
         if (sscanf(cmd + 1, "%d", &idx) != 1) return -1;
+        expect_fields(ex, sizeof ex, true);
         if (cmd[0] == 'h') snprintf(msg, sizeof msg, "{\"op\":\"highlight\",\"index\":%d}", idx);
-        else snprintf(msg, sizeof msg, "{\"op\":\"select\",\"index\":%d,\"accept_preview\":%s}",
-                      idx, cmd[0] == 'p' ? "true" : "false");
+        else snprintf(msg, sizeof msg, "{\"op\":\"select\",\"index\":%d,\"accept_preview\":%s%s}",
+                      idx, cmd[0] == 'p' ? "true" : "false", ex);
         return send_json(c, msg);
     default:
         return -1;
@@ -135,11 +170,12 @@ static void scan(struct mg_connection *c, int step_ms)
         bool closed = g.closed;
         pthread_mutex_unlock(&g.mu);
         if (closed) return;
-        char line[64], msg[96];
+        char line[64], msg[192], ex[80];
         if (r > 0) {
             if (!fgets(line, sizeof line, stdin)) return;  /* EOF: done */
             if (cur >= 0 && cur < n) {
-                snprintf(msg, sizeof msg, "{\"op\":\"select\",\"index\":%d}", cur);
+                expect_fields(ex, sizeof ex, true);
+                snprintf(msg, sizeof msg, "{\"op\":\"select\",\"index\":%d%s}", cur, ex);
                 send_json(c, msg);
                 cur = -1;
             }

@@ -77,7 +77,11 @@
     const r = await fetch(path, opt);
     const ct = r.headers.get('Content-Type') || '';
     const data = ct.includes('json') ? await r.json().catch(() => null) : await r.text();
-    if (!r.ok) throw new Error((data && data.error) || `${r.status} ${r.statusText}`);
+    if (!r.ok) {
+      const err = new Error((data && data.error) || `${r.status} ${r.statusText}`);
+      err.state = data && data.state; // a 409 (stale action) carries the current state
+      throw err;
+    }
     return data;
   }
   const sessPath = (rest) => `/api/sessions/${S.sid}${rest || ''}`;
@@ -144,7 +148,7 @@
           $('timing').textContent =
             `Selection to this fork on screen: ${Math.round(ms)} ms (engine ${st.last_ms} ms)`;
         }
-        wsSend({ op: 'shown' });
+        wsSend({ op: 'shown', fork_id: fork.id });
       });
     } else if (!fork && S.tSelect) {
       S.tSelect = 0;
@@ -607,9 +611,14 @@
 
   /* -------------------------------------------------------- decisions */
 
-  /* Runs one decision request; the answer is the new state. */
+  /* Runs one decision request; the answer is the new state. It names the
+   * version (and fork) on screen, so the server refuses it with 409 if
+   * another client changed the session first. */
   async function decide(path, body) {
     if (S.busy || !S.sid) return;
+    const f = S.state && S.state.fork;
+    body = Object.assign({ version: S.version }, body);
+    if (f && path !== '/goto') body.fork_id = f.id;
     S.busy = true;
     $('cloud').setAttribute('aria-busy', 'true');
     S.tSelect = performance.now();
@@ -618,6 +627,7 @@
       render(st, { keepFocus: true });
     } catch (e) {
       S.tSelect = 0;
+      if (e.state && !(e.state.version <= S.version)) render(e.state);
       showError(e.message);
     } finally {
       S.busy = false;
@@ -698,7 +708,10 @@
         S.active = -1;
         renderGhost();
         markActive();
-      } else if (m.type === 'error') showError(m.error);
+      } else if (m.type === 'error') {
+        if (m.state && !(m.state.version <= S.version)) render(m.state); // stale: show what it is now
+        if (m.status !== 409) showError(m.error);
+      }
       else if (m.type === 'deleted') { S.sid = null; showStart(); }
     };
     ws.onclose = () => {

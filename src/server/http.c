@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " \
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
@@ -44,9 +45,21 @@ static void send_response(struct mg_connection *c, int status, const char *ctype
     if (len > 0 && strcmp(ri->request_method, "HEAD") != 0) mg_write(c, body, len);
 }
 
+/* Sends a JSON body. Why the UTF-8 check: every byte the server emits must
+ * be valid UTF-8; bodies built by the worker are scrubbed already, this
+ * catches anything else (a copy is scrubbed, offsets keep their meaning). */
 static void send_json(struct mg_connection *c, int status, const char *json)
 {
-    send_response(c, status, "application/json; charset=utf-8", json, strlen(json), NULL, NULL);
+    size_t n = strlen(json);
+    if (fp_utf8_valid(json, n)) {
+        send_response(c, status, "application/json; charset=utf-8", json, n, NULL, NULL);
+        return;
+    }
+    char *copy = strdup(json);
+    if (copy) srv_utf8_scrub(copy, n);
+    send_response(c, status, "application/json; charset=utf-8", copy ? copy : "{\"error\":\"out of memory\"}",
+                  copy ? n : 27, NULL, NULL);
+    free(copy);
 }
 
 /* Sends {"error": msg} with the given status. */
@@ -84,46 +97,109 @@ static bool token_ok(const struct mg_connection *c, const char *want, bool *from
     return false;
 }
 
-/* Why: a page on another site must not drive a local server (CSRF, DNS
- * rebinding). Without a token, the Host header must name the loopback
- * interface; an Origin header, when present, must be this server. */
-static bool host_ok(srv_app *app, const struct mg_connection *c)
+/* Length of the host part of a Host header value ("[v6]" or "name"), and
+ * where its ":port" starts (or NULL). */
+static size_t host_part(const char *h, const char **port)
 {
-    if (app->cfg.token) return true;  /* the token is the guard off loopback */
-    const char *h = mg_get_header(c, "Host");
-    if (!h) return true;              /* HTTP/1.0 clients */
-    size_t n = strlen(h);
-    if (h[0] == '[') {                 /* [v6]:port */
+    size_t n;
+    if (h[0] == '[') {
         const char *rb = strchr(h, ']');
-        if (rb) n = (size_t)(rb - h) + 1;
-    } else {                           /* name:port */
-        const char *colon = strchr(h, ':');
-        if (colon) n = (size_t)(colon - h);
+        n = rb ? (size_t)(rb - h) + 1 : strlen(h);
+    } else {
+        n = strcspn(h, ":");
     }
-    return (n == 9 && strncmp(h, "127.0.0.1", 9) == 0) ||
-           (n == 9 && strncmp(h, "localhost", 9) == 0) ||
-           (n == 5 && strncmp(h, "[::1]", 5) == 0);
+    *port = h[n] == ':' ? h + n + 1 : NULL;
+    return n;
 }
 
-/* True when the request has no Origin or its Origin is this very server. */
+/* Why: a page on another site must not drive a local server (CSRF), and a
+ * name that an attacker re-points at 127.0.0.1 (DNS rebinding) must not
+ * reach it either, token or not. The Host header must name this server:
+ * 127.0.0.1, localhost or [::1], or the --host it is bound to, each with
+ * the port it listens on when a port is given (civetweb's own WebSocket
+ * client sends none; the name is what rebinding changes). Off loopback (--token required),
+ * a wildcard bind (0.0.0.0, ::) accepts any name with the right port,
+ * since there the token is the guard. A missing Host is refused for
+ * HTTP/1.1 (RFC 9112 makes it mandatory) and allowed for HTTP/1.0. */
+static bool host_ok(srv_app *app, const struct mg_connection *c)
+{
+    const char *h = mg_get_header(c, "Host");
+    if (!h) {
+        const struct mg_request_info *ri = mg_get_request_info(c);
+        return ri->http_version && strcmp(ri->http_version, "1.0") == 0;
+    }
+    const char *port;
+    size_t n = host_part(h, &port);
+    if (h[n] != '\0' && h[n] != ':') return false;   /* "[::1]junk" */
+    char want[16];
+    snprintf(want, sizeof want, "%d", app->port);
+    if (port && strcmp(port, want) != 0) return false;
+    if ((n == 9 && strncmp(h, "127.0.0.1", 9) == 0) || (n == 9 && strncasecmp(h, "localhost", 9) == 0) ||
+        (n == 5 && strncmp(h, "[::1]", 5) == 0))
+        return true;
+    const char *bound = app->cfg.host;
+    size_t bl = strlen(bound);
+    bool v6 = strchr(bound, ':') != NULL;
+    if (app->cfg.token && (strcmp(bound, "0.0.0.0") == 0 || strcmp(bound, "::") == 0)) return true;
+    if (v6) return n == bl + 2 && h[0] == '[' && strncasecmp(h + 1, bound, bl) == 0;
+    return n == bl && strncasecmp(h, bound, bl) == 0;
+}
+
+/* True when the request has no Origin or its Origin is this very server
+ * (scheme http, and the Host the request was sent to, already checked by
+ * host_ok). "null" (sandboxed frames, file pages) is foreign. */
 bool srv_origin_ok(const struct mg_connection *c)
 {
     const char *o = mg_get_header(c, "Origin");
     if (!o) return true;
     const char *h = mg_get_header(c, "Host");
     if (!h) return false;
-    const char *rest = NULL;
-    if (strncmp(o, "http://", 7) == 0) rest = o + 7;
-    else if (strncmp(o, "https://", 8) == 0) rest = o + 8;
-    return rest && strcmp(rest, h) == 0;
+    if (strncmp(o, "http://", 7) != 0) return false;
+    return strcasecmp(o + 7, h) == 0;
+}
+
+/* Why: when two parsers in a chain (a proxy and this server) could read a
+ * request's length differently, one request can hide another ("request
+ * smuggling"). Refuse every ambiguous framing: two Content-Length headers,
+ * Content-Length with Transfer-Encoding, a Content-Length that is not a
+ * plain decimal number, more than one Transfer-Encoding or Host header.
+ * Returns NULL or what is wrong. */
+static const char *framing_bad(const struct mg_connection *c)
+{
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    int ncl = 0, nte = 0, nhost = 0;
+    const char *cl = NULL;
+    for (int i = 0; i < ri->num_headers; i++) {
+        const char *name = ri->http_headers[i].name;
+        if (!name) continue;
+        if (strcasecmp(name, "Content-Length") == 0) { ncl++; cl = ri->http_headers[i].value; }
+        else if (strcasecmp(name, "Transfer-Encoding") == 0) nte++;
+        else if (strcasecmp(name, "Host") == 0) nhost++;
+    }
+    if (ncl > 1) return "more than one Content-Length header";
+    if (ncl && nte) return "Content-Length together with Transfer-Encoding";
+    if (nte > 1) return "more than one Transfer-Encoding header";
+    if (nhost > 1) return "more than one Host header";
+    if (cl) {
+        size_t n = strlen(cl);
+        if (n == 0 || n > 18 || strspn(cl, "0123456789") != n) return "Content-Length must be a decimal number";
+    }
+    return NULL;
 }
 
 /* All access checks for HTTP and WebSocket requests. Returns 0 when the
- * request may proceed, else the HTTP status with *why set. */
+ * request may proceed, else the HTTP status with *why set. A 400 here is a
+ * framing problem: the caller must close the connection after answering. */
 int srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_cookie, const char **why)
 {
     *set_cookie = false;
-    if (!host_ok(app, c)) { *why = "Host header must name the loopback interface"; return 403; }
+    const char *bad = framing_bad(c);
+    if (bad) { *why = bad; return 400; }
+    if (!host_ok(app, c)) {
+        *why = mg_get_header(c, "Host") ? "Host header does not name this server"
+                                        : "an HTTP/1.1 request needs a Host header";
+        return mg_get_header(c, "Host") ? 403 : 400;
+    }
     if (app->cfg.token) {
         bool from_query;
         if (!token_ok(c, app->cfg.token, &from_query)) {
@@ -166,9 +242,10 @@ static int read_body(struct mg_connection *c, char **out, size_t *out_len)
     return 0;
 }
 
-/* Reads and parses a JSON object body. An empty body is {} when allowed.
+/* Reads and parses a JSON object body under the strict rules of
+ * reqparse.c (allowed names the fields understood; NULL = checked later).
  * Returns 0 with *json set, or a status after sending the error. */
-static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok)
+static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok, const char *const *allowed)
 {
     *json = NULL;
     char *body;
@@ -177,34 +254,15 @@ static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok)
     if (st == 413) return send_error(c, 413, "request body too large (limit 64 KiB)");
     if (st == 503) return send_error(c, 503, "out of memory");
     if (st) return send_error(c, 400, "incomplete request body");
-    size_t ws = strspn(body, " \t\r\n");
-    if (ws == len) {
-        free(body);
-        if (!empty_ok) return send_error(c, 400, "a JSON body is required");
-        *json = cJSON_CreateObject();
-        return *json ? 0 : send_error(c, 503, "out of memory");
-    }
-    if (!fp_utf8_valid(body, len)) {
-        free(body);
-        return send_error(c, 400, "body is not valid UTF-8");
-    }
-    if (memchr(body, '\0', len)) {
-        free(body);
-        return send_error(c, 400, "body contains a NUL byte");
-    }
-    cJSON *j = cJSON_ParseWithLength(body, len);
+    char err[160];
+    void *j = NULL;
+    st = srv_parse_body(body, len, allowed, empty_ok, &j, err, sizeof err);
     free(body);
-    if (!j) return send_error(c, 400, "malformed JSON");
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return send_error(c, 400, "the body must be a JSON object");
-    }
+    if (st) return send_error(c, st, err);
     *json = j;
     return 0;
 }
 
-/* Reads an integer field. Returns 1 when present and integral, 0 when
- * absent, -1 when present but not an integer. */
 /* ------------------------------------------------------------- routes */
 
 /* Runs a job and sends its result. */
@@ -245,8 +303,9 @@ static int send_object(struct mg_connection *c, cJSON *o)
  * session is re-decoded and its clients get the new state. */
 static int route_adapters(srv_app *app, struct mg_connection *c)
 {
+    static const char *const fields[] = {"lora_scale", "steer_strength", NULL};
     cJSON *j;
-    int st = parse_body(c, &j, false);
+    int st = parse_body(c, &j, false, fields);
     if (st) return st;
     srv_job job = { .kind = JOB_ADAPTERS, .lora_scale = NAN, .steer_strength = NAN };
     const char *bad = NULL;
@@ -268,8 +327,9 @@ static int route_adapters(srv_app *app, struct mg_connection *c)
 
 static int route_create(srv_app *app, struct mg_connection *c)
 {
+    static const char *const fields[] = {"prompt", "settings", NULL};
     cJSON *j;
-    int st = parse_body(c, &j, false);
+    int st = parse_body(c, &j, false, fields);
     if (st) return st;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     const cJSON *settings = cJSON_GetObjectItemCaseSensitive(j, "settings");
@@ -293,47 +353,19 @@ static int route_create(srv_app *app, struct mg_connection *c)
 static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
                         const char *action)
 {
+    static const char *const http_actions[] = {"choose", "type", "undo", "continue", "shown",
+                                               "goto", "settings", NULL};
+    bool known = false;
+    for (const char *const *a = http_actions; *a && !known; a++) known = strcmp(*a, action) == 0;
+    if (!known) return send_error(c, 404, "unknown action");
     cJSON *j;
-    int st = parse_body(c, &j, true);
+    int st = parse_body(c, &j, true, NULL);  /* fields: srv_parse_action */
     if (st) return st;
     srv_job job = {0};
     snprintf(job.sid, sizeof job.sid, "%s", sid);
     char *sj = NULL;
-    int64_t v = 0;
-    const char *bad = NULL;
-
-    bad = srv_modality(j, "api", job.modality);
-    if (bad) {
-    } else if (strcmp(action, "choose") == 0) {
-        bad = srv_parse_choice(j, &job);
-    } else if (strcmp(action, "type") == 0) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
-        const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "prefix");
-        if (t && p) bad = "give either \"text\" or \"prefix\", not both";
-        else if (t && cJSON_IsString(t)) { job.kind = JOB_TYPE; job.text = t->valuestring; }
-        else if (p && cJSON_IsString(p)) { job.kind = JOB_PREFIX; job.text = p->valuestring; }
-        else bad = "\"text\" or \"prefix\" must be a string";
-    } else if (strcmp(action, "undo") == 0) {
-        job.kind = JOB_UNDO;
-    } else if (strcmp(action, "continue") == 0) {
-        job.kind = JOB_CONTINUE;
-    } else if (strcmp(action, "shown") == 0) {
-        job.kind = JOB_SHOWN;
-    } else if (strcmp(action, "goto") == 0) {
-        int rf = srv_json_int(j, "fork_id", &v);
-        if (rf == 1) { job.kind = JOB_GOTO_FORK; job.index = (int32_t)v; }
-        else if (rf == 0 && (rf = srv_json_int(j, "offset", &v)) == 1) { job.kind = JOB_GOTO_OFFSET; job.offset = v; }
-        else bad = "give an integer \"fork_id\" or \"offset\"";
-    } else if (strcmp(action, "settings") == 0) {
-        const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "settings");
-        job.kind = JOB_SETTINGS;
-        if (s && !cJSON_IsObject(s)) bad = "\"settings\" must be an object";
-        else if (!(sj = cJSON_PrintUnformatted(s ? s : j))) bad = "out of memory";
-        job.settings = sj;
-    } else {
-        cJSON_Delete(j);
-        return send_error(c, 404, "unknown action");
-    }
+    char err[160];
+    const char *bad = srv_parse_action(action, j, "api", &job, &sj, err, sizeof err);
     if (bad) {
         free(sj);
         cJSON_Delete(j);
@@ -358,6 +390,12 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         cJSON_AddStringToObject(o, "version", FP_VERSION);
         cJSON_AddStringToObject(o, "model", app->model_path);
         srv_adapters_json(app, o);
+        pthread_mutex_lock(&app->q_mu);
+        cJSON_AddNumberToObject(o, "prefetch_cancels", (double)app->n_cancels);
+        pthread_mutex_unlock(&app->q_mu);
+        pthread_mutex_lock(&app->ws_mu);
+        cJSON_AddNumberToObject(o, "ws_dropped", (double)app->ws_dropped);
+        pthread_mutex_unlock(&app->ws_mu);
         return send_object(c, o);
     }
     if (strcmp(path, "adapters") == 0) {
@@ -421,6 +459,8 @@ static int handle(struct mg_connection *c, void *cbdata)
     const char *why = NULL;
     int deny = srv_access_check(app, c, &set_cookie, &why);
     if (deny) {
+        /* a framing error leaves the rest of the stream unreadable: close */
+        if (deny == 400) mg_disable_connection_keep_alive(c);
         st = send_error(c, deny, why);
     } else if (strncmp(uri, "/api/", 5) == 0) {
         bool mutating = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
@@ -460,6 +500,27 @@ static int log_message(const struct mg_connection *c, const char *msg)
     return 1;
 }
 
+/* civetweb's own errors (a malformed request line, header or version, a
+ * bad Content-Length, headers too large...) get the same JSON shape as
+ * ours. The connection is closed after them: the stream may be out of
+ * step. Returns 0 = handled. */
+static int http_error(struct mg_connection *c, int status, const char *msg)
+{
+    mg_disable_connection_keep_alive(c);
+    char line[160];
+    snprintf(line, sizeof line, "%s", msg && *msg ? msg : mg_get_response_code_text(c, status));
+    line[strcspn(line, "\r\n")] = '\0';
+    char *j = srv_json_error(line);
+    const char *body = j ? j : "{\"error\":\"error\"}";
+    if (j) srv_utf8_scrub(j, strlen(j));
+    mg_printf(c, "HTTP/1.1 %d %s\r\nContent-Type: application/json; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+                 "Connection: close\r\n\r\n%s",
+              status, mg_get_response_code_text(c, status), strlen(body), body);
+    free(j);
+    return 0;
+}
+
 /* Starts listening. Fills app->port with the port actually bound. */
 int srv_http_start(srv_app *app, char *err, size_t cap)
 {
@@ -472,8 +533,11 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
         "listening_ports", ports,
         "num_threads", threads,
         "request_timeout_ms", "30000",
-        "websocket_timeout_ms", "3600000",
-        "enable_websocket_ping_pong", "yes",
+        /* the read loop of a WebSocket wakes this often to notice a client
+         * dropped by ws.c; ws.c pings idle peers itself (civetweb's own
+         * ping handling would hide control frames from the checks there) */
+        "websocket_timeout_ms", "10000",
+        "enable_websocket_ping_pong", "no",
         "enable_keep_alive", "yes",
         "keep_alive_timeout_ms", "5000",
         NULL
@@ -481,6 +545,7 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof cb);
     cb.log_message = log_message;
+    cb.http_error = http_error;
     struct mg_init_data init = {.callbacks = &cb, .user_data = app, .configuration_options = opts};
     struct mg_error_data ed;
     char ebuf[256] = "";

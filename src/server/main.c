@@ -36,7 +36,7 @@ static void usage(FILE *f)
         "  --seq-max N        engine sequences, 2..256 (default 256)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
-        "  --http-threads N   HTTP worker threads (default 64)\n"
+        "  --http-threads N   HTTP worker threads, 4..4096 (default 256; each connection holds one)\n"
         "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
         "  --no-prefetch      do not compute likely next forks while people decide\n"
         "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
@@ -76,7 +76,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->port = 8080;
     cfg->n_seq_max = 256;
     cfg->max_live = 16;
-    cfg->http_threads = 64;
+    cfg->http_threads = 256;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
     cfg->steer_strength = NAN;
     const char *env_token = getenv("FORKPOINT_TOKEN");
@@ -130,7 +130,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
         else if (strcmp(name, "--threads") == 0) { if (!parse_num(name, val, 0, 1024, &n)) return -1; cfg->n_threads = (int32_t)n; }
         else if (strcmp(name, "--max-live") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_live = (int)n; }
-        else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 1024, &n)) return -1; cfg->http_threads = (int)n; }
+        else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 4096, &n)) return -1; cfg->http_threads = (int)n; }
         else known = false;
         if (!known) {
             fprintf(stderr, "forkpoint-serve: unknown option %s (try --help)\n", name);

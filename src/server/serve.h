@@ -34,8 +34,12 @@ typedef struct sqlite3 sqlite3;
 #define SRV_ID_LEN 16             /* hex characters in a session id */
 #define SRV_MAX_BODY (64 * 1024)  /* request bodies above this get 413 */
 #define SRV_MAX_LANES 64          /* sessions with queued work at once */
-#define SRV_MAX_WS 128            /* WebSocket clients at once */
+#define SRV_MAX_WS 512            /* WebSocket clients at once (each: one civetweb thread + a writer) */
 #define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
+#define SRV_VSTASH 64             /* versions remembered for evicted sessions */
+#define SRV_MAX_DEPTH 64          /* JSON nesting levels in a request (reqparse.c) */
+#define SRV_WS_QUEUE_BYTES (4 * 1024 * 1024) /* unsent bytes per WebSocket client before it is dropped */
+#define SRV_WS_QUEUE_MSGS 256     /* unsent messages per WebSocket client before it is dropped */
 #define SRV_THREAD_STACK (8u << 20) /* stack of every civetweb thread (thread_stack.c) */
 
 /* ------------------------------------------------------------ options */
@@ -66,7 +70,6 @@ typedef struct srv_config {
  * and the program should exit 0, -1 on a bad flag (message on stderr). */
 int srv_parse_args(int argc, char **argv, srv_config *cfg);
 const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17]);
-int srv_json_int(const void *cjson_obj, const char *name, int64_t *out);
 /* True when host names the loopback interface (127.x, ::1, localhost). */
 bool srv_host_is_loopback(const char *host);
 
@@ -95,10 +98,15 @@ typedef struct srv_job {
     char         modality[17]; /* how the person chose: mouse, touch, keyboard, dwell, switch, ws, api */
     float        lora_scale;   /* JOB_ADAPTERS: new strengths, NAN = unchanged */
     float        steer_strength;
+    bool         has_version;  /* the client named the state version it saw */
+    uint64_t     want_version;
+    bool         has_fork;     /* the client named the fork its action answers */
+    int32_t      want_fork;
     /* outputs */
     int          status;       /* HTTP status */
     char        *body;         /* malloc'd response body (JSON unless ctype says) */
     const char  *ctype;        /* NULL = application/json */
+    uint64_t     out_version;  /* the session's version after the job (0 = none) */
     /* queue bookkeeping */
     bool             done;
     struct srv_job  *next;
@@ -120,13 +128,38 @@ typedef struct srv_live {
     fp_session *s;
 } srv_live;
 
-/* A connected WebSocket client. Guarded by app->ws_mu. */
+/* One outgoing WebSocket message, shared by every client it is queued for
+ * (refs counts the queues holding it; guarded by app->ws_mu). */
+typedef struct srv_wsmsg {
+    int     refs;
+    int     opcode;
+    size_t  len;
+    char    data[];
+} srv_wsmsg;
+
+/* A connected WebSocket client. Guarded by app->ws_mu, except what the
+ * connection's own civetweb thread alone touches (the reassembly buffer).
+ * Why a queue and a writer thread per client: a broadcast must never wait
+ * for a slow reader; a client whose queue overflows is dropped instead. */
 typedef struct srv_ws {
     struct mg_connection *conn;
     char     sid[SRV_ID_LEN + 1];
     int      client_no;        /* shown to other clients in highlight events */
     int      n_candidates;     /* of the last state sent (validates highlight) */
-    bool     ready;            /* handshake done */
+    bool     ready;            /* handshake done, writer running */
+    /* outgoing queue (ring) and its writer */
+    srv_wsmsg *q[SRV_WS_QUEUE_MSGS];
+    int      q_head, q_n;
+    size_t   q_bytes;
+    bool     dead;             /* overflowed or a write failed: send nothing more */
+    bool     stop;             /* closing: the writer drains and exits */
+    pthread_cond_t cv;         /* work for the writer */
+    pthread_t writer;
+    double   last_pong_ms;     /* keep-alive: when the peer last answered */
+    /* incoming fragmented message (connection thread only) */
+    char    *frag;
+    size_t   frag_len;
+    int      frag_op;          /* 0 = none in progress */
 } srv_ws;
 
 /* ------------------------------------------------------------ the app */
@@ -145,6 +178,8 @@ typedef struct srv_app {
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;
     uint64_t            version;
+    struct { char id[SRV_ID_LEN + 1]; uint64_t version; } vstash[SRV_VSTASH]; /* sessions.c */
+    int                 vstash_next;
     /* the queue */
     pthread_mutex_t     q_mu;
     pthread_cond_t      q_cv;          /* work arrived / lane freed */
@@ -155,6 +190,7 @@ typedef struct srv_app {
         bool     used;
     }                   lanes[SRV_MAX_LANES];
     int                 rr;            /* next lane to look at */
+    uint64_t            n_cancels;     /* speculation cancelled by a queued job (q_mu) */
     /* speculation: sessions whose open fork may still be prefetched, most
      * recent first (worker-owned) */
     char                pf_sids[8][SRV_ID_LEN + 1];
@@ -168,6 +204,7 @@ typedef struct srv_app {
     pthread_mutex_t     adapters_mu;   /* guards cfg.lora_scale and cfg.steer_strength */
     srv_ws              ws[SRV_MAX_WS];
     int                 ws_next_no;
+    uint64_t            ws_dropped;    /* clients closed for falling behind (ws_mu) */
     /* HTTP */
     struct mg_context  *ctx;
     int                 port;          /* actual port */
@@ -231,6 +268,24 @@ void srv_ws_broadcast_state(srv_app *app, const char *sid, const char *state_jso
                             int n_candidates);
 /* Closes every client of a deleted session. */
 void srv_ws_drop_session(srv_app *app, const char *sid);
+
+/* reqparse.c: strict request bodies, pure functions (no connection), so
+ * they can be unit-tested and fuzzed. Each returns 0 or an HTTP status with
+ * a one-line message in err. */
+int  srv_json_prescan(const char *buf, size_t n, int max_depth, char *err, size_t cap);
+int  srv_check_fields(const void *cjson_obj, const char *const *allowed, char *err, size_t cap);
+int  srv_parse_body(const char *buf, size_t n, const char *const *allowed, bool empty_ok,
+                    void **out_cjson, char *err, size_t cap);
+const char *const *srv_action_fields(const char *action);
+/* Integer fields: 1 found, 0 absent, -1 present but not an integer in range. */
+int  srv_json_int_range(const void *cjson_obj, const char *name, double lo, double hi, int64_t *out);
+int  srv_json_int(const void *cjson_obj, const char *name, int64_t *out);  /* int32 */
+const char *srv_parse_expect(const void *cjson_obj, bool fork_id_too, srv_job *job);
+size_t srv_utf8_scrub(char *s, size_t n);
+/* An action (HTTP path word or WebSocket op) and its body into job; NULL or
+ * the 400 message (which may point into err). */
+const char *srv_parse_action(const char *action, const void *cjson_obj, const char *dflt_modality,
+                             srv_job *job, char **settings_out, char *err, size_t cap);
 
 /* util.c */
 char *srv_json_error(const char *msg);               /* {"error":msg}, malloc'd */

@@ -28,6 +28,23 @@ static srv_live *live_find(srv_app *app, const char *id)
     return NULL;
 }
 
+/* Remembers the version of a session leaving the engine, so that when it is
+ * restored (from the state saved at that very version) clients that send
+ * the version they saw are not told their view is stale. */
+static void stash_version(srv_app *app, const srv_live *l)
+{
+    int i = app->vstash_next++ % SRV_VSTASH;
+    snprintf(app->vstash[i].id, sizeof app->vstash[i].id, "%s", l->id);
+    app->vstash[i].version = l->version;
+}
+
+static uint64_t stashed_version(srv_app *app, const char *id)
+{
+    for (int i = 0; i < SRV_VSTASH; i++)
+        if (strcmp(app->vstash[i].id, id) == 0) return app->vstash[i].version;
+    return 0;
+}
+
 /* Frees the least recently used resident session other than keep.
  * Returns true when one was evicted. */
 static bool evict_lru(srv_app *app, const srv_live *keep)
@@ -41,6 +58,7 @@ static bool evict_lru(srv_app *app, const srv_live *keep)
     }
     if (!victim) return false;
     if (!app->cfg.quiet) fprintf(stderr, "forkpoint-serve: evicting session %s\n", victim->id);
+    stash_version(app, victim);
     fp_session_free(victim->s);
     memset(victim, 0, sizeof *victim);
     return true;
@@ -121,7 +139,8 @@ static srv_live *load(srv_app *app, srv_job *job)
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%s", title);
     l->created = created;
-    l->version = ++app->version;
+    l->version = stashed_version(app, l->id);
+    if (l->version == 0) l->version = ++app->version;
     touch(app, l);
     return l;
 }
@@ -144,6 +163,7 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
         if (app->prefs && fp_store_profile_save(app->log, app->cfg.profile, app->model_sha, app->prefs, &err) != FP_OK)
             fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);
     }
+    job->out_version = l->version;
     char *state = srv_state_json(app, l);
     if (!state) {
         job->status = 500;
@@ -288,8 +308,9 @@ static int evict_others(srv_app *app, const srv_live *keep)
 
 /* Frees one resident session without saving (its last committed state is
  * already in SQLite). */
-static void drop_live(srv_live *l)
+static void drop_live(srv_app *app, srv_live *l)
 {
+    stash_version(app, l);
     fp_session_free(l->s);
     memset(l, 0, sizeof *l);
 }
@@ -393,6 +414,39 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
     }
 }
 
+/* Why: two people (or a page and a switch) may both answer the same fork;
+ * a client that names the fork its action answers ("fork_id") or the state
+ * version it saw ("version") gets 409 with the current state when that is
+ * no longer what the session shows, instead of a decision it did not mean.
+ * Returns true when the job was answered so. */
+static bool stale(srv_app *app, srv_job *job, srv_live *l)
+{
+    const fp_fork *f = fp_session_fork(l->s);
+    char why[200] = "";
+    if (job->has_version && job->want_version != l->version)
+        snprintf(why, sizeof why, "stale: the session is at version %llu, not %llu",
+                 (unsigned long long)l->version, (unsigned long long)job->want_version);
+    else if (job->has_fork && !f)
+        snprintf(why, sizeof why, "stale: the session has ended, fork %d is not open", (int)job->want_fork);
+    else if (job->has_fork && f->id != job->want_fork)
+        snprintf(why, sizeof why, "stale: the open fork is %d, not %d", (int)f->id, (int)job->want_fork);
+    if (!why[0]) return false;
+    char *state = srv_state_json(app, l);
+    char *err = srv_json_error(why);
+    size_t n = (state ? strlen(state) : 4) + (err ? strlen(err) : 2) + 16;
+    char *body = state && err ? malloc(n) : NULL;
+    if (body) {
+        /* {"error":...,"state":{...}}: err is an object; splice state in */
+        size_t el = strlen(err);
+        snprintf(body, n, "%.*s,\"state\":%s}", (int)(el - 1), err, state);
+    }
+    free(state);
+    free(err);
+    job->status = body ? 409 : 500;
+    job->body = body ? body : srv_json_error("out of memory");
+    return true;
+}
+
 /* Decisions and navigation: the calls that change a session. When the
  * engine runs out of sequences or KV cells (shared by all sessions), the
  * other resident sessions are evicted, this one is reloaded from its last
@@ -400,6 +454,7 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
  * once; if it still fails the client gets 503 and may retry later. */
 static void job_change(srv_app *app, srv_job *job, srv_live *l)
 {
+    if (stale(app, job, l)) return;
     fp_error err = {0};
     bool replied = false;
     double t0 = srv_now_ms();
@@ -409,7 +464,7 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
         if (!app->cfg.quiet)
             fprintf(stderr, "forkpoint-serve: %s on %s: evicted other sessions, retrying\n",
                     fp_status_name(st), job->sid);
-        drop_live(l);
+        drop_live(app, l);
         if (!(l = load(app, job))) return;
         memset(&err, 0, sizeof err);
         t0 = srv_now_ms();
@@ -421,7 +476,7 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
             st == FP_ERR_NOMEM) {
             /* the call may have left the in-memory session half-changed:
              * reload it from SQLite on the next request */
-            drop_live(l);
+            drop_live(app, l);
         }
         if (st == FP_ERR_CAPACITY) {
             char msg[320];
@@ -450,7 +505,7 @@ static void job_adapters(srv_app *app, srv_job *job)
         st = fp_engine_set_steer(app->engine, app->steer, job->steer_strength, &err);
     if (st != FP_OK) {
         /* sessions may be half re-decoded: reload them from SQLite when next used */
-        for (int i = 0; i < app->cfg.max_live; i++) if (app->live[i].used) drop_live(&app->live[i]);
+        for (int i = 0; i < app->cfg.max_live; i++) if (app->live[i].used) drop_live(app, &app->live[i]);
         reply_fp_error(job, &err, st);
         return;
     }
@@ -485,6 +540,7 @@ void srv_exec(srv_app *app, srv_job *job)
     }
     srv_live *l = load(app, job);
     if (!l) return;
+    job->out_version = l->version;
     switch (job->kind) {
     case JOB_GET:
         reply_state(app, l, job, false);

@@ -126,7 +126,18 @@ static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
             cJSON_AddNumberToObject(fo, "text_offset", f ? f->text_offset : (double)start);
             cJSON_AddStringToObject(fo, "reason", fp_reason_name(p->reason));
             cJSON_AddStringToObject(fo, "choice", f ? fp_choice_name(f->choice) : "none");
-            cJSON_AddStringToObject(fo, "choice_text", f ? f->choice_text : "");
+            if (f) {
+                /* the core keeps FP_MAX_TEXT - 1 bytes: a cut may split a
+                 * character, so end on a character boundary */
+                char ct[FP_MAX_TEXT];
+                size_t cl = strnlen(f->choice_text, sizeof ct - 1);
+                if (cl == sizeof ct - 1) cl = fp_utf8_complete_prefix(f->choice_text, cl);
+                memcpy(ct, f->choice_text, cl);
+                ct[cl] = '\0';
+                cJSON_AddStringToObject(fo, "choice_text", ct);
+            } else {
+                cJSON_AddStringToObject(fo, "choice_text", "");
+            }
             cJSON_AddStringToObject(fo, "chooser", fp_chooser_name(f ? f->chooser : p->by));
             cJSON_AddNumberToObject(fo, "ms_to_choose", f ? round(fin(f->ms_to_choose)) : 0);
         }
@@ -189,6 +200,11 @@ char *srv_state_json(srv_app *app, const srv_live *l)
 
     char *out = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
+    /* Session text, candidates and previews are model bytes: a byte-level
+     * token may be half a character. Every emitted byte must be valid
+     * UTF-8, and offsets must keep counting bytes of the emitted text, so
+     * each stray byte becomes one '?' (see srv_utf8_scrub). */
+    if (out) srv_utf8_scrub(out, strlen(out));
     return out;
 }
 

@@ -102,55 +102,6 @@ double srv_now_ms(void)
     return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
-/* An integer field: 1 found, 0 absent, -1 present but not an int32. */
-int srv_json_int(const void *cjson_obj, const char *name, int64_t *out)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive((const cJSON *)cjson_obj, name);
-    if (!v) return 0;
-    if (!cJSON_IsNumber(v)) return -1;
-    double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) return -1;
-    *out = (int64_t)d;
-    return 1;
-}
-
-/* A choice as HTTP and WebSocket clients send it: "index", and either
- * "accept_preview" or "preview_upto". Fills job; returns an error text or NULL. */
-const char *srv_parse_choice(const void *cjson_obj, srv_job *job)
-{
-    const cJSON *j = cjson_obj;
-    int64_t v = 0;
-    const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "accept_preview");
-    job->kind = JOB_CHOOSE;
-    if (srv_json_int(j, "index", &v) != 1) return "\"index\" must be an integer";
-    if (ap && !cJSON_IsBool(ap)) return "\"accept_preview\" must be a boolean";
-    job->index = (int32_t)v;
-    job->flag = ap && cJSON_IsTrue(ap);
-    const int ru = srv_json_int(j, "preview_upto", &v);
-    if (ru < 0 || (ru == 1 && (v < 0 || v >= FP_MAX_TEXT))) return "\"preview_upto\" must be a byte offset into the preview";
-    if (ru == 1 && job->flag) return "give either \"accept_preview\" or \"preview_upto\", not both";
-    job->has_upto = ru == 1;
-    job->upto = (int32_t)v;
-    return NULL;
-}
-
-/* Reads the optional "modality" of a decision into out (default dflt).
- * Returns an error text for a value that is not 1-16 of [a-z0-9_-]. */
-const char *srv_modality(const void *cjson_obj, const char *dflt, char out[17])
-{
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive((const cJSON *)cjson_obj, "modality");
-    snprintf(out, 17, "%s", dflt);
-    if (!m) return NULL;
-    const char *v = cJSON_GetStringValue(m);
-    size_t n = v ? strlen(v) : 0;
-    if (n == 0 || n > 16) return "\"modality\" must be a short name such as mouse, touch, keyboard, dwell or switch";
-    for (size_t i = 0; i < n; i++)
-        if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '_' || v[i] == '-'))
-            return "\"modality\" may hold only a-z, 0-9, _ and -";
-    snprintf(out, 17, "%s", v);
-    return NULL;
-}
-
 void srv_adapters_json(srv_app *app, void *cjson_obj)
 {
     cJSON *o = cjson_obj;

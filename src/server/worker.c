@@ -62,6 +62,20 @@ static bool job_changes(srv_job_kind k)
     return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN;
 }
 
+/* Jobs that run the model. Why only these cancel speculation: a job that
+ * merely reads (a state, a list, a tree, "shown" after each paint) waits at
+ * most for the current speculative step to end, while cancelling would
+ * throw that step away and start it over after every repaint. */
+static bool job_decodes(srv_job_kind k)
+{
+    switch (k) {
+    case JOB_LIST: case JOB_GET: case JOB_TREE: case JOB_EVENTS: case JOB_SHOWN: case JOB_DELETE:
+        return false;
+    default:
+        return true;
+    }
+}
+
 /* The worker loop: run jobs until told to stop and the queue is drained.
  * Why drain: a handler thread blocked in srv_worker_submit must be woken. */
 static void *worker_main(void *arg)
@@ -87,6 +101,9 @@ static void *worker_main(void *arg)
         }
 
         srv_exec(app, j);
+        /* every byte leaving the server is valid UTF-8 (core text may hold
+         * byte-token fragments); one byte for one, so offsets hold */
+        if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
         if (job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
 
         pthread_mutex_lock(&app->q_mu);
@@ -115,6 +132,7 @@ int srv_worker_submit(srv_app *app, srv_job *job)
     job->status = 0;
     job->body = NULL;
     job->ctype = NULL;
+    job->out_version = 0;
     pthread_mutex_lock(&app->q_mu);
     int lane = -1;
     while (!app->stopping && (lane = lane_for(app, job->sid)) < 0)
@@ -129,8 +147,12 @@ int srv_worker_submit(srv_app *app, srv_job *job)
     else app->lanes[lane].head = job;
     app->lanes[lane].tail = job;
     pthread_cond_broadcast(&app->q_cv);
-    /* someone is waiting: stop any speculation within one decode step */
-    if (app->engine) fp_engine_cancel(app->engine);
+    /* a job that runs the model is waiting: stop any speculation within
+     * one decode step */
+    if (app->engine && job_decodes(job->kind)) {
+        fp_engine_cancel(app->engine);
+        app->n_cancels++;
+    }
     while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
     pthread_mutex_unlock(&app->q_mu);
     return 0;

@@ -2,9 +2,11 @@
 # tests/api/run.sh — API tests of forkpoint-serve against a real server process.
 #
 # Why a wrapper: tests/run.sh calls one script per suite; this one checks
-# that the binaries exist and runs the node test (node's fetch, sockets and
-# process control; no npm packages needed). The test prints a final
-# "N passed, N failed" line and exits non-zero on failure.
+# that the binaries exist and runs the node tests (node's fetch, sockets and
+# process control; no npm packages needed): api_test.mjs (the API as
+# documented) and hardening_test.mjs (hostile and ambiguous input). It
+# prints one final "N passed, N failed" line over both and exits non-zero
+# on failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -15,4 +17,16 @@ if [ ! -x "${FORKPOINT_SERVE:-$repo/build/asan/forkpoint-serve}" ] && [ ! -x "$r
   echo "api: forkpoint-serve is not built (make build/asan/forkpoint-serve build/release/ws_client)"
   echo "0 passed, 1 failed"; exit 1
 fi
-exec node "$here/api_test.mjs"
+total_p=0; total_f=0; rc=0
+for t in api_test.mjs hardening_test.mjs; do
+  out=$(node "$here/$t"); r=$?
+  echo "$out"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
+  if [ -z "$line" ]; then total_f=$((total_f+1)); rc=1; continue; fi
+  total_p=$((total_p + $(grep -oE '^[0-9]+' <<<"$line")))
+  total_f=$((total_f + $(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+')))
+  [ $r -ne 0 ] && rc=1
+done
+echo "api total: $total_p passed, $total_f failed"
+echo "$total_p passed, $total_f failed"
+exit $rc

@@ -414,8 +414,16 @@ async function main() {
   });
 
   /* ---- pointing into a preview: each preview word is a target */
-  const chooseBodies = [];
-  page.on('request', (r) => { if (/\/choose$/.test(r.url())) chooseBodies.push(JSON.parse(r.postData() || '{}')); });
+  const chooseBodies = [], chooseSeen = [];
+  page.on('request', (r) => {
+    if (!/\/choose$/.test(r.url())) return;
+    // the page names the fork and version it shows (a stale action gets 409)
+    const b = JSON.parse(r.postData() || '{}');
+    chooseSeen.push([typeof b.fork_id, typeof b.version]);
+    delete b.fork_id;
+    delete b.version;
+    chooseBodies.push(b);
+  });
   // the byte offset the page must send for word j of a candidate (what the server accepts)
   const wordStarts = (c) => {
     const out = [];
@@ -462,6 +470,7 @@ async function main() {
     await page.click(`#pv-${k}-1`);
     const st2 = await waitChange(st.version);
     eq(chooseBodies.slice(n0), [{ index: k, preview_upto: upto, modality: 'mouse' }], 'request body');
+    eq(chooseSeen.slice(n0), [['number', 'number']], 'fork_id and version sent');
     eq(st2.text, takenWith(st, c, upto), 'candidate and the preview words before the one clicked');
     assert(st2.fork, 'a fork is open');
     eq(st2.fork.reason, 'forced', 'the new fork is where the word was pointed at');

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# tests/browser/run.sh — Playwright tests of the page in Debian's chromium.
+# tests/browser/run.sh — Playwright tests of the page in Debian's chromium:
+# browser_test.mjs (the page) and crossorigin_test.mjs (pages from other
+# origins, and a rebinding name, must not drive the server).
 #
 # Why this wrapper: it installs playwright-core (pinned in package-lock.json,
 # into tests/browser/node_modules, git-ignored) on first use, checks that
@@ -17,4 +19,17 @@ if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) || fail "npm ci failed"
 fi
 mkdir -p "$repo/build/test-output"
-cd "$here" && exec node browser_test.mjs
+cd "$here" || fail "no $here"
+total_p=0; total_f=0; rc=0
+for t in browser_test.mjs crossorigin_test.mjs; do
+  out=$(node "$t"); r=$?
+  echo "$out"
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
+  if [ -z "$line" ]; then total_f=$((total_f+1)); rc=1; continue; fi
+  total_p=$((total_p + $(grep -oE '^[0-9]+' <<<"$line")))
+  total_f=$((total_f + $(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+')))
+  [ $r -ne 0 ] && rc=1
+done
+echo "browser total: $total_p passed, $total_f failed"
+echo "$total_p passed, $total_f failed"
+exit $rc
