@@ -204,11 +204,11 @@ typedef struct fp_candidate {
     bool    is_eog;                     /* the end-of-generation candidate */
     float   pref;                       /* P(the person picks it), from attached preferences; else = prob */
     /* The words of the preview, the units a person points at (computed once,
-     * here, for every front end): word w begins at byte preview_word_byte[w]
-     * of preview (white space, then non-space bytes) and, for taking it, at
-     * preview token preview_word_tok[w] (a word that begins inside a token
-     * snaps down to it; words that snap to the same token are one). Word 0
-     * begins at 0. */
+     * here, for every front end). A word is white space, then non-space
+     * bytes; word w begins at preview token preview_word_tok[w], which starts
+     * at byte preview_word_byte[w] of preview (a word that begins inside a
+     * token snaps down to it; words that snap to the same token are one).
+     * Word w shows preview[byte[w] .. byte[w+1]); word 0 begins at 0. */
     int32_t n_preview_words;
     uint8_t preview_word_tok[FP_MAX_PREVIEW];
     uint8_t preview_word_byte[FP_MAX_PREVIEW];

@@ -288,23 +288,19 @@
     return t || '·';
   }
 
-  /* The words of a candidate's preview, each a run of white space and the
-   * non-space characters after it, with upto = the UTF-8 byte offset where
-   * it starts, snapped down to the start of a preview token (preview_starts)
-   * because that is what the server accepts; words that snap to the same
-   * token are merged. */
+  /* The words of a candidate's preview as the core splits them
+   * (preview_words: the UTF-8 byte offset where each begins, the value the
+   * server takes as preview_upto); word j shows the bytes up to word j+1. */
   const utf8 = new TextEncoder();
+  const utf8d = new TextDecoder();
   function previewWords(c) {
     const words = [];
-    if (!c.preview || c.is_eog) return words;
-    const starts = Array.isArray(c.preview_starts) && c.preview_starts.length ? c.preview_starts : null;
-    const re = /\s*\S+/g;
-    let m;
-    while ((m = re.exec(c.preview))) {
-      let b = utf8.encode(c.preview.slice(0, m.index)).length;
-      if (starts) b = starts.reduce((acc, s0) => (s0 <= b && s0 > acc ? s0 : acc), 0);
-      if (words.length && words[words.length - 1].upto === b) words[words.length - 1].text += m[0];
-      else words.push({ text: m[0], upto: b });
+    if (!c.preview || c.is_eog || !Array.isArray(c.preview_words)) return words;
+    const bytes = utf8.encode(c.preview);
+    const at = c.preview_words;
+    for (let j = 0; j < at.length; j++) {
+      const end = j + 1 < at.length ? at[j + 1] : bytes.length;
+      words.push({ text: utf8d.decode(bytes.subarray(at[j], end)), upto: at[j] });
     }
     return words;
   }

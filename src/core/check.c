@@ -73,6 +73,8 @@ static bool check_forks(const fp_session *s, char *why, size_t cap) {
         const fp_fork_rec *f = &s->forks[s->open_fork];
         if (f->node != s->leaf) FAIL("the open fork %d stands on node %d, the leaf is %d", s->open_fork, f->node, s->leaf);
         if (f->pub.position != s->n_path) FAIL("the open fork is at %d, the path ends at %d", f->pub.position, s->n_path);
+        if ((size_t)f->pub.text_offset != s->text_len) FAIL("the open fork is at byte %d, the text ends at %zu", f->pub.text_offset, s->text_len);
+        if (s->text_complete != s->text_len) FAIL("a fork is open where the shown text does not end");
         if (f->pub.candidates != f->shown || f->pub.n_candidates != f->n_shown) FAIL("the open fork does not show its cloud");
     }
     for (int32_t i = 0; i < s->n_events; i++)

@@ -507,6 +507,11 @@ void fpi_preview_words(const fp_model *m, fp_candidate *c) {
     }
     const char *text = c->preview;
     if ((size_t)len != strlen(text)) len = (int32_t)strlen(text);
+    /* a word may only begin where the text taken before it ends on a whole
+     * character and not in the start of a control text */
+    char taken[FP_MAX_TEXT * 2];
+    size_t cl = strlen(c->text);
+    memcpy(taken, c->text, cl);
     int32_t n = 0;
     for (int32_t p = 0; p < len && n < FP_MAX_PREVIEW;) {
         int32_t q = p;                                     /* a word: white space, then non-space */
@@ -514,15 +519,18 @@ void fpi_preview_words(const fp_model *m, fp_candidate *c) {
         if (q == len) break;                               /* trailing white space is no word */
         int32_t t = 0;
         while (t + 1 < c->n_preview && tok_off[t + 1] <= p) t++;
-        if (n == 0 || c->preview_word_tok[n - 1] != t) {
+        memcpy(taken + cl, text, (size_t)tok_off[t]);
+        size_t tn = cl + (size_t)tok_off[t];
+        bool whole = fp_utf8_complete_prefix(taken, tn) == tn && fpi_control_suffix(m, taken, tn, NULL) == 0;
+        if (n == 0 || (c->preview_word_tok[n - 1] != t && whole)) {
             c->preview_word_tok[n] = (uint8_t)t;
-            c->preview_word_byte[n] = (uint8_t)(n == 0 ? 0 : p);
+            c->preview_word_byte[n] = (uint8_t)tok_off[t];
             n++;
         }
         while (q < len && !(text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
         p = q;
     }
-    if (n > 0) c->preview_word_tok[0] = 0;
+    if (n > 0) c->preview_word_tok[0] = 0, c->preview_word_byte[0] = 0;
     c->n_preview_words = n;
 }
 

@@ -92,7 +92,8 @@ int32_t   fpi_control_suffix(const fp_model *m, const char *text, size_t len, bo
  * text is always valid except perhaps for an unfinished last character,
  * which front ends never see (fp_utf8_complete_prefix holds it back). */
 /* True when tail (the unfinished end of a text, 0..3 bytes) followed by
- * piece is still valid UTF-8 but for an unfinished last character. */
+ * piece is still valid UTF-8 but for an unfinished last character, with no
+ * NUL byte (U+0000 would cut every C string and many JSON readers). */
 bool   fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n);
 /* Copies src into dst[cap], cut at a character boundary; returns the length. */
 size_t fpi_utf8_copy(char *dst, size_t cap, const char *src);

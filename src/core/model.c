@@ -99,7 +99,7 @@ static uint16_t classify(const struct llama_vocab *v, int32_t t, const char *p, 
     bool punct_only = i < n;
     for (int32_t j = i; j < n; j++) if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
     if (punct_only) f |= FP_TOK_PUNCT_ONLY;
-    if (fp_utf8_valid(p, (size_t)n)) f |= FP_TOK_UTF8;
+    if (fp_utf8_valid(p, (size_t)n) && !memchr(p, 0, (size_t)n)) f |= FP_TOK_UTF8; /* a NUL is no text */
     if (is_space(u[n - 1])) f |= FP_TOK_WORD_END; /* the word mark at the end (TinyStories-656K): a word ends here */
     for (int32_t j = 0; j < n; j++) {
         if (u[j] == '.' || u[j] == '!' || u[j] == '?' || u[j] == '\n') f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;

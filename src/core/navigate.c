@@ -116,6 +116,8 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     int32_t healed = fpi_heal_end(s); /* no fork inside the prompt's healed last word */
     if (p < healed) p = healed < s->n_path ? healed : s->n_path;
     if (p == s->n_path && s->state == FP_STATE_AT_FORK) return FP_OK; /* already open here */
+    if (p == s->n_path && s->text_complete < s->text_len)
+        return fpi_fail(err, FP_ERR_ARG, "the text ends inside a character: no fork can stand there");
     fork_at_undo u = { .leaf = s->leaf, .open_fork = s->open_fork, .n_forks = s->n_forks, .split_y = -1,
                        .split_z = -1, .after = -1, .state = s->state, .end_reason = s->end_reason };
     if (p < s->n_path) {

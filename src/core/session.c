@@ -661,6 +661,22 @@ fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_previe
     memcpy(toks + c->n_tokens, c->preview_tokens, sizeof(int32_t) * (size_t)n_preview);
     char text[FP_MAX_TEXT * 2];
     taken_text(s, c, n_preview, text, sizeof text);
+    /* the fork opens where the taken text ends: on a whole character, not in
+     * the start of a control text (a fork stands where the shown text ends) */
+    {
+        char all[FP_MAX_TEXT * 3];
+        size_t tl = 0, cl = strlen(c->text);
+        memcpy(all, c->text, cl);
+        tl = cl;
+        for (int32_t i = 0; i < n_preview; i++) {
+            int32_t pl;
+            const char *pc = fpi_piece(s->engine->model, c->preview_tokens[i], &pl);
+            if (tl + (size_t)pl < sizeof all) { memcpy(all + tl, pc, (size_t)pl); tl += (size_t)pl; }
+        }
+        if (fp_utf8_complete_prefix(all, tl) != tl || fpi_control_suffix(s->engine->model, all, tl, NULL) > 0)
+            return fpi_fail(err, FP_ERR_ARG, "%d preview tokens of candidate %d end inside a character: no fork can stand there",
+                            n_preview, index);
+    }
     fp_choice_kind kind = n_preview > 0 ? FP_CHOICE_INDEX_PREVIEW : FP_CHOICE_INDEX;
     st = decide(s, toks, c->n_tokens + n_preview, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, THEN_FORK, -1, err);
     fpi_check(s);

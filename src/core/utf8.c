@@ -68,6 +68,7 @@ static bool valid_prefix(const unsigned char *s, size_t len) {
 
 bool fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n) {
     unsigned char buf[4 + 512];
+    if (memchr(piece, 0, piece_n)) return false; /* U+0000 is no text: C strings and JSON clients cut at it */
     if (tail_n > 4) return false;
     if (tail_n + piece_n > sizeof buf) return fp_utf8_valid(piece, piece_n); /* no tail can be that long */
     memcpy(buf, tail, tail_n);

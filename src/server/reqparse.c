@@ -215,7 +215,7 @@ const char *srv_parse_expect(const void *cjson_obj, bool fork_id_too, srv_job *j
 
 /* Replaces every byte that is not part of a valid UTF-8 sequence with '?'.
  * Why one byte for one byte: byte offsets in the state document (tokens,
- * text_offset, preview_starts, goto offsets, preview_upto) stay exactly the
+ * text_offset, preview_words, goto offsets, preview_upto) stay exactly the
  * same in the emitted text, so nothing has to be remapped either way.
  * Why safe on whole JSON documents: cJSON writes bytes >= 0x80 unchanged
  * and the JSON syntax is ASCII, which is always valid. Returns how many

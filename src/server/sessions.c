@@ -339,24 +339,21 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
             return FP_ERR_ARG;
         }
         if (job->has_upto) {
-            /* pointing into the preview: the byte offset must start one of its tokens */
+            /* pointing into the preview: the byte offset must start one of its
+             * words (as the core splits them), or be its length (all of it) */
             const fp_candidate *c = &f->candidates[job->index];
-            int32_t n = -1, at = 0;
-            for (int32_t i = 0; i <= c->n_preview && !c->is_eog; i++) {
-                if (at == job->upto) { n = i; break; }
-                if (i == c->n_preview || at > job->upto) break;
-                char piece[FP_MAX_TEXT];
-                const int32_t pl = fp_token_piece(app->model, c->preview_tokens[i], piece, (int32_t)sizeof piece);
-                if (pl < 0) break;
-                at += pl;
-            }
-            if (n < 0) {
+            int32_t words = -1;
+            if (!c->is_eog && job->upto == (int64_t)strlen(c->preview)) words = c->n_preview_words;
+            for (int32_t w = 0; w < c->n_preview_words && words < 0; w++)
+                if (c->preview_word_byte[w] == job->upto) words = w;
+            if (!c->is_eog && c->n_preview_words == 0 && job->upto == 0) words = 0;
+            if (words < 0) {
                 job->status = 400;
-                job->body = srv_json_error("preview_upto is not where a token of the preview begins");
+                job->body = srv_json_error("preview_upto is not where a word of the preview begins (see preview_words)");
                 return FP_ERR_ARG;
             }
             *replied = false;
-            return fp_session_choose_until(s, job->index, n, FP_BY_HUMAN, err);
+            return fp_session_choose_words(s, job->index, words, FP_BY_HUMAN, err);
         }
         *replied = false;
         l->last_hit = fp_session_is_prefetched(s, job->index, job->flag);

@@ -34,9 +34,10 @@ static cJSON *uncertainty_json(const fp_uncertainty *u)
     return o;
 }
 
-/* The open fork with its candidates and their previews; preview_starts are
- * the byte offsets in each preview where one of its tokens begins (the
- * offsets preview_upto accepts), so a page can snap a word to them. */
+/* The open fork with its candidates and their previews; preview_words are
+ * the byte offsets in each preview where one of its words begins, as the
+ * core splits them (the offsets preview_upto accepts, with the preview's
+ * length for all of it). */
 static cJSON *fork_json(const fp_model *m, const fp_fork *f)
 {
     cJSON *o = cJSON_CreateObject();
@@ -57,15 +58,9 @@ static cJSON *fork_json(const fp_model *m, const fp_fork *f)
         cJSON_AddNumberToObject(co, "index", i);
         cJSON_AddStringToObject(co, "text", c->text);
         cJSON_AddStringToObject(co, "preview", c->preview);
-        cJSON *starts = cJSON_AddArrayToObject(co, "preview_starts");
-        int32_t at = 0;
-        char piece[FP_MAX_TEXT];
-        for (int32_t t = 0; starts && !c->is_eog && t < c->n_preview; t++) {
-            cJSON_AddItemToArray(starts, cJSON_CreateNumber(at));
-            const int32_t pl = fp_token_piece(m, c->preview_tokens[t], piece, (int32_t)sizeof piece);
-            if (pl < 0) break;
-            at += pl;
-        }
+        cJSON *words = cJSON_AddArrayToObject(co, "preview_words");
+        for (int32_t w = 0; words && w < c->n_preview_words; w++)
+            cJSON_AddItemToArray(words, cJSON_CreateNumber(c->preview_word_byte[w]));
         cJSON_AddNumberToObject(co, "prob", r4(c->prob));
         cJSON_AddNumberToObject(co, "pref", r4(c->pref));
         cJSON_AddNumberToObject(co, "n_tokens", c->n_tokens);
@@ -85,27 +80,23 @@ static const fp_fork *event_by_id(const fp_session *s, int32_t id)
     return NULL;
 }
 
-/* Per-token view of the generated text: byte offset and length in the text,
- * who chose it, its entropy and whether a fork stood there. The offsets are
- * rebuilt from token pieces after the prompt, clamped to the text, because
- * the core exposes text and tokens separately. */
+/* Per-token view of the generated text: byte offset and length in the text
+ * (the core's offsets: a token that finishes the prompt's last word, or the
+ * start of a character still to come, shows fewer bytes than its piece),
+ * who chose it, its entropy and whether a fork stood there. */
 static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
 {
     cJSON *arr = cJSON_CreateArray();
     if (!arr) return NULL;
-    const fp_model *m = fp_engine_model(app->engine);
-    size_t off = fp_session_prompt_len(s);
     size_t tlen = fp_session_text_len(s);
     int32_t n = fp_session_n_positions(s);
-    char piece[256];
     for (int32_t i = 0; i < n; i++) {
         const fp_position *p = fp_session_position(s, i);
         if (!p) break;
-        int32_t len = fp_token_piece(m, p->token, piece, (int32_t)sizeof piece);
-        if (len < 0) len = 0;
-        size_t start = off < tlen ? off : tlen;
-        size_t end = off + (size_t)len < tlen ? off + (size_t)len : tlen;
-        off += (size_t)len;
+        size_t start = fp_session_position_offset(s, i), end = fp_session_position_offset(s, i + 1);
+        if (start > tlen) start = tlen;
+        if (end > tlen) end = tlen;
+        if (end < start) end = start;
         cJSON *t = cJSON_CreateArray();
         if (!t) break;
         /* compact tuple: [offset, length, by, fork_id, entropy, reason] */
@@ -126,18 +117,8 @@ static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
             cJSON_AddNumberToObject(fo, "text_offset", f ? f->text_offset : (double)start);
             cJSON_AddStringToObject(fo, "reason", fp_reason_name(p->reason));
             cJSON_AddStringToObject(fo, "choice", f ? fp_choice_name(f->choice) : "none");
-            if (f) {
-                /* the core keeps FP_MAX_TEXT - 1 bytes: a cut may split a
-                 * character, so end on a character boundary */
-                char ct[FP_MAX_TEXT];
-                size_t cl = strnlen(f->choice_text, sizeof ct - 1);
-                if (cl == sizeof ct - 1) cl = fp_utf8_complete_prefix(f->choice_text, cl);
-                memcpy(ct, f->choice_text, cl);
-                ct[cl] = '\0';
-                cJSON_AddStringToObject(fo, "choice_text", ct);
-            } else {
-                cJSON_AddStringToObject(fo, "choice_text", "");
-            }
+            /* the core cuts choice_text on a character boundary */
+            cJSON_AddStringToObject(fo, "choice_text", f ? f->choice_text : "");
             cJSON_AddStringToObject(fo, "chooser", fp_chooser_name(f ? f->chooser : p->by));
             cJSON_AddNumberToObject(fo, "ms_to_choose", f ? round(fin(f->ms_to_choose)) : 0);
         }

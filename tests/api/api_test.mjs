@@ -285,18 +285,25 @@ async function main() {
     eq(r3.json.text, base.text + c.text + c.preview, 'the whole preview, then a fork');
     const r4 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
     eq(r4.json.text, base.text, 'undo again');
-    // preview_starts: where each preview token begins, every one a valid preview_upto
-    const ps = c.preview_starts;
-    assert(Array.isArray(ps) && ps.length > 0 && ps[0] === 0, `preview_starts: ${JSON.stringify(ps)}`);
-    assert(ps.every((v, j) => j === 0 || (v > ps[j - 1] && v < Buffer.byteLength(c.preview))), 'preview_starts grow inside the preview');
+    // preview_words: where each preview word begins (the core's split), every one a valid preview_upto
+    const ps = c.preview_words;
+    assert(Array.isArray(ps) && ps.length > 0 && ps[0] === 0, `preview_words: ${JSON.stringify(ps)}`);
+    assert(ps.every((v, j) => j === 0 || (v > ps[j - 1] && v < Buffer.byteLength(c.preview))), 'preview_words grow inside the preview');
+    const wordsIn = (Buffer.from(c.preview).toString().match(/\s*\S+/g) || []).length;
+    assert(ps.length >= 1 && ps.length <= wordsIn, `${ps.length} preview words for ${wordsIn} words of "${c.preview}"`);
     if (ps.length > 1) {
+      const inside = ps[1] + 1;
+      if (!ps.includes(inside) && inside !== Buffer.byteLength(c.preview)) {
+        const bad = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: inside });
+        eq(bad.status, 400, 'preview_upto inside a word is refused');
+      }
       const r5 = await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: idx, preview_upto: ps[1] });
       eq(r5.status, 200, 'status');
-      eq(r5.json.text, base.text + c.text + Buffer.from(c.preview).subarray(0, ps[1]).toString(), 'the first preview token, then a fork');
+      eq(r5.json.text, base.text + c.text + Buffer.from(c.preview).subarray(0, ps[1]).toString(), 'the first preview word, then a fork');
       const r6 = await http(srv, 'POST', `/api/sessions/${sid}/undo`, {});
       eq(r6.json.text, base.text, 'undo once more');
     }
-    for (const e of base.fork.candidates.filter((x) => x.is_eog)) eq(e.preview_starts, [], 'no preview starts for the end');
+    for (const e of base.fork.candidates.filter((x) => x.is_eog)) eq(e.preview_words, [], 'no preview words for the end');
   });
 
   await test('type {prefix} narrows the cloud, "" restores it', async () => {

@@ -505,9 +505,9 @@ async function main() {
           const tl = Buffer.byteLength(st.text);
           for (const t of st.tokens) assert(t[0] >= 0 && t[0] + t[1] <= tl, `token [${t[0]},${t[1]}] inside ${tl} bytes`);
           if (st.fork) {
-            assert(st.fork.text_offset <= tl, 'fork offset inside the text');
+            assert(st.fork.text_offset <= tl, `fork offset ${st.fork.text_offset} inside the text (${tl} bytes)`);
             for (const cd of st.fork.candidates)
-              for (const p of cd.preview_starts) assert(p <= Buffer.byteLength(cd.preview), 'preview_starts inside the preview');
+              for (const p of cd.preview_words) assert(p <= Buffer.byteLength(cd.preview), 'preview_words inside the preview');
           }
         }
         check(await http(s, 'GET', `/api/sessions/${st.id}`), 'get');

@@ -425,20 +425,10 @@ async function main() {
     chooseBodies.push(b);
   });
   // the byte offset the page must send for word j of a candidate (what the server accepts)
-  const wordStarts = (c) => {
-    const out = [];
-    const re = /\s*\S+/g;
-    let m;
-    while ((m = re.exec(c.preview))) {
-      const b0 = Buffer.byteLength(c.preview.slice(0, m.index));
-      const b = c.preview_starts.reduce((acc, s0) => (s0 <= b0 && s0 > acc ? s0 : acc), 0);
-      if (out[out.length - 1] !== b) out.push(b);
-    }
-    return out;
-  };
+  const wordStarts = (c) => (Array.isArray(c.preview_words) ? c.preview_words.slice() : []);
   const takenWith = (st, c, upto) => st.text + c.text + Buffer.from(c.preview).subarray(0, upto).toString();
   // the first candidate with at least `n` preview words
-  const withWords = (st, n) => st.fork.candidates.findIndex((c) => !c.is_eog && c.preview_starts && wordStarts(c).length >= n);
+  const withWords = (st, n) => st.fork.candidates.findIndex((c) => !c.is_eog && wordStarts(c).length >= n);
 
   await test('clicking a preview word takes the words before it and opens a fork there', async () => {
     await newStory('Once upon a time');
