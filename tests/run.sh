@@ -46,6 +46,7 @@ for t in build/asan/tests/test_*; do
   [ -x "$t" ] && run_suite "$(basename "$t")" "$t"
 done
 run_suite cli bash tests/cli/test_cli.sh build/asan/forkpoint "$MODELS"
+run_suite install bash tests/install/run.sh
 [ -x tests/api/run.sh ] && run_suite api bash tests/api/run.sh
 [ -x tests/browser/run.sh ] && run_suite browser bash tests/browser/run.sh
 
