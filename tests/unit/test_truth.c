@@ -12,6 +12,7 @@
  * the text that came, so a failure says what broke.
  */
 #include "forkpoint.h"
+#include "core/testing.h"
 #include "harness.h"
 
 #include <string.h>
@@ -97,7 +98,8 @@ static void run_model(const char *file, const char *name, truth_count *total) {
             walk(e, prompts[p], &st, 1 + p, &tc, label);
         }
     }
-    fprintf(stderr, "  %s: %d forks, %d compared, %d mismatches\n", name, tc.forks, tc.compared, tc.mismatches);
+    fprintf(stderr, "  %s: %d forks, %d compared, %d mismatches; %llu continuation tokens held to the plan against the trunk's own pick\n",
+            name, tc.forks, tc.compared, tc.mismatches, (unsigned long long)fpi_engine_plan_held(e));
     CHECKF(tc.mismatches == 0, "%s: %d of %d previews did not come true", name, tc.mismatches, tc.compared);
     total->forks += tc.forks;
     total->compared += tc.compared;
