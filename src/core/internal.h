@@ -143,7 +143,9 @@ int32_t fp_argmax(const float *v, int32_t n);
 typedef struct fp_fork_rec {
     fp_fork pub;              /* what front ends see; pub.candidates -> shown */
     int32_t node;             /* the fork stands at the end of this node */
-    float  *logits;           /* n_vocab logits at the fork position */
+    float  *logits;           /* n_vocab logits at the fork position; NULL when not in
+                                 memory (a restored fork): reopening decodes them again.
+                                 Invariant: the open fork's are always in memory. */
     fp_candidate *base;       /* the cloud as first computed (no prefix) */
     int32_t n_base;
     float   base_other;
@@ -277,6 +279,18 @@ fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_i
 
 /* Appends bytes to the session text (used when rebuilding). */
 fp_status fp_text_append(fp_session *s, const char *b, size_t n);
+
+/* json.c helpers shared with snapshot.c (saved sessions). fpi_json_exact
+ * switches the calling thread between exact floats (saving) and floats
+ * rounded for people (events, the tree). */
+struct cJSON;
+void          fpi_json_exact(bool on);
+void          fpi_json_text(struct cJSON *o, const char *key, const char *t, size_t n);
+struct cJSON *fpi_json_ints(const int32_t *v, int32_t n);
+struct cJSON *fpi_json_candidates(const fp_candidate *c, int32_t n);
+struct cJSON *fpi_json_fork(const fp_fork *f);
+struct cJSON *fpi_json_settings(const fp_settings *s);
+fp_status     fpi_settings_from_cjson(const struct cJSON *o, fp_settings *out, fp_error *err);
 
 /* Candidate copy helpers for the event log. */
 fp_candidate *fp_candidates_dup(const fp_candidate *c, int32_t n);

@@ -927,9 +927,16 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
 static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
     fpi_prefetch_clear(s);
     fp_cloud_drop_live(s);
-    fp_status st = fpi_set_path(s, f->node, false, err);
+    /* a restored fork has no logits in memory (snapshots do not store them):
+     * the trunk decodes its last token again and they are kept from now on */
+    fp_status st = fpi_set_path(s, f->node, f->logits == NULL, err);
     if (st != FP_OK) return st;
-    memcpy(s->cur_logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
+    if (!f->logits) {
+        if (!(f->logits = malloc(sizeof(float) * (size_t)s->n_vocab))) return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+        memcpy(f->logits, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
+    } else {
+        memcpy(s->cur_logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
+    }
     show_base(f);
     fpi_fork_show(s, f);
     return FP_OK;
