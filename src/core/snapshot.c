@@ -253,6 +253,9 @@ char *fp_session_save_changes(const fp_session *s, const fp_save_mark *m) {
     fpi_json_exact(true);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "change", 1);
+    /* what it follows: a change applied to another state is refused */
+    cJSON_AddNumberToObject(o, "from_nodes", m->n_nodes);
+    cJSON_AddNumberToObject(o, "from_forks", m->n_forks);
     cJSON_AddNumberToObject(o, "n_nodes", s->n_nodes);
     cJSON_AddNumberToObject(o, "n_forks", s->n_forks);
     cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
@@ -595,7 +598,12 @@ static bool apply_change(rd *r, cJSON *doc, vec *nodes, vec *forks, cJSON *event
     cJSON *ce = cJSON_GetObjectItemCaseSensitive(ch, "events");
     if (r->bad) goto out;
     if (!cJSON_IsArray(cn) || !cJSON_IsArray(cf) || !cJSON_IsArray(ce)) { rd_fail(r, "a change lacks nodes, forks or events"); goto out; }
-    if (from != cJSON_GetArraySize(events)) { rd_fail(r, "a change does not follow the one before"); goto out; }
+    int32_t from_nodes = (int32_t)rd_num(r, ch, "from_nodes", 0, 1e9), from_forks = (int32_t)rd_num(r, ch, "from_forks", 0, 1e9);
+    if (r->bad) goto out;
+    if (from != cJSON_GetArraySize(events) || from_nodes != nodes->n || from_forks != forks->n) {
+        rd_fail(r, "a change does not follow the one before");
+        goto out;
+    }
     while (cn->child) {
         cJSON *it = cJSON_DetachItemViaPointer(cn, cn->child);
         int32_t id = (int32_t)rd_num(r, it, "id", 0, 1e9);

@@ -155,12 +155,12 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
             step = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id);
         else if (step == SQLITE_DONE) step = SQLITE_MISMATCH;
     } else {
-        step = exec1(st, "INSERT INTO session_changes(session, seq, version, change) VALUES(?,?,?,?)", "tiit", ps->id,
-                     ps->seq + 1, (int64_t)version, doc);
-        if (step == SQLITE_DONE)
-            step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
-                         (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
+        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
+                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
         if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE)
+            step = exec1(st, "INSERT INTO session_changes(session, seq, version, change) VALUES(?,?,?,?)", "tiit", ps->id,
+                         ps->seq + 1, (int64_t)version, doc);
     }
     if (step == SQLITE_MISMATCH)
         rc = fpi_store_fail(err, FP_ERR_STATE, "session %s was changed or deleted by someone else", ps->id);
