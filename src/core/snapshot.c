@@ -502,10 +502,13 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
     if (!s->events) return rd_fail(r, "out of memory");
     s->cap_events = n_ev > 0 ? n_ev : 1;
     cJSON_ArrayForEach(j, events) {
-        fp_candidate *c = calloc(64, sizeof *c);
+        /* room for the event's own candidates only (an event is never narrowed again) */
+        int32_t nc = cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "candidates"));
+        if (nc > 64) return rd_fail(r, "too many candidates");
+        fp_candidate *c = calloc((size_t)(nc > 0 ? nc : 1), sizeof *c);
         if (!c) return rd_fail(r, "out of memory");
         s->events[s->n_events++].candidates = c;
-        rd_fork_pub(r, j, &s->events[s->n_events - 1], c, 64, false);
+        rd_fork_pub(r, j, &s->events[s->n_events - 1], c, nc > 0 ? nc : 1, false);
         if (r->bad) return false;
     }
     /* the current path and state */
