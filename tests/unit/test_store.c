@@ -418,7 +418,7 @@ static void test_old_database(void) {
         fp_decision_meta meta = { .session_id = line, .profile = "default", .model_sha256 = "x", .modality = "t" };
         CHECK(fp_store_session_write(st, ps, s, fp_store_version(st) + 1, &meta, NULL, &err) == FP_OK);
         char sql[200];
-        snprintf(sql, sizeof sql, "SELECT substr(snapshot, 1, 11) = '{\"format\":2' FROM sessions WHERE id = '%s'", line);
+        snprintf(sql, sizeof sql, "SELECT substr(snapshot, 1, 11) = '{\"format\":2' FROM sessions WHERE id = '%.64s'", line);
         CHECK(sql_int(db, sql) == 1);
         fp_store_session *ps2 = NULL;
         fp_session *x = fp_store_session_load(st, g_engine, line, &ps2, NULL, &err);
