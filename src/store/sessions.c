@@ -13,9 +13,14 @@
  * of snapshot (writes cost about twice what changed, amortised) and a load
  * reads at most about twice the snapshot.
  *
- * Invariants: sessions.seq is the last change written, sessions.snap_seq
- * the one the snapshot includes; session_changes holds exactly the seqs
- * snap_seq+1 .. seq of each session. A handle's seq equals its row's (a
+ * Every write updates the story's small `sessions` row (seq, version); the
+ * snapshot sits in `session_snapshots`, rewritten only when a snapshot is
+ * made (an UPDATE copies the whole record: a snapshot in the same row
+ * would be copied on every click).
+ *
+ * Invariants: sessions.seq is the last change written, session_snapshots.seq
+ * the one the snapshot includes (snap_seq); session_changes holds exactly
+ * the seqs snap_seq+1 .. seq of each session. A handle's seq equals its row's (a
  * write checks it, so a second writer is noticed instead of corrupting).
  * Every event of a stored story has its decision row (event = its number):
  * the rows are written in the transaction that stores the event.
@@ -117,9 +122,11 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
     fp_status rc = fpi_store_begin(st, err);
     if (rc == FP_OK) {
         double now = fpi_store_now();
-        if (exec1(st, "INSERT INTO sessions(id, title, created, updated, snapshot, version, snap_seq, seq)"
-                      " VALUES(?,?,?,?,?,?,0,0)", "ttiiti", ps->id, title ? title : "", created, (int64_t)now, doc,
-                  (int64_t)version) != SQLITE_DONE)
+        if (exec1(st, "INSERT INTO sessions(id, title, created, updated, version, seq) VALUES(?,?,?,?,?,0)", "ttiii",
+                  ps->id, title ? title : "", created, (int64_t)now, (int64_t)version) != SQLITE_DONE ||
+            exec1(st, "INSERT OR REPLACE INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)", "tt", ps->id, doc)
+                != SQLITE_DONE ||
+            exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) != SQLITE_DONE)
             rc = fpi_store_fail(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
         if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
         if (rc == FP_OK) rc = fpi_store_commit(st, err);
@@ -148,12 +155,14 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
     if (rc != FP_OK) { free(doc); return rc; }
     int step;
     if (snapshot) {
-        step = exec1(st, "UPDATE sessions SET snapshot = ?, version = ?, updated = ?, snap_seq = ?, seq = ?"
-                         " WHERE id = ? AND seq = ?", "tiiiiti", doc, (int64_t)version, now, ps->seq + 1, ps->seq + 1,
-                     ps->id, ps->seq);
-        if (step == SQLITE_DONE && sqlite3_changes(st->db) == 1)
-            step = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id);
-        else if (step == SQLITE_DONE) step = SQLITE_MISMATCH;
+        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
+                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
+        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE)
+            step = exec1(st, "UPDATE session_snapshots SET seq = ?, snapshot = ? WHERE session = ?", "itt", ps->seq + 1,
+                         doc, ps->id);
+        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE) step = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id);
     } else {
         step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
                      (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
@@ -193,7 +202,8 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
     int64_t seq = 0, snap_seq = 0, log_bytes = 0;
     fp_story_info row = {0};
     fp_status rc = FP_OK;
-    if (sqlite3_prepare_v2(st->db, "SELECT title, created, updated, snapshot, version, snap_seq, seq FROM sessions WHERE id = ?",
+    if (sqlite3_prepare_v2(st->db, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
+                                   " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?",
                            -1, &q, NULL) != SQLITE_OK) {
         rc = fpi_store_fail(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
         goto out;
@@ -276,7 +286,8 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
     if (rc != FP_OK) return rc;
     int a = exec1(st, "DELETE FROM sessions WHERE id = ?", "t", id);
     bool had = a == SQLITE_DONE && sqlite3_changes(st->db) > 0;
-    int b = a == SQLITE_DONE ? exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", id) : a;
+    int b = a == SQLITE_DONE ? exec1(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) : a;
+    if (b == SQLITE_DONE) b = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", id);
     if (b != SQLITE_DONE) {
         rc = fpi_store_fail(err, FP_ERR_IO, "cannot delete the session: %s", sqlite3_errmsg(st->db));
         fpi_store_rollback(st);

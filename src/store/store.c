@@ -67,19 +67,23 @@ static const char SCHEMA[] =
     " n_learned INTEGER NOT NULL,"
     " data BLOB NOT NULL,"
     " updated REAL NOT NULL);"
+    /* a story's small row is updated on every write; its snapshot (MBs for a
+     * long story) lives in a table of its own, so that update never copies it */
     "CREATE TABLE IF NOT EXISTS sessions("
     " id TEXT PRIMARY KEY,"
     " title TEXT NOT NULL,"
     " created INTEGER NOT NULL,"         /* unix seconds */
     " updated INTEGER NOT NULL,"
-    " snapshot TEXT NOT NULL,"           /* fp_session_save's document, as of change snap_seq */
-    " version INTEGER NOT NULL DEFAULT 0," /* the version of the last change */
-    " snap_seq INTEGER NOT NULL DEFAULT 0,"
+    " version INTEGER NOT NULL DEFAULT 0," /* the version of the last write */
     " seq INTEGER NOT NULL DEFAULT 0);"  /* the last change written */
     "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);"
+    "CREATE TABLE IF NOT EXISTS session_snapshots("
+    " session TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL,"             /* the change it includes */
+    " snapshot TEXT NOT NULL);"          /* fp_session_save's document */
     "CREATE TABLE IF NOT EXISTS session_changes("
     " session TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"             /* snap_seq < seq <= sessions.seq */
+    " seq INTEGER NOT NULL,"             /* session_snapshots.seq < seq <= sessions.seq */
     " version INTEGER NOT NULL,"
     " change TEXT NOT NULL,"             /* fp_session_save_changes's document */
     " PRIMARY KEY(session, seq)) WITHOUT ROWID;"
@@ -101,8 +105,9 @@ static int has_column(sqlite3 *db, const char *t, const char *c) {
 
 /* Brings the schema to SCHEMA_VERSION in one transaction. Version 0 -> 2:
  * decisions gain `event`; the server's sessions table (id, title, created,
- * updated, doc) keeps its rows, doc becoming the snapshot (a format 1
- * document, which fp_session_restore reads) with version 0 and no changes.
+ * updated, doc) keeps its rows, each doc moving to session_snapshots (a
+ * format 1 document, which fp_session_restore reads) with version 0 and no
+ * changes.
  * The version counter starts at the clock in milliseconds, where the old
  * server started its versions, so a page open across the upgrade sees them
  * go on growing. */
@@ -123,12 +128,12 @@ static int migrate(sqlite3 *db, char **msg) {
     }
     if (has_column(db, "decisions", "event") == 0)
         rc = sqlite3_exec(db, "ALTER TABLE decisions ADD COLUMN event INTEGER", NULL, NULL, msg);
-    if (rc == SQLITE_OK && has_column(db, "sessions", "doc") == 1 && has_column(db, "sessions", "snapshot") == 0)
-        rc = sqlite3_exec(db, "ALTER TABLE sessions RENAME COLUMN doc TO snapshot;"
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, msg); /* the tables that are missing */
+    if (rc == SQLITE_OK && has_column(db, "sessions", "doc") == 1)
+        rc = sqlite3_exec(db, "INSERT INTO session_snapshots(session, seq, snapshot) SELECT id, 0, doc FROM sessions;"
+                              "ALTER TABLE sessions DROP COLUMN doc;"
                               "ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
-                              "ALTER TABLE sessions ADD COLUMN snap_seq INTEGER NOT NULL DEFAULT 0;"
                               "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;", NULL, NULL, msg);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, msg);
     if (rc == SQLITE_OK) {
         char sql[160];
         snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO counters(name, value) VALUES('version', %lld);"
@@ -159,7 +164,8 @@ fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
         rc = sqlite3_exec(db, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
                               " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
                               "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
-                              "SELECT id, title, created, updated, snapshot, version, snap_seq, seq FROM sessions LIMIT 0;"
+                              "SELECT id, title, created, updated, version, seq FROM sessions LIMIT 0;"
+                              "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
                               "SELECT session, seq, version, change FROM session_changes LIMIT 0;", NULL, NULL, &msg);
     }
     if (rc != SQLITE_OK) {

@@ -281,7 +281,7 @@ static void test_story(void) {
             (long long)stats.writes, (long long)stats.snapshots, (long long)stats.total_bytes, (long long)max_change);
     CHECK(every_event_logged(db, meta.session_id, fp_session_n_events(s)));
     /* the changes kept are exactly those after the snapshot */
-    CHECK(sql_int(db, "SELECT count(*) FROM session_changes") == sql_int(db, "SELECT seq - snap_seq FROM sessions"));
+    CHECK(sql_int(db, "SELECT count(*) FROM session_changes") == sql_int(db, "SELECT s.seq - p.seq FROM sessions s JOIN session_snapshots p ON p.session = s.id"));
     CHECK(sql_int(db, "SELECT version FROM sessions") == (int64_t)v);
     char *live = fp_session_save(s);
     fp_store_session *ps2 = NULL;
@@ -418,7 +418,7 @@ static void test_old_database(void) {
         fp_decision_meta meta = { .session_id = line, .profile = "default", .model_sha256 = "x", .modality = "t" };
         CHECK(fp_store_session_write(st, ps, s, fp_store_version(st) + 1, &meta, NULL, &err) == FP_OK);
         char sql[200];
-        snprintf(sql, sizeof sql, "SELECT substr(snapshot, 1, 11) = '{\"format\":2' FROM sessions WHERE id = '%.64s'", line);
+        snprintf(sql, sizeof sql, "SELECT substr(snapshot, 1, 11) = '{\"format\":2' FROM session_snapshots WHERE session = '%.64s'", line);
         CHECK(sql_int(db, sql) == 1);
         fp_store_session *ps2 = NULL;
         fp_session *x = fp_store_session_load(st, g_engine, line, &ps2, NULL, &err);
