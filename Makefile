@@ -1,7 +1,9 @@
 # Forkpoint build. `make run` and `make test` do all set-up on a fresh Debian 12.
 #
-# Layout:  src/core  -> libforkpoint.a (the library, one header include/forkpoint.h)
+# Layout:  src/core  -> libforkpoint.a (the library: include/forkpoint.h, the
+#                       writing core, and include/forkpoint_learn.h, learning)
 #          src/store -> libforkpoint_store.a (decision log and profiles in SQLite)
+#          src/fetch -> libforkpoint_fetch.a (the default model: find, download; libcurl)
 #          src/cli   -> forkpoint (terminal front end and subcommands)
 #          mk/*.mk   -> further front ends (server, benchmarks) plug in here
 # Two builds: build/release (optimised) and build/asan (ASan + UBSan, for tests).
@@ -17,7 +19,7 @@ ARGS     ?=
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wformat=2 -Wvla
 CPPFLAGS := -Iinclude -Isrc -I$(LLAMA_PREFIX)/include -D_GNU_SOURCE
 CFLAGS_release := -std=c11 -O2 -g $(WARN)
-CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -DFP_CHECKS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS_asan   := -fsanitize=address,undefined
 
 LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libggml.a) \
@@ -26,10 +28,12 @@ SYS_LIBS   := -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
 
 CORE_SRC  := $(wildcard src/core/*.c)
 STORE_SRC := $(wildcard src/store/*.c)
+FETCH_SRC := $(wildcard src/fetch/*.c)
 CLI_SRC   := $(wildcard src/cli/*.c)
 
 core_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CORE_SRC))
 store_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(STORE_SRC))
+fetch_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(FETCH_SRC))
 cli_objs  = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(CLI_SRC))
 
 .PHONY: all run test deps setup clean bench
@@ -47,7 +51,7 @@ deps: $(BUILD)/.setup $(BUILD)/llama.mk
 
 # ---- objects and binaries, for each flavour
 define flavour
-$(BUILD)/$(1)/%.o: src/%.c include/forkpoint.h include/forkpoint_store.h $(wildcard src/core/*.h) $(BUILD)/llama.mk
+$(BUILD)/$(1)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/core/*.h) $(BUILD)/llama.mk
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
 $(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
@@ -56,7 +60,10 @@ $(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
 $(BUILD)/$(1)/libforkpoint_store.a: $(call store_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
-$(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint.a
+$(BUILD)/$(1)/libforkpoint_fetch.a: $(call fetch_objs,$(1))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint_fetch.a $(BUILD)/$(1)/libforkpoint.a
 	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) -lsqlite3 $$(SYS_LIBS)
 endef
 $(eval $(call flavour,release))
@@ -67,9 +74,9 @@ $(eval $(call flavour,asan))
 # ---- tests: unit programs (one per file in tests/unit), linked against the ASan build
 UNIT_SRC  := $(wildcard tests/unit/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
-$(BUILD)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a
+$(BUILD)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint_fetch.a $(BUILD)/asan/libforkpoint.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint_fetch.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 
 TEST_BINS := $(UNIT_BINS) $(BUILD)/asan/forkpoint $(BUILD)/release/forkpoint
 

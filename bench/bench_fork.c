@@ -45,6 +45,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "core/testing.h"
 #include "forkpoint.h"
 #include "llama.h"
 
@@ -99,12 +100,12 @@ typedef struct run {
  * "the current fork is recomputed"). The decode counters show the work. */
 static run time_library(fp_session *s, fp_engine *e, const fp_settings *set, fp_error *err) {
     run r = {0};
-    const uint64_t c0 = fp_engine_decode_calls(e), t0 = fp_engine_decoded_tokens(e);
+    const uint64_t c0 = fpi_engine_decode_calls(e), t0 = fpi_engine_decoded_tokens(e);
     const double start = bench_now_ms();
     const fp_status st = fp_session_set_settings(s, set, err);
     r.ms = bench_now_ms() - start;
-    r.calls = fp_engine_decode_calls(e) - c0;
-    r.tokens = fp_engine_decoded_tokens(e) - t0;
+    r.calls = fpi_engine_decode_calls(e) - c0;
+    r.tokens = fpi_engine_decoded_tokens(e) - t0;
     r.ok = st == FP_OK && fp_session_state(s) == FP_STATE_AT_FORK;
     return r;
 }
@@ -349,13 +350,13 @@ int main(int argc, char **argv) {
     /* fp_session_fork_at at the end of the text finds the fork already open
      * there and returns it as it is; recorded here, not used for (a). */
     {
-        const uint64_t t0 = fp_engine_decoded_tokens(engine);
+        const uint64_t t0 = fpi_engine_decoded_tokens(engine);
         const double start = bench_now_ms();
         const fp_status st = fp_session_fork_at(s, fp_session_text_len(s), &err);
         printf("fp_session_fork_at(end of text) on the open fork: %s, %.3f ms, %llu tokens decoded "
                "(no recomputation; (a) uses fp_session_set_settings)\n",
                fp_status_name(st), bench_now_ms() - start,
-               (unsigned long long)(fp_engine_decoded_tokens(engine) - t0));
+               (unsigned long long)(fpi_engine_decoded_tokens(engine) - t0));
     }
     fflush(stdout);
 

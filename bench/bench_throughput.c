@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "core/testing.h"
 #include "forkpoint.h"
 #include "llama.h"
 
@@ -77,7 +78,7 @@ static run time_library(fp_engine *e, const char *prompt, const fp_settings *set
                         int32_t *out, int32_t cap, char *end_reason, size_t end_cap) {
     run r = {0};
     fp_error err = {0};
-    const uint64_t c0 = fp_engine_decode_calls(e), t0 = fp_engine_decoded_tokens(e);
+    const uint64_t c0 = fpi_engine_decode_calls(e), t0 = fpi_engine_decoded_tokens(e);
     const double start = bench_now_ms();
     fp_session *s = fp_session_new(e, prompt, set, &err);
     r.ms = bench_now_ms() - start;
@@ -86,8 +87,8 @@ static run time_library(fp_engine *e, const char *prompt, const fp_settings *set
         fprintf(stderr, "bench_throughput: the session stopped at a fork although fork detection is off\n");
         exit(1);
     }
-    r.calls = fp_engine_decode_calls(e) - c0;
-    r.tokens = fp_engine_decoded_tokens(e) - t0;
+    r.calls = fpi_engine_decode_calls(e) - c0;
+    r.tokens = fpi_engine_decoded_tokens(e) - t0;
     r.generated = fp_session_n_positions(s);
     for (int32_t i = 0; i < r.generated && i < cap; i++) out[i] = fp_session_position(s, i)->token;
     snprintf(end_reason, end_cap, "%s", fp_session_end_reason(s));

@@ -7,6 +7,7 @@
  * with no tricks that the library could not use too.
  */
 #include "bench_util.h"
+#include "forkpoint_fetch.h"
 
 #include <math.h>
 #include <stdio.h>

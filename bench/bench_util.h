@@ -14,6 +14,8 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
+#include "core/testing.h"
 #include "llama.h"
 
 /* Monotonic wall clock in milliseconds. */
@@ -73,7 +75,7 @@ typedef struct bench_raw {
     int32_t n_vocab;
     struct llama_batch batch;    /* room for n_batch tokens, one seq id each */
     int32_t n_batch;
-    uint64_t decode_calls;       /* counted like fp_engine_decode_calls */
+    uint64_t decode_calls;       /* counted like fpi_engine_decode_calls */
     uint64_t decoded_tokens;
     uint8_t *tok_kind;           /* [n_vocab] BENCH_TOK_* flags */
 } bench_raw;

@@ -1,5 +1,9 @@
 /*
- * forkpoint.h — the one public header of the Forkpoint core library.
+ * forkpoint.h — the writing core of the Forkpoint library: models, the
+ * engine, sessions, forks and decisions. Learning from decisions
+ * (preferences, steering vectors, LoRA adapters, judging them) is in
+ * forkpoint_learn.h; the decision log in forkpoint_store.h; finding the
+ * default model in forkpoint_fetch.h.
  *
  * Forkpoint turns text generation into a sequence of automatic runs and
  * human-decided forks. The model continues by itself while it is confident;
@@ -100,22 +104,6 @@ int32_t fp_token_piece(const fp_model *model, int32_t token, char *out, int32_t 
 int32_t fp_detokenize(const fp_model *model, const int32_t *tokens, int32_t n,
                       char *out, int32_t cap);
 
-/* The stories260K default model, resolved in this order:
- *   1. explicit  (a --model flag; may be NULL)
- *   2. $FORKPOINT_MODEL
- *   3. the cache: ${FORKPOINT_CACHE:-${XDG_CACHE_HOME:-~/.cache}/forkpoint}/models/stories260K.gguf
- *   4. ../shared/models/stories260K.gguf beside the project root
- *   5. a download from its public URL into the cache.
- * The default file (3-5) is checked against its sha256 every time; an
- * explicit or $FORKPOINT_MODEL path is the user's own file and is not.
- * Writes the path into out. */
-fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t cap,
-                                   fp_error *err);
-
-#define FP_DEFAULT_MODEL_SHA256 "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
-#define FP_DEFAULT_MODEL_URL \
-    "https://huggingface.co/ggml-org/models/resolve/main/tinyllamas/stories260K.gguf"
-
 /* SHA-256 of a file as 64 lowercase hex characters plus NUL. */
 fp_status fp_sha256_file(const char *path, char out_hex[65], fp_error *err);
 
@@ -125,7 +113,7 @@ typedef struct fp_engine fp_engine;
 
 typedef struct fp_engine_params {
     uint32_t n_ctx;         /* KV cells shared by all sequences; 0 = model's training context (max 4096) */
-    uint32_t n_seq_max;     /* sequences in the context (1..256); default 64 */
+    uint32_t n_seq_max;     /* sequences in the context (2..256); default 64 */
     int32_t  n_threads;     /* 0 = all online CPUs (1 for models under 100M parameters) */
 } fp_engine_params;
 
@@ -136,10 +124,6 @@ void       fp_engine_free(fp_engine *engine);
 
 const fp_model *fp_engine_model(const fp_engine *engine);
 uint32_t        fp_engine_n_ctx(const fp_engine *engine);
-/* Number of llama_decode calls made so far (tests use it to prove that no
- * accepted token is decoded twice), and the number of tokens they carried. */
-uint64_t fp_engine_decode_calls(const fp_engine *engine);
-uint64_t fp_engine_decoded_tokens(const fp_engine *engine);
 
 /* --------------------------------------------------------------- settings */
 
@@ -162,7 +146,7 @@ typedef struct fp_settings {
     /* the cloud */
     int32_t        k;             /* candidates shown at a fork (1..64), default 8 */
     fp_granularity granularity;
-    int32_t        beam_width;    /* open token paths while growing words (k..64), default 2k */
+    int32_t        beam_width;    /* open token paths while growing words (k..64), default 16 */
     int32_t        max_word_tokens; /* longest word in tokens, default 6 */
     int32_t        lookahead;     /* preview length L in tokens (0..64), default 8 */
 
@@ -219,6 +203,15 @@ typedef struct fp_candidate {
     int32_t n_preview;
     bool    is_eog;                     /* the end-of-generation candidate */
     float   pref;                       /* P(the person picks it), from attached preferences; else = prob */
+    /* The words of the preview, the units a person points at (computed once,
+     * here, for every front end): word w begins at byte preview_word_byte[w]
+     * of preview (white space, then non-space bytes) and, for taking it, at
+     * preview token preview_word_tok[w] (a word that begins inside a token
+     * snaps down to it; words that snap to the same token are one). Word 0
+     * begins at 0. */
+    int32_t n_preview_words;
+    uint8_t preview_word_tok[FP_MAX_PREVIEW];
+    uint8_t preview_word_byte[FP_MAX_PREVIEW];
 } fp_candidate;
 
 typedef enum fp_chooser { FP_BY_AUTO = 0, FP_BY_HUMAN, FP_BY_SCRIPT } fp_chooser;
@@ -300,6 +293,11 @@ fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview,
  * began. A front end offers it by making each word of a shown preview
  * clickable. FP_ERR_ARG for the end-of-text candidate or a count out of range. */
 fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_preview,
+                                  fp_chooser by, fp_error *err);
+/* The same, counted in preview words (0..n_preview_words): the candidate
+ * with its first n_words words, then a fork where word n_words begins (or,
+ * for all of them, right after the preview). */
+fp_status fp_session_choose_words(fp_session *s, int32_t index, int32_t n_words,
                                   fp_chooser by, fp_error *err);
 /* Lets the model pick (the top candidate, as automatic continuation would). */
 fp_status fp_session_continue(fp_session *s, fp_chooser by, fp_error *err);
@@ -416,149 +414,6 @@ fp_session   *fp_session_restore_log(fp_engine *engine, const char *snapshot,
  * present; unknown fields or wrong types give FP_ERR_ARG. */
 char     *fp_settings_to_json(const fp_settings *s);
 fp_status fp_settings_from_json(const char *json, fp_settings *out, fp_error *err);
-
-/* ---------------------------------------------------------- preferences */
-
-/* What a person tends to choose, learned from their decisions: a softmax
- * (Bradley-Terry) model over each fork's candidates, with the model's own
- * log-probability, the word itself, its neighbours and its kind as features,
- * plus a per-token logit bias. Trained online, test-then-train. */
-typedef struct fp_prefs fp_prefs;
-
-fp_prefs *fp_prefs_new(int32_t n_vocab);
-void      fp_prefs_free(fp_prefs *p);
-/* P(pick) of each candidate of f given the text before the fork; writes
- * f->n_candidates values (summing to 1). */
-void      fp_prefs_predict(const fp_prefs *p, const char *context, size_t context_len,
-                           const fp_fork *f, float *out);
-/* Learns from one decided fork. Returns the probability the model gave the
- * chosen candidate before the update, or -1 when the fork teaches nothing
- * (typed text that matches no candidate, an automatic decision). */
-float     fp_prefs_learn(fp_prefs *p, const char *context, size_t context_len, const fp_fork *f);
-int64_t   fp_prefs_n_learned(const fp_prefs *p);
-int32_t   fp_prefs_n_vocab(const fp_prefs *p);
-
-/* Auto-resolution: a fork whose top preference reaches the threshold is
- * decided without asking. The threshold is calibrated on the person's own
- * history (the lowest confidence at which past top picks were right at
- * least `precision` of the time) and every undone automatic decision pushes
- * it up. Returns 2 (never) until enough history exists. */
-void      fp_prefs_set_auto(fp_prefs *p, bool enabled, float precision);
-float     fp_prefs_auto_threshold(const fp_prefs *p);
-void      fp_prefs_note_undo(fp_prefs *p);   /* an automatic decision was undone */
-/* Binary form for storage; malloc'd. Loading checks the format. */
-void     *fp_prefs_save(const fp_prefs *p, size_t *len);
-fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);
-
-/* Attaches preferences to a session (NULL detaches; the session borrows p,
- * whose vocabulary must match the model's): clouds are ordered by pref, the
- * person's decisions train p, automatic continuation gets p's logit bias,
- * and auto-resolution (if enabled) decides confident forks by itself. */
-fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err);
-
-/* ------------------------------------------------------- steering vectors */
-
-/* A direction per layer that points from what a person rejected toward
- * what they chose (mean hidden state after context+chosen minus after
- * context+rejected, read at each layer's output). */
-typedef struct fp_steer fp_steer;
-typedef struct fp_steer_pair {
-    const int32_t *context;  int32_t n_context;   /* tokens before the fork (with BOS) */
-    const int32_t *chosen;   int32_t n_chosen;
-    const int32_t *rejected; int32_t n_rejected;
-} fp_steer_pair;
-
-fp_steer *fp_steer_compute(fp_model *model, const fp_steer_pair *pairs, int32_t n, int32_t n_threads, fp_error *err);
-void      fp_steer_free(fp_steer *v);
-/* Applies strength * v to every layer output of the engine's context
- * (NULL or 0 removes it). Every session's path is decoded again and its open
- * fork recomputed, so nothing stale is scored. */
-fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err);
-/* Steering vectors as files: llama.cpp's control-vector GGUF ("direction.L"
- * per layer, as llama-cli --control-vector reads), with the strength to use
- * it at. Saving is atomic. Loading checks the layers and width against the
- * model (FP_ERR_MODEL) and gives the stored strength (1 if none). */
-fp_status fp_steer_save(const fp_steer *v, const fp_model *m, const char *path, float strength, fp_error *err);
-fp_steer *fp_steer_load(const fp_model *m, const char *path, float *strength, fp_error *err);
-/* log p(tokens | context) under the engine's current adapters. */
-fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t n_context,
-                            const int32_t *tokens, int32_t n, double *out, fp_error *err);
-
-/* ---------------------------------------------------------- LoRA adapters */
-
-/* One thing a person wrote: the tokens before a fork and what they chose
- * there (the chosen word, and its preview when they accepted that too). */
-typedef struct fp_lora_example {
-    const int32_t *context; int32_t n_context;   /* may start with BOS */
-    const int32_t *chosen;  int32_t n_chosen;
-} fp_lora_example;
-
-typedef struct fp_lora_params {
-    int32_t rank;          /* r of A (r x n_in) and B (n_out x r); default 8 */
-    float   alpha;         /* the adapter's scale is alpha / rank; default 8 */
-    int32_t epochs;        /* at most this many passes over the windows; default 8 */
-    float   learning_rate; /* AdamW, in (0, 1e-3]; default 1e-3 */
-    int32_t stride;        /* tokens between window starts; default 256 (no overlap) */
-    float   validation;    /* share of windows (the newest) kept out of training to pick
-                              the epoch whose weights are written; default 0.2 */
-    int32_t context_tail;  /* each choice trains with its sentence: at most this many
-                              tokens before and after it; default 32
-                              (0 = whole texts: mostly the text between forks) */
-    int32_t n_threads;
-    uint32_t seed;         /* initial A and window order */
-    const char *resume;    /* go on training this adapter file (NULL: a fresh one) */
-} fp_lora_params;
-
-typedef struct fp_lora_report {
-    int64_t n_tokens;      /* tokens in the packed training text */
-    int32_t n_windows;     /* training windows of llama_n_ctx() tokens */
-    int32_t n_val_windows; /* validation windows (never trained on) */
-    int32_t best_epoch;    /* the epoch whose weights were written */
-    double  val_first, val_best;     /* validation loss after the first and the kept epoch */
-    int32_t n_tensors;     /* adapter matrices trained */
-    int32_t epochs;        /* epochs run */
-    double  loss_first, loss_last;   /* mean cross-entropy of the first and last epoch */
-} fp_lora_report;
-
-fp_lora_params fp_lora_default_params(void);
-
-/* Trains a LoRA adapter on the examples (the last block's attention output
- * and feed-forward weights and the output matrix of an F32 model) and writes
- * it to out_path as a GGUF that llama_adapter_lora_init loads. out_path is
- * replaced atomically and only on success: FP_ERR_DIVERGED (a non-finite loss
- * or weight) leaves any adapter already there untouched. rep may be NULL. */
-fp_status fp_lora_train(const fp_model *model, const fp_lora_example *ex, int32_t n, const fp_lora_params *params,
-                        const char *out_path, fp_lora_report *rep, fp_error *err);
-
-/* How well the engine's current adapters fit a person's decisions: the mean
- * log p(chosen) - log p(rejected) over the pairs that have both, and the mean
- * log p per token of the person's own text (the last 16 tokens of each
- * context), which shows whether an adapter still writes fluently. */
-typedef struct fp_pair_score { double margin, text_logp; int32_t n_pairs; } fp_pair_score;
-fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_t n, fp_pair_score *out, fp_error *err);
-
-/* The scale (0.5, 1, 2 or 4) to use the adapter at: the largest margin on the
- * pairs among the scales that keep the text's log p per token within
- * FP_LORA_FLUENCY_SLACK nats of the base model's (0.5 when none does). The
- * engine is left without adapter. at_scale (may be NULL) gets its score. */
-#define FP_LORA_FLUENCY_SLACK 0.1
-fp_status fp_lora_pick_scale(fp_engine *e, const char *path, const fp_steer_pair *pairs, int32_t n, float *scale,
-                             fp_pair_score *at_scale, fp_error *err);
-
-/* The same for a steering vector, among strengths 0.25, 0.5, 1, 2, 4. */
-fp_status fp_steer_pick_strength(fp_engine *e, const fp_steer *v, const fp_steer_pair *pairs, int32_t n,
-                                 float *strength, fp_pair_score *at, fp_error *err);
-
-/* The scale an adapter file recommends (written by fp_lora_set_scale_hint;
- * `forkpoint learn` picks it on the training decisions), else 1. */
-float     fp_lora_scale_hint(const char *path);
-/* Records the recommended scale in the adapter file (rewritten atomically). */
-fp_status fp_lora_set_scale_hint(const char *path, float scale, fp_error *err);
-
-/* Applies the adapter at path to the engine at `scale` (path NULL or scale 0
- * removes it). Every session's path is decoded again and its open fork
- * recomputed, so nothing stale is scored. */
-fp_status fp_engine_set_lora(fp_engine *e, const char *path, float scale, fp_error *err);
 
 /* ------------------------------------------------------------ utilities */
 

@@ -18,6 +18,7 @@
 #define FORKPOINT_STORE_H
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 #include <stdio.h>
 
 #ifdef __cplusplus

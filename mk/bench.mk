@@ -62,7 +62,7 @@ $(BENCH_DIR)/gen_model: $(BENCH_DIR)/gen_model.o
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
 $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
-		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint.a
+		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
 # bench_serve is an HTTP client of forkpoint-serve: libcurl and cJSON only,
@@ -80,7 +80,7 @@ bench-textentry: deps
 	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
 
 $(BENCH_DIR)/bench_textentry: $(BENCH_DIR)/bench_textentry.o $(BENCH_DIR)/bench_util.o \
-		$(BUILD)/release/libforkpoint.a
+		$(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
 # ---- bench_learning: simulated users with hidden tastes; does the learned
@@ -92,7 +92,7 @@ bench-learning: deps
 	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
 
 $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_util.o \
-		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
+		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 
 # ---- bench_persist: saving a story per click, old full rewrite vs append-only
@@ -103,7 +103,7 @@ bench-persist: deps
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
 	$(BENCH_DIR)/bench_persist $(BENCH_PERSIST_ARGS)
 
-$(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util.o \
+$(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a \
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 

@@ -21,10 +21,10 @@ $(BUILD)/gen/web_assets.c: $(WEB_FILES) $(BUILD)/tools/embed_tool
 	$(BUILD)/tools/embed_tool $@ $(WEB_FILES)
 
 define server_flavour
-$(BUILD)/$(1)/gen/web_assets.o: $(BUILD)/gen/web_assets.c src/server/serve.h include/forkpoint.h
+$(BUILD)/$(1)/gen/web_assets.o: $(BUILD)/gen/web_assets.c src/server/serve.h $(wildcard include/*.h)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -c $$< -o $$@
-$(BUILD)/$(1)/forkpoint-serve: $(call server_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint.a
+$(BUILD)/$(1)/forkpoint-serve: $(call server_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint_fetch.a $(BUILD)/$(1)/libforkpoint.a
 	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) $$(SERVER_LIBS) $$(SYS_LIBS)
 $(BUILD)/$(1)/ws_client: examples/ws_client.c
 	@mkdir -p $$(dir $$@)

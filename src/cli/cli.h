@@ -5,6 +5,7 @@
 #define FP_CLI_H
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 
 /* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
  * model and an engine; prints a one-line error and returns non-zero on failure. */

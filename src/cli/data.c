@@ -11,6 +11,7 @@
  * profile or format, nothing to export, a profile of another model).
  */
 #include "cli/cli.h"
+#include "forkpoint_fetch.h"
 #include "forkpoint_store.h"
 
 #include <errno.h>

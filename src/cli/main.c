@@ -10,6 +10,7 @@
  *   forkpoint version
  */
 #include "cli/cli.h"
+#include "forkpoint_fetch.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -214,61 +214,6 @@ static command script_next(FILE *f, int *line_no) {
     return eof;
 }
 
-/* ------------------------------------------------------------ preview words */
-
-/* The words of a candidate's preview, as the web page splits them: each is
- * a run of white space and the non-space bytes after it. starts[w] is the
- * preview token where word w begins (a word starting inside a token snaps
- * down to that token; words snapping to the same token merge). Returns the
- * number of words; off[w] is the byte offset of word w in the preview. */
-static int preview_words(const fp_model *m, const fp_candidate *c, int32_t *starts, int32_t *off, int cap) {
-    if (c->is_eog || c->n_preview <= 0) return 0;
-    int32_t tok_off[FP_MAX_PREVIEW + 1];
-    char text[FP_MAX_TEXT * 2] = "";
-    int32_t len = 0;
-    for (int32_t t = 0; t < c->n_preview; t++) {
-        tok_off[t] = len;
-        char piece[FP_MAX_TEXT];
-        int32_t pl = fp_token_piece(m, c->preview_tokens[t], piece, (int32_t)sizeof piece);
-        if (pl < 0 || len + pl >= (int32_t)sizeof text) return 0;
-        memcpy(text + len, piece, (size_t)pl);
-        len += pl;
-    }
-    text[len] = 0;
-    int n = 0;
-    for (int32_t p = 0; p < len && n < cap;) {
-        int32_t q = p;                                     /* a word: white space, then non-space */
-        while (q < len && (text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
-        if (q == len) break;                               /* trailing white space is no word */
-        int32_t t = 0;
-        while (t + 1 < c->n_preview && tok_off[t + 1] <= p) t++;
-        if (n == 0 || starts[n - 1] != t) { starts[n] = t; off[n] = p; n++; }
-        while (q < len && !(text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
-        p = q;
-    }
-    if (n > 0) starts[0] = 0, off[0] = 0;
-    return n;
-}
-
-/* Candidate index with its first `words` preview words, then a fork. */
-static fp_status choose_words(fp_session *s, const fp_model *m, int index, int words, fp_chooser by, fp_error *err) {
-    const fp_fork *f = fp_session_fork(s);
-    if (!f) return fp_session_choose_until(s, index, 0, by, err);   /* reports the state */
-    if (index < 0 || index >= f->n_candidates)
-        return fp_session_choose_until(s, index, 0, by, err);       /* reports the range */
-    int32_t starts[FP_MAX_PREVIEW], off[FP_MAX_PREVIEW];
-    const fp_candidate *c = &f->candidates[index];
-    int n = preview_words(m, c, starts, off, FP_MAX_PREVIEW);
-    if (c->is_eog) return fp_session_choose_until(s, index, 0, by, err);
-    if (words < 0 || words > n) {
-        snprintf(err->message, sizeof err->message, "preview words out of range: %d asked for, candidate %d has %d (0-%d)",
-                 words, index + 1, n, n);
-        err->code = FP_ERR_ARG;
-        return FP_ERR_ARG;
-    }
-    return fp_session_choose_until(s, index, words < n ? starts[words] : c->n_preview, by, err);
-}
-
 /* ------------------------------------------------------------ display */
 
 static struct termios g_saved_tty;
@@ -312,13 +257,13 @@ static void draw_text(const fp_session *s) {
 /* The w key's second step: candidate `pick`'s preview with its gaps numbered
  * (press the number where the new fork should open). */
 static void draw_gaps(const fp_model *m, const fp_candidate *c, int pick) {
-    int32_t starts[FP_MAX_PREVIEW], off[FP_MAX_PREVIEW];
-    int n = preview_words(m, c, starts, off, FP_MAX_PREVIEW);
-    if (n > 9) n = 9;
+    const int all = c->n_preview_words;
+    int n = all > 9 ? 9 : all;
     fprintf(g_ui, "\n\x1b[1mw %d\x1b[0m: %s", pick + 1, c->text);
     for (int w = 0; w < n; w++) {
-        size_t end = w + 1 < n ? (size_t)off[w + 1] : strlen(c->preview);
-        fprintf(g_ui, " \x1b[1;33m%d\x1b[0m%.*s", w, (int)(end - (size_t)off[w]), c->preview + off[w]);
+        size_t end = w + 1 < all ? (size_t)c->preview_word_byte[w + 1] : strlen(c->preview);
+        fprintf(g_ui, " \x1b[1;33m%d\x1b[0m%.*s", w, (int)(end - (size_t)c->preview_word_byte[w]),
+                c->preview + c->preview_word_byte[w]);
     }
     fprintf(g_ui, " \x1b[1;33m%d\x1b[0m\n", n);
     fprintf(g_ui, "   press the number where a new fork should open: the words before it are taken (0-%d, Esc cancels)\n", n);
@@ -543,7 +488,7 @@ int cli_write(int argc, char **argv) {
             continue;
         case CMD_CHOOSE: st = fp_session_choose(s, c.index, false, by, &err); break;
         case CMD_PREVIEW: st = fp_session_choose(s, c.index, true, by, &err); break;
-        case CMD_UNTIL: st = choose_words(s, model, c.index, c.words, by, &err); break;
+        case CMD_UNTIL: st = fp_session_choose_words(s, c.index, c.words, by, &err); break;
         case CMD_TYPE: st = fp_session_type_commit(s, c.text, by, &err); break;
         case CMD_PREFIX: st = fp_session_type_prefix(s, c.text, &err); break;
         case CMD_UNDO: st = fp_session_undo(s, &err); break;

@@ -25,8 +25,13 @@
  *
  * The KV cells of the shown words and their previews stay in scratch
  * sequences ("live branches") so that committing decodes nothing again.
- * All buffers live in a workspace allocated once per session and settings:
- * nothing is allocated per branch or per step.
+ * The buffers live in a workspace allocated once per session and settings;
+ * each fork clones the session's sampler chain once per shown word for its
+ * preview (llama_sampler_clone: the penalty window and a pointer to the
+ * learned bias), and nothing is allocated per beam step.
+ *
+ * Every word and preview is valid UTF-8: a token that would make a path's
+ * bytes invalid is never added, and a word closes only on a whole character.
  */
 #include "core/internal.h"
 
@@ -70,6 +75,7 @@ struct fp_cloud_ws {
     float  *rows;               /* [wcap][n_vocab] logits after each word */
     bool   *row_used;
     float  *probs;              /* [n_vocab] */
+    fp_dist pdist;              /* a preview step's distribution */
     int32_t *ref;               /* [n_seq]: references to each sequence */
     int32_t *order;             /* [wcap] */
     /* live branches of the shown candidates */
@@ -84,6 +90,7 @@ void fp_cloud_free(fp_session *s) {
     if (!w) return;
     free(w->cur); free(w->next); free(w->words); free(w->rows); free(w->row_used);
     free(w->probs); free(w->ref); free(w->order);
+    fp_dist_free(&w->pdist);
     free(w->live_seq); free(w->live_dec); free(w->live_logits);
     free(w);
     s->cloud = NULL;
@@ -113,8 +120,9 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
     w->live_seq = malloc(sizeof(int32_t) * (size_t)k);
     w->live_dec = malloc(sizeof(int32_t) * (size_t)k);
     w->live_logits = malloc(sizeof(float) * V * (size_t)k);
+    fp_status dst = fp_dist_init(&w->pdist, s->n_vocab);
     if (!w->cur || !w->next || !w->words || !w->rows || !w->row_used || !w->probs || !w->ref ||
-        !w->order || !w->live_seq || !w->live_dec || !w->live_logits) {
+        !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK) {
         fp_cloud_free(s);
         return fp_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
     }
@@ -127,7 +135,7 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
 /* ------------------------------------------------------ scratch sequences */
 
 static int32_t scratch_alloc(fp_session *s) {
-    int32_t q = fp_seq_alloc(s->engine, s);
+    int32_t q = fpi_seq_alloc(s->engine, &s->user);
     if (q >= 0) s->scratch[s->n_scratch++] = q;
     return q;
 }
@@ -136,7 +144,7 @@ static void scratch_free(fp_session *s, int32_t q) {
     for (int32_t i = 0; i < s->n_scratch; i++) {
         if (s->scratch[i] == q) {
             s->scratch[i] = s->scratch[--s->n_scratch];
-            fp_seq_free(s->engine, q);
+            fpi_seq_free(s->engine, q);
             return;
         }
     }
@@ -147,8 +155,6 @@ void fp_cloud_drop_live(fp_session *s) {
     s->live.valid = false;
     s->live.fork_id = -1;
 }
-
-void fp_session_release_scratch(fp_session *s) { fp_cloud_drop_live(s); }
 
 static void unref(fp_session *s, int32_t q) {
     if (q < 0) return;
@@ -293,7 +299,7 @@ static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode)
         pa->seq = -1;
         pa->parent = -1;
         pa->p = p;
-        if (!path_push(m, pa, t)) continue;
+        if (!fpi_tok_fits(m, t, "", 0) || !path_push(m, pa, t)) continue;
         if (*prefix && !prefix_compatible(strip_lead(pa->text), prefix)) continue;
         /* a token shown alone must be a word by itself: not a bare space, not half a character */
         if (token_mode && (!*strip_lead(pa->text) || fp_utf8_complete_prefix(pa->text, (size_t)pa->len) != (size_t)pa->len))
@@ -359,7 +365,8 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             c->p = pc;
             c->parent = i;
             c->seq = -1;
-            if (!path_push(m, c, ext[j])) continue;
+            int32_t tail = c->len - (int32_t)fp_utf8_complete_prefix(c->text, (size_t)c->len);
+            if (!fpi_tok_fits(m, ext[j], c->text + c->len - tail, tail) || !path_push(m, c, ext[j])) continue;
             if (*prefix && !prefix_compatible(strip_lead(c->text), prefix)) continue;
             nn++;
         }
@@ -408,18 +415,12 @@ static int cmp_word_desc(const void *a, const void *b, void *ctx) {
 
 /* ------------------------------------------------------------ previews */
 
-/* Most probable next token for a preview; at a word's end only tokens that
- * start a new word qualify (otherwise the word would have been longer). */
-static int32_t preview_pick(const fp_model *m, const float *row, int32_t V, bool word_end) {
-    int32_t best = -1;
-    for (int32_t t = 0; t < V; t++) {
-        uint8_t f = m->tok_flags[t];
-        if (f & FP_TOK_CONTROL) continue;
-        if (word_end && !(f & FP_TOK_WORD_START)) continue;
-        if (best < 0 || row[t] > row[best]) best = t;
-    }
-    return best;
-}
+/* A preview is a promise: each one is grown with the continuation's own rule
+ * (fpi_pick_next), through a clone of the session's sampler chain that has
+ * seen the candidate's tokens (so penalties and the learned bias act as they
+ * will), from a copy of the session's random state, and with the same
+ * word-start rule after the word. Its length is capped by the room the text
+ * has left (max_tokens, context), so it never promises more than will come. */
 
 static bool preview_push(const fp_model *m, fp_candidate *c, int32_t t) {
     int32_t n;
@@ -438,21 +439,69 @@ static bool preview_done(const fp_model *m, const fp_candidate *c, int32_t t) {
     return (m->tok_flags[t] & FP_TOK_PHRASE_END) && c->n_preview >= 4;
 }
 
+/* Keeps the first n preview tokens and rebuilds the text. */
+static void preview_cut(const fp_model *m, fp_candidate *c, int32_t n) {
+    c->n_preview = n;
+    size_t len = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int32_t pl;
+        const char *pc = fp_piece(m, c->preview_tokens[i], &pl);
+        memcpy(c->preview + len, pc, (size_t)pl);
+        len += (size_t)pl;
+    }
+    c->preview[len] = 0;
+}
+
 /* A preview cut by its length may end inside a word ("in the p"): drop that
  * partial word, unless it is all there is. */
 static void preview_trim(const fp_model *m, fp_candidate *c) {
     int32_t cut = c->n_preview - 1;
     while (cut > 0 && !(m->tok_flags[c->preview_tokens[cut]] & FP_TOK_WORD_START)) cut--;
-    if (cut <= 0) return;
-    c->n_preview = cut;
-    size_t len = 0;
-    for (int32_t i = 0; i < cut; i++) {
-        int32_t n;
-        const char *pc = fp_piece(m, c->preview_tokens[i], &n);
-        memcpy(c->preview + len, pc, (size_t)n);
-        len += (size_t)n;
+    if (cut > 0) preview_cut(m, c, cut);
+}
+
+/* The next preview token of c, or -1 when the preview ends here. */
+static int32_t preview_next(fp_session *s, const fp_candidate *c, struct llama_sampler *chain, const float *row,
+                            bool word_end, uint64_t *rng) {
+    struct fp_cloud_ws *w = s->cloud;
+    const fp_model *m = s->engine->model;
+    fp_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
+    size_t len = strlen(c->preview);
+    int32_t tail = (int32_t)(len - fp_utf8_complete_prefix(c->preview, len));
+    int32_t t = fpi_pick_next(m, &w->pdist, word_end, rng, c->preview + len - tail, tail);
+    if (t < 0 || (m->tok_flags[t] & FP_TOK_EOG)) return -1;
+    return t;
+}
+
+void fpi_preview_words(const fp_model *m, fp_candidate *c) {
+    c->n_preview_words = 0;
+    if (c->is_eog || c->n_preview <= 0) return;
+    int32_t tok_off[FP_MAX_PREVIEW + 1], len = 0;
+    for (int32_t t = 0; t < c->n_preview; t++) {
+        int32_t pl;
+        fp_piece(m, c->preview_tokens[t], &pl);
+        tok_off[t] = len;
+        len += pl;
     }
-    c->preview[len] = 0;
+    const char *text = c->preview;
+    if ((size_t)len != strlen(text)) len = (int32_t)strlen(text);
+    int32_t n = 0;
+    for (int32_t p = 0; p < len && n < FP_MAX_PREVIEW;) {
+        int32_t q = p;                                     /* a word: white space, then non-space */
+        while (q < len && (text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        if (q == len) break;                               /* trailing white space is no word */
+        int32_t t = 0;
+        while (t + 1 < c->n_preview && tok_off[t + 1] <= p) t++;
+        if (n == 0 || c->preview_word_tok[n - 1] != t) {
+            c->preview_word_tok[n] = (uint8_t)t;
+            c->preview_word_byte[n] = (uint8_t)(n == 0 ? 0 : p);
+            n++;
+        }
+        while (q < len && !(text[q] == ' ' || text[q] == '\n' || text[q] == '\t' || text[q] == '\r')) q++;
+        p = q;
+    }
+    if (n > 0) c->preview_word_tok[0] = 0;
+    c->n_preview_words = n;
 }
 
 static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_out, fp_error *err) {
@@ -460,15 +509,28 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
     fp_engine *e = s->engine;
     const fp_model *m = e->model;
     int32_t V = s->n_vocab;
-    int32_t L = s->st.lookahead;
+    struct llama_sampler *chain[64] = {0};
+    uint64_t rng[64];
+    int32_t lim[64];
     bool active[64] = {0};
     int32_t n_active = 0;
+    const bool word_end = s->st.granularity != FP_GRAN_TOKEN;
+    const bool sample = s->st.sample_auto;
+    fp_status st = FP_OK;
     for (int32_t i = 0; i < n_out; i++) {
+        fp_candidate *c = &out[i];
         w->live_dec[i] = 0;
-        if (out[i].is_eog || L == 0) continue;
-        int32_t t = preview_pick(m, w->live_logits + (size_t)i * (size_t)V, V, s->st.granularity != FP_GRAN_TOKEN);
-        if (t < 0 || (m->tok_flags[t] & FP_TOK_EOG) || !preview_push(m, &out[i], t)) continue;
-        if (preview_done(m, &out[i], t) || L == 1 || w->live_seq[i] < 0) continue;
+        lim[i] = fpi_room(s, s->n_path + c->n_tokens);
+        if (lim[i] > s->st.lookahead) lim[i] = s->st.lookahead;
+        if (c->is_eog || lim[i] == 0) continue;
+        chain[i] = llama_sampler_clone(s->chain);
+        if (!chain[i]) { st = fp_fail(err, FP_ERR_NOMEM, "out of memory for a preview"); goto done; }
+        for (int32_t j = 0; j < c->n_tokens; j++) llama_sampler_accept(chain[i], c->tokens[j]);
+        rng[i] = s->rng;
+        int32_t t = preview_next(s, c, chain[i], w->live_logits + (size_t)i * (size_t)V, word_end, sample ? &rng[i] : NULL);
+        if (t < 0 || !preview_push(m, c, t)) continue;
+        llama_sampler_accept(chain[i], t);
+        if (preview_done(m, c, t) || c->n_preview >= lim[i] || w->live_seq[i] < 0) continue;
         active[i] = true;
         n_active++;
     }
@@ -483,20 +545,35 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
                          w->live_seq[i], true);
             idx[nb++] = i;
         }
-        fp_status st = fp_engine_decode(e, err);
-        if (st != FP_OK) return st;
+        if ((st = fp_engine_decode(e, err)) != FP_OK) goto done;
         for (int32_t b = 0; b < nb; b++) {
             int32_t i = idx[b];
             fp_candidate *c = &out[i];
             w->live_dec[i]++;
             const float *row = llama_get_logits_ith(e->ctx, b);
-            int32_t t = row ? preview_pick(m, row, V, false) : -1;
-            bool ended = t < 0 || (m->tok_flags[t] & FP_TOK_EOG) || !preview_push(m, c, t) || preview_done(m, c, t);
-            if (ended || c->n_preview >= L) { active[i] = false; n_active--; }
-            if (!ended && c->n_preview >= L) preview_trim(m, c);
+            int32_t t = row ? preview_next(s, c, chain[i], row, false, sample ? &rng[i] : NULL) : -1;
+            bool ended = t < 0 || !preview_push(m, c, t);
+            if (!ended) llama_sampler_accept(chain[i], t);
+            ended = ended || preview_done(m, c, t);
+            if (ended || c->n_preview >= lim[i]) { active[i] = false; n_active--; }
+            if (!ended && c->n_preview >= lim[i]) preview_trim(m, c);
         }
     }
-    return FP_OK;
+    /* a preview shows whole characters only; the branch holds no more than it shows */
+    llama_memory_t mem = fp_engine_mem(e);
+    for (int32_t i = 0; i < n_out; i++) {
+        fp_candidate *c = &out[i];
+        while (c->n_preview > 0 && fp_utf8_complete_prefix(c->preview, strlen(c->preview)) != strlen(c->preview))
+            preview_cut(m, c, c->n_preview - 1);
+        if (w->live_dec[i] > c->n_preview) {
+            w->live_dec[i] = c->n_preview;
+            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], s->n_past + c->n_tokens + c->n_preview, -1);
+        }
+        fpi_preview_words(m, c);
+    }
+done:
+    for (int32_t i = 0; i < n_out; i++) if (chain[i]) llama_sampler_free(chain[i]);
+    return st;
 }
 
 /* ------------------------------------------------------------- compute */
@@ -601,7 +678,7 @@ fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_i
     int32_t n = s->forks[fork_id].n_shown;
     for (int32_t i = 0; i < shadow->n_scratch; i++) {
         int32_t q = shadow->scratch[i];
-        s->engine->seq_owner[q] = s;
+        s->engine->seq_owner[q] = &s->user;
         s->scratch[s->n_scratch++] = q;
     }
     shadow->n_scratch = 0;

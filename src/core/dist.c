@@ -150,3 +150,57 @@ int32_t fp_argmax(const float *v, int32_t n) {
     for (int32_t i = 1; i < n; i++) if (v[i] > v[best]) best = i;
     return best;
 }
+
+/* xorshift64*: the seeded generator for sampled continuation and previews. */
+double fpi_rng_next(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
+    *state = x;
+    return (double)((x * 2685821657736338717ULL) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* The most probable entry whose token has none of the `deny` flags and all
+ * of the `need` flags; ties go to the lower token id. O(n): entries past the
+ * sorted head are in no order. Returns -1 when none qualifies. */
+static int32_t best_token(const fp_model *m, const fp_dist *d, uint8_t need, uint8_t deny,
+                          const char *tail, int32_t tail_n) {
+    int32_t best = -1;
+    float bp = -1.0f;
+    for (int32_t i = 0; i < d->n; i++) {
+        int32_t t = d->items[i].token;
+        uint8_t f = m->tok_flags[t];
+        if ((f & deny) || (f & need) != need || !fpi_tok_fits(m, t, tail, tail_n)) continue;
+        float p = d->items[i].p;
+        if (p > bp || (p == bp && t < best)) { best = t; bp = p; }
+    }
+    return best;
+}
+
+/* Can the loop take token t? Not a control token, and the text stays UTF-8. */
+static bool takeable(const fp_model *m, int32_t t, const char *tail, int32_t tail_n) {
+    return !(m->tok_flags[t] & FP_TOK_CONTROL) && fpi_tok_fits(m, t, tail, tail_n);
+}
+
+int32_t fpi_pick_next(const fp_model *m, const fp_dist *d, bool word_start, uint64_t *rng,
+                      const char *tail, int32_t tail_n) {
+    int32_t tok = best_token(m, d, 0, FP_TOK_CONTROL, tail, tail_n);
+    if (rng && tok >= 0) {
+        /* one draw, always (so a copy of the state replays it): over the
+         * tokens that are not control tokens, in the list's order */
+        double mass = 0.0;
+        for (int32_t i = 0; i < d->n; i++)
+            if (takeable(m, d->items[i].token, tail, tail_n)) mass += d->items[i].p;
+        double r = fpi_rng_next(rng) * mass, acc = 0.0;
+        for (int32_t i = 0; i < d->n; i++) {
+            if (!takeable(m, d->items[i].token, tail, tail_n)) continue;
+            acc += d->items[i].p;
+            if (r < acc) { tok = d->items[i].token; break; }
+        }
+    }
+    if (word_start && tok >= 0 && !(m->tok_flags[tok] & FP_TOK_WORD_START)) {
+        /* the word is complete: the model meant to go on, only not inside it */
+        int32_t t = best_token(m, d, FP_TOK_WORD_START, FP_TOK_CONTROL | FP_TOK_EOG, tail, tail_n);
+        if (t >= 0) tok = t;
+    }
+    return tok;
+}

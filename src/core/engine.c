@@ -12,10 +12,16 @@
  * least recently used *other* session (its fork stays valid; committing it
  * will then decode the chosen tokens in its trunk instead of copying them).
  *
+ * The engine sits below the sessions: it knows them only as fpi_seq_user
+ * records (internal.h), through which it takes back idle branches and asks
+ * for a re-decode when the adapters change.
+ *
  * All decoding goes through fp_engine_decode so that calls and tokens are
- * counted: tests use the counts to prove no accepted token is decoded twice.
+ * counted (tests use the counts to prove no accepted token is decoded
+ * twice) and so that tests can inject a failure into any decode.
  */
 #include "core/internal.h"
+#include "core/testing.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -98,24 +104,37 @@ void fp_engine_free(fp_engine *e) {
     if (e->ctx) llama_free(e->ctx);
     if (e->lora) llama_adapter_lora_free(e->lora);
     free(e->seq_owner);
-    free(e->sessions);
+    free(e->users);
     free(e);
 }
 
 const fp_model *fp_engine_model(const fp_engine *e) { return e->model; }
 uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
-uint64_t fp_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
-uint64_t fp_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
+uint64_t fpi_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
+uint64_t fpi_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
+uint64_t fpi_engine_plan_held(const fp_engine *e) { return e->n_plan_held; }
+int64_t  fpi_engine_fail_decode(fp_engine *e, int64_t nth) {
+    int64_t left = e->fault_at;
+    e->fault_at = nth;
+    return left;
+}
 llama_memory_t fp_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
 
 /* No stale KV may be scored after steering or an adapter changes: every
- * session decodes its path again and recomputes its open fork. */
+ * user is marked stale first (so one that fails below is decoded again
+ * before its next use), then each decodes its path again now. */
 fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err) {
-    for (int32_t i = 0; i < e->n_sessions; i++) {
-        fp_status st = fpi_session_redecode(e->sessions[i], err);
-        if (st != FP_OK) return st;
+    for (int32_t i = 0; i < e->n_users; i++) e->users[i]->stale(e->users[i]);
+    fp_status first = FP_OK;
+    for (int32_t i = 0; i < e->n_users; i++) {
+        fp_error one = {0};
+        fp_status st = e->users[i]->refresh(e->users[i], &one);
+        if (st != FP_OK && first == FP_OK) {
+            first = st;
+            if (err) *err = one;
+        }
     }
-    return FP_OK;
+    return first;
 }
 
 void fp_batch_clear(fp_engine *e) { e->batch.n_tokens = 0; }
@@ -134,6 +153,8 @@ bool fp_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool lo
 
 fp_status fp_engine_decode(fp_engine *e, fp_error *err) {
     if (e->batch.n_tokens == 0) return FP_OK;
+    if (e->fault_at > 0 && --e->fault_at == 0) /* test hook: an injected failure, nothing decoded */
+        return fp_fail(err, FP_ERR_DECODE, "llama_decode failed (injected fault)");
     e->n_decode_calls++;
     e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
     if (e->trace) e->trace(e->trace_ud, &e->batch);
@@ -157,42 +178,43 @@ fp_status fp_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens
     return FP_OK;
 }
 
-void fp_engine_register(fp_engine *e, fp_session *s) {
-    if (e->n_sessions == e->cap_sessions) {
-        int32_t nc = e->cap_sessions ? e->cap_sessions * 2 : 8;
-        fp_session **ns = realloc(e->sessions, sizeof *ns * (size_t)nc);
-        if (!ns) return; /* a session missing here only cannot be reclaimed from */
-        e->sessions = ns;
-        e->cap_sessions = nc;
+fp_status fpi_engine_attach(fp_engine *e, fpi_seq_user *u) {
+    if (e->n_users == e->cap_users) {
+        int32_t nc = e->cap_users ? e->cap_users * 2 : 8;
+        fpi_seq_user **nu = realloc(e->users, sizeof *nu * (size_t)nc);
+        if (!nu) return FP_ERR_NOMEM;
+        e->users = nu;
+        e->cap_users = nc;
     }
-    e->sessions[e->n_sessions++] = s;
+    e->users[e->n_users++] = u;
+    return FP_OK;
 }
 
-void fp_engine_unregister(fp_engine *e, fp_session *s) {
-    for (int32_t i = 0; i < e->n_sessions; i++)
-        if (e->sessions[i] == s) { e->sessions[i] = e->sessions[--e->n_sessions]; break; }
+void fpi_engine_detach(fp_engine *e, fpi_seq_user *u) {
+    for (int32_t i = 0; i < e->n_users; i++)
+        if (e->users[i] == u) { e->users[i] = e->users[--e->n_users]; break; }
     for (uint32_t q = 0; q < e->n_seq_max; q++)
-        if (e->seq_owner[q] == s) fp_seq_free(e, (int32_t)q);
+        if (e->seq_owner[q] == u) fpi_seq_free(e, (int32_t)q);
 }
 
-int32_t fp_seq_alloc(fp_engine *e, fp_session *owner) {
+int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
     for (int attempt = 0; attempt < 2; attempt++) {
         for (uint32_t q = 0; q < e->n_seq_max; q++)
             if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }
-        /* none free: take back the idle branches of the least recently used other session */
-        fp_session *victim = NULL;
-        for (int32_t i = 0; i < e->n_sessions; i++) {
-            fp_session *s = e->sessions[i];
-            if (s == owner || s->n_scratch == 0) continue;
-            if (!victim || s->last_use < victim->last_use) victim = s;
+        /* none free: take back the idle branches of the least recently used other user */
+        fpi_seq_user *victim = NULL;
+        for (int32_t i = 0; i < e->n_users; i++) {
+            fpi_seq_user *u = e->users[i];
+            if (u == owner || *u->n_reclaimable == 0) continue;
+            if (!victim || *u->last_use < *victim->last_use) victim = u;
         }
         if (!victim) return -1;
-        fp_session_release_scratch(victim);
+        victim->release(victim);
     }
     return -1;
 }
 
-void fp_seq_free(fp_engine *e, int32_t seq) {
+void fpi_seq_free(fp_engine *e, int32_t seq) {
     if (seq < 0 || (uint32_t)seq >= e->n_seq_max) return;
     llama_memory_seq_rm(fp_engine_mem(e), seq, -1, -1);
     e->seq_owner[seq] = NULL;

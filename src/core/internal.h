@@ -1,16 +1,38 @@
 /*
  * internal.h — structures shared by the files of the core library.
  *
- * Nothing here is public: front ends see only include/forkpoint.h. Each core
- * file owns one concern (model.c the GGUF and tokenizer, engine.c the llama.cpp
- * context and its sequences, dist.c distributions, cloud.c candidate words and
- * previews, session.c the document tree and the generation loop, json.c the
- * serialisations); this header is where their shared state is spelled out.
+ * Nothing here is public: front ends see include/forkpoint.h (the writing
+ * core) and include/forkpoint_learn.h (learning). Each core file owns one
+ * concern; this header is where their shared state is spelled out.
+ *
+ *   the model and the engine (imports nothing above them)
+ *     model.c      GGUF loading, the tokenizer, per-token flags
+ *     engine.c     the llama.cpp context, its sequence pool, decoding
+ *     dist.c       distributions, the sampler chain, the pick rule
+ *     utf8.c       UTF-8 validation and the text boundary
+ *     error.c      status names and error filling
+ *     sha256.c     file checksums
+ *   the writing core
+ *     settings.c   settings, checked; enum names
+ *     tree.c       the document tree, the current path, the trunk
+ *     cloud.c      candidate words and previews of a fork
+ *     session.c    the generation loop, the fork lifecycle, decisions
+ *     navigate.c   undo, goto, forced forks
+ *     prefetch.c   speculative outcomes while the person decides
+ *     check.c      the invariants, run in test builds
+ *     json.c       fork events, the tree and sessions as JSON
+ *   learning (forkpoint_learn.h)
+ *     prefs.c      preferences: reranker, logit bias, auto-resolution
+ *     steer.c      steering vectors: computed, applied, as files
+ *     lora.c       LoRA adapters: trained, as files; lora_apply.c applies them
+ *     judge.c      log-probabilities, pair scores, picking a strength
+ *     gguf_out.c   writing GGUF files atomically
  */
 #ifndef FP_INTERNAL_H
 #define FP_INTERNAL_H
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 #include <llama.h>
 #include <stdatomic.h>
 
@@ -32,7 +54,8 @@ enum {
     FP_TOK_CONTROL    = 1 << 3, /* BOS, padding, other control tokens: never a candidate */
     FP_TOK_PHRASE_END = 1 << 4, /* contains , ; : or a sentence end */
     FP_TOK_SENT_END   = 1 << 5, /* contains . ! ? or a newline */
-    FP_TOK_EMPTY      = 1 << 6  /* renders as no bytes */
+    FP_TOK_EMPTY      = 1 << 6, /* renders as no bytes */
+    FP_TOK_UTF8       = 1 << 7  /* piece is complete, valid UTF-8 by itself */
 };
 
 struct fp_model {
@@ -47,12 +70,43 @@ struct fp_model {
     uint8_t *tok_flags;
 };
 
+/* UTF-8 at the text boundary (utf8.c). The core hands out valid UTF-8 only:
+ * generation never appends a token that would make the text invalid, so a
+ * text is always valid except perhaps for an unfinished last character,
+ * which front ends never see (fp_utf8_complete_prefix holds it back). */
+/* True when tail (the unfinished end of a text, 0..3 bytes) followed by
+ * piece is still valid UTF-8 but for an unfinished last character. */
+bool   fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n);
+/* Copies src into dst[cap], cut at a character boundary; returns the length. */
+size_t fpi_utf8_copy(char *dst, size_t cap, const char *src);
+
 static inline const char *fp_piece(const fp_model *m, int32_t t, int32_t *len) {
     *len = m->piece_off[t + 1] - m->piece_off[t];
     return m->pieces + m->piece_off[t];
 }
 
+/* Can token t follow a text whose unfinished end is tail[0..tail_n)?
+ * O(1) for the usual case (no tail, a piece that is whole UTF-8). */
+static inline bool fpi_tok_fits(const fp_model *m, int32_t t, const char *tail, int32_t tail_n) {
+    if (tail_n == 0 && (m->tok_flags[t] & FP_TOK_UTF8)) return true;
+    int32_t n;
+    const char *p = fp_piece(m, t, &n);
+    return fpi_utf8_continues(tail, (size_t)tail_n, p, (size_t)n);
+}
+
 /* ------------------------------------------------------------- engine */
+
+/* A user of the engine's sequences: a session. The engine sits below the
+ * sessions and knows them only through this record, so model, engine and
+ * distribution form a layer that imports nothing above it. */
+typedef struct fpi_seq_user {
+    void *ud;                       /* the session */
+    const uint64_t *last_use;       /* LRU tick, for choosing whose branches to take back */
+    const int32_t *n_reclaimable;   /* scratch sequences held (reclaimable at any time) */
+    void (*release)(struct fpi_seq_user *u);   /* give back every scratch sequence now */
+    void (*stale)(struct fpi_seq_user *u);     /* the adapters changed: the KV is stale */
+    fp_status (*refresh)(struct fpi_seq_user *u, fp_error *err); /* decode again now */
+} fpi_seq_user;
 
 struct fp_engine {
     fp_model *model;
@@ -60,20 +114,23 @@ struct fp_engine {
     struct llama_batch batch;    /* preallocated: n_batch tokens, 1 seq each */
     int32_t n_batch;
     uint32_t n_ctx;
-    uint32_t n_seq_max;
+    uint32_t n_seq_max;          /* 2..256 (fp_engine_new checks) */
     int32_t n_pos_max;           /* positions one sequence may reach */
-    /* sequence pool: owner[seq] is the session using it, NULL when free */
-    fp_session **seq_owner;
-    /* sessions that own sequences, for reclaiming idle branches */
-    fp_session **sessions;
-    int32_t n_sessions, cap_sessions;
+    /* sequence pool: owner[seq] is the user holding it, NULL when free */
+    fpi_seq_user **seq_owner;
+    /* users that own sequences, for reclaiming idle branches */
+    fpi_seq_user **users;
+    int32_t n_users, cap_users;
     uint64_t n_decode_calls, n_decoded_tokens;
+    uint64_t n_plan_held;        /* continuation tokens taken from a preview's plan against the trunk's own pick */
     /* speculation: llama.cpp's abort callback fires when both are set */
     bool in_prefetch;            /* only touched by the thread that decodes */
     _Atomic int cancel;          /* set by fp_engine_cancel from any thread */
-    /* test hook: sees every batch before it is decoded (NULL in normal use) */
+    /* test hooks (testing.h): see every batch before it is decoded, and fail
+     * the fault_at-th decode from now (0 = never) */
     void (*trace)(void *ud, const struct llama_batch *batch);
     void *trace_ud;
+    int64_t fault_at;
     uint64_t use_clock;          /* increases on every session use, for LRU */
     struct llama_adapter_lora *lora;   /* applied adapter (lora.c), NULL if none */
 };
@@ -89,11 +146,16 @@ fp_status fp_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens
                                 int32_t pos0, bool want_last, fp_error *err);
 llama_memory_t fp_engine_mem(fp_engine *e);
 
-/* Sequence pool. fp_seq_alloc reclaims idle branches of the least recently
- * used other session when the pool is empty; returns -1 when nothing is left. */
-int32_t fp_seq_alloc(fp_engine *e, fp_session *owner);
-void    fp_seq_free(fp_engine *e, int32_t seq);   /* also clears its KV cells */
-void    fp_engine_register(fp_engine *e, fp_session *s);
+/* Sequence pool. fpi_seq_alloc reclaims idle branches of the least recently
+ * used other user when the pool is empty; returns -1 when nothing is left. */
+int32_t   fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner);
+void      fpi_seq_free(fp_engine *e, int32_t seq);   /* also clears its KV cells */
+fp_status fpi_engine_attach(fp_engine *e, fpi_seq_user *u);   /* FP_ERR_NOMEM if it cannot track it */
+void      fpi_engine_detach(fp_engine *e, fpi_seq_user *u);   /* returns every sequence it holds */
+/* After the adapters change: every user is marked stale, then decoded again;
+ * one that fails stays stale and is decoded before its next use. Returns
+ * the first failure. */
+fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err);
 /* GGUF output (gguf_out.c): a ggml context with room for n_tensors holding
  * data_bytes in all, and an empty gguf context; then the file written through
  * a temporary file, fsync and a rename (readers never see half a file; a
@@ -103,9 +165,6 @@ struct ggml_context;
 fp_status fpi_gguf_new(size_t data_bytes, int32_t n_tensors, struct ggml_context **ctx, struct gguf_context **g,
                        fp_error *err);
 fp_status fpi_write_gguf_atomic(const struct gguf_context *g, const char *path, fp_error *err);
-/* After the adapters change: every session decodes its path again. */
-fp_status fpi_engine_redecode_all(fp_engine *e, fp_error *err);
-void    fp_engine_unregister(fp_engine *e, fp_session *s);
 
 /* --------------------------------------------------------------- dist */
 
@@ -131,6 +190,19 @@ fp_uncertainty fp_dist_uncertainty(const fp_dist *d);
 /* A sampler chain for the settings: a learned logit bias (if any),
  * penalties, top-k, top-p, min-p, temperature. */
 struct llama_sampler *fp_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
+
+/* The one rule for the token automatic continuation takes next, used by the
+ * generation loop and by every preview alike (a preview is a promise):
+ * the most probable token that is not a control token, or with rng a draw
+ * from those tokens (one draw per call, so a copy of the state replays it).
+ * With word_start (a word the person took is complete) a token that would
+ * extend it is replaced by the most probable token that starts a new word
+ * and does not end the text. Only tokens that keep the text valid UTF-8
+ * after its unfinished end tail[0..tail_n) qualify. Returns -1 when none
+ * does. O(n). */
+int32_t fpi_pick_next(const fp_model *m, const fp_dist *d, bool word_start, uint64_t *rng,
+                      const char *tail, int32_t tail_n);
+double  fpi_rng_next(uint64_t *state); /* xorshift64*, uniform in [0, 1) */
 
 /* Softmax of logits/temperature into probs (n entries); returns nothing. */
 void    fp_softmax(const float *logits, int32_t n, float temperature, float *probs);
@@ -175,6 +247,8 @@ typedef struct fp_live {
  * *other. Uses the session's scratch sequences and fills s->live. */
 fp_status fp_cloud_compute(fp_session *s, const float *logits, const char *prefix,
                            fp_candidate *out, int32_t *n_out, float *other, fp_error *err);
+/* Fills c's preview words from its preview tokens (cloud.c; restore uses it too). */
+void fpi_preview_words(const fp_model *m, fp_candidate *c);
 /* Returns every scratch sequence of the session to the engine and marks the
  * live branches invalid. */
 void fp_cloud_drop_live(fp_session *s);
@@ -201,8 +275,25 @@ typedef struct fp_node {
     int32_t parent_fork;          /* the fork whose decision created it, -1 if none */
 } fp_node;
 
+/*
+ * A session. Invariants (checked by fpi_session_check in test builds):
+ *   - the path cache is the tree's path root..leaf: path_tok, path_node,
+ *     path_off and text are what fpi_path_rebuild(leaf) would make;
+ *   - the trunk KV holds exactly path_tok[0..n_past), n_past <= n_path; at
+ *     the start of every decode at the fork position n_past == n_path
+ *     (fpi_trunk_repair makes it so);
+ *   - state AT_FORK <=> open_fork >= 0, and that fork stands at the end of
+ *     the leaf: forks[open_fork].node == leaf, its position == n_path,
+ *     nodes[leaf].fork_id == open_fork;
+ *   - live.valid implies live.fork_id == open_fork (see fp_live);
+ *   - every scratch sequence is owned by this session in the engine;
+ *   - the text is valid UTF-8 but for an unfinished last character;
+ *   - stale means the adapters changed since the KV was decoded: the next
+ *     use decodes again (fpi_session_ready) before anything else.
+ */
 struct fp_session {
     fp_engine *engine;
+    fpi_seq_user user;            /* how the engine sees this session */
     fp_settings st;
     struct llama_sampler *chain;
     fp_dist dist;
@@ -237,38 +328,76 @@ struct fp_session {
     /* speculative outcomes of the open fork (prefetch.c) */
     struct fp_prefetch { fp_session *shadow; int32_t index; bool with_preview; } prefetch[FP_MAX_PREFETCH];
     int32_t n_prefetch;
+    bool shadow;                  /* this session is a speculative copy (prefetch.c) */
     uint64_t last_use;
 
+    /* the preview the continuation follows after a candidate taken alone */
+    int32_t plan[FP_MAX_PREVIEW];
+    int32_t n_plan, plan_at;
+
     fp_state state;
+    bool stale;                   /* the adapters changed: decode again before use */
     bool word_end_pending;        /* the last decision ended a word: the next auto token starts one */
     const char *end_reason;
     int32_t open_fork;            /* -1 when ended */
     uint64_t rng;
 };
 
-/* Called by the engine when it reclaims this session's scratch sequences. */
-void fp_session_release_scratch(fp_session *s);
-
-/* Session internals shared with json.c (restoring a saved session). */
+/* Session internals shared by session.c, tree.c, navigate.c, prefetch.c,
+ * check.c and json.c (restoring a saved session). */
+static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
+static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
+bool        fpi_grow(void **arr, int32_t *cap, int32_t need, size_t sz);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);
+void        fpi_node_drop_last(fp_session *s);
+/* Splits node y at path position p (y keeps [start, p), a new node z the
+ * rest with y's fork and children); returns z or -1. unsplit undoes it. */
+int32_t     fpi_node_split(fp_session *s, int32_t y, int32_t p);
+void        fpi_node_unsplit(fp_session *s, int32_t y, int32_t z);
+fp_status   fpi_path_push(fp_session *s, int32_t tok, int32_t node);
 fp_status   fpi_path_rebuild(fp_session *s, int32_t leaf);
+fp_position *fpi_path_pos(fp_session *s, int32_t p);
 fp_status   fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error *err);
-void        fpi_fork_show(fp_session *s, fp_fork_rec *f);
-/* Decodes the whole path again (the adapters changed) and recomputes the open fork. */
-fp_status   fpi_session_redecode(fp_session *s, fp_error *err);
+fp_status   fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, bool want_logits, fp_error *err);
+/* Decodes the path tokens the trunk lacks (n_past..n_path). */
+fp_status   fpi_trunk_repair(fp_session *s, fp_error *err);
+void        fpi_chain_resync(fp_session *s);
+fp_status   fpi_text_append(fp_session *s, const char *b, size_t n);
+int32_t     fpi_text_tail(const fp_session *s);
+/* Tokens automatic continuation may still append after a path of path_len
+ * tokens before max_tokens or the context ends the text. */
+int32_t     fpi_room(const fp_session *s, int32_t path_len);
 
+/* The fork lifecycle (session.c). open computes a fork at the end of the
+ * leaf in probability order; present orders and shows the open fork for
+ * the person; show/show_base set what pub shows. */
+fp_status   fpi_open_fork(fp_session *s, fp_reason reason, fp_uncertainty u, fp_error *err);
+void        fpi_fork_present(fp_session *s);
+void        fpi_fork_show(fp_session *s, fp_fork_rec *f);
+void        fpi_fork_show_base(fp_fork_rec *f);
+fp_status   fpi_fork_fit(fp_fork_rec *f, int32_t k, fp_error *err);
 fp_status   fpi_append_token(fp_session *s, int32_t tok, const fp_position *rec);
-fp_status   fpi_log_decision(fp_session *s, fp_fork_rec *f, fp_choice_kind kind, int32_t index,
-                             const char *text, fp_chooser by);
 void        fpi_session_end(fp_session *s, const char *why);
+/* Decodes again if the adapters changed (stale); every public mutator calls it first. */
+fp_status   fpi_session_ready(fp_session *s, fp_error *err);
+
+/* check.c: the invariants above, asserted; fpi_check runs them after every
+ * public mutator when the library is built with FP_CHECKS (the test build). */
+bool fpi_session_check(const fp_session *s, char *why, size_t cap);
+#ifdef FP_CHECKS
+void fpi_check_or_abort(const fp_session *s);
+#define fpi_check(s) fpi_check_or_abort(s)
+#else
+#define fpi_check(s) ((void)0)
+#endif
 
 /* prefetch.c: the speculative outcome matching a decision, or -1; adopting
- * one makes it the session's reality; clearing drops them all. */
+ * one makes it the session's reality (the caller records the decision);
+ * clearing drops them all. */
 int32_t   fpi_prefetch_find(const fp_session *s, int32_t index, bool with_preview);
-fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, const char *text,
-                             fp_chooser by, fp_error *err);
+fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_error *err);
 void      fpi_prefetch_clear(fp_session *s);
 /* cloud.c: reorders the live branches: new slot i takes old slot perm[i]. */
 void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
@@ -276,9 +405,6 @@ void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
 const float *fpi_prefs_bias(const fp_prefs *p);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
-
-/* Appends bytes to the session text (used when rebuilding). */
-fp_status fp_text_append(fp_session *s, const char *b, size_t n);
 
 /* json.c helpers shared with snapshot.c (saved sessions). fpi_json_exact
  * switches the calling thread between exact floats (saving) and floats
@@ -292,7 +418,7 @@ struct cJSON *fpi_json_fork(const fp_fork *f);
 struct cJSON *fpi_json_settings(const fp_settings *s);
 fp_status     fpi_settings_from_cjson(const struct cJSON *o, fp_settings *out, fp_error *err);
 
-/* Candidate copy helpers for the event log. */
-fp_candidate *fp_candidates_dup(const fp_candidate *c, int32_t n);
+/* Candidate copy helper for the event log. */
+fp_candidate *fpi_candidates_dup(const fp_candidate *c, int32_t n);
 
 #endif

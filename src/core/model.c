@@ -99,6 +99,7 @@ static uint8_t classify(const struct llama_vocab *v, int32_t t, const char *p, i
     bool punct_only = i < n;
     for (int32_t j = i; j < n; j++) if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
     if (punct_only) f |= FP_TOK_PUNCT_ONLY;
+    if (fp_utf8_valid(p, (size_t)n)) f |= FP_TOK_UTF8;
     for (int32_t j = 0; j < n; j++) {
         if (u[j] == '.' || u[j] == '!' || u[j] == '?' || u[j] == '\n') f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;
         if (u[j] == ',' || u[j] == ';' || u[j] == ':') f |= FP_TOK_PHRASE_END;

@@ -15,6 +15,11 @@
  * over. Nothing is decoded. Any other change to the session discards the
  * shadows and returns their sequences.
  *
+ * A shadow carries the person's preferences (their logit bias is in the
+ * cloned chain) but does not settle its fork: the session that adopts it
+ * records the decision, learns from it, and then orders and auto-resolves
+ * the adopted fork exactly as a direct choice would (session.c, settle).
+ *
  * Cancellation: llama.cpp's abort callback (engine.c) stops a shadow's decode
  * as soon as fp_engine_cancel is called; the half-built shadow is dropped.
  *
@@ -48,6 +53,8 @@ bool fp_session_is_prefetched(const fp_session *s, int32_t index, bool with_prev
 static fp_session *shadow_new(fp_session *s, fp_error *err) {
     fp_session *sh = fpi_session_alloc(s->engine, &s->st, err);
     if (!sh) return NULL;
+    sh->shadow = true;
+    sh->prefs = s->prefs;         /* the same person (the bias is in the cloned chain too); a shadow never settles */
     sh->last_use = s->last_use;
     sh->rng = s->rng;
     struct llama_sampler *chain = llama_sampler_clone(s->chain); /* with its penalty history */
@@ -70,8 +77,8 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
         g->pub.id = 0;
         g->node = 1;
         g->logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-        g->base = fp_candidates_dup(f->base, f->cap);
-        g->shown = fp_candidates_dup(f->shown, f->cap);
+        g->base = fpi_candidates_dup(f->base, f->cap);
+        g->shown = fpi_candidates_dup(f->shown, f->cap);
         sh->forks = g;
         sh->n_forks = sh->cap_forks = 1;
         ok = g->logits && g->base && g->shown;
@@ -135,18 +142,17 @@ fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, f
     return FP_OK;
 }
 
-fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, const char *text,
-                             fp_chooser by, fp_error *err) {
+fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_error *err) {
     struct fp_prefetch pf = s->prefetch[which];
     fp_session *sh = pf.shadow;
     s->prefetch[which] = s->prefetch[--s->n_prefetch]; /* it is ours now; the rest go below */
-    fp_fork_rec *f = &s->forks[s->open_fork];
-    const int32_t fork_id = f->pub.id;
-    fp_status st = fpi_log_decision(s, f, kind, pf.index, text, by);
-    if (st != FP_OK) { fp_session_free(sh); return fp_fail(err, st, "out of memory"); }
-    int32_t node = fpi_node_new(s, FP_NODE_CHOICE, f->node, fork_id, s->n_path);
-    if (node < 0) { fp_session_free(sh); return fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    fpi_prefetch_clear(s);
+    const int32_t fork_id = s->open_fork;
+    fp_status st = fpi_trunk_repair(s, err);
+    int32_t node = st == FP_OK ? fpi_node_new(s, FP_NODE_CHOICE, s->forks[fork_id].node, fork_id, s->n_path) : -1;
+    if (node < 0) { fp_session_free(sh); return st != FP_OK ? st : fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
     s->leaf = node;
+    s->open_fork = -1;
     /* the shadow's decision node holds the chosen and the automatic tokens */
     const fp_node *src = &sh->nodes[sh->leaf];
     for (int32_t i = 0; i < src->n; i++) {
@@ -162,7 +168,7 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, 
     s->n_past = sh->n_past;
     memcpy(s->cur_logits, sh->cur_logits, sizeof(float) * (size_t)s->n_vocab);
     s->rng = sh->rng;
-    fpi_prefetch_clear(s);
+    s->word_end_pending = sh->word_end_pending;
     if (sh->state == FP_STATE_ENDED) {
         fpi_session_end(s, sh->end_reason);
         fp_session_free(sh);
@@ -170,17 +176,17 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_choice_kind kind, 
     }
     /* the shadow's open fork becomes ours, with its live branches */
     const fp_fork_rec *g = &sh->forks[sh->open_fork];
-    fp_fork_rec *forks = realloc(s->forks, sizeof *forks * (size_t)(s->n_forks + 1));
-    if (!forks) { fp_session_free(sh); return fp_fail(err, FP_ERR_NOMEM, "out of memory"); }
-    s->forks = forks;
-    s->cap_forks = s->n_forks + 1;
+    if (!fpi_grow((void **)&s->forks, &s->cap_forks, s->n_forks + 1, sizeof *s->forks)) {
+        fp_session_free(sh);
+        return fp_fail(err, FP_ERR_NOMEM, "out of memory");
+    }
     fp_fork_rec *h = &s->forks[s->n_forks];
     *h = *g;
     h->pub.id = s->n_forks;
     h->node = s->leaf;
     h->logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    h->base = fp_candidates_dup(g->base, g->cap);
-    h->shown = fp_candidates_dup(g->shown, g->cap);
+    h->base = fpi_candidates_dup(g->base, g->cap);
+    h->shown = fpi_candidates_dup(g->shown, g->cap);
     if (!h->logits || !h->base || !h->shown) {
         free(h->logits); free(h->base); free(h->shown);
         fp_session_free(sh);

@@ -285,7 +285,7 @@ char *fp_session_save_changes(const fp_session *s, const fp_save_mark *m) {
 
 /* ------------------------------------------------------------- restore */
 
-typedef struct rd { fp_error *err; bool bad; int32_t n_vocab; int format; } rd;
+typedef struct rd { fp_error *err; bool bad; int32_t n_vocab; int format; const fp_model *model; } rd;
 
 static bool rd_fail(rd *r, const char *what) {
     if (!r->bad) fp_fail(r->err, FP_ERR_ARG, "saved session is damaged: %s", what);
@@ -345,6 +345,11 @@ static int32_t rd_candidates(rd *r, const cJSON *a, fp_candidate *out, int32_t c
         d->pref = cJSON_IsNumber(pf) && pf->valuedouble >= 0 && pf->valuedouble <= 1.0001 ? (float)pf->valuedouble : d->prob;
         d->is_eog = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "eog"));
         if (r->bad) return 0;
+        if (!fp_utf8_valid(d->text, strlen(d->text)) || !fp_utf8_valid(d->preview, strlen(d->preview))) {
+            rd_fail(r, "candidate text is not valid UTF-8");
+            return 0;
+        }
+        fpi_preview_words(r->model, d);
     }
     return n;
 }
@@ -643,7 +648,7 @@ fp_session *fp_session_restore_log(fp_engine *e, const char *snapshot, const cha
     }
     cJSON *o = cJSON_Parse(snapshot);
     if (!o) { fp_fail(err, FP_ERR_ARG, "saved session is not valid JSON"); return NULL; }
-    rd r = { .err = err, .bad = false, .n_vocab = e->model->n_vocab };
+    rd r = { .err = err, .bad = false, .n_vocab = e->model->n_vocab, .model = e->model };
     fp_session *s = NULL;
     fp_settings st = fp_default_settings();
     int32_t nv = (int32_t)rd_num(&r, o, "n_vocab", 1, 1e8);

@@ -153,34 +153,6 @@ fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, f
     return fpi_engine_redecode_all(e, err);
 }
 
-fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, const int32_t *tokens, int32_t n,
-                            double *out, fp_error *err) {
-    if (nc < 1 || n < 1 || !out) return fp_fail(err, FP_ERR_ARG, "empty context or tokens");
-    for (int32_t i = 0; i < nc; i++) if (context[i] < 0 || context[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
-    for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= e->model->n_vocab) return fp_fail(err, FP_ERR_ARG, "token out of range");
-    if (nc + n > e->n_pos_max) return fp_fail(err, FP_ERR_CONTEXT, "too long to score");
-    static fp_session scorer; /* marks the borrowed sequence as taken; never registered */
-    int32_t q = fp_seq_alloc(e, &scorer);
-    if (q < 0) return fp_fail(err, FP_ERR_CAPACITY, "no free sequence to score with");
-    float *probs = malloc(sizeof(float) * (size_t)e->model->n_vocab);
-    fp_status st = probs ? FP_OK : fp_fail(err, FP_ERR_NOMEM, "out of memory");
-    double lp = 0.0;
-    /* the context, then the tokens with the logits that predict each of them */
-    if (st == FP_OK) st = fp_engine_decode_span(e, q, context, nc - 1, 0, false, err);
-    for (int32_t i = 0; st == FP_OK && i < n; i++) {
-        fp_batch_clear(e);
-        fp_batch_add(e, i == 0 ? context[nc - 1] : tokens[i - 1], nc - 1 + i, q, true);
-        st = fp_engine_decode(e, err);
-        if (st != FP_OK) break;
-        fp_softmax(llama_get_logits_ith(e->ctx, -1), e->model->n_vocab, 1.0f, probs);
-        lp += log(probs[tokens[i]] > 1e-30f ? probs[tokens[i]] : 1e-30f);
-    }
-    free(probs);
-    fp_seq_free(e, q);
-    if (st == FP_OK) *out = lp;
-    return st;
-}
-
 /* ------------------------------------------------------------ files */
 
 /* The file is llama.cpp's control-vector GGUF (what llama-cli

@@ -7,7 +7,9 @@
  * Validation follows RFC 3629: no overlong forms, no surrogates, nothing
  * above U+10FFFF.
  */
-#include "forkpoint.h"
+#include "core/internal.h"
+
+#include <string.h>
 
 /* Length of the valid sequence starting at s[0], 0 if invalid, or -1 if it is
  * a valid start that runs past the end of the buffer (incomplete). */
@@ -50,4 +52,38 @@ size_t fp_utf8_complete_prefix(const char *buf, size_t len) {
         i += (size_t)n;
     }
     return i;
+}
+
+/* Valid UTF-8, except that the last character may be unfinished. */
+static bool valid_prefix(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        int n = seq_len(s + i, len - i);
+        if (n == -1) return true;
+        if (n == 0) return false;
+        i += (size_t)n;
+    }
+    return true;
+}
+
+bool fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n) {
+    unsigned char buf[4 + 512];
+    if (tail_n > 4) return false;
+    if (tail_n + piece_n > sizeof buf) return fp_utf8_valid(piece, piece_n); /* no tail can be that long */
+    memcpy(buf, tail, tail_n);
+    memcpy(buf + tail_n, piece, piece_n);
+    return valid_prefix(buf, tail_n + piece_n);
+}
+
+size_t fpi_utf8_copy(char *dst, size_t cap, const char *src) {
+    size_t n = strlen(src);
+    if (cap == 0) return 0;
+    if (n >= cap) {
+        n = cap - 1;
+        /* back off to the start of a character: never half of one */
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = 0;
+    return n;
 }

@@ -12,6 +12,7 @@
  * jobs, so the worker keeps running), then the worker, then free.
  */
 #include "server/serve.h"
+#include "forkpoint_fetch.h"
 
 #include <civetweb.h>
 #include <errno.h>

@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 #include "forkpoint_store.h"
 
 struct mg_connection;

@@ -8,6 +8,7 @@
  * White-box where the property is about internals (decode tracing).
  */
 #include "core/internal.h"
+#include "core/testing.h"
 #include "harness.h"
 
 #include <ctype.h>
@@ -117,25 +118,27 @@ static void test_words(fp_engine *e) {
 /* One branch at a time, in a context of its own: the reference previews. */
 typedef struct { fp_engine *e; } ref_t;
 
-static int32_t ref_pick(const float *row, bool word_end) {
-    int32_t best = -1;
-    for (int32_t t = 0; t < g_model->n_vocab; t++) {
-        uint8_t f = g_model->tok_flags[t];
-        if (f & FP_TOK_CONTROL) continue;
-        if (word_end && !(f & FP_TOK_WORD_START)) continue;
-        if (best < 0 || row[t] > row[best]) best = t;
-    }
-    return best;
+/* The continuation's rule, one branch at a time: the session's sampler chain
+ * (penalties with the prefix as history), fpi_pick_next, greedy. */
+static int32_t ref_pick(struct llama_sampler *chain, fp_dist *d, const float *row, bool word_end) {
+    fp_dist_compute(d, row, g_model->n_vocab, chain, 2);
+    int32_t t = fpi_pick_next(g_model, d, word_end, NULL, "", 0);
+    if (t >= 0) llama_sampler_accept(chain, t);
+    return t;
 }
 
 /* Greedy preview after prefix tokens, decoding one token per call. */
-static int32_t ref_preview(fp_engine *r, const int32_t *prefix, int32_t n, int32_t L, int32_t *out) {
+static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *prefix, int32_t n, int32_t L, int32_t *out) {
     llama_memory_t mem = fp_engine_mem(r);
     llama_memory_seq_rm(mem, 0, -1, -1);
     if (fp_engine_decode_span(r, 0, prefix, n, 0, true, NULL) != FP_OK) return -1;
+    struct llama_sampler *chain = fp_chain_new(st, g_model->n_vocab, NULL);
+    fp_dist d;
+    fp_dist_init(&d, g_model->n_vocab);
+    for (int32_t i = n - st->repeat_last_n > 0 ? n - st->repeat_last_n : 0; i < n; i++) llama_sampler_accept(chain, prefix[i]);
     int32_t np = 0;
     const float *row = llama_get_logits_ith(r->ctx, -1);
-    int32_t t = ref_pick(row, true);
+    int32_t t = ref_pick(chain, &d, row, true);
     bool ended = false;
     while (t >= 0 && !(g_model->tok_flags[t] & FP_TOK_EOG)) {
         out[np++] = t;
@@ -143,9 +146,12 @@ static int32_t ref_preview(fp_engine *r, const int32_t *prefix, int32_t n, int32
         if (np >= L) break;
         fp_batch_clear(r);
         fp_batch_add(r, t, n + np - 1, 0, true);
-        if (fp_engine_decode(r, NULL) != FP_OK) return -1;
-        t = ref_pick(llama_get_logits_ith(r->ctx, -1), false);
+        if (fp_engine_decode(r, NULL) != FP_OK) { np = -1; break; }
+        t = ref_pick(chain, &d, llama_get_logits_ith(r->ctx, -1), false);
     }
+    llama_sampler_free(chain);
+    fp_dist_free(&d);
+    if (np < 0) return -1;
     if (t < 0 || (t >= 0 && (g_model->tok_flags[t] & FP_TOK_EOG))) ended = true;
     if (!ended && np >= L) { /* trim a trailing partial word, as the engine does */
         int32_t cut = np - 1;
@@ -176,7 +182,7 @@ static void test_previews(fp_engine *e) {
             if (c->is_eog) continue;
             memcpy(prefix + n, c->tokens, sizeof(int32_t) * (size_t)c->n_tokens);
             int32_t out[FP_MAX_PREVIEW];
-            int32_t np = ref_preview(r, prefix, n + c->n_tokens, st.lookahead, out);
+            int32_t np = ref_preview(r, &st, prefix, n + c->n_tokens, st.lookahead, out);
             CHECKF(np == c->n_preview, "fork %d cand %d: %d vs %d tokens ('%s')", f->id, i, np, c->n_preview, c->preview);
             bool same = np == c->n_preview && memcmp(out, c->preview_tokens, sizeof(int32_t) * (size_t)np) == 0;
             CHECKF(same, "fork %d candidate '%s': preview differs ('%s')", f->id, c->text, c->preview);
@@ -223,7 +229,7 @@ static void test_no_double_decode(fp_engine *e) {
         const fp_candidate *c = &f->candidates[idx];
         int32_t n_accept = c->n_tokens + (with_preview ? c->n_preview : 0);
         if (c->is_eog) break;
-        uint64_t before = fp_engine_decoded_tokens(e);
+        uint64_t before = fpi_engine_decoded_tokens(e);
         CHECK(fp_session_choose(s, idx, with_preview, FP_BY_SCRIPT, &err) == FP_OK);
         (void)before;
         /* the accepted tokens: at most one of them (the last preview token) went through the trunk */
@@ -337,9 +343,9 @@ static void test_prefetch(fp_engine *e) {
         CHECK(fp_session_prefetch(a, idx, wp, &err) == FP_OK);
         CHECK(fp_session_prefetch(a, (idx + 1) % n, !wp, &err) == FP_OK);
         CHECK(fp_session_is_prefetched(a, idx, wp));
-        uint64_t calls = fp_engine_decode_calls(e);
+        uint64_t calls = fpi_engine_decode_calls(e);
         CHECKF(fp_session_choose(a, idx, wp, FP_BY_HUMAN, &err) == FP_OK, "%s", err.message);
-        CHECKF(fp_engine_decode_calls(e) == calls, "adopting decoded %d times", (int)(fp_engine_decode_calls(e) - calls));
+        CHECKF(fpi_engine_decode_calls(e) == calls, "adopting decoded %d times", (int)(fpi_engine_decode_calls(e) - calls));
         CHECK(fp_session_choose(b, idx, wp, FP_BY_HUMAN, &err) == FP_OK);
         CHECK(strcmp(fp_session_text(a), fp_session_text(b)) == 0);
         CHECK(fp_session_state(a) == fp_session_state(b));
@@ -544,9 +550,16 @@ static void test_save_restore(fp_engine *e) {
         fp_session_free(x);
         free(part);
     }
-    /* flip token ids out of range */
+    free(bad);
+    /* a token id out of range, in an otherwise good document: refused for that */
+    bad = strdup(saved);
     char *tok = strstr(bad, "\"tokens\":[");
-    if (tok) { memcpy(tok + 10, "99999", 5); CHECK(fp_session_restore(e, bad, &err) == NULL); }
+    CHECK(tok != NULL);
+    if (tok) {
+        memcpy(tok + 10, "99999", 5);
+        CHECK(fp_session_restore(e, bad, &err) == NULL && err.code == FP_ERR_ARG);
+        CHECKF(strstr(err.message, "token") != NULL, "refused for another reason: %s", err.message);
+    }
     free(bad);
     free(saved);
     /* a forced fork inside automatic text splits a node: the parent then comes after its children */

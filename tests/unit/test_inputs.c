@@ -10,6 +10,7 @@
  */
 #include "core/internal.h"
 #include "harness.h"
+#include "forkpoint_fetch.h"
 
 #include <stdint.h>
 #include <unistd.h>
@@ -237,11 +238,13 @@ static void test_utf8(void) {
         while (s) {
             const char *t = fp_session_text(s);
             size_t n = fp_session_text_len(s);
-            CHECK(strlen(t) == n && fp_utf8_complete_prefix(t, n) == n);
+            /* valid, not merely cut at a character: byte tokens can spell bytes no UTF-8 text has */
+            CHECKF(strlen(t) == n && fp_utf8_valid(t, n), "seed %u: the text is not valid UTF-8", seed);
             if (fp_session_state(s) != FP_STATE_AT_FORK) break;
             const fp_fork *f = fp_session_fork(s);
             for (int32_t i = 0; i < f->n_candidates; i++) {
                 CHECK(fp_utf8_valid(f->candidates[i].text, strlen(f->candidates[i].text)));
+                CHECK(fp_utf8_valid(f->candidates[i].preview, strlen(f->candidates[i].preview)));
                 char *j = fp_fork_to_json(s, f);
                 CHECK(j != NULL && fp_utf8_valid(j, strlen(j)));
                 free(j);
@@ -253,6 +256,7 @@ static void test_utf8(void) {
         fp_session_free(s);
     }
     fprintf(stderr, "   (byte tokens generated: %d)\n", bytes_seen);
+    CHECKF(bytes_seen > 0, "no byte token was generated: the check above proved nothing");
     fp_engine_free(e);
     fp_model_free(m);
 }
