@@ -20,7 +20,8 @@
  *     navigate.c   undo, goto, forced forks
  *     prefetch.c   speculative outcomes while the person decides
  *     check.c      the invariants, run in test builds
- *     json.c       fork events, the tree and sessions as JSON
+ *     json.c       fork events, the tree, settings as JSON
+ *     snapshot.c   sessions saved (snapshots, changes since a mark) and restored
  *   learning (forkpoint_learn.h)
  *     prefs.c      preferences: reranker, logit bias, auto-resolution
  *     steer.c      steering vectors: computed, applied, as files
@@ -344,7 +345,7 @@ struct fp_session {
 };
 
 /* Session internals shared by session.c, tree.c, navigate.c, prefetch.c,
- * check.c and json.c (restoring a saved session). */
+ * check.c and snapshot.c (restoring a saved session). */
 static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
 static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);

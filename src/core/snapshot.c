@@ -12,7 +12,7 @@
  * fork: its candidates as first computed (base), what is shown now (only
  * when it differs from base), the decision, the event log, the path and the
  * generator state. No logits: a restored fork gets them back by decoding its
- * last token again when it is reopened (session.c reopen), so snapshots stay
+ * last token again when it is reopened (navigate.c reopen), so snapshots stay
  * the same size whatever the vocabulary. Candidates, probabilities and
  * previews come from the snapshot, never recomputed, so a reopened fork
  * shows exactly what it showed. Format 1 documents (with base64 logits, as
@@ -21,7 +21,7 @@
  * A change document names the nodes and forks that are new or differ from
  * what a mark (fp_save_mark) remembers as saved, the events logged since,
  * and the small header (leaf, open fork, end, generator, settings). What can
- * differ, given session.c: nodes grow or are split (their small fields
+ * differ, given session.c and navigate.c: nodes grow or are split (their small fields
  * change), a fork's node moves with a split, and only the open fork's
  * candidates and decision change (choosing, narrowing, settings, adapters,
  * reopening). So a change is found by comparing a few integers per node and
