@@ -375,14 +375,39 @@ char *fp_session_tree_json(const fp_session *s);
 
 /* ------------------------------------------------------------ persistence */
 
-/* The whole session (prompt, settings, tree, forks, event log, current
- * position) as one JSON document; malloc'd, the caller frees. */
+/* The whole session (prompt, settings, tree, forks with their candidates,
+ * event log, current position) as one JSON document, a *snapshot*; malloc'd,
+ * the caller frees. No logits are stored: its size does not grow with the
+ * vocabulary (see fp_session_restore). */
 char *fp_session_save(const fp_session *s);
 /* Rebuilds a saved session on an engine: the same text, tree, forks and open
  * fork, with no candidate recomputed (the current path is decoded once to
- * refill the KV cache). Rejects malformed JSON and documents that do not fit
- * the engine's model (vocabulary size) with FP_ERR_ARG / FP_ERR_MODEL. */
+ * refill the KV cache and give the open fork's logits; a fork reopened later
+ * decodes its own last token again). Candidates, probabilities and previews
+ * are the saved ones. Rejects malformed JSON and documents that do not fit
+ * the engine's model (vocabulary size) with FP_ERR_ARG / FP_ERR_MODEL.
+ * Documents written by older versions (format 1, with logits) restore too. */
 fp_session *fp_session_restore(fp_engine *engine, const char *json, fp_error *err);
+
+/* Incremental saving, so that the cost of saving after a decision does not
+ * grow with the story. A mark remembers what of a session has been saved;
+ * make one right after saving a snapshot or restoring. The changes since the
+ * mark (new nodes, forks and events, the records that changed, the current
+ * position) are one small JSON document; once it is stored, update the mark.
+ * A session is rebuilt from a snapshot and its changes in order.
+ * Cost: O(nodes + forks) integer comparisons; the output is proportional to
+ * what changed (a decision: one node, about two forks, one event). */
+typedef struct fp_save_mark fp_save_mark;
+fp_save_mark *fp_save_mark_new(const fp_session *s);          /* NULL: out of memory */
+void          fp_save_mark_free(fp_save_mark *m);
+/* malloc'd; NULL when out of memory. Does not change the mark. */
+char         *fp_session_save_changes(const fp_session *s, const fp_save_mark *m);
+/* Everything in s now counts as saved. FP_ERR_NOMEM leaves the mark as it was. */
+fp_status     fp_save_mark_update(fp_save_mark *m, const fp_session *s);
+/* fp_session_restore of a snapshot with changes[0..n) applied in order; a
+ * change that does not follow the one before is FP_ERR_ARG. */
+fp_session   *fp_session_restore_log(fp_engine *engine, const char *snapshot,
+                                     const char *const *changes, int32_t n_changes, fp_error *err);
 
 /* Settings to and from JSON objects (field names as in fp_settings).
  * fp_settings_from_json starts from *out and overrides only the fields

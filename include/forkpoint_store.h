@@ -1,11 +1,16 @@
 /*
- * forkpoint_store.h — the decision log and preference profiles, in SQLite.
+ * forkpoint_store.h — everything Forkpoint keeps, in one SQLite database:
+ * the decision log, preference profiles, and stories (sessions kept across
+ * restarts, as the server does).
  *
  * A separate small library over the core (libforkpoint_store.a): the core
  * stays free of storage, front ends that keep history link this as well.
+ * It owns the schema, its migrations (PRAGMA user_version; older databases
+ * are upgraded on open) and the connection; layout in docs/storage.md.
  *
- * Every decision is written in its own transaction the moment it is made
- * (WAL journal, so a killed process loses nothing that was committed).
+ * Every decision is written in a committed transaction the moment it is
+ * made (WAL journal, so a killed process loses nothing that was committed);
+ * a story's change and the decisions it holds go in the same transaction.
  * Profiles hold a person's learned preferences (fp_prefs), tied to the model
  * they were learned on by the model file's sha256.
  */
@@ -22,10 +27,13 @@ extern "C" {
 
 typedef struct fp_store fp_store;
 
-/* Opens (create = true: creates if missing) a store. An existing file that is
- * not a Forkpoint store, or is damaged, is refused with a clear error. */
+/* Opens (create = true: creates if missing) a store, upgrading an older
+ * schema. An existing file that is not a Forkpoint store, is damaged, or was
+ * made by a newer Forkpoint is refused with a clear error. Not thread-safe
+ * beyond SQLite's own serialisation: one thread writes (the server's worker). */
 fp_store *fp_store_open(const char *path, bool create, fp_error *err);
 void      fp_store_close(fp_store *st);
+int32_t   fp_store_schema_version(fp_store *st);   /* PRAGMA user_version; -1 on error */
 
 typedef struct fp_decision_meta {
     const char *session_id;    /* any stable id of the writing session */
@@ -34,8 +42,9 @@ typedef struct fp_decision_meta {
     const char *modality;      /* mouse, touch, keyboard, dwell, switch, script, api, ... */
 } fp_decision_meta;
 
-/* Logs the session's decisions from event `from` to the last one, each in
- * its own transaction; returns the number of the next event to log. The
+/* Logs the session's decisions from event `from` to the last one, in one
+ * transaction; returns the number of the next event to log (`from` when
+ * nothing could be written, with err set). The
  * context (text and tokens before each fork) is read from the session, so
  * call it right after the decisions, before the path changes. */
 int32_t fp_store_log_events(fp_store *st, const fp_session *s, int32_t from,
@@ -87,6 +96,67 @@ fp_status fp_store_profile_save(fp_store *st, const char *name, const char *mode
 fp_status fp_store_profile_reset(fp_store *st, const char *name, fp_error *err);
 /* One line per profile: name, decisions learned, model. */
 fp_status fp_store_profile_list(fp_store *st, FILE *out, fp_error *err);
+
+
+/* ---------------------------------------------------------------- stories */
+
+/* A story is a session kept in the store: a snapshot (fp_session_save) and
+ * the changes since (fp_session_save_changes), one per write. Each write is
+ * one transaction holding the change, the rows of the decisions it adds to
+ * the log, the story's version and, when given, the profile's preferences:
+ * a decision the restored story holds always has its row. A write makes a
+ * new snapshot instead of a change when the changes since the last one add
+ * up to more than the snapshot (and FP_STORE_SNAPSHOT_MIN bytes), so a write
+ * costs O(what changed) amortised and a load reads at most about twice the
+ * snapshot. Versions come from one counter kept in the store: they only grow,
+ * across restarts too. */
+#define FP_STORE_SNAPSHOT_MIN (64 * 1024)
+
+typedef struct fp_store_session fp_store_session;  /* what of one story is on disk */
+
+typedef struct fp_story_info {
+    char     id[65];
+    char     title[256];
+    int64_t  created, updated;   /* unix seconds */
+    uint64_t version;            /* of its last write */
+} fp_story_info;
+
+/* What writes cost, for benchmarks and tests. */
+typedef struct fp_story_stats {
+    int64_t last_bytes;          /* bytes of text and blobs bound by the last write */
+    int64_t total_bytes;         /* since this handle was made */
+    int64_t writes, snapshots;   /* writes, and how many of them were snapshots */
+    int64_t log_bytes;           /* bytes of the changes since the snapshot */
+    int64_t snapshot_bytes;      /* bytes of the snapshot */
+} fp_story_stats;
+
+/* A new story: its row and first snapshot, and the decisions the session
+ * already holds, in one transaction. NULL with err on failure (nothing is
+ * written). meta names the session (meta->session_id is the story's id). */
+fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64_t created, uint64_t version,
+                                          const fp_session *s, const fp_decision_meta *meta,
+                                          const fp_prefs *prefs, fp_error *err);
+/* Writes what changed since the last write (see above). On failure nothing
+ * is written and the handle still describes the disk: the next write
+ * carries this change too. */
+fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
+                                 const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err);
+/* Restores a story on an engine (snapshot, then its changes); *ps gets its
+ * handle, info (may be NULL) its row. FP_ERR_EMPTY in err when the id is
+ * unknown; other codes as fp_session_restore's. */
+fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp_store_session **ps,
+                                  fp_story_info *info, fp_error *err);
+void      fp_store_session_free(fp_store_session *ps);
+void      fp_store_session_stats(const fp_store_session *ps, fp_story_stats *out);
+/* Deletes a story and its changes (its decisions stay in the log).
+ * *existed (may be NULL) says whether there was one. */
+fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, fp_error *err);
+/* Up to cap stories, most recently written first; returns how many, -1 on error. */
+int32_t   fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_error *err);
+/* The highest version the store has handed out (0 on error), and raising it
+ * (a version shown to someone without a write, e.g. on a load). */
+uint64_t  fp_store_version(fp_store *st);
+fp_status fp_store_note_version(fp_store *st, uint64_t version, fp_error *err);
 
 #ifdef __cplusplus
 }

@@ -10,6 +10,9 @@
 #   make bench-serve   only bench_serve: time from a selection to the next fork
 #                      through a real forkpoint-serve, with and without
 #                      prefetch, and with concurrent sessions (about 5 minutes)
+#   make bench-persist only bench_persist: bytes and ms per click of saving a
+#                      story at 10, 100 and 1,000 forks, old full rewrite vs
+#                      append-only (BENCH_PERSIST_ARGS, e.g. "--forks 10,100")
 #
 # BENCH_THREADS sets the thread count of every run (default 2); BENCH_ARGS is
 # passed to both bench_fork runs (e.g. BENCH_ARGS="--k 4 --reps 3").
@@ -42,6 +45,8 @@ bench: bench-tools
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning
 	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
 	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
+	$(BENCH_DIR)/bench_persist $(BENCH_PERSIST_ARGS)
 
 # bench_serve drives the server binary, so it needs that built too.
 bench-serve: deps
@@ -90,5 +95,17 @@ $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_ut
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
 
+# ---- bench_persist: saving a story per click, old full rewrite vs append-only
+# (it reads library internals to run the old writer: -Isrc is in CPPFLAGS)
+BENCH_PERSIST_ARGS ?=
+.PHONY: bench-persist
+bench-persist: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
+	$(BENCH_DIR)/bench_persist $(BENCH_PERSIST_ARGS)
+
+$(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a \
+		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+
 # benchmarks are not run by `make test`, but they are built, so they cannot rot
-TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning
+TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning $(BENCH_DIR)/bench_persist

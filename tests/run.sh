@@ -48,6 +48,7 @@ done
 run_suite cli bash tests/cli/test_cli.sh build/asan/forkpoint "$MODELS"
 run_suite install bash tests/install/run.sh
 [ -x tests/api/run.sh ] && run_suite api bash tests/api/run.sh
+[ -x tests/crash/run.sh ] && run_suite crash bash tests/crash/run.sh
 [ -x tests/browser/run.sh ] && run_suite browser bash tests/browser/run.sh
 
 echo

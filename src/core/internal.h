@@ -20,7 +20,8 @@
  *     navigate.c   undo, goto, forced forks
  *     prefetch.c   speculative outcomes while the person decides
  *     check.c      the invariants, run in test builds
- *     json.c       fork events, the tree and sessions as JSON
+ *     json.c       fork events, the tree, settings as JSON
+ *     snapshot.c   sessions saved (snapshots, changes since a mark) and restored
  *   learning (forkpoint_learn.h)
  *     prefs.c      preferences: reranker, logit bias, auto-resolution
  *     steer.c      steering vectors: computed, applied, as files
@@ -233,7 +234,9 @@ int32_t fpi_argmax(const float *v, int32_t n);
 typedef struct fp_fork_rec {
     fp_fork pub;              /* what front ends see; pub.candidates -> shown */
     int32_t node;             /* the fork stands at the end of this node */
-    float  *logits;           /* n_vocab logits at the fork position */
+    float  *logits;           /* n_vocab logits at the fork position; NULL when not in
+                                 memory (a restored fork): reopening decodes them again.
+                                 Invariant: the open fork's are always in memory. */
     fp_candidate *base;       /* the cloud as first computed (no prefix) */
     int32_t n_base;
     float   base_other;
@@ -366,7 +369,7 @@ struct fp_session {
 };
 
 /* Session internals shared by session.c, tree.c, navigate.c, prefetch.c,
- * check.c and json.c (restoring a saved session). */
+ * check.c and snapshot.c (restoring a saved session). */
 static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
 static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
@@ -433,6 +436,18 @@ void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
 const float *fpi_prefs_bias(const fp_prefs *p);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
+
+/* json.c helpers shared with snapshot.c (saved sessions). fpi_json_exact
+ * switches the calling thread between exact floats (saving) and floats
+ * rounded for people (events, the tree). */
+struct cJSON;
+void          fpi_json_exact(bool on);
+void          fpi_json_text(struct cJSON *o, const char *key, const char *t, size_t n);
+struct cJSON *fpi_json_ints(const int32_t *v, int32_t n);
+struct cJSON *fpi_json_candidates(const fp_candidate *c, int32_t n);
+struct cJSON *fpi_json_fork(const fp_fork *f);
+struct cJSON *fpi_json_settings(const fp_settings *s);
+fp_status     fpi_settings_from_cjson(const struct cJSON *o, fp_settings *out, fp_error *err);
 
 /* Candidate copy helper for the event log. */
 fp_candidate *fpi_candidates_dup(const fp_candidate *c, int32_t n);

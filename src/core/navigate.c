@@ -20,13 +20,22 @@ static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
     fpi_prefetch_clear(s);
     fpi_cloud_drop_live(s);
     int32_t old_leaf = s->leaf;
-    fp_status st = fpi_set_path(s, f->node, false, err);
+    /* a restored fork has no logits in memory (snapshots do not store them):
+     * the trunk decodes its last token again and they are kept from now on */
+    float *fresh = f->logits ? NULL : malloc(sizeof(float) * (size_t)s->n_vocab);
+    if (!f->logits && !fresh) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    fp_status st = fpi_set_path(s, f->node, fresh != NULL, err);
     if (st != FP_OK) {
         /* back where it was: the trunk keeps the common prefix it holds */
         if (fpi_path_rebuild(s, old_leaf) != FP_OK) { llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, 0, -1); s->n_past = 0; }
         if (s->n_past > s->n_path) s->n_past = s->n_path;
         fpi_chain_resync(s);
+        free(fresh);
         return st;
+    }
+    if (fresh) {
+        memcpy(fresh, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
+        f->logits = fresh;
     }
     memcpy(s->cur_logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
     s->n_plan = s->plan_at = 0;

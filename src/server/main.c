@@ -207,14 +207,13 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: %s\n", msg);
         return -1;
     }
-    /* every decision goes to the log the moment it is made */
-    if (fp_sha256_file(app->model_path, app->model_sha, &err) != FP_OK ||
-        !(app->log = fp_store_open(app->db_path, true, &err))) {
-        fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
+    /* every decision goes to the log the moment it is made, tagged with the model */
+    if (fp_sha256_file(app->model_path, app->model_sha, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint-serve: %s\n", err.message);
         return -1;
     }
     if (app->cfg.profile) { /* the person's learned preferences, or a fresh start */
-        if (fp_store_profile_load(app->log, app->cfg.profile, app->model_sha, &app->prefs, &err) != FP_OK) {
+        if (fp_store_profile_load(app->store, app->cfg.profile, app->model_sha, &app->prefs, &err) != FP_OK) {
             fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);
             return -1;
         }
@@ -234,8 +233,6 @@ static void teardown(srv_app *app)
     srv_store_close(app);
     fp_prefs_free(app->prefs); /* after the sessions that borrowed it */
     app->prefs = NULL;
-    fp_store_close(app->log);
-    app->log = NULL;
     if (app->engine) fp_engine_free(app->engine);
     fp_steer_free(app->steer);
     app->steer = NULL;
@@ -262,8 +259,8 @@ int main(int argc, char **argv)
     pthread_cond_init(&app.done_cv, NULL);
     pthread_mutex_init(&app.ws_mu, NULL);
     pthread_mutex_init(&app.adapters_mu, NULL);
-    /* versions only grow, also across restarts: start from the clock (ms) */
-    app.version = (uint64_t)time(NULL) * 1000u;
+    /* versions only grow, also across restarts: srv_store_open takes the
+     * store's counter (every change stores its version) */
 
     int rc = 1;
     mg_init_library(0);

@@ -10,7 +10,7 @@
  *   - civetweb handler threads parse requests and never touch fp_* objects;
  *     they fill an srv_job and wait for it (srv_worker_submit).
  *   - one worker thread owns the fp_model, the fp_engine, every fp_session
- *     and the SQLite connection; it runs jobs in round-robin order over
+ *     and the store (the one SQLite connection, src/store); it runs jobs in round-robin order over
  *     sessions, so one busy session cannot starve the others.
  *   - WebSocket clients live in a fixed table guarded by ws_mu; the worker
  *     broadcasts state to them after every committed change.
@@ -29,7 +29,6 @@
 
 struct mg_connection;
 struct mg_context;
-typedef struct sqlite3 sqlite3;
 
 #define SRV_ID_LEN 16             /* hex characters in a session id */
 #define SRV_MAX_BODY (64 * 1024)  /* request bodies above this get 413 */
@@ -121,11 +120,12 @@ typedef struct srv_live {
     char        title[SRV_TITLE_MAX];
     int64_t     created;       /* unix seconds */
     uint64_t    last_used;     /* LRU tick */
-    uint64_t    version;       /* bumps on every change, sent to clients */
+    uint64_t    version;       /* bumps on every change, sent to clients; from the
+                                  store's counter, so it grows across restarts */
     double      last_ms;       /* engine time of the last decision */
     bool        last_hit;      /* the last choice used a prefetched outcome */
-    int32_t     logged;        /* events already in the decision log */
     fp_session *s;
+    fp_store_session *ps;      /* what of it is in the store */
 } srv_live;
 
 /* One outgoing WebSocket message, shared by every client it is queued for
@@ -171,13 +171,12 @@ typedef struct srv_app {
     /* worker-owned */
     fp_model           *model;
     fp_engine          *engine;
-    sqlite3            *db;
-    fp_store           *log;           /* the decision log (same database file) */
+    fp_store           *store;         /* the database: stories, decision log, profiles */
     fp_prefs           *prefs;         /* --profile's preferences, shared by all sessions */
     char                model_sha[65];
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;
-    uint64_t            version;
+    uint64_t            version;       /* the last version handed out */
     struct { char id[SRV_ID_LEN + 1]; uint64_t version; } vstash[SRV_VSTASH]; /* sessions.c */
     int                 vstash_next;
     /* the queue */
@@ -232,20 +231,10 @@ int  srv_sessions_open(srv_app *app, fp_error *err);
 /* Saves nothing (all is saved already) and frees every live session. */
 void srv_sessions_close(srv_app *app);
 
-/* store.c: SQLite persistence, used by the worker only. */
+/* store.c: opens app->store at --db or the XDG default (worker only
+ * afterwards) and takes its version counter. */
 int   srv_store_open(srv_app *app, char *err, size_t cap);
 void  srv_store_close(srv_app *app);
-int   srv_store_put(srv_app *app, const char *id, const char *title, int64_t created,
-                    const char *doc);
-/* Returns a malloc'd document (and fills title/created), or NULL when the
- * id is unknown (*found = false) or on error. */
-char *srv_store_get(srv_app *app, const char *id, char *title, size_t title_cap,
-                    int64_t *created, bool *found);
-int   srv_store_delete(srv_app *app, const char *id);
-/* Appends {"id","title","created","updated"} objects, newest first. */
-int   srv_store_list(srv_app *app, void *cjson_array);
-/* Ids of the most recently updated sessions, newest first; returns count. */
-int   srv_store_recent(srv_app *app, char (*ids)[SRV_ID_LEN + 1], int cap);
 
 /* state.c: JSON views of a session (worker thread). */
 char *srv_state_json(srv_app *app, const srv_live *l);

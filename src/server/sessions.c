@@ -2,13 +2,19 @@
  * sessions.c — the session registry and the job executor (worker thread).
  *
  * Why: every call into the core library happens here, on the worker thread.
- * Sessions are resident in the engine (a srv_live slot) or only in SQLite;
- * a job naming a non-resident session restores it first. The engine has a
- * fixed number of sequences (each session takes 1 + beam_width), so when
- * the resident table is full or the engine reports FP_ERR_CAPACITY the
+ * Sessions are resident in the engine (a srv_live slot) or only in the
+ * store; a job naming a non-resident session restores it first. The engine
+ * has a fixed number of sequences (each session takes 1 + beam_width), so
+ * when the resident table is full or the engine reports FP_ERR_CAPACITY the
  * least recently used other session is evicted (it is saved after every
  * change, so eviction loses nothing) and the call is retried; only when
  * nothing is left to evict does the client get 503.
+ *
+ * Saving: after every change the worker writes what changed (the store's
+ * fp_store_session_write: the change, the decisions it adds to the log, the
+ * new version and the profile, in one transaction) before it answers or
+ * broadcasts. A write that fails is answered with 500 and the session is
+ * dropped from memory, so what clients see never runs ahead of the disk.
  */
 #include "server/serve.h"
 
@@ -45,6 +51,8 @@ static uint64_t stashed_version(srv_app *app, const char *id)
     return 0;
 }
 
+static void drop_live(srv_app *app, srv_live *l);
+
 /* Frees the least recently used resident session other than keep.
  * Returns true when one was evicted. */
 static bool evict_lru(srv_app *app, const srv_live *keep)
@@ -58,9 +66,7 @@ static bool evict_lru(srv_app *app, const srv_live *keep)
     }
     if (!victim) return false;
     if (!app->cfg.quiet) fprintf(stderr, "forkpoint-serve: evicting session %s\n", victim->id);
-    stash_version(app, victim);
-    fp_session_free(victim->s);
-    memset(victim, 0, sizeof *victim);
+    drop_live(app, victim);
     return true;
 }
 
@@ -77,18 +83,35 @@ static srv_live *free_slot(srv_app *app)
 
 static void touch(srv_app *app, srv_live *l) { l->last_used = ++app->tick; }
 
-/* Writes the session's document to SQLite. Why after every change: the
- * brief is that a restarted (or crashed) server shows every committed
- * decision. A failed save is logged; the in-memory session stays valid. */
-static void persist(srv_app *app, srv_live *l)
+static fp_decision_meta meta_for(srv_app *app, const srv_live *l, const srv_job *job)
 {
-    char *doc = fp_session_save(l->s);
-    if (!doc) {
-        fprintf(stderr, "forkpoint-serve: fp_session_save(%s) failed\n", l->id);
-        return;
+    return (fp_decision_meta){ .session_id = l->id, .profile = app->cfg.profile ? app->cfg.profile : "default",
+                               .model_sha256 = app->model_sha,
+                               .modality = job->modality[0] ? job->modality : "api" };
+}
+
+/* Writes what changed (and the decisions made) in one transaction. Why
+ * after every change: a restarted (or crashed) server shows every decision
+ * that was answered. Returns 0, or -1 with the error logged. */
+static int persist(srv_app *app, srv_live *l, const srv_job *job)
+{
+    fp_error err = {0};
+    fp_decision_meta meta = meta_for(app, l, job);
+    if (fp_store_session_write(app->store, l->ps, l->s, l->version, &meta, app->prefs, &err) != FP_OK) {
+        fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", l->id, err.message);
+        return -1;
     }
-    srv_store_put(app, l->id, l->title, l->created, doc);
-    free(doc);
+    return 0;
+}
+
+/* Frees one resident session without saving (its last committed state is
+ * in the store); its version is remembered for when it comes back. */
+static void drop_live(srv_app *app, srv_live *l)
+{
+    stash_version(app, l);
+    fp_session_free(l->s);
+    fp_store_session_free(l->ps);
+    memset(l, 0, sizeof *l);
 }
 
 /* Makes a session resident: found in the table, or restored from SQLite.
@@ -98,49 +121,42 @@ static srv_live *load(srv_app *app, srv_job *job)
     srv_live *l = live_find(app, job->sid);
     if (l) { touch(app, l); return l; }
 
-    char title[SRV_TITLE_MAX];
-    int64_t created = 0;
-    bool found = false;
-    char *doc = srv_store_get(app, job->sid, title, sizeof title, &created, &found);
-    if (!found) {
-        job->status = 404;
-        job->body = srv_json_error("unknown session");
-        return NULL;
-    }
-    if (!doc) {
-        job->status = 500;
-        job->body = srv_json_error("cannot read the session from the database");
-        return NULL;
-    }
     l = free_slot(app);
     if (!l) {
-        free(doc);
         job->status = 503;
         job->body = srv_json_error("no room for another session");
         return NULL;
     }
     fp_error err = {0};
     fp_session *s;
-    while (!(s = fp_session_restore(app->engine, doc, &err)) &&
+    fp_store_session *ps = NULL;
+    fp_story_info info;
+    while (!(s = fp_store_session_load(app->store, app->engine, job->sid, &ps, &info, &err)) &&
            (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
-    free(doc);
     if (!s) {
         char msg[320];
         snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
-        job->status = err.code == FP_ERR_CAPACITY ? 503 : 500;
-        job->body = srv_json_error(msg);
+        job->status = err.code == FP_ERR_EMPTY ? 404 : err.code == FP_ERR_CAPACITY ? 503 : 500;
+        job->body = srv_json_error(err.code == FP_ERR_EMPTY ? "unknown session" : msg);
         return NULL;
     }
     l->used = true;
     l->s = s;
-    l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
+    l->ps = ps;
     if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     snprintf(l->id, sizeof l->id, "%s", job->sid);
-    snprintf(l->title, sizeof l->title, "%s", title);
-    l->created = created;
+    snprintf(l->title, sizeof l->title, "%.*s", (int)sizeof l->title - 1, info.title);
+    l->created = info.created;
+    /* the version its clients saw before it was evicted in this run (the
+     * state restored is the one saved at it); else a new one, stored so that
+     * it is not handed out again after a restart */
     l->version = stashed_version(app, l->id);
-    if (l->version == 0) l->version = ++app->version;
+    if (l->version == 0) {
+        l->version = ++app->version;
+        if (fp_store_note_version(app->store, app->version, &err) != FP_OK)
+            fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+    }
     touch(app, l);
     return l;
 }
@@ -151,17 +167,13 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
 {
     if (changed) {
         l->version = ++app->version;
-        persist(app, l);
-        fp_error err = {0};
-        fp_decision_meta meta = { .session_id = l->id, .profile = app->cfg.profile ? app->cfg.profile : "default",
-                                  .model_sha256 = app->model_sha,
-                                  .modality = job->modality[0] ? job->modality : "api" };
-        int32_t before = l->logged;
-        l->logged = fp_store_log_events(app->log, l->s, l->logged, &meta, &err);
-        if (l->logged < fp_session_n_events(l->s) && l->logged >= before)
-            fprintf(stderr, "forkpoint-serve: decision log: %s\n", err.message);
-        if (app->prefs && fp_store_profile_save(app->log, app->cfg.profile, app->model_sha, app->prefs, &err) != FP_OK)
-            fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);
+        if (persist(app, l, job) != 0) {
+            /* memory is ahead of the disk: forget it, the next request reloads */
+            drop_live(app, l);
+            job->status = 500;
+            job->body = srv_json_error("cannot save the session");
+            return;
+        }
     }
     job->out_version = l->version;
     char *state = srv_state_json(app, l);
@@ -202,17 +214,27 @@ static void job_list(srv_app *app, srv_job *job)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON *arr = cJSON_AddArrayToObject(o, "sessions");
-    if (!o || !arr || srv_store_list(app, arr) != 0) {
+    enum { MAX_LISTED = 1000 };
+    fp_story_info *rows = malloc(sizeof *rows * MAX_LISTED);
+    int32_t n = rows ? fp_store_sessions(app->store, rows, MAX_LISTED, NULL) : -1;
+    if (!o || !arr || n < 0) {
         cJSON_Delete(o);
+        free(rows);
         job->status = 500;
         job->body = srv_json_error("cannot list sessions");
         return;
     }
-    cJSON *it;
-    cJSON_ArrayForEach(it, arr) {
-        const char *id = cJSON_GetStringValue(cJSON_GetObjectItem(it, "id"));
-        cJSON_AddBoolToObject(it, "live", id && live_find(app, id) != NULL);
+    for (int32_t i = 0; i < n; i++) {
+        cJSON *it = cJSON_CreateObject();
+        if (!it) break;
+        cJSON_AddItemToArray(arr, it);
+        cJSON_AddStringToObject(it, "id", rows[i].id);
+        cJSON_AddStringToObject(it, "title", rows[i].title);
+        cJSON_AddNumberToObject(it, "created", (double)rows[i].created);
+        cJSON_AddNumberToObject(it, "updated", (double)rows[i].updated);
+        cJSON_AddBoolToObject(it, "live", live_find(app, rows[i].id) != NULL);
     }
+    free(rows);
     job->body = cJSON_PrintUnformatted(o);
     job->status = job->body ? 200 : 500;
     cJSON_Delete(o);
@@ -259,34 +281,40 @@ static void job_create(srv_app *app, srv_job *job)
         }
         return;
     }
+    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     l->used = true;
     l->s = s;
-    l->logged = fp_session_n_events(s); /* restored or new: what is there was logged when it happened */
-    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     snprintf(l->id, sizeof l->id, "%s", id);
     snprintf(job->sid, sizeof job->sid, "%s", id);
     make_title(job->text, l->title, sizeof l->title);
     l->created = (int64_t)time(NULL);
     l->last_ms = srv_now_ms() - t0;
+    l->version = ++app->version;
+    /* the row, the first snapshot and any decision already made, at once */
+    fp_decision_meta meta = meta_for(app, l, job);
+    if (!(l->ps = fp_store_session_create(app->store, l->title, l->created, l->version, s, &meta, app->prefs, &err))) {
+        fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", id, err.message);
+        drop_live(app, l);
+        job->status = 500;
+        job->body = srv_json_error("cannot save the session");
+        return;
+    }
     touch(app, l);
-    reply_state(app, l, job, true);
+    reply_state(app, l, job, false); /* saved already; nobody is subscribed yet */
     if (job->status == 200) job->status = 201;
 }
 
 static void job_delete(srv_app *app, srv_job *job)
 {
     srv_live *l = live_find(app, job->sid);
-    if (l) {
-        fp_session_free(l->s);
-        memset(l, 0, sizeof *l);
-    }
-    int rc = srv_store_delete(app, job->sid);
-    if (rc < 0) {
+    if (l) drop_live(app, l);
+    bool existed = false;
+    if (fp_store_session_delete(app->store, job->sid, &existed, NULL) != FP_OK) {
         job->status = 500;
         job->body = srv_json_error("cannot delete the session");
         return;
     }
-    if (rc == 1 && !l) {
+    if (!existed && !l) {
         job->status = 404;
         job->body = srv_json_error("unknown session");
         return;
@@ -304,15 +332,6 @@ static int evict_others(srv_app *app, const srv_live *keep)
     int n = 0;
     while (evict_lru(app, keep)) n++;
     return n;
-}
-
-/* Frees one resident session without saving (its last committed state is
- * already in SQLite). */
-static void drop_live(srv_app *app, srv_live *l)
-{
-    stash_version(app, l);
-    fp_session_free(l->s);
-    memset(l, 0, sizeof *l);
 }
 
 /* Applies one decision or navigation call. Returns its status; *replied is
@@ -609,22 +628,22 @@ bool srv_prefetch_step(srv_app *app)
  * comes back with its sessions resident (the others restore on demand). */
 int srv_sessions_open(srv_app *app, fp_error *err)
 {
-    (void)err;
     int cap = app->cfg.max_live;
-    char (*ids)[SRV_ID_LEN + 1] = calloc((size_t)cap, sizeof *ids);
-    if (!ids) return -1;
-    int n = srv_store_recent(app, ids, cap);
+    fp_story_info *rows = calloc((size_t)cap, sizeof *rows);
+    if (!rows) return -1;
+    int n = fp_store_sessions(app->store, rows, cap, err);
     int ok = 0;
     for (int i = 0; i < n; i++) {
+        if (!srv_id_valid(rows[i].id, strlen(rows[i].id))) continue;
         srv_job job = {.kind = JOB_GET};
-        snprintf(job.sid, sizeof job.sid, "%s", ids[i]);
+        snprintf(job.sid, sizeof job.sid, "%.*s", SRV_ID_LEN, rows[i].id);
         srv_live *l = load(app, &job);
         if (l) ok++;
-        else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", ids[i],
+        else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", rows[i].id,
                      job.body ? job.body : "?");
         free(job.body);
     }
-    free(ids);
+    free(rows);
     if (!app->cfg.quiet && n > 0)
         fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n);
     return 0;
@@ -632,8 +651,6 @@ int srv_sessions_open(srv_app *app, fp_error *err)
 
 void srv_sessions_close(srv_app *app)
 {
-    for (int i = 0; i < app->cfg.max_live; i++) {
-        if (app->live[i].used) fp_session_free(app->live[i].s);
-        memset(&app->live[i], 0, sizeof app->live[i]);
-    }
+    for (int i = 0; i < app->cfg.max_live; i++)
+        if (app->live[i].used) drop_live(app, &app->live[i]);
 }

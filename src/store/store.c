@@ -1,28 +1,34 @@
 /*
- * store.c — the decision log, datasets and profiles in SQLite.
+ * store.c — the one SQLite module: the connection, the schema and its
+ * migrations, the decision log, datasets and profiles. Stories (the
+ * server's sessions) are in sessions.c over the same connection.
  *
- * Durability: WAL journal with synchronous=NORMAL; every decision is its own
- * committed transaction, so a process that is killed right after a choice
- * has it on disk (the WAL is written before COMMIT returns).
+ * Durability: WAL journal with synchronous=NORMAL; every decision is written
+ * in a committed transaction (with the story's change, when a story is
+ * being kept: sessions.c), so a process killed right after a choice has it
+ * on disk (the WAL is written before COMMIT returns).
+ *
+ * Schema versions (PRAGMA user_version): 0 is a database made before the
+ * schema was versioned (decisions and profiles by this library, a sessions
+ * table of whole JSON documents by the server); 2 is the current one (see
+ * docs/storage.md). Opening upgrades an older database in one transaction;
+ * a newer one is refused.
  *
  * Invariant: a row of `decisions` is immutable once written; exports only
  * read. A profile row is replaced whole (its blob is fp_prefs_save's bytes).
  */
-#include "forkpoint_store.h"
+#include "store/store_int.h"
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 
-struct fp_store {
-    sqlite3 *db;
-};
+#define SCHEMA_VERSION 2
 
-static fp_status fail(fp_error *err, fp_status code, const char *fmt, ...) {
+fp_status fpi_store_fail(fp_error *err, fp_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);
@@ -32,6 +38,7 @@ static fp_status fail(fp_error *err, fp_status code, const char *fmt, ...) {
     }
     return code;
 }
+#define fail fpi_store_fail
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS decisions("
@@ -50,14 +57,93 @@ static const char SCHEMA[] =
     " typed TEXT,"
     " chooser TEXT NOT NULL,"
     " modality TEXT NOT NULL,"
-    " ms REAL NOT NULL);"
+    " ms REAL NOT NULL,"
+    " event INTEGER);"                   /* the event's number in its session (NULL before version 2) */
     "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);"
+    "CREATE INDEX IF NOT EXISTS decisions_session ON decisions(session, event);"
     "CREATE TABLE IF NOT EXISTS profiles("
     " name TEXT PRIMARY KEY,"
     " model_sha256 TEXT NOT NULL,"
     " n_learned INTEGER NOT NULL,"
     " data BLOB NOT NULL,"
-    " updated REAL NOT NULL);";
+    " updated REAL NOT NULL);"
+    /* a story's small row is updated on every write; its snapshot (MBs for a
+     * long story) lives in a table of its own, so that update never copies it */
+    "CREATE TABLE IF NOT EXISTS sessions("
+    " id TEXT PRIMARY KEY,"
+    " title TEXT NOT NULL,"
+    " created INTEGER NOT NULL,"         /* unix seconds */
+    " updated INTEGER NOT NULL,"
+    " version INTEGER NOT NULL DEFAULT 0," /* the version of the last write */
+    " seq INTEGER NOT NULL DEFAULT 0);"  /* the last change written */
+    "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);"
+    "CREATE TABLE IF NOT EXISTS session_snapshots("
+    " session TEXT PRIMARY KEY,"
+    " seq INTEGER NOT NULL,"             /* the change it includes */
+    " snapshot TEXT NOT NULL);"          /* fp_session_save's document */
+    "CREATE TABLE IF NOT EXISTS session_changes("
+    " session TEXT NOT NULL,"
+    " seq INTEGER NOT NULL,"             /* session_snapshots.seq < seq <= sessions.seq */
+    " version INTEGER NOT NULL,"
+    " change TEXT NOT NULL,"             /* fp_session_save_changes's document */
+    " PRIMARY KEY(session, seq)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+
+/* Whether table t has column c (0 no, 1 yes, -1 no such table). */
+static int has_column(sqlite3 *db, const char *t, const char *c) {
+    sqlite3_stmt *q = NULL;
+    int found = -1;
+    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?)", -1, &q, NULL) != SQLITE_OK) return -1;
+    sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        if (found < 0) found = 0;
+        if (strcmp((const char *)sqlite3_column_text(q, 0), c) == 0) found = 1;
+    }
+    sqlite3_finalize(q);
+    return found;
+}
+
+/* Brings the schema to SCHEMA_VERSION in one transaction. Version 0 -> 2:
+ * decisions gain `event`; the server's sessions table (id, title, created,
+ * updated, doc) keeps its rows, each doc moving to session_snapshots (a
+ * format 1 document, which fp_session_restore reads) with version 0 and no
+ * changes.
+ * The version counter starts at the clock in milliseconds, where the old
+ * server started its versions, so a page open across the upgrade sees them
+ * go on growing. */
+static int migrate(sqlite3 *db, char **msg) {
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, msg);
+    if (rc != SQLITE_OK) return rc;
+    sqlite3_stmt *q = NULL;
+    int version = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        version = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (version == SCHEMA_VERSION) return sqlite3_exec(db, "COMMIT", NULL, NULL, msg);
+    if (version < 0 || version > SCHEMA_VERSION) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        *msg = sqlite3_mprintf(version < 0 ? "cannot read its schema version"
+                                           : "its schema version %d is newer than this Forkpoint's (%d)", version, SCHEMA_VERSION);
+        return SQLITE_ERROR;
+    }
+    if (has_column(db, "decisions", "event") == 0)
+        rc = sqlite3_exec(db, "ALTER TABLE decisions ADD COLUMN event INTEGER", NULL, NULL, msg);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, msg); /* the tables that are missing */
+    if (rc == SQLITE_OK && has_column(db, "sessions", "doc") == 1)
+        rc = sqlite3_exec(db, "INSERT INTO session_snapshots(session, seq, snapshot) SELECT id, 0, doc FROM sessions;"
+                              "ALTER TABLE sessions DROP COLUMN doc;"
+                              "ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
+                              "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;", NULL, NULL, msg);
+    if (rc == SQLITE_OK) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO counters(name, value) VALUES('version', %lld);"
+                 "PRAGMA user_version = %d;", (long long)time(NULL) * 1000LL, SCHEMA_VERSION);
+        rc = sqlite3_exec(db, sql, NULL, NULL, msg);
+    }
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, msg);
+    else sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
 
 fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
     struct stat sb;
@@ -73,15 +159,17 @@ fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
     sqlite3_busy_timeout(db, 5000);
     char *msg = NULL;
     int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, &msg);
+    if (rc == SQLITE_OK) rc = migrate(db, &msg);
     if (rc == SQLITE_OK) { /* an existing table of another shape is not ours */
         rc = sqlite3_exec(db, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-                              " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms FROM decisions LIMIT 0;"
-                              "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;", NULL, NULL, &msg);
+                              " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
+                              "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
+                              "SELECT id, title, created, updated, version, seq FROM sessions LIMIT 0;"
+                              "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
+                              "SELECT session, seq, version, change FROM session_changes LIMIT 0;", NULL, NULL, &msg);
     }
     if (rc != SQLITE_OK) {
-        fail(err, rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT ? FP_ERR_IO : FP_ERR_IO,
-             "%s is not a usable Forkpoint database: %s", path, msg ? msg : sqlite3_errstr(rc));
+        fail(err, FP_ERR_IO, "%s is not a usable Forkpoint database: %s", path, msg ? msg : sqlite3_errstr(rc));
         sqlite3_free(msg);
         sqlite3_close(db);
         return NULL;
@@ -98,13 +186,42 @@ void fp_store_close(fp_store *st) {
     free(st);
 }
 
+int32_t fp_store_schema_version(fp_store *st) {
+    sqlite3_stmt *q = NULL;
+    int32_t v = -1;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+fp_status fpi_store_begin(fp_store *st, fp_error *err) {
+    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return fail(err, FP_ERR_IO, "cannot start a transaction: %s", sqlite3_errmsg(st->db));
+    return FP_OK;
+}
+
+fp_status fpi_store_commit(fp_store *st, fp_error *err) {
+    if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        fail(err, FP_ERR_IO, "cannot commit: %s", sqlite3_errmsg(st->db));
+        fpi_store_rollback(st);
+        return FP_ERR_IO;
+    }
+    return FP_OK;
+}
+
+void fpi_store_rollback(fp_store *st) {
+    if (!sqlite3_get_autocommit(st->db)) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
 /* ---------------------------------------------------------------- log */
 
-static double unix_now(void) {
+double fpi_store_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+#define unix_now fpi_store_now
 
 static char *tokens_json(const int32_t *t, int32_t n) {
     cJSON *a = cJSON_CreateArray();
@@ -114,7 +231,10 @@ static char *tokens_json(const int32_t *t, int32_t n) {
     return s;
 }
 
-static fp_status log_one(fp_store *st, const fp_session *s, const fp_fork *f, const fp_decision_meta *m, fp_error *err) {
+fp_status fpi_store_log_one(fp_store *st, const fp_session *s, int32_t ev, const fp_decision_meta *m, int64_t *bytes,
+                            fp_error *err) {
+    const fp_fork *f = fp_session_event(s, ev);
+    if (!f) return fail(err, FP_ERR_ARG, "no event %d", ev);
     const char *text = fp_session_text(s);
     size_t off = (size_t)f->text_offset;
     if (off > fp_session_text_len(s)) off = fp_session_text_len(s);
@@ -125,10 +245,10 @@ static fp_status log_one(fp_store *st, const fp_session *s, const fp_fork *f, co
     fp_status rc = FP_OK;
     sqlite3_stmt *q = NULL;
     if (!fork || !settings || !toks) { rc = fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
-    if (sqlite3_prepare_v2(st->db,
+    if (sqlite3_prepare_v3(st->db,
             "INSERT INTO decisions(at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &q, NULL) != SQLITE_OK) {
+            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) != SQLITE_OK) {
         rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
         goto out;
     }
@@ -148,7 +268,9 @@ static fp_status log_one(fp_store *st, const fp_session *s, const fp_fork *f, co
     sqlite3_bind_text(q, 13, fp_chooser_name(f->chooser), -1, SQLITE_STATIC);
     sqlite3_bind_text(q, 14, m->modality ? m->modality : "unknown", -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(q, 15, f->ms_to_choose);
+    sqlite3_bind_int(q, 16, ev);
     if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
+    else if (bytes) *bytes += (int64_t)(off + strlen(settings) + strlen(toks) + strlen(fork) + 160);
 out:
     sqlite3_finalize(q);
     free(fork); free(settings); free(toks);
@@ -157,11 +279,13 @@ out:
 
 int32_t fp_store_log_events(fp_store *st, const fp_session *s, int32_t from, const fp_decision_meta *meta, fp_error *err) {
     int32_t n = fp_session_n_events(s);
-    for (int32_t i = from < 0 ? 0 : from; i < n; i++) {
-        if (log_one(st, s, fp_session_event(s, i), meta, err) != FP_OK) return i;
-        from = i + 1;
-    }
-    return from < 0 ? 0 : from;
+    if (from < 0) from = 0;
+    if (from >= n) return from;
+    /* one transaction for the lot: each decision is there, or none of them */
+    if (fpi_store_begin(st, err) != FP_OK) return from;
+    for (int32_t i = from; i < n; i++)
+        if (fpi_store_log_one(st, s, i, meta, NULL, err) != FP_OK) { fpi_store_rollback(st); return from; }
+    return fpi_store_commit(st, err) == FP_OK ? n : from;
 }
 
 int64_t fp_store_count(fp_store *st, const char *profile) {
@@ -325,14 +449,15 @@ fp_status fp_store_profile_load(fp_store *st, const char *name, const char *sha,
     return rc;
 }
 
-fp_status fp_store_profile_save(fp_store *st, const char *name, const char *sha, const fp_prefs *p, fp_error *err) {
+fp_status fpi_store_profile_put(fp_store *st, const char *name, const char *sha, const fp_prefs *p, int64_t *bytes,
+                                fp_error *err) {
     size_t len = 0;
     void *blob = fp_prefs_save(p, &len);
     if (!blob) return fail(err, FP_ERR_NOMEM, "out of memory");
     sqlite3_stmt *q = NULL;
     fp_status rc = FP_OK;
-    if (sqlite3_prepare_v2(st->db, "INSERT OR REPLACE INTO profiles(name, model_sha256, n_learned, data, updated)"
-                                   " VALUES(?,?,?,?,?)", -1, &q, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v3(st->db, "INSERT OR REPLACE INTO profiles(name, model_sha256, n_learned, data, updated)"
+                                   " VALUES(?,?,?,?,?)", -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) != SQLITE_OK)
         rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
     else {
         sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
@@ -341,10 +466,15 @@ fp_status fp_store_profile_save(fp_store *st, const char *name, const char *sha,
         sqlite3_bind_blob(q, 4, blob, (int)len, SQLITE_TRANSIENT);
         sqlite3_bind_double(q, 5, unix_now());
         if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
+        else if (bytes) *bytes += (int64_t)len;
     }
     sqlite3_finalize(q);
     free(blob);
     return rc;
+}
+
+fp_status fp_store_profile_save(fp_store *st, const char *name, const char *sha, const fp_prefs *p, fp_error *err) {
+    return fpi_store_profile_put(st, name, sha, p, NULL, err);
 }
 
 fp_status fp_store_profile_reset(fp_store *st, const char *name, fp_error *err) {

@@ -537,6 +537,7 @@ async function main() {
     const r = await http(srv2, 'GET', `/api/sessions/${sid}`);
     eq(r.status, 200, `status ${r.text.slice(0, 200)}`);
     eq(r.json.text, before.text, 'text');
+    assert(r.json.version > before.version, `version after the restart ${r.json.version} > ${before.version} before`);
     eq(r.json.fork && r.json.fork.id, before.fork && before.fork.id, 'open fork');
     eq(candTexts(r.json), candTexts(before), 'candidates');
     eq(r.json.path_forks.map((f) => f.id), before.path_forks.map((f) => f.id), 'forks on the path');

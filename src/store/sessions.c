@@ -1,0 +1,345 @@
+/*
+ * sessions.c — stories: sessions kept in the store across restarts.
+ *
+ * Why append-only: rewriting a whole session after every decision made a
+ * click cost O(story) in bytes and time (a thousand forks are megabytes).
+ * Here a write is one row of `session_changes` (fp_session_save_changes:
+ * the records that are new or changed), the decisions it adds to the log,
+ * the session's version and the version counter, all in one transaction;
+ * now and then the snapshot in `sessions` is rewritten instead and the
+ * changes it covers are deleted. Rule: a write becomes a snapshot when the
+ * changes since the last snapshot would exceed both the snapshot's size and
+ * FP_STORE_SNAPSHOT_MIN; so each byte of change pays for at most one byte
+ * of snapshot (writes cost about twice what changed, amortised) and a load
+ * reads at most about twice the snapshot.
+ *
+ * Every write updates the story's small `sessions` row (seq, version); the
+ * snapshot sits in `session_snapshots`, rewritten only when a snapshot is
+ * made (an UPDATE copies the whole record: a snapshot in the same row
+ * would be copied on every click).
+ *
+ * Invariants: sessions.seq is the last change written, session_snapshots.seq
+ * the one the snapshot includes (snap_seq); session_changes holds exactly
+ * the seqs snap_seq+1 .. seq of each session. A handle's seq equals its row's (a
+ * write checks it, so a second writer is noticed instead of corrupting).
+ * Every event of a stored story has its decision row (event = its number):
+ * the rows are written in the transaction that stores the event.
+ */
+#include "store/store_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fp_store_session {
+    char id[65];
+    fp_save_mark *mark;        /* what of the session is on disk; NULL: write a snapshot next */
+    int32_t logged;            /* events with their decision row */
+    int64_t seq, snap_seq;
+    fp_story_stats stats;
+};
+
+void fp_store_session_free(fp_store_session *ps) {
+    if (!ps) return;
+    fp_save_mark_free(ps->mark);
+    free(ps);
+}
+
+void fp_store_session_stats(const fp_store_session *ps, fp_story_stats *out) { *out = ps->stats; }
+
+/* Runs one statement with the bound text/int arguments given as a format:
+ * 't' text, 'i' int64, 'd' double. Returns the sqlite3 result of the step. */
+static int exec1(fp_store *st, const char *sql, const char *fmt, ...) {
+    sqlite3_stmt *q = NULL;
+    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
+    if (rc != SQLITE_OK) return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    for (int i = 0; fmt[i]; i++) {
+        if (fmt[i] == 't') sqlite3_bind_text(q, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
+        else if (fmt[i] == 'i') sqlite3_bind_int64(q, i + 1, va_arg(ap, int64_t));
+        else sqlite3_bind_double(q, i + 1, va_arg(ap, double));
+    }
+    va_end(ap);
+    rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc;
+}
+
+/* The decisions of events [ps->logged, n) and the version counter: the
+ * parts every write shares. */
+static fp_status write_common(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
+                              const fp_decision_meta *meta, const fp_prefs *prefs, int64_t *bytes, fp_error *err) {
+    fp_decision_meta m = *meta;
+    m.session_id = ps->id;
+    for (int32_t i = ps->logged; i < fp_session_n_events(s); i++)
+        if (fpi_store_log_one(st, s, i, &m, bytes, err) != FP_OK) return err ? err->code : FP_ERR_IO;
+    if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
+        return fpi_store_fail(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+    if (prefs && meta->profile && fpi_store_profile_put(st, meta->profile, meta->model_sha256, prefs, bytes, err) != FP_OK)
+        return err ? err->code : FP_ERR_IO;
+    return FP_OK;
+}
+
+/* After a committed write: the handle follows the disk. */
+static void written(fp_store_session *ps, const fp_session *s, int64_t bytes, bool snapshot, int64_t doc_bytes) {
+    ps->seq++;
+    ps->logged = fp_session_n_events(s);
+    if (snapshot) {
+        ps->snap_seq = ps->seq;
+        ps->stats.snapshots++;
+        ps->stats.snapshot_bytes = doc_bytes;
+        ps->stats.log_bytes = 0;
+    } else {
+        ps->stats.log_bytes += doc_bytes;
+    }
+    ps->stats.writes++;
+    ps->stats.last_bytes = bytes;
+    ps->stats.total_bytes += bytes;
+    if (!ps->mark) ps->mark = fp_save_mark_new(s);
+    else if (fp_save_mark_update(ps->mark, s) != FP_OK) { fp_save_mark_free(ps->mark); ps->mark = NULL; }
+    /* no mark (out of memory): the next write is a snapshot, which needs none */
+}
+
+fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64_t created, uint64_t version,
+                                          const fp_session *s, const fp_decision_meta *meta, const fp_prefs *prefs,
+                                          fp_error *err) {
+    if (!st || !s || !meta || !meta->session_id || !*meta->session_id || strlen(meta->session_id) >= 65) {
+        fpi_store_fail(err, FP_ERR_ARG, "a story needs a store, a session and an id of 1..64 bytes");
+        return NULL;
+    }
+    fp_store_session *ps = calloc(1, sizeof *ps);
+    char *doc = fp_session_save(s);
+    if (!ps || !doc) {
+        free(ps); free(doc);
+        fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(ps->id, sizeof ps->id, "%s", meta->session_id);
+    ps->seq = -1; /* written() makes it 0: the snapshot is change 0 */
+    int64_t bytes = (int64_t)strlen(doc) + (int64_t)strlen(title ? title : "");
+    fp_status rc = fpi_store_begin(st, err);
+    if (rc == FP_OK) {
+        double now = fpi_store_now();
+        if (exec1(st, "INSERT INTO sessions(id, title, created, updated, version, seq) VALUES(?,?,?,?,?,0)", "ttiii",
+                  ps->id, title ? title : "", created, (int64_t)now, (int64_t)version) != SQLITE_DONE ||
+            exec1(st, "INSERT OR REPLACE INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)", "tt", ps->id, doc)
+                != SQLITE_DONE ||
+            exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) != SQLITE_DONE)
+            rc = fpi_store_fail(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+        if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
+        if (rc == FP_OK) rc = fpi_store_commit(st, err);
+        else fpi_store_rollback(st);
+    }
+    if (rc == FP_OK) written(ps, s, bytes, true, (int64_t)strlen(doc));
+    free(doc);
+    if (rc != FP_OK) { fp_store_session_free(ps); return NULL; }
+    return ps;
+}
+
+fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
+                                 const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err) {
+    if (!st || !ps || !s || !meta) return fpi_store_fail(err, FP_ERR_ARG, "no store, story or session");
+    char *doc = ps->mark ? fp_session_save_changes(s, ps->mark) : NULL;
+    if (ps->mark && !doc) return fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    int64_t limit = ps->stats.snapshot_bytes > FP_STORE_SNAPSHOT_MIN ? ps->stats.snapshot_bytes : FP_STORE_SNAPSHOT_MIN;
+    bool snapshot = !doc || ps->stats.log_bytes + (int64_t)strlen(doc) > limit;
+    if (snapshot) {
+        free(doc);
+        if (!(doc = fp_session_save(s))) return fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    }
+    int64_t doc_bytes = (int64_t)strlen(doc), bytes = doc_bytes;
+    int64_t now = (int64_t)fpi_store_now();
+    fp_status rc = fpi_store_begin(st, err);
+    if (rc != FP_OK) { free(doc); return rc; }
+    int step;
+    if (snapshot) {
+        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
+                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
+        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE)
+            step = exec1(st, "UPDATE session_snapshots SET seq = ?, snapshot = ? WHERE session = ?", "itt", ps->seq + 1,
+                         doc, ps->id);
+        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE) step = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id);
+    } else {
+        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
+                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
+        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
+        if (step == SQLITE_DONE)
+            step = exec1(st, "INSERT INTO session_changes(session, seq, version, change) VALUES(?,?,?,?)", "tiit", ps->id,
+                         ps->seq + 1, (int64_t)version, doc);
+    }
+    if (step == SQLITE_MISMATCH)
+        rc = fpi_store_fail(err, FP_ERR_STATE, "session %s was changed or deleted by someone else", ps->id);
+    else if (step != SQLITE_DONE)
+        rc = fpi_store_fail(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+    if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
+    if (rc == FP_OK) rc = fpi_store_commit(st, err);
+    else fpi_store_rollback(st);
+    if (rc == FP_OK) written(ps, s, bytes, snapshot, doc_bytes);
+    free(doc);
+    return rc;
+}
+
+static char *dup_col(sqlite3_stmt *q, int i) {
+    const unsigned char *t = sqlite3_column_text(q, i);
+    int n = sqlite3_column_bytes(q, i);
+    char *d = t ? malloc((size_t)n + 1) : NULL;
+    if (d) { memcpy(d, t, (size_t)n); d[n] = 0; }
+    return d;
+}
+
+fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp_store_session **out,
+                                  fp_story_info *info, fp_error *err) {
+    *out = NULL;
+    if (!st || !e || !id || strlen(id) >= 65) { fpi_store_fail(err, FP_ERR_ARG, "no store, engine or id"); return NULL; }
+    if (fpi_store_begin(st, err) != FP_OK) return NULL; /* one consistent view of the row and its changes */
+    sqlite3_stmt *q = NULL;
+    char *snap = NULL, **ch = NULL;
+    int32_t n = 0;
+    int64_t seq = 0, snap_seq = 0, log_bytes = 0;
+    fp_story_info row = {0};
+    fp_status rc = FP_OK;
+    if (sqlite3_prepare_v2(st->db, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
+                                   " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?",
+                           -1, &q, NULL) != SQLITE_OK) {
+        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+        goto out;
+    }
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) {
+        snprintf(row.id, sizeof row.id, "%s", id);
+        const unsigned char *t = sqlite3_column_text(q, 0);
+        snprintf(row.title, sizeof row.title, "%s", t ? (const char *)t : "");
+        row.created = sqlite3_column_int64(q, 1);
+        row.updated = sqlite3_column_int64(q, 2);
+        snap = dup_col(q, 3);
+        row.version = (uint64_t)sqlite3_column_int64(q, 4);
+        snap_seq = sqlite3_column_int64(q, 5);
+        seq = sqlite3_column_int64(q, 6);
+        if (!snap) rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    } else if (step == SQLITE_DONE) {
+        rc = fpi_store_fail(err, FP_ERR_EMPTY, "unknown session");
+    } else {
+        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (rc != FP_OK) goto out;
+    if (seq < snap_seq || seq - snap_seq > (1 << 24)) { rc = fpi_store_fail(err, FP_ERR_ARG, "session %s has a damaged change count", id); goto out; }
+    int32_t want = (int32_t)(seq - snap_seq);
+    ch = calloc((size_t)(want > 0 ? want : 1), sizeof *ch);
+    if (!ch) { rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    if (sqlite3_prepare_v2(st->db, "SELECT seq, change FROM session_changes WHERE session = ? AND seq > ? ORDER BY seq",
+                           -1, &q, NULL) != SQLITE_OK) {
+        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+        goto out;
+    }
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, snap_seq);
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        if (n >= want || sqlite3_column_int64(q, 0) != snap_seq + 1 + n) { step = SQLITE_MISMATCH; break; }
+        if (!(ch[n] = dup_col(q, 1))) { step = SQLITE_NOMEM; break; }
+        log_bytes += sqlite3_column_bytes(q, 1);
+        n++;
+    }
+    sqlite3_finalize(q);
+    q = NULL;
+    if (step == SQLITE_NOMEM) rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    else if (step == SQLITE_MISMATCH || (step == SQLITE_DONE && n != want))
+        rc = fpi_store_fail(err, FP_ERR_ARG, "session %s has %d of its %d changes", id, n, want);
+    else if (step != SQLITE_DONE) rc = fpi_store_fail(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+out:
+    fpi_store_rollback(st); /* a read: nothing to commit */
+    fp_session *s = NULL;
+    fp_store_session *ps = NULL;
+    if (rc == FP_OK) s = fp_session_restore_log(e, snap, (const char *const *)ch, n, err);
+    if (s) {
+        ps = calloc(1, sizeof *ps);
+        /* a format 1 snapshot holds every fork's logits: replace it at the next write */
+        bool old = strncmp(snap, "{\"format\":1", 11) == 0;
+        if (ps && !old && !(ps->mark = fp_save_mark_new(s))) { free(ps); ps = NULL; }
+        if (!ps) { fp_session_free(s); s = NULL; fpi_store_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    }
+    if (ps) {
+        snprintf(ps->id, sizeof ps->id, "%s", id);
+        ps->logged = fp_session_n_events(s);
+        ps->seq = seq;
+        ps->snap_seq = snap_seq;
+        ps->stats.snapshot_bytes = (int64_t)strlen(snap);
+        ps->stats.log_bytes = log_bytes;
+        *out = ps;
+        if (info) *info = row;
+    }
+    for (int32_t i = 0; ch && i < n; i++) free(ch[i]);
+    free(ch);
+    free(snap);
+    return s;
+}
+
+fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, fp_error *err) {
+    if (existed) *existed = false;
+    fp_status rc = fpi_store_begin(st, err);
+    if (rc != FP_OK) return rc;
+    int a = exec1(st, "DELETE FROM sessions WHERE id = ?", "t", id);
+    bool had = a == SQLITE_DONE && sqlite3_changes(st->db) > 0;
+    int b = a == SQLITE_DONE ? exec1(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) : a;
+    if (b == SQLITE_DONE) b = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", id);
+    if (b != SQLITE_DONE) {
+        rc = fpi_store_fail(err, FP_ERR_IO, "cannot delete the session: %s", sqlite3_errmsg(st->db));
+        fpi_store_rollback(st);
+        return rc;
+    }
+    rc = fpi_store_commit(st, err);
+    if (rc == FP_OK && existed) *existed = had;
+    return rc;
+}
+
+int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_error *err) {
+    sqlite3_stmt *q = NULL;
+    /* versions come from one growing counter: the newest write has the highest */
+    if (sqlite3_prepare_v2(st->db, "SELECT id, title, created, updated, version FROM sessions"
+                                   " ORDER BY version DESC, updated DESC LIMIT ?", -1, &q, NULL) != SQLITE_OK) {
+        fpi_store_fail(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    sqlite3_bind_int(q, 1, cap);
+    int32_t n = 0;
+    int step;
+    while (n < cap && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        fp_story_info *r = &out[n++];
+        memset(r, 0, sizeof *r);
+        const unsigned char *a = sqlite3_column_text(q, 0), *b = sqlite3_column_text(q, 1);
+        snprintf(r->id, sizeof r->id, "%s", a ? (const char *)a : "");
+        snprintf(r->title, sizeof r->title, "%s", b ? (const char *)b : "");
+        r->created = sqlite3_column_int64(q, 2);
+        r->updated = sqlite3_column_int64(q, 3);
+        r->version = (uint64_t)sqlite3_column_int64(q, 4);
+    }
+    if (n < cap && step != SQLITE_DONE) {
+        fpi_store_fail(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+        n = -1;
+    }
+    sqlite3_finalize(q);
+    return n;
+}
+
+uint64_t fp_store_version(fp_store *st) {
+    sqlite3_stmt *q = NULL;
+    uint64_t v = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT max(coalesce((SELECT value FROM counters WHERE name = 'version'), 0),"
+                                   " coalesce((SELECT max(version) FROM sessions), 0))", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+fp_status fp_store_note_version(fp_store *st, uint64_t version, fp_error *err) {
+    if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
+        return fpi_store_fail(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+    return FP_OK;
+}
