@@ -66,34 +66,45 @@ static cJSON *int_array(const int32_t *v, int32_t n) {
     return a;
 }
 
-static cJSON *candidate_json(const fp_candidate *c) {
+/* The one vocabulary of forks and candidates, for every consumer: fork
+ * events and the decision log, saved sessions, the tree, and the server's
+ * state documents (which embed fp_fork_to_json). Readers of older documents
+ * also accept the names of format 1 ("eog", "fork", flat uncertainty). */
+static cJSON *candidate_json(const fp_candidate *c, int32_t index) {
     cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", index);
     add_str(o, "text", c->text);
     cJSON_AddItemToObject(o, "tokens", int_array(c->tokens, c->n_tokens));
+    cJSON_AddNumberToObject(o, "n_tokens", c->n_tokens);
     cJSON_AddNumberToObject(o, "prob", r6(c->prob));
     cJSON_AddNumberToObject(o, "pref", r6(c->pref));
     add_str(o, "preview", c->preview);
     cJSON_AddItemToObject(o, "preview_tokens", int_array(c->preview_tokens, c->n_preview));
-    cJSON_AddBoolToObject(o, "eog", c->is_eog);
+    cJSON *w = cJSON_AddArrayToObject(o, "preview_words");
+    for (int32_t i = 0; w && i < c->n_preview_words; i++) cJSON_AddItemToArray(w, cJSON_CreateNumber(c->preview_word_byte[i]));
+    cJSON_AddBoolToObject(o, "is_eog", c->is_eog);
     return o;
 }
 
 static cJSON *candidates_json(const fp_candidate *c, int32_t n) {
     cJSON *a = cJSON_CreateArray();
-    for (int32_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, candidate_json(&c[i]));
+    for (int32_t i = 0; a && i < n; i++) cJSON_AddItemToArray(a, candidate_json(&c[i], i));
     return a;
 }
 
 /* The public view of a fork (an event), without candidates. */
 static cJSON *fork_head_json(const fp_fork *f) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "fork", f->id);
+    cJSON_AddNumberToObject(o, "id", f->id);
     cJSON_AddNumberToObject(o, "position", f->position);
     cJSON_AddNumberToObject(o, "text_offset", f->text_offset);
     cJSON_AddStringToObject(o, "reason", fp_reason_name(f->reason));
-    cJSON_AddNumberToObject(o, "entropy_bits", r6(f->unc.entropy_bits));
-    cJSON_AddNumberToObject(o, "top1", r6(f->unc.top1));
-    cJSON_AddNumberToObject(o, "margin", r6(f->unc.margin));
+    cJSON *u = cJSON_AddObjectToObject(o, "uncertainty");
+    if (u) {
+        cJSON_AddNumberToObject(u, "entropy_bits", r6(f->unc.entropy_bits));
+        cJSON_AddNumberToObject(u, "top1", r6(f->unc.top1));
+        cJSON_AddNumberToObject(u, "margin", r6(f->unc.margin));
+    }
     return o;
 }
 

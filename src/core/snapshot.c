@@ -343,7 +343,8 @@ static int32_t rd_candidates(rd *r, const cJSON *a, fp_candidate *out, int32_t c
         d->prob = (float)rd_num(r, c, "prob", 0, 1.0001);
         const cJSON *pf = cJSON_GetObjectItemCaseSensitive(c, "pref");
         d->pref = cJSON_IsNumber(pf) && pf->valuedouble >= 0 && pf->valuedouble <= 1.0001 ? (float)pf->valuedouble : d->prob;
-        d->is_eog = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "eog"));
+        const cJSON *eog = cJSON_GetObjectItemCaseSensitive(c, "is_eog");
+        d->is_eog = cJSON_IsTrue(eog ? eog : cJSON_GetObjectItemCaseSensitive(c, "eog")); /* format 1: "eog" */
         if (r->bad) return 0;
         if (!fp_utf8_valid(d->text, strlen(d->text)) || !fp_utf8_valid(d->preview, strlen(d->preview))) {
             rd_fail(r, "candidate text is not valid UTF-8");
@@ -378,13 +379,16 @@ static fp_reason reason_from(const char *k) {
 /* Reads the public part of a fork or event (candidates into cands; a fork
  * stored without "candidates" shows its base, filled in by the caller). */
 static void rd_fork_pub(rd *r, const cJSON *j, fp_fork *f, fp_candidate *cands, int32_t cap, bool may_omit) {
-    f->id = (int32_t)rd_num(r, j, "fork", 0, 1e9);
+    /* the one vocabulary ("id", "uncertainty": {...}), or format 1's names */
+    f->id = (int32_t)rd_num(r, j, cJSON_HasObjectItem(j, "id") ? "id" : "fork", 0, 1e9);
     f->position = (int32_t)rd_num(r, j, "position", 0, 1e9);
     f->text_offset = (int32_t)rd_num(r, j, "text_offset", 0, 1e12);
     f->reason = reason_from(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "reason")));
-    f->unc.entropy_bits = (float)rd_num(r, j, "entropy_bits", -1, 1e6);
-    f->unc.top1 = (float)rd_num(r, j, "top1", -1, 2);
-    f->unc.margin = (float)rd_num(r, j, "margin", -1, 2);
+    const cJSON *u = cJSON_GetObjectItemCaseSensitive(j, "uncertainty");
+    if (!cJSON_IsObject(u)) u = j;
+    f->unc.entropy_bits = (float)rd_num(r, u, "entropy_bits", -1, 1e6);
+    f->unc.top1 = (float)rd_num(r, u, "top1", -1, 2);
+    f->unc.margin = (float)rd_num(r, u, "margin", -1, 2);
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "candidates");
     f->candidates = cands;
     if (!cl && may_omit) {
@@ -622,7 +626,7 @@ static bool apply_change(rd *r, cJSON *doc, vec *nodes, vec *forks, cJSON *event
     }
     while (cf->child) {
         cJSON *it = cJSON_DetachItemViaPointer(cf, cf->child);
-        int32_t id = (int32_t)rd_num(r, it, "fork", 0, 1e9);
+        int32_t id = (int32_t)rd_num(r, it, cJSON_HasObjectItem(it, "id") ? "id" : "fork", 0, 1e9);
         if (r->bad) { cJSON_Delete(it); goto out; }
         if (!vec_put(r, forks, id, it)) goto out;
     }

@@ -24,48 +24,15 @@ static double fin(double x) { return isfinite(x) ? x : 0.0; }
 /* Rounds to 4 decimals so documents stay small and diff-friendly. */
 static double r4(double x) { return round(fin(x) * 10000.0) / 10000.0; }
 
-static cJSON *uncertainty_json(const fp_uncertainty *u)
-{
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "entropy_bits", r4(u->entropy_bits));
-    cJSON_AddNumberToObject(o, "top1", r4(u->top1));
-    cJSON_AddNumberToObject(o, "margin", r4(u->margin));
-    return o;
-}
 
-/* The open fork with its candidates and their previews; preview_words are
- * the byte offsets in each preview where one of its words begins, as the
- * core splits them (the offsets preview_upto accepts, with the preview's
- * length for all of it). */
-static cJSON *fork_json(const fp_model *m, const fp_fork *f)
+/* The open fork with its candidates and their previews, in the core's one
+ * vocabulary (fp_fork_to_json: the same names as fork events and the
+ * decision log), with preview_words, the offsets preview_upto accepts. */
+static cJSON *fork_json(const fp_session *s, const fp_fork *f)
 {
-    cJSON *o = cJSON_CreateObject();
-    if (!o) return NULL;
-    cJSON_AddNumberToObject(o, "id", f->id);
-    cJSON_AddNumberToObject(o, "position", f->position);
-    cJSON_AddNumberToObject(o, "text_offset", f->text_offset);
-    cJSON_AddStringToObject(o, "reason", fp_reason_name(f->reason));
-    cJSON_AddItemToObject(o, "uncertainty", uncertainty_json(&f->unc));
-    cJSON_AddNumberToObject(o, "other", r4(f->other));
-    cJSON_AddStringToObject(o, "typed_prefix", f->typed_prefix);
-    cJSON *arr = cJSON_AddArrayToObject(o, "candidates");
-    for (int32_t i = 0; arr && i < f->n_candidates; i++) {
-        const fp_candidate *c = &f->candidates[i];
-        cJSON *co = cJSON_CreateObject();
-        if (!co) break;
-        cJSON_AddItemToArray(arr, co);
-        cJSON_AddNumberToObject(co, "index", i);
-        cJSON_AddStringToObject(co, "text", c->text);
-        cJSON_AddStringToObject(co, "preview", c->preview);
-        cJSON *words = cJSON_AddArrayToObject(co, "preview_words");
-        for (int32_t w = 0; words && w < c->n_preview_words; w++)
-            cJSON_AddItemToArray(words, cJSON_CreateNumber(c->preview_word_byte[w]));
-        cJSON_AddNumberToObject(co, "prob", r4(c->prob));
-        cJSON_AddNumberToObject(co, "pref", r4(c->pref));
-        cJSON_AddNumberToObject(co, "n_tokens", c->n_tokens);
-        cJSON_AddBoolToObject(co, "is_eog", c->is_eog);
-    }
+    char *j = fp_fork_to_json(s, f);
+    cJSON *o = j ? cJSON_Parse(j) : NULL;
+    free(j);
     return o;
 }
 
@@ -158,7 +125,7 @@ char *srv_state_json(srv_app *app, const srv_live *l)
     cJSON_AddItemToObject(o, "path_forks", forks ? forks : cJSON_CreateArray());
 
     const fp_fork *f = fp_session_fork(s);
-    if (f) cJSON_AddItemToObject(o, "fork", fork_json(fp_engine_model(app->engine), f));
+    if (f) cJSON_AddItemToObject(o, "fork", fork_json(s, f));
     else cJSON_AddNullToObject(o, "fork");
 
     char *sj = fp_settings_to_json(fp_session_settings(s));

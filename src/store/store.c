@@ -547,7 +547,8 @@ static bool choice_from_row(sqlite3_stmt *q, fp_logged_choice *c, bool *nomem) {
     const cJSON *cand;
     cJSON_ArrayForEach(cand, cands) {
         double pr = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cand, "prob"));
-        bool eog = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cand, "eog"));
+        const cJSON *ie = cJSON_GetObjectItemCaseSensitive(cand, "is_eog");
+        bool eog = cJSON_IsTrue(ie ? ie : cJSON_GetObjectItemCaseSensitive(cand, "eog")); /* rows of format 1 say "eog" */
         if (kind && strncmp(kind, "index", 5) == 0 && i == idx) {
             c->chosen = json_tokens(cJSON_GetObjectItemCaseSensitive(cand, "tokens"), &c->n_chosen);
             if (with_preview)

@@ -32,7 +32,7 @@ grep -q '^Once upon a time, there was a little' "$T/out" && ok || bad "scripted 
 n=$(wc -l < "$T/ev.jsonl"); [ "$n" -ge 4 ] && ok || bad "scripted run: $n events"
 grep -q '"typed_prefix":"ca"' "$T/ev.jsonl" && ok || bad "the narrowed fork is not logged"
 grep -q '"kind":"typed"' "$T/ev.jsonl" && grep -q '"by":"script"' "$T/ev.jsonl" && ok || bad "typed choice not logged"
-node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n");for(const x of l){const e=JSON.parse(x);if(!("fork" in e&&"candidates" in e&&"other" in e&&"choice" in e&&"ms" in e&&"entropy_bits" in e))process.exit(1)}' "$T/ev.jsonl" && ok || bad "event JSON lacks fields"
+node -e 'const l=require("fs").readFileSync(process.argv[1],"utf8").trim().split("\n");for(const x of l){const e=JSON.parse(x);if(!("id" in e&&"candidates" in e&&"other" in e&&"choice" in e&&"ms" in e&&"uncertainty" in e&&"is_eog" in e.candidates[0]))process.exit(1)}' "$T/ev.jsonl" && ok || bad "event JSON lacks fields"
 # same seed, same script: same output
 timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/a" 2>/dev/null
 timeout 60 "${W[@]}" --sample --seed 3 --choices "$T/choices" > "$T/b" 2>/dev/null
