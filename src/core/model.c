@@ -68,12 +68,38 @@ static fp_status check_header(const char *path, fp_error *err) {
     return FP_OK;
 }
 
-/* Returns the number of tensors, or -1 when gguf cannot parse the file. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* True when two tokens of the vocabulary have the same text (an empty one
+ * counts as "[EMPTY_<id>]", as llama.cpp names it). Why: llama.cpp aborts
+ * the process on such a file (GGML_ASSERT in llama_vocab::impl::load, found
+ * by fuzz/fuzz_model.c) instead of refusing it. O(n log n) in the vocabulary. */
+static bool duplicate_tokens(const struct gguf_context *g) {
+    int64_t k = gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (k < 0 || gguf_get_kv_type(g, k) != GGUF_TYPE_ARRAY || gguf_get_arr_type(g, k) != GGUF_TYPE_STRING) return false;
+    size_t n = gguf_get_arr_n(g, k);
+    if (n < 2) return false;
+    char **v = malloc(n * sizeof *v);
+    char (*empty)[24] = calloc(n, sizeof *empty);
+    bool dup = !v || !empty;   /* out of memory: refuse rather than risk the abort */
+    for (size_t i = 0; !dup && i < n; i++) {
+        v[i] = (char *)gguf_get_arr_str(g, k, i);
+        if (!v[i][0]) { snprintf(empty[i], sizeof empty[i], "[EMPTY_%zu]", i); v[i] = empty[i]; }
+    }
+    if (!dup) qsort(v, n, sizeof *v, cmp_str);
+    for (size_t i = 1; !dup && i < n; i++) dup = strcmp(v[i - 1], v[i]) == 0;
+    free(v);
+    free(empty);
+    return dup;
+}
+
+/* Returns the number of tensors, -1 when gguf cannot parse the file, -2
+ * when its vocabulary repeats a token. */
 static int64_t count_tensors(const char *path) {
     struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g) return -1;
-    int64_t n = gguf_get_n_tensors(g);
+    int64_t n = duplicate_tokens(g) ? -2 : gguf_get_n_tensors(g);
     gguf_free(g);
     return n;
 }
@@ -140,6 +166,10 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     pthread_once(&g_backend_once, backend_init);
     if (check_header(path, err) != FP_OK) return NULL;
     int64_t nt = count_tensors(path);
+    if (nt == -2) {
+        fp_fail(err, FP_ERR_MODEL, "%s is corrupt (its vocabulary lists a token twice)", path);
+        return NULL;
+    }
     if (nt < 0) {
         fp_fail(err, FP_ERR_MODEL, "%s is truncated or corrupt (GGUF header unreadable%s%s)", path,
                 g_last_log_error[0] ? ": " : "", g_last_log_error);

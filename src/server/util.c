@@ -109,7 +109,7 @@ int srv_json_int(const void *cjson_obj, const char *name, int64_t *out)
     if (!v) return 0;
     if (!cJSON_IsNumber(v)) return -1;
     double d = v->valuedouble;
-    if (d != (double)(int64_t)d || d < -2147483648.0 || d > 2147483647.0) return -1;
+    if (!(d >= -2147483648.0 && d <= 2147483647.0) || d != (double)(int64_t)d) return -1; /* range (and NaN) first: casting 1e300 is undefined */
     *out = (int64_t)d;
     return 1;
 }
