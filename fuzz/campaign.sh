@@ -12,7 +12,8 @@
 # build/fuzz/artifacts/<t>/: minimise one with
 #   build/fuzz/fuzz_<t> -minimize_crash=1 -runs=10000 CRASH
 # and copy it to fuzz/regressions/<t>/ once the bug is fixed.
-# Exits 1 if any target crashed.
+# FUZZ_FLAGS="-fork=1 -ignore_crashes=1" keeps a target going after a crash
+# (each crash input is still saved). Exits 1 if any target crashed.
 set -u
 cd "$(dirname "$0")/.."
 secs=${1:?usage: fuzz/campaign.sh SECONDS TARGET...}; shift
@@ -38,8 +39,9 @@ for t in "$@"; do
     $(cat "fuzz/$t.options" 2>/dev/null) ${FUZZ_FLAGS:-} \
     -artifact_prefix="build/fuzz/artifacts/$t/" "${dirs[@]}" >"$log" 2>&1
   rc=$?
-  grep -E '^#[0-9]+.*DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' "$log" | sed 's/^/   /'
-  grep -E '^(cov|ft):|INFO: fuzzed for' "$log" | tail -1 | sed 's/^/   /'
+  # the last status line: "#runs DONE cov: ..." (or "#runs: cov: ..." under -fork)
+  grep -E '^#[0-9]+(:|.*DONE)' "$log" | tail -1 | sed 's/^/   /'
+  grep -E '^stat::(number_of_executed_units|average_exec_per_sec)' "$log" | sed 's/^/   /'
   if [ $rc -ne 0 ] || ls "build/fuzz/artifacts/$t/" | grep -q .; then
     crashed+=("$t")
     grep -E 'ERROR|runtime error|invariant failed|SUMMARY' "$log" | head -5 | sed 's/^/   /'

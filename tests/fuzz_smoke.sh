@@ -37,7 +37,8 @@ for t in "${targets[@]}"; do
   # 2. a short run from the seeds (new inputs go to a scratch corpus)
   log=$out/fuzz-$t-fuzz.log
   scratch=build/fuzz/smoke-corpus/$t; rm -rf "$scratch"; mkdir -p "$scratch" build/fuzz/smoke-artifacts
-  if $bin $opts -max_total_time="$SECONDS_EACH" -close_fd_mask=3 -print_final_stats=1 \
+  # -seed=1: the same mutations on every run, so a failure here is reproducible
+  if $bin $opts -seed=1 -max_total_time="$SECONDS_EACH" -close_fd_mask=3 -print_final_stats=1 \
        -artifact_prefix=build/fuzz/smoke-artifacts/$t- "$scratch" "fuzz/corpus/$t" >"$log" 2>&1; then
     ok "$t: fuzz ${SECONDS_EACH}s ($(grep -oE 'number_of_executed_units: [0-9]+' "$log" | grep -oE '[0-9]+') runs)"
   else bad "$t: fuzz ${SECONDS_EACH}s" "$log"; fi

@@ -383,7 +383,7 @@ static int32_t *json_tokens(const cJSON *a, int32_t *n) {
     int32_t cnt = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
     int32_t *t = malloc(sizeof(int32_t) * (size_t)(cnt > 0 ? cnt : 1));
     *n = 0;
-    if (!t) return NULL;
+    if (!t || cnt == 0) return t; /* an object's members are children too: only walk arrays */
     const cJSON *x;
     cJSON_ArrayForEach(x, a) {
         /* a token id must be an int32 before it is cast (a damaged row may say 1e300) */
