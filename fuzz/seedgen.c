@@ -67,6 +67,25 @@ static void sessions(fp_engine *e, fp_store *st)
         snprintf(name, sizeof name, "after_%d_%s.json", i + 1, step[i]);
         put_str("restore", name, fp_session_save(s));
     }
+    /* preference profiles: fresh, and trained on this session's decisions */
+    fp_prefs *pr = fp_prefs_new(fp_model_n_vocab(fp_engine_model(e)));
+    size_t blen = 0;
+    void *blob = pr ? fp_prefs_save(pr, &blen) : NULL;
+    if (!blob) die("prefs", "cannot save");
+    put("prefs", "fresh.bin", blob, blen);
+    free(blob);
+    for (int round = 0; round < 40; round++)
+        for (int32_t i = 0; i < fp_session_n_events(s); i++) {
+            const fp_fork *f = fp_session_event(s, i);
+            size_t off = (size_t)f->text_offset < fp_session_text_len(s) ? (size_t)f->text_offset : fp_session_text_len(s);
+            (void)fp_prefs_learn(pr, fp_session_text(s), off, f);
+        }
+    fp_prefs_set_auto(pr, true, 0.9f);
+    blob = fp_prefs_save(pr, &blen);
+    if (!blob) die("prefs", "cannot save");
+    put("prefs", "trained.bin", blob, blen);
+    free(blob);
+    fp_prefs_free(pr);
     fp_decision_meta meta = { "0123456789abcdef", "default", FP_DEFAULT_MODEL_SHA256, "keyboard" };
     if (fp_store_log_events(st, s, 0, &meta, &err) != fp_session_n_events(s)) die("log", err.message);
     while (fp_session_state(s) == FP_STATE_AT_FORK)
