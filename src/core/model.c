@@ -75,8 +75,8 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
  * of failing the load on these, found by fuzz/fuzz_model.c:
  *   - two tokens with the same text (an empty one counts as "[EMPTY_<id>]",
  *     as llama.cpp names it): the id_to_token / token_to_id size assertion;
- *   - a token typed BYTE (6) in a vocabulary without byte tokens (only the
- *     llama/SPM, gpt2/BPE and t5/UGM tokenizers have them): token_to_byte.
+ *   - a token typed BYTE (6) in a bert (WPM), rwkv or "none" tokenizer,
+ *     which have no byte tokens: token_to_byte aborts on them.
  * O(n log n) in the vocabulary (a sort of its strings), once per load. */
 static const char *vocab_problem(const struct gguf_context *g) {
     int64_t k = gguf_find_key(g, "tokenizer.ggml.tokens");
@@ -84,7 +84,8 @@ static const char *vocab_problem(const struct gguf_context *g) {
     size_t n = gguf_get_arr_n(g, k);
     int64_t mk = gguf_find_key(g, "tokenizer.ggml.model");
     const char *model = mk >= 0 && gguf_get_kv_type(g, mk) == GGUF_TYPE_STRING ? gguf_get_val_str(g, mk) : "";
-    bool has_bytes = !strcmp(model, "llama") || !strcmp(model, "gpt2") || !strcmp(model, "t5");
+    /* the tokenizers whose token_to_piece hands a byte token to token_to_byte, which aborts for them */
+    bool has_bytes = strcmp(model, "bert") && strcmp(model, "rwkv") && strcmp(model, "none") && strcmp(model, "no_vocab");
     int64_t tk = gguf_find_key(g, "tokenizer.ggml.token_type");
     if (!has_bytes && tk >= 0 && gguf_get_kv_type(g, tk) == GGUF_TYPE_ARRAY && gguf_get_arr_type(g, tk) == GGUF_TYPE_INT32) {
         const int32_t *types = gguf_get_arr_data(g, tk);
