@@ -35,6 +35,7 @@ typedef struct sqlite3 sqlite3;
 #define SRV_MAX_LANES 64          /* sessions with queued work at once */
 #define SRV_MAX_WS 128            /* WebSocket clients at once */
 #define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
+#define SRV_THREAD_STACK (8u << 20) /* stack of every civetweb thread (thread_stack.c) */
 
 /* ------------------------------------------------------------ options */
 
