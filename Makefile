@@ -19,8 +19,8 @@ ARGS     ?=
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wformat=2 -Wvla
 CPPFLAGS := -Iinclude -Isrc -I$(LLAMA_PREFIX)/include -D_GNU_SOURCE
 CFLAGS_release := -std=c11 -O2 -g $(WARN)
-CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -DFP_CHECKS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LDFLAGS_asan   := -fsanitize=address,undefined
+CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -DFP_CHECKS -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow
+LDFLAGS_asan   := -fsanitize=address,undefined,float-cast-overflow
 
 LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libggml.a) \
               $(wildcard $(LLAMA_PREFIX)/lib/libggml-cpu.a) $(wildcard $(LLAMA_PREFIX)/lib/libggml-base.a)

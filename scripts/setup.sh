@@ -3,10 +3,12 @@
 #
 # Why: CI and a fresh machine start with nothing installed by hand; `make run`
 # and `make test` call this so that the two README commands are all a user
-# types. It is idempotent and quick when everything is present.
+# types. It is idempotent and quick when everything is present. clang and
+# libclang-rt-dev (its sanitizer runtimes and libFuzzer) build the clang test
+# flavour and the fuzzers (mk/fuzz.mk).
 set -euo pipefail
 want=(build-essential cmake pkg-config libcivetweb-dev libcjson-dev libsqlite3-dev
-      libcurl4-openssl-dev tmux nodejs npm chromium)
+      libcurl4-openssl-dev tmux nodejs npm chromium clang libclang-rt-dev)
 [ "${FORKPOINT_NO_BROWSER:-0}" = 1 ] && want=("${want[@]/chromium}")
 missing=()
 for p in "${want[@]}"; do

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # tests/run.sh — every test, in order, with one closing "N passed, N failed".
 #
-# Unit tests (ASan + UBSan build) on the real models in ../shared/models, the
-# CLI tests (bad input, tmux), then the web app's API and browser tests when
-# they are built. Each suite prints its own "N passed, N failed" line; this
+# Unit tests (ASan + UBSan build, then the clang build) on the real models in
+# ../shared/models, the fuzz targets (tests/fuzz_smoke.sh), the CLI tests (bad
+# input, tmux), then the web app's API and browser tests when they are built. Each suite prints its own "N passed, N failed" line; this
 # script adds them up and fails if any suite failed or did not report.
 set -u
 cd "$(dirname "$0")/.."
@@ -45,6 +45,12 @@ run_suite() {
 for t in build/asan/tests/test_*; do
   [ -x "$t" ] && run_suite "$(basename "$t")" "$t"
 done
+# the same unit tests built by clang (ASan, UBSan, float-cast-overflow and
+# integer checks: mk/fuzz.mk), then the fuzz targets' regressions and a short run
+for t in build/clang/tests/test_*; do
+  [ -x "$t" ] && run_suite "clang-$(basename "$t")" "$t"
+done
+ls build/fuzz/fuzz_* >/dev/null 2>&1 && run_suite fuzz bash tests/fuzz_smoke.sh
 run_suite cli bash tests/cli/test_cli.sh build/asan/forkpoint "$MODELS"
 run_suite install bash tests/install/run.sh
 [ -x tests/api/run.sh ] && run_suite api bash tests/api/run.sh

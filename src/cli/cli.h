@@ -16,4 +16,36 @@ int cli_export(int argc, char **argv);
 int cli_profile(int argc, char **argv);
 int cli_learn(int argc, char **argv);
 
+/* ---- `forkpoint write`: its option and script-line parsers (write.c).
+ * Not static so the fuzz harnesses (fuzz/) can drive them directly. */
+typedef enum { CMD_CHOOSE, CMD_PREVIEW, CMD_UNTIL, CMD_TYPE, CMD_PREFIX, CMD_UNDO, CMD_CONTINUE, CMD_QUIT, CMD_EOF, CMD_BAD } cmd_kind;
+typedef struct { cmd_kind kind; int index; int words; char text[FP_MAX_TEXT]; } command; /* words: CMD_UNTIL */
+
+typedef struct {
+    const char *model_path;
+    const char *prompt;
+    const char *choices;   /* NULL = keyboard if a terminal, else stdin */
+    const char *json;      /* NULL = no event log; "-" = stdout */
+    fp_settings st;
+    int threads;
+    bool verbose;
+    const char *db;        /* decision log (SQLite), NULL = none */
+    const char *profile;   /* learn this person's preferences */
+    bool auto_resolve;     /* let confident preferences decide forks */
+    const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
+    float lora_scale;
+    const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
+    float steer_strength;
+} write_opts;
+
+/* A number in [lo, hi] (NaN and trailing text refused); true when it is one. */
+bool cli_parse_num(const char *s, double lo, double hi, double *out);
+/* The options of `forkpoint write` into o. Returns 0, or 2 on a usage error
+ * (message on stderr); --help prints the usage and exits 0. */
+int cli_write_opts(int argc, char **argv, write_opts *o);
+/* One line of a --choices script (modified in place: comment cut, trimmed).
+ * Blank and comment lines give CMD_EOF; a malformed pN.K gives CMD_BAD with
+ * index -2 and the message in text; other unknown lines CMD_BAD with the line. */
+command cli_parse_command(char *line);
+
 #endif

@@ -36,25 +36,7 @@
 
 #define DEFAULT_PROMPT "Once upon a time, there was a little"
 
-typedef enum { CMD_CHOOSE, CMD_PREVIEW, CMD_UNTIL, CMD_TYPE, CMD_PREFIX, CMD_UNDO, CMD_CONTINUE, CMD_QUIT, CMD_EOF, CMD_BAD } cmd_kind;
-typedef struct { cmd_kind kind; int index; int words; char text[FP_MAX_TEXT]; } command; /* words: CMD_UNTIL */
-
-typedef struct {
-    const char *model_path;
-    const char *prompt;
-    const char *choices;   /* NULL = keyboard if a terminal, else stdin */
-    const char *json;      /* NULL = no event log; "-" = stdout */
-    fp_settings st;
-    int threads;
-    bool verbose;
-    const char *db;        /* decision log (SQLite), NULL = none */
-    const char *profile;   /* learn this person's preferences */
-    bool auto_resolve;     /* let confident preferences decide forks */
-    const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
-    float lora_scale;
-    const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
-    float steer_strength;
-} write_opts;
+/* command, cmd_kind and write_opts are in cli/cli.h (the fuzz harnesses call the parsers) */
 
 /* ------------------------------------------------------------ options */
 
@@ -91,7 +73,7 @@ static void usage(FILE *f) {
           "      t WORD · prefix AB · u · c · q\n", f);
 }
 
-static bool parse_num(const char *s, double lo, double hi, double *out) {
+bool cli_parse_num(const char *s, double lo, double hi, double *out) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
@@ -101,7 +83,7 @@ static bool parse_num(const char *s, double lo, double hi, double *out) {
 }
 
 /* Returns 0 on success, 2 on a usage error (message printed). */
-static int parse_opts(int argc, char **argv, write_opts *o) {
+int cli_write_opts(int argc, char **argv, write_opts *o) {
     o->st = fp_default_settings();
     o->lora_scale = NAN;   /* the adapter's own recommendation */
     o->steer_strength = NAN;
@@ -111,7 +93,7 @@ static int parse_opts(int argc, char **argv, write_opts *o) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         double d;
 #define NEED() do { if (!v) { fprintf(stderr, "forkpoint write: %s needs a value\n", a); return 2; } i++; } while (0)
-#define NUM(lo, hi) do { NEED(); if (!parse_num(v, lo, hi, &d)) { fprintf(stderr, "forkpoint write: bad value for %s: %s\n", a, v); return 2; } } while (0)
+#define NUM(lo, hi) do { NEED(); if (!cli_parse_num(v, lo, hi, &d)) { fprintf(stderr, "forkpoint write: bad value for %s: %s\n", a, v); return 2; } } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--model")) { NEED(); o->model_path = v; }
         else if (!strcmp(a, "--prompt")) { NEED(); o->prompt = v; }
@@ -160,7 +142,7 @@ static int parse_opts(int argc, char **argv, write_opts *o) {
 /* ------------------------------------------------------------ commands */
 
 /* Parses one script line. Blank lines and comments return CMD_EOF with index -1 (skip). */
-static command parse_command(char *line) {
+command cli_parse_command(char *line) {
     command c = { .kind = CMD_BAD, .index = -1 };
     char *hash = strchr(line, '#');
     if (hash) *hash = 0;
@@ -169,21 +151,21 @@ static command parse_command(char *line) {
     while (*line == ' ' || *line == '\t') line++;
     if (!*line) { c.kind = CMD_EOF; return c; }
     double d;
-    if (parse_num(line, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
+    if (cli_parse_num(line, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_CHOOSE; c.index = (int)d - 1; return c; }
     if (line[0] == 'p' && line[1] >= '0' && line[1] <= '9' && strchr(line, '.')) {
         /* pN.K: candidate N with its first K preview words */
         char *dot = strchr(line, '.');
         *dot = 0;
         double k;
-        bool okn = parse_num(line + 1, 1, 1e6, &d) && d == (int)d;
-        bool okk = dot[1] >= '0' && dot[1] <= '9' && parse_num(dot + 1, 0, 1e6, &k) && k == (int)k;
+        bool okn = cli_parse_num(line + 1, 1, 1e6, &d) && d == (int)d;
+        bool okk = dot[1] >= '0' && dot[1] <= '9' && cli_parse_num(dot + 1, 0, 1e6, &k) && k == (int)k;
         *dot = '.';
         if (okn && okk) { c.kind = CMD_UNTIL; c.index = (int)d - 1; c.words = (int)k; return c; }
         snprintf(c.text, sizeof c.text, "\"%.80s\": want pN.K, N a candidate (1, 2, ...) and K a count of preview words (0, 1, ...)", line);
         c.index = -2; /* malformed, text is the message */
         return c;
     }
-    if (line[0] == 'p' && parse_num(line + 1, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
+    if (line[0] == 'p' && cli_parse_num(line + 1, 1, 1e6, &d) && d == (int)d) { c.kind = CMD_PREVIEW; c.index = (int)d - 1; return c; }
     if (!strcmp(line, "u") || !strcmp(line, "undo")) { c.kind = CMD_UNDO; return c; }
     if (!strcmp(line, "c") || !strcmp(line, "continue")) { c.kind = CMD_CONTINUE; return c; }
     if (!strcmp(line, "q") || !strcmp(line, "quit")) { c.kind = CMD_QUIT; return c; }
@@ -206,7 +188,7 @@ static command script_next(FILE *f, int *line_no) {
     char buf[FP_MAX_TEXT];
     while (fgets(buf, sizeof buf, f)) {
         (*line_no)++;
-        command c = parse_command(buf);
+        command c = cli_parse_command(buf);
         if (c.kind == CMD_EOF) continue;
         return c;
     }
@@ -376,7 +358,7 @@ static void flush_events(FILE *out, const fp_session *s, int32_t *written) {
 
 int cli_write(int argc, char **argv) {
     write_opts o = {0};
-    int rc = parse_opts(argc, argv, &o);
+    int rc = cli_write_opts(argc, argv, &o);
     if (rc) return rc;
     fp_error err = {0};
     if (fp_settings_validate(&o.st, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); return 2; }

@@ -68,12 +68,55 @@ static fp_status check_header(const char *path, fp_error *err) {
     return FP_OK;
 }
 
-/* Returns the number of tensors, or -1 when gguf cannot parse the file. */
-static int64_t count_tensors(const char *path) {
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Why a vocabulary is refused before llama.cpp sees it, or NULL. llama.cpp
+ * aborts the process (GGML_ASSERT / GGML_ABORT in llama-vocab.cpp) instead
+ * of failing the load on these, found by fuzz/fuzz_model.c:
+ *   - two tokens with the same text (an empty one counts as "[EMPTY_<id>]",
+ *     as llama.cpp names it): the id_to_token / token_to_id size assertion;
+ *   - a token typed BYTE (6) in a bert (WPM), rwkv or "none" tokenizer,
+ *     which have no byte tokens: token_to_byte aborts on them.
+ * O(n log n) in the vocabulary (a sort of its strings), once per load. */
+static const char *vocab_problem(const struct gguf_context *g) {
+    int64_t k = gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (k < 0 || gguf_get_kv_type(g, k) != GGUF_TYPE_ARRAY || gguf_get_arr_type(g, k) != GGUF_TYPE_STRING) return NULL;
+    size_t n = gguf_get_arr_n(g, k);
+    int64_t mk = gguf_find_key(g, "tokenizer.ggml.model");
+    const char *model = mk >= 0 && gguf_get_kv_type(g, mk) == GGUF_TYPE_STRING ? gguf_get_val_str(g, mk) : "";
+    /* the tokenizers whose token_to_piece hands a byte token to token_to_byte, which aborts for them */
+    bool has_bytes = strcmp(model, "bert") && strcmp(model, "rwkv") && strcmp(model, "none") && strcmp(model, "no_vocab");
+    int64_t tk = gguf_find_key(g, "tokenizer.ggml.token_type");
+    if (!has_bytes && tk >= 0 && gguf_get_kv_type(g, tk) == GGUF_TYPE_ARRAY && gguf_get_arr_type(g, tk) == GGUF_TYPE_INT32) {
+        const int32_t *types = gguf_get_arr_data(g, tk);
+        size_t nt = gguf_get_arr_n(g, tk);
+        for (size_t i = 0; i < nt && i < n; i++)
+            if (types[i] == 6) return "a byte token in a tokenizer without byte tokens";
+    }
+    if (n < 2) return NULL;
+    char **v = malloc(n * sizeof *v);
+    char (*empty)[24] = calloc(n, sizeof *empty);
+    const char *why = !v || !empty ? "out of memory checking its vocabulary" : NULL;
+    for (size_t i = 0; !why && i < n; i++) {
+        v[i] = (char *)gguf_get_arr_str(g, k, i);
+        if (!v[i][0]) { snprintf(empty[i], sizeof empty[i], "[EMPTY_%zu]", i); v[i] = empty[i]; }
+    }
+    if (!why) qsort(v, n, sizeof *v, cmp_str);
+    for (size_t i = 1; !why && i < n; i++)
+        if (strcmp(v[i - 1], v[i]) == 0) why = "its vocabulary lists a token twice";
+    free(v);
+    free(empty);
+    return why;
+}
+
+/* Returns the number of tensors, -1 when gguf cannot parse the file, -2
+ * when its vocabulary would abort llama.cpp (*why says how). */
+static int64_t count_tensors(const char *path, const char **why) {
     struct gguf_init_params gp = { .no_alloc = true, .ctx = NULL };
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g) return -1;
-    int64_t n = gguf_get_n_tensors(g);
+    *why = vocab_problem(g);
+    int64_t n = *why ? -2 : gguf_get_n_tensors(g);
     gguf_free(g);
     return n;
 }
@@ -141,7 +184,12 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     g_verbose = p.verbose;
     pthread_once(&g_backend_once, backend_init);
     if (check_header(path, err) != FP_OK) return NULL;
-    int64_t nt = count_tensors(path);
+    const char *why = NULL;
+    int64_t nt = count_tensors(path, &why);
+    if (nt == -2) {
+        fpi_fail(err, FP_ERR_MODEL, "%s is corrupt (%s)", path, why);
+        return NULL;
+    }
     if (nt < 0) {
         fpi_fail(err, FP_ERR_MODEL, "%s is truncated or corrupt (GGUF header unreadable%s%s)", path,
                 g_last_log_error[0] ? ": " : "", g_last_log_error);

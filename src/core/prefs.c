@@ -37,6 +37,7 @@
 #define N_W (N_DENSE + N_HASH)
 #define MAX_FEAT 16         /* active features per candidate */
 #define HIST 256            /* decisions kept for calibrating auto-resolution */
+#define PREFS_MAX_W 1e6f    /* |weight| and |bias| a loaded profile may hold */
 #define MIN_HIST 30         /* no auto-resolution before this many */
 
 struct fp_prefs {
@@ -330,8 +331,11 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     p->auto_on = on != 0;
     bool ok = p->n_learned >= 0 && p->hist_n >= 0 && p->hist_n <= HIST && p->hist_next >= 0 && p->hist_next < HIST
               && isfinite(p->precision) && isfinite(p->penalty);
-    for (int32_t i = 0; ok && i < N_W; i++) ok = isfinite(p->w[i]) && isfinite(p->g2[i]) && p->g2[i] >= 0;
-    for (int32_t i = 0; ok && i < nv; i++) ok = isfinite(p->bias[i]);
+    /* finite is not enough: a weight near FLT_MAX turns inf at the next
+     * learning step, and the profile saved then no longer loads (found by
+     * fuzz/fuzz_prefs.c). Learned weights stay far below PREFS_MAX_W. */
+    for (int32_t i = 0; ok && i < N_W; i++) ok = fabsf(p->w[i]) <= PREFS_MAX_W && isfinite(p->g2[i]) && p->g2[i] >= 0;
+    for (int32_t i = 0; ok && i < nv; i++) ok = fabsf(p->bias[i]) <= PREFS_MAX_W;
     if (!ok) { fp_prefs_free(p); fpi_fail(err, FP_ERR_ARG, "the preference profile is damaged (values)"); return NULL; }
     return p;
 }

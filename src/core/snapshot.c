@@ -306,9 +306,11 @@ static double rd_num(rd *r, const cJSON *o, const char *key, double lo, double h
 
 static const char *rd_str(rd *r, const cJSON *o, const char *key, size_t max) {
     const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
-    if (!v || strlen(v) >= max) {
+    /* not UTF-8: never written by fp_session_save (add_text replaces bad
+     * bytes), and saving it again would grow it past max (found by fuzzing) */
+    if (!v || strlen(v) >= max || !fp_utf8_valid(v, strlen(v))) {
         char m[96];
-        snprintf(m, sizeof m, "field \"%s\" missing or too long", key);
+        snprintf(m, sizeof m, "field \"%s\" missing, too long or not UTF-8", key);
         rd_fail(r, m);
         return "";
     }

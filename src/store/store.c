@@ -362,7 +362,9 @@ static void export_row(fp_export_format fmt, sqlite3_stmt *q, FILE *out, int64_t
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(fork, "choice");
     const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "kind"));
     const char *ctext = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "text"));
-    int idx = (int)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(choice, "index"));
+    /* a missing index is NaN, a damaged one may be 1e300: neither may be cast */
+    double idx_d = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(choice, "index"));
+    int idx = idx_d >= 0 && idx_d <= INT32_MAX ? (int)idx_d : -1;
     bool by_index = kind && (strcmp(kind, "index") == 0 || strcmp(kind, "index_preview") == 0);
     if (fmt == FP_EXPORT_SFT) {
         cJSON *o = cJSON_CreateObject();
@@ -511,10 +513,11 @@ static int32_t *json_tokens(const cJSON *a, int32_t *n) {
     int32_t cnt = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0;
     int32_t *t = malloc(sizeof(int32_t) * (size_t)(cnt > 0 ? cnt : 1));
     *n = 0;
-    if (!t) return NULL;
+    if (!t || cnt == 0) return t; /* an object's members are children too: only walk arrays */
     const cJSON *x;
     cJSON_ArrayForEach(x, a) {
-        if (!cJSON_IsNumber(x)) { *n = 0; return t; }
+        /* a token id must be an int32 before it is cast (a damaged row may say 1e300) */
+        if (!cJSON_IsNumber(x) || !(x->valuedouble >= 0 && x->valuedouble <= INT32_MAX)) { *n = 0; return t; }
         t[(*n)++] = (int32_t)x->valuedouble;
     }
     return t;
