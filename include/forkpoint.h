@@ -68,6 +68,10 @@ typedef struct fp_error {
 
 /* A short constant name for a status ("FP_ERR_MODEL", ...). */
 const char *fp_status_name(fp_status s);
+/* Fills err (if non-NULL) with code and a printf-style message, and returns
+ * code: how the core, and libraries built on it (the store, the fetcher),
+ * report errors, in one place. */
+fp_status fp_error_set(fp_error *err, fp_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------ model */
 

@@ -31,7 +31,7 @@ const char *fp_status_name(fp_status s) {
     return "FP_ERR_UNKNOWN";
 }
 
-fp_status fpi_fail(fp_error *err, fp_status code, const char *fmt, ...) {
+fp_status fp_error_set(fp_error *err, fp_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
         va_start(ap, fmt);

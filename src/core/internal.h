@@ -40,8 +40,7 @@
 /* ------------------------------------------------------------- errors */
 
 /* Fills err (if non-NULL) and returns code, so callers can `return fpi_fail(...)`. */
-fp_status fpi_fail(fp_error *err, fp_status code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+#define fpi_fail fp_error_set
 
 double fpi_now_ms(void); /* monotonic clock, milliseconds */
 

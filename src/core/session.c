@@ -614,8 +614,11 @@ static fp_status open_candidate(fp_session *s, int32_t index, fp_fork_rec **fork
     return FP_OK;
 }
 
-/* The text a candidate with its first n_preview preview tokens spells. */
-static void taken_text(const fp_session *s, const fp_candidate *c, int32_t n_preview, char *out, size_t cap) {
+/* The text a candidate with its first n_preview preview tokens spells,
+ * shown whole (cut to complete characters). Returns whether it already was
+ * whole: it ends on a complete character and not in the start of a control
+ * text, so a fork may stand right after it. */
+static bool taken_text(const fp_session *s, const fp_candidate *c, int32_t n_preview, char *out, size_t cap) {
     size_t tl = (size_t)snprintf(out, cap, "%s", c->text);
     if (tl >= cap) tl = cap - 1;
     for (int32_t i = 0; i < n_preview && tl < cap - 1; i++) {
@@ -626,7 +629,10 @@ static void taken_text(const fp_session *s, const fp_candidate *c, int32_t n_pre
         tl += take;
     }
     out[tl] = 0;
-    out[fp_utf8_complete_prefix(out, tl)] = 0;
+    size_t whole = fp_utf8_complete_prefix(out, tl);
+    bool ok = whole == tl && fpi_control_suffix(s->engine->model, out, tl, NULL) == 0;
+    out[whole] = 0;
+    return ok;
 }
 
 fp_status fp_session_choose(fp_session *s, int32_t index, bool with_preview, fp_chooser by, fp_error *err) {
@@ -660,23 +666,11 @@ fp_status fp_session_choose_until(fp_session *s, int32_t index, int32_t n_previe
     memcpy(toks, c->tokens, sizeof(int32_t) * (size_t)c->n_tokens);
     memcpy(toks + c->n_tokens, c->preview_tokens, sizeof(int32_t) * (size_t)n_preview);
     char text[FP_MAX_TEXT * 2];
-    taken_text(s, c, n_preview, text, sizeof text);
     /* the fork opens where the taken text ends: on a whole character, not in
      * the start of a control text (a fork stands where the shown text ends) */
-    {
-        char all[FP_MAX_TEXT * 3];
-        size_t tl = 0, cl = strlen(c->text);
-        memcpy(all, c->text, cl);
-        tl = cl;
-        for (int32_t i = 0; i < n_preview; i++) {
-            int32_t pl;
-            const char *pc = fpi_piece(s->engine->model, c->preview_tokens[i], &pl);
-            if (tl + (size_t)pl < sizeof all) { memcpy(all + tl, pc, (size_t)pl); tl += (size_t)pl; }
-        }
-        if (fp_utf8_complete_prefix(all, tl) != tl || fpi_control_suffix(s->engine->model, all, tl, NULL) > 0)
-            return fpi_fail(err, FP_ERR_ARG, "%d preview tokens of candidate %d end inside a character: no fork can stand there",
-                            n_preview, index);
-    }
+    if (!taken_text(s, c, n_preview, text, sizeof text))
+        return fpi_fail(err, FP_ERR_ARG, "%d preview tokens of candidate %d end inside a character: no fork can stand there",
+                        n_preview, index);
     fp_choice_kind kind = n_preview > 0 ? FP_CHOICE_INDEX_PREVIEW : FP_CHOICE_INDEX;
     st = decide(s, toks, c->n_tokens + n_preview, c->n_tokens, index, FP_NODE_CHOICE, kind, text, by, THEN_FORK, -1, err);
     fpi_check(s);

@@ -14,7 +14,6 @@
 #include "forkpoint_fetch.h"
 
 #include <curl/curl.h>
-#include <stdarg.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -25,18 +24,6 @@
 
 #define DEFAULT_NAME "stories260K.gguf"
 
-/* Fills err and returns code (this library has no access to the core's internals). */
-static fp_status fail(fp_error *err, fp_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static fp_status fail(fp_error *err, fp_status code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
 
 static bool file_exists(const char *p) {
     struct stat st;
@@ -73,7 +60,7 @@ static fp_status check_sha(const char *path, fp_error *err) {
     fp_status st = fp_sha256_file(path, hex, err);
     if (st != FP_OK) return st;
     if (strcmp(hex, FP_DEFAULT_MODEL_SHA256) != 0)
-        return fail(err, FP_ERR_CHECKSUM, "%s: sha256 %s does not match the pinned %s",
+        return fp_error_set(err, FP_ERR_CHECKSUM, "%s: sha256 %s does not match the pinned %s",
                        path, hex, FP_DEFAULT_MODEL_SHA256);
     return FP_OK;
 }
@@ -112,9 +99,9 @@ static fp_status download(const char *dest, fp_error *err) {
     char part[PATH_MAX + 128];
     snprintf(part, sizeof part, "%s.part", dest);
     FILE *f = fopen(part, "wb");
-    if (!f) return fail(err, FP_ERR_IO, "cannot write %s: %s", part, strerror(errno));
+    if (!f) return fp_error_set(err, FP_ERR_IO, "cannot write %s: %s", part, strerror(errno));
     CURL *c = curl_easy_init();
-    if (!c) { fclose(f); return fail(err, FP_ERR_NOMEM, "curl_easy_init failed"); }
+    if (!c) { fclose(f); return fp_error_set(err, FP_ERR_NOMEM, "curl_easy_init failed"); }
     curl_easy_setopt(c, CURLOPT_URL, FP_DEFAULT_MODEL_URL);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
@@ -127,25 +114,25 @@ static fp_status download(const char *dest, fp_error *err) {
     bool werr = fclose(f) != 0;
     if (rc != CURLE_OK || werr) {
         unlink(part);
-        return fail(err, FP_ERR_IO, "download of %s failed: %s", FP_DEFAULT_MODEL_URL,
+        return fp_error_set(err, FP_ERR_IO, "download of %s failed: %s", FP_DEFAULT_MODEL_URL,
                        rc != CURLE_OK ? curl_easy_strerror(rc) : "write error");
     }
     fp_status st = check_sha(part, err);
     if (st != FP_OK) { unlink(part); return st; }
     if (rename(part, dest) != 0) {
         unlink(part);
-        return fail(err, FP_ERR_IO, "cannot move download to %s: %s", dest, strerror(errno));
+        return fp_error_set(err, FP_ERR_IO, "cannot move download to %s: %s", dest, strerror(errno));
     }
     return FP_OK;
 }
 
 fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t cap, fp_error *err) {
-    if (!out || cap == 0) return fail(err, FP_ERR_ARG, "no output buffer");
+    if (!out || cap == 0) return fp_error_set(err, FP_ERR_ARG, "no output buffer");
     const char *env = getenv("FORKPOINT_MODEL");
     const char *given = explicit_path && *explicit_path ? explicit_path : (env && *env ? env : NULL);
     if (given) {
-        if (!file_exists(given)) return fail(err, FP_ERR_IO, "model file not found: %s", given);
-        if ((size_t)snprintf(out, cap, "%s", given) >= cap) return fail(err, FP_ERR_ARG, "path too long");
+        if (!file_exists(given)) return fp_error_set(err, FP_ERR_IO, "model file not found: %s", given);
+        if ((size_t)snprintf(out, cap, "%s", given) >= cap) return fp_error_set(err, FP_ERR_ARG, "path too long");
         return FP_OK;
     }
     char dir[PATH_MAX], cached[PATH_MAX + 64];
@@ -166,7 +153,7 @@ fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t 
     }
     char mdir[PATH_MAX + 8];
     snprintf(mdir, sizeof mdir, "%s/models", dir);
-    if (mkdirs(mdir) != 0) return fail(err, FP_ERR_IO, "cannot create %s: %s", mdir, strerror(errno));
+    if (mkdirs(mdir) != 0) return fp_error_set(err, FP_ERR_IO, "cannot create %s: %s", mdir, strerror(errno));
     fp_status st = download(cached, err);
     if (st != FP_OK) return st;
     snprintf(out, cap, "%s", cached);

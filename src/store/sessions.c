@@ -76,7 +76,7 @@ static fp_status write_common(fp_store *st, fp_store_session *ps, const fp_sessi
     for (int32_t i = ps->logged; i < fp_session_n_events(s); i++)
         if (fpi_store_log_one(st, s, i, &m, bytes, err) != FP_OK) return err ? err->code : FP_ERR_IO;
     if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
-        return fpi_store_fail(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
     if (prefs && meta->profile && fpi_store_profile_put(st, meta->profile, meta->model_sha256, prefs, bytes, err) != FP_OK)
         return err ? err->code : FP_ERR_IO;
     return FP_OK;
@@ -106,14 +106,14 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
                                           const fp_session *s, const fp_decision_meta *meta, const fp_prefs *prefs,
                                           fp_error *err) {
     if (!st || !s || !meta || !meta->session_id || !*meta->session_id || strlen(meta->session_id) >= 65) {
-        fpi_store_fail(err, FP_ERR_ARG, "a story needs a store, a session and an id of 1..64 bytes");
+        fp_error_set(err, FP_ERR_ARG, "a story needs a store, a session and an id of 1..64 bytes");
         return NULL;
     }
     fp_store_session *ps = calloc(1, sizeof *ps);
     char *doc = fp_session_save(s);
     if (!ps || !doc) {
         free(ps); free(doc);
-        fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+        fp_error_set(err, FP_ERR_NOMEM, "out of memory");
         return NULL;
     }
     snprintf(ps->id, sizeof ps->id, "%s", meta->session_id);
@@ -127,7 +127,7 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
             exec1(st, "INSERT OR REPLACE INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)", "tt", ps->id, doc)
                 != SQLITE_DONE ||
             exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) != SQLITE_DONE)
-            rc = fpi_store_fail(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+            rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
         if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
         if (rc == FP_OK) rc = fpi_store_commit(st, err);
         else fpi_store_rollback(st);
@@ -140,14 +140,14 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
 
 fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
                                  const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err) {
-    if (!st || !ps || !s || !meta) return fpi_store_fail(err, FP_ERR_ARG, "no store, story or session");
+    if (!st || !ps || !s || !meta) return fp_error_set(err, FP_ERR_ARG, "no store, story or session");
     char *doc = ps->mark ? fp_session_save_changes(s, ps->mark) : NULL;
-    if (ps->mark && !doc) return fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (ps->mark && !doc) return fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     int64_t limit = ps->stats.snapshot_bytes > FP_STORE_SNAPSHOT_MIN ? ps->stats.snapshot_bytes : FP_STORE_SNAPSHOT_MIN;
     bool snapshot = !doc || ps->stats.log_bytes + (int64_t)strlen(doc) > limit;
     if (snapshot) {
         free(doc);
-        if (!(doc = fp_session_save(s))) return fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+        if (!(doc = fp_session_save(s))) return fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     }
     int64_t doc_bytes = (int64_t)strlen(doc), bytes = doc_bytes;
     int64_t now = (int64_t)fpi_store_now();
@@ -172,9 +172,9 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
                          ps->seq + 1, (int64_t)version, doc);
     }
     if (step == SQLITE_MISMATCH)
-        rc = fpi_store_fail(err, FP_ERR_STATE, "session %s was changed or deleted by someone else", ps->id);
+        rc = fp_error_set(err, FP_ERR_STATE, "session %s was changed or deleted by someone else", ps->id);
     else if (step != SQLITE_DONE)
-        rc = fpi_store_fail(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
     if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
     if (rc == FP_OK) rc = fpi_store_commit(st, err);
     else fpi_store_rollback(st);
@@ -194,7 +194,7 @@ static char *dup_col(sqlite3_stmt *q, int i) {
 fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp_store_session **out,
                                   fp_story_info *info, fp_error *err) {
     *out = NULL;
-    if (!st || !e || !id || strlen(id) >= 65) { fpi_store_fail(err, FP_ERR_ARG, "no store, engine or id"); return NULL; }
+    if (!st || !e || !id || strlen(id) >= 65) { fp_error_set(err, FP_ERR_ARG, "no store, engine or id"); return NULL; }
     if (fpi_store_begin(st, err) != FP_OK) return NULL; /* one consistent view of the row and its changes */
     sqlite3_stmt *q = NULL;
     char *snap = NULL, **ch = NULL;
@@ -205,7 +205,7 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
     if (sqlite3_prepare_v2(st->db, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
                                    " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?",
                            -1, &q, NULL) != SQLITE_OK) {
-        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
         goto out;
     }
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -220,22 +220,22 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
         row.version = (uint64_t)sqlite3_column_int64(q, 4);
         snap_seq = sqlite3_column_int64(q, 5);
         seq = sqlite3_column_int64(q, 6);
-        if (!snap) rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+        if (!snap) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     } else if (step == SQLITE_DONE) {
-        rc = fpi_store_fail(err, FP_ERR_EMPTY, "unknown session");
+        rc = fp_error_set(err, FP_ERR_EMPTY, "unknown session");
     } else {
-        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
     }
     sqlite3_finalize(q);
     q = NULL;
     if (rc != FP_OK) goto out;
-    if (seq < snap_seq || seq - snap_seq > (1 << 24)) { rc = fpi_store_fail(err, FP_ERR_ARG, "session %s has a damaged change count", id); goto out; }
+    if (seq < snap_seq || seq - snap_seq > (1 << 24)) { rc = fp_error_set(err, FP_ERR_ARG, "session %s has a damaged change count", id); goto out; }
     int32_t want = (int32_t)(seq - snap_seq);
     ch = calloc((size_t)(want > 0 ? want : 1), sizeof *ch);
-    if (!ch) { rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    if (!ch) { rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory"); goto out; }
     if (sqlite3_prepare_v2(st->db, "SELECT seq, change FROM session_changes WHERE session = ? AND seq > ? ORDER BY seq",
                            -1, &q, NULL) != SQLITE_OK) {
-        rc = fpi_store_fail(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
         goto out;
     }
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
@@ -248,10 +248,10 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
     }
     sqlite3_finalize(q);
     q = NULL;
-    if (step == SQLITE_NOMEM) rc = fpi_store_fail(err, FP_ERR_NOMEM, "out of memory");
+    if (step == SQLITE_NOMEM) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     else if (step == SQLITE_MISMATCH || (step == SQLITE_DONE && n != want))
-        rc = fpi_store_fail(err, FP_ERR_ARG, "session %s has %d of its %d changes", id, n, want);
-    else if (step != SQLITE_DONE) rc = fpi_store_fail(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_ARG, "session %s has %d of its %d changes", id, n, want);
+    else if (step != SQLITE_DONE) rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
 out:
     fpi_store_rollback(st); /* a read: nothing to commit */
     fp_session *s = NULL;
@@ -262,7 +262,7 @@ out:
         /* a format 1 snapshot holds every fork's logits: replace it at the next write */
         bool old = strncmp(snap, "{\"format\":1", 11) == 0;
         if (ps && !old && !(ps->mark = fp_save_mark_new(s))) { free(ps); ps = NULL; }
-        if (!ps) { fp_session_free(s); s = NULL; fpi_store_fail(err, FP_ERR_NOMEM, "out of memory"); }
+        if (!ps) { fp_session_free(s); s = NULL; fp_error_set(err, FP_ERR_NOMEM, "out of memory"); }
     }
     if (ps) {
         snprintf(ps->id, sizeof ps->id, "%s", id);
@@ -289,7 +289,7 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
     int b = a == SQLITE_DONE ? exec1(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) : a;
     if (b == SQLITE_DONE) b = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", id);
     if (b != SQLITE_DONE) {
-        rc = fpi_store_fail(err, FP_ERR_IO, "cannot delete the session: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot delete the session: %s", sqlite3_errmsg(st->db));
         fpi_store_rollback(st);
         return rc;
     }
@@ -303,7 +303,7 @@ int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_erro
     /* versions come from one growing counter: the newest write has the highest */
     if (sqlite3_prepare_v2(st->db, "SELECT id, title, created, updated, version FROM sessions"
                                    " ORDER BY version DESC, updated DESC LIMIT ?", -1, &q, NULL) != SQLITE_OK) {
-        fpi_store_fail(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
         return -1;
     }
     sqlite3_bind_int(q, 1, cap);
@@ -320,7 +320,7 @@ int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_erro
         r->version = (uint64_t)sqlite3_column_int64(q, 4);
     }
     if (n < cap && step != SQLITE_DONE) {
-        fpi_store_fail(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
         n = -1;
     }
     sqlite3_finalize(q);
@@ -340,6 +340,6 @@ uint64_t fp_store_version(fp_store *st) {
 
 fp_status fp_store_note_version(fp_store *st, uint64_t version, fp_error *err) {
     if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
-        return fpi_store_fail(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
     return FP_OK;
 }

@@ -28,17 +28,7 @@
 
 #define SCHEMA_VERSION 2
 
-fp_status fpi_store_fail(fp_error *err, fp_status code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-#define fail fpi_store_fail
+#define fail fp_error_set
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS decisions("

@@ -16,7 +16,6 @@ struct fp_store {
     sqlite3 *db;
 };
 
-fp_status fpi_store_fail(fp_error *err, fp_status code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 double    fpi_store_now(void);   /* unix seconds */
 /* One decision row for event i of s (inside the caller's transaction);
  * *bytes (may be NULL) gets the bytes of text bound. */
