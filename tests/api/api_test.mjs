@@ -611,7 +611,18 @@ async function main() {
         eq(r.status, 200, 'choose');
         st = r.json;
       }
-      assert(st.fork === null || typeof st.fork.candidates[0].pref === 'number', 'candidates carry pref');
+      // a new story's cloud is shown as the profile predicts: preferences form a
+      // distribution over the shown words, in descending order, and are not
+      // the model's probabilities
+      const n = await http(s, 'POST', '/api/sessions', { prompt: 'One day, a little', settings: LIGHT });
+      eq(n.status, 201, 'create a second story');
+      const cs = n.json.fork ? n.json.fork.candidates : [];
+      assert(cs.length >= 2, `a fork with candidates: ${JSON.stringify(n.json.fork).slice(0, 200)}`);
+      assert(cs.every((c) => typeof c.pref === 'number' && c.pref >= 0 && c.pref <= 1), 'prefs are probabilities');
+      const sum = cs.reduce((a, c) => a + c.pref, 0);
+      assert(Math.abs(sum - 1) < 0.01, `prefs sum to 1 over the shown words (${sum})`);
+      assert(cs.every((c, i) => i === 0 || c.pref <= cs[i - 1].pref + 1e-4), "the cloud is in the person's order");
+      assert(cs.some((c) => Math.abs(c.pref - c.prob) > 1e-3), 'the profile, not the model alone, gives pref');
     } finally {
       await stopServer(s);
     }
