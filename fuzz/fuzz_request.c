@@ -9,10 +9,10 @@
  * select), srv_json_int (goto's fork_id / offset, highlight's index),
  * srv_id_valid, the settings object as /settings and POST /api/sessions pass
  * it on (printed, then fp_settings_from_json), and srv_json_error on the
- * resulting message. The routing glue (which reader for which action or op)
- * lives in static functions of http.c and ws.c and is mirrored here; when
- * the server's validation moves into pure functions, this harness should
- * call those instead (see docs/fuzzing.md).
+ * resulting message. First, though, the input goes through exactly what
+ * http.c and ws.c run on a body: srv_parse_body (size, NUL, UTF-8, the
+ * depth pre-scan, trailing data, unknown fields) and srv_parse_action, for
+ * every action (src/server/reqparse.c).
  *
  * Invariants: an integer srv_json_int accepts is an int32 and integral; an
  * accepted choice has an in-range preview_upto; every error text is
@@ -60,10 +60,39 @@ static void check_settings(const cJSON *s)
     free(sj);
 }
 
+/* The server's own path for one action: body rules, then the action's fields. */
+static void check_action(const char *body, size_t size, const char *action)
+{
+    char err[256] = "";
+    void *obj = NULL;
+    int st = srv_parse_body(body, size, srv_action_fields(action), true, &obj, err, sizeof err);
+    if (st != 0) {
+        FZ_CHECK(obj == NULL && (st == 400 || st == 413 || st == 503), "%s: status %d", action, st);
+        check_error_text(err);
+        return;
+    }
+    FZ_CHECK(obj != NULL, "%s: accepted with no object", action);
+    srv_job job = {0};
+    char *settings = NULL;
+    char err2[256] = "";
+    const char *bad = srv_parse_action(action, obj, "api", &job, &settings, err2, sizeof err2);
+    if (bad) check_error_text(bad);
+    if (settings) {
+        cJSON *back = cJSON_Parse(settings);
+        FZ_CHECK(back != NULL, "%s: the settings text is not JSON", action);
+        cJSON_Delete(back);
+        free(settings);
+    }
+    cJSON_Delete(obj);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size > SRV_MAX_BODY) return 0;
     const char *body = (const char *)data;
+    static const char *const actions[] = { "choose", "select", "type", "prefix", "undo", "continue", "shown",
+                                           "goto", "settings", "highlight", "get" };
+    for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++) check_action(body, size, actions[i]);
     if (!fp_utf8_valid(body, size) || memchr(body, 0, size)) return 0;
     cJSON *j = cJSON_ParseWithLength(body, size);
     if (!j) return 0;
