@@ -410,6 +410,21 @@ void        fpi_fork_show_base(fp_fork_rec *f);
 fp_status   fpi_fork_fit(fp_fork_rec *f, int32_t k, fp_error *err);
 fp_status   fpi_append_token(fp_session *s, int32_t tok, const fp_position *rec);
 void        fpi_session_end(fp_session *s, const char *why);
+/* What a change may alter, saved before it starts (session.c). A decision
+ * or a forced fork only adds: nodes, forks and events past the counts here,
+ * tokens on its own new node, KV cells past n_past. So restoring is
+ * truncating, plus the few scalars: the path, trunk, chain history and open
+ * fork are as they were, and nothing is decoded. */
+typedef struct fpi_mark {
+    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past;
+    fp_state state;
+    const char *end_reason;
+    bool word_end_pending;
+    uint64_t rng;
+    fp_fork pub;          /* the open fork's public record */
+} fpi_mark;
+void fpi_mark_take(const fp_session *s, fpi_mark *mk);
+void fpi_mark_restore(fp_session *s, const fpi_mark *mk);
 /* Decodes again if the adapters changed (stale); every public mutator calls it first. */
 fp_status   fpi_session_ready(fp_session *s, fp_error *err);
 

@@ -95,7 +95,7 @@ static const char *vocab_problem(const struct gguf_context *g) {
     }
     if (n < 2) return NULL;
     char **v = malloc(n * sizeof *v);
-    char (*empty)[24] = calloc(n, sizeof *empty);
+    char (*empty)[32] = calloc(n, sizeof *empty);
     const char *why = !v || !empty ? "out of memory checking its vocabulary" : NULL;
     for (size_t i = 0; !why && i < n; i++) {
         v[i] = (char *)gguf_get_arr_str(g, k, i);

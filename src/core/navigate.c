@@ -73,42 +73,13 @@ fp_status fp_session_goto_fork(fp_session *s, int32_t fork_id, fp_error *err) {
     return st;
 }
 
-/* The state fork_at may change, to put back if it fails. */
-typedef struct fork_at_undo {
-    int32_t leaf, open_fork, n_forks, split_y, split_z, after, after_parent_fork;
-    fp_state state;
-    const char *end_reason;
-} fork_at_undo;
-
-static void fork_at_rollback(fp_session *s, const fork_at_undo *u) {
-    fpi_cloud_drop_live(s);
-    for (int32_t i = u->n_forks; i < s->n_forks; i++) {
-        free(s->forks[i].logits); free(s->forks[i].base); free(s->forks[i].shown);
-    }
-    s->n_forks = u->n_forks;
-    for (int32_t i = 0; i < s->n_nodes; i++)
-        if (s->nodes[i].fork_id >= s->n_forks) s->nodes[i].fork_id = -1;
-    if (u->after >= 0) s->nodes[u->after].parent_fork = u->after_parent_fork;
-    int32_t leaf = u->leaf;
-    if (u->split_z >= 0) {
-        fpi_node_unsplit(s, u->split_y, u->split_z);
-        if (leaf == u->split_z) leaf = u->split_y;
-    }
-    int32_t n_past = s->n_past;
-    if (fpi_path_rebuild(s, leaf) != FP_OK) n_past = 0;
-    /* the trunk holds a prefix of the old path: the path up to the fork was one */
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, n_past < s->n_path ? n_past : s->n_path, -1);
-    s->n_past = n_past < s->n_path ? n_past : s->n_path;
-    fpi_chain_resync(s);
-    s->state = u->state;
-    s->end_reason = u->end_reason;
-    s->open_fork = u->open_fork;
-    if (s->open_fork >= 0) {
-        fp_fork_rec *f = &s->forks[s->open_fork];
-        memcpy(s->cur_logits, f->logits, sizeof(float) * (size_t)s->n_vocab);
-        fpi_fork_show_base(f);
-        fpi_fork_show(s, f);
-    }
+/* Puts back what a failed fork_at changed: the split of a node (and the
+ * continuation it made an alternative of the new fork), then the mark. */
+static void fork_at_rollback(fp_session *s, const fpi_mark *mk, int32_t split_y, int32_t split_z, int32_t after,
+                             int32_t after_parent_fork) {
+    if (after >= 0) s->nodes[after].parent_fork = after_parent_fork;
+    if (split_z >= 0) fpi_node_unsplit(s, split_y, split_z);
+    fpi_mark_restore(s, mk);
 }
 
 fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
@@ -127,8 +98,9 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     if (p == s->n_path && s->state == FP_STATE_AT_FORK) return FP_OK; /* already open here */
     if (p == s->n_path && s->text_complete < s->text_len)
         return fpi_fail(err, FP_ERR_ARG, "the text ends inside a character: no fork can stand there");
-    fork_at_undo u = { .leaf = s->leaf, .open_fork = s->open_fork, .n_forks = s->n_forks, .split_y = -1,
-                       .split_z = -1, .after = -1, .state = s->state, .end_reason = s->end_reason };
+    fpi_mark mk;
+    fpi_mark_take(s, &mk);
+    int32_t split_y = -1, split_z = -1, moved = -1, moved_parent_fork = -1;
     if (p < s->n_path) {
         int32_t y = s->path_node[p];
         fp_node *ny = &s->nodes[y];
@@ -143,8 +115,8 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
         else {
             after = fpi_node_split(s, y, p);
             if (after < 0) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
-            u.split_y = y;
-            u.split_z = after;
+            split_y = y;
+            split_z = after;
             at = y;
         }
         if (s->nodes[at].fork_id >= 0) {
@@ -153,20 +125,28 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
             return st;
         }
         fpi_cloud_drop_live(s);
-        if ((st = fpi_set_path(s, at, true, err)) != FP_OK) { fork_at_rollback(s, &u); fpi_check(s); return st; }
-        u.after = after;
-        u.after_parent_fork = s->nodes[after].parent_fork;
+        if ((st = fpi_set_path(s, at, true, err)) != FP_OK) {
+            fork_at_rollback(s, &mk, split_y, split_z, moved, moved_parent_fork);
+            fpi_check(s);
+            return st;
+        }
+        moved = after;
+        moved_parent_fork = s->nodes[after].parent_fork;
         s->nodes[after].parent_fork = s->n_forks; /* the old text is one alternative of the new fork */
     } else {
         /* an ended text: a fork after its last token, with fresh logits */
         fpi_cloud_drop_live(s);
-        if ((st = fpi_set_path(s, s->leaf, true, err)) != FP_OK) { fork_at_rollback(s, &u); fpi_check(s); return st; }
+        if ((st = fpi_set_path(s, s->leaf, true, err)) != FP_OK) {
+            fork_at_rollback(s, &mk, split_y, split_z, moved, moved_parent_fork);
+            fpi_check(s);
+            return st;
+        }
     }
     s->n_plan = s->plan_at = 0;
     s->word_end_pending = false;
     fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
     st = fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
-    if (st != FP_OK) fork_at_rollback(s, &u);
+    if (st != FP_OK) fork_at_rollback(s, &mk, split_y, split_z, moved, moved_parent_fork);
     else fpi_fork_present(s);
     fpi_check(s);
     return st;

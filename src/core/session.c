@@ -390,19 +390,7 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
 
 /* -------------------------------------------------------- marks (undo log) */
 
-/* What a decision may change, saved before it starts. A decision only adds:
- * nodes, forks and events past the counts here, tokens on its own new node,
- * KV cells past n_past. So restoring is truncating, plus the few scalars. */
-typedef struct mark {
-    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past;
-    fp_state state;
-    const char *end_reason;
-    bool word_end_pending;
-    uint64_t rng;
-    fp_fork pub;          /* the open fork's public record */
-} mark;
-
-static void mark_take(const fp_session *s, mark *mk) {
+void fpi_mark_take(const fp_session *s, fpi_mark *mk) {
     mk->n_nodes = s->n_nodes;
     mk->n_forks = s->n_forks;
     mk->n_events = s->n_events;
@@ -416,9 +404,7 @@ static void mark_take(const fp_session *s, mark *mk) {
     if (s->open_fork >= 0) mk->pub = s->forks[s->open_fork].pub;
 }
 
-/* Back to the mark: what the decision added is dropped, the path, trunk,
- * chain history and open fork are as they were. Decodes nothing. */
-static void mark_restore(fp_session *s, const mark *mk) {
+void fpi_mark_restore(fp_session *s, const fpi_mark *mk) {
     fpi_prefetch_clear(s);
     fpi_cloud_drop_live(s);
     for (int32_t i = mk->n_forks; i < s->n_forks; i++) {
@@ -573,11 +559,11 @@ static fp_status settle(fp_session *s) {
         if (!auto_resolvable(s)) return FP_OK;
         fp_fork_rec *f = &s->forks[s->open_fork];
         const fp_candidate c = f->shown[0];
-        mark mk;
-        mark_take(s, &mk);
+        fpi_mark mk;
+        fpi_mark_take(s, &mk);
         fp_status st = commit(s, c.tokens, c.is_eog ? 0 : c.n_tokens, c.n_tokens, 0, FP_NODE_CHOICE, FP_BY_AUTO, THEN_RUN, NULL);
         if (st == FP_OK) st = record_decision(s, mk.open_fork, FP_CHOICE_INDEX, 0, c.text, FP_BY_AUTO);
-        if (st != FP_OK) { mark_restore(s, &mk); fpi_fork_present(s); return FP_OK; }
+        if (st != FP_OK) { fpi_mark_restore(s, &mk); fpi_fork_present(s); return FP_OK; }
     }
 }
 
@@ -585,8 +571,8 @@ static fp_status settle(fp_session *s) {
  * instead of computing it. */
 static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand, fp_node_kind kind,
                         fp_choice_kind ckind, const char *text, fp_chooser by, then after, int32_t pf, fp_error *err) {
-    mark mk;
-    mark_take(s, &mk);
+    fpi_mark mk;
+    fpi_mark_take(s, &mk);
     fp_status st;
     if (pf >= 0) st = fpi_prefetch_adopt(s, pf, by, err);
     else {
@@ -597,7 +583,7 @@ static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         st = record_decision(s, mk.open_fork, ckind, cand, text, by);
         if (st != FP_OK) fpi_fail(err, st, "out of memory");
     }
-    if (st != FP_OK) { mark_restore(s, &mk); return st; }
+    if (st != FP_OK) { fpi_mark_restore(s, &mk); return st; }
     if (after == THEN_FORK) { fpi_fork_present(s); return FP_OK; } /* the person pointed here: theirs to decide */
     return settle(s);
 }
