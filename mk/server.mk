@@ -7,7 +7,8 @@
 # by a small host tool built from src/server/embed_tool.c.
 
 SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
-WEB_FILES   := web/index.html web/app.css web/app.js
+# every file below web/ is compiled in, served at its path below web/
+WEB_FILES   := $(sort $(shell find web -type f ! -name '.*'))
 SERVER_LIBS := -lcivetweb -lsqlite3
 
 server_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(SERVER_SRC)) $(BUILD)/$(1)/gen/web_assets.o

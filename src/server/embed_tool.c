@@ -4,7 +4,8 @@
  * Why: the page must be compiled into forkpoint-serve (no file serving from
  * disk, nothing to install beside the binary). This host tool writes
  * build/gen/web_assets.c defining srv_assets[] (see serve.h), one entry per
- * input file, served at "/<basename>". It is not part of the server binary.
+ * input file, served at its path below web/ ("web/js/scan.js" is served at
+ * "/js/scan.js"). It is not part of the server binary.
  *
  * usage: embed_tool OUT.c FILE...
  */
@@ -12,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Content type from the file extension; the page only has these three. */
+/* Content type from the file extension. */
 static const char *ctype_for(const char *name)
 {
     const char *dot = strrchr(name, '.');
@@ -22,6 +23,9 @@ static const char *ctype_for(const char *name)
     if (strcmp(dot, ".css") == 0) return "text/css; charset=utf-8";
     if (strcmp(dot, ".svg") == 0) return "image/svg+xml";
     if (strcmp(dot, ".json") == 0) return "application/json";
+    if (strcmp(dot, ".mjs") == 0) return "text/javascript; charset=utf-8";
+    if (strcmp(dot, ".wasm") == 0) return "application/wasm";
+    if (strcmp(dot, ".png") == 0) return "image/png";
     return "application/octet-stream";
 }
 
@@ -73,9 +77,12 @@ int main(int argc, char **argv)
     }
     fputs("\nconst srv_asset srv_assets[] = {\n", out);
     for (int i = 2; i < argc; i++) {
+        /* the URL path is the file's path below web/ (or its name when it
+         * lies elsewhere) */
+        const char *web = strstr(argv[i], "web/");
         const char *base = strrchr(argv[i], '/');
-        base = base ? base + 1 : argv[i];
-        fprintf(out, "    {\"/%s\", \"%s\", asset_%d, %ld},\n", base, ctype_for(base), i, lens[i]);
+        const char *url = web ? web + 4 : base ? base + 1 : argv[i];
+        fprintf(out, "    {\"/%s\", \"%s\", asset_%d, %ld},\n", url, ctype_for(url), i, lens[i]);
     }
     fprintf(out, "};\nconst size_t srv_n_assets = %d;\n", argc - 2);
     free(lens);
