@@ -7,9 +7,11 @@
 // This opens --ws WebSockets to one session and --idle TCP connections
 // (half a request line each, then nothing), then times --n GET /api/health
 // requests on fresh connections, one after another, and prints p50/p99/max
-// and how many did not answer within --cap ms. It asserts nothing.
+// and how many did not answer within --cap ms; then --choices choices on the
+// session every WebSocket watches (each one is broadcast to all of them),
+// timed the same way on the quiet and the loaded server. It asserts nothing.
 //
-//   node bench/bench_conns.mjs [--idle 1000] [--ws 200] [--n 200] [--cap 5000]
+//   node bench/bench_conns.mjs [--idle 1000] [--ws 200] [--n 200] [--cap 5000] [--choices 15]
 //        [--server build/release/forkpoint-serve] [--model PATH] [-- server args...]
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -26,6 +28,7 @@ const sep = argv.indexOf('--');
 const own = sep >= 0 ? argv.slice(0, sep) : argv;
 const extra = sep >= 0 ? argv.slice(sep + 1) : [];
 const opt = (name, dflt) => { const i = own.indexOf(`--${name}`); return i >= 0 ? own[i + 1] : dflt; };
+const CHOICES = Number(opt('choices', 15));  // a story of stories260K has about 19 forks
 const IDLE = Number(opt('idle', 1000)), WS = Number(opt('ws', 200)), N = Number(opt('n', 200)), CAP = Number(opt('cap', 5000));
 const SERVE = opt('server', `${repo}/build/release/forkpoint-serve`);
 const MODEL = opt('model', path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
@@ -72,6 +75,25 @@ function wsOpen(port, sid) {
   });
 }
 
+/* --choices choices (index 0, or continue at the end), each timed until
+ * its answer arrives: ms each, Infinity for an error or past the cap. */
+async function choices(port, sid) {
+  const out = [];
+  for (let i = 0; i < CHOICES; i++) {
+    const t0 = process.hrtime.bigint();
+    try {
+      const ac = new AbortController();
+      const t = setTimeout(() => ac.abort(), CAP);
+      let r = await fetch(`http://127.0.0.1:${port}/api/sessions/${sid}/choose`, { method: 'POST', body: '{"index":0}', signal: ac.signal });
+      await r.arrayBuffer();
+      clearTimeout(t);
+      out.push(r.ok ? Number(process.hrtime.bigint() - t0) / 1e6 : Infinity);
+      if (!r.ok) console.log(`# choice ${i}: status ${r.status}`);
+    } catch (e) { out.push(Infinity); console.log(`# choice ${i}: ${e.name}`); }
+  }
+  return out;
+}
+
 function pct(a, p) { const s = a.slice().sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; }
 function summary(label, ms) {
   const ok = ms.filter(Number.isFinite);
@@ -91,6 +113,10 @@ summary('health, quiet server', base);
 
 const r = await fetch(`http://127.0.0.1:${srv.port}/api/sessions`, { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', settings: { k: 4, beam_width: 8, lookahead: 4 } }) });
 const sid = (await r.json()).id;
+if (CHOICES) { /* on a session of its own: the watched one keeps its forks for the loaded run */
+  const q = await fetch(`http://127.0.0.1:${srv.port}/api/sessions`, { method: 'POST', body: JSON.stringify({ prompt: 'Once upon a time', settings: { k: 4, beam_width: 8, lookahead: 4 } }) });
+  summary('choices, quiet server', await choices(srv.port, (await q.json()).id));
+}
 const socks = [];
 let wsOk = 0;
 for (let i = 0; i < WS; i++) { const s = await Promise.race([wsOpen(srv.port, sid), sleep(3000).then(() => null)]); if (s) { wsOk++; socks.push(s); } }
@@ -106,6 +132,7 @@ const loaded = [];
 const t0 = Date.now();
 for (let i = 0; i < N; i++) loaded.push(await health(srv.port));
 summary('health, loaded server', loaded);
+if (CHOICES) summary(`choices, loaded server (each broadcast to ${wsOk} WebSockets)`, await choices(srv.port, sid));
 try {
   const st = fs.readFileSync(`/proc/${srv.child.pid}/status`, 'utf8');
   console.log(`# server ${/VmRSS:\s*(\d+ kB)/.exec(st)[1]} resident, ${/Threads:\s*(\d+)/.exec(st)[1]} threads`);

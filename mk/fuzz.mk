@@ -95,7 +95,7 @@ $(BUILD)/fuzz/harness/%.o: fuzz/%.c $(FUZZ_HDRS) $(wildcard include/*.h) src/cli
 	$(CLANG) $(CPPFLAGS) -Ifuzz $(CFLAGS_fuzz) -c $< -o $@
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/harness/fuzz_%.o $(BUILD)/fuzz/harness/fuzz_common.o $(FUZZ_LIBS)
 	$(CLANG) $(LDFLAGS_fuzz) -o $@ $< $(BUILD)/fuzz/harness/fuzz_common.o $(FUZZ_LIBS) $(LLAMA_LIBS) \
-	  -lcivetweb -lsqlite3 $(SYS_LIBS)
+	  -lcivetweb -lssl -lcrypto -lsqlite3 $(SYS_LIBS)
 
 # seedgen writes the seed corpora that need a real model (sessions, decision
 # log rows); run by hand when a format changes: build/fuzz/seedgen fuzz/corpus

@@ -9,7 +9,8 @@
 SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
 # every file below web/ is compiled in, served at its path below web/
 WEB_FILES   := $(sort $(shell find web -type f ! -name '.*'))
-SERVER_LIBS := -lcivetweb -lsqlite3
+# -lssl/-lcrypto and the exported SSL_get_peer_certificate: see src/server/tls.c
+SERVER_LIBS := -lcivetweb -lsqlite3 -lssl -lcrypto -Wl,--export-dynamic-symbol=SSL_get_peer_certificate
 
 server_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(SERVER_SRC)) $(BUILD)/$(1)/gen/web_assets.o
 

@@ -12,7 +12,11 @@
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,16 +150,19 @@ static bool host_ok(srv_app *app, const struct mg_connection *c)
 }
 
 /* True when the request has no Origin or its Origin is this very server
- * (scheme http, and the Host the request was sent to, already checked by
- * host_ok). "null" (sandboxed frames, file pages) is foreign. */
+ * (the scheme of this connection, http or https, and the Host the request
+ * was sent to, already checked by host_ok). "null" (sandboxed frames, file
+ * pages) is foreign. */
 bool srv_origin_ok(const struct mg_connection *c)
 {
     const char *o = mg_get_header(c, "Origin");
     if (!o) return true;
     const char *h = mg_get_header(c, "Host");
     if (!h) return false;
-    if (strncmp(o, "http://", 7) != 0) return false;
-    return strcasecmp(o + 7, h) == 0;
+    const char *scheme = mg_get_request_info(c)->is_ssl ? "https://" : "http://";
+    size_t sl = strlen(scheme);
+    if (strncmp(o, scheme, sl) != 0) return false;
+    return strcasecmp(o + sl, h) == 0;
 }
 
 /* Why: when two parsers in a chain (a proxy and this server) could read a
@@ -480,24 +487,65 @@ static int handle(struct mg_connection *c, void *cbdata)
         } else {
             char cookie[400];
             if (set_cookie)
-                snprintf(cookie, sizeof cookie, "fp_token=%s; Path=/; HttpOnly; SameSite=Strict",
-                         app->cfg.token);
+                snprintf(cookie, sizeof cookie, "fp_token=%s; Path=/; HttpOnly; SameSite=Strict%s",
+                         app->cfg.token, ri->is_ssl ? "; Secure" : "");
             send_response(c, 200, a->ctype, (const char *)a->data, a->len,
                           set_cookie ? "Set-Cookie" : NULL, set_cookie ? cookie : NULL);
             st = 200;
         }
     }
-    if (!app->cfg.quiet)
+    if (app->cfg.log_requests)
         fprintf(stderr, "%s %s -> %d (%.1f ms)\n", method, uri, st, srv_now_ms() - t0);
     return st;
 }
 
-/* civetweb logs through this; keep its noise to real errors. */
+/* civetweb logs through this; keep its noise to real errors. A plain-HTTP
+ * request on the TLS port is the one a person makes by mistake (http://
+ * typed for https://): OpenSSL reads it as a bad handshake and the
+ * connection is closed without an answer (nothing can be said in clear
+ * on a TLS port), so the log says what happened in words. */
+static char bind_error[200]; /* civetweb's reason for a failed bind, for srv_http_start */
+
 static int log_message(const struct mg_connection *c, const char *msg)
 {
     (void)c;
-    fprintf(stderr, "civetweb: %s\n", msg);
+    /* start-up: srv_http_start says in one line why it cannot listen */
+    if (strncmp(msg, "cannot bind to", 14) == 0) {
+        snprintf(bind_error, sizeof bind_error, "%s", msg);
+        bind_error[strcspn(bind_error, "\r\n")] = '\0';
+        return 1;
+    }
+    if (strcmp(msg, "Failed to setup server ports") == 0) return 1;
+    /* a refused --tls-cert/--tls-key: srv_tls_init's own message follows */
+    if (strncmp(msg, "SSL callback returned error", 27) == 0 || strcmp(msg, "Error initializing SSL context") == 0)
+        return 1;
+    if (strstr(msg, "sslize error") && strstr(msg, "http request"))
+        fprintf(stderr, "forkpoint-serve: a plain-HTTP request came to the TLS port and was closed (use https://)\n");
+    else
+        fprintf(stderr, "civetweb: %s\n", msg);
     return 1;
+}
+
+/* Why: civetweb says only "Failed to setup server ports" when the port is
+ * taken; a person starting `make run` a second time needs the way out.
+ * Called after mg_start2 failed: binds host:port itself to learn whether
+ * the port is in use. Cost: one socket. */
+static bool port_in_use(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai) return false;
+    bool busy = false;
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        busy = bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE;
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return busy;
 }
 
 /* civetweb's own errors (a malformed request line, header or version, a
@@ -527,12 +575,15 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
     char ports[300], threads[16];
     const char *h = app->cfg.host;
     bool v6 = strchr(h, ':') != NULL;
-    snprintf(ports, sizeof ports, v6 ? "[%s]:%d" : "%s:%d", h, app->cfg.port);
+    bool tls = app->cfg.tls_cert != NULL;
+    snprintf(ports, sizeof ports, v6 ? "[%s]:%d%s" : "%s:%d%s", h, app->cfg.port, tls ? "s" : "");
     snprintf(threads, sizeof threads, "%d", app->cfg.http_threads);
     const char *opts[] = {
         "listening_ports", ports,
         "num_threads", threads,
-        "request_timeout_ms", "30000",
+        /* a connection holds a thread until its request is in: a client
+         * that trickles bytes (slowloris) or sends none is cut off here */
+        "request_timeout_ms", "10000",
         /* the read loop of a WebSocket wakes this often to notice a client
          * dropped by ws.c; ws.c pings idle peers itself (civetweb's own
          * ping handling would hide control frames from the checks there) */
@@ -546,6 +597,7 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
     memset(&cb, 0, sizeof cb);
     cb.log_message = log_message;
     cb.http_error = http_error;
+    if (tls) cb.init_ssl = srv_tls_init;
     struct mg_init_data init = {.callbacks = &cb, .user_data = app, .configuration_options = opts};
     struct mg_error_data ed;
     char ebuf[256] = "";
@@ -554,7 +606,15 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
     ed.text_buffer_size = sizeof ebuf;
     app->ctx = mg_start2(&init, &ed);
     if (!app->ctx) {
-        snprintf(err, cap, "cannot listen on %s: %s", ports, ebuf[0] ? ebuf : "unknown error");
+        if (app->tls_error[0])
+            snprintf(err, cap, "%s", app->tls_error);
+        else if (app->cfg.port && port_in_use(h, app->cfg.port))
+            snprintf(err, cap, "port %d on %s is in use (is another forkpoint-serve running?): "
+                               "choose another with --port N (make run ARGS=\"--port N\"), or --port 0 for any free port",
+                     app->cfg.port, h);
+        else
+            snprintf(err, cap, "cannot listen on %s: %s", ports,
+                     bind_error[0] ? bind_error : ebuf[0] ? ebuf : "unknown error");
         return -1;
     }
     struct mg_server_port sp[4];

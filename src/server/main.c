@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static void usage(FILE *f)
@@ -36,7 +37,9 @@ static void usage(FILE *f)
         "  --seq-max N        engine sequences, 2..256 (default 256)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
-        "  --http-threads N   HTTP worker threads, 4..4096 (default 256; each connection holds one)\n"
+        "  --http-threads N   HTTP worker threads, 4..8192 (default 2048; each open connection holds one)\n"
+        "  --max-ws-per-addr N WebSockets one remote address may hold open (default 32,\n"
+        "                     0 = no limit; loopback is never limited)\n"
         "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
         "  --no-prefetch      do not compute likely next forks while people decide\n"
         "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
@@ -45,9 +48,13 @@ static void usage(FILE *f)
         "  --lora-scale S     its strength, -16..16 (default: the scale learn chose, else 1)\n"
         "  --steer PATH       apply a steering vector (forkpoint learn --steer)\n"
         "  --steer-strength S its strength, -64..64 (default: the one learn chose, else 1)\n"
-        "  --quiet            no request log on stderr\n"
+        "  --tls-cert PATH    serve HTTPS and WSS with this PEM certificate chain (needs --tls-key)\n"
+        "  --tls-key PATH     the PEM private key of --tls-cert\n"
+        "  --log-requests     one line per request and WebSocket on stderr\n"
+        "  --quiet            nothing on stderr but errors\n"
         "  --help, --version\n"
-        "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
+        "Prints \"listening on http://HOST:PORT/\" (https with --tls-cert) on stdout,\n"
+        "as its last line of start-up, once it is serving.\n");
 }
 
 /* Parses a non-negative integer flag value in [lo, hi]. */
@@ -76,7 +83,8 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->port = 8080;
     cfg->n_seq_max = 256;
     cfg->max_live = 16;
-    cfg->http_threads = 256;
+    cfg->http_threads = 2048;
+    cfg->max_ws_per_addr = 32;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
     cfg->steer_strength = NAN;
     const char *env_token = getenv("FORKPOINT_TOKEN");
@@ -89,6 +97,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) { usage(stdout); return 1; }
         if (strcmp(a, "--version") == 0) { printf("forkpoint-serve %s\n", FP_VERSION); return 1; }
         if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) { cfg->quiet = true; continue; }
+        if (strcmp(a, "--log-requests") == 0) { cfg->log_requests = true; continue; }
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
         if (strcmp(a, "--auto-resolve") == 0) { cfg->auto_resolve = true; continue; }
@@ -125,17 +134,24 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             else cfg->steer_strength = (float)d;
         }
         else if (strcmp(name, "--steer") == 0) cfg->steer = val;
+        else if (strcmp(name, "--tls-cert") == 0) cfg->tls_cert = val;
+        else if (strcmp(name, "--tls-key") == 0) cfg->tls_key = val;
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
         else if (strcmp(name, "--threads") == 0) { if (!parse_num(name, val, 0, 1024, &n)) return -1; cfg->n_threads = (int32_t)n; }
         else if (strcmp(name, "--max-live") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_live = (int)n; }
-        else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 4096, &n)) return -1; cfg->http_threads = (int)n; }
+        else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 8192, &n)) return -1; cfg->http_threads = (int)n; }
+        else if (strcmp(name, "--max-ws-per-addr") == 0) { if (!parse_num(name, val, 0, SRV_MAX_WS, &n)) return -1; cfg->max_ws_per_addr = (int)n; }
         else known = false;
         if (!known) {
             fprintf(stderr, "forkpoint-serve: unknown option %s (try --help)\n", name);
             return -1;
         }
+    }
+    if (!cfg->tls_cert != !cfg->tls_key) {
+        fprintf(stderr, "forkpoint-serve: --tls-cert and --tls-key go together\n");
+        return -1;
     }
     if (cfg->auto_resolve && !cfg->profile) {
         fprintf(stderr, "forkpoint-serve: --auto-resolve needs --profile\n");
@@ -262,8 +278,18 @@ int main(int argc, char **argv)
     /* versions only grow, also across restarts: srv_store_open takes the
      * store's counter (every change stores its version) */
 
+    /* every connection is a descriptor: take the hard limit (capped), since
+     * the usual soft limit of 1024 is below --http-threads' default */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = (rlim_t)app.cfg.http_threads * 2 + 256;
+        if (want > rl.rlim_max) want = rl.rlim_max;
+        if (want > rl.rlim_cur) { rl.rlim_cur = want; setrlimit(RLIMIT_NOFILE, &rl); }
+    }
+
     int rc = 1;
-    mg_init_library(0);
+    /* MG_FEATURES_TLS makes civetweb load OpenSSL (see tls.c) */
+    mg_init_library(app.cfg.tls_cert ? MG_FEATURES_TLS : 0);
     if (setup_engine(&app) != 0) goto out;
     if (srv_worker_start(&app) != 0) {
         fprintf(stderr, "forkpoint-serve: cannot start the worker thread\n");
@@ -275,11 +301,17 @@ int main(int argc, char **argv)
         srv_worker_stop(&app);
         goto out;
     }
-    bool v6 = strchr(app.cfg.host, ':') != NULL;
-    printf(v6 ? "listening on http://[%s]:%d/\n" : "listening on http://%s:%d/\n",
-           app.cfg.host, app.port);
-    if (!app.cfg.quiet)
+    /* the URL comes last, after anything else start-up says, so that it is
+     * the line a person sees */
+    if (!app.cfg.quiet) {
         fprintf(stderr, "forkpoint-serve: model %s, database %s\n", app.model_path, app.db_path);
+        if (!app.cfg.log_requests) fprintf(stderr, "forkpoint-serve: --log-requests shows each request\n");
+    }
+    fflush(stderr);
+    bool v6 = strchr(app.cfg.host, ':') != NULL;
+    const char *scheme = app.cfg.tls_cert ? "https" : "http";
+    printf(v6 ? "listening on %s://[%s]:%d/\n" : "listening on %s://%s:%d/\n",
+           scheme, app.cfg.host, app.port);
     fflush(stdout);
 
     int sig = 0;

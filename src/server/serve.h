@@ -54,7 +54,11 @@ typedef struct srv_config {
     int32_t     n_threads;    /* --threads, 0 = all CPUs */
     int         max_live;     /* --max-live, sessions resident in the engine */
     int         http_threads; /* --http-threads, civetweb workers */
-    bool        quiet;        /* --quiet: no request log on stderr */
+    int         max_ws_per_addr; /* --max-ws-per-addr, 0 = no limit (loopback never limited) */
+    bool        quiet;        /* --quiet: nothing on stderr but errors */
+    bool        log_requests; /* --log-requests: one stderr line per request */
+    const char *tls_cert;     /* --tls-cert PEM chain; with tls_key: HTTPS and WSS */
+    const char *tls_key;      /* --tls-key PEM private key */
     bool        no_evict;     /* --no-evict: answer 503 instead of evicting idle sessions */
     bool        no_prefetch;  /* --no-prefetch: no speculation while people decide */
     const char *profile;      /* --profile NAME: learn this person's preferences */
@@ -144,6 +148,7 @@ typedef struct srv_wsmsg {
 typedef struct srv_ws {
     struct mg_connection *conn;
     char     sid[SRV_ID_LEN + 1];
+    char     addr[48];         /* the peer's address, for --max-ws-per-addr */
     int      client_no;        /* shown to other clients in highlight events */
     int      n_candidates;     /* of the last state sent (validates highlight) */
     bool     ready;            /* handshake done, writer running */
@@ -207,6 +212,7 @@ typedef struct srv_app {
     /* HTTP */
     struct mg_context  *ctx;
     int                 port;          /* actual port */
+    char                tls_error[320]; /* why srv_tls_init refused (tls.c) */
 } srv_app;
 
 /* worker.c: starts the thread (which owns the engine from then on). */
@@ -249,6 +255,10 @@ int  srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_coo
 /* True when the request has no Origin header or names this server. */
 bool srv_origin_ok(const struct mg_connection *c);
 void srv_http_stop(srv_app *app);
+
+/* tls.c: civetweb's init_ssl callback: loads --tls-cert and --tls-key into
+ * the SSL_CTX. 1 = done, -1 = refused with app->tls_error set. */
+int  srv_tls_init(void *ssl_ctx, void *user_data);
 
 /* ws.c: WebSocket handlers and fan-out. */
 void srv_ws_register(srv_app *app);

@@ -225,23 +225,38 @@ static int on_connect(const struct mg_connection *c, void *cbdata)
     free(job.body);
     if (st != 200) return refuse(c, st ? st : 500, st == 404 ? "unknown session" : "session unavailable");
 
+    /* Why a per-address limit: every WebSocket holds a civetweb thread and a
+     * writer for as long as it is open, so one remote host could take them
+     * all. Loopback (the person's own machine, no token needed) is exempt.
+     * Cost: one pass over the table, which the slot search makes anyway. */
+    const char *addr = ri->remote_addr;
+    bool limited = app->cfg.max_ws_per_addr > 0 && !srv_host_is_loopback(addr) &&
+                   strncmp(addr, "::ffff:127.", 11) != 0;
+    int same = 0;
     pthread_mutex_lock(&app->ws_mu);
     srv_ws *slot = NULL;
-    for (int i = 0; i < SRV_MAX_WS; i++)
-        if (!app->ws[i].conn) { slot = &app->ws[i]; break; }
+    for (int i = 0; i < SRV_MAX_WS; i++) {
+        if (!app->ws[i].conn) { if (!slot) slot = &app->ws[i]; }
+        else if (limited && strcmp(app->ws[i].addr, addr) == 0) same++;
+    }
+    if (limited && same >= app->cfg.max_ws_per_addr) {
+        pthread_mutex_unlock(&app->ws_mu);
+        return refuse(c, 503, "too many WebSockets from this address (--max-ws-per-addr)");
+    }
     if (slot) {
         pthread_cond_t cv = slot->cv;   /* initialised once at start (srv_ws_register) */
         memset(slot, 0, sizeof *slot);
         slot->cv = cv;
         slot->conn = (struct mg_connection *)c;
         snprintf(slot->sid, sizeof slot->sid, "%s", sid);
+        snprintf(slot->addr, sizeof slot->addr, "%s", addr);
         slot->client_no = ++app->ws_next_no;
         slot->last_pong_ms = srv_now_ms();
         mg_set_user_connection_data(c, slot);
     }
     pthread_mutex_unlock(&app->ws_mu);
     if (!slot) return refuse(c, 503, "too many WebSocket clients");
-    if (!app->cfg.quiet) fprintf(stderr, "ws connect %s client %d\n", sid, slot->client_no);
+    if (app->cfg.log_requests) fprintf(stderr, "ws connect %s client %d\n", sid, slot->client_no);
     return 0;
 }
 
@@ -427,7 +442,7 @@ static void handle_message(srv_app *app, srv_ws *slot, const char *data, size_t 
  * then civetweb ends the read loop (we return 0). */
 static int protocol_error(srv_app *app, srv_ws *slot, int code, const char *why)
 {
-    if (!app->cfg.quiet) fprintf(stderr, "ws close %s client %d: %s\n", slot->sid, slot->client_no, why);
+    if (app->cfg.log_requests) fprintf(stderr, "ws close %s client %d: %s\n", slot->sid, slot->client_no, why);
     send_close(app, slot, code, why);
     return 0;
 }
@@ -512,7 +527,7 @@ static void on_close(const struct mg_connection *c, void *cbdata)
     srv_ws *slot = mg_get_user_connection_data(c);
     bool join = false;
     if (slot) {
-        if (!app->cfg.quiet) fprintf(stderr, "ws close %s client %d\n", slot->sid, slot->client_no);
+        if (app->cfg.log_requests) fprintf(stderr, "ws close %s client %d\n", slot->sid, slot->client_no);
         slot->stop = true;
         join = slot->ready;
         pthread_cond_signal(&slot->cv);
