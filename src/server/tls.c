@@ -21,11 +21,30 @@
  *     libssl.so.3/libcrypto.so.3 it is linked with. Every other dlopen is
  *     passed through unchanged. This also means the server runs where only
  *     the runtime libssl3 is installed (no libssl.so development link).
+ *
+ * One SSL object, two threads: ws.c writes each WebSocket client's queue
+ * from a writer thread (mg_websocket_write -> SSL_write) while civetweb's
+ * thread for that connection reads it (SSL_read). OpenSSL forbids
+ * concurrent calls on one SSL (they share the record layer and the
+ * rwstate that SSL_get_error reads). Since civetweb looks these names up in
+ * the same program handle, the executable also defines SSL_read, SSL_write,
+ * SSL_pending, SSL_shutdown, SSL_free and SSL_get_error: all but the last run under a
+ * lock chosen by the SSL's address (a recursive mutex from a striped
+ * table), and the reason of a failed read or write is taken under that
+ * lock and handed to the same thread's next SSL_get_error for that call.
+ * civetweb's sockets are non-blocking, so a lock is held for one record's
+ * worth of work, never across a wait for the network. libcurl (forkpoint
+ * fetch) goes through the same definitions; for it they are a lock nobody
+ * else takes.
+ *
  * The certificate and key are loaded by srv_tls_init (civetweb's init_ssl
  * callback) so that each can be a separate file and a bad one gets a clear
  * message; TLS 1.2 is the minimum.
  */
+#include <assert.h>
 #include <dlfcn.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/ssl.h>
@@ -40,6 +59,119 @@ X509 *SSL_get_peer_certificate(const SSL *s)
 {
     return SSL_get1_peer_certificate(s);
 }
+
+/* ---------------------------------------------- one caller per SSL */
+
+#define TLS_STRIPES 256
+static pthread_mutex_t stripes[TLS_STRIPES];
+static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+
+static void stripes_init(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    for (int i = 0; i < TLS_STRIPES; i++) pthread_mutex_init(&stripes[i], &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static pthread_mutex_t *lock_of(const SSL *s)
+{
+    pthread_once(&stripes_once, stripes_init);
+    uintptr_t h = (uintptr_t)s;
+    h ^= h >> 12;
+    return &stripes[(h >> 4) % TLS_STRIPES];
+}
+
+/* The real functions, found once past this executable. */
+static struct {
+    int (*read)(SSL *, void *, int);
+    int (*write)(SSL *, const void *, int);
+    int (*pending)(const SSL *);
+    int (*shutdown)(SSL *);
+    int (*get_error)(const SSL *, int);
+    void (*free)(SSL *);
+} real_ssl;
+static pthread_once_t real_once = PTHREAD_ONCE_INIT;
+
+static void real_init(void)
+{
+    real_ssl.read = (int (*)(SSL *, void *, int))dlsym(RTLD_NEXT, "SSL_read");
+    real_ssl.write = (int (*)(SSL *, const void *, int))dlsym(RTLD_NEXT, "SSL_write");
+    real_ssl.pending = (int (*)(const SSL *))dlsym(RTLD_NEXT, "SSL_pending");
+    real_ssl.shutdown = (int (*)(SSL *))dlsym(RTLD_NEXT, "SSL_shutdown");
+    real_ssl.get_error = (int (*)(const SSL *, int))dlsym(RTLD_NEXT, "SSL_get_error");
+    real_ssl.free = (void (*)(SSL *))dlsym(RTLD_NEXT, "SSL_free");
+    assert(real_ssl.read && real_ssl.write && real_ssl.pending && real_ssl.shutdown && real_ssl.get_error &&
+           real_ssl.free);
+}
+
+/* The reason of this thread's last failed read, write or shutdown, taken
+ * under its lock; used once by SSL_get_error, forgotten when the SSL is
+ * freed (a new one may get the same address). */
+static _Thread_local struct { const SSL *ssl; int ret, err; } last;
+
+static void note_result(const SSL *s, int ret)
+{
+    last.ssl = ret <= 0 ? s : NULL;
+    last.ret = ret;
+    last.err = ret <= 0 ? real_ssl.get_error(s, ret) : SSL_ERROR_NONE;
+}
+
+enum io { IO_READ, IO_WRITE, IO_SHUTDOWN };
+
+/* One read, write or shutdown under s's lock, its reason noted. */
+static int locked_io(SSL *s, enum io op, void *buf, int num)
+{
+    pthread_once(&real_once, real_init);
+    pthread_mutex_t *m = lock_of(s);
+    pthread_mutex_lock(m);
+    int r = op == IO_READ ? real_ssl.read(s, buf, num)
+          : op == IO_WRITE ? real_ssl.write(s, buf, num) : real_ssl.shutdown(s);
+    note_result(s, r);
+    pthread_mutex_unlock(m);
+    return r;
+}
+
+int SSL_read(SSL *s, void *buf, int num) { return locked_io(s, IO_READ, buf, num); }
+int SSL_write(SSL *s, const void *buf, int num) { return locked_io(s, IO_WRITE, (void *)buf, num); }
+int SSL_shutdown(SSL *s) { return locked_io(s, IO_SHUTDOWN, NULL, 0); }
+
+int SSL_pending(const SSL *s)
+{
+    pthread_once(&real_once, real_init);
+    pthread_mutex_t *m = lock_of(s);
+    pthread_mutex_lock(m);
+    int r = real_ssl.pending(s);
+    pthread_mutex_unlock(m);
+    return r;
+}
+
+int SSL_get_error(const SSL *s, int ret)
+{
+    pthread_once(&real_once, real_init);
+    if (last.ssl == s && last.ret == ret) {
+        last.ssl = NULL;
+        return last.err;
+    }
+    pthread_mutex_t *m = lock_of(s);
+    pthread_mutex_lock(m);
+    int e = real_ssl.get_error(s, ret);
+    pthread_mutex_unlock(m);
+    return e;
+}
+
+void SSL_free(SSL *s)
+{
+    pthread_once(&real_once, real_init);
+    if (last.ssl == s) last.ssl = NULL;
+    pthread_mutex_t *m = lock_of(s);
+    pthread_mutex_lock(m);
+    real_ssl.free(s);
+    pthread_mutex_unlock(m);
+}
+
+/* ------------------------------------------------- what civetweb loads */
 
 void *dlopen(const char *file, int flags)
 {

@@ -302,6 +302,21 @@ async function tlsTests() {
       await wsWait(ws, (w) => w.msgs.filter((m) => m.type === 'state').length >= 2); // the new state is pushed too
       ws.s.destroy();
     });
+    await test('TLS: 2000 pipelined wss requests while the writer thread answers: every reply arrives, nothing closes', async () => {
+      /* civetweb reads on its thread while ws.c's writer writes: tls.c
+       * serialises the two on the one SSL object */
+      const cr = await httpsReq(srv, c.ca, 'POST', '/api/sessions', { prompt: 'Once', settings: LIGHT }, { Authorization: 'Bearer sekrit' });
+      const ws = await wsOpen(srv, cr.json.id, { query: '?token=sekrit',
+        connect: () => tls.connect({ host: '127.0.0.1', port: srv.port, ca: c.ca, servername: 'localhost' }) });
+      const N = 2000;
+      for (let i = 0; i < N; i++) {
+        ws.s.write(frame(1, JSON.stringify({ op: 'get', req: `p${i}` })));
+        if (i % 100 === 99) await sleep(0);
+      }
+      await wsWait(ws, (w) => w.msgs.filter((m) => typeof m.req === 'string' && m.req.startsWith('p')).length >= N, 90000);
+      assert(!ws.closed && !ws.bad.length, `closed ${ws.closed} (${ws.closeCode}), bad ${ws.bad.length}`);
+      ws.s.destroy();
+    });
     await test('TLS: a plain-HTTP request to the TLS port gets no answer, a log line, and the server keeps serving', async () => {
       const r = await raw(srv, `GET /api/health HTTP/1.1\r\nHost: 127.0.0.1:${srv.port}\r\n\r\n`);
       assert(r.closed, 'connection closed');
