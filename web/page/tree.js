@@ -24,7 +24,7 @@ export async function loadTree(focusIn) {
     const had = $('tree').contains(document.activeElement) ? document.activeElement.dataset.node : null;
     renderTree(t);
     const again = had !== null && $('tree').querySelector(`button[data-node="${had}"]`);
-    if (focusIn || again) focusItem(again || $('tree').querySelector('button.current') || $('tree').querySelector('button[data-node]'));
+    if (focusIn || again) focusItem(again || $('tree').querySelector('button.current') || $('tree').querySelector('button[data-node]:not([disabled])'));
     targetsChanged();
   } catch (e) { showError(e.message); }
 }
@@ -105,7 +105,7 @@ function renderTree(t) {
   top.setAttribute('role', 'presentation');
   for (const n of kids.get(-1) || []) if (!seen.has(n.id)) chain(top, n, 0);
   root.replaceChildren(top);
-  const first = root.querySelector('button.current') || root.querySelector('button[data-node]');
+  const first = root.querySelector('button.current') || root.querySelector('button[data-node]:not([disabled])');
   if (first) first.tabIndex = 0;
 }
 
@@ -117,7 +117,7 @@ function focusItem(b) {
 
 /* The buttons a person can see now (not inside a closed group). */
 function visibleItems() {
-  return [...$('tree').querySelectorAll('button[data-node]')].filter((b) => !isInClosed(b));
+  return [...$('tree').querySelectorAll('button[data-node]:not([disabled])')].filter((b) => !isInClosed(b));
 }
 function isInClosed(b) {
   for (let li = b.closest('li')?.parentElement?.closest('li'); li; li = li.parentElement?.closest('li'))
@@ -138,7 +138,7 @@ export function treeKey(e) {
     case 'End': focusItem(items[items.length - 1]); break;
     case 'ArrowRight':
       if (li.getAttribute('aria-expanded') === 'false') li.setAttribute('aria-expanded', 'true');
-      else if (li.getAttribute('aria-expanded') === 'true') focusItem(li.querySelector(':scope > ul button[data-node]'));
+      else if (li.getAttribute('aria-expanded') === 'true') focusItem(li.querySelector(':scope > ul button[data-node]:not([disabled])'));
       break;
     case 'ArrowLeft': {
       if (li.getAttribute('aria-expanded') === 'true') { li.setAttribute('aria-expanded', 'false'); break; }
