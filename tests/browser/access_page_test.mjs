@@ -546,7 +546,8 @@ async function main() {
     assert(titles.length >= 2, 'several stories');
     assert(titles.some((t) => t !== 'Once upon a time') && new Set(titles).size > 1, `titles from the text: ${titles.slice(0, 4)}`);
     const smalls = await page.$$eval('#story-list .open small', (els) => els.map((e) => e.textContent));
-    assert(smalls.filter((s) => /per character/.test(s)).length >= 2, `effort in the list: ${smalls.slice(0, 3)}`);
+    // two written on this device, the others (other contexts) read from their state
+    assert(smalls.filter((s) => /per character/.test(s)).length >= Math.min(smalls.length, 3), `effort in the list: ${smalls.slice(0, 3)}`);
   });
 
   await test('no page errors', async () => {

@@ -5,7 +5,7 @@
 # access_page_test.mjs (steady targets, phone, dwell on every control, stray
 # taps, keyboard, speech, effort, axe-core on every view).
 #
-# Why this wrapper: it installs playwright-core (pinned in package-lock.json,
+# Why this wrapper: it installs playwright-core and axe-core (pinned in package-lock.json,
 # into tests/browser/node_modules, git-ignored) on first use, checks that
 # chromium and the server are there, then runs the tests. The test prints a
 # final "N passed, N failed" line and exits non-zero on failure.
@@ -17,7 +17,7 @@ fail() { echo "browser: $*"; echo "0 passed, 1 failed"; exit 1; }
 command -v node >/dev/null || fail "node is not installed"
 [ -x "${CHROMIUM:-/usr/bin/chromium}" ] || fail "chromium is not installed (apt-get install chromium)"
 [ -x "${FORKPOINT_SERVE:-$repo/build/release/forkpoint-serve}" ] || fail "forkpoint-serve is not built (make build/release/forkpoint-serve)"
-if [ ! -f "$here/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$here/node_modules/playwright-core/package.json" ] || [ ! -f "$here/node_modules/axe-core/axe.min.js" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) || fail "npm ci failed"
 fi
 mkdir -p "$repo/build/test-output"

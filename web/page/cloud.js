@@ -109,7 +109,12 @@ export function renderCloud(keepFocus) {
       pb.dataset.scanGroup = 'preview';
       pb.tabIndex = -1;
       pb.setAttribute('aria-label', `+ phrase: ${c.text.trim()}${c.preview}`);
-      pb.textContent = '+ phrase';
+      const plus = document.createElement('span');
+      plus.textContent = '+';
+      const pw = document.createElement('span');
+      pw.className = 'pl-word';
+      pw.textContent = ' phrase';
+      pb.append(plus, pw);
       wireTarget(pb, i, true);
       g.appendChild(pb);
     } else {

@@ -15,7 +15,7 @@ import { api, sessPath } from './api.js';
 import { render, openSession, showStart, titleOf } from './render.js';
 import { loadTree } from './tree.js';
 import { renderSay } from './speech.js';
-import { storedEffort, effortText } from './effort.js';
+import { storedEffort, effortText, effortOf } from './effort.js';
 
 export const PANELS = ['stories', 'tree', 'say', 'settings', 'help'];
 
@@ -72,6 +72,7 @@ async function loadStories() {
   try {
     const data = await api('GET', '/api/sessions');
     list.replaceChildren();
+    let fetched = 0;
     for (const s of data.sessions) {
       const eff = s.id === S.sid && S.state ? null : storedEffort(s.id);
       const title = s.id === S.sid && S.state ? titleOf(S.state) : (eff && eff.title) || s.title || '(untitled)';
@@ -100,6 +101,7 @@ async function loadStories() {
       });
       li.append(b, d);
       list.appendChild(li);
+      if (!eff && s.id !== S.sid && s.live && fetched++ < 10) fillFromState(s, b, small, d);
     }
     if (!data.sessions.length) {
       const li = document.createElement('li');
@@ -109,6 +111,21 @@ async function loadStories() {
     }
     targetsChanged();
   } catch (e) { showError(e.message); }
+}
+
+/* A story this device has not shown yet (written elsewhere): its title and
+ * figures from its state, read only when it is resident in the engine (a
+ * cheap read; an evicted one keeps the server's title rather than being
+ * loaded back). */
+async function fillFromState(s, b, small, d) {
+  try {
+    const st = await api('GET', `/api/sessions/${s.id}`);
+    const title = titleOf(st);
+    b.firstChild.textContent = title;
+    d.setAttribute('aria-label', `Delete “${title}”`);
+    const e = effortText(effortOf(st, null));
+    if (e) small.textContent += ` · ${e}`;
+  } catch (e) { /* keep the server's title */ }
 }
 
 /* --------------------------------------------------------- export */
