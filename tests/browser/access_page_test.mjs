@@ -9,6 +9,8 @@
 //  - every control operated by dwell alone (toolbar, panels and their Close,
 //    actions, candidates, phrase, preview words, tree, Say panel);
 //  - a stray tap on the story costs one action (Redo) to repair;
+//  - the DOM contract for web/access/ (data-rank, data-scan-group, the word
+//    box driven by events, fp:targets, el.click() with a named modality);
 //  - keyboard: focus into panels and back to the cloud, the tree's arrow
 //    keys, the Keys panel scrolls, digits pick while typing, key 0 = 10th;
 //  - the end of a story: keep writing and undo;
@@ -548,6 +550,59 @@ async function main() {
     const smalls = await page.$$eval('#story-list .open small', (els) => els.map((e) => e.textContent));
     // two written on this device, the others (other contexts) read from their state
     assert(smalls.filter((s) => /per character/.test(s)).length >= Math.min(smalls.length, 3), `effort in the list: ${smalls.slice(0, 3)}`);
+  });
+
+  await test('the DOM contract for outside input modules (web/access/)', async () => {
+    let st = await newStory('Once upon a time', LONG);
+    await page.evaluate(() => { window.__t = 0; document.addEventListener('fp:targets', () => { window.__t++; }); });
+    const t = () => page.evaluate(() => window.__t);
+    // ranks and groups
+    const info = await page.evaluate(() => ({
+      ranks: [...document.querySelectorAll('#cloud .cand')].map((e) => e.dataset.rank),
+      groups: [...document.querySelectorAll('button, [role="button"]')].filter((e) => !e.closest('[hidden]') && !e.closest('#doc'))
+        .map((e) => { const g = e.closest('[data-scan-group]'); return g ? g.dataset.scanGroup : `none:${e.id || e.className}`; }),
+      toolbar: !!document.querySelector('header[data-fp="toolbar"]'),
+      access: document.getElementById('access-settings') && document.getElementById('access-settings').closest('#panel-settings') !== null,
+    }));
+    eq(info.ranks, st.fork.candidates.map((c, i) => String(i)), 'data-rank in rank order');
+    assert(info.groups.every((g) => ['cloud', 'preview', 'actions', 'toolbar', 'panel'].includes(g)), `every control in a scan group: ${info.groups.filter((g) => g.startsWith('none'))}`);
+    assert(info.toolbar && info.access, 'toolbar marked, access settings section in Settings');
+    const phraseGroup = await page.$eval('#cloud .cand-phrase', (e) => e.closest('[data-scan-group]').dataset.scanGroup);
+    eq(phraseGroup, 'preview', '+ phrase is in the preview group');
+    // fp:targets on a panel opened and closed, typing mode, a new fork
+    let n = await t();
+    await page.click('#btn-tree'); await sleep(100);
+    assert(await t() > n, 'fp:targets when a panel opens'); n = await t();
+    await page.keyboard.press('Escape'); await sleep(100);
+    assert(await t() > n, 'fp:targets when it closes'); n = await t();
+    await page.click('#btn-type'); await sleep(100);
+    assert(await t() > n, 'fp:targets in typing mode');
+    // the word box driven by events alone
+    await page.evaluate(() => {
+      const el = document.querySelector('[data-fp="type-input"]');
+      el.value = 'b';
+      el.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    let nst = st;
+    for (let i = 0; i < 50 && !(nst.fork && nst.fork.typed_prefix === 'b'); i++) { await sleep(100); nst = await state(); }
+    eq(nst.fork.typed_prefix, 'b', 'an input event narrows the cloud');
+    await page.evaluate(() => {
+      const el = document.querySelector('[data-fp="type-input"]');
+      el.value = 'bird';
+      el.dispatchEvent(new KeyboardEvent('keydown', { key: 'Enter', code: 'Enter', bubbles: true, cancelable: true }));
+    });
+    st = await waitChange(nst.version);
+    while (st.fork && st.fork.typed_prefix) st = await waitChange(st.version);
+    assert(/ bird/.test(st.text), `a keydown Enter commits: ${st.text.slice(-40)}`);
+    // el.click() with a modality named by the outside module
+    n = await t();
+    const bodyP = page.waitForRequest((r) => /\/choose$/.test(r.url()));
+    await page.evaluate(() => { document.body.dataset.fpModality = 'switch'; document.getElementById('cand-0').click(); });
+    const body = JSON.parse((await bodyP).postData());
+    eq([body.index, body.modality], [0, 'switch'], 'el.click() chooses, with the modality given');
+    await waitChange(st.version);
+    await page.evaluate(() => { delete document.body.dataset.fpModality; });
+    assert(await t() > n, 'fp:targets on a new fork');
   });
 
   await test('no page errors', async () => {
