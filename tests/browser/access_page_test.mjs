@@ -416,6 +416,19 @@ async function main() {
       forks++;
     }
     console.log(`# phone: ${forks} forks at 390×844, every candidate and the last line visible at each`);
+    // typing a word on the phone: the box, its buttons and the narrowed cloud on screen together
+    if (!st.fork) st = await newStory('Once upon a time', LONG);
+    await page.tap('#btn-type');
+    await page.waitForSelector('#typebox:not([hidden])');
+    await page.fill('#type-input', 's');
+    await page.waitForFunction(() => /Words starting with/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
+    const tv = await page.evaluate(() => [...document.querySelectorAll('#cloud .cand, #type-input, #typebox button')].every((e) => {
+      const b = e.getBoundingClientRect();
+      return b.top >= 0 && b.bottom <= innerHeight && b.left >= 0 && b.right <= innerWidth;
+    }) && document.scrollingElement.scrollHeight <= innerHeight + 1);
+    await page.screenshot({ path: path.join(OUT, 'view-phone-typing.png') });
+    assert(tv, 'typing on the phone: box and narrowed cloud visible without scrolling');
+    await page.tap('#type-cancel');
     await axe('phone', true);
   });
 
@@ -441,6 +454,15 @@ async function main() {
     await page.tap('#btn-redo');
     st = await waitChange(u.version);
     eq({ text: st.text, fork: st.fork.id }, before, 'redo after undo');
+    // and after a reload of the tab
+    await page.tap('#doc .w.fork-mark >> nth=0');
+    const b2 = await waitChange(st.version);
+    await page.reload();
+    await page.waitForSelector('#cloud .cand');
+    assert(await page.isEnabled('#btn-redo'), 'Redo kept across a reload');
+    await page.tap('#btn-redo');
+    st = await waitChange(b2.version);
+    eq({ text: st.text, fork: st.fork.id }, before, 'redo after a reload');
   });
 
   await test('every control operated by dwell alone', async () => {

@@ -33,6 +33,7 @@ async function decide(path, body, kind) {
     const st = await api('POST', sessPath(path), body);
     if (kind === 'forward') S.redo = [];
     if (back) S.redo.push(back);
+    saveRedo();
     render(st, { keepFocus: true });
     return st;
   } catch (e) {
@@ -45,6 +46,18 @@ async function decide(path, body, kind) {
     $('cloud').setAttribute('aria-busy', 'false');
     startCooldown();
   }
+}
+
+/* The redo list survives a reload of the tab (sessionStorage, per story). */
+const redoKey = () => `forkpoint.redo.${S.sid}`;
+function saveRedo() {
+  try { sessionStorage.setItem(redoKey(), JSON.stringify(S.redo.slice(-100))); } catch (e) { /* private mode */ }
+}
+export function loadRedo() {
+  try {
+    const a = JSON.parse(sessionStorage.getItem(redoKey()) || '[]');
+    S.redo = Array.isArray(a) ? a.filter((p) => p && Number.isInteger(p.fork)) : [];
+  } catch (e) { S.redo = []; }
 }
 
 /* Where Redo comes back to: the open fork, or, for an ended story, its
@@ -97,6 +110,7 @@ export async function redo() {
   countActions(1);
   const st = await decide('/goto', { fork_id: p.fork }, 'redo');
   if (!st) { S.redo.push(p); return null; }
+  saveRedo();
   if (p.replay && st.fork) return replay(st.fork, p.replay);
   return st;
 }

@@ -16,6 +16,7 @@ import { renderCloud } from './cloud.js';
 import { cancelDwell } from './dwell.js';
 import { panelRefresh } from './panels.js';
 import { renderEffort } from './effort.js';
+import { loadRedo } from './actions.js';
 import { displayWord, storyPart } from './text.js';
 
 export function render(st, opts) {
@@ -123,7 +124,7 @@ export async function openSession(id) {
   S.sid = id;
   S.state = null;
   S.version = 0;
-  S.redo = [];
+  loadRedo();
   if (location.hash !== `#s=${id}`) history.replaceState(null, '', `#s=${id}`);
   try {
     const st = await api('GET', sessPath(''));
