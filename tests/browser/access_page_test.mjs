@@ -512,11 +512,17 @@ async function main() {
     await d('#tree button[data-node]:not([disabled]):not(.current)', changed(st.version), 'a tree branch');
     st = await waitChange(st.version);
     await d('#panel-tree .panel-close', hid('#panel-tree'), 'tree Close');
+    await api('/api/sessions', { method: 'POST', body: JSON.stringify({ prompt: 'A story to delete' }) });
     await d('#btn-stories', async () => (await page.isVisible('#panel-stories')) && (await page.locator('#story-list .open').count()) > 0, 'toolbar stories');
     let dl = null;
     page.once('download', (x) => { dl = x; });
     await d('#btn-export-txt', async () => !!dl, 'Export text');
     eq(fs.readFileSync(await dl.path(), 'utf8'), st.text, 'the story downloaded by dwell');
+    // delete a story by dwell: the first press arms, the second deletes
+    const n0 = await page.locator('#story-list li').count();
+    const del = '#story-list li:has(.open:not([aria-current])) .del';
+    await d(del, async () => (await page.textContent(`${del} >> nth=0`)) === 'Delete?', 'Delete (arm)');
+    await d(`${del}[data-armed="1"]`, async () => (await page.locator('#story-list li').count()) === n0 - 1, 'Delete (confirm)');
     await d('#panel-stories .panel-close', hid('#panel-stories'), 'stories Close');
     console.log(`# dwell reached ${reached.length} controls: ${reached.join(', ')}`);
   });

@@ -93,8 +93,21 @@ async function loadStories() {
       d.className = 'del';
       d.textContent = '✕';
       d.setAttribute('aria-label', `Delete “${title}”`);
+      // a second press within 4 s deletes (no native dialog: dwell and
+      // switch users cannot reach one)
       d.addEventListener('click', async () => {
-        if (!confirm(`Delete “${title}”?`)) return;
+        if (d.dataset.armed !== '1') {
+          d.dataset.armed = '1';
+          d.textContent = 'Delete?';
+          d.setAttribute('aria-label', `Delete? Press again to delete “${title}”`);
+          setTimeout(() => {
+            if (!d.isConnected) return;
+            d.dataset.armed = '';
+            d.textContent = '✕';
+            d.setAttribute('aria-label', `Delete “${title}”`);
+          }, 4000);
+          return;
+        }
         try { await api('DELETE', `/api/sessions/${s.id}`); } catch (err) { showError(err.message); }
         if (s.id === S.sid) showStart();
         loadStories();
