@@ -18,8 +18,9 @@ import { cancelDwell } from './dwell.js';
 import { countActions } from './effort.js';
 
 /* Runs one decision request. kind: 'forward' (clears redo), 'back'
- * (remembers where we were), 'redo' (neither). */
-async function decide(path, body, kind) {
+ * (remembers where we were), 'redo' (neither); cost: the person's actions
+ * it took (counted once it is done, see effort.js). */
+async function decide(path, body, kind, cost) {
   if (S.busy || !S.sid) return null;
   const st0 = S.state;
   const f = st0 && st0.fork;
@@ -34,6 +35,7 @@ async function decide(path, body, kind) {
     if (kind === 'forward') S.redo = [];
     if (back) S.redo.push(back);
     saveRedo();
+    countActions(cost || 0);
     render(st, { keepFocus: true });
     return st;
   } catch (e) {
@@ -86,29 +88,25 @@ export function choose(i, phrase, modality, upto) {
   if (!fork || i < 0 || i >= fork.candidates.length) return null;
   cancelDwell();
   const typed = !$('typebox').hidden ? $('type-input').value.length : 0;
-  countActions(1 + typed);
   if (typed) hideTypebox();
   const body = upto !== undefined && upto >= 0
     ? { index: i, preview_upto: upto, modality: modality || 'keyboard' }
     : { index: i, accept_preview: !!phrase, modality: modality || 'keyboard' };
-  return decide('/choose', body, 'forward');
+  return decide('/choose', body, 'forward', 1 + typed);
 }
 
-export function continueAuto() { countActions(1); return decide('/continue', {}, 'forward'); }
-export function undo() { countActions(1); return decide('/undo', {}, 'back'); }
-export function gotoFork(id) { countActions(1); return decide('/goto', { fork_id: id }, 'back'); }
-export function gotoOffset(off) { countActions(1); return decide('/goto', { offset: off }, 'back'); }
-export function typeText(text, keys) {
-  countActions(keys === undefined ? text.length + 1 : keys);
-  return decide('/type', { text }, 'forward');
-}
+export const continueAuto = () => decide('/continue', {}, 'forward', 1);
+export const undo = () => decide('/undo', {}, 'back', 1);
+export const gotoFork = (id) => decide('/goto', { fork_id: id }, 'back', 1);
+export const gotoOffset = (off) => decide('/goto', { offset: off }, 'back', 1);
+/* The person's own text; keys: what it cost (letters and Enter, or 1 for a quick phrase). */
+export const typeText = (text, keys) => decide('/type', { text }, 'forward', keys === undefined ? text.length + 1 : keys);
 
 /* Returns to where the person was before the last step back. */
 export async function redo() {
   const p = S.redo.pop();
   if (!p) return null;
-  countActions(1);
-  const st = await decide('/goto', { fork_id: p.fork }, 'redo');
+  const st = await decide('/goto', { fork_id: p.fork }, 'redo', 1);
   if (!st) { S.redo.push(p); return null; }
   saveRedo();
   if (p.replay && st.fork) return replay(st.fork, p.replay);
@@ -132,13 +130,12 @@ function replay(fork, r) {
 export async function keepWriting() {
   const st = S.state;
   if (!st || st.fork || !st.tokens.length) return null;
-  countActions(1);
   if (st.end_reason === 'max_tokens' && st.settings && st.settings.max_tokens > 0) {
     const more = await decide('/settings', { settings: { max_tokens: st.n_tokens + 200 } }, 'redo');
     if (!more) return null;
   }
   const last = S.state.tokens[S.state.tokens.length - 1];
-  return decide('/goto', { offset: last[0] }, 'back');
+  return decide('/goto', { offset: last[0] }, 'back', 1);
 }
 
 /* ---------------------------------------------------- typing a word */
