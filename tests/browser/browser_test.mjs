@@ -185,7 +185,11 @@ async function main() {
     assert(box.height >= 48 && box.width >= 48, `target at least 48 px: ${box.width}x${box.height}`);
     if (first.fork.other > 0.005) assert(await page.isVisible('#cand-other'), '"other" marker');
     eq(await page.getAttribute('#cloud', 'role'), 'toolbar', 'cloud role');
-    assert(/percent/.test(await page.getAttribute('#cand-0', 'aria-label')), 'aria-label with probability');
+    // the name is the visible text (key, word, percent); the preview is the description
+    assert(/^1 .+ \d+%$/.test((await page.textContent('#cand-0')).trim()), 'name with key and probability');
+    const desc = await page.getAttribute('#cand-0', 'aria-describedby');
+    if (first.fork.candidates[0].preview)
+      eq(await page.textContent(`#${desc}`), `leads to: ${first.fork.candidates[0].preview.trim()}`, 'preview as description');
   });
 
   await test('hovering a candidate shows its preview as ghost text with no request', async () => {
@@ -203,12 +207,16 @@ async function main() {
   await test('screenshots of a fork (light and dark)', async () => {
     await page.hover('#cand-0');
     await page.screenshot({ path: path.join(OUT, 'fork.png'), fullPage: true });
+    await page.click('#btn-settings');
     await page.click('#btn-theme');
     eq(await page.getAttribute('html', 'data-theme'), 'dark', 'dark theme on');
+    await page.keyboard.press('Escape');
     await page.hover('#cand-1');
     await page.screenshot({ path: path.join(OUT, 'fork-dark.png'), fullPage: true });
+    await page.click('#btn-settings');
     await page.click('#btn-theme');
     eq(await page.getAttribute('html', 'data-theme'), 'light', 'light theme back');
+    await page.keyboard.press('Escape');
   });
 
   let afterClick;
@@ -268,7 +276,7 @@ async function main() {
     await page.keyboard.press('t');
     assert(await page.isVisible('#type-input'), 'word box open');
     await page.keyboard.type('b');
-    await page.waitForFunction(() => /prefix/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
+    await page.waitForFunction(() => /Words starting with/.test(document.getElementById('status').textContent), null, { timeout: 60000 });
     const nst = await state();
     eq(nst.fork.typed_prefix, 'b', 'prefix sent');
     const words = await page.$$eval('#cloud .cand:not(.other) .word', (els) => els.map((e) => e.textContent));
@@ -302,8 +310,11 @@ async function main() {
     await sleep(350);
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
     await page.waitForSelector('#cand-0.dwelling', { timeout: 2000 });
-    const ring = await page.$eval('#cand-0 .ring rect', (el) => getComputedStyle(el).opacity);
-    eq(ring, '1', 'ring visible');
+    const ring = await page.$eval('#dwell-ring', (el) => {
+      const r = el.getBoundingClientRect(), c = document.getElementById('cand-0').getBoundingClientRect();
+      return !el.hidden && el.classList.contains('run') && r.left <= c.left && r.right >= c.right && r.top <= c.top && r.bottom >= c.bottom;
+    });
+    assert(ring, 'progress ring drawn over the candidate');
     const st2 = await waitChange(st.version, 10000);
     assert(st2.text.startsWith(st.text + c.text), 'dwell selected candidate 1');
     await page.mouse.move(5, 5);
@@ -376,12 +387,14 @@ async function main() {
 
   await test('export to text and JSONL downloads the story and its log', async () => {
     const st = await state();
+    await page.click('#btn-stories');
     const [d1] = await Promise.all([page.waitForEvent('download'), page.click('#btn-export-txt')]);
     eq(fs.readFileSync(await d1.path(), 'utf8'), st.text, 'text export');
     const [d2] = await Promise.all([page.waitForEvent('download'), page.click('#btn-export-jsonl')]);
     const lines = fs.readFileSync(await d2.path(), 'utf8').split('\n').filter(Boolean);
     eq(lines.length, st.n_events, 'one line per decision');
     JSON.parse(lines[0]);
+    await page.keyboard.press('Escape');
   });
 
   await test('keyboard-only session reaches the end of a story', async () => {
@@ -408,7 +421,8 @@ async function main() {
     const st = await state();
     eq(st.state, 'ended', 'story ended');
     await page.waitForSelector('#ended:not([hidden])');
-    assert(/Ended/.test(await page.textContent('#status')), 'status shows the end');
+    assert(/length limit|come to its end/.test(await page.textContent('#status')), 'status shows the end');
+    assert(await page.isVisible('#btn-keep') && await page.isVisible('#btn-undo'), 'keep writing and undo at the end');
     const focusOk = await page.evaluate(() => !!document.activeElement && document.activeElement !== document.body);
     assert(focusOk, 'focus is on a control at the end');
   });
@@ -449,7 +463,7 @@ async function main() {
     const box = await page.locator(`#pv-${k}-1`).boundingBox();
     assert(box.height >= 48 && box.width >= 48, `preview word target at least 48 px: ${box.width}x${box.height}`);
     const label = await page.getAttribute(`#pv-${k}-1`, 'aria-label');
-    assert(/^Take “.+” and choose again at “.+”$/.test(label), `aria-label: ${label}`);
+    assert(label.startsWith(`${words[1][0].trim()}: take “`) && label.endsWith('” and choose again here'), `aria-label: ${label}`);
     eq(await page.getAttribute('#pv-bar', 'role'), 'group', 'row role');
     // pointing at a word shows what would be taken and where the fork opens
     await page.hover(`#pv-${k}-1`);
