@@ -93,7 +93,7 @@ bench-learning: deps
 
 $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_util.o \
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
-	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 # ---- bench_persist: saving a story per click, old full rewrite vs append-only
 # (it reads library internals to run the old writer: -Isrc is in CPPFLAGS)
@@ -105,7 +105,7 @@ bench-persist: deps
 
 $(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a \
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
-	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 # benchmarks are not run by `make test`, but they are built, so they cannot rot
 TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning $(BENCH_DIR)/bench_persist

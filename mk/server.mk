@@ -9,7 +9,7 @@
 SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
 # every file below web/ is compiled in, served at its path below web/
 WEB_FILES   := $(sort $(shell find web -type f ! -name '.*'))
-SERVER_LIBS := -lcivetweb -lsqlite3
+SERVER_LIBS := -lcivetweb -lsqlite3 -lpq
 
 server_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(SERVER_SRC)) $(BUILD)/$(1)/gen/web_assets.o
 

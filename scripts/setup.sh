@@ -7,7 +7,7 @@
 # libclang-rt-dev (its sanitizer runtimes and libFuzzer) build the clang test
 # flavour and the fuzzers (mk/fuzz.mk).
 set -euo pipefail
-want=(build-essential cmake pkg-config libcivetweb-dev libcjson-dev libsqlite3-dev
+want=(build-essential cmake pkg-config libcivetweb-dev libcjson-dev libsqlite3-dev libpq-dev postgresql nginx
       libcurl4-openssl-dev tmux nodejs npm chromium clang libclang-rt-dev)
 [ "${FORKPOINT_NO_BROWSER:-0}" = 1 ] && want=("${want[@]/chromium}")
 missing=()
