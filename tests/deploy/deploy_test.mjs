@@ -28,6 +28,7 @@ const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/asan/forkpoint-se
 const CLI = pick(process.env.FORKPOINT_CLI, `${repo}/build/asan/forkpoint`, `${repo}/build/release/forkpoint`);
 const MODEL = pick(process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
   path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
+const WS_CLIENT = pick(process.env.FORKPOINT_WS_CLIENT, `${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
 const PG = process.env.FP_DEPLOY_PG;
 const LIGHT = { k: 4, beam_width: 8, lookahead: 4 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-deploy-'));
@@ -102,6 +103,23 @@ async function http(base, method, p, body, headers = {}) {
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
   return { status: r.status, json, text, up: r.headers.get('x-forkpoint-upstream') || '', headers: r.headers };
+}
+
+/* examples/ws_client.c on a story's WebSocket (through nginx: port is nginx's). */
+function wsClient(port, sid, args, keepOpenMs = 0) {
+  return new Promise((resolve) => {
+    const c = spawn(WS_CLIENT, ['--port', String(port), ...args, sid], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    c.stdout.on('data', (d) => { out += d; });
+    c.stderr.on('data', (d) => { err += d; });
+    if (keepOpenMs) setTimeout(() => c.stdin.end(), keepOpenMs); else c.stdin.end();
+    const t = setTimeout(() => c.kill('SIGKILL'), 60000);
+    c.on('exit', (code) => {
+      clearTimeout(t);
+      const msgs = out.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+      resolve({ code, msgs, err });
+    });
+  });
 }
 
 function psql(sql) {
@@ -210,6 +228,23 @@ async function main() {
     for (const s of stories) eq(Number(psql(`SELECT count(*) FROM decisions WHERE session = '${s.id}'`)), s.n_events, `${s.id}'s decisions in PostgreSQL`);
   });
 
+  await test('WebSocket through nginx: a story\'s socket reaches its instance, a select commits and is pushed', async () => {
+    assert(WS_CLIENT, 'ws_client is not built');
+    const s = stories.find((t) => t.fork_id !== null && t.fork_id !== undefined);
+    const listener = wsClient(nport, s.id, [], 5000);
+    await sleep(800);
+    const actor = await wsClient(nport, s.id, ['--script', 's 0', '--wait', '800']);
+    const lst = await listener;
+    const first = actor.msgs.find((m) => m.type === 'state');
+    assert(first && first.state.id === s.id && first.state.text === s.text, `state on connect: ${actor.err} ${JSON.stringify(actor.msgs).slice(0, 300)}`);
+    const pushed = lst.msgs.filter((m) => m.type === 'state').pop();
+    assert(pushed && pushed.state.version > s.version && pushed.state.n_events === s.n_events + 1,
+      `the listener got the new state: ${JSON.stringify(lst.msgs.map((m) => m.type))}`);
+    const r = await http(front, 'GET', `/api/sessions/${s.id}`);
+    eq([r.json.text, r.json.n_events, r.up], [pushed.state.text, s.n_events + 1, s.up], 'the instance holding the story made it');
+    Object.assign(s, { text: r.json.text, n_events: r.json.n_events, version: r.json.version, fork_id: r.json.fork && r.json.fork.id });
+  });
+
   // the victim: the instance holding the first story
   const victimStory = stories[0];
   const victim = inst.find((i) => i.addr === (victimStory && victimStory.up));
@@ -238,6 +273,13 @@ async function main() {
       s.up = r.up;
     }
     assert(stories.some((s) => s.moved), 'some stories were on the dead instance');
+  });
+
+  await test('the WebSocket of a story that moved connects through nginx to its new instance', async () => {
+    const s = stories.find((t) => t.moved);
+    const w = await wsClient(nport, s.id, ['--wait', '300']);
+    const st = w.msgs.find((m) => m.type === 'state');
+    assert(st && st.state.text === s.text && st.state.n_events === s.n_events, `state on connect: ${w.err} ${JSON.stringify(w.msgs).slice(0, 300)}`);
   });
 
   await test('the stories go on: the retried choice and the next ones, on the instance each story moved to', async () => {

@@ -18,6 +18,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || fail "nginx is not inst
 export PATH=$PATH:/usr/sbin
 [ -x build/asan/forkpoint-serve ] || fail "build/asan/forkpoint-serve is not built"
 [ -x build/asan/tests/test_store ] || fail "build/asan/tests/test_store is not built"
+[ -x build/release/ws_client ] || fail "build/release/ws_client is not built"
 
 source "$here/pg.sh"
 dir=$(mktemp -d /tmp/fp-deploy-pg-XXXXXX)
