@@ -314,6 +314,41 @@ async function main() {
     assert(x2.json.version > y.json.version, 'versions go forward across instances');
   });
 
+  await test('two instances choosing on one story at the same moment: one 200, one 409, one decision stored', async () => {
+    const [X, Y] = alive;
+    const seen = { store: 0, stale: 0 };
+    for (let round = 0; round < 5; round++) {
+      const c = await http(X.url, 'POST', '/api/sessions', { prompt: `A dog ran to the ${round}`, settings: LIGHT });
+      eq(c.status, 201, 'create');
+      eq((await http(Y.url, 'GET', `/api/sessions/${c.json.id}`)).status, 200, 'resident on Y too');
+      const f = c.json.fork.id;
+      const [a, b] = await Promise.all([
+        http(X.url, 'POST', `/api/sessions/${c.json.id}/choose`, { index: 0, fork_id: f }),
+        http(Y.url, 'POST', `/api/sessions/${c.json.id}/choose`, { index: 1, fork_id: f }),
+      ]);
+      eq([a.status, b.status].sort(), [200, 409], `statuses (${a.text.slice(0, 150)} | ${b.text.slice(0, 150)})`);
+      const won = a.status === 200 ? a : b, lost = a.status === 200 ? b : a;
+      assert(lost.json && (lost.json.retryable === true || lost.json.state), `the loser is told to look again: ${lost.text.slice(0, 200)}`);
+      seen[lost.json.retryable ? 'store' : 'stale']++;
+      eq(Number(psql(`SELECT count(*) FROM decisions WHERE session = '${c.json.id}'`)), 1, 'one decision');
+      const g = await http(lost === a ? X.url : Y.url, 'GET', `/api/sessions/${c.json.id}`);
+      eq(g.json.text, won.json.text, "the loser's instance shows the winner's state");
+    }
+    console.log(`# the losing write was refused by the store ${seen.store} times, found stale before writing ${seen.stale} times`);
+  });
+
+  await test('a PostgreSQL URL that reaches nothing: serve and the CLI exit with a clear error, never the password', async () => {
+    const bad = 'postgresql://fp:not-this-secret@127.0.0.1:1/forkpoint';
+    const s = spawn(SERVE, ['--port', '0', '--db', bad, '--model', MODEL], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    s.stderr.on('data', (d) => { err += d; });
+    const code = await new Promise((r) => s.on('exit', (c) => r(c)));
+    assert(code !== 0 && /cannot connect to PostgreSQL/.test(err) && !/not-this-secret/.test(err), `serve: ${code} ${err}`);
+    let out = null;
+    try { execFileSync(CLI, ['profile', 'list', '--db', bad], { stdio: 'pipe' }); } catch (e) { out = e; }
+    assert(out && out.status !== 0 && /PostgreSQL/.test(String(out.stderr)) && !/not-this-secret/.test(String(out.stderr)), `cli: ${out && out.stderr}`);
+  });
+
   await test('PostgreSQL restarts: a choice meanwhile gets a clear retryable error, the next one goes through', async () => {
     const s = stories.find((t) => t.fork_id !== null && t.fork_id !== undefined);
     execSync(process.env.FP_DEPLOY_PG_STOP, { stdio: 'inherit' });
