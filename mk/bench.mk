@@ -10,6 +10,9 @@
 #   make bench-serve   only bench_serve: time from a selection to the next fork
 #                      through a real forkpoint-serve, with and without
 #                      prefetch, and with concurrent sessions (about 5 minutes)
+#   make bench-deploy  SQLite vs PostgreSQL vs three servers behind nginx
+#                      (starts its own PostgreSQL; BENCH_DEPLOY_ARGS, e.g.
+#                      "--clients 1,4 --choices 10")
 #   make bench-persist only bench_persist: bytes and ms per click of saving a
 #                      story at 10, 100 and 1,000 forks, old full rewrite vs
 #                      append-only (BENCH_PERSIST_ARGS, e.g. "--forks 10,100")
@@ -98,6 +101,11 @@ $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_ut
 # ---- bench_persist: saving a story per click, old full rewrite vs append-only
 # (it reads library internals to run the old writer: -Isrc is in CPPFLAGS)
 BENCH_PERSIST_ARGS ?=
+.PHONY: bench-deploy
+bench-deploy: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	bash bench/deploy_bench.sh $(BENCH_DEPLOY_ARGS)
+
 .PHONY: bench-persist
 bench-persist: deps
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
