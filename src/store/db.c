@@ -18,6 +18,7 @@
  */
 #include "store/store_int.h"
 
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,9 @@ static void pg_heal(fp_store *st)
     PQreset(st->pg);
 }
 
-/* SQL with `?` placeholders as PostgreSQL's `$n` (outside quoted text). */
-static char *pg_sql(const char *sql)
+/* SQL with `?` placeholders as PostgreSQL's `$n` (outside quoted text);
+ * *n_marks gets how many. O(length of sql). */
+static char *pg_sql(const char *sql, int *n_marks)
 {
     size_t n = strlen(sql), cap = n * 3 + 1;
     char *o = malloc(cap);
@@ -76,6 +78,7 @@ static char *pg_sql(const char *sql)
         o[j++] = c;
     }
     o[j] = 0;
+    *n_marks = k;
     return o;
 }
 
@@ -106,6 +109,7 @@ static bool q_run(fp_store *st, fpi_q *q, const char *sql, const char *fmt, va_l
             default: set_msg(st, "bad parameter format"); sqlite3_finalize(q->stmt); q->stmt = NULL; return false;
             }
         }
+        assert(sqlite3_bind_parameter_count(q->stmt) == (int)nfmt); /* one value per placeholder */
         q->rc = sqlite3_step(q->stmt);
         if (q->rc != SQLITE_ROW && q->rc != SQLITE_DONE) {
             set_msg(st, sqlite3_errmsg(st->db));
@@ -141,14 +145,21 @@ static bool q_run(fp_store *st, fpi_q *q, const char *sql, const char *fmt, va_l
         default: bad = true; vals[i] = NULL;
         }
     }
-    char *psql = bad ? NULL : pg_sql(sql);
+    int marks = 0;
+    char *psql = bad ? NULL : pg_sql(sql, &marks);
     if (psql) {
+        assert(marks == (int)nfmt); /* one value per placeholder */
         if (!st->in_tx) pg_heal(st);
         q->res = PQexecParams(st->pg, psql, (int)nfmt, NULL, vals, lens, fmts, 0);
     }
+    bool sent = psql != NULL;
     free(psql);
     for (size_t i = 0; i < nfmt; i++) free(owned[i]);
-    if (!q->res) { if (bad) set_msg(st, "out of memory or bad parameter format"); else pg_msg(st, NULL); return false; }
+    if (!q->res) {
+        if (!sent) set_msg(st, "out of memory or bad parameter format");
+        else pg_msg(st, NULL);
+        return false;
+    }
     ExecStatusType es = PQresultStatus(q->res);
     if (es != PGRES_TUPLES_OK && es != PGRES_COMMAND_OK) {
         pg_msg(st, q->res);
