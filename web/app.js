@@ -80,6 +80,11 @@
     if (!r.ok) {
       const err = new Error((data && data.error) || `${r.status} ${r.statusText}`);
       err.state = data && data.state; // a 409 (stale action) carries the current state
+      err.status = r.status;
+      // the server holding the story went away, or the shared database did
+      // (docs/deploy.md): the same request may be sent again
+      err.retryable = !!(data && data.retryable);
+      err.retryAfterMs = 1000 * (Number(r.headers.get('Retry-After')) || 1);
       throw err;
     }
     return data;
@@ -609,7 +614,13 @@
 
   /* Runs one decision request; the answer is the new state. It names the
    * version (and fork) on screen, so the server refuses it with 409 if
-   * another client changed the session first. */
+   * another client changed the session first. Why it retries: behind
+   * nginx, a selection (which may have cost a switch user many seconds)
+   * must survive the server holding the story dying mid-request; a 503
+   * marked retryable is sent again, unchanged (up to 3 times, as
+   * Retry-After says): the fork and version it names make that safe, a
+   * choice already made being answered 409 with the state. A 409 marked
+   * retryable (another server saved first) shows the current state. */
   async function decide(path, body) {
     if (S.busy || !S.sid) return;
     const f = S.state && S.state.fork;
@@ -619,11 +630,27 @@
     $('cloud').setAttribute('aria-busy', 'true');
     S.tSelect = performance.now();
     try {
-      const st = await api('POST', sessPath(path), body);
+      let st, retried = false;
+      for (let attempt = 0; ; attempt++) {
+        try {
+          st = await api('POST', sessPath(path), body);
+          break;
+        } catch (e) {
+          if (!(e.retryable && e.status === 503 && attempt < 3)) throw e;
+          showError('the server is busy taking over this story; trying again');
+          retried = true;
+          await new Promise((r) => setTimeout(r, e.retryAfterMs));
+        }
+      }
       render(st, { keepFocus: true });
+      if (retried) showError('');
     } catch (e) {
       S.tSelect = 0;
       if (e.state && !(e.state.version <= S.version)) render(e.state);
+      else if (e.retryable && e.status === 409) {
+        const now = await api('GET', sessPath()).catch(() => null);
+        if (now) render(now);
+      }
       showError(e.message);
     } finally {
       S.busy = false;

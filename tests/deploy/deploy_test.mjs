@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -30,6 +31,9 @@ const MODEL = pick(process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_M
   path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
 const WS_CLIENT = pick(process.env.FORKPOINT_WS_CLIENT, `${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
 const PG = process.env.FP_DEPLOY_PG;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/* playwright-core as tests/browser installs it (run.sh makes sure) */
+const playwright = () => createRequire(path.join(repo, 'tests/browser/package.json'))('playwright-core');
 const LIGHT = { k: 4, beam_width: 8, lookahead: 4 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-deploy-'));
 
@@ -362,8 +366,51 @@ async function main() {
     eq(Number(psql(`SELECT count(*) FROM decisions WHERE session = '${s.id}'`)), s.n_events + 1, 'in PostgreSQL');
   });
 
+  await test('the page in Chromium: a click whose server dies mid-request is retried and lands on the next server', async () => {
+    const { chromium } = playwright();
+    const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, 'chrome-')), {
+      executablePath: CHROMIUM, headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    });
+    try {
+      const page = ctx.pages()[0] || await ctx.newPage();
+      page.setDefaultTimeout(30000);
+      const errors = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      // a story on one of the two living instances, opened in the page through nginx
+      let s = null, z = null;
+      for (let i = 0; i < 20 && !z; i++) {
+        const c = await http(front, 'POST', '/api/sessions', { prompt: `The bird flew over ${i}`, settings: LIGHT });
+        const g = await http(front, 'GET', `/api/sessions/${c.json.id}`);
+        z = alive.find((a) => a.addr === g.up && !a.exit) || null;
+        s = g.json;
+      }
+      assert(z && s.fork, 'a story at a fork on a living instance');
+      await page.goto(`${front}#s=${s.id}`);
+      await page.waitForSelector('#cand-0');
+      z.child.kill('SIGSTOP');
+      await page.click('#cand-0');
+      await sleep(500);
+      z.child.kill('SIGKILL'); // the click's request dies with its server
+      await z.exited;
+      let now = null;
+      for (let i = 0; i < 100; i++) {
+        await sleep(200);
+        now = (await http(front, 'GET', `/api/sessions/${s.id}`)).json;
+        if (now.n_events === s.n_events + 1) break;
+      }
+      eq(now.n_events, s.n_events + 1, 'the click was made once, on the next server');
+      assert(now.text.startsWith(s.text + s.fork.candidates[0].text), 'the candidate clicked');
+      await page.waitForFunction((t) => document.getElementById('doc').textContent.includes(t), now.text.slice(-20));
+      eq(await page.textContent('#error'), '', 'no error left on the page');
+      eq(errors, [], 'no page errors');
+    } finally {
+      await ctx.close();
+    }
+  });
+
   await test('the living instances stop cleanly (no sanitizer report), nginx too', async () => {
-    for (const i of alive) {
+    for (const i of alive.filter((a) => !a.exit)) {
       const e = await stopInstance(i);
       eq(e.code, 0, `instance ${i.port} exit (${i.stderr.slice(-300)})`);
       assert(!/ERROR: AddressSanitizer|runtime error|LeakSanitizer/.test(i.stderr), i.stderr.slice(-1500));

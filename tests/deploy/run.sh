@@ -6,7 +6,8 @@
 # 1. the store's unit tests (build/asan/tests/test_store) once more, on
 #    PostgreSQL (FP_TEST_PG), besides their SQLite run in tests/run.sh;
 # 2. deploy_test.mjs: three forkpoint-serve instances behind nginx, one
-#    killed with kill -9 mid-story, PostgreSQL restarted (docs/deploy.md).
+#    killed with kill -9 mid-story, PostgreSQL restarted, the page in
+#    Chromium retrying a click whose server died (docs/deploy.md).
 # Prints one final "N passed, N failed" over both; exits non-zero on failure.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -19,6 +20,11 @@ export PATH=$PATH:/usr/sbin
 [ -x build/asan/forkpoint-serve ] || fail "build/asan/forkpoint-serve is not built"
 [ -x build/asan/tests/test_store ] || fail "build/asan/tests/test_store is not built"
 [ -x build/release/ws_client ] || fail "build/release/ws_client is not built"
+[ -x "${CHROMIUM:-/usr/bin/chromium}" ] || fail "chromium is not installed (scripts/setup.sh installs it)"
+# playwright-core, as tests/browser pins it (git-ignored node_modules)
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >&2) || fail "npm ci failed"
+fi
 
 source "$here/pg.sh"
 dir=$(mktemp -d /tmp/fp-deploy-pg-XXXXXX)
