@@ -112,7 +112,7 @@ static void reply_unsaved(srv_app *app, srv_job *job, fp_status st, const fp_err
         cJSON *o = cJSON_CreateObject();
         char msg[400];
         snprintf(msg, sizeof msg, "%s: %s", st == FP_ERR_STATE ? "not saved, another server changed it first"
-                                                                 : "not saved, the database is out of reach", err->message);
+                                                                 : "not saved, the database is out of reach or busy", err->message);
         cJSON_AddStringToObject(o, "error", msg);
         cJSON_AddBoolToObject(o, "retryable", true);
         job->body = cJSON_PrintUnformatted(o);

@@ -52,12 +52,23 @@ static void pg_msg(fp_store *st, const PGresult *r)
     set_msg(st, r ? PQresultErrorMessage(r) : PQerrorMessage(st->pg));
 }
 
+/* Every connection's settings. Why: the servers share rows (a story's, the
+ * version counter's); one that stops mid-transaction (a hung process, a
+ * SIGSTOP) must not hold their locks for ever, and one waiting for a lock
+ * gets an error it can answer (503, retryable) instead of hanging. */
+static void pg_setup(fp_store *st)
+{
+    PQclear(PQexec(st->pg, "SET idle_in_transaction_session_timeout = '10s'; SET lock_timeout = '5s';"
+                           " SET client_min_messages = warning"));
+}
+
 /* Reconnects a lost connection when nothing is in flight. Cost: one new
  * connection (a few ms) when it was lost, else nothing. */
 static void pg_heal(fp_store *st)
 {
     if (st->in_tx || PQstatus(st->pg) == CONNECTION_OK) return;
     PQreset(st->pg);
+    if (PQstatus(st->pg) == CONNECTION_OK) pg_setup(st);
 }
 
 /* SQL with `?` placeholders as PostgreSQL's `$n` (outside quoted text);
@@ -307,6 +318,7 @@ fp_store *fpi_db_open(const char *path, bool create, fp_error *err)
             return NULL;
         }
         PQsetNoticeProcessor(st->pg, pg_quiet, NULL);
+        pg_setup(st);
         return st;
     }
     struct stat sb;

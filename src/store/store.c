@@ -135,7 +135,8 @@ static int migrate(fp_store *st) {
     if (fpi_exec_script(st, pg ? "BEGIN" : "BEGIN IMMEDIATE") != 0) return -1;
     st->in_tx = true;
     /* PostgreSQL: one server at a time; the tables (and so the 'schema' row) may not exist yet */
-    int rc = pg ? fpi_exec_script(st, "SELECT pg_advisory_xact_lock(7236277063)") : 0;
+    /* servers starting together wait here for the first one's migration: longer than a write may wait */
+    int rc = pg ? fpi_exec_script(st, "SET LOCAL lock_timeout = '120s'; SELECT pg_advisory_xact_lock(7236277063)") : 0;
     if (rc == 0 && pg) rc = fpi_exec_script(st, SCHEMA_PG);
     int32_t version = rc == 0 ? read_version(st) : -1;
     if (rc == 0 && version == SCHEMA_VERSION) goto commit;

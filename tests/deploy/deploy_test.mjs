@@ -106,7 +106,9 @@ async function http(base, method, p, body, headers = {}) {
   const text = await r.text();
   let json = null;
   try { json = JSON.parse(text); } catch { /* not JSON */ }
-  return { status: r.status, json, text, up: r.headers.get('x-forkpoint-upstream') || '', headers: r.headers };
+  // nginx lists every instance it tried ("dead:port, alive:port"): the last one answered
+  const up = (r.headers.get('x-forkpoint-upstream') || '').split(', ').pop();
+  return { status: r.status, json, text, up, headers: r.headers };
 }
 
 /* examples/ws_client.c on a story's WebSocket (through nginx: port is nginx's). */
@@ -351,6 +353,31 @@ async function main() {
     let out = null;
     try { execFileSync(CLI, ['profile', 'list', '--db', bad], { stdio: 'pipe' }); } catch (e) { out = e; }
     assert(out && out.status !== 0 && /PostgreSQL/.test(String(out.stderr)) && !/not-this-secret/.test(String(out.stderr)), `cli: ${out && out.stderr}`);
+  });
+
+  await test('a transaction left open on the shared rows: writes wait 5 s at most (503, retryable), PostgreSQL ends it after 10 s', async () => {
+    const s = stories.find((t) => t.fork_id !== null && t.fork_id !== undefined && !t.moved) || stories.find((t) => t.fork_id !== null && t.fork_id !== undefined);
+    // as a server that hangs mid-write would: the version counter's row locked, then nothing
+    const hog = spawn('psql', ['-X', '-q', PG], { stdio: ['pipe', 'pipe', 'pipe'] });
+    hog.stdin.write("SET idle_in_transaction_session_timeout = '10s'; BEGIN; SELECT value FROM counters WHERE name = 'version' FOR UPDATE;\n");
+    const hogGone = new Promise((r) => hog.on('exit', r));
+    const idle = () => Number(psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"));
+    for (let i = 0; i < 50 && idle() === 0; i++) await sleep(100);
+    eq(idle(), 1, 'the transaction is open and idle');
+    const t0 = Date.now();
+    const r = await http(front, 'POST', `/api/sessions/${s.id}/choose`, { index: 0, fork_id: s.fork_id });
+    const waited = Date.now() - t0;
+    eq(r.status, 503, `while the row is held: ${r.text.slice(0, 300)}`);
+    assert(r.json && r.json.retryable === true && /lock timeout/.test(r.json.error), r.text);
+    assert(waited >= 4000 && waited < 30000, `waited ${waited} ms`);
+    for (let i = 0; i < 200 && idle() > 0; i++) await sleep(100);
+    eq(idle(), 0, 'PostgreSQL ended the idle transaction');
+    hog.stdin.end();
+    await Promise.race([hogGone, sleep(5000)]);
+    const r2 = await http(front, 'POST', `/api/sessions/${s.id}/choose`, { index: 0, fork_id: s.fork_id });
+    eq(r2.status, 200, `after: ${r2.text.slice(0, 300)}`);
+    eq(r2.json.n_events, s.n_events + 1, 'made once');
+    Object.assign(s, { text: r2.json.text, n_events: r2.json.n_events, version: r2.json.version, fork_id: r2.json.fork && r2.json.fork.id });
   });
 
   await test('PostgreSQL restarts: a choice meanwhile gets a clear retryable error, the next one goes through', async () => {
