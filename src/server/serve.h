@@ -243,6 +243,9 @@ bool  srv_db_is_url(const char *path);
 void  srv_db_display(const srv_app *app, char *out, size_t cap);
 void  srv_store_sync_version(srv_app *app);
 void  srv_store_refresh_prefs(srv_app *app, bool force);
+/* fp_session_set_prefs, saying whether it reordered the open cloud (then
+ * the indices clients hold name other words: the state needs a new version). */
+bool  srv_store_attach_prefs(fp_session *s, fp_prefs *p);
 bool  srv_store_current(srv_app *app, const srv_live *l);
 
 /* state.c: JSON views of a session (worker thread). */

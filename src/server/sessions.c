@@ -169,19 +169,22 @@ static srv_live *load(srv_app *app, srv_job *job)
     l->used = true;
     l->s = s;
     l->ps = ps;
-    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
+    /* the preferences may have changed since it was saved (learning here or,
+     * on a shared database, on another server): a reordered cloud is a state
+     * clients have not seen */
+    bool reordered = app->prefs && srv_store_attach_prefs(s, app->prefs);
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%.*s", (int)sizeof l->title - 1, info.title);
     l->created = info.created;
     /* the version its clients saw before it was evicted in this run (the
      * state restored is the one saved at it); else a new one, stored so that
      * it is not handed out again after a restart */
-    l->version = stashed_version(app, l->id);
+    l->version = reordered ? 0 : stashed_version(app, l->id);
     if (fp_store_is_shared(app->store)) {
         /* the state restored is the one committed at info.version, by this
          * server or another: clients of a server that died go on with it */
         srv_store_sync_version(app);
-        if (info.version > l->version) l->version = info.version;
+        if (!reordered && info.version > l->version) l->version = info.version;
     }
     if (l->version == 0) {
         l->version = ++app->version;

@@ -111,8 +111,34 @@ void srv_store_sync_version(srv_app *app)
     if (v > app->version) app->version = v;
 }
 
+/* The open cloud's order: a hash (FNV-1a) of its words in order; 0 with no
+ * fork. O(candidates). */
+static uint64_t cloud_order(const fp_session *s)
+{
+    const fp_fork *f = fp_session_fork(s);
+    if (!f) return 0;
+    uint64_t h = 1469598103934665603ull;
+    for (int32_t i = 0; i < f->n_candidates; i++)
+        for (const char *c = f->candidates[i].text;; c++) {
+            h = (h ^ (unsigned char)*c) * 1099511628211ull;
+            if (!*c) break;
+        }
+    return h;
+}
+
+bool srv_store_attach_prefs(fp_session *s, fp_prefs *p)
+{
+    uint64_t before = cloud_order(s);
+    fp_session_set_prefs(s, p, NULL); /* same model: cannot fail */
+    return cloud_order(s) != before;
+}
+
 /* The profile another server trained, before this job uses it: reloaded
- * and given to every resident session (they borrow app->prefs). force:
+ * and given to every resident session (they borrow app->prefs). A session
+ * whose open cloud it reorders gets a new version, pushed to its
+ * WebSocket clients: the index a client holds named a word of the old
+ * order, and a request naming the old version is refused (409 with the
+ * state) instead of taking another word. force:
  * also when unchanged there (what is in memory learned from a write that
  * was refused). When it cannot be read the old one stays (a write of it
  * would then be refused). */
@@ -130,8 +156,17 @@ void srv_store_refresh_prefs(srv_app *app, bool force)
     }
     if (!p && !(p = fp_prefs_new(fp_model_n_vocab(app->model)))) return;
     fp_prefs_set_auto(p, app->cfg.auto_resolve, 0.95f);
-    for (int i = 0; i < app->cfg.max_live; i++)
-        if (app->live[i].used) fp_session_set_prefs(app->live[i].s, p, NULL); /* same model: cannot fail */
+    for (int i = 0; i < app->cfg.max_live; i++) {
+        srv_live *l = &app->live[i];
+        if (!l->used || !srv_store_attach_prefs(l->s, p)) continue;
+        l->version = ++app->version;
+        if (fp_store_note_version(app->store, app->version, &err) != FP_OK)
+            fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+        char *state = srv_state_json(app, l);
+        const fp_fork *f = fp_session_fork(l->s);
+        if (state) srv_ws_broadcast_state(app, l->id, state, f ? f->n_candidates : 0);
+        free(state);
+    }
     fp_prefs_free(app->prefs);
     app->prefs = p;
 }

@@ -174,6 +174,8 @@ async function main() {
     const c0 = before.json.fork.candidates;
     const m0 = byModel(c0);
     assert(c0.every((c, i) => Math.abs(c.pref - m0[i]) < 1e-3), `untrained: pref is the model's ${JSON.stringify(c0.map((c) => [c.prob, c.pref]))}`);
+    // a story open on B while A trains: its cloud may be reordered, and then its version must change
+    const open = (await http(B.url, 'POST', '/api/sessions', { prompt: 'The sun was', settings: LIGHT })).json;
     let st = (await http(A.url, 'POST', '/api/sessions', { prompt: 'Once upon a time', settings: LIGHT })).json;
     for (let i = 0; i < 4 && st.fork; i++) {
       const r = await http(A.url, 'POST', `/api/sessions/${st.id}/choose`, { index: st.fork.candidates.length - 1, fork_id: st.fork.id });
@@ -182,6 +184,15 @@ async function main() {
     }
     const learned = Number(psql("SELECT n_learned FROM profiles WHERE name = 'ann'"));
     assert(learned >= 4, `A stored what it learned (${learned})`);
+    const again = (await http(B.url, 'GET', `/api/sessions/${open.id}`)).json;
+    const order = (s) => s.fork.candidates.map((c) => c.text).join('|');
+    const reordered = order(again) !== order(open);
+    eq(again.version !== open.version, reordered, `a new version exactly when B's open cloud was reordered (${order(open)} -> ${order(again)})`);
+    console.log(`# the open cloud on B was ${reordered ? '' : 'not '}reordered by what A learned`);
+    if (reordered) {
+      const stale = await http(B.url, 'POST', `/api/sessions/${open.id}/choose`, { index: 0, fork_id: open.fork.id, version: open.version });
+      eq(stale.status, 409, 'a choice on the old order is refused');
+    }
     const after = await http(B.url, 'POST', '/api/sessions', { prompt, settings: LIGHT });
     eq(after.status, 201, 'create on B again');
     const cs = after.json.fork.candidates;
@@ -402,17 +413,18 @@ async function main() {
     try {
       const page = ctx.pages()[0] || await ctx.newPage();
       page.setDefaultTimeout(30000);
-      const errors = [];
+      const errors = [], seen = [];
       page.on('pageerror', (e) => errors.push(e.message));
+      page.on('response', (r) => { if (r.url().includes('/api/')) seen.push(`${r.request().method()} ${r.url().replace(front, '/')} ${r.status()} ${r.headers()['x-forkpoint-upstream'] || ''}`); });
       // a story on one of the two living instances, opened in the page through nginx
-      let s = null, z = null;
-      for (let i = 0; i < 20 && !z; i++) {
+      let s = null, z = null, g = null;
+      for (let i = 0; i < 20 && !(z && s.fork); i++) {
         const c = await http(front, 'POST', '/api/sessions', { prompt: `The bird flew over ${i}`, settings: LIGHT });
-        const g = await http(front, 'GET', `/api/sessions/${c.json.id}`);
+        g = await http(front, 'GET', `/api/sessions/${c.json.id}`);
         z = alive.find((a) => a.addr === g.up && !a.exit) || null;
         s = g.json;
       }
-      assert(z && s.fork, 'a story at a fork on a living instance');
+      assert(z && s.fork, `a story at a fork on a living instance: ${g.status} ${g.up} ${alive.map((a) => a.addr + (a.exit ? ' (dead)' : ''))} ${g.text.slice(0, 200)}`);
       await page.goto(`${front}#s=${s.id}`);
       await page.waitForSelector('#cand-0');
       z.child.kill('SIGSTOP');
@@ -426,7 +438,7 @@ async function main() {
         now = (await http(front, 'GET', `/api/sessions/${s.id}`)).json;
         if (now.n_events === s.n_events + 1) break;
       }
-      eq(now.n_events, s.n_events + 1, 'the click was made once, on the next server');
+      eq(now.n_events, s.n_events + 1, `the click was made once, on the next server (page: ${JSON.stringify(seen)}, error "${await page.textContent('#error')}")`);
       assert(now.text.startsWith(s.text + s.fork.candidates[0].text), 'the candidate clicked');
       await page.waitForFunction((t) => document.getElementById('doc').textContent.includes(t), now.text.slice(-20));
       eq(await page.textContent('#error'), '', 'no error left on the page');
