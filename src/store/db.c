@@ -12,9 +12,11 @@
  * Faults: a PostgreSQL server that goes away gives FP_ERR_IO with "lost the
  * connection to PostgreSQL"; nothing crashes. A lost connection is
  * re-established (PQreset) only where nothing is in flight: before a
- * transaction starts, or before a statement outside one. Inside a
- * transaction the transaction is gone with the connection, so the caller
- * gets the error and its write is not committed (it retries as a whole).
+ * transaction starts, or before a statement outside one; a BEGIN or a
+ * SELECT outside a transaction that finds it dead is sent once more on the
+ * new one (neither changed anything). Inside a transaction the transaction
+ * is gone with the connection, so the caller gets the error and its write
+ * is not committed (it retries as a whole).
  */
 #include "store/store_int.h"
 
@@ -162,6 +164,14 @@ static bool q_run(fp_store *st, fpi_q *q, const char *sql, const char *fmt, va_l
         assert(marks == (int)nfmt); /* one value per placeholder */
         if (!st->in_tx) pg_heal(st);
         q->res = PQexecParams(st->pg, psql, (int)nfmt, NULL, vals, lens, fmts, 0);
+        /* a read outside a transaction that found the connection dead (the
+         * server restarted since the last statement) changed nothing: once
+         * more on a new connection */
+        if (!st->in_tx && PQstatus(st->pg) == CONNECTION_BAD && strncmp(sql, "SELECT", 6) == 0) {
+            PQclear(q->res);
+            pg_heal(st);
+            q->res = PQexecParams(st->pg, psql, (int)nfmt, NULL, vals, lens, fmts, 0);
+        }
     }
     bool sent = psql != NULL;
     free(psql);

@@ -576,6 +576,12 @@ static void test_lost_connection(void) {
     CHECK(ps && fp_session_choose(s, 0, false, FP_BY_HUMAN, &err) == FP_OK);
     CHECKF(ps && fp_store_session_write(st, ps, s, ++v, &meta, NULL, &err) == FP_OK, "%s", err.message);
     CHECK(sql_int(db, "SELECT count(*) FROM decisions") == 1);
+    /* a read outside a transaction too: answered at once, on a new connection */
+    CHECK(sql_int(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()") >= 1);
+    CHECK(fp_store_version(st) == v);
+    bool cur = false;
+    CHECK(ps && fp_store_session_current(st, ps, &cur, &err) == FP_OK && cur);
     fp_store_session_free(ps);
     fp_session_free(s);
     fp_store_close(st);
