@@ -112,7 +112,7 @@ static void reply_unsaved(srv_app *app, srv_job *job, fp_status st, const fp_err
         cJSON *o = cJSON_CreateObject();
         char msg[400];
         snprintf(msg, sizeof msg, "%s: %s", st == FP_ERR_STATE ? "not saved, another server changed it first"
-                                                                 : "not saved, the database is out of reach or busy", err->message);
+                                                                 : "not done, the database is out of reach or busy", err->message);
         cJSON_AddStringToObject(o, "error", msg);
         cJSON_AddBoolToObject(o, "retryable", true);
         job->body = cJSON_PrintUnformatted(o);
@@ -162,6 +162,11 @@ static srv_live *load(srv_app *app, srv_job *job)
     if (!s) {
         char msg[320];
         snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
+        if (err.code == FP_ERR_IO && fp_store_is_shared(app->store)) {
+            /* the shared database is out of reach or busy: nothing was done, try again */
+            reply_unsaved(app, job, err.code, &err);
+            return NULL;
+        }
         job->status = err.code == FP_ERR_EMPTY ? 404 : err.code == FP_ERR_CAPACITY ? 503 : 500;
         job->body = srv_json_error(err.code == FP_ERR_EMPTY ? "unknown session" : msg);
         return NULL;

@@ -366,11 +366,11 @@ async function main() {
     assert(out && out.status !== 0 && /PostgreSQL/.test(String(out.stderr)) && !/not-this-secret/.test(String(out.stderr)), `cli: ${out && out.stderr}`);
   });
 
-  await test('a transaction left open on the shared rows: writes wait 5 s at most (503, retryable), PostgreSQL ends it after 10 s', async () => {
+  await test('a transaction left open on a story\'s row: writes wait 5 s at most (503, retryable), PostgreSQL ends it after 10 s', async () => {
     const s = stories.find((t) => t.fork_id !== null && t.fork_id !== undefined && !t.moved) || stories.find((t) => t.fork_id !== null && t.fork_id !== undefined);
-    // as a server that hangs mid-write would: the version counter's row locked, then nothing
+    // as a server that hangs mid-write would: the story's row locked, then nothing
     const hog = spawn('psql', ['-X', '-q', PG], { stdio: ['pipe', 'pipe', 'pipe'] });
-    hog.stdin.write("SET idle_in_transaction_session_timeout = '10s'; BEGIN; SELECT value FROM counters WHERE name = 'version' FOR UPDATE;\n");
+    hog.stdin.write(`SET idle_in_transaction_session_timeout = '10s'; BEGIN; SELECT seq FROM sessions WHERE id = '${s.id}' FOR UPDATE;\n`);
     const hogGone = new Promise((r) => hog.on('exit', r));
     const idle = () => Number(psql("SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction'"));
     for (let i = 0; i < 50 && idle() === 0; i++) await sleep(100);
@@ -394,10 +394,16 @@ async function main() {
   await test('PostgreSQL restarts: a choice meanwhile gets a clear retryable error, the next one goes through', async () => {
     const s = stories.find((t) => t.fork_id !== null && t.fork_id !== undefined);
     execSync(process.env.FP_DEPLOY_PG_STOP, { stdio: 'inherit' });
-    const r = await http(front, 'POST', `/api/sessions/${s.id}/choose`, { index: 0, fork_id: s.fork_id });
-    eq(r.status, 503, `while the database is down: ${r.text.slice(0, 300)}`);
-    assert(r.json && r.json.retryable === true && /database/.test(r.json.error), r.text);
-    execSync(process.env.FP_DEPLOY_PG_START, { stdio: 'inherit' });
+    try {
+      const r = await http(front, 'POST', `/api/sessions/${s.id}/choose`, { index: 0, fork_id: s.fork_id });
+      eq(r.status, 503, `while the database is down: ${r.text.slice(0, 300)}`);
+      assert(r.json && r.json.retryable === true && /database/.test(r.json.error), r.text);
+      // a story no server holds cannot be restored now: the same clear error
+      const n = await http(front, 'GET', `/api/sessions/${stories[stories.length - 1].id}`);
+      assert([200, 503].includes(n.status) && (n.status === 200 || n.json.retryable === true), `a restore meanwhile: ${n.status} ${n.text.slice(0, 200)}`);
+    } finally {
+      execSync(process.env.FP_DEPLOY_PG_START, { stdio: 'inherit' });
+    }
     const r2 = await http(front, 'POST', `/api/sessions/${s.id}/choose`, { index: 0, fork_id: s.fork_id });
     eq(r2.status, 200, `after the restart: ${r2.text.slice(0, 300)}`);
     eq(r2.json.n_events, s.n_events + 1, 'the failed choice was not half-made');
