@@ -19,6 +19,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startNginx } from '../tests/deploy/nginx.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..');
@@ -56,20 +57,13 @@ async function serve(port, db, publicHost) {
 }
 
 async function nginx(listen, ports) {
-  const dir = path.join(tmp, 'nginx');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.chmodSync(tmp, 0o755);
-  for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) { fs.mkdirSync(path.join(dir, d), { recursive: true }); fs.chmodSync(path.join(dir, d), 0o777); }
-  const servers = ports.map((p) => `        server 127.0.0.1:${p} max_fails=1 fail_timeout=10s;`).join('\n');
-  const conf = fs.readFileSync(path.join(repo, 'examples/deploy/nginx.conf'), 'utf8')
-    .replace(/^@SERVERS@$/m, servers).replaceAll('@PREFIX@', dir).replaceAll('@LISTEN@', listen);
-  fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  const child = await start('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;']);
+  const ng = startNginx(path.join(tmp, 'nginx'), listen, ports.map((p) => `127.0.0.1:${p}`));
+  kids.push(ng.child);
   for (let i = 0; i < 100; i++) {
     await sleep(100);
-    try { if ((await fetch(`http://${listen}/api/health`)).status === 200) return child; } catch { /* not yet */ }
+    try { if ((await fetch(`http://${listen}/api/health`)).status === 200) return ng.child; } catch { /* not yet */ }
   }
-  throw new Error('nginx did not come up');
+  throw new Error(`nginx did not come up: ${ng.stderr}`);
 }
 
 async function post(base, p, body) {

@@ -21,6 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { startNginx } from './nginx.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
@@ -79,21 +80,9 @@ async function stopInstance(p) {
   return e;
 }
 
-function startNginx(listen, instances) {
-  const dir = path.join(tmp, 'nginx');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.chmodSync(tmp, 0o755); // nginx's workers (nobody, when started as root) reach their buffers
-  for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) { fs.mkdirSync(path.join(dir, d), { recursive: true }); fs.chmodSync(path.join(dir, d), 0o777); }
-  const servers = instances.map((i) => `        server ${i.addr} max_fails=1 fail_timeout=10s;`).join('\n');
-  const conf = fs.readFileSync(path.join(repo, 'examples/deploy/nginx.conf'), 'utf8')
-    .replace(/^@SERVERS@$/m, servers).replaceAll('@PREFIX@', dir).replaceAll('@LISTEN@', listen);
-  fs.writeFileSync(path.join(dir, 'nginx.conf'), conf);
-  const child = spawn('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir, '-e', path.join(dir, 'error.log'), '-g', 'daemon off;'],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  const p = { child, stderr: '', exit: null, dir };
+function startNginxFor(listen, instances) {
+  const p = startNginx(path.join(tmp, 'nginx'), listen, instances.map((i) => i.addr));
   nginxProc = p;
-  child.stderr.on('data', (d) => { p.stderr += d; });
-  p.exited = new Promise((r) => child.on('exit', (code, sig) => { p.exit = { code, sig }; r(p.exit); }));
   return p;
 }
 
@@ -151,7 +140,7 @@ async function main() {
   if (inst.length !== 3 || inst.some((i) => i.exit)) return;
 
   await test('nginx (Debian) starts with examples/deploy/nginx.conf and answers for the instances', async () => {
-    nginx = startNginx(`127.0.0.1:${nport}`, inst);
+    nginx = startNginxFor(`127.0.0.1:${nport}`, inst);
     let r = null;
     for (let i = 0; i < 100 && !(r && r.status === 200); i++) {
       await sleep(100);
