@@ -17,7 +17,7 @@ ARGS     ?=
 -include $(BUILD)/llama.mk
 
 WARN     := -Wall -Wextra -Wno-unused-parameter -Wformat=2 -Wvla
-CPPFLAGS := -Iinclude -Isrc -I$(LLAMA_PREFIX)/include -D_GNU_SOURCE
+CPPFLAGS := -Iinclude -Isrc -I$(LLAMA_PREFIX)/include -I/usr/include/postgresql -D_GNU_SOURCE
 CFLAGS_release := -std=c11 -O2 -g $(WARN)
 CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -DFP_CHECKS -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow
 LDFLAGS_asan   := -fsanitize=address,undefined,float-cast-overflow
@@ -64,7 +64,7 @@ $(BUILD)/$(1)/libforkpoint_fetch.a: $(call fetch_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
 $(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint_fetch.a $(BUILD)/$(1)/libforkpoint.a
-	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) -lsqlite3 $$(SYS_LIBS)
+	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) -lsqlite3 -lpq $$(SYS_LIBS)
 endef
 $(eval $(call flavour,release))
 $(eval $(call flavour,asan))
@@ -76,7 +76,7 @@ UNIT_SRC  := $(wildcard tests/unit/*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/asan/tests/%,$(UNIT_SRC))
 $(BUILD)/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint_fetch.a $(BUILD)/asan/libforkpoint.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint_fetch.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_asan) $(LDFLAGS_asan) -o $@ $< $(BUILD)/asan/libforkpoint_store.a $(BUILD)/asan/libforkpoint_fetch.a $(BUILD)/asan/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 TEST_BINS := $(UNIT_BINS) $(BUILD)/asan/forkpoint $(BUILD)/release/forkpoint
 

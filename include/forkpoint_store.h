@@ -1,12 +1,14 @@
 /*
- * forkpoint_store.h — everything Forkpoint keeps, in one SQLite database:
- * the decision log, preference profiles, and stories (sessions kept across
- * restarts, as the server does).
+ * forkpoint_store.h — everything Forkpoint keeps, in one database: the
+ * decision log, preference profiles, and stories (sessions kept across
+ * restarts, as the server does). The database is a SQLite file (the
+ * embedded default) or PostgreSQL, given as a postgresql:// URL (libpq), which
+ * several servers can share (docs/deploy.md); the same schema and calls.
  *
  * A separate small library over the core (libforkpoint_store.a): the core
  * stays free of storage, front ends that keep history link this as well.
- * It owns the schema, its migrations (PRAGMA user_version; older databases
- * are upgraded on open) and the connection; layout in docs/storage.md.
+ * It owns the schema, its migrations (older databases are upgraded on open)
+ * and the connection; layout in docs/storage.md.
  *
  * Every decision is written in a committed transaction the moment it is
  * made (WAL journal, so a killed process loses nothing that was committed);
@@ -28,12 +30,20 @@ extern "C" {
 typedef struct fp_store fp_store;
 
 /* Opens (create = true: creates if missing) a store, upgrading an older
- * schema. An existing file that is not a Forkpoint store, is damaged, or was
- * made by a newer Forkpoint is refused with a clear error. Not thread-safe
- * beyond SQLite's own serialisation: one thread writes (the server's worker). */
+ * schema. path is a SQLite file, or "postgresql://..." / "postgres://..."
+ * (a libpq URL; the database must exist, its tables are made on first use).
+ * An existing database that is not a Forkpoint store, is damaged, or was
+ * made by a newer Forkpoint is refused with a clear error. One handle is
+ * one connection, used by one thread (the server's worker). A PostgreSQL
+ * connection that is lost gives FP_ERR_IO ("lost the connection to
+ * PostgreSQL") and is re-established at the next transaction. */
 fp_store *fp_store_open(const char *path, bool create, fp_error *err);
 void      fp_store_close(fp_store *st);
-int32_t   fp_store_schema_version(fp_store *st);   /* PRAGMA user_version; -1 on error */
+int32_t   fp_store_schema_version(fp_store *st);   /* -1 on error */
+/* True for a database other processes may write too (PostgreSQL): then
+ * what a handle holds in memory (a story, a profile) may have been
+ * changed by another server, and callers check (below) before using it. */
+bool      fp_store_is_shared(const fp_store *st);
 
 typedef struct fp_decision_meta {
     const char *session_id;    /* any stable id of the writing session */
@@ -92,6 +102,12 @@ fp_status fp_store_profile_load(fp_store *st, const char *name, const char *mode
                                 fp_prefs **out, fp_error *err);
 fp_status fp_store_profile_save(fp_store *st, const char *name, const char *model_sha256,
                                 const fp_prefs *p, fp_error *err);
+/* Whether the profile's row changed since this handle last read or wrote
+ * it (another server learned). One indexed read. A write of a profile
+ * that changed since (fp_store_profile_save, or a story write carrying
+ * prefs) is refused with FP_ERR_STATE instead of overwriting: reload it,
+ * and retry. */
+fp_status fp_store_profile_changed(fp_store *st, const char *name, bool *changed, fp_error *err);
 /* Forgets a profile's learned preferences (its logged decisions stay). */
 fp_status fp_store_profile_reset(fp_store *st, const char *name, fp_error *err);
 /* One line per profile: name, decisions learned, model. */
@@ -138,7 +154,9 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
                                           const fp_prefs *prefs, fp_error *err);
 /* Writes what changed since the last write (see above). On failure nothing
  * is written and the handle still describes the disk: the next write
- * carries this change too. */
+ * carries this change too. FP_ERR_STATE when the story was written by
+ * someone else since this handle's last write (another server: nothing is
+ * overwritten; reload and retry) or the version would go backwards. */
 fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
                                  const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err);
 /* Restores a story on an engine (snapshot, then its changes); *ps gets its
@@ -147,6 +165,10 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
 fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp_store_session **ps,
                                   fp_story_info *info, fp_error *err);
 void      fp_store_session_free(fp_store_session *ps);
+/* Whether the story on disk is still the one this handle wrote or loaded
+ * last (false when another server wrote it since, or deleted it). One
+ * indexed read: for shared stores, before serving a story kept in memory. */
+fp_status fp_store_session_current(fp_store *st, const fp_store_session *ps, bool *current, fp_error *err);
 void      fp_store_session_stats(const fp_store_session *ps, fp_story_stats *out);
 /* Deletes a story and its changes (its decisions stay in the log).
  * *existed (may be NULL) says whether there was one. */

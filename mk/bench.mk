@@ -10,6 +10,9 @@
 #   make bench-serve   only bench_serve: time from a selection to the next fork
 #                      through a real forkpoint-serve, with and without
 #                      prefetch, and with concurrent sessions (about 5 minutes)
+#   make bench-deploy  SQLite vs PostgreSQL vs three servers behind nginx
+#                      (starts its own PostgreSQL; BENCH_DEPLOY_ARGS, e.g.
+#                      "--clients 1,4 --choices 10")
 #   make bench-persist only bench_persist: bytes and ms per click of saving a
 #                      story at 10, 100 and 1,000 forks, old full rewrite vs
 #                      append-only (BENCH_PERSIST_ARGS, e.g. "--forks 10,100")
@@ -93,11 +96,16 @@ bench-learning: deps
 
 $(BENCH_DIR)/bench_learning: $(BENCH_DIR)/bench_learning.o $(BENCH_DIR)/bench_util.o \
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
-	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 # ---- bench_persist: saving a story per click, old full rewrite vs append-only
 # (it reads library internals to run the old writer: -Isrc is in CPPFLAGS)
 BENCH_PERSIST_ARGS ?=
+.PHONY: bench-deploy
+bench-deploy: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	bash bench/deploy_bench.sh $(BENCH_DEPLOY_ARGS)
+
 .PHONY: bench-persist
 bench-persist: deps
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
@@ -105,7 +113,7 @@ bench-persist: deps
 
 $(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a \
 		$(BUILD)/release/libforkpoint_store.a $(BUILD)/release/libforkpoint.a
-	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CC) -o $@ $^ $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 # benchmarks are not run by `make test`, but they are built, so they cannot rot
 TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning $(BENCH_DIR)/bench_persist

@@ -70,7 +70,7 @@ $(eval $(call clang_flavour,fuzz))
 CLANG_UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/clang/tests/%,$(UNIT_SRC))
 $(BUILD)/clang/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/clang/libforkpoint_store.a $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CPPFLAGS) -Itests/unit $(CFLAGS_clang) -DFP_CHECKS $(LDFLAGS_clang) -o $@ $< $(BUILD)/clang/libforkpoint_store.a $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	$(CLANG) $(CPPFLAGS) -Itests/unit $(CFLAGS_clang) -DFP_CHECKS $(LDFLAGS_clang) -o $@ $< $(BUILD)/clang/libforkpoint_store.a $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 # ---- the fuzzers: the CLI and server objects go into archives, so each
 # fuzzer pulls in only the modules it calls.
@@ -95,13 +95,13 @@ $(BUILD)/fuzz/harness/%.o: fuzz/%.c $(FUZZ_HDRS) $(wildcard include/*.h) src/cli
 	$(CLANG) $(CPPFLAGS) -Ifuzz $(CFLAGS_fuzz) -c $< -o $@
 $(BUILD)/fuzz/fuzz_%: $(BUILD)/fuzz/harness/fuzz_%.o $(BUILD)/fuzz/harness/fuzz_common.o $(FUZZ_LIBS)
 	$(CLANG) $(LDFLAGS_fuzz) -o $@ $< $(BUILD)/fuzz/harness/fuzz_common.o $(FUZZ_LIBS) $(LLAMA_LIBS) \
-	  -lcivetweb -lssl -lcrypto -lsqlite3 $(SYS_LIBS)
+	  -lcivetweb -lssl -lcrypto -lsqlite3 -lpq $(SYS_LIBS)
 
 # seedgen writes the seed corpora that need a real model (sessions, decision
 # log rows); run by hand when a format changes: build/fuzz/seedgen fuzz/corpus
 $(BUILD)/fuzz/seedgen: fuzz/seedgen.c $(BUILD)/clang/libforkpoint_store.a $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a
 	$(CLANG) $(CPPFLAGS) $(CFLAGS_clang) $(LDFLAGS_clang) -o $@ $< $(BUILD)/clang/libforkpoint_store.a \
-	  $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 $(SYS_LIBS)
+	  $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a $(LLAMA_LIBS) -lsqlite3 -lpq $(SYS_LIBS)
 
 .PHONY: fuzz fuzz-build
 fuzz-build: deps

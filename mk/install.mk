@@ -8,7 +8,8 @@
 #       llama.cpp linked in, exporting fp_* only (mk/libforkpoint.map)
 #   lib/libforkpoint.a: the same as one static archive (llama.cpp's objects inside)
 #   lib/libforkpoint_store.a, lib/libforkpoint_fetch.a: the decision log
-#       (SQLite) and the default model (libcurl), for front ends
+#       (SQLite or PostgreSQL: link -lsqlite3 -lpq) and the default model
+#       (libcurl), for front ends
 #   include/forkpoint*.h, lib/pkgconfig/forkpoint.pc, share/man/man1/*.1
 #
 # Why a separate "pic" build: a shared library needs position-independent

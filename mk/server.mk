@@ -10,7 +10,7 @@ SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
 # every file below web/ is compiled in, served at its path below web/
 WEB_FILES   := $(sort $(shell find web -type f ! -name '.*'))
 # -lssl/-lcrypto and the exported SSL_get_peer_certificate: see src/server/tls.c
-SERVER_LIBS := -lcivetweb -lsqlite3 -lssl -lcrypto -Wl,--export-dynamic-symbol=SSL_get_peer_certificate \
+SERVER_LIBS := -lcivetweb -lsqlite3 -lpq -lssl -lcrypto -Wl,--export-dynamic-symbol=SSL_get_peer_certificate \
                -Wl,--export-dynamic-symbol=SSL_read -Wl,--export-dynamic-symbol=SSL_write \
                -Wl,--export-dynamic-symbol=SSL_pending -Wl,--export-dynamic-symbol=SSL_shutdown \
                -Wl,--export-dynamic-symbol=SSL_get_error -Wl,--export-dynamic-symbol=SSL_free

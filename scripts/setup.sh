@@ -8,6 +8,7 @@
 # flavour and the fuzzers (mk/fuzz.mk).
 set -euo pipefail
 want=(build-essential cmake pkg-config libcivetweb-dev libcjson-dev libsqlite3-dev libssl-dev openssl
+      libpq-dev postgresql nginx
       libcurl4-openssl-dev tmux nodejs npm chromium clang libclang-rt-dev)
 [ "${FORKPOINT_NO_BROWSER:-0}" = 1 ] && want=("${want[@]/chromium}")
 missing=()
@@ -24,5 +25,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
   $SUDO apt-get update -qq >&2
+  # postgresql and nginx are for the tests, which start their own on
+  # loopback (tests/deploy): their packages must not leave the machine's
+  # services running (nginx on port 80 of every interface). Debian's
+  # policy-rc.d says "do not start" for the length of the install.
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ] && printf '%s\n' "${missing[@]}" | grep -qxE 'postgresql|nginx'; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod 755 "$policy"
+    trap '$SUDO rm -f "$policy"' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi

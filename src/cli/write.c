@@ -59,7 +59,7 @@ static void usage(FILE *f) {
           "  --max-tokens N        stop after N generated tokens (default 200)\n"
           "  --threads N           CPU threads (default: all)\n"
           "  --verbose             let llama.cpp log to stderr\n"
-          "  --db PATH             log every decision to this SQLite database\n"
+          "  --db PATH             log every decision to this database (SQLite file or postgresql:// URL)\n"
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
           "                        their logit bias between forks\n"
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"

@@ -123,7 +123,8 @@ static size_t host_part(const char *h, const char **port)
  * the port it listens on when a port is given (civetweb's own WebSocket
  * client sends none; the name is what rebinding changes). Off loopback (--token required),
  * a wildcard bind (0.0.0.0, ::) accepts any name with the right port,
- * since there the token is the guard. A missing Host is refused for
+ * since there the token is the guard. Behind a proxy, --public-host names
+ * the one other Host (the proxy's, exactly) that is this server too. A missing Host is refused for
  * HTTP/1.1 (RFC 9112 makes it mandatory) and allowed for HTTP/1.0. */
 static bool host_ok(srv_app *app, const struct mg_connection *c)
 {
@@ -132,6 +133,8 @@ static bool host_ok(srv_app *app, const struct mg_connection *c)
         const struct mg_request_info *ri = mg_get_request_info(c);
         return ri->http_version && strcmp(ri->http_version, "1.0") == 0;
     }
+    /* the address a proxy in front (nginx) is reached at, named by --public-host */
+    if (app->cfg.public_host && strcasecmp(h, app->cfg.public_host) == 0) return true;
     const char *port;
     size_t n = host_part(h, &port);
     if (h[n] != '\0' && h[n] != ':') return false;   /* "[::1]junk" */

@@ -32,7 +32,9 @@ static void usage(FILE *f)
         "  --host ADDR        address to bind (default 127.0.0.1); off loopback needs --token\n"
         "  --port N           port (default 8080; 0 = any free port)\n"
         "  --token SECRET     require this token (also $FORKPOINT_TOKEN)\n"
-        "  --db PATH          SQLite database (default ${XDG_DATA_HOME:-~/.local/share}/forkpoint/forkpoint.db)\n"
+        "  --public-host H:P  also accept this Host (and Origin http://H:P): a proxy in front, e.g. nginx\n"
+        "  --db PATH          SQLite database (default ${XDG_DATA_HOME:-~/.local/share}/forkpoint/forkpoint.db),\n"
+        "                     or postgresql://USER:PASS@HOST:PORT/DB shared by several servers (docs/deploy.md)\n"
         "  --ctx N            KV cells shared by all sessions (default 8 x the model's context, max 16384)\n"
         "  --seq-max N        engine sequences, 2..256 (default 256)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
@@ -120,6 +122,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--host") == 0) cfg->host = val;
         else if (strcmp(name, "--token") == 0) cfg->token = val;
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
+        else if (strcmp(name, "--public-host") == 0) cfg->public_host = val;
         else if (strcmp(name, "--profile") == 0) cfg->profile = val;
         else if (strcmp(name, "--lora") == 0) cfg->lora = val;
         else if (strcmp(name, "--lora-scale") == 0 || strcmp(name, "--steer-strength") == 0) {
@@ -304,7 +307,9 @@ int main(int argc, char **argv)
     /* the URL comes last, after anything else start-up says, so that it is
      * the line a person sees */
     if (!app.cfg.quiet) {
-        fprintf(stderr, "forkpoint-serve: model %s, database %s\n", app.model_path, app.db_path);
+        char shown[1100];
+        srv_db_display(&app, shown, sizeof shown);
+        fprintf(stderr, "forkpoint-serve: model %s, database %s\n", app.model_path, shown);
         if (!app.cfg.log_requests) fprintf(stderr, "forkpoint-serve: --log-requests shows each request\n");
     }
     fflush(stderr);

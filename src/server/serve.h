@@ -49,6 +49,7 @@ typedef struct srv_config {
     int         port;         /* --port, default 8080; 0 = any free port */
     const char *token;        /* --token, required off loopback */
     const char *db_path;      /* --db, or NULL for the XDG default */
+    const char *public_host;  /* --public-host H:P: the Host clients send through a proxy (nginx) */
     uint32_t    n_seq_max;    /* --seq-max, engine sequences (1..256), default 256 */
     uint32_t    n_ctx;        /* --ctx, KV cells; 0 = engine default */
     int32_t     n_threads;    /* --threads, 0 = all CPUs */
@@ -241,6 +242,17 @@ void srv_sessions_close(srv_app *app);
  * afterwards) and takes its version counter. */
 int   srv_store_open(srv_app *app, char *err, size_t cap);
 void  srv_store_close(srv_app *app);
+/* With a database other servers share (PostgreSQL): versions catch up with
+ * the store, the profile is reloaded when another server changed it, and a
+ * resident story is checked against its row. No-ops for SQLite. */
+bool  srv_db_is_url(const char *path);
+void  srv_db_display(const srv_app *app, char *out, size_t cap);
+void  srv_store_sync_version(srv_app *app);
+void  srv_store_refresh_prefs(srv_app *app, bool force);
+/* fp_session_set_prefs, saying whether it reordered the open cloud (then
+ * the indices clients hold name other words: the state needs a new version). */
+bool  srv_store_attach_prefs(fp_session *s, fp_prefs *p);
+bool  srv_store_current(srv_app *app, const srv_live *l);
 
 /* state.c: JSON views of a session (worker thread). */
 char *srv_state_json(srv_app *app, const srv_live *l);

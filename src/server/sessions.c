@@ -92,16 +92,36 @@ static fp_decision_meta meta_for(srv_app *app, const srv_live *l, const srv_job 
 
 /* Writes what changed (and the decisions made) in one transaction. Why
  * after every change: a restarted (or crashed) server shows every decision
- * that was answered. Returns 0, or -1 with the error logged. */
-static int persist(srv_app *app, srv_live *l, const srv_job *job)
+ * that was answered. Returns FP_OK, or the store's status with the error
+ * logged and in *err. */
+static fp_status persist(srv_app *app, srv_live *l, const srv_job *job, fp_error *err)
 {
-    fp_error err = {0};
     fp_decision_meta meta = meta_for(app, l, job);
-    if (fp_store_session_write(app->store, l->ps, l->s, l->version, &meta, app->prefs, &err) != FP_OK) {
-        fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", l->id, err.message);
-        return -1;
+    fp_status st = fp_store_session_write(app->store, l->ps, l->s, l->version, &meta, app->prefs, err);
+    if (st != FP_OK) fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", l->id, err->message);
+    return st;
+}
+
+/* The answer to a write the store refused. Another server wrote the story
+ * or the profile (FP_ERR_STATE): 409, retryable once the client has the
+ * new state. A shared database out of reach: 503, retryable. Else 500. */
+static void reply_unsaved(srv_app *app, srv_job *job, fp_status st, const fp_error *err)
+{
+    bool shared = fp_store_is_shared(app->store);
+    if (st == FP_ERR_STATE || shared) {
+        cJSON *o = cJSON_CreateObject();
+        char msg[400];
+        snprintf(msg, sizeof msg, "%s: %s", st == FP_ERR_STATE ? "not saved, another server changed it first"
+                                                                 : "not done, the database is out of reach or busy", err->message);
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddBoolToObject(o, "retryable", true);
+        job->body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        job->status = st == FP_ERR_STATE ? 409 : 503;
+        if (job->body) return;
     }
-    return 0;
+    job->status = 500;
+    job->body = srv_json_error("cannot save the session");
 }
 
 /* Frees one resident session without saving (its last committed state is
@@ -119,6 +139,11 @@ static void drop_live(srv_app *app, srv_live *l)
 static srv_live *load(srv_app *app, srv_job *job)
 {
     srv_live *l = live_find(app, job->sid);
+    /* another server sharing the database may have written it since */
+    if (l && !srv_store_current(app, l)) {
+        drop_live(app, l);
+        l = NULL;
+    }
     if (l) { touch(app, l); return l; }
 
     l = free_slot(app);
@@ -137,6 +162,11 @@ static srv_live *load(srv_app *app, srv_job *job)
     if (!s) {
         char msg[320];
         snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
+        if (err.code == FP_ERR_IO && fp_store_is_shared(app->store)) {
+            /* the shared database is out of reach or busy: nothing was done, try again */
+            reply_unsaved(app, job, err.code, &err);
+            return NULL;
+        }
         job->status = err.code == FP_ERR_EMPTY ? 404 : err.code == FP_ERR_CAPACITY ? 503 : 500;
         job->body = srv_json_error(err.code == FP_ERR_EMPTY ? "unknown session" : msg);
         return NULL;
@@ -144,14 +174,23 @@ static srv_live *load(srv_app *app, srv_job *job)
     l->used = true;
     l->s = s;
     l->ps = ps;
-    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
+    /* the preferences may have changed since it was saved (learning here or,
+     * on a shared database, on another server): a reordered cloud is a state
+     * clients have not seen */
+    bool reordered = app->prefs && srv_store_attach_prefs(s, app->prefs);
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%.*s", (int)sizeof l->title - 1, info.title);
     l->created = info.created;
     /* the version its clients saw before it was evicted in this run (the
      * state restored is the one saved at it); else a new one, stored so that
      * it is not handed out again after a restart */
-    l->version = stashed_version(app, l->id);
+    l->version = reordered ? 0 : stashed_version(app, l->id);
+    if (fp_store_is_shared(app->store)) {
+        /* the state restored is the one committed at info.version, by this
+         * server or another: clients of a server that died go on with it */
+        srv_store_sync_version(app);
+        if (!reordered && info.version > l->version) l->version = info.version;
+    }
     if (l->version == 0) {
         l->version = ++app->version;
         if (fp_store_note_version(app->store, app->version, &err) != FP_OK)
@@ -167,11 +206,14 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
 {
     if (changed) {
         l->version = ++app->version;
-        if (persist(app, l, job) != 0) {
-            /* memory is ahead of the disk: forget it, the next request reloads */
+        fp_error err = {0};
+        fp_status st = persist(app, l, job, &err);
+        if (st != FP_OK) {
+            /* memory is ahead of the disk: forget it, the next request reloads
+             * (the profile too, when it trained on what was not saved) */
             drop_live(app, l);
-            job->status = 500;
-            job->body = srv_json_error("cannot save the session");
+            srv_store_refresh_prefs(app, true);
+            reply_unsaved(app, job, st, &err);
             return;
         }
     }
@@ -289,14 +331,14 @@ static void job_create(srv_app *app, srv_job *job)
     make_title(job->text, l->title, sizeof l->title);
     l->created = (int64_t)time(NULL);
     l->last_ms = srv_now_ms() - t0;
+    srv_store_sync_version(app);
     l->version = ++app->version;
     /* the row, the first snapshot and any decision already made, at once */
     fp_decision_meta meta = meta_for(app, l, job);
     if (!(l->ps = fp_store_session_create(app->store, l->title, l->created, l->version, s, &meta, app->prefs, &err))) {
         fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", id, err.message);
         drop_live(app, l);
-        job->status = 500;
-        job->body = srv_json_error("cannot save the session");
+        reply_unsaved(app, job, err.code, &err);
         return;
     }
     touch(app, l);
@@ -547,6 +589,7 @@ static void job_adapters(srv_app *app, srv_job *job)
 /* Runs one job. Called by the worker thread only. */
 void srv_exec(srv_app *app, srv_job *job)
 {
+    srv_store_refresh_prefs(app, false); /* another server may have trained it */
     switch (job->kind) {
     case JOB_LIST:   job_list(app, job); return;
     case JOB_ADAPTERS: job_adapters(app, job); return;
@@ -628,6 +671,9 @@ bool srv_prefetch_step(srv_app *app)
  * comes back with its sessions resident (the others restore on demand). */
 int srv_sessions_open(srv_app *app, fp_error *err)
 {
+    /* a shared database holds every server's stories: each restores the
+     * ones routed to it, on demand */
+    if (fp_store_is_shared(app->store)) return 0;
     int cap = app->cfg.max_live;
     fp_story_info *rows = calloc((size_t)cap, sizeof *rows);
     if (!rows) return -1;

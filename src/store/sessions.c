@@ -48,25 +48,6 @@ void fp_store_session_free(fp_store_session *ps) {
 
 void fp_store_session_stats(const fp_store_session *ps, fp_story_stats *out) { *out = ps->stats; }
 
-/* Runs one statement with the bound text/int arguments given as a format:
- * 't' text, 'i' int64, 'd' double. Returns the sqlite3 result of the step. */
-static int exec1(fp_store *st, const char *sql, const char *fmt, ...) {
-    sqlite3_stmt *q = NULL;
-    int rc = sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &q, NULL);
-    if (rc != SQLITE_OK) return rc;
-    va_list ap;
-    va_start(ap, fmt);
-    for (int i = 0; fmt[i]; i++) {
-        if (fmt[i] == 't') sqlite3_bind_text(q, i + 1, va_arg(ap, const char *), -1, SQLITE_STATIC);
-        else if (fmt[i] == 'i') sqlite3_bind_int64(q, i + 1, va_arg(ap, int64_t));
-        else sqlite3_bind_double(q, i + 1, va_arg(ap, double));
-    }
-    va_end(ap);
-    rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    return rc;
-}
-
 /* The decisions of events [ps->logged, n) and the version counter: the
  * parts every write shares. */
 static fp_status write_common(fp_store *st, fp_store_session *ps, const fp_session *s, uint64_t version,
@@ -75,8 +56,9 @@ static fp_status write_common(fp_store *st, fp_store_session *ps, const fp_sessi
     m.session_id = ps->id;
     for (int32_t i = ps->logged; i < fp_session_n_events(s); i++)
         if (fpi_store_log_one(st, s, i, &m, bytes, err) != FP_OK) return err ? err->code : FP_ERR_IO;
-    if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
-        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+    if (fpi_exec(st, "UPDATE counters SET value = ? WHERE name = 'version' AND value < ?", "ii", (int64_t)version,
+                 (int64_t)version) < 0)
+        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", st->msg);
     if (prefs && meta->profile && fpi_store_profile_put(st, meta->profile, meta->model_sha256, prefs, bytes, err) != FP_OK)
         return err ? err->code : FP_ERR_IO;
     return FP_OK;
@@ -122,12 +104,13 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
     fp_status rc = fpi_store_begin(st, err);
     if (rc == FP_OK) {
         double now = fpi_store_now();
-        if (exec1(st, "INSERT INTO sessions(id, title, created, updated, version, seq) VALUES(?,?,?,?,?,0)", "ttiii",
-                  ps->id, title ? title : "", created, (int64_t)now, (int64_t)version) != SQLITE_DONE ||
-            exec1(st, "INSERT OR REPLACE INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)", "tt", ps->id, doc)
-                != SQLITE_DONE ||
-            exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) != SQLITE_DONE)
-            rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+        if (fpi_exec(st, "INSERT INTO sessions(id, title, created, updated, version, seq) VALUES(?,?,?,?,?,0)", "ttiii",
+                     ps->id, title ? title : "", created, (int64_t)now, (int64_t)version) < 0 ||
+            fpi_exec(st, "INSERT INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)"
+                         " ON CONFLICT(session) DO UPDATE SET seq = excluded.seq, snapshot = excluded.snapshot",
+                     "tt", ps->id, doc) < 0 ||
+            fpi_exec(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) < 0)
+            rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", st->msg);
         if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
         if (rc == FP_OK) rc = fpi_store_commit(st, err);
         else fpi_store_rollback(st);
@@ -153,28 +136,26 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
     int64_t now = (int64_t)fpi_store_now();
     fp_status rc = fpi_store_begin(st, err);
     if (rc != FP_OK) { free(doc); return rc; }
-    int step;
-    if (snapshot) {
-        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
-                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
-        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
-        if (step == SQLITE_DONE)
-            step = exec1(st, "UPDATE session_snapshots SET seq = ?, snapshot = ? WHERE session = ?", "itt", ps->seq + 1,
-                         doc, ps->id);
-        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
-        if (step == SQLITE_DONE) step = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id);
-    } else {
-        step = exec1(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ?", "iiiti",
-                     (int64_t)version, now, ps->seq + 1, ps->id, ps->seq);
-        if (step == SQLITE_DONE && sqlite3_changes(st->db) != 1) step = SQLITE_MISMATCH;
-        if (step == SQLITE_DONE)
-            step = exec1(st, "INSERT INTO session_changes(session, seq, version, change) VALUES(?,?,?,?)", "tiit", ps->id,
-                         ps->seq + 1, (int64_t)version, doc);
+    /* the row moves on only from the change this handle wrote last (a second
+     * writer, e.g. another server, is noticed, not overwritten) and only
+     * forward in versions; under PostgreSQL's row lock the second of two
+     * concurrent writers sees the first's seq and changes nothing */
+    int64_t n = fpi_exec(st, "UPDATE sessions SET version = ?, updated = ?, seq = ? WHERE id = ? AND seq = ? AND version <= ?",
+                         "iiitii", (int64_t)version, now, ps->seq + 1, ps->id, ps->seq, (int64_t)version);
+    bool mismatch = n == 0, ioerr = n < 0;
+    if (n == 1 && snapshot) {
+        n = fpi_exec(st, "UPDATE session_snapshots SET seq = ?, snapshot = ? WHERE session = ?", "itt", ps->seq + 1, doc, ps->id);
+        mismatch = n == 0, ioerr = n < 0;
+        if (n == 1) ioerr = fpi_exec(st, "DELETE FROM session_changes WHERE session = ?", "t", ps->id) < 0;
+    } else if (n == 1) {
+        ioerr = fpi_exec(st, "INSERT INTO session_changes(session, seq, version, change) VALUES(?,?,?,?)", "tiit", ps->id,
+                         ps->seq + 1, (int64_t)version, doc) < 0;
     }
-    if (step == SQLITE_MISMATCH)
-        rc = fp_error_set(err, FP_ERR_STATE, "session %s was changed or deleted by someone else", ps->id);
-    else if (step != SQLITE_DONE)
-        rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", sqlite3_errmsg(st->db));
+    if (mismatch)
+        rc = fp_error_set(err, FP_ERR_STATE, "session %s was changed or deleted by someone else (another server?); reload and retry",
+                          ps->id);
+    else if (ioerr)
+        rc = fp_error_set(err, FP_ERR_IO, "cannot store the session: %s", st->msg);
     if (rc == FP_OK) rc = write_common(st, ps, s, version, meta, prefs, &bytes, err);
     if (rc == FP_OK) rc = fpi_store_commit(st, err);
     else fpi_store_rollback(st);
@@ -183,9 +164,9 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
     return rc;
 }
 
-static char *dup_col(sqlite3_stmt *q, int i) {
-    const unsigned char *t = sqlite3_column_text(q, i);
-    int n = sqlite3_column_bytes(q, i);
+static char *dup_col(fpi_q *q, int i) {
+    const char *t = fpi_q_text(q, i);
+    int n = fpi_q_bytes(q, i);
     char *d = t ? malloc((size_t)n + 1) : NULL;
     if (d) { memcpy(d, t, (size_t)n); d[n] = 0; }
     return d;
@@ -195,63 +176,58 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
                                   fp_story_info *info, fp_error *err) {
     *out = NULL;
     if (!st || !e || !id || strlen(id) >= 65) { fp_error_set(err, FP_ERR_ARG, "no store, engine or id"); return NULL; }
-    if (fpi_store_begin(st, err) != FP_OK) return NULL; /* one consistent view of the row and its changes */
-    sqlite3_stmt *q = NULL;
+    if (fpi_store_begin_read(st, err) != FP_OK) return NULL; /* one consistent view of the row and its changes */
+    fpi_q q;
     char *snap = NULL, **ch = NULL;
     int32_t n = 0;
     int64_t seq = 0, snap_seq = 0, log_bytes = 0;
     fp_story_info row = {0};
     fp_status rc = FP_OK;
-    if (sqlite3_prepare_v2(st->db, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
-                                   " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?",
-                           -1, &q, NULL) != SQLITE_OK) {
-        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+    if (!fpi_q_run(st, &q, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
+                           " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?", "t", id)) {
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
         goto out;
     }
-    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    int step = sqlite3_step(q);
-    if (step == SQLITE_ROW) {
+    if (fpi_q_step(&q)) {
         snprintf(row.id, sizeof row.id, "%s", id);
-        const unsigned char *t = sqlite3_column_text(q, 0);
-        snprintf(row.title, sizeof row.title, "%s", t ? (const char *)t : "");
-        row.created = sqlite3_column_int64(q, 1);
-        row.updated = sqlite3_column_int64(q, 2);
-        snap = dup_col(q, 3);
-        row.version = (uint64_t)sqlite3_column_int64(q, 4);
-        snap_seq = sqlite3_column_int64(q, 5);
-        seq = sqlite3_column_int64(q, 6);
+        const char *t = fpi_q_text(&q, 0);
+        snprintf(row.title, sizeof row.title, "%s", t ? t : "");
+        row.created = fpi_q_int(&q, 1);
+        row.updated = fpi_q_int(&q, 2);
+        snap = dup_col(&q, 3);
+        row.version = (uint64_t)fpi_q_int(&q, 4);
+        snap_seq = fpi_q_int(&q, 5);
+        seq = fpi_q_int(&q, 6);
         if (!snap) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
-    } else if (step == SQLITE_DONE) {
+    } else if (q.ok) {
         rc = fp_error_set(err, FP_ERR_EMPTY, "unknown session");
     } else {
-        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", sqlite3_errmsg(st->db));
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
     }
-    sqlite3_finalize(q);
-    q = NULL;
+    fpi_q_end(&q);
     if (rc != FP_OK) goto out;
     if (seq < snap_seq || seq - snap_seq > (1 << 24)) { rc = fp_error_set(err, FP_ERR_ARG, "session %s has a damaged change count", id); goto out; }
     int32_t want = (int32_t)(seq - snap_seq);
     ch = calloc((size_t)(want > 0 ? want : 1), sizeof *ch);
     if (!ch) { rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory"); goto out; }
-    if (sqlite3_prepare_v2(st->db, "SELECT seq, change FROM session_changes WHERE session = ? AND seq > ? ORDER BY seq",
-                           -1, &q, NULL) != SQLITE_OK) {
-        rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+    if (!fpi_q_run(st, &q, "SELECT seq, change FROM session_changes WHERE session = ? AND seq > ? ORDER BY seq", "ti", id,
+                   snap_seq)) {
+        rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", st->msg);
         goto out;
     }
-    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 2, snap_seq);
-    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
-        if (n >= want || sqlite3_column_int64(q, 0) != snap_seq + 1 + n) { step = SQLITE_MISMATCH; break; }
-        if (!(ch[n] = dup_col(q, 1))) { step = SQLITE_NOMEM; break; }
-        log_bytes += sqlite3_column_bytes(q, 1);
+    bool mismatch = false, nomem = false;
+    while (fpi_q_step(&q)) {
+        if (n >= want || fpi_q_int(&q, 0) != snap_seq + 1 + n) { mismatch = true; break; }
+        if (!(ch[n] = dup_col(&q, 1))) { nomem = true; break; }
+        log_bytes += fpi_q_bytes(&q, 1);
         n++;
     }
-    sqlite3_finalize(q);
-    q = NULL;
-    if (step == SQLITE_NOMEM) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
-    else if (step == SQLITE_MISMATCH || (step == SQLITE_DONE && n != want))
+    bool ok = q.ok;
+    fpi_q_end(&q);
+    if (nomem) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
+    else if (mismatch || (ok && n != want))
         rc = fp_error_set(err, FP_ERR_ARG, "session %s has %d of its %d changes", id, n, want);
-    else if (step != SQLITE_DONE) rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", sqlite3_errmsg(st->db));
+    else if (!ok) rc = fp_error_set(err, FP_ERR_IO, "cannot read changes: %s", st->msg);
 out:
     fpi_store_rollback(st); /* a read: nothing to commit */
     fp_session *s = NULL;
@@ -284,12 +260,11 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
     if (existed) *existed = false;
     fp_status rc = fpi_store_begin(st, err);
     if (rc != FP_OK) return rc;
-    int a = exec1(st, "DELETE FROM sessions WHERE id = ?", "t", id);
-    bool had = a == SQLITE_DONE && sqlite3_changes(st->db) > 0;
-    int b = a == SQLITE_DONE ? exec1(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) : a;
-    if (b == SQLITE_DONE) b = exec1(st, "DELETE FROM session_changes WHERE session = ?", "t", id);
-    if (b != SQLITE_DONE) {
-        rc = fp_error_set(err, FP_ERR_IO, "cannot delete the session: %s", sqlite3_errmsg(st->db));
+    int64_t a = fpi_exec(st, "DELETE FROM sessions WHERE id = ?", "t", id);
+    bool had = a > 0;
+    if (a < 0 || fpi_exec(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) < 0 ||
+        fpi_exec(st, "DELETE FROM session_changes WHERE session = ?", "t", id) < 0) {
+        rc = fp_error_set(err, FP_ERR_IO, "cannot delete the session: %s", st->msg);
         fpi_store_rollback(st);
         return rc;
     }
@@ -299,47 +274,57 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
 }
 
 int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_error *err) {
-    sqlite3_stmt *q = NULL;
+    fpi_q q;
     /* versions come from one growing counter: the newest write has the highest */
-    if (sqlite3_prepare_v2(st->db, "SELECT id, title, created, updated, version FROM sessions"
-                                   " ORDER BY version DESC, updated DESC LIMIT ?", -1, &q, NULL) != SQLITE_OK) {
-        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+    if (!fpi_q_run(st, &q, "SELECT id, title, created, updated, version FROM sessions"
+                           " ORDER BY version DESC, updated DESC LIMIT ?", "i", (int64_t)cap)) {
+        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", st->msg);
         return -1;
     }
-    sqlite3_bind_int(q, 1, cap);
     int32_t n = 0;
-    int step;
-    while (n < cap && (step = sqlite3_step(q)) == SQLITE_ROW) {
+    while (n < cap && fpi_q_step(&q)) {
         fp_story_info *r = &out[n++];
         memset(r, 0, sizeof *r);
-        const unsigned char *a = sqlite3_column_text(q, 0), *b = sqlite3_column_text(q, 1);
-        snprintf(r->id, sizeof r->id, "%s", a ? (const char *)a : "");
-        snprintf(r->title, sizeof r->title, "%s", b ? (const char *)b : "");
-        r->created = sqlite3_column_int64(q, 2);
-        r->updated = sqlite3_column_int64(q, 3);
-        r->version = (uint64_t)sqlite3_column_int64(q, 4);
+        const char *a = fpi_q_text(&q, 0), *b = fpi_q_text(&q, 1);
+        snprintf(r->id, sizeof r->id, "%s", a ? a : "");
+        snprintf(r->title, sizeof r->title, "%s", b ? b : "");
+        r->created = fpi_q_int(&q, 2);
+        r->updated = fpi_q_int(&q, 3);
+        r->version = (uint64_t)fpi_q_int(&q, 4);
     }
-    if (n < cap && step != SQLITE_DONE) {
-        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", sqlite3_errmsg(st->db));
+    if (!q.ok) {
+        fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", st->msg);
         n = -1;
     }
-    sqlite3_finalize(q);
+    fpi_q_end(&q);
     return n;
 }
 
+fp_status fp_store_session_current(fp_store *st, const fp_store_session *ps, bool *current, fp_error *err) {
+    *current = false;
+    fpi_q q;
+    if (!fpi_q_run(st, &q, "SELECT seq FROM sessions WHERE id = ?", "t", ps->id))
+        return fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
+    if (fpi_q_step(&q)) *current = fpi_q_int(&q, 0) == ps->seq;
+    bool ok = q.ok;
+    fpi_q_end(&q);
+    return ok ? FP_OK : fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
+}
+
 uint64_t fp_store_version(fp_store *st) {
-    sqlite3_stmt *q = NULL;
+    fpi_q q;
     uint64_t v = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT max(coalesce((SELECT value FROM counters WHERE name = 'version'), 0),"
-                                   " coalesce((SELECT max(version) FROM sessions), 0))", -1, &q, NULL) == SQLITE_OK &&
-        sqlite3_step(q) == SQLITE_ROW)
-        v = (uint64_t)sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    /* portable: no two-argument max() in PostgreSQL, no greatest() in SQLite */
+    if (fpi_q_run(st, &q, "SELECT coalesce(max(v), 0) FROM (SELECT value AS v FROM counters WHERE name = 'version'"
+                          " UNION ALL SELECT max(version) FROM sessions) AS t", "") && fpi_q_step(&q))
+        v = (uint64_t)fpi_q_int(&q, 0);
+    fpi_q_end(&q);
     return v;
 }
 
 fp_status fp_store_note_version(fp_store *st, uint64_t version, fp_error *err) {
-    if (exec1(st, "UPDATE counters SET value = max(value, ?) WHERE name = 'version'", "i", (int64_t)version) != SQLITE_DONE)
-        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", sqlite3_errmsg(st->db));
+    if (fpi_exec(st, "UPDATE counters SET value = ? WHERE name = 'version' AND value < ?", "ii", (int64_t)version,
+                 (int64_t)version) < 0)
+        return fp_error_set(err, FP_ERR_IO, "cannot store the version: %s", st->msg);
     return FP_OK;
 }

@@ -1,21 +1,33 @@
 /*
- * store.c — the one SQLite module: the connection, the schema and its
- * migrations, the decision log, datasets and profiles. Stories (the
- * server's sessions) are in sessions.c over the same connection.
+ * store.c — the schema and its migrations, the decision log, datasets and
+ * profiles, over either connection (db.c: SQLite, the embedded default, or
+ * PostgreSQL, shared by several servers). Stories (the server's sessions)
+ * are in sessions.c over the same connection.
  *
- * Durability: WAL journal with synchronous=NORMAL; every decision is written
- * in a committed transaction (with the story's change, when a story is
- * being kept: sessions.c), so a process killed right after a choice has it
- * on disk (the WAL is written before COMMIT returns).
+ * Durability: SQLite runs a WAL journal with synchronous=NORMAL;
+ * PostgreSQL its own WAL (a committed transaction is on disk). Every
+ * decision is written in a committed transaction (with the story's change,
+ * when a story is being kept: sessions.c), so a process killed right after
+ * a choice has it in the database.
  *
- * Schema versions (PRAGMA user_version): 0 is a database made before the
- * schema was versioned (decisions and profiles by this library, a sessions
- * table of whole JSON documents by the server); 2 is the current one (see
+ * Schema versions: 0 is a SQLite database made before the schema was
+ * versioned (decisions and profiles by this library, a sessions table of
+ * whole JSON documents by the server); 2 is the current one (see
  * docs/storage.md). Opening upgrades an older database in one transaction;
- * a newer one is refused.
+ * a newer one is refused. One schema text serves both databases; the
+ * dialects force three differences, kept in SCHEMA's arguments: column
+ * types (PostgreSQL's INTEGER is 32-bit and its REAL single precision:
+ * BIGINT and DOUBLE PRECISION there; BYTEA for BLOB), the decision id
+ * (SQLite's rowid, an identity column in PostgreSQL) and SQLite's WITHOUT
+ * ROWID. The version lives in PRAGMA user_version on SQLite and in the
+ * counters row 'schema' on PostgreSQL (which has no such pragma); the 0 -> 2
+ * step exists only on SQLite (no PostgreSQL database predates version 2).
+ * Servers starting together against one PostgreSQL migrate one at a time
+ * (an advisory lock held for the migration's transaction).
  *
  * Invariant: a row of `decisions` is immutable once written; exports only
- * read. A profile row is replaced whole (its blob is fp_prefs_save's bytes).
+ * read. A profile row is replaced whole (its blob is fp_prefs_save's bytes),
+ * and only by a writer that read its last version (prof_stamp).
  */
 #include "store/store_int.h"
 
@@ -23,186 +35,169 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define SCHEMA_VERSION 2
 
 #define fail fp_error_set
 
-static const char SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS decisions("
-    " id INTEGER PRIMARY KEY,"
-    " at REAL NOT NULL,"                 /* unix seconds */
-    " session TEXT NOT NULL,"
-    " profile TEXT NOT NULL,"
-    " model_sha256 TEXT NOT NULL,"
-    " settings TEXT NOT NULL,"           /* JSON object */
-    " context TEXT NOT NULL,"            /* the text before the fork */
-    " context_tokens TEXT NOT NULL,"     /* JSON array */
-    " fork TEXT NOT NULL,"               /* the fork event: candidates, probabilities, previews, choice */
-    " choice_kind TEXT NOT NULL,"
-    " choice_index INTEGER NOT NULL,"
-    " accept_preview INTEGER NOT NULL,"
-    " typed TEXT,"
-    " chooser TEXT NOT NULL,"
-    " modality TEXT NOT NULL,"
-    " ms REAL NOT NULL,"
-    " event INTEGER);"                   /* the event's number in its session (NULL before version 2) */
-    "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);"
-    "CREATE INDEX IF NOT EXISTS decisions_session ON decisions(session, event);"
-    "CREATE TABLE IF NOT EXISTS profiles("
-    " name TEXT PRIMARY KEY,"
-    " model_sha256 TEXT NOT NULL,"
-    " n_learned INTEGER NOT NULL,"
-    " data BLOB NOT NULL,"
-    " updated REAL NOT NULL);"
-    /* a story's small row is updated on every write; its snapshot (MBs for a
-     * long story) lives in a table of its own, so that update never copies it */
-    "CREATE TABLE IF NOT EXISTS sessions("
-    " id TEXT PRIMARY KEY,"
-    " title TEXT NOT NULL,"
-    " created INTEGER NOT NULL,"         /* unix seconds */
-    " updated INTEGER NOT NULL,"
-    " version INTEGER NOT NULL DEFAULT 0," /* the version of the last write */
-    " seq INTEGER NOT NULL DEFAULT 0);"  /* the last change written */
-    "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);"
-    "CREATE TABLE IF NOT EXISTS session_snapshots("
-    " session TEXT PRIMARY KEY,"
-    " seq INTEGER NOT NULL,"             /* the change it includes */
-    " snapshot TEXT NOT NULL);"          /* fp_session_save's document */
-    "CREATE TABLE IF NOT EXISTS session_changes("
-    " session TEXT NOT NULL,"
-    " seq INTEGER NOT NULL,"             /* session_snapshots.seq < seq <= sessions.seq */
-    " version INTEGER NOT NULL,"
-    " change TEXT NOT NULL,"             /* fp_session_save_changes's document */
-    " PRIMARY KEY(session, seq)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+/* The schema, in either dialect: ID the decision id column, INT a 64-bit
+ * integer, REAL a double, BLOB bytes, NOROWID SQLite's clustered table. */
+#define SCHEMA(ID, INT, REAL, BLOB, NOROWID) \
+    "CREATE TABLE IF NOT EXISTS decisions(" \
+    " id " ID "," \
+    " at " REAL " NOT NULL,"             /* unix seconds */ \
+    " session TEXT NOT NULL," \
+    " profile TEXT NOT NULL," \
+    " model_sha256 TEXT NOT NULL," \
+    " settings TEXT NOT NULL,"           /* JSON object */ \
+    " context TEXT NOT NULL,"            /* the text before the fork */ \
+    " context_tokens TEXT NOT NULL,"     /* JSON array */ \
+    " fork TEXT NOT NULL,"               /* the fork event: candidates, probabilities, previews, choice */ \
+    " choice_kind TEXT NOT NULL," \
+    " choice_index " INT " NOT NULL," \
+    " accept_preview " INT " NOT NULL," \
+    " typed TEXT," \
+    " chooser TEXT NOT NULL," \
+    " modality TEXT NOT NULL," \
+    " ms " REAL " NOT NULL," \
+    " event " INT ");"                   /* the event's number in its session (NULL before version 2) */ \
+    "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);" \
+    "CREATE INDEX IF NOT EXISTS decisions_session ON decisions(session, event);" \
+    "CREATE TABLE IF NOT EXISTS profiles(" \
+    " name TEXT PRIMARY KEY," \
+    " model_sha256 TEXT NOT NULL," \
+    " n_learned " INT " NOT NULL," \
+    " data " BLOB " NOT NULL," \
+    " updated " REAL " NOT NULL);" \
+    /* a story's small row is updated on every write; its snapshot (MBs for a \
+     * long story) lives in a table of its own, so that update never copies it */ \
+    "CREATE TABLE IF NOT EXISTS sessions(" \
+    " id TEXT PRIMARY KEY," \
+    " title TEXT NOT NULL," \
+    " created " INT " NOT NULL,"         /* unix seconds */ \
+    " updated " INT " NOT NULL," \
+    " version " INT " NOT NULL DEFAULT 0," /* the version of the last write */ \
+    " seq " INT " NOT NULL DEFAULT 0);"  /* the last change written */ \
+    "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);" \
+    "CREATE TABLE IF NOT EXISTS session_snapshots(" \
+    " session TEXT PRIMARY KEY," \
+    " seq " INT " NOT NULL,"             /* the change it includes */ \
+    " snapshot TEXT NOT NULL);"          /* fp_session_save's document */ \
+    "CREATE TABLE IF NOT EXISTS session_changes(" \
+    " session TEXT NOT NULL," \
+    " seq " INT " NOT NULL,"             /* session_snapshots.seq < seq <= sessions.seq */ \
+    " version " INT " NOT NULL," \
+    " change TEXT NOT NULL,"             /* fp_session_save_changes's document */ \
+    " PRIMARY KEY(session, seq))" NOROWID ";" \
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value " INT " NOT NULL);"
 
-/* Whether table t has column c (0 no, 1 yes, -1 no such table). */
-static int has_column(sqlite3 *db, const char *t, const char *c) {
-    sqlite3_stmt *q = NULL;
+static const char SCHEMA_SQLITE[] = SCHEMA("INTEGER PRIMARY KEY", "INTEGER", "REAL", "BLOB", " WITHOUT ROWID");
+static const char SCHEMA_PG[] =
+    SCHEMA("BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BIGINT", "DOUBLE PRECISION", "BYTEA", "");
+
+/* Whether table t has column c (0 no, 1 yes, -1 no such table). SQLite only. */
+static int has_column(fp_store *st, const char *t, const char *c) {
+    fpi_q q;
     int found = -1;
-    if (sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?)", -1, &q, NULL) != SQLITE_OK) return -1;
-    sqlite3_bind_text(q, 1, t, -1, SQLITE_STATIC);
-    while (sqlite3_step(q) == SQLITE_ROW) {
+    if (!fpi_q_run(st, &q, "SELECT name FROM pragma_table_info(?)", "t", t)) return -1;
+    while (fpi_q_step(&q)) {
         if (found < 0) found = 0;
-        if (strcmp((const char *)sqlite3_column_text(q, 0), c) == 0) found = 1;
+        if (strcmp(fpi_q_text(&q, 0), c) == 0) found = 1;
     }
-    sqlite3_finalize(q);
+    fpi_q_end(&q);
     return found;
 }
 
-/* Brings the schema to SCHEMA_VERSION in one transaction. Version 0 -> 2:
- * decisions gain `event`; the server's sessions table (id, title, created,
- * updated, doc) keeps its rows, each doc moving to session_snapshots (a
- * format 1 document, which fp_session_restore reads) with version 0 and no
- * changes.
- * The version counter starts at the clock in milliseconds, where the old
- * server started its versions, so a page open across the upgrade sees them
- * go on growing. */
-static int migrate(sqlite3 *db, char **msg) {
-    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, msg);
-    if (rc != SQLITE_OK) return rc;
-    sqlite3_stmt *q = NULL;
-    int version = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-        version = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    if (version == SCHEMA_VERSION) return sqlite3_exec(db, "COMMIT", NULL, NULL, msg);
-    if (version < 0 || version > SCHEMA_VERSION) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-        *msg = sqlite3_mprintf(version < 0 ? "cannot read its schema version"
-                                           : "its schema version %d is newer than this Forkpoint's (%d)", version, SCHEMA_VERSION);
-        return SQLITE_ERROR;
-    }
-    if (has_column(db, "decisions", "event") == 0)
-        rc = sqlite3_exec(db, "ALTER TABLE decisions ADD COLUMN event INTEGER", NULL, NULL, msg);
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, SCHEMA, NULL, NULL, msg); /* the tables that are missing */
-    if (rc == SQLITE_OK && has_column(db, "sessions", "doc") == 1)
-        rc = sqlite3_exec(db, "INSERT INTO session_snapshots(session, seq, snapshot) SELECT id, 0, doc FROM sessions;"
-                              "ALTER TABLE sessions DROP COLUMN doc;"
-                              "ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
-                              "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;", NULL, NULL, msg);
-    if (rc == SQLITE_OK) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "INSERT OR IGNORE INTO counters(name, value) VALUES('version', %lld);"
-                 "PRAGMA user_version = %d;", (long long)time(NULL) * 1000LL, SCHEMA_VERSION);
-        rc = sqlite3_exec(db, sql, NULL, NULL, msg);
-    }
-    if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", NULL, NULL, msg);
-    else sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
-    struct stat sb;
-    if (!path || !*path) { fail(err, FP_ERR_ARG, "no database path"); return NULL; }
-    if (!create && stat(path, &sb) != 0) { fail(err, FP_ERR_IO, "no database at %s", path); return NULL; }
-    sqlite3 *db = NULL;
-    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_FULLMUTEX;
-    if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
-        fail(err, FP_ERR_IO, "cannot open database %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL, &msg);
-    if (rc == SQLITE_OK) rc = migrate(db, &msg);
-    if (rc == SQLITE_OK) { /* an existing table of another shape is not ours */
-        rc = sqlite3_exec(db, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-                              " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
-                              "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
-                              "SELECT id, title, created, updated, version, seq FROM sessions LIMIT 0;"
-                              "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
-                              "SELECT session, seq, version, change FROM session_changes LIMIT 0;", NULL, NULL, &msg);
-    }
-    if (rc != SQLITE_OK) {
-        fail(err, FP_ERR_IO, "%s is not a usable Forkpoint database: %s", path, msg ? msg : sqlite3_errstr(rc));
-        sqlite3_free(msg);
-        sqlite3_close(db);
-        return NULL;
-    }
-    fp_store *st = calloc(1, sizeof *st);
-    if (!st) { sqlite3_close(db); fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
-    st->db = db;
-    return st;
-}
-
-void fp_store_close(fp_store *st) {
-    if (!st) return;
-    sqlite3_close(st->db);
-    free(st);
-}
-
-int32_t fp_store_schema_version(fp_store *st) {
-    sqlite3_stmt *q = NULL;
+/* The schema version: PRAGMA user_version (SQLite), the 'schema' counter
+ * (PostgreSQL; 0 when there is none yet). -1 on error. */
+static int32_t read_version(fp_store *st) {
+    fpi_q q;
     int32_t v = -1;
-    if (sqlite3_prepare_v2(st->db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
-        v = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    if (fpi_q_run(st, &q, st->kind == FPI_SQLITE ? "PRAGMA user_version" : "SELECT value FROM counters WHERE name = 'schema'", "")) {
+        v = fpi_q_step(&q) ? (int32_t)fpi_q_int(&q, 0) : q.ok ? 0 : -1;
+        fpi_q_end(&q);
+    }
     return v;
 }
 
-fp_status fpi_store_begin(fp_store *st, fp_error *err) {
-    if (sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot start a transaction: %s", sqlite3_errmsg(st->db));
-    return FP_OK;
-}
-
-fp_status fpi_store_commit(fp_store *st, fp_error *err) {
-    if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        fail(err, FP_ERR_IO, "cannot commit: %s", sqlite3_errmsg(st->db));
+/* Brings the schema to SCHEMA_VERSION in one transaction. Version 0 -> 2
+ * (SQLite): decisions gain `event`; the server's sessions table (id, title,
+ * created, updated, doc) keeps its rows, each doc moving to
+ * session_snapshots (a format 1 document, which fp_session_restore reads)
+ * with version 0 and no changes. Then, on either database, the tables that
+ * are missing are made and the version counter starts at the clock in
+ * milliseconds, where the old server started its versions, so a page open
+ * across the upgrade sees them go on growing. Returns 0, or -1 with st->msg. */
+static int migrate(fp_store *st) {
+    bool pg = st->kind == FPI_PG;
+    if (pg) st->in_tx = false;
+    if (fpi_exec_script(st, pg ? "BEGIN" : "BEGIN IMMEDIATE") != 0) return -1;
+    st->in_tx = true;
+    /* PostgreSQL: one server at a time; the tables (and so the 'schema' row) may not exist yet */
+    /* servers starting together wait here for the first one's migration: longer than a write may wait */
+    int rc = pg ? fpi_exec_script(st, "SET LOCAL lock_timeout = '120s'; SELECT pg_advisory_xact_lock(7236277063)") : 0;
+    if (rc == 0 && pg) rc = fpi_exec_script(st, SCHEMA_PG);
+    int32_t version = rc == 0 ? read_version(st) : -1;
+    if (rc == 0 && version == SCHEMA_VERSION) goto commit;
+    if (version < 0 || version > SCHEMA_VERSION) {
+        if (version > SCHEMA_VERSION)
+            snprintf(st->msg, sizeof st->msg, "its schema version %d is newer than this Forkpoint's (%d)", version, SCHEMA_VERSION);
+        else if (rc == 0) snprintf(st->msg, sizeof st->msg, "cannot read its schema version");
         fpi_store_rollback(st);
-        return FP_ERR_IO;
+        return -1;
     }
-    return FP_OK;
+    if (!pg && has_column(st, "decisions", "event") == 0)
+        rc = fpi_exec_script(st, "ALTER TABLE decisions ADD COLUMN event INTEGER");
+    if (rc == 0 && !pg) rc = fpi_exec_script(st, SCHEMA_SQLITE); /* the tables that are missing */
+    if (rc == 0 && !pg && has_column(st, "sessions", "doc") == 1)
+        rc = fpi_exec_script(st, "INSERT INTO session_snapshots(session, seq, snapshot) SELECT id, 0, doc FROM sessions;"
+                                 "ALTER TABLE sessions DROP COLUMN doc;"
+                                 "ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
+                                 "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;");
+    if (rc == 0)
+        rc = fpi_exec(st, "INSERT INTO counters(name, value) VALUES('version', ?) ON CONFLICT(name) DO NOTHING", "i",
+                      (int64_t)time(NULL) * 1000LL) < 0 ? -1 : 0;
+    if (rc == 0) {
+        char sql[120];
+        if (pg) snprintf(sql, sizeof sql, "INSERT INTO counters(name, value) VALUES('schema', %d)"
+                         " ON CONFLICT(name) DO UPDATE SET value = excluded.value", SCHEMA_VERSION);
+        else snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+        rc = fpi_exec_script(st, sql);
+    }
+    if (rc != 0) { fpi_store_rollback(st); return -1; }
+commit:
+    return fpi_store_commit(st, NULL) == FP_OK ? 0 : -1;
 }
 
-void fpi_store_rollback(fp_store *st) {
-    if (!sqlite3_get_autocommit(st->db)) sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
+    if (!path || !*path) { fail(err, FP_ERR_ARG, "no database path"); return NULL; }
+    fp_store *st = fpi_db_open(path, create, err);
+    if (!st) return NULL;
+    int rc = st->kind == FPI_SQLITE ? fpi_exec_script(st, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;") : 0;
+    if (rc == 0) rc = migrate(st);
+    if (rc == 0) /* an existing table of another shape is not ours */
+        rc = fpi_exec_script(st, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
+                                 " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
+                                 "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
+                                 "SELECT id, title, created, updated, version, seq FROM sessions LIMIT 0;"
+                                 "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
+                                 "SELECT session, seq, version, change FROM session_changes LIMIT 0;");
+    if (rc != 0) {
+        /* a URL may hold a password: PostgreSQL is named, not its URL */
+        fail(err, FP_ERR_IO, "%s is not a usable Forkpoint database: %s", st->kind == FPI_PG ? "the PostgreSQL database" : path,
+             st->msg);
+        fpi_db_close(st);
+        return NULL;
+    }
+    return st;
 }
+
+void fp_store_close(fp_store *st) { fpi_db_close(st); }
+
+bool fp_store_is_shared(const fp_store *st) { return st && st->kind == FPI_PG; }
+
+int32_t fp_store_schema_version(fp_store *st) { return read_version(st); }
 
 /* ---------------------------------------------------------------- log */
 
@@ -233,36 +228,19 @@ fp_status fpi_store_log_one(fp_store *st, const fp_session *s, int32_t ev, const
     char *settings = fp_settings_to_json(fp_session_settings(s));
     char *toks = tokens_json(fp_session_tokens(s), npos);
     fp_status rc = FP_OK;
-    sqlite3_stmt *q = NULL;
     if (!fork || !settings || !toks) { rc = fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
-    if (sqlite3_prepare_v3(st->db,
+    if (fpi_exec(st,
             "INSERT INTO decisions(at, session, profile, model_sha256, settings, context, context_tokens, fork,"
             " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) != SQLITE_OK) {
-        rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
-        goto out;
-    }
-    sqlite3_bind_double(q, 1, unix_now());
-    sqlite3_bind_text(q, 2, m->session_id ? m->session_id : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 3, m->profile ? m->profile : "default", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 4, m->model_sha256 ? m->model_sha256 : "", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 5, settings, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 6, text, (int)off, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 7, toks, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 8, fork, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 9, fp_choice_name(f->choice), -1, SQLITE_STATIC);
-    sqlite3_bind_int(q, 10, f->choice_index);
-    sqlite3_bind_int(q, 11, f->choice == FP_CHOICE_INDEX_PREVIEW);
-    if (f->choice == FP_CHOICE_TYPED) sqlite3_bind_text(q, 12, f->choice_text, -1, SQLITE_TRANSIENT);
-    else sqlite3_bind_null(q, 12);
-    sqlite3_bind_text(q, 13, fp_chooser_name(f->chooser), -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 14, m->modality ? m->modality : "unknown", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(q, 15, f->ms_to_choose);
-    sqlite3_bind_int(q, 16, ev);
-    if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", sqlite3_errmsg(st->db));
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "dttttTtttiitttdi",
+            unix_now(), m->session_id ? m->session_id : "", m->profile ? m->profile : "default",
+            m->model_sha256 ? m->model_sha256 : "", settings, text, (int)off, toks, fork, fp_choice_name(f->choice),
+            (int64_t)f->choice_index, (int64_t)(f->choice == FP_CHOICE_INDEX_PREVIEW),
+            f->choice == FP_CHOICE_TYPED ? f->choice_text : NULL, fp_chooser_name(f->chooser),
+            m->modality ? m->modality : "unknown", (double)f->ms_to_choose, (int64_t)ev) != 1)
+        rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", st->msg);
     else if (bytes) *bytes += (int64_t)(off + strlen(settings) + strlen(toks) + strlen(fork) + 160);
 out:
-    sqlite3_finalize(q);
     free(fork); free(settings); free(toks);
     return rc;
 }
@@ -279,13 +257,13 @@ int32_t fp_store_log_events(fp_store *st, const fp_session *s, int32_t from, con
 }
 
 int64_t fp_store_count(fp_store *st, const char *profile) {
-    sqlite3_stmt *q = NULL;
+    fpi_q q;
     int64_t n = -1;
-    if (sqlite3_prepare_v2(st->db, profile ? "SELECT count(*) FROM decisions WHERE profile = ?"
-                                           : "SELECT count(*) FROM decisions", -1, &q, NULL) != SQLITE_OK) return -1;
-    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW) n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    if (!fpi_q_run(st, &q, profile ? "SELECT count(*) FROM decisions WHERE profile = ?" : "SELECT count(*) FROM decisions",
+                   profile ? "t" : "", profile))
+        return -1;
+    if (fpi_q_step(&q)) n = fpi_q_int(&q, 0);
+    fpi_q_end(&q);
     return n;
 }
 
@@ -295,7 +273,7 @@ int64_t fp_store_count(fp_store *st, const char *profile) {
 static fp_status profile_known(fp_store *st, const char *profile, fp_error *err) {
     if (!profile) return FP_OK;
     int64_t c = fp_store_count(st, profile);
-    if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
+    if (c < 0) return fail(err, FP_ERR_IO, "cannot read the database: %s", st->msg);
     if (c == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\" (no decisions logged)", profile);
     return FP_OK;
 }
@@ -325,23 +303,23 @@ static char *continuation(const cJSON *cand) {
 
 /* Rows of one decision in the chosen format. Automatic decisions (chooser
  * "auto") were nobody's choice: only the raw log has them. */
-static void export_row(fp_export_format fmt, sqlite3_stmt *q, FILE *out, int64_t *n) {
-    const char *context = (const char *)sqlite3_column_text(q, 6);
-    const char *fork_s = (const char *)sqlite3_column_text(q, 8);
-    const char *chooser = (const char *)sqlite3_column_text(q, 13);
+static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
+    const char *context = fpi_q_text(q, 6);
+    const char *fork_s = fpi_q_text(q, 8);
+    const char *chooser = fpi_q_text(q, 13);
     if (fmt == FP_EXPORT_RAW) {
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(q, 0));
-        cJSON_AddNumberToObject(o, "at", sqlite3_column_double(q, 1));
-        cJSON_AddStringToObject(o, "session", (const char *)sqlite3_column_text(q, 2));
-        cJSON_AddStringToObject(o, "profile", (const char *)sqlite3_column_text(q, 3));
-        cJSON_AddStringToObject(o, "model_sha256", (const char *)sqlite3_column_text(q, 4));
-        cJSON_AddItemToObject(o, "settings", cJSON_Parse((const char *)sqlite3_column_text(q, 5)));
+        cJSON_AddNumberToObject(o, "id", (double)fpi_q_int(q, 0));
+        cJSON_AddNumberToObject(o, "at", fpi_q_double(q, 1));
+        cJSON_AddStringToObject(o, "session", fpi_q_text(q, 2));
+        cJSON_AddStringToObject(o, "profile", fpi_q_text(q, 3));
+        cJSON_AddStringToObject(o, "model_sha256", fpi_q_text(q, 4));
+        cJSON_AddItemToObject(o, "settings", cJSON_Parse(fpi_q_text(q, 5)));
         cJSON_AddStringToObject(o, "context", context);
-        cJSON_AddItemToObject(o, "context_tokens", cJSON_Parse((const char *)sqlite3_column_text(q, 7)));
+        cJSON_AddItemToObject(o, "context_tokens", cJSON_Parse(fpi_q_text(q, 7)));
         cJSON_AddItemToObject(o, "fork", cJSON_Parse(fork_s));
-        cJSON_AddStringToObject(o, "modality", (const char *)sqlite3_column_text(q, 14));
-        cJSON_AddNumberToObject(o, "ms", sqlite3_column_double(q, 15));
+        cJSON_AddStringToObject(o, "modality", fpi_q_text(q, 14));
+        cJSON_AddNumberToObject(o, "ms", fpi_q_double(q, 15));
         emit(out, o, n);
         return;
     }
@@ -403,16 +381,14 @@ fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profil
     if (n_rows) *n_rows = 0;
     fp_status known = profile_known(st, profile, err);
     if (known != FP_OK) return known;
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(st->db,
-            profile ? "SELECT * FROM decisions WHERE profile = ? ORDER BY id" : "SELECT * FROM decisions ORDER BY id",
-            -1, &q, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
-    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) export_row(fmt, q, out, &n);
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errstr(rc));
+    fpi_q q;
+    if (!fpi_q_run(st, &q, profile ? "SELECT * FROM decisions WHERE profile = ? ORDER BY id" : "SELECT * FROM decisions ORDER BY id",
+                   profile ? "t" : "", profile))
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", st->msg);
+    while (fpi_q_step(&q)) export_row(fmt, &q, out, &n);
+    bool ok = q.ok;
+    fpi_q_end(&q);
+    if (!ok) return fail(err, FP_ERR_IO, "cannot read the database: %s", st->msg);
     if (n_rows) *n_rows = n;
     if (n == 0) return fail(err, FP_ERR_EMPTY, "nothing to export: no decisions%s%s", profile ? " for " : "", profile ? profile : "");
     if (fflush(out) != 0 || ferror(out)) return fail(err, FP_ERR_IO, "cannot write the export");
@@ -421,46 +397,88 @@ fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profil
 
 /* ------------------------------------------------------------ profiles */
 
+/* Remembers the row's `updated` of the profile this handle read or wrote
+ * last, so that its next write can tell whether someone wrote in between. */
+static void stamp(fp_store *st, const char *name, double updated) {
+    st->prof_known = strlen(name) < sizeof st->prof_name;
+    if (st->prof_known) snprintf(st->prof_name, sizeof st->prof_name, "%s", name);
+    st->prof_stamp = updated;
+}
+
 fp_status fp_store_profile_load(fp_store *st, const char *name, const char *sha, fp_prefs **out, fp_error *err) {
     *out = NULL;
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT model_sha256, data FROM profiles WHERE name = ?", -1, &q, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot read profiles: %s", sqlite3_errmsg(st->db));
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
+    fpi_q q;
+    if (!fpi_q_run(st, &q, "SELECT model_sha256, data, updated FROM profiles WHERE name = ?", "t", name))
+        return fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
     fp_status rc = FP_OK;
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        const char *msha = (const char *)sqlite3_column_text(q, 0);
+    if (fpi_q_step(&q)) {
+        const char *msha = fpi_q_text(&q, 0);
         if (sha && msha && strcmp(sha, msha) != 0)
             rc = fail(err, FP_ERR_MODEL, "profile \"%s\" was learned on another model (sha256 %.12s…, this one %.12s…)", name, msha, sha);
         else {
-            *out = fp_prefs_load(sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), err);
-            if (!*out) rc = err ? err->code : FP_ERR_ARG;
+            size_t len = 0;
+            const void *blob = fpi_q_blob(&q, 1, &len);
+            *out = blob ? fp_prefs_load(blob, len, err) : NULL;
+            if (!*out) rc = blob ? (err ? err->code : FP_ERR_ARG) : fail(err, FP_ERR_NOMEM, "out of memory");
+            else stamp(st, name, fpi_q_double(&q, 2));
         }
+    } else if (!q.ok) {
+        rc = fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
+    } else {
+        stamp(st, name, 0); /* none yet: a write must find none either */
     }
-    sqlite3_finalize(q);
+    fpi_q_end(&q);
     return rc;
 }
 
+fp_status fp_store_profile_changed(fp_store *st, const char *name, bool *changed, fp_error *err) {
+    *changed = false;
+    fpi_q q;
+    if (!fpi_q_run(st, &q, "SELECT updated FROM profiles WHERE name = ?", "t", name))
+        return fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
+    double now = fpi_q_step(&q) ? fpi_q_double(&q, 0) : 0;
+    bool ok = q.ok;
+    fpi_q_end(&q);
+    if (!ok) return fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
+    *changed = !st->prof_known || strcmp(st->prof_name, name) != 0 || now != st->prof_stamp;
+    return FP_OK;
+}
+
+/* Writes the profile whole. When this handle read or wrote it last, the
+ * write only goes in if nobody wrote it since (its `updated` is the one
+ * seen); else it is FP_ERR_STATE, retryable after reloading. Cost: one
+ * statement (two for a first insert). */
 fp_status fpi_store_profile_put(fp_store *st, const char *name, const char *sha, const fp_prefs *p, int64_t *bytes,
                                 fp_error *err) {
     size_t len = 0;
     void *blob = fp_prefs_save(p, &len);
     if (!blob) return fail(err, FP_ERR_NOMEM, "out of memory");
-    sqlite3_stmt *q = NULL;
     fp_status rc = FP_OK;
-    if (sqlite3_prepare_v3(st->db, "INSERT OR REPLACE INTO profiles(name, model_sha256, n_learned, data, updated)"
-                                   " VALUES(?,?,?,?,?)", -1, SQLITE_PREPARE_PERSISTENT, &q, NULL) != SQLITE_OK)
-        rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
-    else {
-        sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(q, 2, sha ? sha : "", -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(q, 3, fp_prefs_n_learned(p));
-        sqlite3_bind_blob(q, 4, blob, (int)len, SQLITE_TRANSIENT);
-        sqlite3_bind_double(q, 5, unix_now());
-        if (sqlite3_step(q) != SQLITE_DONE) rc = fail(err, FP_ERR_IO, "cannot save profile: %s", sqlite3_errmsg(st->db));
-        else if (bytes) *bytes += (int64_t)len;
+    double now = unix_now();
+    if (now <= st->prof_stamp) now = st->prof_stamp + 1e-6; /* a new stamp, even if the clock stood still */
+    bool known = st->prof_known && strcmp(st->prof_name, name) == 0;
+    int64_t n;
+    if (known && st->prof_stamp != 0)
+        n = fpi_exec(st, "UPDATE profiles SET model_sha256 = ?, n_learned = ?, data = ?, updated = ? WHERE name = ? AND updated = ?",
+                     "tibdtd", sha ? sha : "", (int64_t)fp_prefs_n_learned(p), blob, len, now, name, st->prof_stamp);
+    else if (known) /* it had no row when read: it must still have none */
+        n = fpi_exec(st, "INSERT INTO profiles(name, model_sha256, n_learned, data, updated) VALUES(?,?,?,?,?)"
+                     " ON CONFLICT(name) DO NOTHING", "ttibd", name, sha ? sha : "", (int64_t)fp_prefs_n_learned(p), blob, len, now);
+    else
+        n = fpi_exec(st, "INSERT INTO profiles(name, model_sha256, n_learned, data, updated) VALUES(?,?,?,?,?)"
+                     " ON CONFLICT(name) DO UPDATE SET model_sha256 = excluded.model_sha256, n_learned = excluded.n_learned,"
+                     " data = excluded.data, updated = excluded.updated",
+                     "ttibd", name, sha ? sha : "", (int64_t)fp_prefs_n_learned(p), blob, len, now);
+    if (n < 0) rc = fail(err, FP_ERR_IO, "cannot save profile: %s", st->msg);
+    else if (n == 0) {
+        st->prof_known = false; /* reload before writing again */
+        rc = fail(err, FP_ERR_STATE, "profile \"%s\" was changed by another writer (another server?); reload and retry", name);
+    } else {
+        /* stamped only here: a caller's rollback leaves a stamp the row may not have, so its next write conflicts
+         * and reloads, which is safe */
+        stamp(st, name, now);
+        if (bytes) *bytes += (int64_t)len;
     }
-    sqlite3_finalize(q);
     free(blob);
     return rc;
 }
@@ -470,29 +488,25 @@ fp_status fp_store_profile_save(fp_store *st, const char *name, const char *sha,
 }
 
 fp_status fp_store_profile_reset(fp_store *st, const char *name, fp_error *err) {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM profiles WHERE name = ?", -1, &q, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot reset profile: %s", sqlite3_errmsg(st->db));
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    if (rc != SQLITE_DONE) return fail(err, FP_ERR_IO, "cannot reset profile: %s", sqlite3_errmsg(st->db));
-    if (sqlite3_changes(st->db) == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\"", name);
+    int64_t n = fpi_exec(st, "DELETE FROM profiles WHERE name = ?", "t", name);
+    if (n < 0) return fail(err, FP_ERR_IO, "cannot reset profile: %s", st->msg);
+    if (st->prof_known && strcmp(st->prof_name, name) == 0) st->prof_known = false;
+    if (n == 0) return fail(err, FP_ERR_ARG, "unknown profile \"%s\"", name);
     return FP_OK;
 }
 
 fp_status fp_store_profile_list(fp_store *st, FILE *out, fp_error *err) {
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(st->db,
+    fpi_q q;
+    if (!fpi_q_run(st, &q,
             "SELECT p.name, p.n_learned, p.model_sha256, (SELECT count(*) FROM decisions d WHERE d.profile = p.name)"
-            " FROM profiles p ORDER BY p.name", -1, &q, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot read profiles: %s", sqlite3_errmsg(st->db));
-    while (sqlite3_step(q) == SQLITE_ROW)
-        fprintf(out, "%s\tlearned %lld\tlogged %lld\tmodel %.16s\n", (const char *)sqlite3_column_text(q, 0),
-                (long long)sqlite3_column_int64(q, 1), (long long)sqlite3_column_int64(q, 3),
-                (const char *)sqlite3_column_text(q, 2));
-    sqlite3_finalize(q);
-    return FP_OK;
+            " FROM profiles p ORDER BY p.name", ""))
+        return fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
+    while (fpi_q_step(&q))
+        fprintf(out, "%s\tlearned %lld\tlogged %lld\tmodel %.16s\n", fpi_q_text(&q, 0),
+                (long long)fpi_q_int(&q, 1), (long long)fpi_q_int(&q, 3), fpi_q_text(&q, 2));
+    bool ok = q.ok;
+    fpi_q_end(&q);
+    return ok ? FP_OK : fail(err, FP_ERR_IO, "cannot read profiles: %s", st->msg);
 }
 
 /* ------------------------------------------------------ training data */
@@ -522,14 +536,14 @@ void fp_store_choices_free(fp_logged_choice *c, int32_t n) {
 }
 
 /* One row into a choice; false when the row is not a usable human decision. */
-static bool choice_from_row(sqlite3_stmt *q, fp_logged_choice *c, bool *nomem) {
+static bool choice_from_row(fpi_q *q, fp_logged_choice *c, bool *nomem) {
     memset(c, 0, sizeof *c);
-    const char *kind = (const char *)sqlite3_column_text(q, 3);
-    int idx = sqlite3_column_int(q, 4);
-    bool with_preview = sqlite3_column_int(q, 5) != 0;
-    const char *typed = (const char *)sqlite3_column_text(q, 6);
-    cJSON *ctx = cJSON_Parse((const char *)sqlite3_column_text(q, 1));
-    cJSON *fork = cJSON_Parse((const char *)sqlite3_column_text(q, 2));
+    const char *kind = fpi_q_text(q, 3);
+    int idx = (int)fpi_q_int(q, 4);
+    bool with_preview = fpi_q_int(q, 5) != 0;
+    const char *typed = fpi_q_text(q, 6);
+    cJSON *ctx = cJSON_Parse(fpi_q_text(q, 1));
+    cJSON *fork = cJSON_Parse(fpi_q_text(q, 2));
     bool ok = false;
     if (!ctx || !fork) goto out;
     c->context = json_tokens(ctx, &c->n_context);
@@ -570,19 +584,18 @@ fp_status fp_store_choices(fp_store *st, const char *profile, const char *sha, f
     if (n_other) *n_other = 0;
     fp_status known = profile_known(st, profile, err);
     if (known != FP_OK) return known;
-    sqlite3_stmt *q = NULL;
-    if (sqlite3_prepare_v2(st->db,
-            "SELECT model_sha256, context_tokens, fork, choice_kind, choice_index, accept_preview, typed FROM decisions"
-            " WHERE chooser != 'auto' AND (?1 IS NULL OR profile = ?1) ORDER BY id", -1, &q, NULL) != SQLITE_OK)
-        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errmsg(st->db));
-    if (profile) sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
-    else sqlite3_bind_null(q, 1);
+    fpi_q q;
+    if (!fpi_q_run(st, &q,
+            profile ? "SELECT model_sha256, context_tokens, fork, choice_kind, choice_index, accept_preview, typed FROM decisions"
+                      " WHERE chooser != 'auto' AND profile = ? ORDER BY id"
+                    : "SELECT model_sha256, context_tokens, fork, choice_kind, choice_index, accept_preview, typed FROM decisions"
+                      " WHERE chooser != 'auto' ORDER BY id", profile ? "t" : "", profile))
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", st->msg);
     fp_logged_choice *v = NULL;
     int32_t n = 0, cap = 0, other = 0;
     bool nomem = false;
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *msha = (const char *)sqlite3_column_text(q, 0);
+    while (fpi_q_step(&q)) {
+        const char *msha = fpi_q_text(&q, 0);
         if (sha && (!msha || strcmp(msha, sha) != 0)) { other++; continue; }
         if (n == cap) {
             int32_t nc = cap ? cap * 2 : 64;
@@ -591,15 +604,16 @@ fp_status fp_store_choices(fp_store *st, const char *profile, const char *sha, f
             v = nv;
             cap = nc;
         }
-        if (choice_from_row(q, &v[n], &nomem)) n++;
+        if (choice_from_row(&q, &v[n], &nomem)) n++;
         if (nomem) break;
     }
-    sqlite3_finalize(q);
+    bool ok = q.ok;
+    fpi_q_end(&q);
     if (n_other) *n_other = other;
     if (nomem) { fp_store_choices_free(v, n); return fail(err, FP_ERR_NOMEM, "out of memory"); }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    if (!nomem && !ok) {
         fp_store_choices_free(v, n);
-        return fail(err, FP_ERR_IO, "cannot read the database: %s", sqlite3_errstr(rc));
+        return fail(err, FP_ERR_IO, "cannot read the database: %s", st->msg);
     }
     if (n == 0) {
         fp_store_choices_free(v, n);

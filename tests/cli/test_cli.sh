@@ -145,6 +145,7 @@ expect_error "write: an adapter is no steering vector" 2 "not a steering vector"
 expect_error "write: steering vector of another model" 2 "not a steering vector for this model" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --steer "$T/ann.steer.gguf" --choices /dev/null
 expect_error "serve: missing steering vector" 1 "no steering vector at" -- "$BIN" serve --model "$MODEL" --port 0 --db "$T/serve.db" --steer "$T/none.gguf"
 # serve with both, and their strengths changed at run time (POST /api/adapters): open forks are recomputed
+rm -f "$T/serve.out"  # the last server's "listening" line must not be read as this one's
 "$BIN" serve --model "$MODEL" --port 0 --threads 1 --db "$T/serve2.db" --lora "$T/ann.gguf" --steer "$T/ann.steer.gguf" > "$T/serve.out" 2>&1 &
 spid=$!
 for _ in $(seq 1 100); do grep -q listening "$T/serve.out" && break; sleep 0.1; done
@@ -163,6 +164,7 @@ for body in '{}' '{"lora_scale":"x"}' '{"lora_scale":99}' '{"steer_strength":nul
   [ "$code" = 400 ] && ok || bad "POST /api/adapters $body: $code, want 400"
 done
 kill $spid 2>/dev/null; wait $spid 2>/dev/null
+rm -f "$T/serve.out"
 "$BIN" serve --model "$MODEL" --port 0 --threads 1 --db "$T/serve3.db" > "$T/serve.out" 2>&1 &
 spid=$!
 for _ in $(seq 1 100); do grep -q listening "$T/serve.out" && break; sleep 0.1; done

@@ -11,6 +11,7 @@
 #include "harness.h"
 
 #include <math.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -221,9 +222,35 @@ static const char *db_path(const char *name) {
     return p;
 }
 
+/* $FP_TEST_PG: a PostgreSQL database (URL) the store tests run on as well
+ * (tests/deploy/run.sh starts one); NULL: SQLite only. g_pg is the one the
+ * current run uses. */
+static const char *g_pg;
+
+/* A fresh, empty database for a test: a new SQLite file, or PostgreSQL's
+ * public schema emptied. */
+static const char *fresh_db(const char *name) {
+    if (!g_pg) { const char *db = db_path(name); unlink(db); return db; }
+    PGconn *c = PQconnectdb(g_pg);
+    PGresult *r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) fprintf(stderr, "cannot empty %s: %s\n", name, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    return g_pg;
+}
+
 static int64_t sql_int(const char *db, const char *sql) {
-    sqlite3 *h = NULL;
     int64_t v = -1;
+    if (g_pg && db == g_pg) {
+        PGconn *c = PQconnectdb(db);
+        PGresult *r = PQexec(c, sql);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+            v = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 1 : strcmp(PQgetvalue(r, 0, 0), "f") == 0 ? 0 : strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        PQfinish(c);
+        return v;
+    }
+    sqlite3 *h = NULL;
     if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
         sqlite3_stmt *q = NULL;
         if (sqlite3_prepare_v2(h, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW) v = sqlite3_column_int64(q, 0);
@@ -234,6 +261,15 @@ static int64_t sql_int(const char *db, const char *sql) {
 }
 
 static bool sql_exec(const char *db, const char *sql) {
+    if (g_pg && db == g_pg) {
+        PGconn *c = PQconnectdb(db);
+        PGresult *r = PQexec(c, sql);
+        bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        if (!ok) fprintf(stderr, "  %s: %s\n", sql, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return ok;
+    }
     sqlite3 *h = NULL;
     bool ok = sqlite3_open(db, &h) == SQLITE_OK && sqlite3_exec(h, sql, NULL, NULL, NULL) == SQLITE_OK;
     sqlite3_close(h);
@@ -250,8 +286,7 @@ static bool every_event_logged(const char *db, const char *id, int32_t n_events)
 
 static void test_story(void) {
     TEST("store: stories are written as changes with their decisions, snapshots now and then");
-    const char *db = db_path("story.db");
-    unlink(db);
+    const char *db = fresh_db("story.db");
     fp_error err = {0};
     fp_store *st = fp_store_open(db, true, &err);
     CHECKF(st != NULL, "%s", err.message);
@@ -318,8 +353,7 @@ static void test_story(void) {
 
 static void test_one_transaction(void) {
     TEST("store: a change and its decisions are written together or not at all");
-    const char *db = db_path("tx.db");
-    unlink(db);
+    const char *db = fresh_db("tx.db");
     fp_error err = {0};
     fp_store *st = fp_store_open(db, true, &err);
     fp_settings set = eager();
@@ -329,14 +363,16 @@ static void test_one_transaction(void) {
     CHECK(ps != NULL);
     if (!ps) { fp_session_free(s); fp_store_close(st); return; }
     /* the decision log refuses rows: the change must not be stored either */
-    CHECK(sql_exec(db, "CREATE TRIGGER no_rows BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'disk full'); END"));
+    CHECK(sql_exec(db, g_pg ? "CREATE FUNCTION no_rows() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;"
+                              "CREATE TRIGGER no_rows BEFORE INSERT ON decisions FOR EACH ROW EXECUTE FUNCTION no_rows()"
+                            : "CREATE TRIGGER no_rows BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'disk full'); END"));
     CHECK(fp_session_choose(s, 0, false, FP_BY_HUMAN, &err) == FP_OK);
     CHECK(fp_store_session_write(st, ps, s, 2, &meta, NULL, &err) == FP_ERR_IO);
     CHECK(sql_int(db, "SELECT count(*) FROM session_changes") == 0);
     CHECK(sql_int(db, "SELECT seq FROM sessions") == 0);
     CHECK(sql_int(db, "SELECT count(*) FROM decisions") == 0);
     /* once rows go in again, the next write carries both decisions */
-    CHECK(sql_exec(db, "DROP TRIGGER no_rows"));
+    CHECK(sql_exec(db, g_pg ? "DROP TRIGGER no_rows ON decisions" : "DROP TRIGGER no_rows"));
     CHECK(fp_session_choose(s, 1 % fp_session_fork(s)->n_candidates, false, FP_BY_HUMAN, &err) == FP_OK);
     CHECK(fp_store_session_write(st, ps, s, 3, &meta, NULL, &err) == FP_OK);
     CHECK(sql_int(db, "SELECT count(*) FROM decisions") == fp_session_n_events(s));
@@ -355,8 +391,7 @@ static void test_one_transaction(void) {
 
 static void test_versions(void) {
     TEST("store: versions only grow, across reopening");
-    const char *db = db_path("ver.db");
-    unlink(db);
+    const char *db = fresh_db("ver.db");
     fp_error err = {0};
     fp_store *st = fp_store_open(db, true, &err);
     CHECK(st != NULL);
@@ -445,6 +480,127 @@ static void test_old_database(void) {
     fp_store_close(st);
 }
 
+/* Two handles on one database stand for two servers sharing it: neither
+ * overwrites what the other wrote; each notices, reloads and goes on. */
+static void test_two_writers(void) {
+    TEST("store: two writers of one story or profile: the second is refused, reloads, goes on");
+    const char *db = fresh_db("two.db");
+    fp_error err = {0};
+    fp_store *a = fp_store_open(db, true, &err), *b = a ? fp_store_open(db, false, &err) : NULL;
+    CHECKF(a && b, "%s", err.message);
+    if (!a || !b) { fp_store_close(a); return; }
+    CHECK(fp_store_is_shared(a) == (g_pg != NULL));
+    fp_settings set = eager();
+    fp_session *s = fp_session_new(g_engine, PROMPT, &set, &err);
+    fp_decision_meta meta = { .session_id = "00000000000000cc", .profile = "ann", .model_sha256 = "x", .modality = "t" };
+    uint64_t v = fp_store_version(a);
+    fp_store_session *pa = s ? fp_store_session_create(a, "t", 1, ++v, s, &meta, NULL, &err) : NULL;
+    CHECKF(pa != NULL, "%s", err.message);
+    fp_store_session *pb = NULL;
+    fp_session *x = pa ? fp_store_session_load(b, g_engine, meta.session_id, &pb, NULL, &err) : NULL;
+    CHECKF(x != NULL, "%s", err.message);
+    if (!x) { fp_store_session_free(pa); fp_session_free(s); fp_store_close(a); fp_store_close(b); return; }
+    bool cur = false;
+    CHECK(fp_store_session_current(a, pa, &cur, &err) == FP_OK && cur);
+    /* b writes first: a's copy is stale, and a's write is refused */
+    CHECK(fp_session_choose(x, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+    CHECK(fp_store_session_write(b, pb, x, ++v, &meta, NULL, &err) == FP_OK);
+    CHECK(fp_store_session_current(a, pa, &cur, &err) == FP_OK && !cur);
+    CHECK(fp_session_choose(s, 1 % fp_session_fork(s)->n_candidates, false, FP_BY_HUMAN, &err) == FP_OK);
+    memset(&err, 0, sizeof err);
+    CHECK(fp_store_session_write(a, pa, s, ++v, &meta, NULL, &err) == FP_ERR_STATE && strstr(err.message, "retry"));
+    /* what b wrote is what is there, with its one decision */
+    CHECK(sql_int(db, "SELECT count(*) FROM decisions") == 1);
+    /* a reloads and goes on from b's state */
+    fp_store_session *pa2 = NULL;
+    fp_session *y = fp_store_session_load(a, g_engine, meta.session_id, &pa2, NULL, &err);
+    char *want = fp_session_save(x), *got = y ? fp_session_save(y) : NULL;
+    CHECK(want && got && strcmp(want, got) == 0);
+    free(want); free(got);
+    if (y && fp_session_fork(y)) {
+        CHECK(fp_session_choose(y, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+        CHECK(fp_store_session_write(a, pa2, y, ++v, &meta, NULL, &err) == FP_OK);
+    }
+    /* versions never go backwards, whoever writes */
+    CHECK(fp_store_session_write(b, pb, x, 1, &meta, NULL, &err) == FP_ERR_STATE);
+    CHECK(sql_int(db, "SELECT version FROM sessions") == (int64_t)v);
+    /* profiles: learned through a, seen by b; b's stale copy cannot overwrite */
+    fp_prefs *p = fp_prefs_new(fp_model_n_vocab(g_model)), *pb_prefs = NULL;
+    CHECK(fp_store_profile_load(a, "ann", "x", &pb_prefs, &err) == FP_OK && pb_prefs == NULL);
+    CHECK(fp_store_profile_save(a, "ann", "x", p, &err) == FP_OK);
+    CHECK(fp_store_profile_load(b, "ann", "x", &pb_prefs, &err) == FP_OK && pb_prefs != NULL);
+    bool changed = true;
+    CHECK(fp_store_profile_changed(b, "ann", &changed, &err) == FP_OK && !changed);
+    const fp_fork *f = fp_session_event(y ? y : x, 0);
+    if (f) fp_prefs_learn(p, "", 0, f);
+    CHECK(fp_store_profile_save(a, "ann", "x", p, &err) == FP_OK);
+    CHECK(fp_store_profile_changed(b, "ann", &changed, &err) == FP_OK && changed);
+    memset(&err, 0, sizeof err);
+    CHECK(fp_store_profile_save(b, "ann", "x", pb_prefs, &err) == FP_ERR_STATE);
+    fp_prefs_free(pb_prefs);
+    pb_prefs = NULL;
+    CHECK(fp_store_profile_load(b, "ann", "x", &pb_prefs, &err) == FP_OK && pb_prefs &&
+          fp_prefs_n_learned(pb_prefs) == fp_prefs_n_learned(p));
+    CHECK(pb_prefs && fp_store_profile_save(b, "ann", "x", pb_prefs, &err) == FP_OK);
+    fp_prefs_free(pb_prefs);
+    fp_prefs_free(p);
+    fp_session_free(y);
+    fp_store_session_free(pa2);
+    fp_session_free(x);
+    fp_store_session_free(pb);
+    fp_store_session_free(pa);
+    fp_session_free(s);
+    fp_store_close(a);
+    fp_store_close(b);
+}
+
+/* PostgreSQL only: a connection cut by the server (as when it restarts) is
+ * made again at the next write; a server that is not there is a clear
+ * error, not a crash. */
+static void test_lost_connection(void) {
+    TEST("store (PostgreSQL): a lost connection comes back at the next write; no server is a clear error");
+    const char *db = fresh_db("lost.db");
+    fp_error err = {0};
+    fp_store *st = fp_store_open(db, true, &err);
+    CHECKF(st != NULL, "%s", err.message);
+    if (!st) return;
+    fp_settings set = eager();
+    fp_session *s = fp_session_new(g_engine, PROMPT, &set, &err);
+    fp_decision_meta meta = { .session_id = "00000000000000dd", .profile = "default", .model_sha256 = "x", .modality = "t" };
+    uint64_t v = fp_store_version(st);
+    fp_store_session *ps = s ? fp_store_session_create(st, "t", 1, ++v, s, &meta, NULL, &err) : NULL;
+    CHECK(ps != NULL);
+    /* every other connection to this database is cut */
+    CHECK(sql_int(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()") >= 1);
+    CHECK(ps && fp_session_choose(s, 0, false, FP_BY_HUMAN, &err) == FP_OK);
+    CHECKF(ps && fp_store_session_write(st, ps, s, ++v, &meta, NULL, &err) == FP_OK, "%s", err.message);
+    CHECK(sql_int(db, "SELECT count(*) FROM decisions") == 1);
+    /* a read outside a transaction too: answered at once, on a new connection */
+    CHECK(sql_int(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                      " WHERE datname = current_database() AND pid <> pg_backend_pid()") >= 1);
+    CHECK(fp_store_version(st) == v);
+    bool cur = false;
+    CHECK(ps && fp_store_session_current(st, ps, &cur, &err) == FP_OK && cur);
+    fp_store_session_free(ps);
+    fp_session_free(s);
+    fp_store_close(st);
+    /* nobody listens on port 1 */
+    memset(&err, 0, sizeof err);
+    st = fp_store_open("postgresql://fp:secret-word@127.0.0.1:1/none", true, &err);
+    CHECK(st == NULL && err.code == FP_ERR_IO && strstr(err.message, "PostgreSQL") && !strstr(err.message, "secret-word"));
+    fp_store_close(st);
+}
+
+/* The tests of the store that run on either database. */
+static void store_tests(void) {
+    test_story();
+    test_one_transaction();
+    test_versions();
+    test_two_writers();
+    if (g_pg) test_lost_connection();
+}
+
 int main(void) {
     fp_error err = {0};
     if (!h_open_stories(&g_model, &g_engine)) return 1;
@@ -453,10 +609,15 @@ int main(void) {
     (void)err;
     test_no_logits();
     test_changes();
-    test_story();
-    test_one_transaction();
-    test_versions();
+    store_tests();
     test_old_database();
+    const char *pg = getenv("FP_TEST_PG");
+    if (pg && *pg) {
+        fprintf(stderr, "== the store tests again, on PostgreSQL\n");
+        g_pg = pg;
+        store_tests();
+        g_pg = NULL;
+    }
     fp_engine_free(g_engine);
     fp_model_free(g_model);
     char cmd[400];

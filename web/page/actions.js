@@ -31,7 +31,26 @@ async function decide(path, body, kind, cost) {
   $('cloud').setAttribute('aria-busy', 'true');
   S.tSelect = performance.now();
   try {
-    const st = await api('POST', sessPath(path), body);
+    // Why it retries: behind nginx, a selection (which may have cost a
+    // switch user many seconds) must survive the server holding the story
+    // dying mid-request; a 503 marked retryable is sent again, unchanged
+    // (up to 3 times, as Retry-After says): the fork and version it names
+    // make that safe, a choice already made being answered 409 with the
+    // state. A 409 marked retryable (another server saved first) shows the
+    // current state.
+    let st, retried = false;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        st = await api('POST', sessPath(path), body);
+        break;
+      } catch (e) {
+        if (!(e.retryable && e.status === 503 && attempt < 3)) throw e;
+        showError('the server is busy taking over this story; trying again');
+        retried = true;
+        await new Promise((r) => setTimeout(r, e.retryAfterMs));
+      }
+    }
+    if (retried) showError('');
     if (kind === 'forward') S.redo = [];
     if (back) S.redo.push(back);
     saveRedo();
@@ -41,6 +60,10 @@ async function decide(path, body, kind, cost) {
   } catch (e) {
     S.tSelect = 0;
     if (e.state && !(e.state.version <= S.version)) render(e.state);
+    else if (e.retryable && e.status === 409) {
+      const now = await api('GET', sessPath()).catch(() => null);
+      if (now) render(now);
+    }
     showError(e.message);
     return null;
   } finally {

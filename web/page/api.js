@@ -18,6 +18,11 @@ export async function api(method, path, body) {
   if (!r.ok) {
     const err = new Error((data && data.error) || `${r.status} ${r.statusText}`);
     err.state = data && data.state; // a 409 (stale action) carries the current state
+    err.status = r.status;
+    // the server holding the story went away, or the shared database did
+    // (docs/deploy.md): the same request may be sent again
+    err.retryable = !!(data && data.retryable);
+    err.retryAfterMs = 1000 * (Number(r.headers.get('Retry-After')) || 1);
     throw err;
   }
   return data;
