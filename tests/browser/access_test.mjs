@@ -253,7 +253,7 @@ async function main() {
         if (it.group === 'typing') return it.row !== undefined ? `key:${el.dataset.key}` : `typebox:${el.id || el.textContent.trim()}`;
         return `${it.group}:${el.id}`;
       };
-      return { ids: items.map((it) => ({ id: id(it), group: it.group, rank: it.rank, row: it.row })),
+      return { ids: items.map((it) => ({ id: id(it), group: it.group, rank: it.rank, row: it.row, phrase: it.phrase })),
         pvWords: document.querySelectorAll('.pv-word').length,
         story: items.filter((x) => x.group === 'story').length,
         toolbar: items.filter((x) => x.group === 'toolbar').length,

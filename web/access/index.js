@@ -104,6 +104,7 @@ function init() {
   new MutationObserver(changed).observe(document.body, { subtree: true, childList: true, attributes: true,
     attributeFilter: ['hidden', 'disabled', 'class', 'open'] });
   addEventListener('resize', changed);
+  addEventListener('scroll', changed, true);
   apply();
   document.dispatchEvent(new CustomEvent('fp:access-ready'));
 }

@@ -37,11 +37,11 @@ export function groupOf(el) {
 
 /* The rank of a control inside its group (lower = scanned earlier). */
 function rankOf(el, group, storyIndex, storyCount) {
-  if (el.dataset.rank !== undefined) return Number(el.dataset.rank) + (el.dataset.phrase ? 0.5 : 0);
+  if (el.dataset.rank !== undefined) return Number(el.dataset.rank);
   if (group === 'cloud') {
     const i = Number(el.dataset.index);
     if (!Number.isFinite(i) || i < 0) return 1000;      // "other…"
-    return i + (el.dataset.phrase || el.classList.contains('cand-phrase') ? 0.5 : 0);
+    return i;
   }
   if (group === 'preview' && el.dataset.word !== undefined) return Number(el.dataset.word);
   if (group === 'story') return storyCount - 1 - storyIndex;  // newest first
@@ -64,6 +64,7 @@ export function collect(root = document) {
     const it = { id: el.id || null, el, group, label: labelOf(el),
       rank: rankOf(el, group, story.indexOf(el), story.length) };
     if (el.dataset.row !== undefined) it.row = Number(el.dataset.row);
+    if (group === 'cloud' && (el.dataset.phrase || el.classList.contains('cand-phrase'))) it.phrase = true;
     return it;
   });
   if (items.some((it) => it.group === 'panel')) return items.filter((it) => it.group === 'panel' || it.group === 'toolbar');
