@@ -375,8 +375,8 @@ async function main() {
   await test('no page errors', async () => { assert(!errors.length, errors.join('; ')); });
 
   if (process.env.FP_ACCESS_GAZE !== '0') {
-    const gaze = await import('./access_gaze.mjs').catch(() => null);
-    if (gaze) await gaze.run({ test, assert, sleep, page: () => page, ctx: () => ctx, srv: () => srv, start, state, waitChange, CHROMIUM, tmp, OUT, setPage: (p) => { page = p; } });
+    const gaze = await import('./access_gaze.mjs');
+    await gaze.run({ test, assert, sleep, page: () => page, srv: () => srv, start, state, waitChange, CHROMIUM, tmp });
   }
 
   await ctx.close();
