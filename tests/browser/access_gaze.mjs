@@ -65,6 +65,7 @@ export async function run(h) {
       await sleep(300);
       await page().evaluate(() => window.fpAccess.pointer.refresh());
       const r = Math.min(st.fork.candidates.length - 1, [0, 2, 1, 3][i % 4]);
+      await page().waitForSelector(`#cloud .cand[data-index="${r}"]`, { state: 'visible', timeout: 10000 });
       const box = await page().locator(`#cloud .cand[data-index="${r}"]`).boundingBox();
       const want = st.fork.candidates[r].text, before = st.text;
       const t0 = Date.now();

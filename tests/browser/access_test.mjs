@@ -221,6 +221,21 @@ async function main() {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
 
+  await test('Settings start a mode: the Access settings switch two-switch scanning on', async () => {
+    await page.goto(srv.url);
+    await page.evaluate(() => localStorage.removeItem('fp-access'));
+    await page.reload();
+    await page.waitForFunction(() => window.fpAccess);
+    const sec = await page.$('#access-settings');
+    if (!sec) await page.click('#btn-access');   // the page has no section for us: our own dialog
+    else { await page.click('#btn-settings'); }
+    await page.selectOption('#fp-acc-mode', 'scan2');
+    await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.settings.mode === 'scan2');
+    assert(JSON.parse(await page.evaluate(() => localStorage.getItem('fp-access'))).mode === 'scan2', 'saved');
+    await page.evaluate(() => window.fpAccess.set('off'));
+    assert(!(await page.evaluate(() => window.fpAccess.scanner)), 'off stops the scan');
+  });
+
   await test('one switch (Space, 300 ms): a whole story of 14 decisions, letter board typing included', async () => {
     await start('access=scan1&interval=300');
     await page.evaluate(() => window.fpAccess.set('scan1', { interval: 300, firstExtra: 100, loops: 4 }));

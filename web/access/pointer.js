@@ -10,6 +10,8 @@
  * (calibrate.js); its residual error sizes the targets: every control gets
  * at least 4 sigma of width and height while the mode is on (clamped to
  * 48..200 px), and a point within sigma of a control counts as on it.
+ * After a dwell selection, dwell waits until the pointer has moved 2 sigma
+ * away, so a still gaze does not select what the new page puts under it.
  * Cost per sample: O(targets) for the hit test (rects are cached per
  * change of the page).
  */
@@ -137,6 +139,12 @@ export class Pointer {
       if (tg) hl.show([tg.it.el], tg.it.label, 'dwell'); else hl.hide();
     }
     if (this.hybrid) return;
+    // after a selection the next page may put another target under a still
+    // gaze: dwell waits until the pointer has moved away (no Midas touch)
+    if (this.rearm) {
+      if (Math.hypot(x - this.rearm.x, y - this.rearm.y) < 2 * this.sigma) { this.dwell.update(null, t); return; }
+      this.rearm = null;
+    }
     const fired = this.dwell.update(tg ? tg.key : null, t);
     hl.progress(this.dwell.progress());
     if (fired && tg) this.activate(tg, 'dwell', t);
@@ -151,6 +159,7 @@ export class Pointer {
     this.selections.push({ label: tg.it.label, key: tg.key, how, t });
     if (this.selections.length > 1000) this.selections.splice(0, 500);
     this.dwell.reset();
+    if (this.last) this.rearm = { x: this.last.x, y: this.last.y };
     tg.it.el.click();
     this.hot = null;
     hl.hide();
