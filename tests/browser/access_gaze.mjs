@@ -65,8 +65,13 @@ export async function run(h) {
       await sleep(300);
       await page().evaluate(() => window.fpAccess.pointer.refresh());
       const r = Math.min(st.fork.candidates.length - 1, [0, 2, 1, 3][i % 4]);
-      await page().waitForSelector(`#cloud .cand[data-index="${r}"]`, { state: 'visible', timeout: 10000 });
-      const box = await page().locator(`#cloud .cand[data-index="${r}"]`).boundingBox();
+      // the cloud may be redrawn between the two reads: read until a box comes
+      let box = null;
+      for (let k = 0; k < 50 && !box; k++) {
+        box = await page().locator(`#cloud .cand[data-index="${r}"]`).boundingBox().catch(() => null);
+        if (!box) await sleep(100);
+      }
+      assert(box, `candidate ${r} is on the page (fork ${i})`);
       const want = st.fork.candidates[r].text, before = st.text;
       const t0 = Date.now();
       await page().evaluate(([x, y]) => window.__gaze.look(x, y), [box.x + box.width / 2, box.y + box.height / 2]);

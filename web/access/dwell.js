@@ -19,9 +19,10 @@ export class Dwell {
   }
   reset() { this.acc.clear(); this.t = null; this.cur = null; }
 
-  /* One pointer sample at time t (ms) on target id (or null). Returns the
-   * id selected now, or null. */
-  update(id, t) {
+  /* One pointer sample at time t (ms) on target id (or null); ms: this
+   * target's dwell time when it differs (default dwellMs). Returns the id
+   * selected now, or null. */
+  update(id, t, ms) {
     const dt = this.t === null ? 0 : Math.min(200, t - this.t);
     this.t = t;
     this.cur = id;
@@ -33,7 +34,7 @@ export class Dwell {
     }
     if (id === null || id === undefined) return null;
     const v = (this.acc.get(id) || 0) + dt;
-    if (v >= this.dwellMs) {
+    if (v >= (ms || this.dwellMs)) {
       this.acc.clear();
       this.until = t + this.cooldownMs;
       return id;

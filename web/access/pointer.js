@@ -145,7 +145,8 @@ export class Pointer {
       if (Math.hypot(x - this.rearm.x, y - this.rearm.y) < 2 * this.sigma) { this.dwell.update(null, t); return; }
       this.rearm = null;
     }
-    const fired = this.dwell.update(tg ? tg.key : null, t);
+    // a word of the story takes twice the dwell: reading must not rewind it
+    const fired = this.dwell.update(tg ? tg.key : null, t, tg && tg.it.group === 'story' ? 2 * this.dwell.dwellMs : 0);
     hl.progress(this.dwell.progress());
     if (fired && tg) this.activate(tg, 'dwell', t);
   }

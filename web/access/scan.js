@@ -67,9 +67,9 @@ export class Scanner {
     this.tree = tree;
     this.stack = [{ node: this.tree, i: 0, loops: 0 }];
     const path = curKey && !force ? this.find(this.tree, curKey, []) : null;
-    if (path) { this.restack(path, []); this.draw(); this.arm(false); return; }
+    if (path) { this.restack(path, []); this.draw(); this.arm(); return; }
     this.paused = false;
-    this.draw(); this.arm(true);
+    this.draw(); this.arm();
   }
 
   /* Puts the highlight at path (child indices from the top) in this.tree. */
@@ -119,6 +119,9 @@ export class Scanner {
     const label = c.kind === 'leaf' ? (c.item.id === 'back' ? '↩ back' : c.item.label) : `▸ ${c.label}`;
     let els = leavesOf(c);
     if (c.kind === 'leaf' && c.item.id === 'back') els = leavesOf(this.top().node);
+    // what is highlighted must be on screen (a long story, a small phone)
+    const r = els[0] && els[0].getBoundingClientRect();
+    if (r && (r.bottom > innerHeight || r.top < 0)) els[0].scrollIntoView({ block: 'nearest' });
     hl.show(els, label, c.kind === 'leaf' ? (c.item.id === 'back' ? 'group' : 'scan') : 'group');
     this.since = performance.now();
     this.log.push({ t: this.since, label });
@@ -132,13 +135,12 @@ export class Scanner {
 
   /* One switch: schedules the next automatic step. The first item of each
    * loop is held longer (firstExtra), so the person can get ready. */
-  arm(fromStart) {
+  arm() {
     clearTimeout(this.timer);
     if (this.o.mode !== 'scan1' || this.paused || !this.running) return;
     const t = this.top();
     const wait = this.o.interval + (t.i % t.node.children.length === 0 ? this.o.firstExtra : 0);
     this.timer = setTimeout(() => this.advance(), wait);
-    void fromStart;
   }
 
   /* Moves the highlight one item on. At the end of a loop: count it; after
@@ -154,13 +156,13 @@ export class Scanner {
         else if (this.o.mode === 'scan1') { this.paused = true; t.loops = 0; }
       }
     }
-    this.draw(); this.arm(false);
+    this.draw(); this.arm();
   }
 
   /* The "step" switch (two-switch scanning; also resumes a pause). */
   step() {
     if (!this.running) return;
-    if (this.paused) { this.paused = false; this.draw(); this.arm(true); return; }
+    if (this.paused) { this.paused = false; this.draw(); this.arm(); return; }
     this.advance();
   }
 
@@ -168,17 +170,17 @@ export class Scanner {
    * highlighted control. */
   select() {
     if (!this.running) return;
-    if (this.paused) { this.paused = false; this.draw(); this.arm(true); return; }
+    if (this.paused) { this.paused = false; this.draw(); this.arm(); return; }
     const c = this.current();
     if (!c) return;
     if (c.kind === 'node') {
       this.stack.push({ node: c, i: 0, loops: 0 });
-      this.draw(); this.arm(true);
+      this.draw(); this.arm();
       return;
     }
     if (c.item.id === 'back') {
       if (this.stack.length > 1) this.stack.pop();
-      this.draw(); this.arm(true);
+      this.draw(); this.arm();
       return;
     }
     const el = c.item.el;
