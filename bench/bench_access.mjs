@@ -81,11 +81,9 @@ function rng(seed) {
   return u;
 }
 
-/* The page's fixed controls (web/index.html today; the browser test checks
- * viewItems against the live page). */
-const ACTIONS = ['btn-continue', 'btn-type', 'btn-undo'];
-const TYPEBOX = ['Use it', 'type-cancel'];
-const TOOLBAR = 8;
+/* The page's fixed controls (scanorder.js PAGE; the browser test checks
+ * them against the live page). */
+const { actions: ACTIONS, typebox: TYPEBOX, toolbar: TOOLBAR } = order.PAGE;
 
 /* The selections an action needs on the page, as scan-item ids, with the
  * view each is made in. Tracks whether the word box (letter board) is open. */

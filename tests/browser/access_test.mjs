@@ -283,6 +283,10 @@ async function main() {
     const pageTree = JSON.stringify(shape(order.buildTree(got.ids.map((x) => ({ ...x, label: x.id })))));
     const benchTree = JSON.stringify(shape(order.buildTree(order.viewItems(view))));
     assert(pageTree === benchTree, `page ${pageTree.slice(0, 300)}\n bench ${benchTree.slice(0, 300)}`);
+    // and the fixed controls are the ones the benchmark counts (scanorder.js PAGE)
+    assert(JSON.stringify(got.actions) === JSON.stringify(order.PAGE.actions), `actions ${got.actions}`);
+    assert(got.toolbar === order.PAGE.toolbar, `toolbar ${got.toolbar}`);
+    if (got.typing) assert(JSON.stringify(got.typebox) === JSON.stringify(order.PAGE.typebox), `word box ${got.typebox}`);
     };
     await check();
     // and while typing (the letter board, the word box's buttons)

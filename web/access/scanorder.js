@@ -186,6 +186,14 @@ export function keysFor(ch) {
 
 /* ---------------------------------------------- what a fork shows, abstractly */
 
+/* The page's fixed controls at a fork as the benchmark counts them (the
+ * browser test fails when the page has others, so the two cannot drift). */
+export const PAGE = {
+  actions: ['btn-continue', 'btn-type', 'btn-undo'],
+  typebox: ['Use it', 'type-cancel'],
+  toolbar: 8,
+};
+
 /* The items the page shows at a fork, from a description of the view (the
  * benchmark's model of the page; tests/browser/access_test.mjs checks that
  * the page's own targets at a live fork give the same tree):
