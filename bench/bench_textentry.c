@@ -63,12 +63,17 @@ typedef struct options {
     /* both */
     float   repeat_penalty;
     bool    trace, show_targets;
+    bool    point_top;         /* pointing only into the top candidate's preview (the page's row) */
+    char    actions[4096];     /* --actions FILE: every action as a JSON line (bench_access.mjs) */
 } options;
 
 /* Prints every flag with its default (on --help and on a bad flag). */
 static void usage(void) {
     fprintf(stderr,
         "usage: bench_textentry [options]\n"
+        "  --actions FILE      write every action of the Forkpoint writer, with what the page shows\n"
+        "                      then, as JSON lines (input of bench/bench_access.mjs)\n"
+        "  --point-top         point only into the top candidate's preview (the page's preview row)\n"
         "  --model PATH        GGUF model (default: stories260K, resolved like the library)\n"
         "  --stories N         target stories (default 24)\n"
         "  --target-tokens N   tokens sampled per target before trimming to a sentence (default 120)\n"
@@ -128,9 +133,11 @@ static void parse(options *o, int argc, char **argv) {
         if (!strcmp(a, "--no-point")) { o->no_point = true; continue; }
         if (!strcmp(a, "--trace")) { o->trace = true; continue; }
         if (!strcmp(a, "--show-targets")) { o->show_targets = true; continue; }
+        if (!strcmp(a, "--point-top")) { o->point_top = true; continue; }
         if (i + 1 >= argc) { usage(); exit(2); }
         const char *v = argv[++i];
         if (!strcmp(a, "--model")) snprintf(o->model, sizeof o->model, "%s", v);
+        else if (!strcmp(a, "--actions")) snprintf(o->actions, sizeof o->actions, "%s", v);
         else if (!strcmp(a, "--stories")) o->stories = int_arg(a, v, 1, 1000);
         else if (!strcmp(a, "--target-tokens")) o->target_tokens = int_arg(a, v, 8, 400);
         else if (!strcmp(a, "--seed-base")) o->seed_base = int_arg(a, v, 0, 1 << 30);
@@ -341,6 +348,51 @@ static void trace(const options *o, const char *who, const char *what, const cha
     fputs("|\n", stderr);
 }
 
+/* --actions: the Forkpoint writer's actions, one JSON line each, with what
+ * the page shows at that moment, so bench/bench_access.mjs can cost them on
+ * the page's own scan order (web/access/scanorder.js viewItems): k
+ * candidates, which have a "+ phrase" button, the preview words of the top
+ * candidate, the "other" marker, the story's words. Cost: O(text) per line. */
+static FILE   *g_act;
+static int32_t g_story;
+
+/* Words of t[a..b) as the page splits the story: a word starts at a
+ * non-space after a space, and at every punctuation mark. */
+static int32_t words_in(const char *t, size_t a, size_t b) {
+    int32_t n = 0;
+    for (size_t i = a; i < b; i++) {
+        const unsigned char c = (unsigned char)t[i];
+        if (is_ws(c)) continue;
+        if (i == 0 || is_ws((unsigned char)t[i - 1]) || is_punct(c) || is_punct((unsigned char)t[i - 1])) n++;
+    }
+    return n;
+}
+
+/* One action line. rank: the candidate (or -1); word: the preview word
+ * pointed at (or -1); ch: the character typed (or 0); at: for repairs, the
+ * byte pointed at. */
+static void act(const fp_session *s, const char *what, int32_t rank, int32_t word, int ch, size_t at) {
+    if (!g_act) return;
+    const fp_fork *f = fp_session_state(s) == FP_STATE_AT_FORK ? fp_session_fork(s) : NULL;
+    const char *text = fp_session_text(s);
+    const size_t len = fp_session_text_len(s);
+    fprintf(g_act, "{\"s\":%d,\"a\":\"%s\",\"r\":%d,\"w\":%d,\"ch\":%d,\"k\":%d,\"ph\":\"", g_story, what,
+            rank, word, ch, f ? f->n_candidates : 0);
+    for (int32_t i = 0; f && i < f->n_candidates; i++)
+        fputc(f->candidates[i].n_preview > 0 && f->candidates[i].preview[0] && !f->candidates[i].is_eog ? '1' : '0', g_act);
+    fprintf(g_act, "\",\"pv\":%d,\"o\":%d,\"sw\":%d,\"back\":%d}\n",
+            f && f->n_candidates > 0 && !f->candidates[0].is_eog ? f->candidates[0].n_preview_words : 0,
+            f && f->other > 0.005f, words_in(text, fp_session_prompt_len(s), len),
+            at <= len ? words_in(text, at, len) : 0);
+}
+
+/* The preview word of candidate c that begins at preview token tok (the
+ * page's button for it), or -1. */
+static int32_t word_at_token(const fp_candidate *c, int32_t tok) {
+    for (int32_t w = 0; w < c->n_preview_words; w++) if (c->preview_word_tok[w] == tok) return w;
+    return -1;
+}
+
 /* How the writer takes a candidate. */
 typedef enum take { TAKE_ALONE, TAKE_PREVIEW, TAKE_POINT } take;
 
@@ -374,7 +426,7 @@ static pick best_pick(const fp_fork *f, const char *rest, size_t rlen, const opt
             covers(rest + wl, rlen - wl, c->preview, pl)) {
             p.how = TAKE_PREVIEW;
             p.gain = wl + pl;
-        } else if (!o->no_preview && !o->no_point && c->n_preview > 0) {
+        } else if (!o->no_preview && !o->no_point && c->n_preview > 0 && (i == 0 || !o->point_top)) {
             /* the longest run of whole preview words that matches */
             p.how = TAKE_POINT;
             size_t at = 0;
@@ -417,6 +469,11 @@ static fp_status take_pick(fp_session *s, const pick *p, size_t len, bool after_
     t->word_end = p->how == TAKE_ALONE ? len + p->gain : SIZE_MAX;
     static const char *what[2][3] = { { "choose", "choose+pv", "point" }, { "pfx-choose", "pfx+pv", "pfx-point" } };
     trace(o, "fp", what[after_letters][p->how], rest, p->gain);
+    {
+        const fp_candidate *c = &fp_session_fork(s)->candidates[p->index];
+        act(s, p->how == TAKE_PREVIEW ? "phrase" : p->how == TAKE_POINT ? "point" : "choose", p->index,
+            p->how == TAKE_POINT ? word_at_token(c, p->n_preview) : -1, 0, SIZE_MAX);
+    }
     if (p->how == TAKE_POINT) return fp_session_choose_until(s, p->index, p->n_preview, FP_BY_SCRIPT, err);
     return fp_session_choose(s, p->index, p->how == TAKE_PREVIEW, FP_BY_SCRIPT, err);
 }
@@ -448,6 +505,7 @@ static fp_status commit_backed_up(fp_session *s, const char *full, size_t len, s
         snprintf(err->message, sizeof err->message, "no space to back up to before byte %zu", len);
         return err->code = FP_ERR_STATE;
     }
+    act(s, "repair", -1, -1, 0, token_start(s, j));
     fp_status st = fp_session_fork_at(s, token_start(s, j), err);
     if (st != FP_OK) return st;
     const size_t from = fp_session_text_len(s);
@@ -467,6 +525,8 @@ static fp_status commit_backed_up(fp_session *s, const char *full, size_t len, s
     if (n + 2 >= sizeof chunk) return FP_ERR_ARG;
     memcpy(chunk, full + from, n);
     chunk[n] = 0;
+    for (size_t b = from + 1; b < upto; b++) act(s, "letter", -1, -1, (unsigned char)full[b], SIZE_MAX);
+    act(s, "commit", -1, -1, 0, SIZE_MAX);
     trace(o, "fp", "back+type", chunk, n);
     return fp_session_type_commit(s, chunk, FP_BY_SCRIPT, err);
 }
@@ -481,6 +541,7 @@ static fp_status commit_typed(fp_session *s, const char *full, size_t len, size_
     if (n + 2 >= sizeof chunk) return FP_ERR_ARG;
     memcpy(chunk, full + len, n);
     chunk[n] = 0;
+    act(s, "commit", -1, -1, 0, SIZE_MAX);
     t->commits++;
     t->typed_bytes += (int32_t)n;
     trace(o, "fp", "type", chunk, n);
@@ -501,7 +562,8 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
     const unit u = unit_at(full, len, n_full);
     /* a paragraph break: no candidate can be a newline, so it is typed */
     if (memchr(full + u.start, '\n', u.body - u.start)) {
-        for (size_t j = u.start; j < u.body; j++) if (full[j] != ' ' || j > u.start) t->letters++;
+        for (size_t j = u.start; j < u.body; j++)
+            if (full[j] != ' ' || j > u.start) { t->letters++; act(s, "letter", -1, -1, (unsigned char)full[j], SIZE_MAX); }
         t->newline_types++;
         return commit_typed(s, full, len, u.body, floor, t, o, err);
     }
@@ -516,6 +578,7 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
             prefix[pl] = 0;
             b += cl;
             t->letters++;
+            act(s, "letter", -1, -1, (unsigned char)full[b - cl], SIZE_MAX);
             fp_status st = fp_session_type_prefix(s, prefix, err);
             if (st != FP_OK) return st;
             f = fp_session_fork(s);
@@ -524,6 +587,7 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
         }
     } else {
         t->letters += count_chars(full + u.body, u.end - u.body);
+        for (size_t b = u.body; b < u.end; b += char_len(full + b)) act(s, "letter", -1, -1, (unsigned char)full[b], SIZE_MAX);
     }
     /* the word is not offered: commit it as typed */
     if (u.end == u.start) return FP_ERR_STATE;
@@ -562,7 +626,11 @@ static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full,
         const size_t d = common_prefix(text, len, full, n_full);
         fp_status rc = FP_OK;
         if (d == n_full) {
-            if (len > n_full) { t.repairs++; trace(o, "fp", "stop", "", 0); } /* cut the run-on text */
+            if (len > n_full) {   /* cut the run-on text */
+                t.repairs++;
+                act(s, "repair", -1, -1, 0, token_start(s, n_full));
+                trace(o, "fp", "stop", "", 0);
+            }
             t.ok = true;
             break;
         }
@@ -577,10 +645,12 @@ static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full,
             }
             t.word_end = SIZE_MAX;
             trace(o, "fp", "repair@", text + d, len - d < 40 ? len - d : 40);
+            act(s, "repair", -1, -1, 0, token_start(s, d));
             rc = fp_session_fork_at(s, token_start(s, d), &err);
         } else if (fp_session_state(s) == FP_STATE_ENDED) {
             t.repairs++;  /* the model stopped early: ask for a fork at the end */
             trace(o, "fp", "continue", "", 0);
+            act(s, "continue", -1, -1, 0, SIZE_MAX);
             rc = fp_session_fork_at(s, len, &err);
         } else {
             t.word_end = SIZE_MAX;
@@ -808,6 +878,10 @@ int main(int argc, char **argv) {
     printf("keyboard:  top-%d word predictions (from the %d best cloud words), repeat penalty %.2f for both\n\n",
            o.kb_k, o.kb_search, o.repeat_penalty);
 
+    if (o.actions[0] && !(g_act = fopen(o.actions, "w"))) {
+        fprintf(stderr, "bench_textentry: cannot write %s\n", o.actions);
+        return 2;
+    }
     const double t0 = bench_now_ms();
     char **targets = calloc((size_t)o.stories, sizeof *targets);
     if (!targets) return 1;
@@ -834,6 +908,16 @@ int main(int argc, char **argv) {
         const size_t n_full = (size_t)w;
         const int32_t n_chars = count_chars(targets[i], strlen(targets[i]));
         if (o.trace) fprintf(stderr, "story %d\n", i);
+        g_story = i;
+        if (g_act) {   /* the target, for the letter-by-letter keyboards */
+            fprintf(g_act, "{\"s\":%d,\"target\":\"", i);
+            for (const char *c = targets[i]; *c; c++) {
+                if (*c == '"' || *c == '\\') fprintf(g_act, "\\%c", *c);
+                else if ((unsigned char)*c < 0x20) fprintf(g_act, "\\u%04x", (unsigned char)*c);
+                else fputc(*c, g_act);
+            }
+            fputs("\"}\n", g_act);
+        }
         double a = bench_now_ms();
         const fork_tally f = write_forkpoint(e, full, n_full, &o);
         double b = bench_now_ms();
@@ -892,6 +976,7 @@ int main(int argc, char **argv) {
 
     for (int32_t i = 0; i < o.stories; i++) free(targets[i]);
     free(targets);
+    if (g_act && fclose(g_act) != 0) { fprintf(stderr, "bench_textentry: writing %s failed\n", o.actions); return 1; }
     fp_engine_free(e);
     fp_model_free(model);
     return 0;

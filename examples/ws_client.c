@@ -10,6 +10,7 @@
  *   ws_client [opts] SESSION                 commands from stdin, one a line:
  *       h N   highlight candidate N      s N   select N      p N   select N with its phrase
  *       c     let the model continue     u     undo          q     quit
+ *       w select | w step   a switch press, relayed to the pages (their scanning)
  *   ws_client [opts] --script "h 1; s 1" SESSION   run commands, print replies, exit
  *   ws_client [opts] --scan MS SESSION       switch scanning: the highlight steps through
  *                                            the candidates every MS ms; a line on stdin
@@ -136,6 +137,10 @@ static int run_command(struct mg_connection *c, const char *cmd)
         else snprintf(msg, sizeof msg, "{\"op\":\"select\",\"index\":%d,\"accept_preview\":%s%s}",
                       idx, cmd[0] == 'p' ? "true" : "false", ex);
         return send_json(c, msg);
+    case 'w':   /* a switch press for the page's scanning: "w select" or "w step" */
+        if (strstr(cmd + 1, "select")) return send_json(c, "{\"op\":\"switch\",\"button\":\"select\"}");
+        if (strstr(cmd + 1, "step")) return send_json(c, "{\"op\":\"switch\",\"button\":\"step\"}");
+        return -1;
     default:
         return -1;
     }
@@ -237,7 +242,8 @@ int main(int argc, char **argv)
             int r = run_command(c, cmd);
             if (r < 0) { fprintf(stderr, "ws_client: bad command \"%s\"\n", cmd); rc = 2; break; }
             if (r > 0) break;
-            if (cmd[strspn(cmd, " ")] != 'h') wait_messages(before + 1, 10000);
+            const char c0 = cmd[strspn(cmd, " ")];
+            if (c0 != 'h' && c0 != 'w') wait_messages(before + 1, 10000);  /* relayed: no reply */
             else usleep(100000);
         }
         free(copy);

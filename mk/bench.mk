@@ -48,6 +48,7 @@ bench: bench-tools
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning
 	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
 	$(BENCH_DIR)/bench_learning $(BENCH_LEARNING_ARGS)
+	node bench/bench_access.mjs --textentry $(BENCH_DIR)/bench_textentry $(BENCH_ACCESS_ARGS)
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
 	$(BENCH_DIR)/bench_persist $(BENCH_PERSIST_ARGS)
 
@@ -81,6 +82,16 @@ BENCH_TEXTENTRY_ARGS ?=
 bench-textentry: deps
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry
 	$(BENCH_DIR)/bench_textentry $(BENCH_TEXTENTRY_ARGS)
+
+# ---- bench_access: a one-switch user (scanning) and a gaze user (dwell,
+# look-then-confirm) writing held-out stories on the page's own scan order
+# (web/access/scanorder.js), vs a row-column scanning keyboard and a dwell
+# keyboard (issue 11). Runs bench_textentry --actions itself.
+BENCH_ACCESS_ARGS ?= -- --per-sentence 0 --gap 1
+.PHONY: bench-access
+bench-access: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_textentry
+	node bench/bench_access.mjs --textentry $(BENCH_DIR)/bench_textentry $(BENCH_ACCESS_ARGS)
 
 $(BENCH_DIR)/bench_textentry: $(BENCH_DIR)/bench_textentry.o $(BENCH_DIR)/bench_util.o \
 		$(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a

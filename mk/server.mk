@@ -14,6 +14,13 @@ SERVER_LIBS := -lcivetweb -lsqlite3 -lpq -lssl -lcrypto -Wl,--export-dynamic-sym
                -Wl,--export-dynamic-symbol=SSL_read -Wl,--export-dynamic-symbol=SSL_write \
                -Wl,--export-dynamic-symbol=SSL_pending -Wl,--export-dynamic-symbol=SSL_shutdown \
                -Wl,--export-dynamic-symbol=SSL_get_error -Wl,--export-dynamic-symbol=SSL_free
+# the camera-gaze library and the three face models it needs (detector,
+# mesh, iris), from vendor/node_modules (scripts/setup.sh), served below
+# /vendor/human/; left out when not installed (the page then says so)
+HUMAN_DIR   := vendor/node_modules/@vladmandic/human
+HUMAN_FILES := $(wildcard $(HUMAN_DIR)/dist/human.esm.js $(addprefix $(HUMAN_DIR)/models/,\
+                 blazeface.json blazeface.bin facemesh.json facemesh.bin iris.json iris.bin))
+EMBED_ARGS  := $(WEB_FILES) $(foreach f,$(HUMAN_FILES),$(f)=/vendor/human/$(patsubst $(HUMAN_DIR)/%,%,$(f)))
 
 server_objs = $(patsubst src/%.c,$(BUILD)/$(1)/%.o,$(SERVER_SRC)) $(BUILD)/$(1)/gen/web_assets.o
 
@@ -21,9 +28,9 @@ $(BUILD)/tools/embed_tool: src/server/embed_tool.c
 	@mkdir -p $(dir $@)
 	$(CC) -std=c11 -O1 $(WARN) -o $@ $<
 
-$(BUILD)/gen/web_assets.c: $(WEB_FILES) $(BUILD)/tools/embed_tool
+$(BUILD)/gen/web_assets.c: $(WEB_FILES) $(HUMAN_FILES) $(BUILD)/tools/embed_tool
 	@mkdir -p $(dir $@)
-	$(BUILD)/tools/embed_tool $@ $(WEB_FILES)
+	$(BUILD)/tools/embed_tool $@ $(EMBED_ARGS)
 
 define server_flavour
 $(BUILD)/$(1)/gen/web_assets.o: $(BUILD)/gen/web_assets.c src/server/serve.h $(wildcard include/*.h)

@@ -38,3 +38,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
 fi
+# The page's camera gaze and head pointer use @vladmandic/human (MIT), pinned
+# in vendor/package-lock.json; its dist file and face models are embedded
+# into forkpoint-serve at build time (mk/server.mk), so the page needs no
+# network. Skipped (the page then says camera gaze is not built in) when npm
+# cannot reach its registry.
+if [ ! -f vendor/node_modules/@vladmandic/human/dist/human.esm.js ] && command -v npm >/dev/null; then
+  echo "setup: installing vendor/ (npm ci: @vladmandic/human)" >&2
+  (cd vendor && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error >&2) ||
+    echo "setup: npm ci in vendor/ failed: camera gaze will not be built in" >&2
+fi

@@ -7,7 +7,12 @@
  * input file, served at its path below web/ ("web/js/scan.js" is served at
  * "/js/scan.js"). It is not part of the server binary.
  *
- * usage: embed_tool OUT.c FILE...
+ * A FILE=URL argument serves FILE at URL instead (the camera-gaze library
+ * and its models, embedded from node_modules at build time: mk/server.mk).
+ * Large files are written as string literals, which compilers read many
+ * times faster than an initializer list of the same bytes.
+ *
+ * usage: embed_tool OUT.c FILE[=URL]...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,27 +31,39 @@ static const char *ctype_for(const char *name)
     if (strcmp(dot, ".mjs") == 0) return "text/javascript; charset=utf-8";
     if (strcmp(dot, ".wasm") == 0) return "application/wasm";
     if (strcmp(dot, ".png") == 0) return "image/png";
+    if (strcmp(dot, ".bin") == 0) return "application/octet-stream";
     return "application/octet-stream";
 }
 
 /* Writes one file as a static byte array named asset_<i>. Returns its
- * length, or -1 when it cannot be read. */
+ * length, or -1 when it cannot be read. Files over 64 KiB become a string
+ * literal of octal escapes (its own NUL ends it, not counted in len). */
 static long emit_file(FILE *out, const char *path, int i)
 {
     FILE *in = fopen(path, "rb");
     if (!in) return -1;
-    fprintf(out, "static const unsigned char asset_%d[] = {", i);
+    if (fseek(in, 0, SEEK_END) != 0) { fclose(in); return -1; }
+    const long size = ftell(in);
+    rewind(in);
+    const int big = size > 65536;
+    if (big) fprintf(out, "static const unsigned char asset_%d[%ld + 1] =\n\"", i, size);
+    else fprintf(out, "static const unsigned char asset_%d[] = {", i);
     long n = 0;
     int ch;
     while ((ch = fgetc(in)) != EOF) {
-        if (n % 16 == 0) fputs("\n   ", out);
-        fprintf(out, " 0x%02x,", (unsigned)ch);
+        if (big) {
+            if (n > 0 && n % 64 == 0) fputs("\"\n\"", out);
+            fprintf(out, "\\%03o", (unsigned)ch);
+        } else {
+            if (n % 16 == 0) fputs("\n   ", out);
+            fprintf(out, " 0x%02x,", (unsigned)ch);
+        }
         n++;
     }
     int err = ferror(in);
     fclose(in);
-    if (err) return -1;
-    fputs(" 0x00\n};\n", out);  /* trailing NUL, not counted in len */
+    if (err || (big && n != size)) return -1;
+    fputs(big ? "\";\n" : " 0x00\n};\n", out);  /* trailing NUL, not counted in len */
     return n;
 }
 
@@ -66,9 +83,15 @@ int main(int argc, char **argv)
     long *lens = calloc((size_t)argc, sizeof *lens);
     if (!lens) return 1;
     for (int i = 2; i < argc; i++) {
-        lens[i] = emit_file(out, argv[i], i);
+        char path[4096];
+        const char *eq = strchr(argv[i], '=');
+        const size_t pl = eq ? (size_t)(eq - argv[i]) : strlen(argv[i]);
+        if (pl >= sizeof path) { fprintf(stderr, "embed_tool: path too long: %s\n", argv[i]); fclose(out); remove(argv[1]); free(lens); return 1; }
+        memcpy(path, argv[i], pl);
+        path[pl] = 0;
+        lens[i] = emit_file(out, path, i);
         if (lens[i] < 0) {
-            perror(argv[i]);
+            perror(path);
             fclose(out);
             remove(argv[1]);
             free(lens);
@@ -79,9 +102,10 @@ int main(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         /* the URL path is the file's path below web/ (or its name when it
          * lies elsewhere) */
+        const char *eq = strchr(argv[i], '=');
         const char *web = strstr(argv[i], "web/");
         const char *base = strrchr(argv[i], '/');
-        const char *url = web ? web + 4 : base ? base + 1 : argv[i];
+        const char *url = eq ? eq + 1 + (eq[1] == '/') : web ? web + 4 : base ? base + 1 : argv[i];
         fprintf(out, "    {\"/%s\", \"%s\", asset_%d, %ld},\n", url, ctype_for(url), i, lens[i]);
     }
     fprintf(out, "};\nconst size_t srv_n_assets = %d;\n", argc - 2);

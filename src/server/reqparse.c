@@ -163,11 +163,13 @@ const char *const *srv_action_fields(const char *action)
     static const char *const go[] = {"fork_id", "offset", "modality", "version", "op", "req", NULL};
     static const char *const settings[] = {"settings", "modality", "version", "op", "req", NULL};
     static const char *const highlight[] = {"index", "op", "req", NULL};
+    static const char *const sw[] = {"button", "op", "req", NULL};
     static const char *const get[] = {"op", "req", NULL};
     static const struct { const char *name; const char *const *f; } t[] = {
         {"choose", choose}, {"select", choose}, {"type", type}, {"prefix", type},
         {"undo", plain}, {"continue", plain}, {"shown", plain}, {"goto", go},
         {"settings", settings}, {"highlight", highlight}, {"get", get},
+        {"switch", sw},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].name, action) == 0) return t[i].f;
@@ -349,7 +351,7 @@ const char *srv_parse_action(const char *action, const void *cjson_obj, const ch
         if (!*settings_out) return "out of memory";
         job->settings = *settings_out;
     } else {
-        return "unknown action";   /* "highlight" is handled by ws.c itself */
+        return "unknown action";   /* "highlight" and "switch" are handled by ws.c itself */
     }
     return NULL;
 }

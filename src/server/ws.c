@@ -350,13 +350,19 @@ static void on_ready(struct mg_connection *c, void *cbdata)
     free(job.body);
 }
 
-/* Relays a highlight to the session's other clients. */
-static void relay_highlight(srv_app *app, srv_ws *from, int index)
+/* Relays a highlight (index >= -1) or a switch press (button != NULL,
+ * "select" or "step": a device working the page's scanning or its "look,
+ * then confirm") to the session's other clients. */
+static void relay_highlight(srv_app *app, srv_ws *from, int index, const char *button)
 {
     char buf[96];
     pthread_mutex_lock(&app->ws_mu);
-    snprintf(buf, sizeof buf, "{\"type\":\"highlight\",\"index\":%d,\"client\":%d}", index,
-             from->client_no);
+    if (button)
+        snprintf(buf, sizeof buf, "{\"type\":\"switch\",\"button\":\"%s\",\"client\":%d}", button,
+                 from->client_no);
+    else
+        snprintf(buf, sizeof buf, "{\"type\":\"highlight\",\"index\":%d,\"client\":%d}", index,
+                 from->client_no);
     srv_wsmsg *m = msg_new(MG_WEBSOCKET_OPCODE_TEXT, buf, strlen(buf));
     for (int i = 0; m && i < SRV_MAX_WS; i++) {
         srv_ws *w = &app->ws[i];
@@ -392,7 +398,14 @@ static void handle_message(srv_app *app, srv_ws *slot, const char *data, size_t 
         if (srv_check_fields(j, srv_action_fields("highlight"), err, sizeof err)) bad = err;
         else if (srv_json_int(j, "index", &v) != 1) bad = "\"index\" must be an integer";
         else if (v < -1 || v >= n) bad = "index out of range";
-        else relay_highlight(app, slot, (int)v);
+        else relay_highlight(app, slot, (int)v, NULL);
+        if (!bad) { cJSON_Delete(j); return; }  /* relayed, no reply */
+    } else if (strcmp(op, "switch") == 0) {
+        const char *b = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, "button"));
+        if (srv_check_fields(j, srv_action_fields("switch"), err, sizeof err)) bad = err;
+        else if (!b || (strcmp(b, "select") != 0 && strcmp(b, "step") != 0))
+            bad = "\"button\" must be \"select\" or \"step\"";
+        else relay_highlight(app, slot, -1, b);
         if (!bad) { cJSON_Delete(j); return; }  /* relayed, no reply */
     } else if (!srv_action_fields(op) || strcmp(op, "settings") == 0) {
         bad = "unknown op";

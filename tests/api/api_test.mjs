@@ -440,6 +440,18 @@ async function main() {
     assert(pushed.state.text.startsWith(before.text + before.fork.candidates[0].text), 'select committed candidate 0');
   });
 
+  await test('WebSocket: a device switch press is relayed to the other clients, a bad one refused', async () => {
+    const listener = wsClient(srv, sid, [], 4000);
+    await new Promise((r) => setTimeout(r, 800));
+    const actor = await wsClient(srv, sid, ['--script', 'w select; w step; {"op":"switch","button":"jump"}; {"op":"switch","button":"select","x":1}', '--wait', '600']);
+    const lst = await listener;
+    const sw = lst.msgs.filter((m) => m.type === 'switch');
+    eq(sw.map((m) => m.button), ['select', 'step'], 'listener saw both presses');
+    assert(!actor.msgs.some((m) => m.type === 'switch'), 'not echoed to its sender');
+    const errs = actor.msgs.filter((m) => m.type === 'error').map((m) => m.error);
+    assert(errs.length === 2 && /button/.test(errs[0]) && /x/.test(errs[1]), `errors: ${JSON.stringify(errs)}`);
+  });
+
   await test('WebSocket: unknown op, bad index and malformed JSON get error messages, socket stays open', async () => {
     const r = await wsClient(srv, sid, ['--script', '{"op":"fly"}; {"op":"highlight","index":99}; {"op":"select"}; {"nope', '--wait', '300']);
     const errs = r.msgs.filter((m) => m.type === 'error');

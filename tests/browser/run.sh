@@ -3,7 +3,8 @@
 # browser_test.mjs (the page), crossorigin_test.mjs (pages from other
 # origins, and a rebinding name, must not drive the server) and
 # access_page_test.mjs (steady targets, phone, dwell on every control, stray
-# taps, keyboard, speech, effort, axe-core on every view).
+# taps, keyboard, speech, effort, axe-core on every view) and access_test.mjs
+# (switch scanning, gaze and head pointer: web/access/).
 #
 # Why this wrapper: it installs playwright-core and axe-core (pinned in package-lock.json,
 # into tests/browser/node_modules, git-ignored) on first use, checks that
@@ -23,7 +24,7 @@ fi
 mkdir -p "$repo/build/test-output"
 cd "$here" || fail "no $here"
 total_p=0; total_f=0; rc=0
-for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs; do
+for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs access_test.mjs; do
   out=$(node "$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)

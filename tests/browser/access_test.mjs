@@ -1,0 +1,407 @@
+// access_test.mjs — the page's access layer (web/access/) in Debian's
+// chromium: switch scanning with one and two simulated switches over whole
+// stories (typing through the letter board included), every kind of switch
+// (key, mouse, touch, gamepad, a device on the WebSocket), the scan order
+// the benchmark costs, and (gaze section) calibration and dwell driven by
+// injected gaze streams and the camera path with Chromium's fake camera.
+//
+// Why a simulated switch user and not timers: the user watches the
+// highlight (window.fpAccess.scanner) and presses a real key, click or tap
+// only while the highlight is on the item, or on the group holding the
+// item, it wants; the server's state then says whether the intended
+// decision was made. Prints "ok - name" / "not ok - name: why" and a final
+// "N passed, N failed".
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.resolve(here, '../..');
+const pick = (...c) => c.find((p) => p && fs.existsSync(p));
+const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`,
+  `${repo}/build/asan/forkpoint-serve`);
+const WS_CLIENT = pick(`${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
+const MODEL = pick(process.env.FORKPOINT_MODEL,
+  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
+  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const OUT = path.join(repo, 'build/test-output');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-access-'));
+fs.mkdirSync(OUT, { recursive: true });
+const order = await import(pathToFileURL(path.join(repo, 'web/access/scanorder.js')).href);
+
+let passed = 0, failed = 0, page, ctx, srv;
+function assert(c, m) { if (!c) throw new Error(m); }
+async function test(name, fn) {
+  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
+    try { await page.screenshot({ path: path.join(OUT, `access-fail-${passed + failed}.png`) }); } catch (e2) { /* */ }
+  }
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function startServer() {
+  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '1'];
+  if (MODEL) args.push('--model', MODEL);
+  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => { err += d; });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) { clearTimeout(t); resolve({ child, url: m[1], port: Number(/:(\d+)\//.exec(m[1])[1]) }); }
+    });
+    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
+  });
+}
+
+const api = async (p) => (await fetch(srv.url + p.replace(/^\//, ''))).json();
+const sid = () => page.evaluate(() => (location.hash.match(/s=([0-9a-f]{16})/) || [])[1]);
+const state = async () => api(`/api/sessions/${await sid()}`);
+
+/* Waits until the server's version moves past v and the page shows it. */
+async function waitChange(v, timeout = 60000) {
+  const t0 = Date.now();
+  for (;;) {
+    const st = await state();
+    if (st.version !== v) {
+      await page.waitForFunction((ver) => document.getElementById('story').dataset.version === String(ver) ||
+        !document.getElementById('story').dataset.version, st.version, { timeout: 10000 }).catch(() => {});
+      await sleep(150);
+      return st;
+    }
+    if (Date.now() - t0 > timeout) throw new Error('no state change');
+    await sleep(80);
+  }
+}
+
+/* Waits until the story's text differs from before (a prefix narrowing
+ * changes the version but not the text). */
+async function waitText(before, timeout = 60000) {
+  const t0 = Date.now();
+  for (;;) {
+    const st = await state();
+    if (st.text !== before) { await sleep(200); return st; }
+    if (Date.now() - t0 > timeout) throw new Error('the text did not change');
+    await sleep(100);
+  }
+}
+
+/* Opens the page in an access mode and starts a story. */
+async function start(query, prompt = 'Once upon a time') {
+  await page.goto(`${srv.url}?${query}`);
+  await page.evaluate(() => localStorage.removeItem('fp-access'));
+  await page.goto(`${srv.url}?${query}`);
+  await page.waitForFunction(() => window.fpAccess);
+  // the start form's button is a scan target too: start it with the switch user below
+  await page.fill('#prompt', prompt);
+}
+
+/* Where the goal element is relative to the highlight: 'on' (the leaf),
+ * 'in' (a group holding it), 'off', 'paused', 'absent'; age = ms since the
+ * highlight moved there. */
+function where(sel) {
+  return page.evaluate((sel) => {
+    const sc = window.fpAccess.scanner;
+    if (!sc) return { w: 'none' };
+    if (sc.paused) return { w: 'paused' };
+    const goal = document.querySelector(sel);
+    if (!goal) return { w: 'absent' };
+    const c = sc.current();
+    if (!c) return { w: 'none' };
+    const leaves = (n) => (n.kind === 'leaf' ? [n.item.el] : n.children.flatMap(leaves));
+    const age = performance.now() - sc.since;
+    if (c.kind === 'leaf') return { w: c.item.el === goal ? 'on' : 'off', age };
+    return { w: leaves(c).includes(goal) ? 'in' : 'off', age };
+  }, sel);
+}
+
+/* The simulated switch user: presses select when the highlight is on the
+ * goal or its group (never in the last 120 ms of a step, so the press
+ * cannot land on the next item), steps (two switches) or waits (one
+ * switch) otherwise. Returns the number of presses. */
+async function reach(sel, sw, timeout = 60000) {
+  const t0 = Date.now();
+  let presses = 0;
+  for (;;) {
+    if (Date.now() - t0 > timeout) throw new Error(`never reached ${sel}`);
+    const r = await where(sel);
+    const late = sw.mode === 'scan1' && r.age > sw.interval - 120;
+    if (r.w === 'on' && !late) { await sw.press('select'); presses++; return presses; }
+    if (r.w === 'in' && !late) { await sw.press('select'); presses++; await sleep(40); continue; }
+    if (r.w === 'paused') { await sw.press('select'); presses++; continue; }
+    if (r.w === 'off' && sw.mode === 'scan2') { await sw.press('step'); presses++; await sleep(15); continue; }
+    await sleep(r.w === 'absent' || r.w === 'none' ? 60 : 20);
+  }
+}
+
+const keySwitch = (mode, interval) => ({
+  mode, interval,
+  press: (kind) => page.keyboard.press(kind === 'step' ? 'Tab' : mode === 'scan2' ? 'Enter' : 'Space'),
+});
+
+const CAND = (r) => `#cloud .cand[data-rank="${r}"], #cloud .cand[data-index="${r}"]`;
+const PHRASE = (r) => `#cloud .cand-phrase[data-index="${r}"], #cloud [data-phrase][data-rank="${r}"]`;
+
+/* Writes a story with the switch user: a cycle of goals (the top word, a
+ * word inside "more words", a word with its phrase, a preview word, a word
+ * typed on the letter board, undo, let it pick), checking after each that
+ * the server made exactly that decision. Stops after `forks` decisions or
+ * at the end of the story. */
+async function writeStory(sw, forks, word) {
+  await reach('#start-btn', sw);
+  await page.waitForSelector('#cloud .cand', { timeout: 60000 });
+  let st = await state();
+  const done = [];
+  for (let n = 0; n < forks && st.fork; n++) {
+    const kind = ['top', 'more', 'phrase', 'pvword', 'type', 'undo', 'continue'][n % 7];
+    const before = st.text, c = st.fork.candidates;
+    if (kind === 'top' || (kind === 'more' && c.length < 4)) {
+      await reach(CAND(0), sw);
+      st = await waitChange(st.version);
+      assert(st.text.startsWith(before + c[0].text), `top word: ${JSON.stringify(st.text.slice(before.length))}`);
+    } else if (kind === 'more') {
+      await reach(CAND(3), sw);
+      st = await waitChange(st.version);
+      assert(st.text.startsWith(before + c[3].text), `4th word ${JSON.stringify(c[3].text)}`);
+    } else if (kind === 'phrase') {
+      const r = c.findIndex((x) => x.preview && !x.is_eog);
+      if (r < 0) { n--; await reach(CAND(0), sw); st = await waitChange(st.version); continue; }
+      await reach(PHRASE(r), sw);
+      st = await waitChange(st.version);
+      assert(st.text.startsWith(before + c[r].text + c[r].preview), 'word with its phrase');
+    } else if (kind === 'pvword') {
+      const has = await page.$('.pv-word[data-word="1"]');
+      if (!has) { await reach(CAND(0), sw); st = await waitChange(st.version); continue; }
+      const idx = Number(await has.getAttribute('data-index'));
+      await reach('.pv-word[data-word="1"]', sw);
+      st = await waitChange(st.version);
+      assert(st.text.startsWith(before + c[idx].text) && st.fork, 'a preview word opens a fork there');
+    } else if (kind === 'type') {
+      await reach('#btn-type', sw);
+      await page.waitForSelector('#fp-letterboard:not([hidden])');
+      for (const ch of word) for (const key of order.keysFor(ch)) await reach(`#fp-letterboard [data-key="${key}"]`, sw);
+      assert((await page.inputValue('#type-input')) === word, 'the board typed the word');
+      await reach('#fp-letterboard [data-key="⏎"]', sw);
+      st = await waitText(before);
+      assert(st.text.startsWith(`${before} ${word}`) || st.text.startsWith(before + word), `typed word in ${JSON.stringify(st.text.slice(-40))}`);
+    } else if (kind === 'undo') {
+      await reach('#btn-undo', sw);
+      st = await waitChange(st.version);
+      assert(st.text.length < before.length, 'undo went back');
+    } else {
+      await reach('#btn-continue', sw);
+      st = await waitChange(st.version);
+      assert(st.text.startsWith(before) && st.text.length > before.length, 'the model went on');
+    }
+    done.push(kind);
+  }
+  return done;
+}
+
+async function main() {
+  console.log(`# server ${SERVE}\n# chromium ${CHROMIUM}`);
+  srv = await startServer();
+  const userDir = fs.mkdtempSync(path.join(tmp, 'chrome-'));
+  ctx = await chromium.launchPersistentContext(userDir, {
+    executablePath: CHROMIUM, headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--no-first-run'],
+    viewport: { width: 1366, height: 768 }, hasTouch: true,
+  });
+  page = ctx.pages()[0] || await ctx.newPage();
+  page.setDefaultTimeout(30000);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  await test('Settings start a mode: the Access settings switch two-switch scanning on', async () => {
+    await page.goto(srv.url);
+    await page.evaluate(() => localStorage.removeItem('fp-access'));
+    await page.reload();
+    await page.waitForFunction(() => window.fpAccess);
+    const sec = await page.$('#access-settings');
+    if (!sec) await page.click('#btn-access');   // the page has no section for us: our own dialog
+    else { await page.click('#btn-settings'); }
+    await page.selectOption('#fp-acc-mode', 'scan2');
+    await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.settings.mode === 'scan2');
+    assert(JSON.parse(await page.evaluate(() => localStorage.getItem('fp-access'))).mode === 'scan2', 'saved');
+    await page.evaluate(() => window.fpAccess.set('off'));
+    assert(!(await page.evaluate(() => window.fpAccess.scanner)), 'off stops the scan');
+  });
+
+  await test('one switch (Space, 300 ms): a whole story of 14 decisions, letter board typing included', async () => {
+    await start('access=scan1&interval=300');
+    await page.evaluate(() => window.fpAccess.set('scan1', { interval: 300, firstExtra: 100, loops: 4 }));
+    const done = await writeStory(keySwitch('scan1', 300), 14, 'dog');
+    assert(done.length >= 8, `decisions: ${done.join(',')}`);
+    assert(done.includes('type'), 'typed through the letter board');
+  });
+
+  await test('two switches (Tab steps, Enter selects): a whole story of 14 decisions', async () => {
+    await start('access=scan2');
+    const done = await writeStory(keySwitch('scan2', 0), 14, 'Tom');
+    assert(done.length >= 8 && done.includes('type'), `decisions: ${done.join(',')}`);
+  });
+
+  await test('the page\'s scan tree at a live fork is the benchmark\'s (scanorder.viewItems)', async () => {
+    let st = await state();
+    assert(st.fork, 'a fork is open');
+    const check = async () => {
+    const got = await page.evaluate(async () => {
+      const t = await import('/access/targets.js');
+      const items = t.collect();
+      const id = (it) => {
+        const el = it.el;
+        if (it.group === 'cloud') return el.classList.contains('other') ? 'other'
+          : `${el.classList.contains('cand-phrase') ? 'phrase' : 'cand'}:${el.dataset.rank ?? el.dataset.index}`;
+        if (it.group === 'preview') return `pv:${el.dataset.word}`;
+        if (it.group === 'actions') return `act:${el.id}`;
+        if (it.group === 'story') return `story:${it.rank}`;
+        if (it.group === 'toolbar') return `tool:${items.filter((x) => x.group === 'toolbar').indexOf(it)}`;
+        if (it.group === 'typing') return it.row !== undefined ? `key:${el.dataset.key}` : `typebox:${el.id || el.textContent.trim()}`;
+        return `${it.group}:${el.id}`;
+      };
+      return { ids: items.map((it) => ({ id: id(it), group: it.group, rank: it.rank, row: it.row, phrase: it.phrase })),
+        pvWords: document.querySelectorAll('.pv-word').length,
+        story: items.filter((x) => x.group === 'story').length,
+        toolbar: items.filter((x) => x.group === 'toolbar').length,
+        actions: items.filter((x) => x.group === 'actions').map((x) => x.el.id),
+        typing: items.some((x) => x.group === 'typing' && x.row !== undefined),
+        typebox: items.filter((x) => x.group === 'typing' && x.row === undefined).map((x) => x.el.id || x.el.textContent.trim()) };
+    });
+    const view = { k: st.fork.candidates.length, phrase: st.fork.candidates.map((c) => !!(c.preview && !c.is_eog)),
+      pvWords: got.pvWords, other: st.fork.other > 0.005, storyWords: got.story, toolbar: got.toolbar, actions: got.actions,
+      typing: got.typing, typebox: got.typebox };
+    const shape = (n) => (n.kind === 'leaf' ? n.item.id : n.children.map(shape));
+    const pageTree = JSON.stringify(shape(order.buildTree(got.ids.map((x) => ({ ...x, label: x.id })))));
+    const benchTree = JSON.stringify(shape(order.buildTree(order.viewItems(view))));
+    assert(pageTree === benchTree, `page ${pageTree.slice(0, 300)}\n bench ${benchTree.slice(0, 300)}`);
+    // and the fixed controls are the ones the benchmark counts (scanorder.js PAGE)
+    assert(JSON.stringify(got.actions) === JSON.stringify(order.PAGE.actions), `actions ${got.actions}`);
+    assert(got.toolbar === order.PAGE.toolbar, `toolbar ${got.toolbar}`);
+    if (got.typing) assert(JSON.stringify(got.typebox) === JSON.stringify(order.PAGE.typebox), `word box ${got.typebox}`);
+    };
+    await check();
+    // and while typing (the letter board, the word box's buttons)
+    await page.evaluate(() => document.getElementById('btn-type').click());
+    await page.waitForSelector('#fp-letterboard:not([hidden])');
+    await sleep(200);
+    st = await state();
+    await check();
+    await page.evaluate(() => document.getElementById('type-cancel').click());
+  });
+
+  await test('a device switch over the WebSocket (ws_client "w select") selects the highlighted word', async () => {
+    assert(WS_CLIENT, 'ws_client is not built');
+    await start('access=scan2');
+    await reach('#start-btn', keySwitch('scan2', 0));
+    await page.waitForSelector('#cloud .cand');
+    await sleep(300);
+    let st = await state();
+    assert((await where(CAND(0))).w === 'on', 'the scan starts on the top word');
+    execFileSync(WS_CLIENT, ['--port', String(srv.port), '--wait', '300',
+      '--script', 'w select', st.id || await sid()], { timeout: 20000 });
+    const before = st.text, c0 = st.fork.candidates[0].text;
+    st = await waitChange(st.version);
+    assert(st.text.startsWith(before + c0), 'the device chose the highlighted word');
+  });
+
+  await test('a touch anywhere (even on the story) and a mouse click are the switch, not a stray rewind', async () => {
+    let st = await state();
+    const before = st.text;
+    await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.scanner.current());
+    const box = await page.locator('#doc').boundingBox();
+    // two switches on a touch screen: the left half steps, the right half
+    // selects; a tap on the story's words must not rewind it
+    await page.touchscreen.tap(box.x + 10, box.y + 10);
+    await sleep(300);
+    assert((await state()).version === st.version, 'a left-half tap only stepped');
+    await page.touchscreen.tap(box.x + box.width - 30, box.y + 10);
+    st = await waitChange(st.version);
+    assert(st.text.length > before.length && st.text.startsWith(before), 'the tap selected, it did not rewind');
+    const b2 = st.text;
+    await sleep(200);
+    await page.mouse.click(box.x + 12, box.y + 12);
+    st = await waitChange(st.version);
+    assert(st.text.startsWith(b2) && st.text.length > b2.length, 'the click selected');
+  });
+
+  await test('one switch pauses after its loops, the switch resumes; items are spoken aloud', async () => {
+    await start('access=scan1');
+    await page.evaluate(() => {
+      window.__spoken = [];
+      const real = speechSynthesis.speak.bind(speechSynthesis);
+      speechSynthesis.speak = (u) => { window.__spoken.push(u.text); real(u); };
+      return window.fpAccess.set('scan1', { interval: 200, firstExtra: 0, loops: 1, speak: true });
+    });
+    await page.waitForFunction(() => window.fpAccess.scanner.paused, null, { timeout: 15000 });
+    assert(/paused/i.test(await page.textContent('#fp-access-status')), 'paused is shown');
+    await page.keyboard.press('Space');
+    await page.waitForFunction(() => !window.fpAccess.scanner.paused);
+    const spoken = await page.evaluate(() => window.__spoken);
+    assert(spoken.length >= 2, `spoken: ${JSON.stringify(spoken)}`);
+  });
+
+  await test('the highlight is strong in light, dark and forced colours', async () => {
+    await page.evaluate(() => window.fpAccess.set('scan2'));
+    for (const media of [{ colorScheme: 'light' }, { colorScheme: 'dark' }, { forcedColors: 'active' }]) {
+      await page.emulateMedia(media);
+      await sleep(100);
+      const s = await page.$eval('.fp-hl', (el) => {
+        const cs = getComputedStyle(el);
+        return { d: cs.display, w: parseFloat(cs.borderTopWidth), o: parseFloat(cs.outlineWidth), c: cs.borderTopColor };
+      });
+      assert(s.d === 'block' && s.w >= 4 && s.o >= 2, `${JSON.stringify(media)}: ${JSON.stringify(s)}`);
+    }
+    await page.emulateMedia({ colorScheme: 'light', forcedColors: 'none' });
+  });
+
+  await test('a gamepad button is the switch (Gamepad API polled)', async () => {
+    // no gamepad on a CI machine: the browser's getGamepads() is replaced by
+    // one pad whose button 0 the test presses; the polling code is the page's.
+    await page.evaluate(() => {
+      window.__pad = { index: 0, buttons: Array.from({ length: 4 }, () => ({ pressed: false })) };
+      navigator.getGamepads = () => [window.__pad];
+      return window.fpAccess.set('scan2', { gamepad: true });
+    });
+    await reach('#start-btn', keySwitch('scan2', 0));
+    await page.waitForSelector('#cloud .cand');
+    await sleep(300);
+    let st = await state();
+    const before = st.text;
+    await page.waitForFunction(() => window.fpAccess.scanner.current());
+    const first = await page.evaluate(() => window.fpAccess.scanner.current().item.label);
+    await page.evaluate(() => { window.__pad.buttons[1].pressed = true; });   // B steps
+    await sleep(150);
+    await page.evaluate(() => { window.__pad.buttons[1].pressed = false; });
+    await sleep(150);
+    const on = await page.evaluate(() => window.fpAccess.scanner.current().item.label);
+    await page.evaluate(() => { window.__pad.buttons[0].pressed = true; });   // A selects
+    await sleep(150);
+    await page.evaluate(() => { window.__pad.buttons[0].pressed = false; });
+    st = await waitChange(st.version);
+    assert(st.text.length > before.length, 'the pad selected');
+    assert(on !== first, `B stepped on from ${first}`);
+  });
+
+  await test('no page errors', async () => { assert(!errors.length, errors.join('; ')); });
+
+  if (process.env.FP_ACCESS_GAZE !== '0') {
+    const gaze = await import('./access_gaze.mjs');
+    await gaze.run({ test, assert, sleep, page: () => page, srv: () => srv, start, state, waitChange, CHROMIUM, tmp });
+  }
+
+  await ctx.close();
+  srv.child.kill('SIGTERM');
+  console.log(`${passed} passed, ${failed} failed`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((e) => { console.log(`not ok - harness: ${e.stack || e}`); console.log(`${passed} passed, ${failed + 1} failed`); process.exit(1); });

@@ -1,0 +1,195 @@
+/*
+ * scan.js — switch scanning on the page: one switch (the highlight steps by
+ * itself, the switch selects) or two (one steps, one selects).
+ *
+ * Why this shape: the scan order is scanorder.js's rule, the same the
+ * benchmark costs; this file only runs it in time. The highlight walks the
+ * children of the current node; selecting a node enters it, selecting a
+ * leaf activates its control (el.click(), what a mouse would do) and the
+ * scan starts again at the top of the new page. When the page's targets
+ * change under the highlight (a new fork, the preview row) the tree is
+ * rebuilt and the highlight stays on the same control when it still
+ * exists. One timer at a time; every step costs one tree walk, O(depth).
+ */
+import { buildTree } from './scanorder.js';
+import { collect, keyOf, sameTargets, signature } from './targets.js';
+import * as hl from './highlight.js';
+
+/* All leaves below a tree node (to frame a group). */
+function leavesOf(n) {
+  if (n.kind === 'leaf') return n.item.el ? [n.item.el] : [];
+  return n.children.flatMap(leavesOf);
+}
+
+export class Scanner {
+  /* opts: { mode: 'scan1'|'scan2', interval, firstExtra, loops, speak, lead, block,
+   *         onSelect(item) (optional hook, after the click) } */
+  constructor(opts) {
+    this.o = opts;
+    this.tree = null; this.sig = [];
+    this.stack = [];          // [{node, i, loops}]
+    this.timer = 0; this.paused = false; this.running = false;
+    this.log = [];            // what was highlighted and selected (tests, figures)
+  }
+
+  start() {
+    this.running = true;
+    this.refresh(true);
+  }
+
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+    hl.hide(); hl.status('');
+  }
+
+  /* Reads the page's targets; rebuilds the tree when they changed. Keeps
+   * the highlight on the same element when it survives; else restarts. */
+  refresh(force) {
+    if (!this.running) return;
+    const items = collect();
+    const sig = signature(items);
+    const tree = buildTree(items, { lead: this.o.lead, block: this.o.block });
+    if (!force && sameTargets(sig, this.sig)) {
+      // the same targets, maybe drawn by new elements: same place, new tree
+      this.tree = tree;
+      this.restack(this.stack.map((f) => f.i), this.stack.map((f) => f.loops));
+      this.place();
+      return;
+    }
+    const cur = this.current();
+    // a new fork (other candidates) starts the scan at the top again
+    const cloud = items.filter((it) => it.group === 'cloud').map(keyOf);
+    const newFork = !sameTargets(cloud, this.cloudSig || []);
+    this.cloudSig = cloud;
+    const curKey = cur && cur.kind === 'leaf' && cur.item.id !== 'back' && !newFork ? keyOf(cur.item) : null;
+    this.sig = sig;
+    this.tree = tree;
+    this.stack = [{ node: this.tree, i: 0, loops: 0 }];
+    const path = curKey && !force ? this.find(this.tree, curKey, []) : null;
+    if (path) { this.restack(path, []); this.draw(); this.arm(); return; }
+    this.paused = false;
+    this.draw(); this.arm();
+  }
+
+  /* Puts the highlight at path (child indices from the top) in this.tree. */
+  restack(path, loops) {
+    this.stack = [];
+    let n = this.tree;
+    for (let d = 0; d < path.length && n && n.kind === 'node'; d++) {
+      this.stack.push({ node: n, i: path[d], loops: loops[d] || 0 });
+      n = n.children[path[d]];
+    }
+    if (!this.stack.length) this.stack = [{ node: this.tree, i: 0, loops: 0 }];
+  }
+
+  find(n, key, acc) {
+    for (let i = 0; i < n.children.length; i++) {
+      const c = n.children[i];
+      if (c.kind === 'leaf') { if (c.item.id !== 'back' && keyOf(c.item) === key) return acc.concat([i]); }
+      else { const p = this.find(c, key, acc.concat([i])); if (p) return p; }
+    }
+    return null;
+  }
+
+  top() { return this.stack[this.stack.length - 1]; }
+  current() {
+    const t = this.top();
+    return t && t.node.children.length ? t.node.children[t.i % t.node.children.length] : null;
+  }
+
+  /* Frames the current item again where it is now (layout moved). */
+  place() {
+    const c = this.current();
+    if (!c || this.paused) return;
+    const els = c.kind === 'leaf' && c.item.id !== 'back' ? leavesOf(c) : leavesOf(c.kind === 'node' ? c : this.top().node);
+    hl.show(els, null, null, true);
+  }
+
+  /* Frames the current item and says it (auditory scanning). */
+  draw() {
+    const c = this.current();
+    if (!c) { hl.hide(); return; }
+    if (this.paused) {
+      hl.hide();
+      hl.status('Scanning paused: press the switch to go on');
+      return;
+    }
+    hl.status('');
+    const label = c.kind === 'leaf' ? (c.item.id === 'back' ? '↩ back' : c.item.label) : `▸ ${c.label}`;
+    let els = leavesOf(c);
+    if (c.kind === 'leaf' && c.item.id === 'back') els = leavesOf(this.top().node);
+    // what is highlighted must be on screen (a long story, a small phone)
+    const r = els[0] && els[0].getBoundingClientRect();
+    if (r && (r.bottom > innerHeight || r.top < 0)) els[0].scrollIntoView({ block: 'nearest' });
+    hl.show(els, label, c.kind === 'leaf' ? (c.item.id === 'back' ? 'group' : 'scan') : 'group');
+    this.since = performance.now();
+    this.log.push({ t: this.since, label });
+    if (this.log.length > 2000) this.log.splice(0, 1000);
+    if (this.o.speak && window.speechSynthesis) {
+      speechSynthesis.cancel();
+      speechSynthesis.speak(new SpeechSynthesisUtterance(label.replace(/^▸ /, '')));
+    }
+    document.dispatchEvent(new CustomEvent('fp:scan-highlight', { detail: { label, kind: c.kind } }));
+  }
+
+  /* One switch: schedules the next automatic step. The first item of each
+   * loop is held longer (firstExtra), so the person can get ready. */
+  arm() {
+    clearTimeout(this.timer);
+    if (this.o.mode !== 'scan1' || this.paused || !this.running) return;
+    const t = this.top();
+    const wait = this.o.interval + (t.i % t.node.children.length === 0 ? this.o.firstExtra : 0);
+    this.timer = setTimeout(() => this.advance(), wait);
+  }
+
+  /* Moves the highlight one item on. At the end of a loop: count it; after
+   * `loops` loops a nested node returns to its parent, the top pauses. */
+  advance() {
+    const t = this.top();
+    if (!t) return;
+    t.i++;
+    if (t.i >= t.node.children.length) {
+      t.i = 0; t.loops++;
+      if (t.loops >= this.o.loops) {
+        if (this.stack.length > 1) { this.stack.pop(); this.top().loops = 0; }
+        else if (this.o.mode === 'scan1') { this.paused = true; t.loops = 0; }
+      }
+    }
+    this.draw(); this.arm();
+  }
+
+  /* The "step" switch (two-switch scanning; also resumes a pause). */
+  step() {
+    if (!this.running) return;
+    if (this.paused) { this.paused = false; this.draw(); this.arm(); return; }
+    this.advance();
+  }
+
+  /* The "select" switch: enter the highlighted group, or activate the
+   * highlighted control. */
+  select() {
+    if (!this.running) return;
+    if (this.paused) { this.paused = false; this.draw(); this.arm(); return; }
+    const c = this.current();
+    if (!c) return;
+    if (c.kind === 'node') {
+      this.stack.push({ node: c, i: 0, loops: 0 });
+      this.draw(); this.arm();
+      return;
+    }
+    if (c.item.id === 'back') {
+      if (this.stack.length > 1) this.stack.pop();
+      this.draw(); this.arm();
+      return;
+    }
+    const el = c.item.el;
+    this.log.push({ t: performance.now(), label: c.item.label, selected: true });
+    if (this.o.speak && window.speechSynthesis) speechSynthesis.cancel();
+    el.click();
+    if (this.o.onSelect) this.o.onSelect(c.item);
+    // the page changes (or not): start at the top of what is there now
+    this.sig = [];
+    setTimeout(() => this.refresh(true), 0);
+  }
+}
