@@ -44,6 +44,22 @@ int32_t   fp_prefs_n_vocab(const fp_prefs *p);
 void      fp_prefs_set_auto(fp_prefs *p, bool enabled, float precision);
 float     fp_prefs_auto_threshold(const fp_prefs *p);
 void      fp_prefs_note_undo(fp_prefs *p);   /* an automatic decision was undone */
+/* What a profile learned, to show the person (forkpoint profile show,
+ * GET /api/profile). The history holds a flag byte per fork of the newest
+ * FP_PREFS_HISTORY, oldest first: the person decided it (AGREED when the
+ * learned top pick was theirs) or it was decided automatically (AUTO, and
+ * UNDONE once the person undid it). Costs: O(FP_PREFS_HISTORY), O(words). */
+#define FP_PREFS_HISTORY 1024
+enum { FP_PREFS_AGREED = 1, FP_PREFS_AUTO = 2, FP_PREFS_UNDONE = 4 };
+int32_t   fp_prefs_history(const fp_prefs *p, uint8_t *out, int32_t cap);
+void      fp_prefs_counts(const fp_prefs *p, int64_t *n_auto, int64_t *n_undone);
+/* A named weight: a word the person was seen to like (> 0) or pass over
+ * (< 0), or a feature's change from where learning started. */
+typedef struct fp_prefs_item { char name[32]; float weight; } fp_prefs_item;
+/* The words with the largest |weight|, largest first (at most cap). */
+int32_t   fp_prefs_top_words(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
+/* Every dense feature (the model's log-probability, rank, length, ...). */
+int32_t   fp_prefs_features(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
 /* Binary form for storage; malloc'd. Loading checks the format. */
 void     *fp_prefs_save(const fp_prefs *p, size_t *len);
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);

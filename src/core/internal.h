@@ -448,6 +448,8 @@ void      fpi_prefetch_clear(fp_session *s);
 void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
 /* prefs.c: the per-token bias for the sampler chain. */
 const float *fpi_prefs_bias(const fp_prefs *p);
+/* prefs.c: a fork was decided automatically (counted for the person's view). */
+void fpi_prefs_note_auto(fp_prefs *p);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
 
