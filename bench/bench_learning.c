@@ -569,6 +569,11 @@ int main(int argc, char **argv) {
             pairs_t ps = { .p = calloc((size_t)forks, sizeof(fp_steer_pair)), .cap = forks };
             learn_result *r = &ur[ui].lr[ur[ui].n];
             learn_phase(&rc, u, p, &ps, r);
+            /* --db: the learned profile too, for `forkpoint profile show` */
+            if (rc.log && fp_store_profile_save(rc.log, u->name, rc.model_sha, p, &err) != FP_OK) {
+                fprintf(stderr, "bench_learning: %s\n", err.message);
+                return 1;
+            }
             printf("  %-8s %4d  %5.1f%% / %5.1f%% / %5.1f%%%26s%6.3f", "", rc.seed, 100.0 * r->learned_err / r->judged,
                    100.0 * r->model_err / r->judged, 100.0 * r->mfc_err / r->judged, "", r->mrr);
             if (adapters && si == 0) {

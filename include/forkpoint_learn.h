@@ -60,6 +60,20 @@ typedef struct fp_prefs_item { char name[32]; float weight; } fp_prefs_item;
 int32_t   fp_prefs_top_words(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
 /* Every dense feature (the model's log-probability, rank, length, ...). */
 int32_t   fp_prefs_features(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
+/* The history in buckets of `bucket` forks (0: about 30 buckets), oldest
+ * first: per bucket, the forks the person decided, how many of those the
+ * learned top pick agreed with, the automatic decisions and how many of them
+ * were undone. Returns the number of buckets written. */
+typedef struct fp_prefs_point { int32_t forks, decided, agreed, automatic, undone; } fp_prefs_point;
+int32_t   fp_prefs_curve(const fp_prefs *p, int32_t bucket, fp_prefs_point *out, int32_t cap);
+/* All of the above as one JSON object (malloc'd; NULL when out of memory):
+ * {"decisions","automatic","undone","threshold" (null: off),"bucket",
+ *  "curve":[{"forks","decided","agreed","automatic","undone"}],
+ *  "words":[{"word","weight"}],"features":[{"name","change"}]}. */
+char     *fp_prefs_to_json(const fp_prefs *p);
+/* Forgets everything learned (weights, bias, history); the auto-resolution
+ * setting stays. The pointer stays valid for sessions that borrow it. */
+void      fp_prefs_reset(fp_prefs *p);
 /* Binary form for storage; malloc'd. Loading checks the format. */
 void     *fp_prefs_save(const fp_prefs *p, size_t *len);
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);

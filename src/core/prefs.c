@@ -116,6 +116,19 @@ fp_prefs *fp_prefs_new(int32_t n_vocab) {
     return p;
 }
 
+void fp_prefs_reset(fp_prefs *p) {
+    bool on = p->auto_on;
+    float precision = p->precision;
+    fp_prefs keep = *p;   /* the allocations */
+    memset(p, 0, sizeof *p);
+    p->n_vocab = keep.n_vocab;
+    p->bias = keep.bias; p->replay = keep.replay; p->g = keep.g; p->h = keep.h; p->touched = keep.touched;
+    memset(p->bias, 0, sizeof(float) * (size_t)p->n_vocab);
+    p->auto_on = on;
+    p->precision = precision;
+    prior(p);
+}
+
 void fp_prefs_free(fp_prefs *p) {
     if (!p) return;
     free(p->bias);
