@@ -465,7 +465,7 @@ static fp_status record_decision(fp_session *s, int32_t fork_id, fp_choice_kind 
     f->pub.candidates = keep.candidates;
     /* test-then-train: the person's decision teaches their preferences */
     if (s->prefs && by != FP_BY_AUTO) fp_prefs_learn(s->prefs, s->text, (size_t)f->pub.text_offset, ev);
-    if (s->prefs && by == FP_BY_AUTO) fpi_prefs_note_auto(s->prefs);
+    if (s->prefs && by == FP_BY_AUTO && !s->shadow) fpi_prefs_note_auto(s->prefs); /* a shadow's speculative picks are not decisions */
     return FP_OK;
 }
 

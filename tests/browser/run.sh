@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/browser/run.sh — Playwright tests of the page in Debian's chromium:
 # browser_test.mjs (the page) and crossorigin_test.mjs (pages from other
-# origins, and a rebinding name, must not drive the server).
+# origins, and a rebinding name, must not drive the server) and
+# profile_test.mjs (the profile view, web/profile.js).
 #
 # Why this wrapper: it installs playwright-core (pinned in package-lock.json,
 # into tests/browser/node_modules, git-ignored) on first use, checks that
@@ -21,7 +22,7 @@ fi
 mkdir -p "$repo/build/test-output"
 cd "$here" || fail "no $here"
 total_p=0; total_f=0; rc=0
-for t in browser_test.mjs crossorigin_test.mjs; do
+for t in browser_test.mjs crossorigin_test.mjs profile_test.mjs; do
   out=$(node "$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
