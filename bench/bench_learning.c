@@ -143,6 +143,8 @@ typedef struct run_cfg {
     fp_engine *engine; fp_settings st; int forks;
     int train;                              /* forks learned from before the judged ones */
     int seed;                               /* the run's seed: stories and prompts */
+    fp_engine *judge;                       /* set: the user judges by this engine's (the base model's) cloud */
+    fp_engine *scorer;                      /* set: the written text is scored under this (base) engine */
     fp_store *log; const char *model_sha;   /* --db: the learning phase's decisions are logged here */
 } run_cfg;
 
@@ -207,8 +209,8 @@ static double margin(fp_engine *e, const pairs_t *ps, int from, int to) { return
 
 /* Steering: a direction from the first `train` pairs, strength chosen on
  * them, judged on the pairs after (held out). */
-static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train) {
-    if (ps->n < train + 20) { printf("  %-8s  steering: too few pairs (%d)\n", "", ps->n); return; }
+static fp_steer *steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, float *strength) {
+    if (ps->n < train + 20) { printf("  %-8s  steering: too few pairs (%d)\n", "", ps->n); return NULL; }
     fp_error err = {0};
     fp_steer *v = fp_steer_compute(m, ps->p, train, 1, &err);
     if (!v) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
@@ -227,28 +229,30 @@ static void steer_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train)
     fp_engine_set_steer(e, NULL, 0, &err);
     printf("  %-8s  steering (strength %.2f, from %d pairs): held-out log p(chosen) - log p(rejected) %.3f -> %.3f (%+.3f) on %d pairs\n",
            "", best, train, held0, held1, held1 - held0, ps->n - train);
-    fp_steer_free(v);
+    *strength = best;
+    return v;   /* the caller's */
 }
 
 /* LoRA: an adapter trained on the chosen words of the first `train` pairs
  * (in their contexts), scale chosen on them, judged on the pairs after. */
 static bool verbose_lora;
 
-static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp) {
-    if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return; }
+/* Leaves the adapter at path (the caller removes it) and its scale in
+ * *scale; returns false when there is none. */
+static bool lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, const fp_lora_params *lp, char *path, float *scale) {
+    if (ps->n < train + 20) { printf("  %-8s  LoRA: too few pairs (%d)\n", "", ps->n); return false; }
     fp_lora_example *ex = calloc((size_t)train, sizeof *ex);
     if (!ex) exit(1);
     for (int i = 0; i < train; i++)
         ex[i] = (fp_lora_example){ ps->p[i].context, ps->p[i].n_context, ps->p[i].chosen, ps->p[i].n_chosen };
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/bench_learning_lora_%ld.gguf", (long)getpid());
+    snprintf(path, 64, "/tmp/bench_learning_lora_%ld.gguf", (long)getpid());
     fp_error err = {0};
     fp_lora_report rep;
     double t0 = bench_now_ms();
     if (fp_lora_train(m, ex, train, lp, path, &rep, &err) != FP_OK) {
         printf("  %-8s  LoRA: training failed: %s\n", "", err.message);
         free(ex);
-        return;
+        return false;
     }
     double train_ms = bench_now_ms() - t0;
     float best = 1.0f;
@@ -278,8 +282,9 @@ static void lora_phase(fp_engine *e, fp_model *m, const pairs_t *ps, int train, 
            "", lp->rank, rep.n_windows, rep.n_val_windows, rep.best_epoch, rep.epochs, rep.val_first, rep.val_best,
            best, "", held0, held1, held1 - held0, ps->n - train);
     printf("  %-8s  LoRA fluency: held-out text log p per token %.3f -> %.3f (%+.3f)\n", "", text0, text1, text1 - text0);
-    remove(path);
+    *scale = best;
     free(ex);
+    return true;
 }
 
 static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
@@ -353,6 +358,58 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *
     if (r->judged) r->mrr /= r->judged;
 }
 
+/* The user's pick at fork f of s. With an adapter or a steering vector on
+ * the writing engine, its probabilities are not the user's: they judge by
+ * the base model's cloud at the same text (rc->judge, no adapters), a
+ * candidate missing from it counting at half the base cloud's smallest
+ * probability. The base cloud is computed by a fresh session whose prompt
+ * is the text before the fork, forked at its end. */
+static int32_t judged_pick(const run_cfg *rc, const user *u, const fp_session *s, const fp_fork *f) {
+    if (!rc->judge) return user_pick(u, f->candidates, f->n_candidates);
+    fp_error err = {0};
+    size_t off = (size_t)f->text_offset;
+    char *prompt = malloc(off + 1);
+    if (!prompt) exit(1);
+    memcpy(prompt, fp_session_text(s), off);
+    prompt[off] = 0;
+    fp_settings st = rc->st;
+    st.max_tokens = 1;
+    fp_session *b = fp_session_new(rc->judge, prompt, &st, &err);
+    if (!b || fp_session_fork_at(b, off, &err) != FP_OK) { fprintf(stderr, "bench_learning: judge: %s\n", err.message); exit(1); }
+    const fp_fork *bf = fp_session_fork(b);
+    float lo = 1.0f;
+    for (int32_t j = 0; j < bf->n_candidates; j++) if (bf->candidates[j].prob < lo) lo = bf->candidates[j].prob;
+    static fp_candidate c[64];
+    int32_t n = f->n_candidates < 64 ? f->n_candidates : 64;
+    for (int32_t i = 0; i < n; i++) {
+        c[i] = f->candidates[i];
+        c[i].prob = 0.5f * lo;
+        for (int32_t j = 0; j < bf->n_candidates; j++)
+            if (!strcmp(bf->candidates[j].text, c[i].text) && bf->candidates[j].is_eog == c[i].is_eog) c[i].prob = bf->candidates[j].prob;
+    }
+    fp_session_free(b);
+    free(prompt);
+    return user_pick(u, c, n);
+}
+
+/* --adapters: the base model's log p per token of everything written in a
+ * writing phase (an adapter that makes forks vanish by writing one phrase
+ * over and over shows here). */
+static double g_text_lp;
+static int64_t g_text_n;
+
+static void score_text(const run_cfg *rc, const fp_session *s) {
+    if (!rc->scorer) return;
+    int32_t n = fp_session_n_tokens(s);
+    const int32_t *t = fp_session_tokens(s);
+    double lp;
+    fp_error err = {0};
+    if (n < 2) return;
+    if (fp_engine_logprob(rc->scorer, t, 1, t + 1, n - 1, &lp, &err) != FP_OK) { fprintf(stderr, "bench_learning: %s\n", err.message); exit(1); }
+    g_text_lp += lp;
+    g_text_n += n - 1;
+}
+
 /* Phase 2: writing with or without preferences; returns interventions per
  * 100 tokens and fills the undo rate of automatic decisions. */
 static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int forks, int *autos, int *undos, int *tokens) {
@@ -369,7 +426,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
             if (e->chooser != FP_BY_AUTO) continue;
             (*autos)++;
             decided++;
-            if (wrong < 0 && user_pick(u, e->candidates, e->n_candidates) != e->choice_index) wrong = e->id;
+            if (wrong < 0 && judged_pick(rc, u, s, e) != e->choice_index) wrong = e->id;
         }
         seen = ne;
         fp_error err = {0};
@@ -382,6 +439,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
         }
         if (fp_session_state(s) != FP_STATE_AT_FORK) {
             *tokens += fp_session_n_positions(s);
+            score_text(rc, s);
             if (p) fp_session_set_prefs(s, NULL, NULL);
             fp_session_free(s);
             s = new_session(rc, &k, p);
@@ -389,7 +447,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
             continue;
         }
         const fp_fork *f = fp_session_fork(s);
-        int32_t y = user_pick(u, f->candidates, f->n_candidates);
+        int32_t y = judged_pick(rc, u, s, f);
         interventions++;
         decided++;
         int32_t before_choice = fp_session_n_events(s);
@@ -397,6 +455,7 @@ static double write_phase(const run_cfg *rc, const user *u, fp_prefs *p, int for
         seen = before_choice + 1; /* what was decided automatically after it is looked at next */
     }
     *tokens += fp_session_n_positions(s);
+    score_text(rc, s);
     if (p) fp_session_set_prefs(s, NULL, NULL);
     fp_session_free(s);
     return *tokens ? 100.0 * interventions / *tokens : 0;
@@ -537,6 +596,10 @@ int main(int argc, char **argv) {
     fp_engine *e = fp_engine_new(m, &ep, &err);
     if (!e) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
     run_cfg rc = { .engine = e, .st = fp_default_settings(), .forks = forks, .train = train };
+    /* --adapters: a second engine on the same model, never adapted, for judging */
+    fp_engine *judge = adapters ? fp_engine_new(m, &ep, &err) : NULL;
+    if (adapters && !judge) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
+    rc.scorer = judge;
     char sha[65];
     if (db) {
         if (fp_sha256_file(path, sha, &err) != FP_OK || !(rc.log = fp_store_open(db, true, &err))) {
@@ -576,18 +639,26 @@ int main(int argc, char **argv) {
             }
             printf("  %-8s %4d  %5.1f%% / %5.1f%% / %5.1f%%%26s%6.3f", "", rc.seed, 100.0 * r->learned_err / r->judged,
                    100.0 * r->model_err / r->judged, 100.0 * r->mfc_err / r->judged, "", r->mrr);
+            fp_steer *sv = NULL;
+            float sv_strength = 0, lora_scale = 0;
+            char lora_path[64] = "";
+            bool have_lora = false;
             if (adapters && si == 0) {
                 printf("\n");
-                steer_phase(e, m, &ps, ps.n * 2 / 3);
+                sv = steer_phase(e, m, &ps, ps.n * 2 / 3, &sv_strength);
                 lp.n_threads = threads;
-                lora_phase(e, m, &ps, ps.n * 2 / 3, &lp);
+                have_lora = lora_phase(e, m, &ps, ps.n * 2 / 3, &lp, lora_path, &lora_scale);
             }
             pairs_free(&ps);
             free(ps.p);
             if (only_lora) { printf("\n"); fp_prefs_free(p); ur[ui].n++; continue; }
             /* interventions: the same user writing on, with and without what was learned */
             int a0, u0, t0w, a1, u1, t1;
+            size_t blob_len = 0;
+            void *blob = fp_prefs_save(p, &blob_len);   /* each writing phase starts from what phase 1 learned */
+            g_text_lp = 0; g_text_n = 0;
             double before = write_phase(&rc, u, NULL, write_forks, &a0, &u0, &t0w);
+            double base_lp = g_text_n ? g_text_lp / (double)g_text_n : 0;
             fp_prefs_set_auto(p, true, 0.95f);
             double after = write_phase(&rc, u, p, write_forks, &a1, &u1, &t1);
             int n = ur[ui].n;
@@ -596,6 +667,35 @@ int main(int argc, char **argv) {
             ur[ui].drop[n] = before > 0 ? 100.0 * (1 - after / before) : 0;
             ur[ui].undo[n] = a1 ? 100.0 * u1 / a1 : 0;
             printf("   %5.2f → %5.2f (%+4.0f%%)      %3d of %3d\n", before, after, -ur[ui].drop[n], u1, a1);
+            /* with an adapter: the user judges every fork by the base model's cloud */
+            for (int which = 0; which < 2 && blob; which++) {
+                if (which == 0 ? !sv : !have_lora) continue;
+                if (which == 0) fp_engine_set_steer(e, sv, sv_strength, &err);
+                else fp_engine_set_lora(e, lora_path, lora_scale, &err);
+                run_cfg ra = rc;
+                ra.judge = judge;
+                int x0, y0, z0, x1, y1, z1;
+                g_text_lp = 0; g_text_n = 0;
+                double alone = write_phase(&ra, u, NULL, write_forks, &x0, &y0, &z0);
+                double alone_lp = g_text_n ? g_text_lp / (double)g_text_n : 0;
+                fp_prefs *q = fp_prefs_load(blob, blob_len, &err);
+                if (!q) { fprintf(stderr, "bench_learning: %s\n", err.message); return 1; }
+                fp_prefs_set_auto(q, true, 0.95f);
+                double with = write_phase(&ra, u, q, write_forks, &x1, &y1, &z1);
+                fp_prefs_free(q);
+                if (which == 0) fp_engine_set_steer(e, NULL, 0, &err);
+                else fp_engine_set_lora(e, NULL, 0, &err);
+                printf("  %-8s  with %s (%s %.2f), judged by the base model's cloud: interventions /100 tokens %.2f alone "
+                       "(%+.0f%% vs no adapter), %.2f with preferences (%+.0f%%), autos undone %d of %d\n", "",
+                       which ? "the LoRA adapter" : "the steering vector", which ? "scale" : "strength",
+                       which ? lora_scale : sv_strength, alone, before > 0 ? 100.0 * (alone / before - 1) : 0,
+                       with, before > 0 ? 100.0 * (with / before - 1) : 0, y1, x1);
+                printf("  %-8s    text written with it alone: base-model log p per token %.3f (without adapter %.3f)\n", "",
+                       alone_lp, base_lp);
+            }
+            free(blob);
+            fp_steer_free(sv);
+            if (have_lora) remove(lora_path);
             ur[ui].n++;
             fp_prefs_free(p);
             fprintf(stderr, "bench_learning: %s seed %d took %.1f s\n", u->name, rc.seed, (bench_now_ms() - t0) / 1e3);
@@ -627,6 +727,7 @@ int main(int argc, char **argv) {
     if (svg) { write_svg(svg, ur, ran, forks, train); printf("\nlearning curves: %s\n", svg); }
     fprintf(stderr, "bench_learning: %.1f s in all, load average %.2f\n", (bench_now_ms() - t_all) / 1e3, bench_loadavg());
     fp_store_close(rc.log);
+    fp_engine_free(judge);
     fp_engine_free(e);
     fp_model_free(m);
     return 0;
