@@ -301,11 +301,33 @@ static fp_session *new_session(const run_cfg *rc, int *k, fp_prefs *p) {
     return s;
 }
 
+/* Words a run has shown, to tell errors on words never seen before from the
+ * rest (what a word feature cannot learn, a feature that generalises could). */
+#define SEEN_CAP 4096
+typedef struct seen_set { char w[SEEN_CAP][24]; int n; } seen_set;
+
+static bool seen_has(const seen_set *ss, const char *w, bool add, seen_set *mut) {
+    uint32_t h = 2166136261u;
+    for (const char *c = w; *c; c++) { h ^= (unsigned char)*c; h *= 16777619u; }
+    for (uint32_t i = 0; i < SEEN_CAP; i++) {
+        uint32_t k = (h + i) & (SEEN_CAP - 1);
+        if (!ss->w[k][0]) {
+            if (add && mut->n < SEEN_CAP / 2) { snprintf(mut->w[k], 24, "%s", w); mut->n++; }
+            return false;
+        }
+        if (!strncmp(ss->w[k], w, 23)) return true;
+    }
+    return false;
+}
+
+static bool trace_errors;   /* --trace-errors: each judged error of the learned order */
+
 /* What one run of phase 1 measured. */
 #define CURVE_STEP 25                 /* forks per point of the learning curve */
 #define MAX_CURVE 64
 typedef struct learn_result {
     int judged, learned_err, model_err, mfc_err;   /* over the forks after rc->train */
+    int err_new;                                   /* learned errors where the pick or the learned top was never shown before */
     double mrr;                                    /* of the learned order, same forks */
     int n_curve;                                   /* points: forks [i*STEP, (i+1)*STEP) */
     double curve_learned[MAX_CURVE], curve_model[MAX_CURVE];   /* top-1 agreement, % */
@@ -317,6 +339,8 @@ typedef struct learn_result {
 static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *ps, learn_result *r) {
     int k = 0, n = 0, w_agree = 0, w_base = 0;
     freq fr = {0};
+    static seen_set ss;
+    memset(&ss, 0, sizeof ss);
     memset(r, 0, sizeof *r);
     fp_session *s = new_session(rc, &k, p);
     while (n < rc->forks) {
@@ -334,12 +358,25 @@ static void learn_phase(const run_cfg *rc, const user *u, fp_prefs *p, pairs_t *
         int32_t fq = freq_pick(&fr, f->candidates, f->n_candidates);
         int a = y == 0, b = y == mt, c = y == fq;
         w_agree += a; w_base += b;
+        char kw[FP_MAX_TEXT], k0[FP_MAX_TEXT];
         if (n >= rc->train) {
             r->judged++;
             r->learned_err += !a; r->model_err += !b; r->mfc_err += !c;
             r->mrr += 1.0 / (1.0 + y);
+            key_of(f->candidates[y].text, kw, sizeof kw);
+            key_of(f->candidates[0].text, k0, sizeof k0);
+            if (!a && (!seen_has(&ss, kw, false, NULL) || !seen_has(&ss, k0, false, NULL))) r->err_new++;
+            if (!a && trace_errors) {
+                printf("    error at fork %d: picked \"%s\" (#%d), learned top \"%s\":", n + 1, kw, y, k0);
+                for (int32_t i = 0; i < f->n_candidates; i++)
+                    printf(" %s%s %.3f/%.3f", i == y ? "*" : "", f->candidates[i].text, f->candidates[i].prob, f->candidates[i].pref);
+                printf("\n");
+            }
         }
-        char kw[FP_MAX_TEXT];
+        for (int32_t i = 0; i < f->n_candidates; i++) {
+            key_of(f->candidates[i].text, kw, sizeof kw);
+            seen_has(&ss, kw, true, &ss);
+        }
         key_of(f->candidates[y].text, kw, sizeof kw);
         freq_add(&fr, kw);
         pairs_add(ps, s, f, y);
@@ -548,7 +585,7 @@ static void usage(void) {
     fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--train N] [--write-forks N] [--seeds N] [--seed-base N]\n"
                     "       [--threads N] [--user NAME] [--svg PATH] [--adapters] [--db PATH]\n"
                     "       [--lora-rank N] [--lora-alpha A] [--lora-epochs N] [--lora-stride N] [--lora-validation F] [--lora-tail N]\n"
-                    "       [--only-lora] [--lora-verbose]\n");
+                    "       [--only-lora] [--lora-verbose] [--trace-errors]\n");
     exit(2);
 }
 
@@ -576,6 +613,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--lora-tail") && v) lp.context_tail = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--only-lora")) { only_lora = true; adapters = true; }
         else if (!strcmp(argv[i], "--adapters")) adapters = true;
+        else if (!strcmp(argv[i], "--trace-errors")) trace_errors = true;
         else if (!strcmp(argv[i], "--lora-verbose")) verbose_lora = true;
         else if (!strcmp(argv[i], "--user") && v) only_user = argv[++i];
         else if (!strcmp(argv[i], "--db") && v) db = argv[++i];
@@ -637,8 +675,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_learning: %s\n", err.message);
                 return 1;
             }
-            printf("  %-8s %4d  %5.1f%% / %5.1f%% / %5.1f%%%26s%6.3f", "", rc.seed, 100.0 * r->learned_err / r->judged,
-                   100.0 * r->model_err / r->judged, 100.0 * r->mfc_err / r->judged, "", r->mrr);
+            printf("  %-8s %4d  %5.1f%% / %5.1f%% / %5.1f%% (new words: %2d of %2d)%5s%6.3f", "", rc.seed, 100.0 * r->learned_err / r->judged,
+                   100.0 * r->model_err / r->judged, 100.0 * r->mfc_err / r->judged, r->err_new, r->learned_err, "", r->mrr);
             fp_steer *sv = NULL;
             float sv_strength = 0, lora_scale = 0;
             char lora_path[64] = "";

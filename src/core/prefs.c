@@ -232,7 +232,14 @@ static float dot(const fp_prefs *p, const feat *f) {
 static void scores(const fp_prefs *p, const char *ctx, size_t len, const fp_fork *f, feat *fs, float *out) {
     float mx = -INFINITY;
     for (int32_t i = 0; i < f->n_candidates; i++) {
-        features(ctx, len, &f->candidates[i], i, &fs[i]);
+        /* the rank by the model's probability, whatever order the cloud is
+         * in: a decided fork comes in the person's order, and its position
+         * there taught "the person picks the learned top", which then
+         * boosted the model's top at prediction (bench_learning) */
+        int32_t rank = 0;
+        for (int32_t j = 0; j < f->n_candidates; j++)
+            rank += f->candidates[j].prob > f->candidates[i].prob || (f->candidates[j].prob == f->candidates[i].prob && j < i);
+        features(ctx, len, &f->candidates[i], rank, &fs[i]);
         out[i] = dot(p, &fs[i]);
         if (out[i] > mx) mx = out[i];
     }
