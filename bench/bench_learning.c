@@ -321,6 +321,7 @@ static bool seen_has(const seen_set *ss, const char *w, bool add, seen_set *mut)
 }
 
 static bool trace_errors;   /* --trace-errors: each judged error of the learned order */
+static unsigned ablate;     /* --ablate meaning,words,context: feature groups left out */
 
 /* What one run of phase 1 measured. */
 #define CURVE_STEP 25                 /* forks per point of the learning curve */
@@ -585,7 +586,7 @@ static void usage(void) {
     fprintf(stderr, "usage: bench_learning [--model PATH] [--forks N] [--train N] [--write-forks N] [--seeds N] [--seed-base N]\n"
                     "       [--threads N] [--user NAME] [--svg PATH] [--adapters] [--db PATH]\n"
                     "       [--lora-rank N] [--lora-alpha A] [--lora-epochs N] [--lora-stride N] [--lora-validation F] [--lora-tail N]\n"
-                    "       [--only-lora] [--lora-verbose] [--trace-errors]\n");
+                    "       [--only-lora] [--lora-verbose] [--trace-errors] [--ablate meaning,words,context]\n");
     exit(2);
 }
 
@@ -614,6 +615,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only-lora")) { only_lora = true; adapters = true; }
         else if (!strcmp(argv[i], "--adapters")) adapters = true;
         else if (!strcmp(argv[i], "--trace-errors")) trace_errors = true;
+        else if (!strcmp(argv[i], "--ablate") && v) {
+            const char *a = argv[++i];
+            if (strstr(a, "meaning")) ablate |= FPI_PREFS_NO_MEANING;
+            if (strstr(a, "words")) ablate |= FPI_PREFS_NO_WORDS;
+            if (strstr(a, "context")) ablate |= FPI_PREFS_NO_CONTEXT;
+            if (!ablate) usage();
+        }
         else if (!strcmp(argv[i], "--lora-verbose")) verbose_lora = true;
         else if (!strcmp(argv[i], "--user") && v) only_user = argv[++i];
         else if (!strcmp(argv[i], "--db") && v) db = argv[++i];
@@ -651,6 +659,8 @@ int main(int argc, char **argv) {
     rc.st.lookahead = 4;
     /* the date and times go to stderr: stdout is the same for the same seeds and build */
     fprintf(stderr, "bench_learning  %s  load average %.2f\n", day, bench_loadavg());
+    if (ablate) printf("ablation: without%s%s%s\n", ablate & FPI_PREFS_NO_MEANING ? " meaning" : "",
+                       ablate & FPI_PREFS_NO_WORDS ? " words" : "", ablate & FPI_PREFS_NO_CONTEXT ? " context" : "");
     printf("bench_learning  model %s  %d forks per user and seed (test-then-train), judged on forks %d–%d; "
            "%d writing forks; seeds %d–%d; %d thread(s)\n\n", bench_basename(path), forks, train + 1, forks, write_forks,
            seed_base, seed_base + seeds - 1, threads);
@@ -667,6 +677,8 @@ int main(int argc, char **argv) {
             rc.seed = seed_base + si;
             double t0 = bench_now_ms();
             fp_prefs *p = fp_prefs_new(fp_model_n_vocab(m));
+            if (!p) return 1;
+            fpi_prefs_ablate(p, ablate);
             pairs_t ps = { .p = calloc((size_t)forks, sizeof(fp_steer_pair)), .cap = forks };
             learn_result *r = &ur[ui].lr[ur[ui].n];
             learn_phase(&rc, u, p, &ps, r);

@@ -38,6 +38,7 @@
  * every undone automatic decision raises and every correct one lowers.
  */
 #include "core/internal.h"
+#include "core/testing.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -48,8 +49,10 @@
 #define N_DENSE 6
 #define HASH_BITS 15
 #define N_HASH (1 << HASH_BITS)
-#define N_W (N_DENSE + N_HASH)
-#define MAX_FEAT 16         /* active features per candidate */
+#define N_W0 (N_DENSE + N_HASH)   /* format 2's weights */
+#define VEC0 N_W0           /* then FP_TOKVEC weights on the token's meaning vector (tokvec.c) */
+#define N_W (N_W0 + FP_TOKVEC)
+#define MAX_FEAT 32         /* active features per candidate */
 #define HIST 256            /* decisions kept for calibrating auto-resolution */
 #define PREFS_MAX_W 1e6f    /* |weight| and |bias| a loaded profile may hold */
 #define MIN_HIST 30         /* no auto-resolution before this many */
@@ -73,6 +76,9 @@ struct fp_prefs {
     float   anchor[N_W];    /* the Gaussian term's centre: what came before the buffer */
     float   prec[N_W];      /* ... and its precision per weight */
     float  *bias;           /* [n_vocab] logit bias on first tokens */
+    unsigned ablate;        /* FPI_PREFS_NO_* (core/testing.h): groups left out, for measuring them */
+    float  *tokvec;         /* [n_vocab * FP_TOKVEC], copied from the model when first attached to a session
+                               (fpi_prefs_bind); NULL before: those features are 0 */
     /* the replay buffer and the fit's scratch (g, h zero between fits) */
     rfork  *replay;         /* [REPLAY] */
     int32_t n_replay;
@@ -123,6 +129,7 @@ void fp_prefs_reset(fp_prefs *p) {
     memset(p, 0, sizeof *p);
     p->n_vocab = keep.n_vocab;
     p->bias = keep.bias; p->replay = keep.replay; p->g = keep.g; p->h = keep.h; p->touched = keep.touched;
+    p->tokvec = keep.tokvec;
     memset(p->bias, 0, sizeof(float) * (size_t)p->n_vocab);
     p->auto_on = on;
     p->precision = precision;
@@ -136,11 +143,20 @@ void fp_prefs_free(fp_prefs *p) {
     free(p->g);
     free(p->h);
     free(p->touched);
+    free(p->tokvec);
     free(p);
 }
 
 int64_t fp_prefs_n_learned(const fp_prefs *p) { return p->n_learned; }
 int32_t fp_prefs_n_vocab(const fp_prefs *p) { return p->n_vocab; }
+void fpi_prefs_ablate(fp_prefs *p, unsigned mask) { p->ablate = mask; }
+
+/* A copy, so the preferences may outlive the model (n_vocab x FP_TOKVEC floats). */
+void fpi_prefs_bind(fp_prefs *p, const float *tokvec) {
+    if (!tokvec || p->tokvec) return;
+    size_t n = sizeof(float) * (size_t)p->n_vocab * FP_TOKVEC;
+    if ((p->tokvec = malloc(n))) memcpy(p->tokvec, tokvec, n);
+}
 const float *fpi_prefs_bias(const fp_prefs *p) { return p->bias; }
 
 /* ------------------------------------------------------------ features */
@@ -200,7 +216,7 @@ static const char *word_kind(const char *key, size_t n) {
     return n <= 4 ? "short" : "long";
 }
 
-static void features(const char *ctx, size_t ctx_len, const fp_candidate *c, int32_t rank, feat *f) {
+static void features(const fp_prefs *p, const char *ctx, size_t ctx_len, const fp_candidate *c, int32_t rank, feat *f) {
     f->n = 0;
     char key[FP_MAX_TEXT], prev[64];
     size_t n = word_key(c->text, key, sizeof key);
@@ -216,10 +232,16 @@ static void features(const char *ctx, size_t ctx_len, const fp_candidate *c, int
     f->idx[f->n] = 5; f->val[f->n++] = (float)(wis > 12 ? 12 : wis) / 12.0f * (strcmp(kind, "stop") == 0 ? 1.0f : 0.0f);
     char bucket[16];
     snprintf(bucket, sizeof bucket, "%d", wis > 12 ? 12 : wis);
-    add_hash(f, "w", key, n, "", 0);
-    add_hash(f, "pw", prev, np, key, n);
-    add_hash(f, "kind", kind, strlen(kind), bucket, strlen(bucket));
+    if (!(p->ablate & FPI_PREFS_NO_WORDS)) add_hash(f, "w", key, n, "", 0);
+    if (!(p->ablate & (FPI_PREFS_NO_WORDS | FPI_PREFS_NO_CONTEXT))) add_hash(f, "pw", prev, np, key, n);
+    if (!(p->ablate & FPI_PREFS_NO_CONTEXT)) add_hash(f, "kind", kind, strlen(kind), bucket, strlen(bucket));
     add_hash(f, "kind0", kind, strlen(kind), "", 0);
+    /* what the word means, as the model uses its first token: shared by
+     * words used alike, so a taste learned on some words reaches others */
+    if (p->tokvec && !(p->ablate & FPI_PREFS_NO_MEANING) && !c->is_eog && c->n_tokens > 0 && c->tokens[0] >= 0 && c->tokens[0] < p->n_vocab) {
+        const float *v = p->tokvec + (size_t)c->tokens[0] * FP_TOKVEC;
+        for (int d = 0; d < FP_TOKVEC && f->n < MAX_FEAT; d++) { f->idx[f->n] = VEC0 + d; f->val[f->n++] = v[d]; }
+    }
 }
 
 static float dot(const fp_prefs *p, const feat *f) {
@@ -239,7 +261,7 @@ static void scores(const fp_prefs *p, const char *ctx, size_t len, const fp_fork
         int32_t rank = 0;
         for (int32_t j = 0; j < f->n_candidates; j++)
             rank += f->candidates[j].prob > f->candidates[i].prob || (f->candidates[j].prob == f->candidates[i].prob && j < i);
-        features(ctx, len, &f->candidates[i], rank, &fs[i]);
+        features(p, ctx, len, &f->candidates[i], rank, &fs[i]);
         out[i] = dot(p, &fs[i]);
         if (out[i] > mx) mx = out[i];
     }
@@ -460,7 +482,7 @@ void fpi_prefs_note_auto(fp_prefs *p) {
 
 /* Format 3 (format 2 still loads):
  *   "FPPREFS3" n_vocab:i32 n_learned:i64 precision:f32 penalty:f32
- *   w[N_W] prec[N_W] bias[n_vocab] hist_conf[HIST] hist_ok[HIST]:u8 hist_n:i32 hist_next:i32 auto_on:u8
+ *   w[N_W] prec[N_W] (N_W = dense, hashed, then FP_TOKVEC meaning-vector weights) bias[n_vocab] hist_conf[HIST] hist_ok[HIST]:u8 hist_n:i32 hist_next:i32 auto_on:u8
  *   n_auto:i64 n_undone:i64 flags[FP_PREFS_HISTORY]:u8 flags_n:i32 flags_next:i32
  *   n_words:i32 word[WORDS][24] word_slot[WORDS]:i32
  * The replay buffer is folded into (w, prec) as it is written, so a loaded
@@ -471,12 +493,12 @@ void fpi_prefs_note_auto(fp_prefs *p) {
 #define MAGIC "FPPREFS3"
 
 static size_t size_v2(int32_t nv) {
-    return 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + 2 * sizeof(float) * N_W
+    return 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + 2 * sizeof(float) * N_W0
          + sizeof(float) * (size_t)nv + sizeof(float) * HIST + HIST + 2 * sizeof(int32_t) + 1;
 }
 
 static size_t size_v3(int32_t nv) {
-    return size_v2(nv) + 2 * sizeof(int64_t) + FP_PREFS_HISTORY + 2 * sizeof(int32_t)
+    return size_v2(nv) + 2 * sizeof(float) * FP_TOKVEC + 2 * sizeof(int64_t) + FP_PREFS_HISTORY + 2 * sizeof(int32_t)
          + sizeof(int32_t) + (size_t)WORDS * (24 + sizeof(int32_t));
 }
 
@@ -538,8 +560,9 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     GET(&p->n_learned, sizeof(int64_t));
     GET(&p->precision, sizeof(float));
     GET(&p->penalty, sizeof(float));
-    GET(p->w, sizeof p->w);
-    GET(p->prec, sizeof p->prec);
+    size_t nw = sizeof(float) * (v2 ? N_W0 : N_W);   /* format 2 had no meaning-vector weights */
+    GET(p->w, nw);
+    GET(p->prec, nw);
     GET(p->bias, sizeof(float) * (size_t)nv);
     GET(p->hist_conf, sizeof p->hist_conf);
     GET(p->hist_ok, sizeof p->hist_ok);
@@ -567,7 +590,8 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
      * learning step, and the profile saved then no longer loads (found by
      * fuzz/fuzz_prefs.c). Learned weights stay far below PREFS_MAX_W. */
     for (int32_t i = 0; ok && i < N_W; i++) {
-        if (v2 && isfinite(p->prec[i]) && p->prec[i] >= 0) p->prec[i] = fminf(PRIOR_PREC + p->prec[i], PREFS_MAX_W);
+        if (v2 && i >= N_W0) p->prec[i] = PRIOR_PREC;
+        else if (v2 && isfinite(p->prec[i]) && p->prec[i] >= 0) p->prec[i] = fminf(PRIOR_PREC + p->prec[i], PREFS_MAX_W);
         ok = fabsf(p->w[i]) <= PREFS_MAX_W && isfinite(p->prec[i]) && p->prec[i] > 0 && p->prec[i] <= PREFS_MAX_W;
     }
     for (int32_t i = 0; ok && i < nv; i++) ok = fabsf(p->bias[i]) <= PREFS_MAX_W;
@@ -617,6 +641,12 @@ int32_t fp_prefs_features(const fp_prefs *p, fp_prefs_item *out, int32_t cap) {
     for (int32_t k = 0; k < N_DENSE && n < cap; k++) {
         snprintf(out[n].name, sizeof out[n].name, "%s", DENSE_NAME[k]);
         out[n++].weight = p->w[k] - DENSE_START[k];
+    }
+    if (n < cap) {   /* the meaning-vector weights, as one length */
+        double sq = 0;
+        for (int d = 0; d < FP_TOKVEC; d++) sq += (double)p->w[VEC0 + d] * p->w[VEC0 + d];
+        snprintf(out[n].name, sizeof out[n].name, "word meaning (%d dims)", FP_TOKVEC);
+        out[n++].weight = (float)sqrt(sq);
     }
     return n;
 }

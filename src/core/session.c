@@ -1017,6 +1017,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     llama_sampler_free(s->chain);
     s->chain = chain;
     s->prefs = p;
+    if (p) fpi_prefs_bind(p, fpi_tokvec(s->engine->model));
     fpi_chain_resync(s);
     fpi_fork_present(s); /* the open cloud, in the person's order */
     fpi_check(s);
