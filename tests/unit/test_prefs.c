@@ -82,6 +82,8 @@ static void test_learns(void) {
     fp_prefs *q = blob ? fp_prefs_load(blob, len, &err) : NULL;
     CHECK(q != NULL);
     fp_session *s = session(NULL, 99);
+    /* a loaded profile takes the model's word-meaning vectors when attached, as p did */
+    if (q && s) { CHECK(fp_session_set_prefs(s, q, &err) == FP_OK); fp_session_set_prefs(s, NULL, NULL); }
     if (q && s && fp_session_state(s) == FP_STATE_AT_FORK) {
         const fp_fork *f = fp_session_fork(s);
         float a[64], b[64];
