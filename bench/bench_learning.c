@@ -540,12 +540,15 @@ static void write_svg(const char *path, const user_runs *ur, const bool *ran, in
     FILE *f = fopen(path, "w");
     if (!f) { fprintf(stderr, "bench_learning: cannot write %s\n", path); exit(1); }
     static const char *const COLOR[] = { "#d62728", "#1f77b4", "#2ca02c", "#9467bd" };
-    const int W = 640, H = 360, L = 56, R = 120, T = 28, B = 44;
+    const int W = 640, H = 360, L = 56, R = 90, T = 28, B = 44;
     const double pw = W - L - R, ph = H - T - B, y0 = 40, y1 = 100;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
                "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n", W, H, W, H);
-    fprintf(f, "<text x=\"%d\" y=\"18\" font-size=\"13\">Top-1 agreement with each simulated person (median of %d seeds): learned (solid) vs model (dashed)</text>\n",
-            L - 40, ur[0].n ? ur[0].n : 0);
+    int n_seeds = 0;
+    for (int u = 0; u < N_USERS; u++) if (ran[u] && ur[u].n > n_seeds) n_seeds = ur[u].n;
+    fprintf(f, "<text x=\"%d\" y=\"18\" font-size=\"13\">Top-1 agreement with each simulated person, median of %d seeds</text>\n"
+               "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#555\">solid: the learned order; dashed: the model's own top word</text>\n",
+            L - 40, n_seeds, L + 4, H - B - 8);
     for (int v = 40; v <= 100; v += 10) {
         double y = T + ph * (1 - (v - y0) / (y1 - y0));
         fprintf(f, "<line x1=\"%d\" x2=\"%.0f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%d%%</text>\n",
