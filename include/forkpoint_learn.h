@@ -19,8 +19,12 @@ extern "C" {
 
 /* What a person tends to choose, learned from their decisions: a softmax
  * (Bradley-Terry) model over each fork's candidates, with the model's own
- * log-probability, the word itself, its neighbours and its kind as features,
- * plus a per-token logit bias. Trained online, test-then-train. */
+ * log-probability and rank, the word itself, its neighbours, its kind and
+ * its meaning (the model's output-matrix row for its first token, taken
+ * from the model the first time the preferences are attached to a session:
+ * before that those features are 0) as features, plus a per-token logit
+ * bias. Trained online, test-then-train: after each decision, a MAP fit over
+ * the last 256 decisions (about 1-5 ms). */
 typedef struct fp_prefs fp_prefs;
 
 fp_prefs *fp_prefs_new(int32_t n_vocab);
@@ -44,6 +48,36 @@ int32_t   fp_prefs_n_vocab(const fp_prefs *p);
 void      fp_prefs_set_auto(fp_prefs *p, bool enabled, float precision);
 float     fp_prefs_auto_threshold(const fp_prefs *p);
 void      fp_prefs_note_undo(fp_prefs *p);   /* an automatic decision was undone */
+/* What a profile learned, to show the person (forkpoint profile show,
+ * GET /api/profile). The history holds a flag byte per fork of the newest
+ * FP_PREFS_HISTORY, oldest first: the person decided it (AGREED when the
+ * learned top pick was theirs) or it was decided automatically (AUTO, and
+ * UNDONE once the person undid it). Costs: O(FP_PREFS_HISTORY), O(words). */
+#define FP_PREFS_HISTORY 1024
+enum { FP_PREFS_AGREED = 1, FP_PREFS_AUTO = 2, FP_PREFS_UNDONE = 4 };
+int32_t   fp_prefs_history(const fp_prefs *p, uint8_t *out, int32_t cap);
+void      fp_prefs_counts(const fp_prefs *p, int64_t *n_auto, int64_t *n_undone);
+/* A named weight: a word the person was seen to like (> 0) or pass over
+ * (< 0), or a feature's change from where learning started. */
+typedef struct fp_prefs_item { char name[32]; float weight; } fp_prefs_item;
+/* The words with the largest |weight|, largest first (at most cap). */
+int32_t   fp_prefs_top_words(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
+/* Every dense feature (the model's log-probability, rank, length, ...). */
+int32_t   fp_prefs_features(const fp_prefs *p, fp_prefs_item *out, int32_t cap);
+/* The history in buckets of `bucket` forks (0: about 30 buckets), oldest
+ * first: per bucket, the forks the person decided, how many of those the
+ * learned top pick agreed with, the automatic decisions and how many of them
+ * were undone. Returns the number of buckets written. */
+typedef struct fp_prefs_point { int32_t forks, decided, agreed, automatic, undone; } fp_prefs_point;
+int32_t   fp_prefs_curve(const fp_prefs *p, int32_t bucket, fp_prefs_point *out, int32_t cap);
+/* All of the above as one JSON object (malloc'd; NULL when out of memory):
+ * {"decisions","automatic","undone","threshold" (null: off),"bucket",
+ *  "curve":[{"forks","decided","agreed","automatic","undone"}],
+ *  "words":[{"word","weight"}],"features":[{"name","change"}]}. */
+char     *fp_prefs_to_json(const fp_prefs *p);
+/* Forgets everything learned (weights, bias, history); the auto-resolution
+ * setting stays. The pointer stays valid for sessions that borrow it. */
+void      fp_prefs_reset(fp_prefs *p);
 /* Binary form for storage; malloc'd. Loading checks the format. */
 void     *fp_prefs_save(const fp_prefs *p, size_t *len);
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);

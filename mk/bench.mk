@@ -98,8 +98,9 @@ $(BENCH_DIR)/bench_textentry: $(BENCH_DIR)/bench_textentry.o $(BENCH_DIR)/bench_
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
 # ---- bench_learning: simulated users with hidden tastes; does the learned
-# preference model agree with them, and do interventions drop? (issue 4)
-BENCH_LEARNING_ARGS ?=
+# preference model agree with them, and do interventions drop? (issues 4, 14)
+# (default: 5 seeds, and the learning-curve figure the README shows)
+BENCH_LEARNING_ARGS ?= --svg docs/img/learning_curves.svg
 .PHONY: bench-learning
 bench-learning: deps
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_learning

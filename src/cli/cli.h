@@ -7,6 +7,8 @@
 #include "forkpoint.h"
 #include "forkpoint_learn.h"
 
+#include <stdio.h>
+
 /* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
  * model and an engine; prints a one-line error and returns non-zero on failure. */
 int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine);
@@ -15,6 +17,8 @@ int cli_write(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_profile(int argc, char **argv);
 int cli_learn(int argc, char **argv);
+/* `forkpoint profile show`: what a profile learned, as plain text (profile_view.c). */
+void cli_profile_print(FILE *out, const char *name, const fp_prefs *p, int64_t logged);
 
 /* ---- `forkpoint write`: its option and script-line parsers (write.c).
  * Not static so the fuzz harnesses (fuzz/) can drive them directly. */

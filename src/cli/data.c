@@ -93,8 +93,7 @@ int cli_profile(int argc, char **argv) {
             rc = 2;
         else if (!p) { snprintf(err.message, sizeof err.message, "unknown profile \"%s\"", name); rc = 2; }
         else {
-            printf("profile %s: %lld decisions learned, auto-resolution threshold %.3f, %lld logged\n", name,
-                   (long long)fp_prefs_n_learned(p), fp_prefs_auto_threshold(p), (long long)fp_store_count(st, name));
+            cli_profile_print(stdout, name, p, fp_store_count(st, name));
             fp_prefs_free(p);
         }
     }

@@ -78,7 +78,15 @@ struct fp_model {
     int32_t *ctl_off;
     int32_t n_ctl, ctl_max;
     bool ctl_first[256];        /* bytes a control text starts with */
+    /* tokvec.c: a unit vector per token (n_vocab x FP_TOKVEC), built on first use */
+    float *tokvec;
+    bool tokvec_done;
 };
+
+/* tokvec.c: the model's per-token meaning vectors, or NULL (none readable).
+ * Built once, on the first call (not thread-safe: the engine's thread). */
+#define FP_TOKVEC 16
+const float *fpi_tokvec(fp_model *m);
 
 /* control.c: control text is never shown. build/free at model load/free;
  * suffix: 0 when text[0..len) ends in ordinary text, else the length of its
@@ -448,6 +456,11 @@ void      fpi_prefetch_clear(fp_session *s);
 void      fpi_cloud_permute(fp_session *s, const int32_t *perm, int32_t n);
 /* prefs.c: the per-token bias for the sampler chain. */
 const float *fpi_prefs_bias(const fp_prefs *p);
+/* prefs.c: a fork was decided automatically (counted for the person's view). */
+void fpi_prefs_note_auto(fp_prefs *p);
+/* prefs.c: the model's token meaning vectors (tokvec.c) for the features;
+ * set when the preferences are attached to a session. */
+void fpi_prefs_bind(fp_prefs *p, const float *tokvec);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
 

@@ -232,6 +232,7 @@ void fp_model_free(fp_model *m) {
     if (!m) return;
     if (m->lm) llama_model_free(m->lm);
     free(m->pieces);
+    free(m->tokvec);
     free(m->piece_off);
     free(m->tok_flags);
     fpi_control_texts_free(m);

@@ -465,6 +465,7 @@ static fp_status record_decision(fp_session *s, int32_t fork_id, fp_choice_kind 
     f->pub.candidates = keep.candidates;
     /* test-then-train: the person's decision teaches their preferences */
     if (s->prefs && by != FP_BY_AUTO) fp_prefs_learn(s->prefs, s->text, (size_t)f->pub.text_offset, ev);
+    if (s->prefs && by == FP_BY_AUTO && !s->shadow) fpi_prefs_note_auto(s->prefs); /* a shadow's speculative picks are not decisions */
     return FP_OK;
 }
 
@@ -1016,6 +1017,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     llama_sampler_free(s->chain);
     s->chain = chain;
     s->prefs = p;
+    if (p) fpi_prefs_bind(p, fpi_tokvec(s->engine->model));
     fpi_chain_resync(s);
     fpi_fork_present(s); /* the open cloud, in the person's order */
     fpi_check(s);

@@ -24,4 +24,10 @@ uint64_t fpi_engine_plan_held(const fp_engine *engine);
  * it fired). */
 int64_t  fpi_engine_fail_decode(fp_engine *engine, int64_t nth);
 
+/* Feature ablation for bench_learning (what each feature adds): the
+ * preferences leave out the groups in mask from then on. */
+#include "forkpoint_learn.h"
+enum { FPI_PREFS_NO_MEANING = 1, FPI_PREFS_NO_WORDS = 2, FPI_PREFS_NO_CONTEXT = 4 };
+void     fpi_prefs_ablate(fp_prefs *p, unsigned mask);
+
 #endif

@@ -417,6 +417,10 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         if (post) return route_adapters(app, c);
         return method_not_allowed(c);
     }
+    if (strcmp(path, "profile") == 0) {   /* profile.c */
+        srv_job job = {.kind = get ? JOB_PROFILE : JOB_PROFILE_RESET};
+        return get || strcmp(method, "DELETE") == 0 ? run_job(app, c, &job) : method_not_allowed(c);
+    }
     if (strncmp(path, "sessions", 8) != 0 || (path[8] != '\0' && path[8] != '/'))
         return send_error(c, 404, "not found");
     const char *rest = path[8] ? path + 9 : "";

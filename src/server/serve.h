@@ -83,7 +83,8 @@ typedef enum srv_job_kind {
     JOB_LIST = 0, JOB_CREATE, JOB_GET, JOB_DELETE,
     JOB_CHOOSE, JOB_TYPE, JOB_PREFIX, JOB_UNDO, JOB_CONTINUE,
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
-    JOB_TREE, JOB_EVENTS, JOB_ADAPTERS
+    JOB_TREE, JOB_EVENTS, JOB_ADAPTERS,
+    JOB_PROFILE, JOB_PROFILE_RESET    /* profile.c */
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -229,6 +230,8 @@ void srv_worker_stop(srv_app *app);
 
 /* sessions.c: runs one job on the worker thread. */
 void srv_exec(srv_app *app, srv_job *job);
+/* GET / DELETE /api/profile on the worker (profile.c). */
+void srv_job_profile(srv_app *app, srv_job *job);
 /* Prefetch while idle (worker thread only): note a session that changed,
  * and do one step of speculative work; false when there is none left. */
 void srv_prefetch_note(srv_app *app, const char *sid);

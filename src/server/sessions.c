@@ -593,6 +593,7 @@ void srv_exec(srv_app *app, srv_job *job)
     switch (job->kind) {
     case JOB_LIST:   job_list(app, job); return;
     case JOB_ADAPTERS: job_adapters(app, job); return;
+    case JOB_PROFILE: case JOB_PROFILE_RESET: srv_job_profile(app, job); return;
     case JOB_CREATE: job_create(app, job); return;
     case JOB_DELETE: job_delete(app, job); return;
     default: break;

@@ -59,7 +59,8 @@ static srv_job *next_job(srv_app *app)
 /* Jobs that change a session (and so may leave a new fork to speculate on). */
 static bool job_changes(srv_job_kind k)
 {
-    return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN;
+    return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN
+        && k != JOB_PROFILE && k != JOB_PROFILE_RESET;
 }
 
 /* Jobs that run the model. Why only these cancel speculation: a job that
@@ -70,6 +71,7 @@ static bool job_decodes(srv_job_kind k)
 {
     switch (k) {
     case JOB_LIST: case JOB_GET: case JOB_TREE: case JOB_EVENTS: case JOB_SHOWN: case JOB_DELETE:
+    case JOB_PROFILE: case JOB_PROFILE_RESET:
         return false;
     default:
         return true;

@@ -635,11 +635,33 @@ async function main() {
       assert(Math.abs(sum - 1) < 0.01, `prefs sum to 1 over the shown words (${sum})`);
       assert(cs.every((c, i) => i === 0 || c.pref <= cs[i - 1].pref + 1e-4), "the cloud is in the person's order");
       assert(cs.some((c) => Math.abs(c.pref - c.prob) > 1e-3), 'the profile, not the model alone, gives pref');
+      // what was learned: GET /api/profile; DELETE forgets it
+      const g = await http(s, 'GET', '/api/profile');
+      eq(g.status, 200, 'GET /api/profile');
+      eq(g.json.profile, 'ann', 'the profile name');
+      assert(g.json.decisions >= 1 && Array.isArray(g.json.curve) && g.json.curve.length >= 1, `curve: ${g.text}`);
+      const decided = g.json.curve.reduce((a, b) => a + b.decided, 0);
+      eq(decided, g.json.decisions, 'every learned decision is in the curve');
+      assert(Array.isArray(g.json.words) && g.json.words.length >= 1 && typeof g.json.words[0].weight === 'number', 'words');
+      assert(g.json.features.some((f) => f.name === 'model log-probability'), 'features');
+      await expectError(s, 'PUT', '/api/profile', {}, 405);
+      await expectError(s, 'DELETE', '/api/profile', undefined, 403, { Origin: 'http://evil.example' });
+      const d = await http(s, 'DELETE', '/api/profile');
+      eq(d.status, 200, 'DELETE /api/profile');
+      eq(d.json.decisions, 0, 'reset: nothing learned');
+      eq(d.json.curve.length, 0, 'reset: no history');
     } finally {
       await stopServer(s);
     }
     const list = execFileSync(CLI, ['profile', 'list', '--db', db]).toString();
-    assert(/^ann\tlearned [1-9]/m.test(list), `profile stored: ${list}`);
+    assert(/^ann\tlearned 0/m.test(list), `the reset profile is stored: ${list}`);
+  });
+
+  await test('GET /api/profile without --profile is 404', async () => {
+    const s = await startServer([], { db: path.join(tmp, 'noprof.db') });
+    try {
+      await expectError(s, 'GET', '/api/profile', undefined, 404);
+    } finally { await stopServer(s); }
   });
 
   await test('a non-loopback --host without --token is refused at start', async () => {

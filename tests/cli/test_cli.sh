@@ -97,7 +97,12 @@ const raw=rows("raw");if(raw.length!==6||raw.some(x=>x.fork.candidates.length<2)
 if(rows("pairs").length<rows("sft").length*3)process.exit(3);' "$T" && ok || bad "exported rows malformed ($?)"
 grep -q '"modality":"script"' "$T/raw.jsonl" && ok || bad "modality not logged"
 "$BIN" profile list --db "$DB" | grep -q '^ann' && ok || bad "profile list"
-"$BIN" profile show --db "$DB" ann --model "$MODEL" | grep -q 'decisions learned' && ok || bad "profile show"
+"$BIN" profile show --db "$DB" ann --model "$MODEL" > "$T/show" && ok || bad "profile show"
+# what was learned, as text: counts, both plots, the words and features that moved
+grep -qE '^profile ann: [1-9][0-9]* decisions learned' "$T/show" && grep -qE '^decided automatically: [0-9]+, undone by the person: [0-9]+' "$T/show" \
+  && grep -q '^agreement: ' "$T/show" && grep -q '^interventions: ' "$T/show" && grep -qE '^ 100% [|]' "$T/show" \
+  && grep -q '^words that moved most' "$T/show" && grep -qE '^ +[+-][0-9]+\.[0-9]{2}  model log-probability$' "$T/show" \
+  && ok || bad "profile show text: $(cat "$T/show")"
 expect_error "export: missing db" 2 "no database" -- "$BIN" export --db "$T/none.db" --format sft
 printf 'not a database, just some text long enough to be read as a header.............' > "$T/bad.db"
 expect_error "export: corrupt db" 2 "not a usable" -- "$BIN" export --db "$T/bad.db" --format sft
@@ -177,6 +182,7 @@ expect_error "write: not an adapter" 2 "not a LoRA adapter" -- "${W[@]}" --lora 
 expect_error "write: adapter of another model" 2 "not a LoRA adapter" -- "$BIN" write --model "$MODELS/llama-2-tiny-random.gguf" --lora "$T/ann.gguf" --choices /dev/null
 expect_error "write: bad scale" 2 "lora-scale" -- "${W[@]}" --lora "$T/ann.gguf" --lora-scale nan --choices /dev/null
 "$BIN" profile reset --db "$DB" ann > /dev/null && ok || bad "profile reset"
+expect_error "profile: show after reset" 2 "unknown profile" -- "$BIN" profile show --db "$DB" ann --model "$MODEL"
 # killed mid-session: every committed choice is on disk
 mkfifo "$T/fifo"
 ( "${W[@]}" --db "$T/kill.db" --json "$T/kill.jsonl" --choices "$T/fifo" > /dev/null 2>&1 & echo $! > "$T/pid"; wait ) &
