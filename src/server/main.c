@@ -45,6 +45,11 @@ static void usage(FILE *f)
         "  --lora-scale S     its strength, -16..16 (default: the scale learn chose, else 1)\n"
         "  --steer PATH       apply a steering vector (forkpoint learn --steer)\n"
         "  --steer-strength S its strength, -64..64 (default: the one learn chose, else 1)\n"
+        "  --chat-template T  chat template for /v1/chat/completions: a llama.cpp built-in name\n"
+        "                     (chatml, llama3, phi3, ...) or template text (default: the model's)\n"
+        "  --max-logprobs N   most alternatives per token in the compatible APIs, 1..256 (default 20)\n"
+        "  --cors-origin O    let pages from origin O (e.g. http://127.0.0.1:8000, or null for\n"
+        "                     file:// pages) call the compatible APIs (/v1, /completion, ...)\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -79,6 +84,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->http_threads = 256;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
     cfg->steer_strength = NAN;
+    cfg->max_logprobs = 20;   /* vLLM's default cap; OpenAI's chat API allows 0..20 */
     const char *env_token = getenv("FORKPOINT_TOKEN");
     if (env_token && *env_token) cfg->token = env_token;
 
@@ -125,6 +131,9 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             else cfg->steer_strength = (float)d;
         }
         else if (strcmp(name, "--steer") == 0) cfg->steer = val;
+        else if (strcmp(name, "--chat-template") == 0) cfg->chat_template = val;
+        else if (strcmp(name, "--cors-origin") == 0) cfg->cors_origin = val;
+        else if (strcmp(name, "--max-logprobs") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_logprobs = (int)n; }
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }

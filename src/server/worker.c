@@ -59,7 +59,8 @@ static srv_job *next_job(srv_app *app)
 /* Jobs that change a session (and so may leave a new fork to speculate on). */
 static bool job_changes(srv_job_kind k)
 {
-    return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN;
+    return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN &&
+           k != JOB_OAI;
 }
 
 /* Jobs that run the model. Why only these cancel speculation: a job that
@@ -127,6 +128,14 @@ int srv_worker_start(srv_app *app)
  * turn the serial engine into ordinary request/response handling. */
 int srv_worker_submit(srv_app *app, srv_job *job)
 {
+    if (srv_worker_enqueue(app, job) != 0) return -1;
+    srv_worker_wait(app, job);
+    return 0;
+}
+
+/* The first half: queues job (the caller keeps it alive until it is done). */
+int srv_worker_enqueue(srv_app *app, srv_job *job)
+{
     job->done = false;
     job->next = NULL;
     job->status = 0;
@@ -141,6 +150,7 @@ int srv_worker_submit(srv_app *app, srv_job *job)
         pthread_mutex_unlock(&app->q_mu);
         job->status = 503;
         job->body = srv_json_error("server is shutting down");
+        job->done = true;
         return -1;
     }
     if (app->lanes[lane].tail) app->lanes[lane].tail->next = job;
@@ -153,9 +163,16 @@ int srv_worker_submit(srv_app *app, srv_job *job)
         fp_engine_cancel(app->engine);
         app->n_cancels++;
     }
-    while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
     pthread_mutex_unlock(&app->q_mu);
     return 0;
+}
+
+/* The second half: blocks until the worker has run job. */
+void srv_worker_wait(srv_app *app, srv_job *job)
+{
+    pthread_mutex_lock(&app->q_mu);
+    while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
+    pthread_mutex_unlock(&app->q_mu);
 }
 
 /* Lets the worker finish what is queued, then joins it. */
