@@ -878,19 +878,7 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     for (size_t i = 0; i < sizeof posts / sizeof posts[0]; i++) if (strcmp(uri, posts[i].path) == 0) which = (int)i;
     bool models = strcmp(uri, "/v1/models") == 0, health = strcmp(uri, "/health") == 0;
     if (which < 0 && !models && !health) return false;
-    if (strcmp(method, "OPTIONS") == 0) {
-        /* a preflight: answered for --cors-origin only */
-        if (!cors_allowed(app, c)) { *status = send_oai_error(c, 403, NULL, "cross-origin request refused (see --cors-origin)"); return true; }
-        mg_response_header_start(c, 204);
-        cors_headers(app, c);
-        mg_response_header_add(c, "Access-Control-Allow-Methods", "GET, POST", -1);
-        mg_response_header_add(c, "Access-Control-Allow-Headers", "Content-Type, Authorization", -1);
-        mg_response_header_add(c, "Access-Control-Max-Age", "600", -1);
-        mg_response_header_add(c, "Content-Length", "0", -1);
-        mg_response_header_send(c);
-        *status = 204;
-        return true;
-    }
+    /* preflights (OPTIONS) are answered by civetweb itself, before any handler */
     if (!srv_origin_ok(c) && !cors_allowed(app, c)) {
         *status = send_oai_error(c, 403, NULL, "cross-origin request refused (see --cors-origin)");
         return true;
