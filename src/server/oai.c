@@ -799,12 +799,13 @@ out:
 /* ------------------------------------------------------------ routes */
 
 /* Sends an OpenAI-shaped error from the handler thread. */
-static int send_oai_error(struct mg_connection *c, int status, const char *param, const char *msg)
+static void send_reply(srv_app *app, struct mg_connection *c, int status, const char *body);
+static int send_oai_error(srv_app *app, struct mg_connection *c, int status, const char *param, const char *msg)
 {
     srv_job j = {0};
     set_error(&j, status, status == 401 ? "authentication_error" : status >= 500 ? "server_error" : "invalid_request_error",
               param, msg);
-    srv_send_json(c, status, j.body ? j.body : "{\"error\":{\"message\":\"out of memory\"}}");
+    send_reply(app, c, status, j.body ? j.body : "{\"error\":{\"message\":\"out of memory\"}}");
     free(j.body);
     return status;
 }
@@ -820,6 +821,22 @@ static void cors_headers(srv_app *app, struct mg_connection *c)
 {
     mg_response_header_add(c, "Access-Control-Allow-Origin", app->cfg.cors_origin, -1);
     mg_response_header_add(c, "Vary", "Origin", -1);
+}
+
+/* A JSON reply: http.c's sending, or with the CORS header for --cors-origin
+ * (which srv_send_json does not add). */
+static void send_reply(srv_app *app, struct mg_connection *c, int status, const char *body)
+{
+    if (!cors_allowed(app, c)) { srv_send_json(c, status, body); return; }
+    char len[24];
+    snprintf(len, sizeof len, "%zu", strlen(body));
+    mg_response_header_start(c, status);
+    mg_response_header_add(c, "Content-Type", "application/json; charset=utf-8", -1);
+    mg_response_header_add(c, "Cache-Control", "no-store", -1);
+    cors_headers(app, c);
+    mg_response_header_add(c, "Content-Length", len, -1);
+    mg_response_header_send(c);
+    mg_write(c, body, strlen(body));
 }
 
 /* Writes a streamed reply: events as the worker produces them. */
@@ -861,7 +878,7 @@ static int stream_reply(srv_app *app, struct mg_connection *c, srv_job *job, srv
     srv_worker_wait(app, job);
     if (!headers) {   /* failed before the first event: an ordinary error reply */
         status = job->status ? job->status : 500;
-        srv_send_json(c, status, job->body ? job->body : "{}");
+        send_reply(app, c, status, job->body ? job->body : "{}");
     }
     return status;
 }
@@ -880,11 +897,11 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     if (which < 0 && !models && !health) return false;
     /* preflights (OPTIONS) are answered by civetweb itself, before any handler */
     if (!srv_origin_ok(c) && !cors_allowed(app, c)) {
-        *status = send_oai_error(c, 403, NULL, "cross-origin request refused (see --cors-origin)");
+        *status = send_oai_error(app, c, 403, NULL, "cross-origin request refused (see --cors-origin)");
         return true;
     }
     if (models || health) {
-        if (!get) { *status = send_oai_error(c, 405, NULL, "method not allowed"); return true; }
+        if (!get) { *status = send_oai_error(app, c, 405, NULL, "method not allowed"); return true; }
         cJSON *o = cJSON_CreateObject();
         if (health) {
             cJSON_AddStringToObject(o, "status", "ok");
@@ -901,34 +918,22 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
         }
         char *s = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        if (cors_allowed(app, c)) {
-            /* srv_send_json sends no CORS headers: write this small reply here */
-            mg_response_header_start(c, 200);
-            mg_response_header_add(c, "Content-Type", "application/json; charset=utf-8", -1);
-            cors_headers(app, c);
-            char len[24];
-            snprintf(len, sizeof len, "%zu", s ? strlen(s) : 2);
-            mg_response_header_add(c, "Content-Length", len, -1);
-            mg_response_header_send(c);
-            mg_write(c, s ? s : "{}", s ? strlen(s) : 2);
-        } else {
-            srv_send_json(c, 200, s ? s : "{}");
-        }
+        send_reply(app, c, 200, s ? s : "{}");
         free(s);
         *status = 200;
         return true;
     }
-    if (!post) { *status = send_oai_error(c, 405, NULL, "method not allowed"); return true; }
+    if (!post) { *status = send_oai_error(app, c, 405, NULL, "method not allowed"); return true; }
     char err[200];
     void *j = NULL;
     int st = srv_read_json(c, &j, err, sizeof err);
-    if (st) { *status = send_oai_error(c, st, NULL, err); return true; }
+    if (st) { *status = send_oai_error(app, c, st, NULL, err); return true; }
     srv_oai_run *run = calloc(1, sizeof *run);
-    if (!run) { cJSON_Delete(j); *status = send_oai_error(c, 503, NULL, "out of memory"); return true; }
+    if (!run) { cJSON_Delete(j); *status = send_oai_error(app, c, 503, NULL, "out of memory"); return true; }
     const char *param = NULL;
     st = srv_oai_parse(posts[which].api, j, app->cfg.max_logprobs, &run->req, &param, err, sizeof err);
     if (st) {
-        *status = send_oai_error(c, st, param, err);   /* param points into j */
+        *status = send_oai_error(app, c, st, param, err);   /* param points into j */
         srv_oai_req_free(&run->req);
         free(run);
         cJSON_Delete(j);
@@ -939,25 +944,14 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     srv_job job = {.kind = JOB_OAI, .ext = run};
     if (run->req.stream) {
         if (srv_worker_enqueue(app, &job) != 0) {
-            *status = send_oai_error(c, 503, NULL, "server is shutting down");
+            *status = send_oai_error(app, c, 503, NULL, "server is shutting down");
         } else {
             *status = stream_reply(app, c, &job, run);
         }
     } else {
         srv_worker_submit(app, &job);
         *status = job.status ? job.status : 500;
-        if (cors_allowed(app, c) && job.body) {
-            mg_response_header_start(c, *status);
-            mg_response_header_add(c, "Content-Type", "application/json; charset=utf-8", -1);
-            cors_headers(app, c);
-            char len[24];
-            snprintf(len, sizeof len, "%zu", strlen(job.body));
-            mg_response_header_add(c, "Content-Length", len, -1);
-            mg_response_header_send(c);
-            mg_write(c, job.body, strlen(job.body));
-        } else {
-            srv_send_json(c, *status, job.body ? job.body : "{}");
-        }
+        send_reply(app, c, *status, job.body ? job.body : "{}");
     }
     free(job.body);
     /* anything the worker queued and nobody wrote */

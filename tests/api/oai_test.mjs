@@ -314,6 +314,24 @@ await test('chat through the model\'s own template (random-weight Phi-3 model)',
     const t = await post(s, '/tokenize', { content: '<|user|>\nHello<|end|>\n<|assistant|>\n', add_special: true });
     assert(r.usage.prompt_tokens === t.json.tokens.length, `prompt tokens ${r.usage.prompt_tokens} vs ${t.json.tokens.length}`);
     assert(t.json.tokens.includes(32010) && t.json.tokens.includes(32007), `control tokens parsed: ${t.json.tokens}`);
+
+    /* a client that goes away mid-stream stops the generation: on this
+     * model a token takes tens of milliseconds, so 400 more tokens would
+     * hold the engine for many seconds; the next request is served at once */
+    const one = Date.now();
+    await post(s, '/completion', { prompt: 'Hello', n_predict: 4, ignore_eos: true });
+    const per = (Date.now() - one) / 4;
+    const ac = new AbortController();
+    const r2 = await fetch(s.url + '/completion', { method: 'POST', signal: ac.signal, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: 'Hello', n_predict: 400, ignore_eos: true, stream: true, n_probs: 5 }) });
+    await r2.body.getReader().read();
+    ac.abort();
+    const t0 = Date.now();
+    const after = await post(s, '/completion', { prompt: 'Hello', n_predict: 1 });
+    const waited = Date.now() - t0;
+    assert(after.status === 200, `status ${after.status}`);
+    assert(waited < Math.max(3000, 40 * per), `the next request waited ${waited} ms (a token takes ${per.toFixed(0)} ms): the stream went on`);
+    console.log(`# disconnect: next request after ${waited} ms; one token ${per.toFixed(0)} ms, 400 would take ${(400 * per / 1000).toFixed(1)} s`);
   } finally { await stop(s); }
 });
 
