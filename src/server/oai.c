@@ -45,6 +45,7 @@ typedef struct srv_oai_run {
     bool  done;        /* the worker will push nothing more */
     bool  gone;        /* the client went away: stop */
     bool  started;     /* the worker pushed the first event (status 200) */
+    struct gen_state *gen;  /* the completion between slices (worker only) */
 } srv_oai_run;
 
 /* A generated (or echoed prompt) token as the replies need it. */
@@ -410,10 +411,8 @@ static bool stream_finish(ctx *x, choice *c, int32_t index, cJSON *llama_summary
 static bool take(ctx *x, choice *c, const fp_gen_token *t, bool with_lp)
 {
     char b[256];
-    int n = token_bytes(x->m, t->token, b, sizeof b);
-    if (!fp_token_is_eog(x->m, t->token) && fp_token_piece(x->m, t->token, b, sizeof b) >= 0)
-        n = fp_token_piece(x->m, t->token, b, sizeof b);   /* text: control tokens are not spelled out */
-    else n = 0;
+    int n = fp_token_is_eog(x->m, t->token) ? 0 : fp_token_piece(x->m, t->token, b, sizeof b);
+    if (n < 0) n = 0;   /* text: control tokens are not spelled out (their records are) */
     tokrec *r = ch_rec(c);
     if (!r) return false;
     r->token = t->token;
@@ -466,12 +465,46 @@ static cJSON *llama_summary(ctx *x, const choice *c, bool with_content)
     return o;
 }
 
-/* Generates one choice from toks into c (streaming it when asked). 0, or an
- * HTTP status with the job's error set. */
-static int run_choice(ctx *x, const int32_t *toks, int32_t n_toks, const char *prompt_text, uint32_t seed,
-                      const float *bias, choice *c, int32_t index)
+/* Where a completion job is between two slices of the worker's time: the
+ * prompt and choice it is at, the choice's generator and text. */
+typedef struct gen_state {
+    ctx     x;
+    float  *bias;              /* logit_bias (and ignore_eos) over the vocabulary, or NULL */
+    uint32_t seed0;
+    cJSON  *choices;           /* finished choices (not streamed) */
+    choice  last;              /* llama.cpp: its one choice */
+    int32_t p, j;              /* prompt, and choice within it */
+    int32_t *toks, n_toks;     /* prompt p's tokens, NULL until loaded */
+    char   *text;
+    fp_gen *g;                 /* choice j's generator, NULL between choices */
+    choice  c;
+    size_t  text0;             /* stop strings look only at generated text */
+    int     status;            /* 0, -1 = the client went away, else the HTTP error */
+    bool    finished;
+} gen_state;
+
+/* Starts choice s->j of prompt s->p: its generator, the echoed prompt and,
+ * in a chat stream, the chunk naming the role. */
+static int choice_begin(gen_state *s)
 {
+    ctx *x = &s->x;
     const srv_oai_req *q = x->q;
+    int32_t index = s->p * q->n + s->j;
+    memset(&s->c, 0, sizeof s->c);
+    choice *c = &s->c;
+    if (q->stream && q->api == OAI_CHAT) {
+        cJSON *o = head(x, "chat.completion.chunk");
+        cJSON *chs = cJSON_AddArrayToObject(o, "choices");
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddItemToArray(chs, ch);
+        cJSON_AddNumberToObject(ch, "index", index);
+        cJSON *d = cJSON_AddObjectToObject(ch, "delta");
+        cJSON_AddStringToObject(d, "role", "assistant");
+        cJSON_AddStringToObject(d, "content", "");
+        cJSON_AddNullToObject(ch, "logprobs");
+        cJSON_AddNullToObject(ch, "finish_reason");
+        if (!push_event(x->run, sse(o))) return -1;
+    }
     fp_gen_params gp = fp_gen_default_params();
     gp.temperature = q->temperature;
     gp.top_k = q->top_k;
@@ -479,81 +512,130 @@ static int run_choice(ctx *x, const int32_t *toks, int32_t n_toks, const char *p
     gp.min_p = q->min_p;
     gp.repeat_penalty = q->repeat_penalty;
     gp.repeat_last_n = q->repeat_last_n;
-    gp.seed = seed;
-    gp.logit_bias = bias;
+    gp.seed = s->seed0 + (uint32_t)index;   /* n choices differ, each reproducible */
+    gp.logit_bias = s->bias;
     gp.n_top = q->logprobs > 0 ? q->logprobs : 0;
     gp.post_sampling = q->post_sampling;
     gp.prompt_logprobs = q->echo && q->logprobs >= 0;
     fp_error err = {0};
-    fp_gen *g = fp_gen_new(x->app->engine, toks, n_toks, &gp, &err);
-    if (!g) {
+    s->g = fp_gen_new(x->app->engine, s->toks, s->n_toks, &gp, &err);
+    if (!s->g) {
         int st = srv_status_http(err.code);
         set_error(x->job, st, st < 500 ? "invalid_request_error" : "server_error", NULL, err.message);
         return st;
     }
-    size_t base = 0;
+    const char *prompt_text = q->api != OAI_CHAT ? q->prompts[s->p].text : NULL;
     if (q->echo) {
         /* the prompt's text first, and with logprobs its tokens' records */
         if (q->logprobs >= 0) {
-            for (int32_t i = 0; i < n_toks; i++) {
-                fp_gen_token t = {.token = toks[i], .logprob = NAN};
-                bool ok = i == 0 || fp_gen_prompt_token(g, i, &t, &err) == FP_OK;
-                if (!ok || !take(x, c, &t, i > 0)) { fp_gen_free(g); set_error(x->job, 500, "server_error", NULL, "out of memory"); return 500; }
+            for (int32_t i = 0; i < s->n_toks; i++) {
+                fp_gen_token t = {.token = s->toks[i], .logprob = NAN};
+                bool ok = i == 0 || fp_gen_prompt_token(s->g, i, &t, &err) == FP_OK;
+                if (!ok || !take(x, c, &t, i > 0)) { set_error(x->job, 500, "server_error", NULL, "out of memory"); return 500; }
             }
             if (prompt_text && (c->len != strlen(prompt_text) || memcmp(c->text, prompt_text, c->len) != 0)) {
                 /* the pieces do not spell the prompt exactly (a leading space the tokenizer adds): keep the
                  * prompt's text, and move the offsets by that space */
                 size_t shift = c->len == strlen(prompt_text) + 1 && c->text[0] == ' ' ? 1 : 0;
-                for (int32_t i = 0; i < c->n_recs; i++) {
-                    c->recs[i].start = c->recs[i].start >= shift ? c->recs[i].start - shift : 0;
-                    c->recs[i].end = c->recs[i].end >= shift ? c->recs[i].end - shift : 0;
-                }
                 c->len = 0;
                 ch_append(c, prompt_text, strlen(prompt_text));
                 for (int32_t i = 0; i < c->n_recs; i++) {
-                    if (c->recs[i].start > c->len) c->recs[i].start = c->len;
-                    if (c->recs[i].end > c->len) c->recs[i].end = c->len;
+                    tokrec *r = &c->recs[i];
+                    r->start = r->start >= shift ? r->start - shift : 0;
+                    r->end = r->end >= shift ? r->end - shift : 0;
+                    if (r->start > c->len) r->start = c->len;
+                    if (r->end > c->len) r->end = c->len;
                 }
             }
         } else if (prompt_text) {
             ch_append(c, prompt_text, strlen(prompt_text));
         } else {
-            char *b = malloc(65536);
-            int32_t n = b ? fp_detokenize(x->m, toks, n_toks, b, 65536) : -1;
+            int32_t need = fp_detokenize(x->m, s->toks, s->n_toks, NULL, 0);
+            int32_t cap = need < 0 ? -need : need;
+            char *b = malloc((size_t)cap + 1);
+            int32_t n = b ? fp_detokenize(x->m, s->toks, s->n_toks, b, cap) : -1;
             if (n > 0) ch_append(c, b, (size_t)n);
             free(b);
         }
-        c->sent = 0;
     }
-    size_t text0 = c->len;   /* stop strings look only at generated text */
+    s->text0 = c->len;
+    if (q->stream && !stream_choice(x, c, index, 0)) return -1;
+    return 0;
+}
+
+/* Takes one token of the current choice (or finds that it has ended). */
+static int choice_step(gen_state *s)
+{
+    ctx *x = &s->x;
+    const srv_oai_req *q = x->q;
+    choice *c = &s->c;
     int32_t budget = q->max_tokens < 0 ? INT32_MAX : q->max_tokens;
+    if (c->n_gen >= budget) { c->finish = "length"; c->stop_type = "limit"; return 0; }
+    if (client_gone(x->run)) return -1;
+    fp_error err = {0};
+    fp_gen_token t;
+    fp_status st = fp_gen_next(s->g, &t, &err);
+    if (st == FP_ERR_CONTEXT) { c->finish = "length"; c->stop_type = "limit"; return 0; }
+    if (st != FP_OK) {
+        int h = srv_status_http(st);
+        set_error(x->job, h, "server_error", NULL, err.message);
+        return h;
+    }
+    if (t.is_eog) { c->finish = "stop"; c->stop_type = "eos"; return 0; }
+    size_t before = c->len;
+    if (!take(x, c, &t, q->logprobs >= 0)) { set_error(x->job, 500, "server_error", NULL, "out of memory"); return 500; }
+    c->n_gen++;
+    x->completion_tokens++;
+    find_stop(q, c, before, s->text0);
+    if (q->stream && !stream_choice(x, c, s->p * q->n + s->j, 0)) return -1;
+    return 0;
+}
+
+/* Ends the current choice: the last streamed events, or its reply object. */
+static int choice_end(gen_state *s)
+{
+    ctx *x = &s->x;
+    const srv_oai_req *q = x->q;
+    choice *c = &s->c;
+    int32_t index = s->p * q->n + s->j;
+    fp_gen_free(s->g);
+    s->g = NULL;
     int status = 0;
-    if (q->stream && !stream_choice(x, c, index, base)) status = -1;
-    while (status == 0 && !c->finish) {
-        if (c->n_gen >= budget) { c->finish = "length"; c->stop_type = "limit"; break; }
-        if (client_gone(x->run)) { status = -1; break; }
-        fp_gen_token t;
-        fp_status st = fp_gen_next(g, &t, &err);
-        if (st == FP_ERR_CONTEXT) { c->finish = "length"; c->stop_type = "limit"; break; }
-        if (st != FP_OK) {
-            status = srv_status_http(st);
-            set_error(x->job, status, "server_error", NULL, err.message);
-            break;
-        }
-        if (t.is_eog) { c->finish = "stop"; c->stop_type = "eos"; break; }
-        size_t before = c->len;
-        if (!take(x, c, &t, q->logprobs >= 0)) { status = 500; set_error(x->job, 500, "server_error", NULL, "out of memory"); break; }
-        c->n_gen++;
-        x->completion_tokens++;
-        find_stop(q, c, before, text0);
-        if (q->stream && !stream_choice(x, c, index, base)) status = -1;
-    }
-    fp_gen_free(g);
-    if (status == 0 && q->stream) {
-        if (!stream_choice(x, c, index, base) ||
-            !stream_finish(x, c, index, q->api == OAI_LLAMA ? llama_summary(x, c, false) : NULL))
+    if (q->stream) {
+        if (!stream_choice(x, c, index, 0) || !stream_finish(x, c, index, q->api == OAI_LLAMA ? llama_summary(x, c, false) : NULL))
             status = -1;
+    } else if (q->api != OAI_LLAMA) {
+        cJSON *ch = cJSON_CreateObject();
+        cJSON_AddNumberToObject(ch, "index", index);
+        bool lp = q->logprobs >= 0;
+        if (q->api == OAI_CHAT) {
+            cJSON *msg = cJSON_AddObjectToObject(ch, "message");
+            cJSON_AddStringToObject(msg, "role", "assistant");
+            cJSON_AddStringToObject(msg, "content", c->text ? c->text : "");
+            cJSON_AddNullToObject(msg, "refusal");
+            if (lp) {
+                cJSON *l = cJSON_AddObjectToObject(ch, "logprobs");
+                cJSON *a = cJSON_AddArrayToObject(l, "content");
+                for (int32_t i = 0; i < c->n_recs; i++) cJSON_AddItemToArray(a, rec_item(x->m, q, &c->recs[i]));
+                cJSON_AddNullToObject(l, "refusal");
+            } else cJSON_AddNullToObject(ch, "logprobs");
+        } else {
+            cJSON_AddStringToObject(ch, "text", c->text ? c->text : "");
+            if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x->m, c->recs, c->n_recs, 0));
+            else cJSON_AddNullToObject(ch, "logprobs");
+        }
+        cJSON_AddStringToObject(ch, "finish_reason", c->finish ? c->finish : "length");
+        cJSON_AddItemToArray(s->choices, ch);
     }
+    if (q->api == OAI_LLAMA) {   /* its summary is the reply */
+        free(s->last.text);
+        free(s->last.recs);
+        s->last = *c;
+    } else {
+        free(c->text);
+        free(c->recs);
+    }
+    memset(c, 0, sizeof *c);
     return status;
 }
 
@@ -652,131 +734,42 @@ static void exec_tokenize(ctx *x)
     x->job->status = 200;
 }
 
-/* The worker's half of a JOB_OAI. */
-void srv_oai_exec(srv_app *app, srv_job *job)
+/* The reply once every choice is done (or the error, or nothing for a
+ * client that left), and everything the job held freed. */
+static void gen_finish(gen_state *s)
 {
-    srv_oai_run *run = job->ext;
-    const srv_oai_req *q = &run->req;
-    ctx x = {.app = app, .job = job, .run = run, .q = q, .m = app->model, .created = (long)time(NULL),
-             .t0 = srv_now_ms()};
-    const char *slash = strrchr(app->model_path, '/');
-    x.model_name = slash ? slash + 1 : app->model_path;
-    char rid[SRV_ID_LEN + 1];
-    srv_random_id(rid);
-    snprintf(x.id, sizeof x.id, "%s-%s", q->api == OAI_CHAT ? "chatcmpl" : "cmpl", rid);
-    if (q->api == OAI_TOKENIZE || q->api == OAI_DETOKENIZE) { exec_tokenize(&x); goto out; }
-
-    /* logit_bias (and ignore_eos) as one vocabulary-sized bias */
-    int32_t nv = fp_model_n_vocab(app->model);
-    float *bias = NULL;
-    if (q->n_bias > 0 || q->ignore_eos) {
-        bias = calloc((size_t)nv, sizeof *bias);
-        if (!bias) { set_error(job, 503, "server_error", NULL, "out of memory"); goto out; }
-        for (int32_t i = 0; i < q->n_bias; i++) {
-            if (q->bias_tok[i] >= nv) {
-                char msg[96];
-                snprintf(msg, sizeof msg, "logit_bias: token %d is not in the vocabulary (%d tokens)", q->bias_tok[i], nv);
-                set_error(job, 400, "invalid_request_error", "logit_bias", msg);
-                free(bias);
-                goto out;
-            }
-            bias[q->bias_tok[i]] += q->bias_val[i];
-        }
-        if (q->ignore_eos)
-            for (int32_t t = 0; t < nv; t++) if (fp_token_is_eog(app->model, t)) bias[t] = -INFINITY;
-    }
-    uint32_t seed0 = q->has_seed ? q->seed : (uint32_t)time(NULL) ^ (uint32_t)(srv_now_ms() * 1000.0);
-    cJSON *choices = cJSON_CreateArray();
-    choice last = {0};
-    int status = 0;
-    int32_t n_prompts = q->api == OAI_CHAT ? 1 : q->n_prompts;
-    bool chat_started = false;
-    for (int32_t p = 0; p < n_prompts && status == 0; p++) {
-        int32_t *toks = NULL, n_toks = 0;
-        char *text = NULL;
-        if ((status = prompt_tokens(&x, p, &toks, &n_toks, &text)) != 0) break;
-        x.prompt_tokens += n_toks;
-        for (int32_t j = 0; j < q->n && status == 0; j++) {
-            int32_t index = p * q->n + j;
-            choice c = {0};
-            if (q->stream && q->api == OAI_CHAT) {
-                /* the first chunk of a choice names the role */
-                cJSON *o = head(&x, "chat.completion.chunk");
-                cJSON *chs = cJSON_AddArrayToObject(o, "choices");
-                cJSON *ch = cJSON_CreateObject();
-                cJSON_AddItemToArray(chs, ch);
-                cJSON_AddNumberToObject(ch, "index", index);
-                cJSON *d = cJSON_AddObjectToObject(ch, "delta");
-                cJSON_AddStringToObject(d, "role", "assistant");
-                cJSON_AddStringToObject(d, "content", "");
-                cJSON_AddNullToObject(ch, "logprobs");
-                cJSON_AddNullToObject(ch, "finish_reason");
-                if (!push_event(run, sse(o))) status = -1;
-                chat_started = true;
-            }
-            if (status == 0)
-                status = run_choice(&x, toks, n_toks, q->echo ? (q->prompts[p].text ? q->prompts[p].text : NULL) : NULL,
-                                    seed0 + (uint32_t)index, bias, &c, index);
-            if (status == 0 && !q->stream) {
-                cJSON *ch = cJSON_CreateObject();
-                cJSON_AddNumberToObject(ch, "index", index);
-                bool lp = q->logprobs >= 0;
-                if (q->api == OAI_CHAT) {
-                    cJSON *msg = cJSON_AddObjectToObject(ch, "message");
-                    cJSON_AddStringToObject(msg, "role", "assistant");
-                    cJSON_AddStringToObject(msg, "content", c.text ? c.text : "");
-                    cJSON_AddNullToObject(msg, "refusal");
-                    if (lp) {
-                        cJSON *l = cJSON_AddObjectToObject(ch, "logprobs");
-                        cJSON *a = cJSON_AddArrayToObject(l, "content");
-                        for (int32_t i = 0; i < c.n_recs; i++) cJSON_AddItemToArray(a, rec_item(x.m, q, &c.recs[i]));
-                        cJSON_AddNullToObject(l, "refusal");
-                    } else cJSON_AddNullToObject(ch, "logprobs");
-                } else {
-                    cJSON_AddStringToObject(ch, "text", c.text ? c.text : "");
-                    if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x.m, c.recs, c.n_recs, 0));
-                    else cJSON_AddNullToObject(ch, "logprobs");
-                }
-                cJSON_AddStringToObject(ch, "finish_reason", c.finish ? c.finish : "length");
-                cJSON_AddItemToArray(choices, ch);
-            }
-            if (q->api == OAI_LLAMA && status == 0) { free(last.text); free(last.recs); last = c; }
-            else { free(c.text); free(c.recs); }
-        }
-        free(toks);
-        free(text);
-    }
-    (void)chat_started;
-    free(bias);
-    if (status == 0) {
+    ctx *x = &s->x;
+    srv_job *job = x->job;
+    srv_oai_run *run = x->run;
+    const srv_oai_req *q = x->q;
+    if (s->status == 0) {
         if (q->stream) {
             if (q->api != OAI_LLAMA) {
                 if (q->include_usage) {
-                    cJSON *o = head(&x, q->api == OAI_CHAT ? "chat.completion.chunk" : "text_completion");
+                    cJSON *o = head(x, q->api == OAI_CHAT ? "chat.completion.chunk" : "text_completion");
                     cJSON_AddArrayToObject(o, "choices");
-                    cJSON_AddItemToObject(o, "usage", usage(&x));
+                    cJSON_AddItemToObject(o, "usage", usage(x));
                     push_event(run, sse(o));
                 }
-                char *done = strdup("data: [DONE]\n\n");
-                push_event(run, done);
+                push_event(run, strdup("data: [DONE]\n\n"));
             }
             job->status = 200;
             job->body = strdup("");
-        } else if (q->api == OAI_LLAMA) {
-            cJSON *o = llama_summary(&x, &last, true);
-            job->body = cJSON_PrintUnformatted(o);
-            cJSON_Delete(o);
-            job->status = 200;
         } else {
-            cJSON *o = head(&x, q->api == OAI_CHAT ? "chat.completion" : "text_completion");
-            cJSON_AddItemToObject(o, "choices", choices);
-            choices = NULL;
-            cJSON_AddItemToObject(o, "usage", usage(&x));
+            cJSON *o;
+            if (q->api == OAI_LLAMA) {
+                o = llama_summary(x, &s->last, true);
+            } else {
+                o = head(x, q->api == OAI_CHAT ? "chat.completion" : "text_completion");
+                cJSON_AddItemToObject(o, "choices", s->choices);
+                s->choices = NULL;
+                cJSON_AddItemToObject(o, "usage", usage(x));
+            }
             job->body = cJSON_PrintUnformatted(o);
             cJSON_Delete(o);
             job->status = 200;
         }
-    } else if (status < 0 && !job->body) {
+    } else if (s->status < 0 && !job->body) {
         job->status = 499;   /* the client went away */
         job->body = strdup("");
     } else if (run->started && job->body) {
@@ -785,11 +778,92 @@ void srv_oai_exec(srv_app *app, srv_job *job)
         char *ev = malloc(n + 9);
         if (ev) { memcpy(ev, "data: ", 6); memcpy(ev + 6, job->body, n); memcpy(ev + 6 + n, "\n\n", 3); push_event(run, ev); }
     }
-    cJSON_Delete(choices);
-    free(last.text);
-    free(last.recs);
-out:
+    fp_gen_free(s->g);
+    free(s->c.text); free(s->c.recs);
+    free(s->last.text); free(s->last.recs);
+    free(s->toks); free(s->text); free(s->bias);
+    cJSON_Delete(s->choices);
+    free(s);
+}
+
+/* The first slice: what every later one needs (the bias, the seed, the id). */
+static gen_state *gen_start(srv_app *app, srv_job *job, srv_oai_run *run)
+{
+    gen_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    const srv_oai_req *q = &run->req;
+    s->x = (ctx){.app = app, .job = job, .run = run, .q = q, .m = app->model, .created = (long)time(NULL), .t0 = srv_now_ms()};
+    const char *slash = strrchr(app->model_path, '/');
+    s->x.model_name = slash ? slash + 1 : app->model_path;
+    char rid[SRV_ID_LEN + 1];
+    srv_random_id(rid);
+    snprintf(s->x.id, sizeof s->x.id, "%s-%s", q->api == OAI_CHAT ? "chatcmpl" : "cmpl", rid);
+    s->choices = cJSON_CreateArray();
+    s->seed0 = q->has_seed ? q->seed : (uint32_t)time(NULL) ^ (uint32_t)(srv_now_ms() * 1000.0);
+    int32_t nv = fp_model_n_vocab(app->model);
+    if (q->n_bias > 0 || q->ignore_eos) {
+        s->bias = calloc((size_t)nv, sizeof *s->bias);
+        if (!s->bias) { set_error(job, 503, "server_error", NULL, "out of memory"); s->status = 503; return s; }
+        for (int32_t i = 0; i < q->n_bias; i++) {
+            if (q->bias_tok[i] >= nv) {
+                char msg[96];
+                snprintf(msg, sizeof msg, "logit_bias: token %d is not in the vocabulary (%d tokens)", q->bias_tok[i], nv);
+                set_error(job, 400, "invalid_request_error", "logit_bias", msg);
+                s->status = 400;
+                return s;
+            }
+            s->bias[q->bias_tok[i]] += q->bias_val[i];
+        }
+        if (q->ignore_eos)
+            for (int32_t t = 0; t < nv; t++) if (fp_token_is_eog(app->model, t)) s->bias[t] = -INFINITY;
+    }
+    return s;
+}
+
+/* The worker's half of a JOB_OAI, one slice at a time: at most
+ * SRV_OAI_SLICE tokens, then the job goes to the back of the queue
+ * (job->requeue), so sessions and other completions take their turns
+ * during a long completion. */
+void srv_oai_exec(srv_app *app, srv_job *job)
+{
+    srv_oai_run *run = job->ext;
+    const srv_oai_req *q = &run->req;
+    if (q->api == OAI_TOKENIZE || q->api == OAI_DETOKENIZE) {
+        ctx x = {.app = app, .job = job, .run = run, .q = q, .m = app->model};
+        exec_tokenize(&x);
+        if (!job->body) set_error(job, 500, "server_error", NULL, "out of memory");
+        goto done;
+    }
+    gen_state *s = run->gen;
+    if (!s && !(s = run->gen = gen_start(app, job, run))) {
+        set_error(job, 503, "server_error", NULL, "out of memory");
+        goto done;
+    }
+    int32_t n_prompts = q->api == OAI_CHAT ? 1 : q->n_prompts;
+    for (int slice = 0; slice < SRV_OAI_SLICE && s->status == 0 && !s->finished; ) {
+        if (!s->g) {
+            if (!s->toks) {
+                if (s->p == n_prompts) { s->finished = true; break; }
+                if ((s->status = prompt_tokens(&s->x, s->p, &s->toks, &s->n_toks, &s->text)) != 0) break;
+                s->x.prompt_tokens += s->n_toks;
+            }
+            if (s->j == q->n) {
+                free(s->toks); free(s->text);
+                s->toks = NULL; s->text = NULL;
+                s->p++;
+                s->j = 0;
+                continue;
+            }
+            if ((s->status = choice_begin(s)) != 0) break;
+        }
+        if (!s->c.finish) { s->status = choice_step(s); slice++; }
+        if (s->status == 0 && s->c.finish) { s->status = choice_end(s); s->j++; }
+    }
+    if (s->status == 0 && !s->finished) { job->requeue = true; return; }
+    gen_finish(s);
+    run->gen = NULL;
     if (!job->body) set_error(job, 500, "server_error", NULL, "out of memory");
+done:
     pthread_mutex_lock(&run->mu);
     run->done = true;
     pthread_cond_broadcast(&run->cv);
@@ -941,7 +1015,10 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     }
     pthread_mutex_init(&run->mu, NULL);
     pthread_cond_init(&run->cv, NULL);
+    /* its own lane: completions and sessions take turns ("~": never a session id) */
     srv_job job = {.kind = JOB_OAI, .ext = run};
+    srv_random_id(job.sid);
+    job.sid[0] = '~';
     if (run->req.stream) {
         if (srv_worker_enqueue(app, &job) != 0) {
             *status = send_oai_error(app, c, 503, NULL, "server is shutting down");

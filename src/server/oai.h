@@ -23,6 +23,7 @@
 #define SRV_OAI_MAX_N       16     /* choices per prompt */
 #define SRV_OAI_QUEUE       64     /* events a stream holds before the worker waits */
 #define SRV_OAI_STALL_MS    30000  /* a client that reads nothing this long is dropped */
+#define SRV_OAI_SLICE       8      /* tokens a completion takes before the worker serves the next lane */
 
 typedef enum srv_oai_api {
     OAI_COMPLETIONS = 0,   /* POST /v1/completions */

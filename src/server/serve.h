@@ -106,6 +106,7 @@ typedef struct srv_job {
     bool         has_fork;     /* the client named the fork its action answers */
     int32_t      want_fork;
     void        *ext;          /* JOB_OAI: the request and its stream (oai.c) */
+    bool         requeue;      /* set by a job that has more to do: back to its lane's tail */
     /* outputs */
     int          status;       /* HTTP status */
     char        *body;         /* malloc'd response body (JSON unless ctype says) */

@@ -101,7 +101,24 @@ static void *worker_main(void *arg)
             continue;
         }
 
-        srv_exec(app, j);
+        /* a long job (a completion, oai.c) yields between slices: back to
+         * the tail of its lane, so the other lanes take their turn; with
+         * every lane taken it simply goes on */
+        for (;;) {
+            srv_exec(app, j);
+            if (!j->requeue) break;
+            j->requeue = false;
+            pthread_mutex_lock(&app->q_mu);
+            int lane = lane_for(app, j->sid);
+            if (lane >= 0) {
+                if (app->lanes[lane].tail) app->lanes[lane].tail->next = j;
+                else app->lanes[lane].head = j;
+                app->lanes[lane].tail = j;
+            }
+            pthread_mutex_unlock(&app->q_mu);
+            if (lane >= 0) { j = NULL; break; }
+        }
+        if (!j) continue;
         /* every byte leaving the server is valid UTF-8 (core text may hold
          * byte-token fragments); one byte for one, so offsets hold */
         if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
@@ -137,6 +154,7 @@ int srv_worker_submit(srv_app *app, srv_job *job)
 int srv_worker_enqueue(srv_app *app, srv_job *job)
 {
     job->done = false;
+    job->requeue = false;
     job->next = NULL;
     job->status = 0;
     job->body = NULL;

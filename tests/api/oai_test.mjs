@@ -332,6 +332,23 @@ await test('chat through the model\'s own template (random-weight Phi-3 model)',
     assert(after.status === 200, `status ${after.status}`);
     assert(waited < Math.max(3000, 40 * per), `the next request waited ${waited} ms (a token takes ${per.toFixed(0)} ms): the stream went on`);
     console.log(`# disconnect: next request after ${waited} ms; one token ${per.toFixed(0)} ms, 400 would take ${(400 * per / 1000).toFixed(1)} s`);
+
+    /* a long completion does not hold the engine: it yields every few
+     * tokens, so a request that comes in meanwhile is served while it runs */
+    const ac2 = new AbortController();
+    const r3 = await fetch(s.url + '/v1/completions', { method: 'POST', signal: ac2.signal, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt: [1, 15043], max_tokens: 300, stream: true, echo: true }) });
+    const rd = r3.body.getReader();
+    await rd.read();
+    const t1 = Date.now();
+    const mid = await post(s, '/v1/completions', { prompt: 'Hello', max_tokens: 2 });
+    const midMs = Date.now() - t1;
+    let more = 0;
+    for (;;) { const { done, value } = await rd.read(); if (done) break; more += new TextDecoder().decode(value).split('data: ').length - 1; if (more > 5) break; }
+    ac2.abort();
+    assert(mid.status === 200 && more > 5, `served ${mid.status}; the long stream went on (${more} events)`);
+    assert(midMs < Math.max(4000, 40 * per), `a request during a long completion waited ${midMs} ms (a token takes ${per.toFixed(0)} ms)`);
+    console.log(`# fairness: a request during a 300-token stream was served in ${midMs} ms`);
   } finally { await stop(s); }
 });
 
