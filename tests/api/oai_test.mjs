@@ -169,6 +169,28 @@ await test('chat (chatml template on stories260K): logprobs with top_logprobs, s
   assert(usage && usage.completion_tokens === n, 'usage chunk');
 });
 
+await test('a character split over byte tokens: its own records, streamed text cut only between characters', async () => {
+  const prompt = 'A cup ☕ of tea';
+  const plain = await oa.completions.create({ model: 'x', prompt, echo: true, logprobs: 1, max_tokens: 3, temperature: 0 });
+  const lp = plain.choices[0].logprobs;
+  const parts = lp.tokens.filter((t) => t.startsWith('bytes:'));
+  assert(parts.length === 3 && parts[0] === 'bytes:\\xe2', `byte tokens spelled as bytes: ${JSON.stringify(lp.tokens)}`);
+  const stream = await oa.completions.create({ model: 'x', prompt, echo: true, logprobs: 1, max_tokens: 3, temperature: 0, stream: true });
+  let text = '', n = 0;
+  for await (const ch of stream) {
+    const c = ch.choices[0];
+    if (c.finish_reason) continue;
+    n++;
+    assert(!c.text.includes('\uFFFD'), 'no broken character in a chunk');
+    text += c.text;
+  }
+  assert(text === plain.choices[0].text && text.startsWith(prompt), `${JSON.stringify(text)} vs ${JSON.stringify(plain.choices[0].text)}`);
+  assert(n === lp.tokens.length, `one event per token (${n} vs ${lp.tokens.length})`);
+  const t = await post(srv, '/tokenize', { content: '☕', add_special: false, with_pieces: true });
+  const bytes = t.json.tokens.flatMap((x) => (Array.isArray(x.piece) ? x.piece : [...Buffer.from(x.piece)]));
+  assert(Buffer.from(bytes).toString() === ' ☕' || Buffer.from(bytes).toString() === '☕', `pieces as bytes: ${JSON.stringify(t.json.tokens)}`);
+});
+
 await test('errors for bad parameters: 400 in OpenAI\'s shape, naming the field', async () => {
   await expect400(() => oa.completions.create({ model: 'x', prompt: 'a', max_tokns: 3 }), 'max_tokns');
   await expect400(() => oa.completions.create({ model: 'x', prompt: 'a', logprobs: 21 }), 'logprobs');
