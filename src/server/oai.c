@@ -799,7 +799,7 @@ static gen_state *gen_start(srv_app *app, srv_job *job, srv_oai_run *run)
     srv_random_id(rid);
     snprintf(s->x.id, sizeof s->x.id, "%s-%s", q->api == OAI_CHAT ? "chatcmpl" : "cmpl", rid);
     s->choices = cJSON_CreateArray();
-    s->seed0 = q->has_seed ? q->seed : (uint32_t)time(NULL) ^ (uint32_t)(srv_now_ms() * 1000.0);
+    s->seed0 = q->has_seed ? q->seed : (uint32_t)time(NULL) ^ (uint32_t)(uint64_t)(srv_now_ms() * 1000.0);
     int32_t nv = fp_model_n_vocab(app->model);
     if (q->n_bias > 0 || q->ignore_eos) {
         s->bias = calloc((size_t)nv, sizeof *s->bias);
