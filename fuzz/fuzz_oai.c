@@ -4,8 +4,8 @@
  * reaches the engine: srv_parse_body (size, NUL, UTF-8, depth, trailing
  * data), then srv_oai_parse for every endpoint.
  *
- * The first input byte picks the cap on log-probabilities (1..256, as
- * --max-logprobs); the rest is the body.
+ * The first input byte picks the cap on log-probabilities (1..128, as
+ * --max-logprobs) and, in its top bit, --lenient-fields; the rest is the body.
  *
  * Invariants of an accepted request: values in the documented ranges
  * (temperature 0..2, top_p (0,1], n 1..16, logprobs -1..cap, max_tokens
@@ -23,7 +23,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    int32_t cap = 1 + data[0];
+    int32_t cap = 1 + (data[0] & 0x7f);
+    bool lenient = data[0] & 0x80;
     const char *body = (const char *)data + 1;
     size_t n = size - 1;
     char err[200];
@@ -33,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         srv_oai_req r;
         const char *param = NULL;
         err[0] = '\0';
-        int st = srv_oai_parse((srv_oai_api)api, j, cap, &r, &param, err, sizeof err);
+        int st = srv_oai_parse((srv_oai_api)api, j, cap, lenient, &r, &param, err, sizeof err);
         if (st) {
             FZ_CHECK(st == 400 && err[0], "refused without a message (status %d)", st);
         } else if (api <= OAI_LLAMA) {

@@ -50,6 +50,8 @@ static void usage(FILE *f)
         "  --max-logprobs N   most alternatives per token in the compatible APIs, 1..256 (default 20)\n"
         "  --cors-origin O    let pages from origin O (e.g. http://127.0.0.1:8000, or null for\n"
         "                     file:// pages) call the compatible APIs (/v1, /completion, ...)\n"
+        "  --lenient-fields   the compatible APIs ignore unknown body fields instead of a 400\n"
+        "                     (for clients that send every back end's fields, e.g. SillyTavern)\n"
         "  --quiet            no request log on stderr\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" on stdout once it is serving.\n");
@@ -98,6 +100,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
         if (strcmp(a, "--auto-resolve") == 0) { cfg->auto_resolve = true; continue; }
+        if (strcmp(a, "--lenient-fields") == 0) { cfg->lenient_fields = true; continue; }
         /* --flag value or --flag=value */
         char name[32];
         const char *val = NULL;

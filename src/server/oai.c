@@ -1005,7 +1005,9 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     srv_oai_run *run = calloc(1, sizeof *run);
     if (!run) { cJSON_Delete(j); *status = send_oai_error(app, c, 503, NULL, "out of memory"); return true; }
     const char *param = NULL;
-    st = srv_oai_parse(posts[which].api, j, app->cfg.max_logprobs, &run->req, &param, err, sizeof err);
+    st = srv_oai_parse(posts[which].api, j, app->cfg.max_logprobs, app->cfg.lenient_fields, &run->req, &param, err, sizeof err);
+    for (int32_t i = 0; st == 0 && !app->cfg.quiet && i < run->req.n_ignored; i++)
+        fprintf(stderr, "%s: ignored unknown field \"%s\" (--lenient-fields)\n", uri, run->req.ignored[i]);
     if (st) {
         *status = send_oai_error(app, c, st, param, err);   /* param points into j */
         srv_oai_req_free(&run->req);

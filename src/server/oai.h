@@ -65,13 +65,17 @@ typedef struct srv_oai_req {
     float   *bias_val;
     int32_t  n_bias;
     const char *model;            /* as the client named it, or NULL */
+    const char *ignored[8];       /* lenient: the first unknown field names, ignored */
+    int32_t n_ignored;
 } srv_oai_req;
 
 /* Parses a request body (already a cJSON object from srv_parse_body) for
- * api. max_logprobs is the server's cap (--max-logprobs). Returns 0, or the
+ * api. max_logprobs is the server's cap (--max-logprobs); lenient
+ * (--lenient-fields) ignores unknown field names instead of refusing them,
+ * listing them in req->ignored. Returns 0, or the
  * HTTP status (400) with err naming the field and what is wrong; *param_out
  * (if non-NULL) gets the offending field's name for OpenAI's error shape. */
-int  srv_oai_parse(srv_oai_api api, const void *cjson_obj, int32_t max_logprobs, srv_oai_req *req,
+int  srv_oai_parse(srv_oai_api api, const void *cjson_obj, int32_t max_logprobs, bool lenient, srv_oai_req *req,
                    const char **param_out, char *err, size_t cap);
 void srv_oai_req_free(srv_oai_req *req);
 

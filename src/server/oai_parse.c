@@ -13,7 +13,9 @@
  *            "user", or a knob whose own switch is off): accepted, unused;
  *   NEUTRAL  a sampler Forkpoint does not have: accepted only at the value
  *            that turns it off ("frequency_penalty": 0), else a 400 saying so.
- * Any other name is a 400 naming it. Types and ranges are checked here, so
+ * Any other name is a 400 naming it (with --lenient-fields, for clients
+ * such as SillyTavern that send one bag of every back end's fields, it is
+ * ignored instead). Types and ranges are checked here, so
  * the worker only ever sees valid values.
  *
  * Cost: O(fields x table) name lookups and one pass over each array.
@@ -348,8 +350,8 @@ static int samplers(const cJSON *o, srv_oai_req *r, char *err, size_t cap, const
     return 0;
 }
 
-int srv_oai_parse(srv_oai_api api, const void *obj, int32_t max_logprobs, srv_oai_req *r, const char **param,
-                  char *err, size_t cap)
+int srv_oai_parse(srv_oai_api api, const void *obj, int32_t max_logprobs, bool lenient, srv_oai_req *r,
+                  const char **param, char *err, size_t cap)
 {
     const cJSON *o = obj;
     memset(r, 0, sizeof *r);
@@ -371,7 +373,11 @@ int srv_oai_parse(srv_oai_api api, const void *obj, int32_t max_logprobs, srv_oa
     for (const cJSON *f = o->child; f; f = f->next) {
         const field *k = NULL;
         for (const field *t = tab; t->name && !k; t++) if (strcmp(t->name, f->string) == 0) k = t;
-        if (!k) return fail(err, cap, param, f->string, "unknown field \"%s\"", f->string);
+        if (!k && lenient) {   /* --lenient-fields: a client that sends every back end's fields */
+            if (r->n_ignored < (int32_t)(sizeof r->ignored / sizeof r->ignored[0])) r->ignored[r->n_ignored++] = f->string;
+            continue;
+        }
+        if (!k) return fail(err, cap, param, f->string, "unknown field \"%s\" (--lenient-fields ignores such fields)", f->string);
         for (const cJSON *g = o->child; g != f; g = g->next)
             if (strcmp(g->string, f->string) == 0) return fail(err, cap, param, f->string, "field \"%s\" appears twice", f->string);
         if (k->how == NEUTRAL && !is_neutral(f, k))

@@ -66,6 +66,7 @@ typedef struct srv_config {
     const char *chat_template; /* --chat-template: a built-in name or template text, NULL = the model's */
     int         max_logprobs;  /* --max-logprobs: alternatives per token in the compatible APIs (default 20) */
     const char *cors_origin;   /* --cors-origin: one foreign Origin allowed on the compatible APIs, NULL = none */
+    bool        lenient_fields; /* --lenient-fields: the compatible APIs ignore unknown fields */
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed

@@ -266,6 +266,30 @@ await test('LLooM\'s /completion shape: n_predict 1, n_probs 10, pre-sampling lo
   assert(typeof r.json.content === 'string' && r.json.stop === true, 'content and stop');
 });
 
+await test('SillyTavern\'s text-completion bag of fields: 400 naming one, accepted with --lenient-fields', async () => {
+  /* what SillyTavern's getTextGenGenerationData sends for llama.cpp: every back end's names at once */
+  const body = { prompt: PROMPT, max_new_tokens: 6, max_tokens: 6, n_predict: 6, logprobs: 10, n_probs: 10, temperature: 0.7,
+    top_p: 0.9, typical_p: 1, typical: 1, sampler_seed: -1, seed: -1, min_p: 0, repetition_penalty: 1.1, repeat_penalty: 1.1,
+    frequency_penalty: 0, presence_penalty: 0, top_k: 40, min_tokens: 0, length_penalty: 1, early_stopping: false,
+    add_bos_token: true, dynamic_temperature: false, dynatemp_low: 1, dynatemp_high: 1, dynatemp_range: 0, dynatemp_exponent: 1,
+    smoothing_factor: 0, stopping_strings: ['\nYou:'], stop: ['\nYou:'], truncation_length: 4096, ban_eos_token: false,
+    skip_special_tokens: true, top_a: 0, tfs: 1, tfs_z: 1, mirostat_mode: 0, mirostat: 0, mirostat_tau: 5, mirostat_eta: 0.1,
+    custom_token_bans: '', api_type: 'llamacpp', api_server: 'http://127.0.0.1:8080', rep_pen: 1.1, rep_pen_range: 0,
+    repetition_penalty_range: 0, repeat_last_n: 0, guidance_scale: 1, negative_prompt: '', grammar_string: '', grammar: '',
+    ignore_eos: false, logit_bias: [], cache_prompt: true, stream: false };
+  const strict = await post(srv, '/completion', body);
+  assert(strict.status === 400 && strict.json.error.param === 'max_new_tokens', `strict: ${strict.status} ${strict.text.slice(0, 200)}`);
+  const s2 = await start(STORIES, ['--lenient-fields']);
+  try {
+    const r = await post(s2, '/completion', body);
+    assert(r.status === 200 && r.json.tokens_predicted <= 6 && r.json.completion_probabilities[0].top_logprobs.length === 10,
+           `lenient: ${r.status} ${r.text.slice(0, 300)}`);
+    /* fields it knows are still checked */
+    const bad = await post(s2, '/completion', { ...body, frequency_penalty: 0.3 });
+    assert(bad.status === 400 && bad.json.error.param === 'frequency_penalty', `a known sampler it lacks: ${bad.status}`);
+  } finally { await stop(s2); }
+});
+
 await test('/tokenize and /detokenize round trips (with pieces, Unicode, control text)', async () => {
   for (const s of ['Once upon a time', ' leading space', 'café ☕ naïve 日本', 'a\nb\tc', '']) {
     const t = await post(srv, '/tokenize', { content: s, add_special: false });
