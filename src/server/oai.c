@@ -11,10 +11,11 @@
  * core's fp_gen (so every probability is the core's own), the reply
  * rendered in the dialect asked for.
  *
- * Streaming: the worker puts at most SRV_OAI_QUEUE events in the run's
- * queue and waits for room (at most SRV_OAI_STALL_MS, then the client
- * counts as gone); a write that fails marks the client gone, and the
- * worker stops at the next token. Everything is freed by its owner: events
+ * Streaming: the worker puts events in the run's bounded queue
+ * (SRV_OAI_QUEUE); while it is nearly full the job steps aside and the
+ * worker serves others; a reader that takes nothing for SRV_OAI_STALL_MS,
+ * or a write that fails, marks the client gone, and the worker stops at
+ * the next token. Everything is freed by its owner: events
  * by the handler that wrote them, the run after the job is done.
  *
  * Text and tokens: a token's text may be part of a multi-byte character.
@@ -45,6 +46,7 @@ typedef struct srv_oai_run {
     bool  done;        /* the worker will push nothing more */
     bool  gone;        /* the client went away: stop */
     bool  started;     /* the worker pushed the first event (status 200) */
+    double drained_ms; /* when the handler last took an event (or the run began) */
     struct gen_state *gen;  /* the completion between slices (worker only) */
 } srv_oai_run;
 
@@ -82,6 +84,27 @@ static bool push_event(srv_oai_run *r, char *ev)
     pthread_mutex_unlock(&r->mu);
     if (!ok) free(ev);
     return ok;
+}
+
+/* Worker, before a slice: is there room for its events? Waits a moment
+ * (at most 20 ms) for the writer; a reader that has taken nothing for
+ * SRV_OAI_STALL_MS counts as gone. Why not block: while a slow client's
+ * queue is full the job steps aside (job->requeue) and the worker serves
+ * the other lanes, instead of the whole engine waiting for one reader. */
+static bool stream_full(srv_oai_run *r)
+{
+    pthread_mutex_lock(&r->mu);
+    if (r->n > SRV_OAI_QUEUE - SRV_OAI_SLICE - 4 && !r->gone) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 20 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
+        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+        if (srv_now_ms() - r->drained_ms > SRV_OAI_STALL_MS) r->gone = true;
+    }
+    bool full = r->n > SRV_OAI_QUEUE - SRV_OAI_SLICE - 4 && !r->gone;
+    pthread_mutex_unlock(&r->mu);
+    return full;
 }
 
 static bool client_gone(srv_oai_run *r)
@@ -840,6 +863,7 @@ void srv_oai_exec(srv_app *app, srv_job *job)
         goto done;
     }
     int32_t n_prompts = q->api == OAI_CHAT ? 1 : q->n_prompts;
+    if (q->stream && s->status == 0 && stream_full(run)) { job->requeue = true; return; }
     for (int slice = 0; slice < SRV_OAI_SLICE && s->status == 0 && !s->finished; ) {
         if (!s->g) {
             if (!s->toks) {
@@ -925,6 +949,7 @@ static int stream_reply(srv_app *app, struct mg_connection *c, srv_job *job, srv
         char *ev = run->q[run->head];
         run->head = (run->head + 1) % SRV_OAI_QUEUE;
         run->n--;
+        run->drained_ms = srv_now_ms();
         pthread_cond_broadcast(&run->cv);
         bool gone = run->gone;
         pthread_mutex_unlock(&run->mu);
@@ -1017,6 +1042,7 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
     }
     pthread_mutex_init(&run->mu, NULL);
     pthread_cond_init(&run->cv, NULL);
+    run->drained_ms = srv_now_ms();
     /* its own lane: completions and sessions take turns ("~": never a session id) */
     srv_job job = {.kind = JOB_OAI, .ext = run};
     srv_random_id(job.sid);

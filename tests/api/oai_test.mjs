@@ -10,6 +10,7 @@
 // Prints "ok - name" / "not ok - name: why" and a final "N passed, N failed".
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -315,6 +316,26 @@ await test('a client that disconnects mid-stream stops the generation; the serve
   const t0 = Date.now();
   const after = await oa.completions.create({ model: 'x', prompt: 'Once', max_tokens: 2 });
   assert(after.choices.length === 1 && Date.now() - t0 < 20000, `next request took ${Date.now() - t0} ms`);
+});
+
+await test('a stream whose reader stops reading does not hold the engine', async () => {
+  const s2 = await start(STORIES, ['--max-logprobs', '256', '--chat-template', 'chatml']);
+  const sock = net.connect(Number(new URL(s2.url).port), '127.0.0.1');
+  try {
+    await new Promise((res) => sock.once('connect', res));
+    const body = JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'Once upon a time' }], stream: true, n: 4,
+                                  logprobs: true, top_logprobs: 256, max_tokens: 100000, temperature: 1 });
+    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:${new URL(s2.url).port}\r\nContent-Type: application/json\r\n` +
+               `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+    sock.pause();   /* never read: the socket buffers fill, then the run's queue */
+    await new Promise((r) => setTimeout(r, 4000));
+    const t0 = Date.now();
+    const r = await post(s2, '/v1/completions', { prompt: 'Once', max_tokens: 4 });
+    const ms = Date.now() - t0;
+    assert(r.status === 200, `status ${r.status}`);
+    assert(ms < 3000, `a request behind a stalled stream waited ${ms} ms`);
+    console.log(`# stalled reader: another request served in ${ms} ms`);
+  } finally { sock.destroy(); await stop(s2); }
 });
 
 await test('cross-origin requests are refused; --cors-origin lets one origin in', async () => {
