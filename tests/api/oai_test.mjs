@@ -205,6 +205,25 @@ await test('errors for bad parameters: 400 in OpenAI\'s shape, naming the field'
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'a' }], logprobs: true, top_logprobs: 50 }), 'top_logprobs');
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'wizard', content: 'a' }] }), 'messages');
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [] }), 'messages');
+  /* what strict parsing refuses below the client: raw bodies */
+  const raw = async (p, text) => {
+    const r = await fetch(srv.url + p, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: text });
+    return { status: r.status, json: await r.json() };
+  };
+  let r = await raw('/v1/completions', '{"prompt":"a","max_tokens":1,"max_tokens":2}');
+  assert(r.status === 400 && /max_tokens.*twice/.test(r.json.error.message), 'duplicate field');
+  r = await raw('/v1/completions', '{"prompt":"a"} trailing');
+  assert(r.status === 400 && r.json.error.type === 'invalid_request_error', 'trailing data');
+  r = await raw('/completion', '{"prompt":"a","n_probs":1.5}');
+  assert(r.status === 400 && r.json.error.param === 'n_probs', 'a fractional count');
+  r = await raw('/completion', '{"prompt":"a","mirostat":2}');
+  assert(r.status === 400 && r.json.error.param === 'mirostat' && /not supported/.test(r.json.error.message), 'mirostat on');
+  r = await raw('/v1/chat/completions', '{"messages":[{"role":"user","content":"a","tool_calls":[]}]}');
+  assert(r.status === 400 && /tool_calls/.test(r.json.error.message), 'unknown message field');
+  r = await raw('/v1/completions', '[1,2]');
+  assert(r.status === 400, 'not an object');
+  r = await raw('/v1/completions', '{"prompt":"a","stream_options":{"include_usage":true}}');
+  assert(r.status === 400 && r.json.error.param === 'stream_options', 'stream_options without stream');
   /* what the client sends on its own is accepted */
   const ok = await oa.completions.create({ model: 'x', prompt: 'a', max_tokens: 1, user: 'me', frequency_penalty: 0, presence_penalty: 0 });
   assert(ok.choices.length === 1, 'documented fields at neutral values are accepted');
