@@ -23,6 +23,7 @@
  */
 #include "core/internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +214,8 @@ fp_status fp_gen_prompt_token(fp_gen *g, int32_t i, fp_gen_token *out, fp_error 
 fp_status fp_gen_next(fp_gen *g, fp_gen_token *out, fp_error *err) {
     if (!g || !out) return fpi_fail(err, FP_ERR_ARG, "no generator");
     if (g->ended) return fpi_fail(err, FP_ERR_STATE, "the generation has ended");
+    assert(g->n_dec == g->n_tok || g->n_dec == g->n_tok - 1);   /* the KV holds all but perhaps the last token */
+    assert(g->tail_n >= 0 && g->tail_n <= 3);
     if (g->n_dec < g->n_tok) {   /* the token taken last time */
         fpi_batch_clear(g->e);
         fpi_batch_add(g->e, g->toks[g->n_dec], g->n_dec, g->seq, true);
