@@ -937,42 +937,62 @@ static void send_reply(srv_app *app, struct mg_connection *c, int status, const 
     mg_write(c, body, strlen(body));
 }
 
-/* Writes a streamed reply: events as the worker produces them. */
+/* Writes a streamed reply: events as the worker produces them. Every
+ * event waiting when the writer wakes goes out in one write (up to
+ * SRV_OAI_QUEUE events), so a fast worker is not held to one small TCP
+ * segment per token (Nagle and delayed ACKs would cost ~40 ms each). */
 static int stream_reply(srv_app *app, struct mg_connection *c, srv_job *job, srv_oai_run *run)
 {
-    bool headers = false;
+    bool headers = false, gone = false;
     int status = 200;
+    char *batch[SRV_OAI_QUEUE];
     for (;;) {
         pthread_mutex_lock(&run->mu);
         while (run->n == 0 && !run->done) pthread_cond_wait(&run->cv, &run->mu);
-        if (run->n == 0 && run->done) { pthread_mutex_unlock(&run->mu); break; }
-        char *ev = run->q[run->head];
-        run->head = (run->head + 1) % SRV_OAI_QUEUE;
-        run->n--;
+        int nb = 0;
+        while (run->n > 0) {
+            batch[nb++] = run->q[run->head];
+            run->head = (run->head + 1) % SRV_OAI_QUEUE;
+            run->n--;
+        }
+        bool end = nb == 0 && run->done;
         run->drained_ms = srv_now_ms();
         pthread_cond_broadcast(&run->cv);
-        bool gone = run->gone;
+        gone = run->gone;
         pthread_mutex_unlock(&run->mu);
-        if (!gone) {
-            if (!headers) {
-                mg_response_header_start(c, 200);
-                mg_response_header_add(c, "Content-Type", "text/event-stream; charset=utf-8", -1);
-                mg_response_header_add(c, "Cache-Control", "no-store", -1);
-                mg_response_header_add(c, "X-Content-Type-Options", "nosniff", -1);
-                mg_response_header_add(c, "Connection", "close", -1);
-                if (cors_allowed(app, c)) cors_headers(app, c);
-                mg_response_header_send(c);
-                headers = true;
-            }
-            if (mg_write(c, ev, strlen(ev)) <= 0) {
-                pthread_mutex_lock(&run->mu);
-                run->gone = true;
-                pthread_cond_broadcast(&run->cv);
-                pthread_mutex_unlock(&run->mu);
-                status = 499;
-            }
+        if (end) break;
+        size_t len = 0;
+        for (int i = 0; i < nb; i++) len += strlen(batch[i]);
+        char *buf = gone ? NULL : malloc(len + 1);
+        size_t at = 0;
+        for (int i = 0; i < nb; i++) {
+            size_t n = strlen(batch[i]);
+            if (buf) memcpy(buf + at, batch[i], n);
+            at += n;
+            free(batch[i]);
         }
-        free(ev);
+        if (gone) continue;
+        if (!headers) {
+            /* the body ends when the connection closes: no keep-alive (else
+             * the client waits for civetweb's keep-alive timeout) */
+            mg_disable_connection_keep_alive(c);
+            mg_response_header_start(c, 200);
+            mg_response_header_add(c, "Content-Type", "text/event-stream; charset=utf-8", -1);
+            mg_response_header_add(c, "Cache-Control", "no-store", -1);
+            mg_response_header_add(c, "X-Content-Type-Options", "nosniff", -1);
+            mg_response_header_add(c, "Connection", "close", -1);
+            if (cors_allowed(app, c)) cors_headers(app, c);
+            mg_response_header_send(c);
+            headers = true;
+        }
+        if (!buf || mg_write(c, buf, len) <= 0) {
+            pthread_mutex_lock(&run->mu);
+            run->gone = true;
+            pthread_cond_broadcast(&run->cv);
+            pthread_mutex_unlock(&run->mu);
+            status = 499;
+        }
+        free(buf);
     }
     srv_worker_wait(app, job);
     if (!headers) {   /* failed before the first event: an ordinary error reply */

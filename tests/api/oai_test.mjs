@@ -262,7 +262,10 @@ await test('mikupad\'s /completion shape: stream, n_probs 10, post_sampling_prob
     repeat_penalty: 1.1, repeat_last_n: 256, penalize_nl: false, presence_penalty: 0, frequency_penalty: 0, mirostat: 0,
     mirostat_tau: 5, mirostat_eta: 0.1, dry_multiplier: 0, dry_base: 1.75, dry_allowed_length: 2, dry_penalty_last_n: -1,
     dry_sequence_breakers: ['\n', ':'], xtc_probability: 0, xtc_threshold: 0.1, seed: -1, stop: [], ignore_eos: false };
+  const t0 = Date.now();
   const r = await post(srv, '/completion', body);
+  /* the stream ends with the connection, not with civetweb's 5 s keep-alive timeout */
+  assert(Date.now() - t0 < 4000, `the stream took ${Date.now() - t0} ms to end`);
   assert(r.status === 200 && /text\/event-stream/.test(r.headers.get('content-type')), `status ${r.status} ${r.text.slice(0, 200)}`);
   const ev = sseEvents(r.text).map((e) => JSON.parse(e));
   const toks = ev.filter((e) => !e.stop), last = ev[ev.length - 1];
