@@ -28,6 +28,9 @@ if (!fs.existsSync(SERVE)) { console.error(`bench_oai: build ${SERVE} first (mak
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-bench-oai-'));
 const child = spawn(SERVE, ['--port', '0', '--db', path.join(tmp, 'b.db'), '--quiet', '--threads', THREADS, '--model', MODEL,
   '--max-logprobs', '256', '--no-prefetch'], { stdio: ['ignore', 'pipe', 'inherit'] });
+/* the server goes with us, however we end */
+process.on('exit', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
 const url = await new Promise((res, rej) => {
   let out = '';
   child.stdout.on('data', (d) => { out += d; const m = /listening on (http:\/\/\S+)/.exec(out); if (m) res(m[1].replace(/\/$/, '')); });
