@@ -419,6 +419,119 @@ fp_session   *fp_session_restore_log(fp_engine *engine, const char *snapshot,
 char     *fp_settings_to_json(const fp_settings *s);
 fp_status fp_settings_from_json(const char *json, fp_settings *out, fp_error *err);
 
+/* ------------------------------------------------------------ chat */
+
+/* Chat templates: a conversation as the prompt text a chat model was trained
+ * on. Rendering is llama.cpp's own (llama_chat_apply_template, which knows a
+ * fixed list of templates and recognises a model's Jinja template by its
+ * markers; no Jinja interpreter runs). Used by the OpenAI-compatible
+ * /v1/chat/completions and, later, dialogue sessions. */
+typedef struct fp_chat_message {
+    const char *role;     /* "system", "user", "assistant", ... */
+    const char *content;  /* valid UTF-8 */
+} fp_chat_message;
+
+/* The model's own template (GGUF tokenizer.chat_template), or NULL when the
+ * file has none. Owned by the model. */
+const char *fp_model_chat_template(const fp_model *model);
+/* The names of llama.cpp's built-in templates ("chatml", "llama2", "phi3",
+ * ...): writes up to cap pointers (static strings) and returns how many
+ * there are. */
+int32_t fp_chat_builtin_templates(const char **out, int32_t cap);
+/* Renders msgs[0..n) through tmpl: NULL for the model's own template, else a
+ * built-in name or a template text. With add_assistant the text ends with
+ * the opening of an assistant turn (what a completion continues). On
+ * success *out is a malloc'd NUL-terminated string the caller frees.
+ * FP_ERR_MODEL when tmpl is NULL and the model has no template;
+ * FP_ERR_ARG when the template is not one llama.cpp can render, for a
+ * message without role or content, or for text that is not UTF-8.
+ * Cost: O(total message bytes); one allocation for the result. */
+fp_status fp_chat_render(const fp_model *model, const char *tmpl, const fp_chat_message *msgs, int32_t n,
+                         bool add_assistant, char **out, fp_error *err);
+
+/* Tokenizing text that may spell control tokens ("<|user|>", "<s>"): as
+ * fp_tokenize, but control-token texts become those tokens, as llama.cpp's
+ * server does for prompts. A BOS the text already spells is not doubled. */
+int32_t fp_tokenize_special(const fp_model *model, const char *text, size_t len,
+                            int32_t *tokens, int32_t cap, bool add_bos);
+/* The bytes of one token with control tokens spelled out ("<|end|>");
+ * same contract as fp_token_piece. */
+int32_t fp_token_text(const fp_model *model, int32_t token, char *out, int32_t cap);
+/* Detokenizes with control tokens spelled out and nothing removed (the
+ * inverse of fp_tokenize_special); negative: -(bytes needed). */
+int32_t fp_detokenize_special(const fp_model *model, const int32_t *tokens, int32_t n, char *out, int32_t cap);
+/* True for end-of-generation tokens. */
+bool    fp_token_is_eog(const fp_model *model, int32_t token);
+
+/* ------------------------------------------------------ plain completion */
+
+/* Left-to-right generation with per-token log-probabilities, for the API
+ * front ends that speak OpenAI's and llama.cpp's protocols. It reuses the
+ * session's machinery (the sampler chain, the distribution, the pick rule)
+ * in one borrowed engine sequence; there are no forks, no tree, no log.
+ *
+ * Two distributions exist at every position, both computed by the core:
+ *   model:  softmax(logits + logit_bias) at temperature 1, nothing cut
+ *           (OpenAI's logprobs, llama.cpp's default, vLLM's raw_logprobs);
+ *   post:   after the sampler chain (penalties, top-k, top-p, min-p,
+ *           temperature): what the token is drawn from
+ *           (llama.cpp's post_sampling_probs, vLLM's processed_logprobs).
+ * Tokens are drawn from `post` (or its top token when temperature is 0) by
+ * the same rule sessions use: never a control token, never a token that
+ * would make the text invalid UTF-8.
+ * Cost per token: one decode of one token, one pass of the chain over the
+ * vocabulary (two when the model distribution is reported), and a partial
+ * sort of the n_top best; no allocation after fp_gen_new. */
+#define FP_GEN_MAX_TOP 256
+
+typedef struct fp_gen fp_gen;
+
+typedef struct fp_gen_params {
+    float    temperature;     /* 0 = greedy, else (0, 100] */
+    int32_t  top_k;           /* 0 = off */
+    float    top_p;           /* (0, 1]; 1 = off */
+    float    min_p;           /* [0, 1); 0 = off */
+    float    repeat_penalty;  /* 1 = off */
+    int32_t  repeat_last_n;   /* 0..4096 */
+    uint32_t seed;            /* the draw's seed (0 is a seed too) */
+    const float *logit_bias;  /* n_vocab additive biases or NULL; copied */
+    int32_t  n_top;           /* alternatives reported per position, 0..FP_GEN_MAX_TOP */
+    bool     post_sampling;   /* report the post distribution, not the model's */
+    bool     prompt_logprobs; /* also score every prompt token (model distribution) */
+} fp_gen_params;
+
+/* temperature 1, nothing cut, no penalty, seed 0, n_top 0. */
+fp_gen_params fp_gen_default_params(void);
+
+typedef struct fp_logprob { int32_t token; float logprob; } fp_logprob;
+
+/* One position: the token taken there, its log-probability and the n_top
+ * most probable tokens (descending; fewer when the samplers kept fewer).
+ * logprob is -INFINITY for a token the samplers had removed (a prompt
+ * token, under post). Pointers are valid until the next call on the gen. */
+typedef struct fp_gen_token {
+    int32_t token;
+    bool    is_eog;
+    float   logprob;
+    const fp_logprob *top;
+    int32_t n_top;
+} fp_gen_token;
+
+/* Decodes prompt[0..n_prompt) (n_prompt >= 1) in a sequence borrowed from
+ * the engine (FP_ERR_CAPACITY when none is free, FP_ERR_CONTEXT when the
+ * prompt leaves no room to generate). */
+fp_gen *fp_gen_new(fp_engine *engine, const int32_t *prompt, int32_t n_prompt, const fp_gen_params *params,
+                   fp_error *err);
+/* The score of prompt token i (1 <= i < n_prompt; needs prompt_logprobs). */
+fp_status fp_gen_prompt_token(fp_gen *g, int32_t i, fp_gen_token *out, fp_error *err);
+/* Takes the next token. An end-of-generation token is reported (is_eog) and
+ * ends the generation: later calls give FP_ERR_STATE. FP_ERR_CONTEXT when
+ * the context is full (nothing is taken). */
+fp_status fp_gen_next(fp_gen *g, fp_gen_token *out, fp_error *err);
+/* Tokens in the sequence so far (prompt + taken). */
+int32_t   fp_gen_n_tokens(const fp_gen *g);
+void      fp_gen_free(fp_gen *g);
+
 /* ------------------------------------------------------------ utilities */
 
 /* Length of the longest prefix of buf that is complete, valid UTF-8. */

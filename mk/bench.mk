@@ -129,3 +129,12 @@ $(BENCH_DIR)/bench_persist: $(BENCH_DIR)/bench_persist.o $(BENCH_DIR)/bench_util
 
 # benchmarks are not run by `make test`, but they are built, so they cannot rot
 TEST_BINS += $(BENCH_TOOLS) $(BENCH_DIR)/bench_textentry $(BENCH_DIR)/bench_learning $(BENCH_DIR)/bench_persist
+
+# ---- bench_oai: what log-probabilities cost on the compatible API (/completion
+# with n_probs 0, 20, 20 post-sampling, 256, streamed), one server, one run.
+# BENCH_OAI_ARGS is passed on (e.g. "--model PATH --tokens 32").
+BENCH_OAI_ARGS ?=
+.PHONY: bench-oai
+bench-oai: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	node bench/bench_oai.mjs $(BENCH_OAI_ARGS)

@@ -56,7 +56,7 @@ serve: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
 	$(RUN_CMD)
 test-api: deps
-	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client
+	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client $(BUILD)/release/bench/gen_model
 	bash tests/api/run.sh
 test-browser: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve $(BUILD)/release/forkpoint

@@ -264,3 +264,36 @@ int32_t fp_token_piece(const fp_model *m, int32_t t, char *out, int32_t cap) {
 int32_t fp_detokenize(const fp_model *m, const int32_t *tokens, int32_t n, char *out, int32_t cap) {
     return llama_detokenize(m->vocab, tokens, n, out, cap, true, false);
 }
+
+/* Why a second tokenizer entry: API prompts (chat templates, raw prompts
+ * from mikupad) spell control tokens as text, and llama.cpp's server turns
+ * them into those tokens. A template that writes the BOS text itself would
+ * get a second BOS from add_bos: the duplicate is dropped. */
+int32_t fp_tokenize_special(const fp_model *m, const char *text, size_t len, int32_t *tokens, int32_t cap,
+                            bool add_bos) {
+    if (!fp_utf8_valid(text, len) || len > INT32_MAX / 2) return -1;
+    int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, tokens, cap, add_bos, true);
+    if (n == INT32_MIN) return -1;
+    if (n < 0) return -n;
+    llama_token bos = llama_vocab_bos(m->vocab);
+    if (add_bos && n >= 2 && bos >= 0 && tokens[0] == bos && tokens[1] == bos) {
+        memmove(tokens, tokens + 1, sizeof *tokens * (size_t)(n - 1));
+        n--;
+    }
+    return n;
+}
+
+int32_t fp_token_text(const fp_model *m, int32_t t, char *out, int32_t cap) {
+    if (t < 0 || t >= m->n_vocab) return 0;
+    return llama_token_to_piece(m->vocab, t, out, cap, 0, true);
+}
+
+bool fp_token_is_eog(const fp_model *m, int32_t t) {
+    return t >= 0 && t < m->n_vocab && (m->tok_flags[t] & FP_TOK_EOG);
+}
+
+int32_t fp_detokenize_special(const fp_model *m, const int32_t *tokens, int32_t n, char *out, int32_t cap) {
+    for (int32_t i = 0; i < n; i++) if (tokens[i] < 0 || tokens[i] >= m->n_vocab) return 0;
+    char dummy[1];
+    return llama_detokenize(m->vocab, tokens, n, out ? out : dummy, out ? cap : 0, false, true);
+}

@@ -9,6 +9,7 @@
  * disk, so the server never exposes files.
  */
 #include "server/serve.h"
+#include "server/oai.h"
 
 #include <civetweb.h>
 #include <cjson/cJSON.h>
@@ -476,6 +477,8 @@ static int handle(struct mg_connection *c, void *cbdata)
         /* a framing error leaves the rest of the stream unreadable: close */
         if (deny == 400) mg_disable_connection_keep_alive(c);
         st = send_error(c, deny, why);
+    } else if (srv_oai_route(app, c, method, uri, &st)) {
+        /* the OpenAI- and llama.cpp-compatible API: oai.c */
     } else if (strncmp(uri, "/api/", 5) == 0) {
         bool mutating = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
         if (mutating && !srv_origin_ok(c))
@@ -630,6 +633,25 @@ int srv_http_start(srv_app *app, char *err, size_t cap)
     mg_set_request_handler(app->ctx, "**", handle, app);
     srv_ws_register(app);
     return 0;
+}
+
+/* For oai.c: the same sending and strict body reading as the routes here. */
+void srv_send_json(struct mg_connection *c, int status, const char *json) { send_json(c, status, json); }
+
+int srv_read_json(struct mg_connection *c, void **out, char *err, size_t cap)
+{
+    *out = NULL;
+    char *body;
+    size_t len;
+    int st = read_body(c, &body, &len);
+    if (st) {
+        snprintf(err, cap, "%s", st == 413 ? "request body too large (limit 64 KiB)" : st == 503 ? "out of memory"
+                                                                                       : "incomplete request body");
+        return st;
+    }
+    st = srv_parse_body(body, len, NULL, false, out, err, cap);
+    free(body);
+    return st;
 }
 
 void srv_http_stop(srv_app *app)

@@ -53,6 +53,13 @@ static void usage(FILE *f)
         "  --tls-cert PATH    serve HTTPS and WSS with this PEM certificate chain (needs --tls-key)\n"
         "  --tls-key PATH     the PEM private key of --tls-cert\n"
         "  --log-requests     one line per request and WebSocket on stderr\n"
+        "  --chat-template T  chat template for /v1/chat/completions: a llama.cpp built-in name\n"
+        "                     (chatml, llama3, phi3, ...) or template text (default: the model's)\n"
+        "  --max-logprobs N   most alternatives per token in the compatible APIs, 1..256 (default 20)\n"
+        "  --cors-origin O    let pages from origin O (e.g. http://127.0.0.1:8000, or null for\n"
+        "                     file:// pages) call the compatible APIs (/v1, /completion, ...)\n"
+        "  --lenient-fields   the compatible APIs ignore unknown body fields instead of a 400\n"
+        "                     (for clients that send every back end's fields, e.g. SillyTavern)\n"
         "  --quiet            nothing on stderr but errors\n"
         "  --help, --version\n"
         "Prints \"listening on http://HOST:PORT/\" (https with --tls-cert) on stdout,\n"
@@ -89,6 +96,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->max_ws_per_addr = 32;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
     cfg->steer_strength = NAN;
+    cfg->max_logprobs = 20;   /* vLLM's default cap; OpenAI's chat API allows 0..20 */
     const char *env_token = getenv("FORKPOINT_TOKEN");
     if (env_token && *env_token) cfg->token = env_token;
 
@@ -103,6 +111,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
         if (strcmp(a, "--auto-resolve") == 0) { cfg->auto_resolve = true; continue; }
+        if (strcmp(a, "--lenient-fields") == 0) { cfg->lenient_fields = true; continue; }
         /* --flag value or --flag=value */
         char name[32];
         const char *val = NULL;
@@ -139,6 +148,9 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--steer") == 0) cfg->steer = val;
         else if (strcmp(name, "--tls-cert") == 0) cfg->tls_cert = val;
         else if (strcmp(name, "--tls-key") == 0) cfg->tls_key = val;
+        else if (strcmp(name, "--chat-template") == 0) cfg->chat_template = val;
+        else if (strcmp(name, "--cors-origin") == 0) cfg->cors_origin = val;
+        else if (strcmp(name, "--max-logprobs") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_logprobs = (int)n; }
         else if (strcmp(name, "--port") == 0) { if (!parse_num(name, val, 0, 65535, &n)) return -1; cfg->port = (int)n; }
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }

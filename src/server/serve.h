@@ -68,6 +68,10 @@ typedef struct srv_config {
     float lora_scale;
     const char *steer;     /* steering vector applied to the engine, NULL = none */
     float steer_strength;
+    const char *chat_template; /* --chat-template: a built-in name or template text, NULL = the model's */
+    int         max_logprobs;  /* --max-logprobs: alternatives per token in the compatible APIs (default 20) */
+    const char *cors_origin;   /* --cors-origin: one foreign Origin allowed on the compatible APIs, NULL = none */
+    bool        lenient_fields; /* --lenient-fields: the compatible APIs ignore unknown fields */
 } srv_config;
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
@@ -84,7 +88,8 @@ typedef enum srv_job_kind {
     JOB_CHOOSE, JOB_TYPE, JOB_PREFIX, JOB_UNDO, JOB_CONTINUE,
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
     JOB_TREE, JOB_EVENTS, JOB_ADAPTERS,
-    JOB_PROFILE, JOB_PROFILE_RESET    /* profile.c */
+    JOB_PROFILE, JOB_PROFILE_RESET,   /* profile.c */
+    JOB_OAI          /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -107,6 +112,8 @@ typedef struct srv_job {
     uint64_t     want_version;
     bool         has_fork;     /* the client named the fork its action answers */
     int32_t      want_fork;
+    void        *ext;          /* JOB_OAI: the request and its stream (oai.c) */
+    bool         requeue;      /* set by a job that has more to do: back to its lane's tail */
     /* outputs */
     int          status;       /* HTTP status */
     char        *body;         /* malloc'd response body (JSON unless ctype says) */
@@ -225,6 +232,9 @@ int  srv_worker_start(srv_app *app);
 /* Queues job and blocks until the worker has run it. Returns 0, or -1 when
  * the server is stopping (job->status is then 503). */
 int  srv_worker_submit(srv_app *app, srv_job *job);
+/* The same in two halves: queue (0, or -1 when stopping) and wait for it. */
+int  srv_worker_enqueue(srv_app *app, srv_job *job);
+void srv_worker_wait(srv_app *app, srv_job *job);
 /* Asks the worker to finish queued jobs and exit; joins it. */
 void srv_worker_stop(srv_app *app);
 
@@ -270,6 +280,9 @@ int  srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_coo
 /* True when the request has no Origin header or names this server. */
 bool srv_origin_ok(const struct mg_connection *c);
 void srv_http_stop(srv_app *app);
+/* http.c's own sending and body reading, for the routes of oai.c. */
+void srv_send_json(struct mg_connection *c, int status, const char *json);
+int  srv_read_json(struct mg_connection *c, void **cjson_out, char *err, size_t cap);
 
 /* tls.c: civetweb's init_ssl callback: loads --tls-cert and --tls-key into
  * the SSL_CTX. 1 = done, -1 = refused with app->tls_error set. */

@@ -17,6 +17,7 @@
  * dropped from memory, so what clients see never runs ahead of the disk.
  */
 #include "server/serve.h"
+#include "server/oai.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -596,6 +597,7 @@ void srv_exec(srv_app *app, srv_job *job)
     case JOB_PROFILE: case JOB_PROFILE_RESET: srv_job_profile(app, job); return;
     case JOB_CREATE: job_create(app, job); return;
     case JOB_DELETE: job_delete(app, job); return;
+    case JOB_OAI:    srv_oai_exec(app, job); return;
     default: break;
     }
     srv_live *l = load(app, job);

@@ -60,7 +60,7 @@ static srv_job *next_job(srv_app *app)
 static bool job_changes(srv_job_kind k)
 {
     return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN
-        && k != JOB_PROFILE && k != JOB_PROFILE_RESET;
+        && k != JOB_PROFILE && k != JOB_PROFILE_RESET && k != JOB_OAI;
 }
 
 /* Jobs that run the model. Why only these cancel speculation: a job that
@@ -102,7 +102,24 @@ static void *worker_main(void *arg)
             continue;
         }
 
-        srv_exec(app, j);
+        /* a long job (a completion, oai.c) yields between slices: back to
+         * the tail of its lane, so the other lanes take their turn; with
+         * every lane taken it simply goes on */
+        for (;;) {
+            srv_exec(app, j);
+            if (!j->requeue) break;
+            j->requeue = false;
+            pthread_mutex_lock(&app->q_mu);
+            int lane = lane_for(app, j->sid);
+            if (lane >= 0) {
+                if (app->lanes[lane].tail) app->lanes[lane].tail->next = j;
+                else app->lanes[lane].head = j;
+                app->lanes[lane].tail = j;
+            }
+            pthread_mutex_unlock(&app->q_mu);
+            if (lane >= 0) { j = NULL; break; }
+        }
+        if (!j) continue;
         /* every byte leaving the server is valid UTF-8 (core text may hold
          * byte-token fragments); one byte for one, so offsets hold */
         if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
@@ -129,7 +146,16 @@ int srv_worker_start(srv_app *app)
  * turn the serial engine into ordinary request/response handling. */
 int srv_worker_submit(srv_app *app, srv_job *job)
 {
+    if (srv_worker_enqueue(app, job) != 0) return -1;
+    srv_worker_wait(app, job);
+    return 0;
+}
+
+/* The first half: queues job (the caller keeps it alive until it is done). */
+int srv_worker_enqueue(srv_app *app, srv_job *job)
+{
     job->done = false;
+    job->requeue = false;
     job->next = NULL;
     job->status = 0;
     job->body = NULL;
@@ -143,6 +169,7 @@ int srv_worker_submit(srv_app *app, srv_job *job)
         pthread_mutex_unlock(&app->q_mu);
         job->status = 503;
         job->body = srv_json_error("server is shutting down");
+        job->done = true;
         return -1;
     }
     if (app->lanes[lane].tail) app->lanes[lane].tail->next = job;
@@ -155,9 +182,16 @@ int srv_worker_submit(srv_app *app, srv_job *job)
         fp_engine_cancel(app->engine);
         app->n_cancels++;
     }
-    while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
     pthread_mutex_unlock(&app->q_mu);
     return 0;
+}
+
+/* The second half: blocks until the worker has run job. */
+void srv_worker_wait(srv_app *app, srv_job *job)
+{
+    pthread_mutex_lock(&app->q_mu);
+    while (!job->done) pthread_cond_wait(&app->done_cv, &app->q_mu);
+    pthread_mutex_unlock(&app->q_mu);
 }
 
 /* Lets the worker finish what is queued, then joins it. */

@@ -6,7 +6,8 @@
 # process control; no npm packages needed): api_test.mjs (the API as
 # documented) and hardening_test.mjs (hostile and ambiguous input). It
 # prints one final "N passed, N failed" line over both and exits non-zero
-# on failure.
+# on failure. oai_test.mjs (Forkpoint as a back end: OpenAI's and
+# llama.cpp's APIs) needs the openai package and bench/gen_model.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -17,8 +18,13 @@ if [ ! -x "${FORKPOINT_SERVE:-$repo/build/asan/forkpoint-serve}" ] && [ ! -x "$r
   echo "api: forkpoint-serve is not built (make build/asan/forkpoint-serve build/release/ws_client)"
   echo "0 passed, 1 failed"; exit 1
 fi
+# oai_test.mjs drives the OpenAI-compatible API with the official openai
+# client: installed from package-lock.json on first use (git-ignored).
+if [ ! -f "$here/node_modules/openai/package.json" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) || { echo "api: npm ci failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
 total_p=0; total_f=0; rc=0
-for t in api_test.mjs hardening_test.mjs; do
+for t in api_test.mjs hardening_test.mjs oai_test.mjs; do
   out=$(node "$here/$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
