@@ -48,4 +48,12 @@ int cli_write_opts(int argc, char **argv, write_opts *o);
  * index -2 and the message in text; other unknown lines CMD_BAD with the line. */
 command cli_parse_command(char *line);
 
+/* ---- terminal columns (width.c) */
+int     cli_char_width(uint32_t cp);                /* 0, 1 or 2 columns */
+int     cli_text_width(const char *text, size_t n); /* columns of UTF-8 text */
+/* Where text[0..n) must break to fit cols columns: the byte offsets that
+ * begin a new line (words are kept whole, wide characters break anywhere),
+ * at most cap of them; returns their count. */
+int32_t cli_wrap(const char *text, size_t n, int cols, size_t *breaks, int32_t cap);
+
 #endif

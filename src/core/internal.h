@@ -97,6 +97,14 @@ int32_t   fpi_control_suffix(const fp_model *m, const char *text, size_t len, bo
 bool   fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n);
 /* Copies src into dst[cap], cut at a character boundary; returns the length. */
 size_t fpi_utf8_copy(char *dst, size_t cap, const char *src);
+/* The character at buf[0]: its length (*cp set), 0 if invalid, -1 if it
+ * runs past len (unfinished). */
+int      fpi_utf8_decode(const char *buf, size_t len, uint32_t *cp);
+/* Lower case for Latin, Greek and Cyrillic letters (prefix narrowing). */
+uint32_t fpi_cp_fold(uint32_t c);
+/* A piece starting with a character of a script without spaces between
+ * words (CJK, kana, Thai, ...), or with the lead bytes of one. */
+bool     fpi_nospace_start(const char *piece, size_t n);
 
 static inline const char *fpi_piece(const fp_model *m, int32_t t, int32_t *len) {
     *len = m->piece_off[t + 1] - m->piece_off[t];

@@ -133,7 +133,11 @@ static bool heal_fits(const fp_session *s, int32_t t) {
     int32_t n, r = s->heal_len - s->heal_done;
     const char *pc = fpi_piece(m, t, &n);
     if (n <= 0) return false;
-    return memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) == 0;
+    if (memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) != 0) return false;
+    /* what it adds beyond the held-back text must keep the text valid UTF-8
+     * (a byte-level piece can spell the end of one character and the start
+     * of nothing: "\xb9\xbe" after "\xe5\xa5") */
+    return n <= r || fpi_utf8_continues("", 0, pc + r, (size_t)(n - r));
 }
 
 int32_t fpi_heal_end(const fp_session *s) {
