@@ -171,6 +171,11 @@ typedef struct fp_settings {
 fp_settings fp_default_settings(void);
 /* Checks ranges; returns FP_ERR_ARG with a message naming the bad field. */
 fp_status   fp_settings_validate(const fp_settings *s, fp_error *err);
+/* KV cells a fork's branches and previews take beside the text. The text
+ * sees a window of n_ctx minus this (the start of the text and its newest
+ * part; the window slides as the text goes on): an engine for a window of
+ * N tokens needs n_ctx = N + fp_settings_branch_cells(s). */
+int32_t     fp_settings_branch_cells(const fp_settings *s);
 
 /* -------------------------------------------------------------- the fork */
 

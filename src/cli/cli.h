@@ -8,8 +8,9 @@
 #include "forkpoint_learn.h"
 
 /* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
- * model and an engine; prints a one-line error and returns non-zero on failure. */
-int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine);
+ * model and an engine of n_ctx KV cells (0: the engine's default); prints a
+ * one-line error and returns non-zero on failure. */
+int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
 
 int cli_write(int argc, char **argv);
 int cli_export(int argc, char **argv);
@@ -28,6 +29,7 @@ typedef struct {
     const char *json;      /* NULL = no event log; "-" = stdout */
     fp_settings st;
     int threads;
+    int ctx;               /* the text's context window in tokens, 0 = the model's (up to 4096) */
     bool verbose;
     const char *db;        /* decision log (SQLite), NULL = none */
     const char *profile;   /* learn this person's preferences */

@@ -59,6 +59,8 @@ static void usage(FILE *f) {
           "  --sample --seed N     sample between forks (default greedy), seeded\n"
           "  --max-tokens N        stop after N generated tokens (default 200)\n"
           "  --threads N           CPU threads (default: all)\n"
+          "  --ctx N               the model's context window in tokens (default: the model's, up to 4096);\n"
+          "                        when the text outgrows it, the start and the newest part stay in view\n"
           "  --verbose             let llama.cpp log to stderr\n"
           "  --db PATH             log every decision to this SQLite database\n"
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
@@ -123,6 +125,7 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); o->st.seed = (uint32_t)d; }
         else if (!strcmp(a, "--max-tokens")) { NUM(0, 1e7); o->st.max_tokens = (int)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); o->threads = (int)d; }
+        else if (!strcmp(a, "--ctx")) { NUM(16, 1 << 20); o->ctx = (int)d; }
         else if (!strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
@@ -425,7 +428,9 @@ int cli_write(int argc, char **argv) {
     char sha[65] = "", sid[17] = "";
     fp_decision_meta meta;
     int32_t logged = 0;
-    rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
+    /* the window the person asked for, and room for a fork's branches beside it */
+    uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
+    rc = cli_load(o.model_path, o.verbose, o.threads, n_ctx, &model, &engine);
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};

@@ -422,7 +422,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
     fpi_batch_clear(e);
     for (int32_t i = 0; i < n_open; i++) {
         path *pa = &w->cur[i];
-        fpi_batch_add(e, pa->tok[pa->n - 1], s->n_past + pa->n - 1, pa->seq, true);
+        fpi_batch_add(e, pa->tok[pa->n - 1], fpi_kv_pos(s, s->n_past) + pa->n - 1, pa->seq, true);
     }
     fp_status st = fpi_engine_decode(e, err);
     if (st != FP_OK) return st;
@@ -673,7 +673,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         for (int32_t i = 0; i < n_out; i++) {
             if (!active[i]) continue;
             fp_candidate *c = &out[i];
-            fpi_batch_add(e, c->preview_tokens[c->n_preview - 1], s->n_past + c->n_tokens + c->n_preview - 1,
+            fpi_batch_add(e, c->preview_tokens[c->n_preview - 1], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview - 1,
                          w->live_seq[i], true);
             idx[nb++] = i;
         }
@@ -700,7 +700,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             preview_cut(m, c, c->n_preview - 1); /* and never the start of a control text */
         if (w->live_dec[i] > c->n_preview) {
             w->live_dec[i] = c->n_preview;
-            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], s->n_past + c->n_tokens + c->n_preview, -1);
+            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview, -1);
         }
         fpi_preview_words(m, c);
     }
@@ -776,7 +776,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
         for (int32_t r2 = 0; r2 < r && q >= 0; r2++) {
             if (w->live_seq[r2] == q) {
                 int32_t nq = scratch_alloc(s);
-                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, s->n_past + wd->n);
+                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, fpi_kv_pos(s, s->n_past) + wd->n);
                 q = nq;
                 break;
             }
@@ -786,7 +786,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     /* each shown word's sequence ends with the word: drop longer paths' cells,
      * and give back every sequence no shown word holds */
     for (int32_t r = 0; r < nw; r++)
-        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], s->n_past + out[r].n_tokens, -1);
+        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], fpi_kv_pos(s, s->n_past) + out[r].n_tokens, -1);
     for (int32_t i = s->n_scratch - 1; i >= 0; i--) {
         int32_t q = s->scratch[i];
         bool held = false;

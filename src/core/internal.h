@@ -158,6 +158,7 @@ struct fp_engine {
     void *trace_ud;
     int64_t fault_at;
     uint64_t use_clock;          /* increases on every session use, for LRU */
+    bool can_shift;              /* the memory can move cells (llama_memory_can_shift): endless text */
     struct llama_adapter_lora *lora;   /* applied adapter (lora.c), NULL if none */
 };
 
@@ -305,7 +306,8 @@ typedef struct fp_node {
  * A session. Invariants (checked by fpi_session_check in test builds):
  *   - the path cache is the tree's path root..leaf: path_tok, path_node,
  *     path_off and text are what fpi_path_rebuild(leaf) would make;
- *   - the trunk KV holds exactly path_tok[0..n_past), n_past <= n_path; at
+ *   - the trunk KV holds exactly path_tok[0..n_past) but the window's gap
+ *     (tree.c: fpi_kv_pos gives each token's position), n_past <= n_path; at
  *     the start of every decode at the fork position n_past == n_path
  *     (fpi_trunk_repair makes it so);
  *   - state AT_FORK <=> open_fork >= 0, and that fork stands at the end of
@@ -343,7 +345,12 @@ struct fp_session {
 
     /* trunk */
     int32_t trunk_seq;
-    int32_t n_past;               /* tokens of the path present in the trunk KV */
+    int32_t n_past;               /* tokens of the path the trunk has taken in (path index) */
+    /* the window (tree.c, endless text): the trunk holds path tokens
+     * [0, n_keep) at their own positions and [n_keep + n_shift, n_past) at
+     * position p - n_shift; the n_shift tokens between left the model's view
+     * (the text keeps them). n_past is never inside that gap. */
+    int32_t n_keep, n_shift;
     float  *cur_logits;           /* logits after the last trunk token */
 
     /* scratch sequences for branches */
@@ -395,6 +402,21 @@ fp_status   fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error
 fp_status   fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, bool want_logits, fp_error *err);
 /* Decodes the path tokens the trunk lacks (n_past..n_path). */
 fp_status   fpi_trunk_repair(fp_session *s, fp_error *err);
+/* The window (tree.c). fpi_window: the most tokens the trunk holds at a
+ * fork (the context minus a fork's branches and previews). fpi_kv_pos: the
+ * KV position of path token p. slide: the oldest tokens after the kept
+ * start leave, the rest move down (only with no live branch or shadow: a
+ * cell's position is shared by every sequence holding it). reset: the trunk
+ * empty, laid out for the current path (decoded again before use). */
+int32_t     fpi_window(const fp_session *s);
+static inline int32_t fpi_kv_pos(const fp_session *s, int32_t p) { return p < s->n_keep ? p : p - s->n_shift; }
+fp_status   fpi_window_slide(fp_session *s, fp_error *err);
+bool        fpi_window_fits(const fp_session *s);   /* the layout suits the path and the settings */
+void        fpi_trunk_reset(fp_session *s);
+/* Positions kept free beyond the text (a word and its preview), and KV
+ * cells a fork's branches may take on top of the trunk (session.c). */
+int32_t     fpi_reserve_tokens(const fp_session *s);
+int32_t     fpi_branch_cells(const fp_session *s);
 void        fpi_chain_resync(fp_session *s);
 fp_status   fpi_text_append(fp_session *s, const char *b, size_t n);
 int32_t     fpi_text_tail(const fp_session *s);
@@ -424,7 +446,7 @@ void        fpi_session_end(fp_session *s, const char *why);
  * truncating, plus the few scalars: the path, trunk, chain history and open
  * fork are as they were, and nothing is decoded. */
 typedef struct fpi_mark {
-    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past;
+    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past, n_keep, n_shift;
     fp_state state;
     const char *end_reason;
     bool word_end_pending;

@@ -165,23 +165,35 @@ static int32_t heal_pick(fp_session *s) {
 /* ---------------------------------------------------------------- limits */
 
 /* Positions to keep free beyond the text: a word plus its preview. */
-static int32_t reserve_tokens(const fp_session *s) { return s->st.max_word_tokens + s->st.lookahead + 1; }
+int32_t fpi_reserve_tokens(const fp_session *s) { return s->st.max_word_tokens + s->st.lookahead + 1; }
 
 /* KV cells a fork's branches may take on top of the trunk (cells, unlike
  * positions, are shared by all sequences). */
-static int32_t branch_cells(const fp_session *s) {
-    return s->st.beam_width * s->st.max_word_tokens + s->st.k * (s->st.lookahead + 1);
-}
+int32_t fpi_branch_cells(const fp_session *s) { return fp_settings_branch_cells(&s->st); }
 
 int32_t fpi_room(const fp_session *s, int32_t path_len) {
-    int32_t room = s->engine->n_pos_max - reserve_tokens(s) - path_len;
-    int32_t cells = (int32_t)s->engine->n_ctx - branch_cells(s) - path_len;
-    if (cells < room) room = cells;
+    /* endless: the window slides (tree.c), only max_tokens ends the text */
+    int32_t room = INT32_MAX / 4;
+    if (!s->engine->can_shift) {
+        room = s->engine->n_pos_max - fpi_reserve_tokens(s) - path_len;
+        int32_t cells = (int32_t)s->engine->n_ctx - fpi_branch_cells(s) - path_len;
+        if (cells < room) room = cells;
+    }
     if (s->st.max_tokens > 0) {
         int32_t left = s->st.max_tokens - (path_len - fpi_n_prompt(s));
         if (left < room) room = left;
     }
     return room > 0 ? room : 0;
+}
+
+/* Slides the window until the trunk has room for the next token and a fork's
+ * branches (tree.c). O(1) per slide: nothing is decoded. */
+static fp_status make_room(fp_session *s, fp_error *err) {
+    while (s->engine->can_shift && s->n_past - s->n_shift >= fpi_window(s)) {
+        fp_status st = fpi_window_slide(s, err);
+        if (st != FP_OK) return st;
+    }
+    return FP_OK;
 }
 
 /* The reason the text ends here, or NULL while it may go on. */
@@ -339,6 +351,8 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
     for (;;) {
         const char *end = limit_reached(s);
         if (end) { fpi_session_end(s, end); return FP_OK; }
+        fp_status rs = make_room(s, err);
+        if (rs != FP_OK) return rs;
         fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
         fp_uncertainty u = fpi_dist_uncertainty(&s->dist);
         fp_reason why = decide_position(s, u);
@@ -379,13 +393,14 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
             }
             if (fpi_path_rebuild(s, s->leaf) != FP_OK) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
             if (s->n_past > s->n_path) s->n_past = s->n_path;
-            llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, s->n_past, -1);
+            if (s->n_shift > 0 && s->n_path < s->n_keep + s->n_shift) fpi_trunk_reset(s); /* back into the gap */
+            else llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, s->n_past), -1);
             fpi_chain_resync(s);
             fpi_session_end(s, "eog");
             return FP_OK;
         }
         fpi_batch_clear(s->engine);
-        fpi_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
+        fpi_batch_add(s->engine, tok, fpi_kv_pos(s, s->n_past), s->trunk_seq, true);
         if ((st = fpi_engine_decode(s->engine, err)) != FP_OK) return st;
         s->n_past++;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
@@ -401,6 +416,8 @@ void fpi_mark_take(const fp_session *s, fpi_mark *mk) {
     mk->leaf = s->leaf;
     mk->open_fork = s->open_fork;
     mk->n_past = s->n_past;
+    mk->n_keep = s->n_keep;
+    mk->n_shift = s->n_shift;
     mk->state = s->state;
     mk->end_reason = s->end_reason;
     mk->word_end_pending = s->word_end_pending;
@@ -422,9 +439,15 @@ void fpi_mark_restore(fp_session *s, const fpi_mark *mk) {
     s->n_events = mk->n_events;
     if (mk->open_fork >= 0) s->forks[mk->open_fork].pub = mk->pub;
     int32_t kept = s->n_past < mk->n_past ? s->n_past : mk->n_past; /* cells the trunk surely still holds */
-    if (fpi_path_rebuild(s, mk->leaf) != FP_OK) kept = 0; /* out of memory: the trunk is refilled later */
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, kept, -1);
-    s->n_past = kept < s->n_path ? kept : s->n_path;
+    bool rebuilt = fpi_path_rebuild(s, mk->leaf) == FP_OK;
+    if (!rebuilt || s->n_keep != mk->n_keep || s->n_shift != mk->n_shift) {
+        /* out of memory, or the window slid since the mark: laid out again,
+         * the trunk is decoded again before its next use */
+        fpi_trunk_reset(s);
+    } else {
+        llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, kept), -1);
+        s->n_past = kept < s->n_path ? kept : s->n_path;
+    }
     fpi_chain_resync(s);
     s->state = mk->state;
     s->end_reason = mk->end_reason;
@@ -519,7 +542,8 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         int32_t dec_prev = s->live.n_decoded_preview[cand];
         if (n_prev == 0) from_branch = n_word;           /* logits after the word are stored */
         else from_branch = n_word + (dec_prev < n_prev - 1 ? dec_prev : n_prev - 1);
-        llama_memory_seq_cp(mem, s->live.seq[cand], s->trunk_seq, s->n_past, s->n_past + from_branch);
+        int32_t kv = fpi_kv_pos(s, s->n_past);
+        llama_memory_seq_cp(mem, s->live.seq[cand], s->trunk_seq, kv, kv + from_branch);
         if (from_branch == n)
             memcpy(s->cur_logits, s->live.word_logits + (size_t)cand * (size_t)s->n_vocab, sizeof(float) * (size_t)s->n_vocab);
     }
@@ -528,7 +552,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     s->n_past += from_branch;
     if (from_branch < n) {
         st = fpi_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
-                                   base + from_branch, true, err);
+                                   fpi_kv_pos(s, base) + from_branch, true, err);
         if (st != FP_OK) return st;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
     }
@@ -537,6 +561,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     /* THEN_FORK: the limits automatic continuation would meet end the text instead */
     const char *end = limit_reached(s);
     if (end) { fpi_session_end(s, end); return FP_OK; }
+    if ((st = make_room(s, err)) != FP_OK) return st;
     s->word_end_pending = false;
     fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
     return fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
@@ -571,6 +596,25 @@ static fp_status settle(fp_session *s) {
     }
 }
 
+/* Memory per fork stays bounded: a fork keeps its logits (n_vocab floats:
+ * 256 KB at 65K tokens, 600 KB at 152K) only while it is open or among the
+ * FPI_LOGITS_KEPT newest; the rest give them back, and reopening one decodes
+ * them again (navigate.c, as for a restored fork). Its candidates and
+ * previews stay, so it shows exactly what it showed. Run after a decision
+ * has fully succeeded, never inside one (a mark's open fork keeps its
+ * logits). O(forks). */
+#define FPI_LOGITS_KEPT 16
+static void bound_fork_memory(fp_session *s) {
+    int32_t kept = 0;
+    for (int32_t i = s->n_forks - 1; i >= 0; i--) {
+        fp_fork_rec *f = &s->forks[i];
+        if (!f->logits || i == s->open_fork) continue;
+        if (kept < FPI_LOGITS_KEPT) { kept++; continue; }
+        free(f->logits);
+        f->logits = NULL;
+    }
+}
+
 /* One decision, whole or not at all. pf >= 0 adopts that prefetched outcome
  * instead of computing it. */
 static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand, fp_node_kind kind,
@@ -588,8 +632,10 @@ static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         if (st != FP_OK) fpi_fail(err, st, "out of memory");
     }
     if (st != FP_OK) { fpi_mark_restore(s, &mk); return st; }
-    if (after == THEN_FORK) { fpi_fork_present(s); return FP_OK; } /* the person pointed here: theirs to decide */
-    return settle(s);
+    if (after == THEN_FORK) fpi_fork_present(s); /* the person pointed here: theirs to decide */
+    else st = settle(s);
+    if (!s->shadow) bound_fork_memory(s);
+    return st;
 }
 
 /* The open fork and its shown candidate `index`, checked. */
@@ -802,7 +848,8 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     int32_t toks[FP_MAX_TEXT];
     int32_t n = tokenize_exact(s->engine->model, want, toks, FP_MAX_TEXT);
     if (n <= 0) return fpi_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
-    if (s->n_path + n + reserve_tokens(s) >= s->engine->n_pos_max)
+    int32_t kv_len = s->n_path - s->n_shift; /* the window slides after it, not while the fork's branches share cells */
+    if (kv_len + n + fpi_reserve_tokens(s) >= s->engine->n_pos_max || kv_len + n > (int32_t)s->engine->n_ctx)
         return fpi_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
     st = decide(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, THEN_RUN, -1, err);
     fpi_check(s);
@@ -885,6 +932,13 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
     }
     fp_session *s = fpi_session_alloc(e, &st, err);
     if (!s) { free(toks); return NULL; }
+    if (fpi_window(s) < 8) {
+        fpi_fail(err, FP_ERR_CONTEXT, "the context (%u cells) leaves no room for the text: a fork's branches and previews take %d",
+                 e->n_ctx, fpi_branch_cells(s));
+        free(toks);
+        fp_session_free(s);
+        return NULL;
+    }
     s->prompt = strdup(prompt);
     s->prompt_len = len;
     int32_t keep = heal_keep(e->model, prompt, len, toks, n);
@@ -996,12 +1050,17 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     s->chain = chain;
     s->st = *settings;
     fpi_chain_resync(s);
-    if (s->state == FP_STATE_AT_FORK && (st = recompute_open_fork(s, err)) != FP_OK) {
+    /* a fork's branches take another share of the context: the window is laid out again if it no longer fits */
+    bool relaid = !fpi_window_fits(s);
+    if (relaid && fpi_window(s) < 8) st = fpi_fail(err, FP_ERR_CONTEXT, "the context leaves no room for the text with these settings");
+    else if (relaid) st = fpi_set_path(s, s->leaf, false, err);
+    if ((relaid && st != FP_OK) || (s->state == FP_STATE_AT_FORK && (st = recompute_open_fork(s, err)) != FP_OK)) {
         /* the old settings stay, with the cloud they computed */
         s->chain = old_chain;
         s->st = old;
         llama_sampler_free(chain);
         fpi_chain_resync(s);
+        if (relaid) fpi_trunk_reset(s); /* laid out for the old settings again, decoded before the next use */
         fpi_check(s);
         return st;
     }

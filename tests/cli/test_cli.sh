@@ -185,6 +185,22 @@ kill -9 "$(cat "$T/pid")"; exec 7>&-; wait 2>/dev/null
 n=$("$BIN" export --db "$T/kill.db" --format raw 2>/dev/null | wc -l)
 [ "$n" = 5 ] && ok || bad "after kill -9: $n of 5 decisions on disk"
 
+# ---- endless: a 128-token window, 2,000 generated tokens, with undo
+for i in $(seq 1 1500); do case $((i % 9)) in 4) echo u;; 7) echo p2;; *) echo $(( (i % 3) + 1 ));; esac; done > "$T/endless"
+echo q >> "$T/endless"
+if timeout 600 "${W[@]}" --ctx 128 --max-tokens 2000 --choices "$T/endless" --json "$T/endless.jsonl" >"$T/endless.out" 2>"$T/endless.err"; then ok
+else bad "--ctx 128: exit $? ($(tail -c 300 "$T/endless.err"))"; fi
+node -e '
+  const ev = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const text = require("fs").readFileSync(process.argv[2], "utf8");
+  const last = Math.max(...ev.map(e => e.position));
+  const late = ev.filter(e => e.position > 1500).length;
+  if (last < 1900 || late < 5) { console.error(`forks up to position ${last}, ${late} past 1500`); process.exit(1); }
+  if (!/^Once upon a time, there was a little/.test(text) || /[^\n\x20-\x7e]/.test(text) || text.length < 3000) {
+    console.error("text: " + JSON.stringify(text.slice(-200))); process.exit(1); }
+' "$T/endless.jsonl" "$T/endless.out" && ok || bad "--ctx 128: $(tail -c 300 "$T/endless.err")"
+expect_error "--ctx too small" 2 "ctx" -- "${W[@]}" --ctx 8 --choices /dev/null
+
 # ---- the keyboard, through tmux
 if command -v tmux >/dev/null; then
   tmux kill-session -t fp-test-$$ 2>/dev/null
