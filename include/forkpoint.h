@@ -270,6 +270,16 @@ typedef enum fp_state {
  * does not fit the context, with distinct codes. */
 fp_session *fp_session_new(fp_engine *engine, const char *prompt,
                            const fp_settings *settings, fp_error *err);
+/* The same, with a GBNF grammar (llama.cpp's, start symbol "root") that the
+ * generated text keeps to: every candidate, preview and automatic token is
+ * one the grammar allows there, and typed text it forbids is refused
+ * (FP_ERR_ARG). The prompt is not constrained and is taken whole (no token
+ * healing). A grammar that does not parse gives FP_ERR_ARG. Saved sessions
+ * keep it. grammar NULL = fp_session_new. */
+fp_session *fp_session_new_grammar(fp_engine *engine, const char *prompt, const fp_settings *settings,
+                                   const char *grammar, fp_error *err);
+/* The session's grammar, or NULL. */
+const char *fp_session_grammar(const fp_session *s);
 void        fp_session_free(fp_session *s);
 
 fp_state           fp_session_state(const fp_session *s);

@@ -30,6 +30,7 @@ typedef struct {
     fp_settings st;
     int threads;
     int ctx;               /* the text's context window in tokens, 0 = the model's (up to 4096) */
+    const char *grammar;   /* a GBNF file, NULL = none */
     bool verbose;
     const char *db;        /* decision log (SQLite), NULL = none */
     const char *profile;   /* learn this person's preferences */

@@ -61,6 +61,8 @@ static void usage(FILE *f) {
           "  --threads N           CPU threads (default: all)\n"
           "  --ctx N               the model's context window in tokens (default: the model's, up to 4096);\n"
           "                        when the text outgrows it, the start and the newest part stay in view\n"
+          "  --grammar FILE        a GBNF grammar (llama.cpp's, rule root) every candidate, preview and\n"
+          "                        continuation keeps to\n"
           "  --verbose             let llama.cpp log to stderr\n"
           "  --db PATH             log every decision to this SQLite database\n"
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
@@ -126,6 +128,7 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--max-tokens")) { NUM(0, 1e7); o->st.max_tokens = (int)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); o->threads = (int)d; }
         else if (!strcmp(a, "--ctx")) { NUM(16, 1 << 20); o->ctx = (int)d; }
+        else if (!strcmp(a, "--grammar")) { NEED(); o->grammar = v; }
         else if (!strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
@@ -473,7 +476,23 @@ int cli_write(int argc, char **argv) {
         return 2;
     }
 
-    s = fp_session_new(engine, o.prompt, &o.st, &err);
+    char *grammar = NULL;
+    if (o.grammar) {
+        /* a GBNF file: JSON output, a fixed vocabulary for a board, ... */
+        FILE *gf = fopen(o.grammar, "rb");
+        long gn = -1;
+        if (gf && fseek(gf, 0, SEEK_END) == 0) gn = ftell(gf);
+        if (gf && gn >= 0 && gn < (1 << 20) && fseek(gf, 0, SEEK_SET) == 0 && (grammar = calloc(1, (size_t)gn + 1)))
+            if (fread(grammar, 1, (size_t)gn, gf) != (size_t)gn) { free(grammar); grammar = NULL; }
+        if (gf) fclose(gf);
+        if (!grammar) {
+            fprintf(stderr, "forkpoint write: cannot read the grammar %s%s\n", o.grammar, gn >= (1 << 20) ? " (over 1 MB)" : "");
+            rc = 2;
+            goto out;
+        }
+    }
+    s = fp_session_new_grammar(engine, o.prompt, &o.st, grammar, &err);
+    free(grammar);
     if (!s) {
         fprintf(stderr, "forkpoint write: %s\n", err.message);
         rc = err.code == FP_ERR_DECODE || err.code == FP_ERR_NOMEM ? 1 : 2;

@@ -83,6 +83,8 @@ struct fp_cloud_ws {
     int32_t *live_seq, *live_dec;
     float   *live_logits;       /* [k][n_vocab] */
     char     probe[2 * FP_MAX_TEXT]; /* a path's key and one more piece, checked against a prefix */
+    float   *gmask;             /* [n_vocab]: a path's logits with what the grammar forbids at -inf */
+    llama_token_data *gtd;      /* [n_vocab] for the grammar's apply */
 };
 
 /* ------------------------------------------------------------ workspace */
@@ -94,6 +96,7 @@ void fpi_cloud_free(fp_session *s) {
     free(w->probs); free(w->ref); free(w->order);
     fpi_dist_free(&w->pdist);
     free(w->live_seq); free(w->live_dec); free(w->live_logits);
+    free(w->gmask); free(w->gtd);
     free(w);
     s->cloud = NULL;
 }
@@ -122,9 +125,13 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
     w->live_seq = malloc(sizeof(int32_t) * (size_t)k);
     w->live_dec = malloc(sizeof(int32_t) * (size_t)k);
     w->live_logits = malloc(sizeof(float) * V * (size_t)k);
+    if (s->grammar) {
+        w->gmask = malloc(sizeof(float) * V);
+        w->gtd = malloc(sizeof(llama_token_data) * V);
+    }
     fp_status dst = fpi_dist_init(&w->pdist, s->n_vocab);
     if (!w->cur || !w->next || !w->words || !w->rows || !w->row_used || !w->probs || !w->ref ||
-        !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK) {
+        !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK || (s->grammar && (!w->gmask || !w->gtd))) {
         fpi_cloud_free(s);
         return fpi_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
     }
@@ -314,6 +321,27 @@ static void word_close(fp_session *s, const path *pa, double pw, const float *ro
 
 /* ---------------------------------------------------------- the beam */
 
+/* With a grammar: the logits after path pa, with what the grammar forbids
+ * there at -inf (a clone of the session's grammar, which stands at the
+ * fork, that has seen the path's tokens). False when it allows nothing.
+ * O(n_vocab) per call. */
+static bool grammar_mask(fp_session *s, const path *pa, const float *row, float *out) {
+    struct fp_cloud_ws *w = s->cloud;
+    struct llama_sampler *g = llama_sampler_clone(llama_sampler_chain_get(s->chain, 0));
+    if (!g) return false;
+    for (int32_t i = 0; i < pa->n; i++) llama_sampler_accept(g, pa->tok[i]);
+    for (int32_t t = 0; t < w->n_vocab; t++) w->gtd[t] = (llama_token_data){ t, row[t], 0.0f };
+    llama_token_data_array a = { w->gtd, (size_t)w->n_vocab, -1, false };
+    llama_sampler_apply(g, &a);
+    llama_sampler_free(g);
+    bool any = false;
+    for (size_t i = 0; i < a.size; i++) {
+        out[a.data[i].id] = a.data[i].logit;
+        any |= isfinite(a.data[i].logit) != 0;
+    }
+    return any;
+}
+
 static int cmp_path_desc(const void *a, const void *b) {
     double x = ((const path *)a)->p, y = ((const path *)b)->p;
     return x < y ? 1 : (x > y ? -1 : 0);
@@ -440,7 +468,12 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             if (*key && complete && prefix_ok) word_close(s, pa, pa->p, row, false);
             continue;
         }
-        fpi_softmax(row, V, s->st.temperature, w->probs);
+        const float *lg = row;
+        if (s->grammar) {
+            if (!grammar_mask(s, pa, row, w->gmask)) continue; /* the grammar allows nothing after it */
+            lg = w->gmask;
+        }
+        fpi_softmax(lg, V, s->st.temperature, w->probs);
         /* the mass of tokens that begin a new word ends this one */
         double p_end = 0.0;
         int32_t ext[EXT_PER_PATH];

@@ -214,9 +214,10 @@ void      fpi_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
                           struct llama_sampler *chain, int32_t sort_top);
 fp_uncertainty fpi_dist_uncertainty(const fp_dist *d);
 
-/* A sampler chain for the settings: a learned logit bias (if any),
- * penalties, top-k, top-p, min-p, temperature. */
-struct llama_sampler *fpi_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
+/* A sampler chain for the settings: a GBNF grammar (if any, first; NULL
+ * when it does not parse), a learned logit bias (if any), penalties, top-k,
+ * top-p, min-p, temperature. */
+struct llama_sampler *fpi_chain_new(const fp_settings *st, const fp_model *m, const float *bias, const char *grammar);
 
 /* The one rule for the token automatic continuation takes next, used by the
  * generation loop and by every preview alike (a preview is a promise):
@@ -374,6 +375,8 @@ struct fp_session {
     int32_t plan[FP_MAX_PREVIEW];
     int32_t n_plan, plan_at;
 
+    char *grammar;                /* a GBNF grammar the generated text keeps to (the chain's first sampler), or NULL */
+
     fp_state state;
     bool stale;                   /* the adapters changed: decode again before use */
     bool word_end_pending;        /* the last decision ended a word: the next auto token starts one */
@@ -387,6 +390,9 @@ struct fp_session {
 static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
 static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
+/* Puts a GBNF grammar on a session being built (NULL: none): its chain then
+ * starts with it. FP_ERR_ARG when it does not parse. */
+fp_status   fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err);
 bool        fpi_grow(void **arr, int32_t *cap, int32_t need, size_t sz);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);

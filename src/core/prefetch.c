@@ -61,10 +61,11 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
     if (chain) { llama_sampler_free(sh->chain); sh->chain = chain; }
     sh->prompt = strdup(s->prompt);
     sh->prompt_len = s->prompt_len;
+    sh->grammar = s->grammar ? strdup(s->grammar) : NULL; /* the chain's clone carries its state */
     memcpy(sh->heal, s->heal, (size_t)s->heal_len); /* the same text from the same tokens */
     sh->heal_len = s->heal_len;
     int32_t np = s->nodes[0].n;
-    bool ok = sh->prompt && chain && fpi_node_new(sh, FP_NODE_PROMPT, -1, -1, 0) == 0;
+    bool ok = sh->prompt && chain && (!s->grammar || sh->grammar) && fpi_node_new(sh, FP_NODE_PROMPT, -1, -1, 0) == 0;
     for (int32_t i = 0; ok && i < np; i++) ok = fpi_node_push(sh, 0, s->path_tok[i], NULL);
     ok = ok && fpi_node_new(sh, FP_NODE_AUTO, 0, -1, np) == 1;
     for (int32_t p = np; ok && p < s->n_path; p++) {

@@ -787,6 +787,23 @@ fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *er
     return FP_OK;
 }
 
+/* Is every token of toks[0..n) one the grammar allows after the path? */
+static bool grammar_allows(const fp_session *s, const int32_t *toks, int32_t n) {
+    if (!s->grammar) return true;
+    struct llama_sampler *g = llama_sampler_clone(llama_sampler_chain_get(s->chain, 0));
+    if (!g) return false;
+    bool ok = true;
+    for (int32_t i = 0; i < n && ok; i++) {
+        llama_token_data td = { toks[i], 0.0f, 0.0f };
+        llama_token_data_array a = { &td, 1, -1, false };
+        llama_sampler_apply(g, &a);
+        ok = isfinite(td.logit);
+        if (ok) llama_sampler_accept(g, toks[i]); /* accepting a forbidden token would abort llama.cpp */
+    }
+    llama_sampler_free(g);
+    return ok;
+}
+
 /* Tokenizes typed text so that its pieces spell exactly `want`: SentencePiece
  * adds its own leading space, byte-level BPE does not, so both spellings are tried. */
 static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks, int32_t cap) {
@@ -848,6 +865,7 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     int32_t toks[FP_MAX_TEXT];
     int32_t n = tokenize_exact(s->engine->model, want, toks, FP_MAX_TEXT);
     if (n <= 0) return fpi_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
+    if (!grammar_allows(s, toks, n)) return fpi_fail(err, FP_ERR_ARG, "the typed text does not fit the session's grammar");
     int32_t kv_len = s->n_path - s->n_shift; /* the window slides after it, not while the fork's branches share cells */
     if (kv_len + n + fpi_reserve_tokens(s) >= s->engine->n_pos_max || kv_len + n > (int32_t)s->engine->n_ctx)
         return fpi_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
@@ -888,7 +906,7 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
                               .refresh = user_refresh };
     s->scratch = malloc(sizeof(int32_t) * e->n_seq_max);
     s->cur_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    s->chain = fpi_chain_new(st, s->n_vocab, NULL);
+    s->chain = fpi_chain_new(st, e->model, NULL, NULL);
     if (!s->scratch || !s->cur_logits || !s->chain || fpi_dist_init(&s->dist, s->n_vocab) != FP_OK) {
         fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
@@ -908,7 +926,26 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
     return s;
 }
 
+fp_status fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err) {
+    if (!gbnf) return FP_OK;
+    if (!fp_utf8_valid(gbnf, strlen(gbnf)) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
+    struct llama_sampler *chain = fpi_chain_new(&s->st, s->engine->model, s->prefs ? fpi_prefs_bias(s->prefs) : NULL, gbnf);
+    if (!chain) return fpi_fail(err, FP_ERR_ARG, "the grammar does not parse (GBNF, with a rule named root)");
+    char *copy = strdup(gbnf);
+    if (!copy) { llama_sampler_free(chain); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    free(s->grammar);
+    s->grammar = copy;
+    llama_sampler_free(s->chain);
+    s->chain = chain;
+    return FP_OK;
+}
+
 fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *settings, fp_error *err) {
+    return fp_session_new_grammar(e, prompt, settings, NULL, err);
+}
+
+fp_session *fp_session_new_grammar(fp_engine *e, const char *prompt, const fp_settings *settings, const char *grammar,
+                                   fp_error *err) {
     fp_settings st = settings ? *settings : fp_default_settings();
     if (!e || !prompt) { fpi_fail(err, FP_ERR_ARG, "no engine or prompt"); return NULL; }
     if (fp_settings_validate(&st, err) != FP_OK) return NULL;
@@ -939,9 +976,11 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
         fp_session_free(s);
         return NULL;
     }
+    if (fpi_session_grammar(s, grammar, err) != FP_OK) { free(toks); fp_session_free(s); return NULL; }
     s->prompt = strdup(prompt);
     s->prompt_len = len;
-    int32_t keep = heal_keep(e->model, prompt, len, toks, n);
+    /* with a grammar the prompt is taken whole: the grammar constrains what comes after it */
+    int32_t keep = grammar ? n : heal_keep(e->model, prompt, len, toks, n);
     int32_t root = fpi_node_new(s, FP_NODE_PROMPT, -1, -1, 0);
     bool ok = s->prompt && root == 0;
     for (int32_t i = 0; ok && i < keep; i++) ok = fpi_node_push(s, root, toks[i], NULL);
@@ -976,7 +1015,7 @@ void fp_session_free(fp_session *s) {
     for (int32_t i = 0; i < s->n_events; i++) free((void *)s->events[i].candidates);
     free(s->nodes); free(s->forks); free(s->events);
     free(s->path_tok); free(s->path_node); free(s->path_off);
-    free(s->text); free(s->disp); free(s->prompt);
+    free(s->text); free(s->disp); free(s->prompt); free(s->grammar);
     free(s->scratch); free(s->cur_logits);
     if (s->chain) llama_sampler_free(s->chain);
     fpi_dist_free(&s->dist);
@@ -993,6 +1032,7 @@ size_t fp_session_prompt_len(const fp_session *s) { return s->prompt_len; }
 int32_t fp_session_n_tokens(const fp_session *s) { return s->n_path; }
 const int32_t *fp_session_tokens(const fp_session *s) { return s->path_tok; }
 const char *fp_session_end_reason(const fp_session *s) { return s->state == FP_STATE_ENDED ? s->end_reason : NULL; }
+const char *fp_session_grammar(const fp_session *s) { return s->grammar; }
 const fp_fork *fp_session_fork(const fp_session *s) {
     return s->open_fork >= 0 ? &s->forks[s->open_fork].pub : NULL;
 }
@@ -1041,7 +1081,7 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     fp_status st = fp_settings_validate(settings, err);
     if (st != FP_OK) return st;
     if ((st = fpi_session_ready(s, err)) != FP_OK) return st;
-    struct llama_sampler *chain = fpi_chain_new(settings, s->n_vocab, s->prefs ? fpi_prefs_bias(s->prefs) : NULL);
+    struct llama_sampler *chain = fpi_chain_new(settings, s->engine->model, s->prefs ? fpi_prefs_bias(s->prefs) : NULL, s->grammar);
     if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
     fpi_cloud_drop_live(s);
@@ -1073,7 +1113,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     if (p && fp_prefs_n_vocab(p) != s->n_vocab)
         return fpi_fail(err, FP_ERR_MODEL, "the preferences were learned on a model with %d tokens; this one has %d",
                        fp_prefs_n_vocab(p), s->n_vocab);
-    struct llama_sampler *chain = fpi_chain_new(&s->st, s->n_vocab, p ? fpi_prefs_bias(p) : NULL);
+    struct llama_sampler *chain = fpi_chain_new(&s->st, s->engine->model, p ? fpi_prefs_bias(p) : NULL, s->grammar);
     if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
     llama_sampler_free(s->chain);

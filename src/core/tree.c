@@ -300,12 +300,25 @@ fp_status fpi_trunk_repair(fp_session *s, fp_error *err) {
     return trunk_fill(s, false, err);
 }
 
-/* Resets the sampler chain's history (the repetition penalty's window) to the path. */
+/* Resets the sampler chain's history (the repetition penalty's window) to
+ * the path. A grammar (the chain's first sampler) sees every generated
+ * token, the other samplers the penalty window: O(generated) with a
+ * grammar, O(repeat_last_n) without. */
 void fpi_chain_resync(fp_session *s) {
     llama_sampler_reset(s->chain);
     int32_t from = s->n_path - s->st.repeat_last_n;
     if (from < 0) from = 0;
-    for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(s->chain, s->path_tok[i]);
+    if (!s->grammar) {
+        for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(s->chain, s->path_tok[i]);
+        return;
+    }
+    struct llama_sampler *g = llama_sampler_chain_get(s->chain, 0);
+    for (int32_t i = fpi_n_prompt(s); i < s->n_path; i++) llama_sampler_accept(g, s->path_tok[i]);
+    int32_t n = llama_sampler_chain_n(s->chain);
+    for (int32_t j = 1; j < n; j++) {
+        struct llama_sampler *x = llama_sampler_chain_get(s->chain, j);
+        for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(x, s->path_tok[i]);
+    }
 }
 
 /* Switches the current path to root..leaf, keeping the trunk KV in step.

@@ -185,6 +185,36 @@ kill -9 "$(cat "$T/pid")"; exec 7>&-; wait 2>/dev/null
 n=$("$BIN" export --db "$T/kill.db" --format raw 2>/dev/null | wc -l)
 [ "$n" = 5 ] && ok || bad "after kill -9: $n of 5 decisions on disk"
 
+# ---- other vocabularies (random-weight models made by mk/models.mk)
+TINY=$(cd "$(dirname "$0")/../.." && pwd)/build/models
+if [ -f "$TINY/tiny-nomarks.gguf" ] && [ -f "$TINY/tiny-falcon.gguf" ]; then
+  expect_error "no word marks" 2 "neither where words start nor where they end" -- "$BIN" write --model "$TINY/tiny-nomarks.gguf" --choices /dev/null
+  printf '1\nprefix 的\n1\n2\nq\n' > "$T/zh"
+  if timeout 120 "$BIN" write --model "$TINY/tiny-falcon.gguf" --threads 1 --prompt "从前有一个小女孩，她" --choices "$T/zh" \
+       --json "$T/zh.jsonl" >"$T/zh.out" 2>"$T/zh.err"; then ok; else bad "Chinese on Falcon: $(head -c 300 "$T/zh.err")"; fi
+  node -e '
+    const fs = require("fs"), buf = fs.readFileSync(process.argv[1]);
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(buf);   /* throws on invalid UTF-8 */
+    const ev = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map(JSON.parse);
+    const narrowed = ev.find(e => e.typed_prefix === "的");
+    if (!text.startsWith("从前有一个小女孩，她") || text.includes("\ufffd") || !narrowed ||
+        !narrowed.candidates.every(c => c.text.trim().startsWith("的"))) process.exit(1);
+  ' "$T/zh.out" "$T/zh.jsonl" && ok || bad "Chinese on Falcon: text or narrowed cloud: $(head -c 200 "$T/zh.out")"
+else
+  bad "the tiny models are not built (make build/models/tiny-falcon.gguf build/models/tiny-nomarks.gguf)"
+fi
+
+# ---- a grammar: a fixed vocabulary, every word of the text from it
+printf 'root ::= item+\nitem ::= " " word | "."\nword ::= "the" | "cat" | "dog" | "sat" | "on" | "mat" | "and" | "little" | "girl" | "boy"\n' > "$T/board.gbnf"
+printf '1\n2\nt dog\n1\np1\nq\n' > "$T/board"
+if timeout 120 "${W[@]}" --prompt "Once upon a time, there was" --grammar "$T/board.gbnf" --choices "$T/board" >"$T/board.out" 2>"$T/board.err"
+then ok; else bad "--grammar: $(head -c 300 "$T/board.err")"; fi
+rest=$(sed 's/^Once upon a time, there was//' "$T/board.out" | tr -d '\n')
+[ -n "$rest" ] && [ -z "$(sed -E 's/( (the|cat|dog|sat|on|mat|and|little|girl|boy)|\.)//g' <<<"$rest")" ] && ok || bad "--grammar: text '$rest'"
+printf 'root ::= (' > "$T/bad.gbnf"
+expect_error "bad grammar" 2 "grammar" -- "${W[@]}" --grammar "$T/bad.gbnf" --choices /dev/null
+expect_error "missing grammar" 2 "grammar" -- "${W[@]}" --grammar "$T/nope.gbnf" --choices /dev/null
+
 # ---- endless: a 128-token window, 2,000 generated tokens, with undo
 for i in $(seq 1 1500); do case $((i % 9)) in 4) echo u;; 7) echo p2;; *) echo $(( (i % 3) + 1 ));; esac; done > "$T/endless"
 echo q >> "$T/endless"
