@@ -928,7 +928,22 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
 
 fp_status fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err) {
     if (!gbnf) return FP_OK;
-    if (!fp_utf8_valid(gbnf, strlen(gbnf)) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
+    size_t gl = strlen(gbnf);
+    if (!fp_utf8_valid(gbnf, gl) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
+    /* llama.cpp's parser recurses once per group: a saved session or a
+     * request must not be able to exhaust the stack with "((((..." */
+    int32_t depth = 0, deepest = 0;
+    for (size_t i = 0; i < gl; i++) {
+        if (gbnf[i] == '"' || gbnf[i] == '[') { /* skip literals and character classes */
+            char close = gbnf[i] == '"' ? '"' : ']';
+            for (i++; i < gl && gbnf[i] != close; i++) if (gbnf[i] == '\\' && i + 1 < gl) i++;
+            continue;
+        }
+        if (gbnf[i] == '(') { if (++depth > deepest) deepest = depth; }
+        else if (gbnf[i] == ')') depth--;
+    }
+    if (gl > (1u << 20) || deepest > 64)
+        return fpi_fail(err, FP_ERR_ARG, "the grammar is too large (over 1 MB, or groups nested deeper than 64)");
     struct llama_sampler *chain = fpi_chain_new(&s->st, s->engine->model, s->prefs ? fpi_prefs_bias(s->prefs) : NULL, gbnf);
     if (!chain) return fpi_fail(err, FP_ERR_ARG, "the grammar does not parse (GBNF, with a rule named root)");
     char *copy = strdup(gbnf);

@@ -73,6 +73,20 @@ int main(void) {
     TEST("a grammar that does not parse is refused");
     CHECK(fp_session_new_grammar(e, PROMPT, NULL, "root ::= (", &err) == NULL && err.code == FP_ERR_ARG);
     CHECK(fp_session_new_grammar(e, PROMPT, NULL, "word ::= \"a\"", &err) == NULL && err.code == FP_ERR_ARG);
+    {   /* nesting that would run llama.cpp's recursive parser out of stack */
+        static char deep[4096];
+        int n = snprintf(deep, sizeof deep, "root ::= ");
+        for (int i = 0; i < 1000; i++) deep[n++] = '(';
+        n += snprintf(deep + n, sizeof deep - (size_t)n, "\" a\"");
+        for (int i = 0; i < 1000; i++) deep[n++] = ')';
+        deep[n] = 0;
+        CHECK(fp_session_new_grammar(e, PROMPT, NULL, deep, &err) == NULL && err.code == FP_ERR_ARG &&
+              strstr(err.message, "nested"));
+        /* brackets inside literals are text, not groups */
+        fp_session *ok = fp_session_new_grammar(e, PROMPT, NULL, "root ::= (\" (((\" | \" a\")+", &err);
+        CHECKF(ok != NULL, "%s", err.message);
+        fp_session_free(ok);
+    }
 
     TEST("candidates, previews and the text keep to the grammar");
     int sessions = 0, forks = 0, refused = 0, typed = 0, restored = 0, narrowed = 0;
