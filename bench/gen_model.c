@@ -18,7 +18,7 @@
  * into place. The output lives in the cache, never inside the repository;
  * an existing output is left alone.
  *
- * Usage: gen_model [--out PATH] [--vocab GGUF] [--seed N] [--threads N]
+ * Usage: gen_model [--out PATH] [--vocab GGUF] [--tiny] [--no-marks] [--seed N] [--threads N]
  *                  [--force] [--verbose]
  * Prints the path of the model on stdout (progress goes to stderr).
  */
@@ -37,19 +37,31 @@
 #include "gguf.h"
 #include "llama.h"
 
-/* The reference dimensions: the transformer body of Qwen2.5-0.5B. */
-enum {
-    SYN_EMBD = 896,
-    SYN_LAYERS = 24,
-    SYN_HEADS = 14,
-    SYN_HEADS_KV = 2,
-    SYN_FFN = 4864,
-    SYN_CTX = 2048,
-    SYN_HEAD_DIM = SYN_EMBD / SYN_HEADS /* 64 */
-};
+/* The body shapes. The reference: the transformer body of Qwen2.5-0.5B,
+ * quantized to Q8_0 (benchmarks). --tiny: a body of a few hundred thousand
+ * weights, left in F16, for tests that need a model on another vocabulary
+ * (tests/unit/test_vocab.c): its cost is in the vocabulary's two matrices.
+ * Its weights are wider (std 0.3), so its next-token distributions are
+ * peaked like a trained model's rather than uniform over the vocabulary. */
+typedef struct shape {
+    const char *name;
+    int embd, layers, heads, heads_kv, ffn, ctx;
+    double weight_std;
+    bool quantize;
+} shape;
+static const shape SHAPE_05B  = { "forkpoint-synthetic-0.5b", 896, 24, 14, 2, 4864, 2048, 0.02, true };
+static const shape SHAPE_TINY = { "forkpoint-synthetic-tiny", 64, 2, 4, 2, 128, 2048, 0.3, false };
+static shape g_shape;
+#define SYN_EMBD g_shape.embd
+#define SYN_LAYERS g_shape.layers
+#define SYN_HEADS g_shape.heads
+#define SYN_HEADS_KV g_shape.heads_kv
+#define SYN_FFN g_shape.ffn
+#define SYN_CTX g_shape.ctx
+#define SYN_HEAD_DIM (SYN_EMBD / SYN_HEADS)
+#define SYN_WEIGHT_STD g_shape.weight_std
 #define SYN_RMS_EPS 1e-6f
 #define SYN_ROPE_BASE 1000000.0f
-#define SYN_WEIGHT_STD 0.02
 
 static bool g_verbose = false;
 /* Temporary files to remove if we die half-way (never leave junk in the cache). */
@@ -145,6 +157,27 @@ static double rng_normal(rng *r) {
 
 /* ---- the GGUF header ------------------------------------------------------ */
 
+/* --no-marks: a token's text with its word marks ("\u2581" of
+ * SentencePiece, "\u0120" of byte-level BPE) replaced by a middle dot, so
+ * that no piece carries white space: a vocabulary Forkpoint must refuse
+ * (tests/unit/test_vocab.c). The dot keeps the texts distinct. */
+static bool g_no_marks = false;
+static char *strip_marks(const char *t) {
+    size_t n = strlen(t);
+    char *o = malloc(n + 1);
+    if (!o) die("out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)t[i] == 0xE2 && i + 2 < n && (unsigned char)t[i + 1] == 0x96 && (unsigned char)t[i + 2] == 0x81) {
+            o[k++] = (char)0xC2; o[k++] = (char)0xB7; i += 2;        /* U+2581 -> U+00B7 */
+        } else if ((unsigned char)t[i] == 0xC4 && i + 1 < n && (unsigned char)t[i + 1] == 0xA0) {
+            o[k++] = (char)0xC2; o[k++] = (char)0xB7; i += 1;        /* U+0120 -> U+00B7 */
+        } else o[k++] = t[i];
+    }
+    o[k] = 0;
+    return o;
+}
+
 /* Copies every tokenizer.* key of src into dst, whatever its type, so that
  * the synthetic model tokenizes exactly like the source model. Returns the
  * vocabulary size (length of tokenizer.ggml.tokens). */
@@ -174,8 +207,14 @@ static int32_t copy_tokenizer(struct gguf_context *dst, const struct gguf_contex
             if (at == GGUF_TYPE_STRING) {
                 const char **strs = malloc((n ? n : 1) * sizeof *strs);
                 if (!strs) die("out of memory");
-                for (size_t j = 0; j < n; j++) strs[j] = gguf_get_arr_str(src, i, j);
+                char **own = g_no_marks && !strcmp(key, "tokenizer.ggml.tokens") ? calloc(n ? n : 1, sizeof *own) : NULL;
+                for (size_t j = 0; j < n; j++) {
+                    strs[j] = gguf_get_arr_str(src, i, j);
+                    if (own) strs[j] = own[j] = strip_marks(strs[j]);
+                }
                 gguf_set_arr_str(dst, key, strs, n);
+                if (own) for (size_t j = 0; j < n; j++) free(own[j]);
+                free(own);
                 free(strs);
             } else if (at == GGUF_TYPE_ARRAY) {
                 die("nested array in %s is not supported", key);
@@ -194,7 +233,7 @@ static int32_t copy_tokenizer(struct gguf_context *dst, const struct gguf_contex
 
 static void set_hparams(struct gguf_context *g) {
     gguf_set_val_str(g, "general.architecture", "llama");
-    gguf_set_val_str(g, "general.name", "forkpoint-synthetic-0.5b");
+    gguf_set_val_str(g, "general.name", g_shape.name);
     gguf_set_val_u32(g, "general.file_type", LLAMA_FTYPE_MOSTLY_F16);
     gguf_set_val_u32(g, "llama.context_length", SYN_CTX);
     gguf_set_val_u32(g, "llama.embedding_length", SYN_EMBD);
@@ -339,9 +378,11 @@ static void check_model(const char *path, int n_threads) {
 
 static void usage(void) {
     fprintf(stderr,
-        "usage: gen_model [--out PATH] [--vocab GGUF] [--seed N] [--threads N] [--force] [--verbose]\n"
+        "usage: gen_model [--out PATH] [--vocab GGUF] [--tiny] [--no-marks] [--seed N] [--threads N] [--force] [--verbose]\n"
         "  --out      default ${FORKPOINT_CACHE:-${XDG_CACHE_HOME:-~/.cache}/forkpoint}/models/synthetic-0.5b-q8_0.gguf\n"
         "  --vocab    GGUF to copy the tokenizer from (default: stories260K)\n"
+        "  --tiny     a 2-layer, 64-wide F16 body (tests) instead of the 0.5B Q8_0 one\n"
+        "  --no-marks drop the word marks from the token texts (a vocabulary to refuse; tests)\n"
         "  --seed     weight seed (default 1234)\n"
         "  --threads  quantizer threads (default 2)\n"
         "  --force    rebuild even if the output exists\n");
@@ -351,7 +392,7 @@ int main(int argc, char **argv) {
     char out[4096] = "", vocab_path[4096] = "";
     uint64_t seed = 1234;
     int n_threads = 2;
-    bool force = false;
+    bool force = false, tiny = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -361,16 +402,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed") && has_val) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--threads") && has_val) n_threads = atoi(argv[++i]);
         else if (!strcmp(a, "--force")) force = true;
+        else if (!strcmp(a, "--tiny")) tiny = true;
+        else if (!strcmp(a, "--no-marks")) g_no_marks = true;
         else if (!strcmp(a, "--verbose")) g_verbose = true;
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(); return 0; }
         else { usage(); return 2; }
     }
     if (n_threads < 1) n_threads = 1;
+    g_shape = tiny ? SHAPE_TINY : SHAPE_05B;
 
     if (!out[0]) {
         char dir[4096];
         cache_dir(dir, sizeof dir);
-        if (snprintf(out, sizeof out, "%s/models/synthetic-0.5b-q8_0.gguf", dir) >= (int)sizeof out)
+        if (snprintf(out, sizeof out, "%s/models/%s", dir, tiny ? "synthetic-tiny-f16.gguf" : "synthetic-0.5b-q8_0.gguf") >= (int)sizeof out)
             die("path too long");
     }
     if (file_exists(out) && !force) {
@@ -422,14 +466,19 @@ int main(int argc, char **argv) {
     gguf_free(g);
     ggml_free(meta);
 
-    fprintf(stderr, "gen_model: quantizing to Q8_0 with %d threads\n", n_threads);
-    llama_model_quantize_params qp = llama_model_quantize_default_params();
-    qp.ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
-    qp.nthread = n_threads;
-    const uint32_t qrc = llama_model_quantize(f16_path, q8_path, &qp);
-    unlink(f16_path);
-    f16_path[0] = '\0';
-    if (qrc != 0) die("llama_model_quantize failed (%u)", qrc);
+    if (g_shape.quantize) {
+        fprintf(stderr, "gen_model: quantizing to Q8_0 with %d threads\n", n_threads);
+        llama_model_quantize_params qp = llama_model_quantize_default_params();
+        qp.ftype = LLAMA_FTYPE_MOSTLY_Q8_0;
+        qp.nthread = n_threads;
+        const uint32_t qrc = llama_model_quantize(f16_path, q8_path, &qp);
+        unlink(f16_path);
+        f16_path[0] = '\0';
+        if (qrc != 0) die("llama_model_quantize failed (%u)", qrc);
+    } else {
+        if (rename(f16_path, q8_path) != 0) die("rename to %s: %s", q8_path, strerror(errno));
+        f16_path[0] = '\0';
+    }
 
     check_model(q8_path, n_threads);
     if (rename(q8_path, out) != 0) die("rename to %s: %s", out, strerror(errno));

@@ -171,6 +171,11 @@ typedef struct fp_settings {
 fp_settings fp_default_settings(void);
 /* Checks ranges; returns FP_ERR_ARG with a message naming the bad field. */
 fp_status   fp_settings_validate(const fp_settings *s, fp_error *err);
+/* KV cells a fork's branches and previews take beside the text. The text
+ * sees a window of n_ctx minus this (the start of the text and its newest
+ * part; the window slides as the text goes on): an engine for a window of
+ * N tokens needs n_ctx = N + fp_settings_branch_cells(s). */
+int32_t     fp_settings_branch_cells(const fp_settings *s);
 
 /* -------------------------------------------------------------- the fork */
 
@@ -265,6 +270,16 @@ typedef enum fp_state {
  * does not fit the context, with distinct codes. */
 fp_session *fp_session_new(fp_engine *engine, const char *prompt,
                            const fp_settings *settings, fp_error *err);
+/* The same, with a GBNF grammar (llama.cpp's, start symbol "root") that the
+ * generated text keeps to: every candidate, preview and automatic token is
+ * one the grammar allows there, and typed text it forbids is refused
+ * (FP_ERR_ARG). The prompt is not constrained and is taken whole (no token
+ * healing). A grammar that does not parse gives FP_ERR_ARG. Saved sessions
+ * keep it. grammar NULL = fp_session_new. */
+fp_session *fp_session_new_grammar(fp_engine *engine, const char *prompt, const fp_settings *settings,
+                                   const char *grammar, fp_error *err);
+/* The session's grammar, or NULL. */
+const char *fp_session_grammar(const fp_session *s);
 void        fp_session_free(fp_session *s);
 
 fp_state           fp_session_state(const fp_session *s);

@@ -10,8 +10,9 @@
 #include <stdio.h>
 
 /* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
- * model and an engine; prints a one-line error and returns non-zero on failure. */
-int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine);
+ * model and an engine of n_ctx KV cells (0: the engine's default); prints a
+ * one-line error and returns non-zero on failure. */
+int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
 
 int cli_write(int argc, char **argv);
 int cli_export(int argc, char **argv);
@@ -32,6 +33,8 @@ typedef struct {
     const char *json;      /* NULL = no event log; "-" = stdout */
     fp_settings st;
     int threads;
+    int ctx;               /* the text's context window in tokens, 0 = the model's (up to 4096) */
+    const char *grammar;   /* a GBNF file, NULL = none */
     bool verbose;
     const char *db;        /* decision log (SQLite), NULL = none */
     const char *profile;   /* learn this person's preferences */
@@ -51,5 +54,13 @@ int cli_write_opts(int argc, char **argv, write_opts *o);
  * Blank and comment lines give CMD_EOF; a malformed pN.K gives CMD_BAD with
  * index -2 and the message in text; other unknown lines CMD_BAD with the line. */
 command cli_parse_command(char *line);
+
+/* ---- terminal columns (width.c) */
+int     cli_char_width(uint32_t cp);                /* 0, 1 or 2 columns */
+int     cli_text_width(const char *text, size_t n); /* columns of UTF-8 text */
+/* Where text[0..n) must break to fit cols columns: the byte offsets that
+ * begin a new line (words are kept whole, wide characters break anywhere),
+ * at most cap of them; returns their count. */
+int32_t cli_wrap(const char *text, size_t n, int cols, size_t *breaks, int32_t cap);
 
 #endif

@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_load(const char *model_path, bool verbose, int threads, fp_model **model, fp_engine **engine) {
+int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine) {
     fp_error err = {0};
     char path[PATH_MAX];
     if (fp_resolve_default_model(model_path, path, sizeof path, &err) != FP_OK) {
@@ -32,6 +32,7 @@ int cli_load(const char *model_path, bool verbose, int threads, fp_model **model
     if (!*model) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = threads;
+    ep.n_ctx = n_ctx;
     *engine = fp_engine_new(*model, &ep, &err);
     if (!*engine) {
         fprintf(stderr, "forkpoint: %s\n", err.message);

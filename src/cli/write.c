@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -58,6 +59,10 @@ static void usage(FILE *f) {
           "  --sample --seed N     sample between forks (default greedy), seeded\n"
           "  --max-tokens N        stop after N generated tokens (default 200)\n"
           "  --threads N           CPU threads (default: all)\n"
+          "  --ctx N               the model's context window in tokens (default: the model's, up to 4096);\n"
+          "                        when the text outgrows it, the start and the newest part stay in view\n"
+          "  --grammar FILE        a GBNF grammar (llama.cpp's, rule root) every candidate, preview and\n"
+          "                        continuation keeps to\n"
           "  --verbose             let llama.cpp log to stderr\n"
           "  --db PATH             log every decision to this database (SQLite file or postgresql:// URL)\n"
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
@@ -122,6 +127,8 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--seed")) { NUM(0, 4294967295.0); o->st.seed = (uint32_t)d; }
         else if (!strcmp(a, "--max-tokens")) { NUM(0, 1e7); o->st.max_tokens = (int)d; }
         else if (!strcmp(a, "--threads")) { NUM(1, 512); o->threads = (int)d; }
+        else if (!strcmp(a, "--ctx")) { NUM(16, 1 << 20); o->ctx = (int)d; }
+        else if (!strcmp(a, "--grammar")) { NEED(); o->grammar = v; }
         else if (!strcmp(a, "--verbose")) o->verbose = true;
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
@@ -217,23 +224,72 @@ static void tty_raw(void) {
     atexit(tty_restore);
 }
 
-/* Prints the text: prompt dim, automatic text plain, chosen text bold. */
+/* The screen's width in columns: the terminal's, else $COLUMNS, else 80. */
+static int screen_cols(void) {
+    struct winsize ws;
+    if (g_ui && ioctl(fileno(g_ui), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n > 0 ? n : 80;
+}
+
+/* Prints t[from..to) with style, starting a new line at each break offset
+ * in it (*next walks the sorted breaks). */
+static void put_wrapped(const char *t, size_t from, size_t to, const char *style, const size_t *breaks, int32_t nb,
+                        int32_t *next) {
+    while (*next < nb && breaks[*next] < from) (*next)++;
+    while (from < to) {
+        if (*next < nb && breaks[*next] == from) { fputc('\n', g_ui); (*next)++; continue; }
+        size_t end = *next < nb && breaks[*next] < to ? breaks[*next] : to;
+        fprintf(g_ui, "%s%.*s\x1b[0m", style, (int)(end - from), t + from);
+        from = end;
+    }
+}
+
+/* Prints the text: prompt dim, automatic text plain, chosen text bold;
+ * lines break before a word that would not fit, counted in columns (wide
+ * characters take two: width.c). */
 static void draw_text(const fp_session *s) {
     const char *t = fp_session_text(s);
-    size_t pl = fp_session_prompt_len(s);
-    fprintf(g_ui, "\x1b[2m%.*s\x1b[0m", (int)pl, t);
+    size_t len = fp_session_text_len(s), pl = fp_session_prompt_len(s);
+    static size_t breaks[4096];
+    int32_t nb = cli_wrap(t, len, screen_cols(), breaks, 4096), next = 0;
+    put_wrapped(t, 0, pl, "\x1b[2m", breaks, nb, &next);
     int32_t n = fp_session_n_positions(s);
     size_t off = pl;
     for (int32_t i = 0; i < n; i++) {
         const fp_position *p = fp_session_position(s, i);
-        size_t next = i + 1 < n ? fp_session_position_offset(s, i + 1) : fp_session_text_len(s);
-        if (next > fp_session_text_len(s)) next = fp_session_text_len(s);
-        if (next < off) continue;
-        bool chosen = p->by != FP_BY_AUTO;
-        fprintf(g_ui, chosen ? "\x1b[1;36m%.*s\x1b[0m" : "%.*s", (int)(next - off), t + off);
-        off = next;
+        size_t nx = i + 1 < n ? fp_session_position_offset(s, i + 1) : len;
+        if (nx > len) nx = len;
+        if (nx < off) continue;
+        put_wrapped(t, off, nx, p->by != FP_BY_AUTO ? "\x1b[1;36m" : "", breaks, nb, &next);
+        off = nx;
     }
     fprintf(g_ui, "\n");
+}
+
+/* Prints a candidate or a preview on one line: a line break shows as a
+ * mark, a tab or carriage return as a space, so the list stays a list.
+ * Returns the columns it took. */
+static int put_visible(const char *text) {
+    int w = 0;
+    for (const char *q = text; *q;) {
+        size_t run = strcspn(q, "\n\t\r");
+        fwrite(q, 1, run, g_ui);
+        w += cli_text_width(q, run);
+        q += run;
+        if (!*q) break;
+        fputs(*q == '\n' ? "\u21b5" : " ", g_ui);
+        w++;
+        q++;
+    }
+    return w;
+}
+
+/* Prints a candidate's text padded to w columns (not bytes: "девочка" is 14
+ * bytes and 7 columns, "女孩" 6 bytes and 4 columns). */
+static void put_padded(const char *text, int w) {
+    for (int cw = put_visible(text); cw < w; cw++) fputc(' ', g_ui);
 }
 
 /* The w key's second step: candidate `pick`'s preview with its gaps numbered
@@ -257,9 +313,13 @@ static void draw_fork(const fp_fork *f, bool preview_mode, const char *typing) {
     for (int32_t i = 0; i < f->n_candidates; i++) {
         const fp_candidate *c = &f->candidates[i];
         int bars = (int)(c->prob * 20 + 0.5f);
-        fprintf(g_ui, " \x1b[1m%d\x1b[0m %-14s ", i + 1, c->is_eog ? "[end]" : c->text);
+        fprintf(g_ui, " \x1b[1m%d\x1b[0m ", i + 1);
+        put_padded(c->is_eog ? "[end]" : c->text, 14);
+        fputc(' ', g_ui);
         for (int b = 0; b < 20; b++) fputs(b < bars ? "\u2588" : " ", g_ui);
-        fprintf(g_ui, " %5.1f%%  \x1b[2m%s\x1b[0m\n", c->prob * 100.0f, c->preview);
+        fprintf(g_ui, " %5.1f%%  \x1b[2m", c->prob * 100.0f);
+        put_visible(c->preview);
+        fputs("\x1b[0m\n", g_ui);
     }
     fprintf(g_ui, "   \x1b[2mother %5.1f%%\x1b[0m\n", f->other * 100.0f);
     if (typing) fprintf(g_ui, "\ntype a word: %s\x1b[2m_  (Enter commits, 1-9 picks, Esc cancels)\x1b[0m\n", typing);
@@ -371,7 +431,9 @@ int cli_write(int argc, char **argv) {
     char sha[65] = "", sid[17] = "";
     fp_decision_meta meta;
     int32_t logged = 0;
-    rc = cli_load(o.model_path, o.verbose, o.threads, &model, &engine);
+    /* the window the person asked for, and room for a fork's branches beside it */
+    uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
+    rc = cli_load(o.model_path, o.verbose, o.threads, n_ctx, &model, &engine);
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};
@@ -414,7 +476,23 @@ int cli_write(int argc, char **argv) {
         return 2;
     }
 
-    s = fp_session_new(engine, o.prompt, &o.st, &err);
+    char *grammar = NULL;
+    if (o.grammar) {
+        /* a GBNF file: JSON output, a fixed vocabulary for a board, ... */
+        FILE *gf = fopen(o.grammar, "rb");
+        long gn = -1;
+        if (gf && fseek(gf, 0, SEEK_END) == 0) gn = ftell(gf);
+        if (gf && gn >= 0 && gn < (1 << 20) && fseek(gf, 0, SEEK_SET) == 0 && (grammar = calloc(1, (size_t)gn + 1)))
+            if (fread(grammar, 1, (size_t)gn, gf) != (size_t)gn) { free(grammar); grammar = NULL; }
+        if (gf) fclose(gf);
+        if (!grammar) {
+            fprintf(stderr, "forkpoint write: cannot read the grammar %s%s\n", o.grammar, gn >= (1 << 20) ? " (over 1 MB)" : "");
+            rc = 2;
+            goto out;
+        }
+    }
+    s = fp_session_new_grammar(engine, o.prompt, &o.st, grammar, &err);
+    free(grammar);
     if (!s) {
         fprintf(stderr, "forkpoint write: %s\n", err.message);
         rc = err.code == FP_ERR_DECODE || err.code == FP_ERR_NOMEM ? 1 : 2;

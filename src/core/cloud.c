@@ -42,6 +42,7 @@
 
 #define EXT_PER_PATH 8          /* in-word continuations tried per path and step */
 #define MIN_PATH_P 1e-6         /* paths below this are not worth a decode */
+#define MIN_NARROW_P 1e-12      /* ... unless a typed prefix asks for them: the person named the word */
 
 typedef struct path {
     int32_t tok[FP_MAX_PATH];
@@ -81,6 +82,9 @@ struct fp_cloud_ws {
     /* live branches of the shown candidates */
     int32_t *live_seq, *live_dec;
     float   *live_logits;       /* [k][n_vocab] */
+    char     probe[2 * FP_MAX_TEXT]; /* a path's key and one more piece, checked against a prefix */
+    float   *gmask;             /* [n_vocab]: a path's logits with what the grammar forbids at -inf */
+    llama_token_data *gtd;      /* [n_vocab] for the grammar's apply */
 };
 
 /* ------------------------------------------------------------ workspace */
@@ -92,6 +96,7 @@ void fpi_cloud_free(fp_session *s) {
     free(w->probs); free(w->ref); free(w->order);
     fpi_dist_free(&w->pdist);
     free(w->live_seq); free(w->live_dec); free(w->live_logits);
+    free(w->gmask); free(w->gtd);
     free(w);
     s->cloud = NULL;
 }
@@ -120,9 +125,13 @@ static fp_status ws_ensure(fp_session *s, fp_error *err) {
     w->live_seq = malloc(sizeof(int32_t) * (size_t)k);
     w->live_dec = malloc(sizeof(int32_t) * (size_t)k);
     w->live_logits = malloc(sizeof(float) * V * (size_t)k);
+    if (s->grammar) {
+        w->gmask = malloc(sizeof(float) * V);
+        w->gtd = malloc(sizeof(llama_token_data) * V);
+    }
     fp_status dst = fpi_dist_init(&w->pdist, s->n_vocab);
     if (!w->cur || !w->next || !w->words || !w->rows || !w->row_used || !w->probs || !w->ref ||
-        !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK) {
+        !w->order || !w->live_seq || !w->live_dec || !w->live_logits || dst != FP_OK || (s->grammar && (!w->gmask || !w->gtd))) {
         fpi_cloud_free(s);
         return fpi_fail(err, FP_ERR_NOMEM, "out of memory for the cloud workspace");
     }
@@ -182,18 +191,55 @@ static void word_key(const char *text, char out[FP_MAX_TEXT]) {
     out[n] = 0;
 }
 
-/* True when one of a, b is a prefix of the other (ASCII case-insensitive):
- * a path can still become, or already is, a word starting with the prefix. */
+/* Compares key with prefix character by character, folding case (Latin,
+ * Greek, Cyrillic: fpi_cp_fold), so "п" narrows to "Привет" as "d" to
+ * "Dog". Returns the prefix bytes matched; *key_end says the key ran out
+ * first, *key_partial that it ended inside a character whose bytes so far
+ * agree with the prefix's next character (a byte-level path on its way). */
+static size_t fold_match(const char *key, const char *prefix, bool *key_end, bool *key_partial) {
+    size_t kl = strlen(key), pl = strlen(prefix), ki = 0, pi = 0;
+    *key_end = *key_partial = false;
+    while (pi < pl) {
+        if (ki == kl) { *key_end = true; return pi; }
+        uint32_t kc = 0, pc = 0;
+        int kn = fpi_utf8_decode(key + ki, kl - ki, &kc), pn = fpi_utf8_decode(prefix + pi, pl - pi, &pc);
+        if (pn <= 0) return pi;                      /* the prefix is checked valid: cannot happen */
+        if (kn == -1) {
+            /* an unfinished character: its bytes must begin the prefix's
+             * character in one of its cases */
+            char enc[2][4];
+            uint32_t v[2] = { pc, fpi_cp_fold(pc) };
+            for (int i = 0; i < 2; i++) {
+                if (i == 1 && v[1] == pc) break;
+                size_t n = 0;
+                uint32_t c = v[i];
+                if (c < 0x80) enc[i][n++] = (char)c;
+                else if (c < 0x800) { enc[i][n++] = (char)(0xC0 | c >> 6); enc[i][n++] = (char)(0x80 | (c & 0x3F)); }
+                else if (c < 0x10000) { enc[i][n++] = (char)(0xE0 | c >> 12); enc[i][n++] = (char)(0x80 | (c >> 6 & 0x3F)); enc[i][n++] = (char)(0x80 | (c & 0x3F)); }
+                else { enc[i][n++] = (char)(0xF0 | c >> 18); enc[i][n++] = (char)(0x80 | (c >> 12 & 0x3F)); enc[i][n++] = (char)(0x80 | (c >> 6 & 0x3F)); enc[i][n++] = (char)(0x80 | (c & 0x3F)); }
+                if (kl - ki <= n && memcmp(key + ki, enc[i], kl - ki) == 0) { *key_end = *key_partial = true; return pi; }
+            }
+            return pi;
+        }
+        if (kn == 0) return pi;
+        if (fpi_cp_fold(kc) != fpi_cp_fold(pc)) return pi;
+        ki += (size_t)kn;
+        pi += (size_t)pn;
+    }
+    return pi;
+}
+
+/* True when one of a, b is a prefix of the other (case folded): a path can
+ * still become, or already is, a word starting with the prefix. */
 static bool prefix_compatible(const char *key, const char *prefix) {
-    for (; *key && *prefix; key++, prefix++)
-        if (tolower((unsigned char)*key) != tolower((unsigned char)*prefix)) return false;
-    return true;
+    bool end, partial;
+    size_t m = fold_match(key, prefix, &end, &partial);
+    return m == strlen(prefix) || end;
 }
 
 static bool starts_with_ci(const char *key, const char *prefix) {
-    for (; *prefix; key++, prefix++)
-        if (!*key || tolower((unsigned char)*key) != tolower((unsigned char)*prefix)) return false;
-    return true;
+    bool end, partial;
+    return fold_match(key, prefix, &end, &partial) == strlen(prefix);
 }
 
 /* ------------------------------------------------------------ word table */
@@ -275,6 +321,27 @@ static void word_close(fp_session *s, const path *pa, double pw, const float *ro
 
 /* ---------------------------------------------------------- the beam */
 
+/* With a grammar: the logits after path pa, with what the grammar forbids
+ * there at -inf (a clone of the session's grammar, which stands at the
+ * fork, that has seen the path's tokens). False when it allows nothing.
+ * O(n_vocab) per call. */
+static bool grammar_mask(fp_session *s, const path *pa, const float *row, float *out) {
+    struct fp_cloud_ws *w = s->cloud;
+    struct llama_sampler *g = llama_sampler_clone(llama_sampler_chain_get(s->chain, 0));
+    if (!g) return false;
+    for (int32_t i = 0; i < pa->n; i++) llama_sampler_accept(g, pa->tok[i]);
+    for (int32_t t = 0; t < w->n_vocab; t++) w->gtd[t] = (llama_token_data){ t, row[t], 0.0f };
+    llama_token_data_array a = { w->gtd, (size_t)w->n_vocab, -1, false };
+    llama_sampler_apply(g, &a);
+    llama_sampler_free(g);
+    bool any = false;
+    for (size_t i = 0; i < a.size; i++) {
+        out[a.data[i].id] = a.data[i].logit;
+        any |= isfinite(a.data[i].logit) != 0;
+    }
+    return any;
+}
+
 static int cmp_path_desc(const void *a, const void *b) {
     double x = ((const path *)a)->p, y = ((const path *)b)->p;
     return x < y ? 1 : (x > y ? -1 : 0);
@@ -292,35 +359,82 @@ static bool path_push(const fp_model *m, path *pa, int32_t t) {
     return true;
 }
 
-/* Seeds the frontier from the fork's distribution. */
+/* Does the text end where a new word may begin? After white space (also
+ * the mark a piece carries at its end), punctuation, or nothing at all.
+ * Otherwise a token without a word mark would glue onto the last word:
+ * "n" after "there was a" makes "an", a fragment as a candidate. */
+static bool at_word_boundary(const fp_session *s) {
+    if (s->text_len == 0) return true;
+    unsigned char c = (unsigned char)s->text[s->text_len - 1];
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') return true;
+    return c < 0x80 && !((c | 0x20) >= 'a' && (c | 0x20) <= 'z') && !(c >= '0' && c <= '9') && c != '\'' && c != '-' && c != '_';
+}
+
+/* Opens path i of the frontier with token t, if t may start a candidate. */
+static bool seed_one(fp_session *s, path *pa, int32_t t, double p, const char *prefix, bool token_mode) {
+    const fp_model *m = s->engine->model;
+    uint16_t f = m->tok_flags[t];
+    memset(pa, 0, sizeof *pa);
+    pa->seq = -1;
+    pa->parent = -1;
+    pa->p = p;
+    if (!fpi_tok_fits(m, t, "", 0) || !path_push(m, pa, t)) return false;
+    /* narrowed: the token must hold the start of the word (a bare space
+     * would crowd out the few tokens that begin it) */
+    if (*prefix && (!*strip_lead(pa->text) || !prefix_compatible(strip_lead(pa->text), prefix))) return false;
+    /* a token shown alone must be a word by itself: not a bare space, not half a character */
+    if (token_mode && (!*strip_lead(pa->text) || fp_utf8_complete_prefix(pa->text, (size_t)pa->len) != (size_t)pa->len))
+        return false;
+    pa->force_close = token_mode || (f & FP_TOK_PUNCT_ONLY);
+    return true;
+}
+
+/* Seeds the frontier from the fork's distribution: its most probable tokens
+ * (the sorted head of it), or, narrowed by a typed prefix, the most probable
+ * tokens that agree with the prefix anywhere in the distribution (a letter
+ * of another script must still find its words: O(n) over the kept tokens).
+ * At a word boundary the model's text could only glue a token without a
+ * word mark onto the last word, so in word and phrase granularity only
+ * tokens that start a word are seeds, unless the model itself is inside a
+ * word here (its most probable token has no mark: a fork forced there). */
 static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode) {
     struct fp_cloud_ws *w = s->cloud;
     const fp_model *m = s->engine->model;
-    int32_t n_open = 0, scanned = 0;
+    int32_t n_open = 0;
     int32_t limit = token_mode ? s->st.k : s->st.beam_width;
-    for (int32_t i = 0; i < s->dist.n && n_open < limit && scanned < 8 * limit + 64; i++, scanned++) {
+    bool need_start = !token_mode && s->dist.n > 0 && !at_word_boundary(s) &&
+                      (m->tok_flags[s->dist.items[0].token] & FP_TOK_WORD_START);
+    int32_t scan = *prefix ? s->dist.n : 8 * limit + 64;
+    int32_t weakest = -1;
+    for (int32_t i = 0; i < s->dist.n && i < scan; i++) {
         int32_t t = s->dist.items[i].token;
         double p = s->dist.items[i].p;
-        if (p < MIN_PATH_P) break;
+        if (p < (*prefix ? MIN_NARROW_P : MIN_PATH_P)) {
+            if (!*prefix) break;   /* the sorted head: nothing more probable follows */
+            continue;
+        }
         uint16_t f = m->tok_flags[t];
         if (f & FP_TOK_CONTROL) continue;
         if (f & FP_TOK_EOG) {
             if (!*prefix) { path e = {0}; e.seq = -1; word_close(s, &e, p, NULL, true); }
             continue;
         }
-        path *pa = &w->cur[n_open];
-        memset(pa, 0, sizeof *pa);
-        pa->seq = -1;
-        pa->parent = -1;
-        pa->p = p;
-        if (!fpi_tok_fits(m, t, "", 0) || !path_push(m, pa, t)) continue;
-        if (*prefix && !prefix_compatible(strip_lead(pa->text), prefix)) continue;
-        /* a token shown alone must be a word by itself: not a bare space, not half a character */
-        if (token_mode && (!*strip_lead(pa->text) || fp_utf8_complete_prefix(pa->text, (size_t)pa->len) != (size_t)pa->len))
+        if (need_start && !(f & FP_TOK_WORD_START)) continue;
+        if (!*prefix) {
+            if (n_open < limit && seed_one(s, &w->cur[n_open], t, p, prefix, token_mode)) n_open++;
+            if (n_open == limit) break;
             continue;
-        pa->force_close = token_mode || (f & FP_TOK_PUNCT_ONLY);
-        n_open++;
+        }
+        /* narrowed: keep the `limit` most probable agreeing tokens */
+        if (n_open == limit && p <= w->cur[weakest].p) continue;
+        path cand;
+        if (!seed_one(s, &cand, t, p, prefix, token_mode)) continue;
+        int32_t slot = n_open < limit ? n_open++ : weakest;
+        w->cur[slot] = cand;
+        weakest = 0;
+        for (int32_t j = 1; j < n_open; j++) if (w->cur[j].p < w->cur[weakest].p) weakest = j;
     }
+    if (*prefix) qsort(w->cur, (size_t)n_open, sizeof *w->cur, cmp_path_desc);
     return n_open;
 }
 
@@ -336,7 +450,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
     fpi_batch_clear(e);
     for (int32_t i = 0; i < n_open; i++) {
         path *pa = &w->cur[i];
-        fpi_batch_add(e, pa->tok[pa->n - 1], s->n_past + pa->n - 1, pa->seq, true);
+        fpi_batch_add(e, pa->tok[pa->n - 1], fpi_kv_pos(s, s->n_past) + pa->n - 1, pa->seq, true);
     }
     fp_status st = fpi_engine_decode(e, err);
     if (st != FP_OK) return st;
@@ -354,15 +468,34 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             if (*key && complete && prefix_ok) word_close(s, pa, pa->p, row, false);
             continue;
         }
-        fpi_softmax(row, V, s->st.temperature, w->probs);
+        const float *lg = row;
+        if (s->grammar) {
+            if (!grammar_mask(s, pa, row, w->gmask)) continue; /* the grammar allows nothing after it */
+            lg = w->gmask;
+        }
+        fpi_softmax(lg, V, s->st.temperature, w->probs);
         /* the mass of tokens that begin a new word ends this one */
         double p_end = 0.0;
         int32_t ext[EXT_PER_PATH];
         int32_t n_ext = 0;
+        /* while the path is shorter than a typed prefix, only the pieces
+         * that go on agreeing with it can extend it (the most probable
+         * in-word tokens may all disagree: another script, a rare word) */
+        size_t kl = strlen(key);
+        bool narrow = *prefix && kl < strlen(prefix) && kl + FP_MAX_TEXT < sizeof w->probe;
+        if (narrow) memcpy(w->probe, key, kl);
         for (int32_t t = 0; t < V; t++) {
             uint16_t f = m->tok_flags[t];
             if (f & FP_TOK_CONTROL) continue;
             if (f & FP_TOK_WORD_START) { p_end += w->probs[t]; continue; }
+            if (narrow) {
+                int32_t pl;
+                const char *pc = fpi_piece(m, t, &pl);
+                if (pl >= FP_MAX_TEXT) continue;
+                memcpy(w->probe + kl, pc, (size_t)pl);
+                w->probe[kl + (size_t)pl] = 0;
+                if (!prefix_compatible(w->probe, prefix)) continue;
+            }
             /* keep the EXT_PER_PATH most probable in-word tokens (insertion into a tiny sorted list) */
             if (n_ext < EXT_PER_PATH || w->probs[t] > w->probs[ext[n_ext - 1]]) {
                 int32_t j = n_ext < EXT_PER_PATH ? n_ext++ : EXT_PER_PATH - 1;
@@ -376,7 +509,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
         if (depth >= s->st.max_word_tokens) continue;
         for (int32_t j = 0; j < n_ext; j++) {
             double pc = pa->p * w->probs[ext[j]];
-            if (pc < MIN_PATH_P) break;
+            if (pc < (*prefix ? MIN_NARROW_P : MIN_PATH_P)) break;
             path *c = &w->next[nn];
             *c = *pa;
             c->p = pc;
@@ -573,7 +706,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         for (int32_t i = 0; i < n_out; i++) {
             if (!active[i]) continue;
             fp_candidate *c = &out[i];
-            fpi_batch_add(e, c->preview_tokens[c->n_preview - 1], s->n_past + c->n_tokens + c->n_preview - 1,
+            fpi_batch_add(e, c->preview_tokens[c->n_preview - 1], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview - 1,
                          w->live_seq[i], true);
             idx[nb++] = i;
         }
@@ -600,7 +733,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             preview_cut(m, c, c->n_preview - 1); /* and never the start of a control text */
         if (w->live_dec[i] > c->n_preview) {
             w->live_dec[i] = c->n_preview;
-            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], s->n_past + c->n_tokens + c->n_preview, -1);
+            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview, -1);
         }
         fpi_preview_words(m, c);
     }
@@ -676,7 +809,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
         for (int32_t r2 = 0; r2 < r && q >= 0; r2++) {
             if (w->live_seq[r2] == q) {
                 int32_t nq = scratch_alloc(s);
-                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, s->n_past + wd->n);
+                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, fpi_kv_pos(s, s->n_past) + wd->n);
                 q = nq;
                 break;
             }
@@ -686,7 +819,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     /* each shown word's sequence ends with the word: drop longer paths' cells,
      * and give back every sequence no shown word holds */
     for (int32_t r = 0; r < nw; r++)
-        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], s->n_past + out[r].n_tokens, -1);
+        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], fpi_kv_pos(s, s->n_past) + out[r].n_tokens, -1);
     for (int32_t i = s->n_scratch - 1; i >= 0; i--) {
         int32_t q = s->scratch[i];
         bool held = false;

@@ -47,11 +47,18 @@ static struct llama_sampler *bias_clone(const struct llama_sampler *smpl) {
     return llama_sampler_init(&g_bias_iface, smpl->ctx);
 }
 
-struct llama_sampler *fpi_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias) {
+struct llama_sampler *fpi_chain_new(const fp_settings *st, const fp_model *m, const float *bias, const char *grammar) {
+    int32_t n_vocab = m->n_vocab;
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     struct llama_sampler *c = llama_sampler_chain_init(cp);
     if (!c) return NULL;
+    if (grammar) {
+        /* first in the chain (fpi_chain_resync finds it there): what it forbids has no probability */
+        struct llama_sampler *g = llama_sampler_init_grammar(m->vocab, grammar, "root");
+        if (!g) { llama_sampler_free(c); return NULL; }
+        llama_sampler_chain_add(c, g);
+    }
     if (bias) llama_sampler_chain_add(c, llama_sampler_init(&g_bias_iface, (void *)bias));
     if (st->repeat_penalty != 1.0f && st->repeat_last_n != 0)
         llama_sampler_chain_add(c, llama_sampler_init_penalties(n_vocab, st->repeat_last_n, st->repeat_penalty, 0.0f, 0.0f));

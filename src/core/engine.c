@@ -86,13 +86,16 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     if (!e) { llama_free(ctx); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     e->model = model;
     e->ctx = ctx;
-    e->n_ctx = llama_n_ctx(ctx);
+    /* llama.cpp may round the cache up (to 256 cells): the engine uses what
+     * was asked for, so a window of N tokens is N whatever the rounding */
+    e->n_ctx = llama_n_ctx(ctx) < n_ctx ? llama_n_ctx(ctx) : n_ctx;
     e->n_seq_max = p.n_seq_max;
     e->n_batch = (int32_t)cp.n_batch;
     e->n_pos_max = (int32_t)(e->n_ctx < train ? e->n_ctx : train);
     e->batch = llama_batch_init(e->n_batch, 0, 1);
     atomic_init(&e->cancel, 0);
     llama_set_abort_callback(ctx, abort_cb, e);
+    e->can_shift = llama_memory_can_shift(llama_get_memory(ctx));
     e->seq_owner = calloc(p.n_seq_max, sizeof *e->seq_owner);
     if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     return e;

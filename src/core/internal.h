@@ -105,6 +105,14 @@ int32_t   fpi_control_suffix(const fp_model *m, const char *text, size_t len, bo
 bool   fpi_utf8_continues(const char *tail, size_t tail_n, const char *piece, size_t piece_n);
 /* Copies src into dst[cap], cut at a character boundary; returns the length. */
 size_t fpi_utf8_copy(char *dst, size_t cap, const char *src);
+/* The character at buf[0]: its length (*cp set), 0 if invalid, -1 if it
+ * runs past len (unfinished). */
+int      fpi_utf8_decode(const char *buf, size_t len, uint32_t *cp);
+/* Lower case for Latin, Greek and Cyrillic letters (prefix narrowing). */
+uint32_t fpi_cp_fold(uint32_t c);
+/* A piece starting with a character of a script without spaces between
+ * words (CJK, kana, Thai, ...), or with the lead bytes of one. */
+bool     fpi_nospace_start(const char *piece, size_t n);
 
 static inline const char *fpi_piece(const fp_model *m, int32_t t, int32_t *len) {
     *len = m->piece_off[t + 1] - m->piece_off[t];
@@ -158,6 +166,7 @@ struct fp_engine {
     void *trace_ud;
     int64_t fault_at;
     uint64_t use_clock;          /* increases on every session use, for LRU */
+    bool can_shift;              /* the memory can move cells (llama_memory_can_shift): endless text */
     struct llama_adapter_lora *lora;   /* applied adapter (lora.c), NULL if none */
 };
 
@@ -213,9 +222,10 @@ void      fpi_dist_compute(fp_dist *d, const float *logits, int32_t n_vocab,
                           struct llama_sampler *chain, int32_t sort_top);
 fp_uncertainty fpi_dist_uncertainty(const fp_dist *d);
 
-/* A sampler chain for the settings: a learned logit bias (if any),
- * penalties, top-k, top-p, min-p, temperature. */
-struct llama_sampler *fpi_chain_new(const fp_settings *st, int32_t n_vocab, const float *bias);
+/* A sampler chain for the settings: a GBNF grammar (if any, first; NULL
+ * when it does not parse), a learned logit bias (if any), penalties, top-k,
+ * top-p, min-p, temperature. */
+struct llama_sampler *fpi_chain_new(const fp_settings *st, const fp_model *m, const float *bias, const char *grammar);
 
 /* The one rule for the token automatic continuation takes next, used by the
  * generation loop and by every preview alike (a preview is a promise):
@@ -305,7 +315,8 @@ typedef struct fp_node {
  * A session. Invariants (checked by fpi_session_check in test builds):
  *   - the path cache is the tree's path root..leaf: path_tok, path_node,
  *     path_off and text are what fpi_path_rebuild(leaf) would make;
- *   - the trunk KV holds exactly path_tok[0..n_past), n_past <= n_path; at
+ *   - the trunk KV holds exactly path_tok[0..n_past) but the window's gap
+ *     (tree.c: fpi_kv_pos gives each token's position), n_past <= n_path; at
  *     the start of every decode at the fork position n_past == n_path
  *     (fpi_trunk_repair makes it so);
  *   - state AT_FORK <=> open_fork >= 0, and that fork stands at the end of
@@ -343,7 +354,12 @@ struct fp_session {
 
     /* trunk */
     int32_t trunk_seq;
-    int32_t n_past;               /* tokens of the path present in the trunk KV */
+    int32_t n_past;               /* tokens of the path the trunk has taken in (path index) */
+    /* the window (tree.c, endless text): the trunk holds path tokens
+     * [0, n_keep) at their own positions and [n_keep + n_shift, n_past) at
+     * position p - n_shift; the n_shift tokens between left the model's view
+     * (the text keeps them). n_past is never inside that gap. */
+    int32_t n_keep, n_shift;
     float  *cur_logits;           /* logits after the last trunk token */
 
     /* scratch sequences for branches */
@@ -367,6 +383,8 @@ struct fp_session {
     int32_t plan[FP_MAX_PREVIEW];
     int32_t n_plan, plan_at;
 
+    char *grammar;                /* a GBNF grammar the generated text keeps to (the chain's first sampler), or NULL */
+
     fp_state state;
     bool stale;                   /* the adapters changed: decode again before use */
     bool word_end_pending;        /* the last decision ended a word: the next auto token starts one */
@@ -380,6 +398,9 @@ struct fp_session {
 static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
 static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
+/* Puts a GBNF grammar on a session being built (NULL: none): its chain then
+ * starts with it. FP_ERR_ARG when it does not parse. */
+fp_status   fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err);
 bool        fpi_grow(void **arr, int32_t *cap, int32_t need, size_t sz);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);
@@ -395,6 +416,21 @@ fp_status   fpi_set_path(fp_session *s, int32_t leaf, bool want_logits, fp_error
 fp_status   fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, bool want_logits, fp_error *err);
 /* Decodes the path tokens the trunk lacks (n_past..n_path). */
 fp_status   fpi_trunk_repair(fp_session *s, fp_error *err);
+/* The window (tree.c). fpi_window: the most tokens the trunk holds at a
+ * fork (the context minus a fork's branches and previews). fpi_kv_pos: the
+ * KV position of path token p. slide: the oldest tokens after the kept
+ * start leave, the rest move down (only with no live branch or shadow: a
+ * cell's position is shared by every sequence holding it). reset: the trunk
+ * empty, laid out for the current path (decoded again before use). */
+int32_t     fpi_window(const fp_session *s);
+static inline int32_t fpi_kv_pos(const fp_session *s, int32_t p) { return p < s->n_keep ? p : p - s->n_shift; }
+fp_status   fpi_window_slide(fp_session *s, fp_error *err);
+bool        fpi_window_fits(const fp_session *s);   /* the layout suits the path and the settings */
+void        fpi_trunk_reset(fp_session *s);
+/* Positions kept free beyond the text (a word and its preview), and KV
+ * cells a fork's branches may take on top of the trunk (session.c). */
+int32_t     fpi_reserve_tokens(const fp_session *s);
+int32_t     fpi_branch_cells(const fp_session *s);
 void        fpi_chain_resync(fp_session *s);
 fp_status   fpi_text_append(fp_session *s, const char *b, size_t n);
 int32_t     fpi_text_tail(const fp_session *s);
@@ -424,7 +460,7 @@ void        fpi_session_end(fp_session *s, const char *why);
  * truncating, plus the few scalars: the path, trunk, chain history and open
  * fork are as they were, and nothing is decoded. */
 typedef struct fpi_mark {
-    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past;
+    int32_t n_nodes, n_forks, n_events, leaf, open_fork, n_past, n_keep, n_shift;
     fp_state state;
     const char *end_reason;
     bool word_end_pending;

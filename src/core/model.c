@@ -127,6 +127,21 @@ static bool is_punct(unsigned char c) {
         && c != '\'' && c != '-' && c != '_';
 }
 
+/* Length of the CJK punctuation mark (ideographic or fullwidth: "。", "，",
+ * "、", "！", "「") at u[0..n), or 0. */
+static int32_t cjk_punct(const unsigned char *u, int32_t n) {
+    if (n < 3) return 0;
+    if (u[0] == 0xE3 && u[1] == 0x80) return 3;                                  /* U+3000..U+303F */
+    if (u[0] == 0xEF && u[1] == 0xBC && (u[2] <= 0x8F || u[2] >= 0x9A)) return 3; /* U+FF00..FF0F, FF1A..FF3F */
+    if (u[0] == 0xEF && u[1] == 0xBD && (u[2] >= 0x9B && u[2] <= 0xA5)) return 3; /* U+FF5B..FF65 */
+    return 0;
+}
+
+static bool has_bytes(const char *p, int32_t n, const char *what) {
+    size_t w = strlen(what);
+    return memmem(p, (size_t)n, what, w) != NULL;
+}
+
 /* Classifies one token from its piece. */
 static uint16_t classify(const struct llama_vocab *v, int32_t t, const char *p, int32_t n) {
     uint16_t f = 0;
@@ -136,11 +151,18 @@ static uint16_t classify(const struct llama_vocab *v, int32_t t, const char *p, 
         return FP_TOK_CONTROL | FP_TOK_EMPTY;
     if (n == 0) return FP_TOK_EMPTY | FP_TOK_CONTROL;
     const unsigned char *u = (const unsigned char *)p;
-    if (is_space(u[0]) || is_punct(u[0])) f |= FP_TOK_WORD_START;
+    /* a new word: after white space, at punctuation, and at every character
+     * of a script without spaces (Chinese, Japanese, Thai: characters and
+     * the phrases one token spans are the units of choice there) */
+    if (is_space(u[0]) || is_punct(u[0]) || fpi_nospace_start(p, (size_t)n)) f |= FP_TOK_WORD_START;
     int32_t i = 0;
     while (i < n && u[i] == ' ') i++;
     bool punct_only = i < n;
-    for (int32_t j = i; j < n; j++) if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
+    for (int32_t j = i; j < n && punct_only; j++) {
+        int32_t c = cjk_punct(u + j, n - j);
+        if (c) j += c - 1;
+        else if (!(is_punct(u[j]) || is_space(u[j]))) punct_only = false;
+    }
     if (punct_only) f |= FP_TOK_PUNCT_ONLY;
     if (fp_utf8_valid(p, (size_t)n) && !memchr(p, 0, (size_t)n)) f |= FP_TOK_UTF8; /* a NUL is no text */
     if (is_space(u[n - 1])) f |= FP_TOK_WORD_END; /* the word mark at the end (TinyStories-656K): a word ends here */
@@ -148,7 +170,37 @@ static uint16_t classify(const struct llama_vocab *v, int32_t t, const char *p, 
         if (u[j] == '.' || u[j] == '!' || u[j] == '?' || u[j] == '\n') f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;
         if (u[j] == ',' || u[j] == ';' || u[j] == ':') f |= FP_TOK_PHRASE_END;
     }
+    /* the CJK sentence and phrase marks: 。！？ and ，、；： */
+    if (has_bytes(p, n, "\xE3\x80\x82") || has_bytes(p, n, "\xEF\xBC\x81") || has_bytes(p, n, "\xEF\xBC\x9F"))
+        f |= FP_TOK_SENT_END | FP_TOK_PHRASE_END;
+    if (has_bytes(p, n, "\xEF\xBC\x8C") || has_bytes(p, n, "\xE3\x80\x81") || has_bytes(p, n, "\xEF\xBC\x9B") ||
+        has_bytes(p, n, "\xEF\xBC\x9A"))
+        f |= FP_TOK_PHRASE_END;
     return f;
+}
+
+/* Does the vocabulary mark where words begin or end? Forkpoint groups
+ * tokens into words by the white space their pieces carry (at the start:
+ * SentencePiece "_dog", byte-level BPE "Gdog"; at the end: "dog_") or by
+ * characters of scripts without spaces. A vocabulary whose pieces carry
+ * none of these (BERT's WordPiece: "dog", "##s") cannot generate text
+ * Forkpoint can split into words, so it is refused with one line. At least
+ * 1 in 100 of the ordinary pieces must carry a mark. O(n_vocab). */
+static const char *vocab_convention_problem(const fp_model *m) {
+    int32_t ordinary = 0, marked = 0;
+    for (int32_t t = 0; t < m->n_vocab; t++) {
+        if (m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG | FP_TOK_EMPTY)) continue;
+        int32_t n;
+        const unsigned char *u = (const unsigned char *)fpi_piece(m, t, &n);
+        ordinary++;
+        bool lead = n >= 2 && is_space(u[0]) && !is_space(u[1]);
+        bool trail = n >= 2 && is_space(u[n - 1]) && !is_space(u[n - 2]);
+        /* a whole character of a script without spaces (byte tokens prove nothing) */
+        bool nospace = (m->tok_flags[t] & FP_TOK_UTF8) && fpi_nospace_start((const char *)u, (size_t)n);
+        if (lead || trail || nospace) marked++;
+    }
+    if (ordinary > 0 && (int64_t)marked * 100 >= ordinary) return NULL;
+    return "its pieces mark neither where words start nor where they end (a WordPiece/BERT-style vocabulary?)";
 }
 
 /* Renders and classifies every token once. */
@@ -222,6 +274,12 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     m->path = strdup(path);
     if (!m->path || build_pieces(m, err) != FP_OK || fpi_control_texts_build(m, err) != FP_OK) {
         if (!m->path) fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+        fp_model_free(m);
+        return NULL;
+    }
+    const char *conv = p.vocab_only ? NULL : vocab_convention_problem(m);
+    if (conv) {
+        fpi_fail(err, FP_ERR_MODEL, "%s cannot be written with: %s", path, conv);
         fp_model_free(m);
         return NULL;
     }

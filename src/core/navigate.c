@@ -27,8 +27,10 @@ static fp_status reopen(fp_session *s, fp_fork_rec *f, fp_error *err) {
     fp_status st = fpi_set_path(s, f->node, fresh != NULL, err);
     if (st != FP_OK) {
         /* back where it was: the trunk keeps the common prefix it holds */
-        if (fpi_path_rebuild(s, old_leaf) != FP_OK) { llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, 0, -1); s->n_past = 0; }
-        if (s->n_past > s->n_path) s->n_past = s->n_path;
+        /* the trunk may hold part of the other path, laid out for it: it is
+         * laid out again for this one and decoded before its next use */
+        fpi_path_rebuild(s, old_leaf);
+        fpi_trunk_reset(s);
         fpi_chain_resync(s);
         free(fresh);
         return st;

@@ -61,10 +61,11 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
     if (chain) { llama_sampler_free(sh->chain); sh->chain = chain; }
     sh->prompt = strdup(s->prompt);
     sh->prompt_len = s->prompt_len;
+    sh->grammar = s->grammar ? strdup(s->grammar) : NULL; /* the chain's clone carries its state */
     memcpy(sh->heal, s->heal, (size_t)s->heal_len); /* the same text from the same tokens */
     sh->heal_len = s->heal_len;
     int32_t np = s->nodes[0].n;
-    bool ok = sh->prompt && chain && fpi_node_new(sh, FP_NODE_PROMPT, -1, -1, 0) == 0;
+    bool ok = sh->prompt && chain && (!s->grammar || sh->grammar) && fpi_node_new(sh, FP_NODE_PROMPT, -1, -1, 0) == 0;
     for (int32_t i = 0; ok && i < np; i++) ok = fpi_node_push(sh, 0, s->path_tok[i], NULL);
     ok = ok && fpi_node_new(sh, FP_NODE_AUTO, 0, -1, np) == 1;
     for (int32_t p = np; ok && p < s->n_path; p++) {
@@ -102,6 +103,8 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
     }
     llama_memory_seq_cp(fpi_engine_mem(s->engine), s->trunk_seq, sh->trunk_seq, -1, -1);
     sh->n_past = sh->n_path;
+    sh->n_keep = s->n_keep;       /* the same window (a shadow never slides it: tree.c) */
+    sh->n_shift = s->n_shift;
     memcpy(sh->cur_logits, s->cur_logits, sizeof(float) * (size_t)s->n_vocab);
     return sh;
 }
@@ -166,7 +169,7 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
     /* KV: the shadow's cells past the fork become the trunk's */
     llama_memory_t mem = fpi_engine_mem(s->engine);
     fpi_cloud_drop_live(s);
-    llama_memory_seq_cp(mem, sh->trunk_seq, s->trunk_seq, s->n_past, sh->n_past);
+    llama_memory_seq_cp(mem, sh->trunk_seq, s->trunk_seq, fpi_kv_pos(s, s->n_past), fpi_kv_pos(sh, sh->n_past));
     s->n_past = sh->n_past;
     memcpy(s->cur_logits, sh->cur_logits, sizeof(float) * (size_t)s->n_vocab);
     s->rng = sh->rng;

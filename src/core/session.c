@@ -133,7 +133,11 @@ static bool heal_fits(const fp_session *s, int32_t t) {
     int32_t n, r = s->heal_len - s->heal_done;
     const char *pc = fpi_piece(m, t, &n);
     if (n <= 0) return false;
-    return memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) == 0;
+    if (memcmp(pc, s->heal + s->heal_done, (size_t)(n < r ? n : r)) != 0) return false;
+    /* what it adds beyond the held-back text must keep the text valid UTF-8
+     * (a byte-level piece can spell the end of one character and the start
+     * of nothing: "\xb9\xbe" after "\xe5\xa5") */
+    return n <= r || fpi_utf8_continues("", 0, pc + r, (size_t)(n - r));
 }
 
 int32_t fpi_heal_end(const fp_session *s) {
@@ -161,23 +165,35 @@ static int32_t heal_pick(fp_session *s) {
 /* ---------------------------------------------------------------- limits */
 
 /* Positions to keep free beyond the text: a word plus its preview. */
-static int32_t reserve_tokens(const fp_session *s) { return s->st.max_word_tokens + s->st.lookahead + 1; }
+int32_t fpi_reserve_tokens(const fp_session *s) { return s->st.max_word_tokens + s->st.lookahead + 1; }
 
 /* KV cells a fork's branches may take on top of the trunk (cells, unlike
  * positions, are shared by all sequences). */
-static int32_t branch_cells(const fp_session *s) {
-    return s->st.beam_width * s->st.max_word_tokens + s->st.k * (s->st.lookahead + 1);
-}
+int32_t fpi_branch_cells(const fp_session *s) { return fp_settings_branch_cells(&s->st); }
 
 int32_t fpi_room(const fp_session *s, int32_t path_len) {
-    int32_t room = s->engine->n_pos_max - reserve_tokens(s) - path_len;
-    int32_t cells = (int32_t)s->engine->n_ctx - branch_cells(s) - path_len;
-    if (cells < room) room = cells;
+    /* endless: the window slides (tree.c), only max_tokens ends the text */
+    int32_t room = INT32_MAX / 4;
+    if (!s->engine->can_shift) {
+        room = s->engine->n_pos_max - fpi_reserve_tokens(s) - path_len;
+        int32_t cells = (int32_t)s->engine->n_ctx - fpi_branch_cells(s) - path_len;
+        if (cells < room) room = cells;
+    }
     if (s->st.max_tokens > 0) {
         int32_t left = s->st.max_tokens - (path_len - fpi_n_prompt(s));
         if (left < room) room = left;
     }
     return room > 0 ? room : 0;
+}
+
+/* Slides the window until the trunk has room for the next token and a fork's
+ * branches (tree.c). O(1) per slide: nothing is decoded. */
+static fp_status make_room(fp_session *s, fp_error *err) {
+    while (s->engine->can_shift && s->n_past - s->n_shift >= fpi_window(s)) {
+        fp_status st = fpi_window_slide(s, err);
+        if (st != FP_OK) return st;
+    }
+    return FP_OK;
 }
 
 /* The reason the text ends here, or NULL while it may go on. */
@@ -335,6 +351,8 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
     for (;;) {
         const char *end = limit_reached(s);
         if (end) { fpi_session_end(s, end); return FP_OK; }
+        fp_status rs = make_room(s, err);
+        if (rs != FP_OK) return rs;
         fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
         fp_uncertainty u = fpi_dist_uncertainty(&s->dist);
         fp_reason why = decide_position(s, u);
@@ -375,13 +393,14 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
             }
             if (fpi_path_rebuild(s, s->leaf) != FP_OK) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
             if (s->n_past > s->n_path) s->n_past = s->n_path;
-            llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, s->n_past, -1);
+            if (s->n_shift > 0 && s->n_path < s->n_keep + s->n_shift) fpi_trunk_reset(s); /* back into the gap */
+            else llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, s->n_past), -1);
             fpi_chain_resync(s);
             fpi_session_end(s, "eog");
             return FP_OK;
         }
         fpi_batch_clear(s->engine);
-        fpi_batch_add(s->engine, tok, s->n_past, s->trunk_seq, true);
+        fpi_batch_add(s->engine, tok, fpi_kv_pos(s, s->n_past), s->trunk_seq, true);
         if ((st = fpi_engine_decode(s->engine, err)) != FP_OK) return st;
         s->n_past++;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
@@ -397,6 +416,8 @@ void fpi_mark_take(const fp_session *s, fpi_mark *mk) {
     mk->leaf = s->leaf;
     mk->open_fork = s->open_fork;
     mk->n_past = s->n_past;
+    mk->n_keep = s->n_keep;
+    mk->n_shift = s->n_shift;
     mk->state = s->state;
     mk->end_reason = s->end_reason;
     mk->word_end_pending = s->word_end_pending;
@@ -418,9 +439,15 @@ void fpi_mark_restore(fp_session *s, const fpi_mark *mk) {
     s->n_events = mk->n_events;
     if (mk->open_fork >= 0) s->forks[mk->open_fork].pub = mk->pub;
     int32_t kept = s->n_past < mk->n_past ? s->n_past : mk->n_past; /* cells the trunk surely still holds */
-    if (fpi_path_rebuild(s, mk->leaf) != FP_OK) kept = 0; /* out of memory: the trunk is refilled later */
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, kept, -1);
-    s->n_past = kept < s->n_path ? kept : s->n_path;
+    bool rebuilt = fpi_path_rebuild(s, mk->leaf) == FP_OK;
+    if (!rebuilt || s->n_keep != mk->n_keep || s->n_shift != mk->n_shift) {
+        /* out of memory, or the window slid since the mark: laid out again,
+         * the trunk is decoded again before its next use */
+        fpi_trunk_reset(s);
+    } else {
+        llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, kept), -1);
+        s->n_past = kept < s->n_path ? kept : s->n_path;
+    }
     fpi_chain_resync(s);
     s->state = mk->state;
     s->end_reason = mk->end_reason;
@@ -516,7 +543,8 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         int32_t dec_prev = s->live.n_decoded_preview[cand];
         if (n_prev == 0) from_branch = n_word;           /* logits after the word are stored */
         else from_branch = n_word + (dec_prev < n_prev - 1 ? dec_prev : n_prev - 1);
-        llama_memory_seq_cp(mem, s->live.seq[cand], s->trunk_seq, s->n_past, s->n_past + from_branch);
+        int32_t kv = fpi_kv_pos(s, s->n_past);
+        llama_memory_seq_cp(mem, s->live.seq[cand], s->trunk_seq, kv, kv + from_branch);
         if (from_branch == n)
             memcpy(s->cur_logits, s->live.word_logits + (size_t)cand * (size_t)s->n_vocab, sizeof(float) * (size_t)s->n_vocab);
     }
@@ -525,7 +553,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     s->n_past += from_branch;
     if (from_branch < n) {
         st = fpi_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
-                                   base + from_branch, true, err);
+                                   fpi_kv_pos(s, base) + from_branch, true, err);
         if (st != FP_OK) return st;
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
     }
@@ -534,6 +562,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     /* THEN_FORK: the limits automatic continuation would meet end the text instead */
     const char *end = limit_reached(s);
     if (end) { fpi_session_end(s, end); return FP_OK; }
+    if ((st = make_room(s, err)) != FP_OK) return st;
     s->word_end_pending = false;
     fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
     return fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
@@ -568,6 +597,25 @@ static fp_status settle(fp_session *s) {
     }
 }
 
+/* Memory per fork stays bounded: a fork keeps its logits (n_vocab floats:
+ * 256 KB at 65K tokens, 600 KB at 152K) only while it is open or among the
+ * FPI_LOGITS_KEPT newest; the rest give them back, and reopening one decodes
+ * them again (navigate.c, as for a restored fork). Its candidates and
+ * previews stay, so it shows exactly what it showed. Run after a decision
+ * has fully succeeded, never inside one (a mark's open fork keeps its
+ * logits). O(forks). */
+#define FPI_LOGITS_KEPT 16
+static void bound_fork_memory(fp_session *s) {
+    int32_t kept = 0;
+    for (int32_t i = s->n_forks - 1; i >= 0; i--) {
+        fp_fork_rec *f = &s->forks[i];
+        if (!f->logits || i == s->open_fork) continue;
+        if (kept < FPI_LOGITS_KEPT) { kept++; continue; }
+        free(f->logits);
+        f->logits = NULL;
+    }
+}
+
 /* One decision, whole or not at all. pf >= 0 adopts that prefetched outcome
  * instead of computing it. */
 static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand, fp_node_kind kind,
@@ -585,8 +633,10 @@ static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         if (st != FP_OK) fpi_fail(err, st, "out of memory");
     }
     if (st != FP_OK) { fpi_mark_restore(s, &mk); return st; }
-    if (after == THEN_FORK) { fpi_fork_present(s); return FP_OK; } /* the person pointed here: theirs to decide */
-    return settle(s);
+    if (after == THEN_FORK) fpi_fork_present(s); /* the person pointed here: theirs to decide */
+    else st = settle(s);
+    if (!s->shadow) bound_fork_memory(s);
+    return st;
 }
 
 /* The open fork and its shown candidate `index`, checked. */
@@ -738,6 +788,23 @@ fp_status fp_session_type_prefix(fp_session *s, const char *prefix, fp_error *er
     return FP_OK;
 }
 
+/* Is every token of toks[0..n) one the grammar allows after the path? */
+static bool grammar_allows(const fp_session *s, const int32_t *toks, int32_t n) {
+    if (!s->grammar) return true;
+    struct llama_sampler *g = llama_sampler_clone(llama_sampler_chain_get(s->chain, 0));
+    if (!g) return false;
+    bool ok = true;
+    for (int32_t i = 0; i < n && ok; i++) {
+        llama_token_data td = { toks[i], 0.0f, 0.0f };
+        llama_token_data_array a = { &td, 1, -1, false };
+        llama_sampler_apply(g, &a);
+        ok = isfinite(td.logit);
+        if (ok) llama_sampler_accept(g, toks[i]); /* accepting a forbidden token would abort llama.cpp */
+    }
+    llama_sampler_free(g);
+    return ok;
+}
+
 /* Tokenizes typed text so that its pieces spell exactly `want`: SentencePiece
  * adds its own leading space, byte-level BPE does not, so both spellings are tried. */
 static int32_t tokenize_exact(const fp_model *m, const char *want, int32_t *toks, int32_t cap) {
@@ -799,7 +866,9 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     int32_t toks[FP_MAX_TEXT];
     int32_t n = tokenize_exact(s->engine->model, want, toks, FP_MAX_TEXT);
     if (n <= 0) return fpi_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
-    if (s->n_path + n + reserve_tokens(s) >= s->engine->n_pos_max)
+    if (!grammar_allows(s, toks, n)) return fpi_fail(err, FP_ERR_ARG, "the typed text does not fit the session's grammar");
+    int32_t kv_len = s->n_path - s->n_shift; /* the window slides after it, not while the fork's branches share cells */
+    if (kv_len + n + fpi_reserve_tokens(s) >= s->engine->n_pos_max || kv_len + n > (int32_t)s->engine->n_ctx)
         return fpi_fail(err, FP_ERR_CONTEXT, "the typed text does not fit the context");
     st = decide(s, toks, n, n, -1, FP_NODE_TYPED, FP_CHOICE_TYPED, want, by, THEN_RUN, -1, err);
     fpi_check(s);
@@ -838,7 +907,7 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
                               .refresh = user_refresh };
     s->scratch = malloc(sizeof(int32_t) * e->n_seq_max);
     s->cur_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
-    s->chain = fpi_chain_new(st, s->n_vocab, NULL);
+    s->chain = fpi_chain_new(st, e->model, NULL, NULL);
     if (!s->scratch || !s->cur_logits || !s->chain || fpi_dist_init(&s->dist, s->n_vocab) != FP_OK) {
         fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);
@@ -858,7 +927,41 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
     return s;
 }
 
+fp_status fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err) {
+    if (!gbnf) return FP_OK;
+    size_t gl = strlen(gbnf);
+    if (!fp_utf8_valid(gbnf, gl) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
+    /* llama.cpp's parser recurses once per group: a saved session or a
+     * request must not be able to exhaust the stack with "((((..." */
+    int32_t depth = 0, deepest = 0;
+    for (size_t i = 0; i < gl; i++) {
+        if (gbnf[i] == '"' || gbnf[i] == '[') { /* skip literals and character classes */
+            char close = gbnf[i] == '"' ? '"' : ']';
+            for (i++; i < gl && gbnf[i] != close; i++) if (gbnf[i] == '\\' && i + 1 < gl) i++;
+            continue;
+        }
+        if (gbnf[i] == '(') { if (++depth > deepest) deepest = depth; }
+        else if (gbnf[i] == ')') depth--;
+    }
+    if (gl > (1u << 20) || deepest > 64)
+        return fpi_fail(err, FP_ERR_ARG, "the grammar is too large (over 1 MB, or groups nested deeper than 64)");
+    struct llama_sampler *chain = fpi_chain_new(&s->st, s->engine->model, s->prefs ? fpi_prefs_bias(s->prefs) : NULL, gbnf);
+    if (!chain) return fpi_fail(err, FP_ERR_ARG, "the grammar does not parse (GBNF, with a rule named root)");
+    char *copy = strdup(gbnf);
+    if (!copy) { llama_sampler_free(chain); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    free(s->grammar);
+    s->grammar = copy;
+    llama_sampler_free(s->chain);
+    s->chain = chain;
+    return FP_OK;
+}
+
 fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *settings, fp_error *err) {
+    return fp_session_new_grammar(e, prompt, settings, NULL, err);
+}
+
+fp_session *fp_session_new_grammar(fp_engine *e, const char *prompt, const fp_settings *settings, const char *grammar,
+                                   fp_error *err) {
     fp_settings st = settings ? *settings : fp_default_settings();
     if (!e || !prompt) { fpi_fail(err, FP_ERR_ARG, "no engine or prompt"); return NULL; }
     if (fp_settings_validate(&st, err) != FP_OK) return NULL;
@@ -882,9 +985,18 @@ fp_session *fp_session_new(fp_engine *e, const char *prompt, const fp_settings *
     }
     fp_session *s = fpi_session_alloc(e, &st, err);
     if (!s) { free(toks); return NULL; }
+    if (fpi_window(s) < 8) {
+        fpi_fail(err, FP_ERR_CONTEXT, "the context (%u cells) leaves no room for the text: a fork's branches and previews take %d",
+                 e->n_ctx, fpi_branch_cells(s));
+        free(toks);
+        fp_session_free(s);
+        return NULL;
+    }
+    if (fpi_session_grammar(s, grammar, err) != FP_OK) { free(toks); fp_session_free(s); return NULL; }
     s->prompt = strdup(prompt);
     s->prompt_len = len;
-    int32_t keep = heal_keep(e->model, prompt, len, toks, n);
+    /* with a grammar the prompt is taken whole: the grammar constrains what comes after it */
+    int32_t keep = grammar ? n : heal_keep(e->model, prompt, len, toks, n);
     int32_t root = fpi_node_new(s, FP_NODE_PROMPT, -1, -1, 0);
     bool ok = s->prompt && root == 0;
     for (int32_t i = 0; ok && i < keep; i++) ok = fpi_node_push(s, root, toks[i], NULL);
@@ -919,7 +1031,7 @@ void fp_session_free(fp_session *s) {
     for (int32_t i = 0; i < s->n_events; i++) free((void *)s->events[i].candidates);
     free(s->nodes); free(s->forks); free(s->events);
     free(s->path_tok); free(s->path_node); free(s->path_off);
-    free(s->text); free(s->disp); free(s->prompt);
+    free(s->text); free(s->disp); free(s->prompt); free(s->grammar);
     free(s->scratch); free(s->cur_logits);
     if (s->chain) llama_sampler_free(s->chain);
     fpi_dist_free(&s->dist);
@@ -936,6 +1048,7 @@ size_t fp_session_prompt_len(const fp_session *s) { return s->prompt_len; }
 int32_t fp_session_n_tokens(const fp_session *s) { return s->n_path; }
 const int32_t *fp_session_tokens(const fp_session *s) { return s->path_tok; }
 const char *fp_session_end_reason(const fp_session *s) { return s->state == FP_STATE_ENDED ? s->end_reason : NULL; }
+const char *fp_session_grammar(const fp_session *s) { return s->grammar; }
 const fp_fork *fp_session_fork(const fp_session *s) {
     return s->open_fork >= 0 ? &s->forks[s->open_fork].pub : NULL;
 }
@@ -984,7 +1097,7 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     fp_status st = fp_settings_validate(settings, err);
     if (st != FP_OK) return st;
     if ((st = fpi_session_ready(s, err)) != FP_OK) return st;
-    struct llama_sampler *chain = fpi_chain_new(settings, s->n_vocab, s->prefs ? fpi_prefs_bias(s->prefs) : NULL);
+    struct llama_sampler *chain = fpi_chain_new(settings, s->engine->model, s->prefs ? fpi_prefs_bias(s->prefs) : NULL, s->grammar);
     if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
     fpi_cloud_drop_live(s);
@@ -993,12 +1106,17 @@ fp_status fp_session_set_settings(fp_session *s, const fp_settings *settings, fp
     s->chain = chain;
     s->st = *settings;
     fpi_chain_resync(s);
-    if (s->state == FP_STATE_AT_FORK && (st = recompute_open_fork(s, err)) != FP_OK) {
+    /* a fork's branches take another share of the context: the window is laid out again if it no longer fits */
+    bool relaid = !fpi_window_fits(s);
+    if (relaid && fpi_window(s) < 8) st = fpi_fail(err, FP_ERR_CONTEXT, "the context leaves no room for the text with these settings");
+    else if (relaid) st = fpi_set_path(s, s->leaf, false, err);
+    if ((relaid && st != FP_OK) || (s->state == FP_STATE_AT_FORK && (st = recompute_open_fork(s, err)) != FP_OK)) {
         /* the old settings stay, with the cloud they computed */
         s->chain = old_chain;
         s->st = old;
         llama_sampler_free(chain);
         fpi_chain_resync(s);
+        if (relaid) fpi_trunk_reset(s); /* laid out for the old settings again, decoded before the next use */
         fpi_check(s);
         return st;
     }
@@ -1011,7 +1129,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     if (p && fp_prefs_n_vocab(p) != s->n_vocab)
         return fpi_fail(err, FP_ERR_MODEL, "the preferences were learned on a model with %d tokens; this one has %d",
                        fp_prefs_n_vocab(p), s->n_vocab);
-    struct llama_sampler *chain = fpi_chain_new(&s->st, s->n_vocab, p ? fpi_prefs_bias(p) : NULL);
+    struct llama_sampler *chain = fpi_chain_new(&s->st, s->engine->model, p ? fpi_prefs_bias(p) : NULL, s->grammar);
     if (!chain) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
     fpi_prefetch_clear(s);
     llama_sampler_free(s->chain);

@@ -78,3 +78,9 @@ const char *fp_chooser_name(fp_chooser c) {
     return "unknown";
 }
 
+
+/* The beam's paths (each up to max_word_tokens cells of its own) and the
+ * shown words' previews: an upper bound, O(1). */
+int32_t fp_settings_branch_cells(const fp_settings *s) {
+    return s->beam_width * s->max_word_tokens + s->k * (s->lookahead + 1);
+}

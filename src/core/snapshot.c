@@ -148,6 +148,7 @@ char *fp_session_save(const fp_session *s) {
     cJSON_AddNumberToObject(o, "n_vocab", s->n_vocab);
     fpi_json_text(o, "prompt", s->prompt, s->prompt_len);
     cJSON_AddItemToObject(o, "settings", fpi_json_settings(&s->st));
+    if (s->grammar) cJSON_AddStringToObject(o, "grammar", s->grammar);
     add_head(o, s);
     cJSON *nodes = cJSON_AddArrayToObject(o, "nodes");
     for (int32_t i = 0; i < s->n_nodes; i++) cJSON_AddItemToArray(nodes, node_json(&s->nodes[i]));
@@ -682,6 +683,8 @@ fp_session *fp_session_restore_log(fp_engine *e, const char *snapshot, const cha
     const char *prompt = r.bad ? "" : rd_str(&r, o, "prompt", 1 << 24);
     if (!r.bad && fpi_settings_from_cjson(cJSON_GetObjectItemCaseSensitive(o, "settings"), &st, err) != FP_OK) r.bad = true;
     if (!r.bad && (s = fpi_session_alloc(e, &st, err)) == NULL) r.bad = true;
+    const cJSON *gj = r.bad ? NULL : cJSON_GetObjectItemCaseSensitive(o, "grammar");
+    if (gj && (!cJSON_IsString(gj) || fpi_session_grammar(s, gj->valuestring, err) != FP_OK)) r.bad = true;
     if (!r.bad) {
         s->prompt = strdup(prompt);
         s->prompt_len = strlen(prompt);

@@ -166,42 +166,159 @@ fp_position *fpi_path_pos(fp_session *s, int32_t p) {
     return &n->pos[p - n->start_pos];
 }
 
-/* Makes the trunk KV hold exactly the current path: keeps the common prefix
- * with what it held (old tokens in old_tok), drops the rest, decodes the new
- * tail. On failure the trunk holds the common prefix and n_past says so
- * (cells a half-done decode left behind are dropped). */
-fp_status fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, bool want_logits, fp_error *err) {
-    int32_t common = 0;
-    int32_t lim = old_n < s->n_path ? old_n : s->n_path;
-    while (common < lim && old_tok[common] == s->path_tok[common]) common++;
-    if (want_logits && common == s->n_path) common--; /* the last token must be decoded to get its logits */
+/* ---------------------------------------------------------- the window
+ *
+ * Endless text. The model sees at most fpi_window(s) tokens at a fork: the
+ * start of the text (the first n_keep tokens: the prompt, or its first half
+ * window) and the newest tokens. When the trunk is full the run loop slides
+ * the window: the oldest chunk after the kept start leaves the KV cache
+ * (llama_memory_seq_rm) and the tokens after it move down
+ * (llama_memory_seq_add; llama.cpp rotates their keys to the new positions
+ * at the next decode). The text itself, the tree and the forks keep every
+ * token. A chunk is half of what lies between the kept start and the
+ * window's end, so a slide costs no decode and happens every chunk tokens.
+ *
+ * Going back across a slide (undo, goto, a restored session, a failed
+ * decision put back) needs tokens that left the cache: the trunk is laid
+ * out again for that path (the same kept start, the newest tokens before
+ * its end) and decoded again, at most a window's worth. The fork reopened
+ * there shows what it showed, and a candidate taken alone is followed by
+ * its preview, token for token (the plan); what the model writes after the
+ * preview comes from the decoded-again window, whose floats may differ in
+ * the last bits from the slid one it first had.
+ */
+
+int32_t fpi_window(const fp_session *s) {
+    int32_t w = s->engine->n_pos_max - fpi_reserve_tokens(s);
+    int32_t c = (int32_t)s->engine->n_ctx - fpi_branch_cells(s);
+    return w < c ? w : c;
+}
+
+/* The kept start: the prompt's tokens, at most half the window. */
+static int32_t keep_for(const fp_session *s) {
+    int32_t half = fpi_window(s) / 2, np = s->n_nodes > 0 ? s->nodes[0].n : 0;
+    if (half < 0) half = 0;
+    return np < half ? np : half;
+}
+
+/* Tokens that leave per slide: half the room between the kept start and the end. */
+static int32_t chunk_for(const fp_session *s, int32_t keep) {
+    int32_t d = (fpi_window(s) - keep) / 2;
+    return d > 0 ? d : 1;
+}
+
+/* The gap a path of len tokens needs: whole chunks, as slides make it. */
+static int32_t shift_for(const fp_session *s, int32_t keep, int32_t len) {
+    int32_t w = fpi_window(s);
+    if (len <= w || !s->engine->can_shift) return 0;
+    int32_t d = chunk_for(s, keep);
+    return (len - w + d - 1) / d * d;
+}
+
+bool fpi_window_fits(const fp_session *s) {
+    return s->n_keep == keep_for(s) && s->n_path - s->n_shift <= fpi_window(s);
+}
+
+fp_status fpi_window_slide(fp_session *s, fp_error *err) {
+    if (s->shadow) return fpi_fail(err, FP_ERR_CAPACITY, "speculation stops where the context window would move");
+    if (!s->engine->can_shift) return fpi_fail(err, FP_ERR_CONTEXT, "this model's memory cannot move: the context is full");
+    /* seq_add moves a cell for every sequence that holds it */
+    if (s->n_scratch > 0 || s->n_prefetch > 0)
+        return fpi_fail(err, FP_ERR_STATE, "the window cannot move while branches share the trunk's cells");
+    if (s->n_past != s->n_path) return fpi_fail(err, FP_ERR_STATE, "the trunk is not complete");
+    int32_t k = s->n_keep, d = chunk_for(s, k);
+    if (s->n_past - s->n_shift - k <= d) return fpi_fail(err, FP_ERR_CONTEXT, "the window has nothing left to let go");
     llama_memory_t mem = fpi_engine_mem(s->engine);
-    llama_memory_seq_rm(mem, s->trunk_seq, common, -1);
-    s->n_past = common;
-    fp_status st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + common, s->n_path - common,
-                                         common, want_logits, err);
-    if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, common, -1); return st; }
+    if (!llama_memory_seq_rm(mem, s->trunk_seq, k, k + d))
+        return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache cannot drop a range of cells");
+    llama_memory_seq_add(mem, s->trunk_seq, k + d, -1, -d);
+    s->n_shift += d;
+    return FP_OK;
+}
+
+void fpi_trunk_reset(fp_session *s) {
+    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, -1, -1);
+    s->n_past = 0;
+    s->n_keep = keep_for(s);
+    s->n_shift = shift_for(s, s->n_keep, s->n_path);
+}
+
+/* Decodes what the trunk lacks of the path into the window: the kept start,
+ * then (past the gap) the newest tokens. On failure the trunk holds what it
+ * took in before the failing span, and n_past says so. */
+static fp_status trunk_fill(fp_session *s, bool want_logits, fp_error *err) {
+    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_status st;
+    if (s->n_past < s->n_keep) {
+        int32_t to = s->n_keep < s->n_path ? s->n_keep : s->n_path;
+        st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + s->n_past, to - s->n_past, s->n_past,
+                                    want_logits && to == s->n_path, err);
+        if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, s->n_past, -1); return st; }
+        s->n_past = to;
+    }
+    if (s->n_past == s->n_keep && s->n_shift > 0) s->n_past = s->n_keep + s->n_shift; /* over the gap */
+    if (s->n_past < s->n_path) {
+        int32_t from = s->n_past;
+        st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + from, s->n_path - from, fpi_kv_pos(s, from),
+                                    want_logits, err);
+        if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, fpi_kv_pos(s, from), -1); return st; }
+    }
     s->n_past = s->n_path;
     if (want_logits)
         memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
     return FP_OK;
 }
 
-fp_status fpi_trunk_repair(fp_session *s, fp_error *err) {
-    if (s->n_past >= s->n_path) return FP_OK;
-    int32_t from = s->n_past;
-    fp_status st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + from, s->n_path - from, from, false, err);
-    if (st != FP_OK) { llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, from, -1); return st; }
-    s->n_past = s->n_path;
-    return FP_OK;
+/* Makes the trunk KV hold the current path: keeps the common prefix with
+ * what it held (old tokens in old_tok), drops the rest, decodes the new
+ * tail. When the path no longer fits the window as it is laid out (it
+ * grew past it, or went back before its gap), the window is laid out again
+ * for the path and what it lacks is decoded. On failure the trunk holds a
+ * prefix of the window and n_past says so. */
+fp_status fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, bool want_logits, fp_error *err) {
+    int32_t common = 0;
+    int32_t lim = old_n < s->n_path ? old_n : s->n_path;
+    if (lim > s->n_past) lim = s->n_past;
+    while (common < lim && old_tok[common] == s->path_tok[common]) common++;
+    if (want_logits && common == s->n_path) common--; /* the last token must be decoded to get its logits */
+    int32_t keep = keep_for(s);
+    bool fits = fpi_window_fits(s) && (s->n_shift == 0 || common >= s->n_keep + s->n_shift);
+    if (!fits) {
+        /* laid out again: only the kept start stays where it was */
+        if (common > s->n_keep) common = s->n_keep;
+        if (common > keep) common = keep;
+        s->n_keep = keep;
+        s->n_shift = shift_for(s, keep, s->n_path);
+    }
+    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, common), -1);
+    s->n_past = common;
+    return trunk_fill(s, want_logits, err);
 }
 
-/* Resets the sampler chain's history (the repetition penalty's window) to the path. */
+fp_status fpi_trunk_repair(fp_session *s, fp_error *err) {
+    if (s->n_past >= s->n_path) return FP_OK;
+    return trunk_fill(s, false, err);
+}
+
+/* Resets the sampler chain's history (the repetition penalty's window) to
+ * the path. A grammar (the chain's first sampler) sees every generated
+ * token, the other samplers the penalty window: O(generated) with a
+ * grammar, O(repeat_last_n) without. */
 void fpi_chain_resync(fp_session *s) {
     llama_sampler_reset(s->chain);
     int32_t from = s->n_path - s->st.repeat_last_n;
     if (from < 0) from = 0;
-    for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(s->chain, s->path_tok[i]);
+    if (!s->grammar) {
+        for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(s->chain, s->path_tok[i]);
+        return;
+    }
+    struct llama_sampler *g = llama_sampler_chain_get(s->chain, 0);
+    for (int32_t i = fpi_n_prompt(s); i < s->n_path; i++) llama_sampler_accept(g, s->path_tok[i]);
+    int32_t n = llama_sampler_chain_n(s->chain);
+    for (int32_t j = 1; j < n; j++) {
+        struct llama_sampler *x = llama_sampler_chain_get(s->chain, j);
+        for (int32_t i = from; i < s->n_path; i++) llama_sampler_accept(x, s->path_tok[i]);
+    }
 }
 
 /* Switches the current path to root..leaf, keeping the trunk KV in step.

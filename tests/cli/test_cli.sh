@@ -7,7 +7,7 @@
 set -u
 BIN=$(realpath "${1:?binary}"); MODELS=$(realpath "${2:?models dir}")
 MODEL="$MODELS/stories260K.gguf"
-T=$(mktemp -d); trap 'rm -rf "$T"; tmux kill-session -t fp-test 2>/dev/null' EXIT
+T=$(mktemp -d); trap 'rm -rf "$T"; tmux kill-session -t fp-test-$$ 2>/dev/null' EXIT
 pass=0; fail=0
 ok()   { pass=$((pass+1)); }
 bad()  { fail=$((fail+1)); echo "FAIL cli: $*" >&2; }
@@ -193,41 +193,108 @@ kill -9 "$(cat "$T/pid")"; exec 7>&-; wait 2>/dev/null
 n=$("$BIN" export --db "$T/kill.db" --format raw 2>/dev/null | wc -l)
 [ "$n" = 5 ] && ok || bad "after kill -9: $n of 5 decisions on disk"
 
+# ---- other vocabularies (random-weight models made by mk/models.mk)
+TINY=$(cd "$(dirname "$0")/../.." && pwd)/build/models
+if [ -f "$TINY/tiny-nomarks.gguf" ] && [ -f "$TINY/tiny-falcon.gguf" ]; then
+  expect_error "no word marks" 2 "neither where words start nor where they end" -- "$BIN" write --model "$TINY/tiny-nomarks.gguf" --choices /dev/null
+  printf '1\nprefix 的\n1\n2\nq\n' > "$T/zh"
+  if timeout 120 "$BIN" write --model "$TINY/tiny-falcon.gguf" --threads 1 --prompt "从前有一个小女孩，她" --choices "$T/zh" \
+       --json "$T/zh.jsonl" >"$T/zh.out" 2>"$T/zh.err"; then ok; else bad "Chinese on Falcon: $(head -c 300 "$T/zh.err")"; fi
+  node -e '
+    const fs = require("fs"), buf = fs.readFileSync(process.argv[1]);
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(buf);   /* throws on invalid UTF-8 */
+    const ev = fs.readFileSync(process.argv[2], "utf8").trim().split("\n").map(JSON.parse);
+    const narrowed = ev.find(e => e.typed_prefix === "的");
+    if (!text.startsWith("从前有一个小女孩，她") || text.includes("\ufffd") || !narrowed ||
+        !narrowed.candidates.every(c => c.text.trim().startsWith("的"))) process.exit(1);
+  ' "$T/zh.out" "$T/zh.jsonl" && ok || bad "Chinese on Falcon: text or narrowed cloud: $(head -c 200 "$T/zh.out")"
+else
+  bad "the tiny models are not built (make build/models/tiny-falcon.gguf build/models/tiny-nomarks.gguf)"
+fi
+
+# ---- a grammar: a fixed vocabulary, every word of the text from it
+printf 'root ::= item+\nitem ::= " " word | "."\nword ::= "the" | "cat" | "dog" | "sat" | "on" | "mat" | "and" | "little" | "girl" | "boy"\n' > "$T/board.gbnf"
+printf '1\n2\nt dog\n1\np1\nq\n' > "$T/board"
+if timeout 120 "${W[@]}" --prompt "Once upon a time, there was" --grammar "$T/board.gbnf" --choices "$T/board" >"$T/board.out" 2>"$T/board.err"
+then ok; else bad "--grammar: $(head -c 300 "$T/board.err")"; fi
+rest=$(sed 's/^Once upon a time, there was//' "$T/board.out" | tr -d '\n')
+[ -n "$rest" ] && [ -z "$(sed -E 's/( (the|cat|dog|sat|on|mat|and|little|girl|boy)|\.)//g' <<<"$rest")" ] && ok || bad "--grammar: text '$rest'"
+printf 'root ::= (' > "$T/bad.gbnf"
+expect_error "bad grammar" 2 "grammar" -- "${W[@]}" --grammar "$T/bad.gbnf" --choices /dev/null
+expect_error "missing grammar" 2 "grammar" -- "${W[@]}" --grammar "$T/nope.gbnf" --choices /dev/null
+
+# ---- endless: a 128-token window, 2,000 generated tokens, with undo
+for i in $(seq 1 1500); do case $((i % 9)) in 4) echo u;; 7) echo p2;; *) echo $(( (i % 3) + 1 ));; esac; done > "$T/endless"
+echo q >> "$T/endless"
+if timeout 600 "${W[@]}" --ctx 128 --max-tokens 2000 --choices "$T/endless" --json "$T/endless.jsonl" >"$T/endless.out" 2>"$T/endless.err"; then ok
+else bad "--ctx 128: exit $? ($(tail -c 300 "$T/endless.err"))"; fi
+node -e '
+  const ev = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const text = require("fs").readFileSync(process.argv[2], "utf8");
+  const last = Math.max(...ev.map(e => e.position));
+  const late = ev.filter(e => e.position > 1500).length;
+  if (last < 1900 || late < 5) { console.error(`forks up to position ${last}, ${late} past 1500`); process.exit(1); }
+  if (!/^Once upon a time, there was a little/.test(text) || /[^\n\x20-\x7e]/.test(text) || text.length < 3000) {
+    console.error("text: " + JSON.stringify(text.slice(-200))); process.exit(1); }
+' "$T/endless.jsonl" "$T/endless.out" && ok || bad "--ctx 128: $(tail -c 300 "$T/endless.err")"
+expect_error "--ctx too small" 2 "ctx" -- "${W[@]}" --ctx 8 --choices /dev/null
+
 # ---- the keyboard, through tmux
 if command -v tmux >/dev/null; then
-  tmux kill-session -t fp-test 2>/dev/null
-  tmux new-session -d -s fp-test -x 160 -y 50 "${W[*]} > $T/tmux.out; echo EXIT=\$? >> $T/tmux.out; sleep 30"
-  screen() { tmux capture-pane -p -t fp-test 2>/dev/null; }
-  wait_for() { for _ in $(seq 1 100); do screen | grep -qE "$1" && return 0; tmux has-session -t fp-test 2>/dev/null || return 1; sleep 0.1; done; return 1; }
+  tmux kill-session -t fp-test-$$ 2>/dev/null
+  tmux new-session -d -s fp-test-$$ -x 160 -y 50 "${W[*]} > $T/tmux.out; echo EXIT=\$? >> $T/tmux.out; sleep 30"
+  screen() { tmux capture-pane -p -t fp-test-$$ 2>/dev/null; }
+  wait_for() { for _ in $(seq 1 100); do screen | grep -qE "$1" && return 0; tmux has-session -t fp-test-$$ 2>/dev/null || return 1; sleep 0.1; done; return 1; }
   wait_for "other" && ok || bad "tmux: no fork on screen: $(screen | head -5)"
   screen | grep -qE '^ 1 ' && ok || bad "tmux: no numbered candidates"
   screen | grep -q '█' && ok || bad "tmux: no probability bars"
   first=$(screen | sed -n 's/^ 1 \([^ ]*\).*/\1/p' | head -1)
-  tmux send-keys -t fp-test 1
+  tmux send-keys -t fp-test-$$ 1
   wait_for "fork 1 " && ok || bad "tmux: digit did not choose"
   screen | grep -q -- "$first" && ok || bad "tmux: chosen word '$first' not in the text"
-  tmux send-keys -t fp-test BSpace
+  tmux send-keys -t fp-test-$$ BSpace
   wait_for "fork 0 " && ok || bad "tmux: Backspace did not undo"
-  tmux send-keys -t fp-test w 1
+  tmux send-keys -t fp-test-$$ w 1
   wait_for "press the number where a new fork should open" && ok || bad "tmux: w+digit did not show the preview's gaps"
-  tmux send-keys -t fp-test 1
+  tmux send-keys -t fp-test-$$ 1
   wait_for "fork [1-9] .*forced" && ok || bad "tmux: w+digit+digit did not open a fork in the preview"
-  tmux send-keys -t fp-test BSpace
+  tmux send-keys -t fp-test-$$ BSpace
   wait_for "fork 0 " && ok || bad "tmux: Backspace after w did not undo"
-  tmux send-keys -t fp-test p 2
+  tmux send-keys -t fp-test-$$ p 2
   wait_for "fork [1-9] " && ok || bad "tmux: p+digit did not take the preview"
-  tmux send-keys -t fp-test / z q x
+  tmux send-keys -t fp-test-$$ / z q x
   wait_for "type a word: zqx" && ok || bad "tmux: typing mode"
-  tmux send-keys -t fp-test Enter
+  tmux send-keys -t fp-test-$$ Enter
   gone=1; for _ in $(seq 1 100); do screen | grep -q "type a word" || { gone=0; break; }; sleep 0.1; done
   [ $gone -eq 0 ] && screen | grep -q "zqx" && ok || bad "tmux: typed word not committed: $(screen | head -3)"
-  tmux send-keys -t fp-test Enter
+  tmux send-keys -t fp-test-$$ Enter
   sleep 0.5
-  tmux send-keys -t fp-test q
+  tmux send-keys -t fp-test-$$ q
   for _ in $(seq 1 50); do grep -q EXIT "$T/tmux.out" 2>/dev/null && break; sleep 0.1; done
   grep -q "EXIT=0" "$T/tmux.out" && ok || bad "tmux: q did not quit cleanly ($(cat "$T/tmux.out" 2>/dev/null | tail -2))"
   grep -q "zqx" "$T/tmux.out" && ok || bad "tmux: final text not printed"
-  tmux kill-session -t fp-test 2>/dev/null
+  tmux kill-session -t fp-test-$$ 2>/dev/null
+  # wide characters and word wrapping: a 40-column terminal, a Russian and
+  # Chinese prompt; with -J tmux joins the lines it wrapped itself, so every
+  # line it shows must be ours: at most 40 columns (CJK counted as 2), and
+  # every Russian word of the prompt whole on one line
+  RUZH="Жила-была маленькая девочка, которая очень любила гулять в лесу. 从前有一个小女孩，她很喜欢在森林里散步。"
+  tmux new-session -d -s fp-test-$$ -x 40 -y 50 "${W[*]} --prompt '$RUZH' > $T/tmux.out; sleep 30"
+  wait_for "other" && ok || bad "tmux 40 columns: no fork on screen: $(screen | head -5)"
+  tmux capture-pane -pJ -t fp-test-$$ > "$T/wrap.txt"
+  node -e '
+    const w = s => [...s].reduce((n, ch) => { const c = ch.codePointAt(0);
+      return n + ((c >= 0x1100 && c <= 0x115F) || (c >= 0x2E80 && c <= 0xA4CF) || (c >= 0xAC00 && c <= 0xD7A3) ||
+                  (c >= 0xF900 && c <= 0xFAFF) || (c >= 0xFF00 && c <= 0xFF60) || (c >= 0xFFE0 && c <= 0xFFE6) ? 2 : 1); }, 0);
+    const lines = require("fs").readFileSync(process.argv[1], "utf8").split("\n");
+    const end = lines.findIndex(l => /^fork \d/.test(l));
+    const text = lines.slice(0, end < 0 ? lines.length : end).filter(l => l.trim());
+    if (text.length < 3) { console.error("too few text lines: " + text.length); process.exit(1); }
+    for (const l of text) if (w(l.replace(/\s+$/, "")) > 40) { console.error("line wider than 40: " + l); process.exit(1); }
+    for (const word of process.argv[2].split(/[ .,]+/).filter(x => /^[а-яА-Я-]+$/.test(x)))
+      if (!text.some(l => l.split(/[ .,]+/).includes(word))) { console.error("word split: " + word); process.exit(1); }
+  ' "$T/wrap.txt" "$RUZH" && ok || bad "tmux 40 columns: $(cat "$T/wrap.txt" | head -8)"
+  tmux kill-session -t fp-test-$$ 2>/dev/null
 else
   bad "tmux is not installed"
 fi

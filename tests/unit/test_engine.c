@@ -132,7 +132,7 @@ static int32_t ref_preview(fp_engine *r, const fp_settings *st, const int32_t *p
     llama_memory_t mem = fpi_engine_mem(r);
     llama_memory_seq_rm(mem, 0, -1, -1);
     if (fpi_engine_decode_span(r, 0, prefix, n, 0, true, NULL) != FP_OK) return -1;
-    struct llama_sampler *chain = fpi_chain_new(st, g_model->n_vocab, NULL);
+    struct llama_sampler *chain = fpi_chain_new(st, g_model, NULL, NULL);
     fp_dist d;
     fpi_dist_init(&d, g_model->n_vocab);
     for (int32_t i = n - st->repeat_last_n > 0 ? n - st->repeat_last_n : 0; i < n; i++) llama_sampler_accept(chain, prefix[i]);
