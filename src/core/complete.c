@@ -167,8 +167,8 @@ fp_gen *fp_gen_new(fp_engine *e, const int32_t *prompt, int32_t n, const fp_gen_
     }
     g->p.logit_bias = g->bias;
     fp_settings sp = chain_settings(&p, true), sm = chain_settings(&p, false);
-    g->post = fpi_chain_new(&sp, m->n_vocab, g->bias);
-    g->model = fpi_chain_new(&sm, m->n_vocab, g->bias);
+    g->post = fpi_chain_new(&sp, m, g->bias, NULL);
+    g->model = fpi_chain_new(&sm, m, g->bias, NULL);
     if (!g->toks || !g->logits || !g->top || (p.logit_bias && !g->bias) || !g->post || !g->model ||
         fpi_dist_init(&g->dpost, m->n_vocab) != FP_OK || fpi_dist_init(&g->dmodel, m->n_vocab) != FP_OK) {
         fpi_fail(err, FP_ERR_NOMEM, "out of memory");
