@@ -372,6 +372,10 @@ struct fp_session {
 static inline int32_t fpi_n_prompt(const fp_session *s) { return s->nodes[0].n; }
 static inline int32_t fpi_n_generated(const fp_session *s) { return s->n_path - fpi_n_prompt(s); }
 fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err);
+/* fp_session_new from the prompt's tokens (settings already checked); heal
+ * false decodes them all (dialogue.c: a chat template's prompt). */
+fp_session *fpi_session_start(fp_engine *e, const char *prompt, const int32_t *toks, int32_t n, bool heal,
+                              const fp_settings *settings, fp_error *err);
 bool        fpi_grow(void **arr, int32_t *cap, int32_t need, size_t sz);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);
