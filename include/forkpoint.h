@@ -511,7 +511,8 @@ const char *fp_dialogue_turn_text(const fp_dialogue *d);
 fp_status fp_dialogue_end_turn(fp_dialogue *d, fp_error *err);
 /* Undo: within the open turn as fp_session_undo; at its first decision
  * (or with no turn open), the turn is dropped and the previous message,
- * when it was co-written, is reopened at its last decision. FP_ERR_STATE
+ * when it was co-written, is reopened at its last decision (a turn the
+ * model wrote without one is removed, and no turn is open). FP_ERR_STATE
  * when there is nothing to undo (the message before was typed). */
 fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err);
 

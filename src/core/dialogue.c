@@ -293,11 +293,13 @@ fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err) {
     if (!s) return err ? err->code : FP_ERR_STATE;
     char *role = strdup(last->role);
     if (!role) { fp_session_free(s); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
-    (void)fp_session_undo(s, NULL);   /* a turn without decisions reopens where it ended */
+    bool reopened = fp_session_undo(s, NULL) == FP_OK;
     fp_session_free(d->cur);
     free(d->cur_role);
-    d->cur = s;
-    d->cur_role = role;
+    d->cur = NULL;
+    d->cur_role = NULL;
+    if (reopened) { d->cur = s; d->cur_role = role; }
+    else { fp_session_free(s); free(role); }   /* no decision in it: the message goes, no turn is open */
     msg_free(last);   /* its events are the reopened session's again */
     d->n_msgs--;
     return FP_OK;
