@@ -214,6 +214,26 @@ static fp_session *turn_session(fp_dialogue *d, const char *prompt, fp_error *er
     return s;
 }
 
+/* Is s (a restored session) a turn of role after msgs[0..n)? Its prompt
+ * must be their rendering and its first tokens that rendering's tokens: a
+ * saved turn whose prompt or tokens were edited is refused, not reopened. */
+static fp_status turn_matches(const fp_dialogue *d, const fp_session *s, int32_t n, const char *role, fp_error *err) {
+    char *want = NULL;
+    fp_status st = opening(d, d->msgs, n, role, &want, err);
+    if (st != FP_OK) return st;
+    size_t len = strlen(want);
+    int32_t cap = (int32_t)(len < 1u << 24 ? len : 1u << 24) + 8;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)cap);
+    int32_t nt = toks ? fp_tokenize_special(d->engine->model, want, len, toks, cap, true) : -1;
+    if (!toks) st = fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    else if (fp_session_prompt_len(s) != len || memcmp(fp_session_text(s), want, len) != 0 || nt < 1 || nt > cap ||
+             nt > fp_session_n_tokens(s) || memcmp(fp_session_tokens(s), toks, sizeof(int32_t) * (size_t)nt) != 0)
+        st = fpi_fail(err, FP_ERR_ARG, "the saved %s turn does not follow the conversation (its prompt is not the messages' rendering)", role);
+    free(toks);
+    free(want);
+    return st;
+}
+
 fp_status fp_dialogue_begin(fp_dialogue *d, const char *role, fp_error *err) {
     if (!d) return fpi_fail(err, FP_ERR_ARG, "no dialogue");
     if (!role_ok(role)) return fpi_fail(err, FP_ERR_ARG, "a turn's role is \"user\" or \"assistant\"");
@@ -291,6 +311,8 @@ fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err) {
     /* reopen the previous turn where its last decision was taken */
     fp_session *s = fp_session_restore(d->engine, last->snapshot, err);
     if (!s) return err ? err->code : FP_ERR_STATE;
+    fp_status ok = turn_matches(d, s, d->n_msgs - 1, last->role, err);
+    if (ok != FP_OK) { fp_session_free(s); return ok; }
     char *role = strdup(last->role);
     if (!role) { fp_session_free(s); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
     bool reopened = fp_session_undo(s, NULL) == FP_OK;
@@ -431,18 +453,11 @@ fp_dialogue *fp_dialogue_restore(fp_engine *e, const char *json, fp_error *err) 
         const char *role = str_field(open, "role");
         const cJSON *ss = cJSON_GetObjectItemCaseSensitive(open, "session");
         char *snap = cJSON_IsObject(ss) ? cJSON_PrintUnformatted(ss) : NULL;
-        char *want = NULL;
         if (!role_ok(role) || !snap) rc = fpi_fail(err, FP_ERR_ARG, "the open turn of the dialogue is malformed");
-        else if ((rc = opening(d, d->msgs, d->n_msgs, role, &want, err)) == FP_OK &&
-                 (d->cur = fp_session_restore(e, snap, err)) == NULL)
-            rc = err ? err->code : FP_ERR_ARG;
-        else if (rc == FP_OK && (fp_session_prompt_len(d->cur) != strlen(want) ||
-                                 memcmp(fp_session_text(d->cur), want, strlen(want)) != 0))
-            rc = fpi_fail(err, FP_ERR_ARG, "the open turn's prompt is not the conversation's rendering");
-        else if (rc == FP_OK && !(d->cur_role = strdup(role)))
+        else if ((d->cur = fp_session_restore(e, snap, err)) == NULL) rc = err ? err->code : FP_ERR_ARG;
+        else if ((rc = turn_matches(d, d->cur, d->n_msgs, role, err)) == FP_OK && !(d->cur_role = strdup(role)))
             rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         free(snap);
-        free(want);
     }
     cJSON_Delete(o);
     if (rc != FP_OK) { fp_dialogue_free(d); return NULL; }

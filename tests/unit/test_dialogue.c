@@ -12,6 +12,7 @@
  *   - a reply ends at the model's end-of-generation token (TinyStories-656K
  *     through chatml), with no control text in the message;
  *   - either side is co-written: the person's side opens with <|user|>;
+ *     ten turns, alternating sides, each prompt the template's;
  *   - undo inside a turn, then across it (reopens the previous turn);
  *   - every logged decision carries its turn and role;
  *   - a multi-turn dialogue saves and restores to the same document, and a
@@ -140,6 +141,27 @@ int main(void) {
         fp_dialogue_free(d);
     }
     CHECKF(accepted >= 5, "only %d templates accepted", accepted);
+
+    TEST("ten co-written turns, either side, each prompt the template's");
+    {
+        fp_dialogue *d = fp_dialogue_new(e, NULL, "You are terse.", &quick, &err);
+        fp_chat_message m[16] = { { "system", "You are terse." } };
+        int same = 0;
+        for (int t = 0; d && t < 10; t++) {
+            const char *role = t % 2 ? "assistant" : "user";
+            if (fp_dialogue_begin(d, role, &err) != FP_OK) { fprintf(stderr, "   turn %d: %s\n", t, err.message); break; }
+            m[t + 1] = (fp_chat_message){ role, "@" };
+            char *ref = reference(fp_model_chat_template(phi), m, t + 2, false);
+            char *at = ref ? strrchr(ref, '@') : NULL;
+            if (at) *at = '\0';
+            if (at && prompt_is(d, ref) && tokens_are(phi, d, ref)) same++;
+            if (fp_dialogue_end_turn(d, &err) != FP_OK) { fprintf(stderr, "   turn %d: %s\n", t, err.message); break; }
+            m[t + 1] = fp_dialogue_message(d, t + 1);
+        }
+        CHECKF(same == 10, "%d of 10 turn prompts are the template's", same);
+        CHECK(d && fp_dialogue_n_messages(d) == 11);
+        fp_dialogue_free(d);
+    }
 
     TEST("errors");
     fp_dialogue *d = fp_dialogue_new(e, "no-such-template {{ x }}", NULL, &st, &err);
