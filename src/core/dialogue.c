@@ -239,13 +239,14 @@ fp_status fp_dialogue_begin(fp_dialogue *d, const char *role, fp_error *err) {
     if (!role_ok(role)) return fpi_fail(err, FP_ERR_ARG, "a turn's role is \"user\" or \"assistant\"");
     if (d->cur) return fpi_fail(err, FP_ERR_STATE, "a turn is open; end it first");
     char *prompt = NULL;
+    fp_error e2 = { 0 };
     fp_status st = opening(d, d->msgs, d->n_msgs, role, &prompt, err);
     if (st != FP_OK) return st;
     char *r = strdup(role);
-    fp_session *s = r ? turn_session(d, prompt, err) : NULL;
-    if (!r) fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    fp_session *s = r ? turn_session(d, prompt, &e2) : NULL;
+    if (!r) fpi_fail(&e2, FP_ERR_NOMEM, "out of memory");
     free(prompt);
-    if (!s) { free(r); return err ? err->code : FP_ERR_NOMEM; }
+    if (!s) { free(r); if (err) *err = e2; return e2.code; }
     d->cur = s;
     d->cur_role = r;
     return FP_OK;
@@ -309,8 +310,9 @@ fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err) {
     if (!last || !last->snapshot)
         return fpi_fail(err, FP_ERR_STATE, last && strcmp(last->role, "system") ? "nothing to undo: the message before was typed" : "nothing to undo");
     /* reopen the previous turn where its last decision was taken */
-    fp_session *s = fp_session_restore(d->engine, last->snapshot, err);
-    if (!s) return err ? err->code : FP_ERR_STATE;
+    fp_error e3 = { 0 };
+    fp_session *s = fp_session_restore(d->engine, last->snapshot, &e3);
+    if (!s) { if (err) *err = e3; return e3.code; }
     fp_status ok = turn_matches(d, s, d->n_msgs - 1, last->role, err);
     if (ok != FP_OK) { fp_session_free(s); return ok; }
     char *role = strdup(last->role);
@@ -421,8 +423,10 @@ fp_dialogue *fp_dialogue_restore(fp_engine *e, const char *json, fp_error *err) 
     }
     const cJSON *first = cJSON_GetArrayItem(ms, 0);
     const char *sys = first && str_field(first, "role") && !strcmp(str_field(first, "role"), "system") ? str_field(first, "content") : NULL;
+    fp_error e2 = { 0 };
+    if (!err) err = &e2;   /* the codes of the calls below are read back from it */
     fp_dialogue *d = fp_dialogue_new(e, cJSON_IsString(tm) ? tm->valuestring : NULL, sys, &st, err);
-    fp_status rc = d ? FP_OK : (err ? err->code : FP_ERR_ARG);
+    fp_status rc = d ? FP_OK : err->code;
     const cJSON *m;
     int32_t i = 0;
     cJSON_ArrayForEach(m, ms) {
@@ -454,7 +458,7 @@ fp_dialogue *fp_dialogue_restore(fp_engine *e, const char *json, fp_error *err) 
         const cJSON *ss = cJSON_GetObjectItemCaseSensitive(open, "session");
         char *snap = cJSON_IsObject(ss) ? cJSON_PrintUnformatted(ss) : NULL;
         if (!role_ok(role) || !snap) rc = fpi_fail(err, FP_ERR_ARG, "the open turn of the dialogue is malformed");
-        else if ((d->cur = fp_session_restore(e, snap, err)) == NULL) rc = err ? err->code : FP_ERR_ARG;
+        else if ((d->cur = fp_session_restore(e, snap, err)) == NULL) rc = err->code;
         else if ((rc = turn_matches(d, d->cur, d->n_msgs, role, err)) == FP_OK && !(d->cur_role = strdup(role)))
             rc = fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         free(snap);
