@@ -478,6 +478,78 @@ int32_t fp_detokenize_special(const fp_model *model, const int32_t *tokens, int3
 /* True for end-of-generation tokens. */
 bool    fp_token_is_eog(const fp_model *model, int32_t token);
 
+/* ------------------------------------------------------------ dialogue */
+
+/* A conversation co-written turn by turn. The messages so far are rendered
+ * through a chat template (fp_chat_render); a turn is a writing session
+ * (forks, choices, undo, the tree, the decision log) whose prompt is that
+ * rendering followed by the opening of the next message, byte for byte what
+ * llama_chat_apply_template gives. Either side can be co-written: the
+ * assistant's reply (steering the model) or the person's own message (the
+ * model predicts what the person wants to say). A turn ends at the model's
+ * end-of-generation (end-of-turn) token, or where the person ends it.
+ *
+ * Templates: the model's own (tmpl NULL) or one llama.cpp knows by name.
+ * A template is taken only when rendering the conversation and appending a
+ * message gives the same text as rendering the longer conversation (checked
+ * on a sample conversation at the start and on every message committed);
+ * one that rewrites earlier messages is refused (FP_ERR_ARG).
+ * Messages are stored with surrounding white space trimmed.
+ *
+ * Cost: starting a turn renders the whole conversation and decodes its
+ * prompt in a new session (O(conversation) tokens); the previous turn's
+ * KV is given back. Finished turns are kept as snapshots, so undo can
+ * reopen them. */
+typedef struct fp_dialogue fp_dialogue;
+
+/* system may be NULL or "" (no system message). FP_ERR_MODEL when tmpl is
+ * NULL and the model has no template. */
+fp_dialogue *fp_dialogue_new(fp_engine *engine, const char *tmpl, const char *system,
+                             const fp_settings *settings, fp_error *err);
+void         fp_dialogue_free(fp_dialogue *d);
+
+/* Appends a message written outright (role "user" or "assistant").
+ * FP_ERR_STATE while a turn is open. */
+fp_status fp_dialogue_add(fp_dialogue *d, const char *role, const char *content, fp_error *err);
+/* Opens the next message of role ("user" or "assistant") as a co-written
+ * turn and runs to its first fork (or its end). FP_ERR_STATE while a turn is open. */
+fp_status fp_dialogue_begin(fp_dialogue *d, const char *role, fp_error *err);
+/* The open turn's session (decide its forks with fp_session_*), or NULL. */
+fp_session *fp_dialogue_session(fp_dialogue *d);
+/* The open turn's role, or NULL. */
+const char *fp_dialogue_turn_role(const fp_dialogue *d);
+/* The open turn's text so far (after its prompt); "" when none is open. */
+const char *fp_dialogue_turn_text(const fp_dialogue *d);
+/* Commits the open turn's text as a message (its session ended at the
+ * end-of-turn token, or the person ends it here). FP_ERR_EMPTY when the
+ * turn has no text; FP_ERR_STATE when no turn is open. */
+fp_status fp_dialogue_end_turn(fp_dialogue *d, fp_error *err);
+/* Undo: within the open turn as fp_session_undo; at its first decision
+ * (or with no turn open), the turn is dropped and the previous message,
+ * when it was co-written, is reopened at its last decision (a turn the
+ * model wrote without one is removed, and no turn is open). FP_ERR_STATE
+ * when there is nothing to undo (the message before was typed). */
+fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err);
+
+/* The committed messages, the system message first when there is one. */
+int32_t         fp_dialogue_n_messages(const fp_dialogue *d);
+fp_chat_message fp_dialogue_message(const fp_dialogue *d, int32_t i);
+/* The conversation rendered through the template (with the opening of the
+ * open turn when there is one); malloc'd, the caller frees. */
+char *fp_dialogue_render(const fp_dialogue *d, fp_error *err);
+
+/* The decision log of every turn, in order: each event is a fork event
+ * (fp_fork_to_json) with "turn" (the message index it belongs to) and
+ * "role". malloc'd; NULL out of range or out of memory. */
+int32_t fp_dialogue_n_events(const fp_dialogue *d);
+char   *fp_dialogue_event_json(const fp_dialogue *d, int32_t i);
+
+/* The whole dialogue (template, messages, each co-written turn's session
+ * snapshot and events, the open turn) as JSON; malloc'd. Restore checks
+ * every field and that the open turn's prompt is the messages' rendering. */
+char        *fp_dialogue_save(const fp_dialogue *d);
+fp_dialogue *fp_dialogue_restore(fp_engine *engine, const char *json, fp_error *err);
+
 /* ------------------------------------------------------ plain completion */
 
 /* Left-to-right generation with per-token log-probabilities, for the API

@@ -15,6 +15,7 @@
 int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
 
 int cli_write(int argc, char **argv);
+int cli_chat(int argc, char **argv);    /* chat.c: a dialogue, either side co-written */
 int cli_export(int argc, char **argv);
 int cli_profile(int argc, char **argv);
 int cli_learn(int argc, char **argv);

@@ -2,6 +2,7 @@
  * main.c — the `forkpoint` command: dispatches to its subcommands.
  *
  *   forkpoint write [...]   the terminal front end (default)
+ *   forkpoint chat [...]    a dialogue in the terminal
  *   forkpoint serve [...]   the web app (the forkpoint-serve binary beside this one)
  *   forkpoint model [PATH]  resolve and check the model, print its path
  *   forkpoint export ...    datasets from the decision log
@@ -76,6 +77,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && argv[1][0] == '-' && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) cmd = "write";
     int skip = argc > 1 && cmd == argv[1] ? 2 : 1;
     if (!strcmp(cmd, "write")) return cli_write(argc - skip, argv + skip);
+    if (!strcmp(cmd, "chat")) return cli_chat(argc - skip, argv + skip);
     if (!strcmp(cmd, "serve")) return run_serve(argc - skip + 1, argv + skip - 1);
     if (!strcmp(cmd, "model")) return run_model(argc - skip, argv + skip);
     if (!strcmp(cmd, "export")) return cli_export(argc - skip, argv + skip);
@@ -85,6 +87,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         printf("usage: forkpoint <command> [options]\n"
                "  write    steer generation in the terminal (forkpoint write --help)\n"
+               "  chat     a dialogue, either side co-written (forkpoint chat --help)\n"
                "  serve    the web app (forkpoint serve --help)\n"
                "  model    resolve and check the default model\n"
                "  export   the decision log as datasets (sft, pairs, kto, raw)\n"

@@ -401,6 +401,10 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
 /* Puts a GBNF grammar on a session being built (NULL: none): its chain then
  * starts with it. FP_ERR_ARG when it does not parse. */
 fp_status   fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err);
+/* fp_session_new from the prompt's tokens (settings already checked); heal
+ * false decodes them all (dialogue.c: a chat template's prompt). */
+fp_session *fpi_session_start(fp_engine *e, const char *prompt, const int32_t *toks, int32_t n, bool heal,
+                              const char *grammar, const fp_settings *settings, fp_error *err);
 bool        fpi_grow(void **arr, int32_t *cap, int32_t need, size_t sz);
 int32_t     fpi_node_new(fp_session *s, fp_node_kind kind, int32_t parent, int32_t parent_fork, int32_t start_pos);
 bool        fpi_node_push(fp_session *s, int32_t id, int32_t tok, const fp_position *pos);

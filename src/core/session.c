@@ -95,6 +95,9 @@ void fpi_heal_init(fp_session *s, const int32_t *toks, int32_t n) {
     s->heal_len = s->heal_done = 0;
     const fp_model *m = s->engine->model;
     if (n < 2 || s->nodes[0].n != n - 1) return;
+    /* only a prompt node that is these tokens but the last was held back (a
+     * dialogue turn's prompt, tokenized with its control tokens, is not) */
+    if (memcmp(s->nodes[0].tokens, toks, sizeof(int32_t) * (size_t)(n - 1)) != 0) return;
     int32_t t = toks[n - 1], pl;
     const char *pc = fpi_piece(m, t, &pl);
     if ((m->tok_flags[t] & (FP_TOK_CONTROL | FP_TOK_EOG)) || pl <= 0 || pl >= FP_MAX_TEXT || (size_t)pl > s->prompt_len ||
@@ -983,26 +986,44 @@ fp_session *fp_session_new_grammar(fp_engine *e, const char *prompt, const fp_se
                      n, limit, e->n_pos_max);
         return NULL;
     }
+    fp_session *s = fpi_session_start(e, prompt, toks, n, true, grammar, &st, err);
+    free(toks);
+    return s;
+}
+
+/* The rest of fp_session_new, given the prompt's tokens: dialogue.c starts
+ * turns from prompts whose tokens spell control tokens ("<|user|>"), which
+ * fp_tokenize would spell as text, and whose ends are the template's, not a
+ * person's, so there is nothing to heal. grammar: as fp_session_new_grammar
+ * (NULL: none). toks stays the caller's. */
+fp_session *fpi_session_start(fp_engine *e, const char *prompt, const int32_t *toks, int32_t n, bool heal,
+                              const char *grammar, const fp_settings *settings, fp_error *err) {
+    fp_settings st = *settings;
+    size_t len = strlen(prompt);
+    int32_t limit = e->n_pos_max - (st.max_word_tokens + st.lookahead + 2);
+    if (n < 1 || n > limit) {
+        fpi_fail(err, n < 1 ? FP_ERR_EMPTY : FP_ERR_CONTEXT, "the prompt is %d tokens; the context allows %d (n_ctx %d minus room for a fork)",
+                 n, limit, e->n_pos_max);
+        return NULL;
+    }
     fp_session *s = fpi_session_alloc(e, &st, err);
-    if (!s) { free(toks); return NULL; }
+    if (!s) return NULL;
     if (fpi_window(s) < 8) {
         fpi_fail(err, FP_ERR_CONTEXT, "the context (%u cells) leaves no room for the text: a fork's branches and previews take %d",
                  e->n_ctx, fpi_branch_cells(s));
-        free(toks);
         fp_session_free(s);
         return NULL;
     }
-    if (fpi_session_grammar(s, grammar, err) != FP_OK) { free(toks); fp_session_free(s); return NULL; }
+    if (fpi_session_grammar(s, grammar, err) != FP_OK) { fp_session_free(s); return NULL; }
     s->prompt = strdup(prompt);
     s->prompt_len = len;
     /* with a grammar the prompt is taken whole: the grammar constrains what comes after it */
-    int32_t keep = grammar ? n : heal_keep(e->model, prompt, len, toks, n);
+    int32_t keep = heal && !grammar ? heal_keep(e->model, prompt, len, toks, n) : n;
     int32_t root = fpi_node_new(s, FP_NODE_PROMPT, -1, -1, 0);
     bool ok = s->prompt && root == 0;
     for (int32_t i = 0; ok && i < keep; i++) ok = fpi_node_push(s, root, toks[i], NULL);
     if (ok) fpi_heal_init(s, toks, n);
     int32_t first = ok ? fpi_node_new(s, FP_NODE_AUTO, root, -1, keep) : -1;
-    free(toks);
     if (!ok || first < 0 || fpi_path_rebuild(s, first) != FP_OK) {
         fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_session_free(s);

@@ -508,6 +508,11 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
     /* every node's fork stands at its end, and says so */
     for (int32_t id = 0; id < n_nodes; id++)
         if (s->nodes[id].fork_id >= 0 && s->forks[s->nodes[id].fork_id].node != id) return rd_fail(r, "node and fork disagree");
+    /* and at its node's last position (undo and goto reopen it there) */
+    for (int32_t id = 0; id < s->n_forks; id++) {
+        const fp_node *n = &s->nodes[s->forks[id].node];
+        if (s->forks[id].pub.position != n->start_pos + n->n) return rd_fail(r, "fork position");
+    }
     /* events */
     int32_t n_ev = cJSON_GetArraySize(events);
     s->events = calloc((size_t)(n_ev > 0 ? n_ev : 1), sizeof *s->events);
