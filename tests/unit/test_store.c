@@ -113,12 +113,21 @@ static void test_no_logits(void) {
             /* the decoded-again logits narrow the cloud as the stored ones did */
             if (fp_session_type_prefix(s, "b", &e1) == FP_OK && fp_session_type_prefix(r, "b", &e2) == FP_OK) {
                 const fp_fork *x = fp_session_fork(s), *y = fp_session_fork(r);
+                /* narrowing ranks the whole vocabulary, so words whose
+                 * probabilities tie within float noise may swap places or
+                 * trade the last slot: each word of one cloud must be in the
+                 * other with its probability, or tie with the other's last */
                 bool ok = x->n_candidates == y->n_candidates;
-                for (int32_t i = 0; ok && i < x->n_candidates; i++)
-                    ok = strcmp(x->candidates[i].text, y->candidates[i].text) == 0 &&
-                         fabsf(x->candidates[i].prob - y->candidates[i].prob) < 2e-3f;
-                for (int32_t i = 0; ok && i < x->n_candidates; i++)
-                    previews_same += strcmp(x->candidates[i].preview, y->candidates[i].preview) == 0, previews++;
+                float y_last = ok && y->n_candidates ? y->candidates[y->n_candidates - 1].prob : 0.0f;
+                for (int32_t i = 0; ok && i < x->n_candidates; i++) {
+                    int32_t j = 0;
+                    while (j < y->n_candidates && strcmp(x->candidates[i].text, y->candidates[j].text) != 0) j++;
+                    if (j < y->n_candidates) {
+                        ok = fabsf(x->candidates[i].prob - y->candidates[j].prob) < 2e-3f;
+                        previews_same += strcmp(x->candidates[i].preview, y->candidates[j].preview) == 0, previews++;
+                    } else
+                        ok = fabsf(x->candidates[i].prob - y_last) < 0.01f * fmaxf(x->candidates[i].prob, y_last) + 1e-7f;
+                }
                 narrowed_same += ok;
                 if (!ok) {
                     fprintf(stderr, "fork %d narrowed: %d vs %d candidates\n", id, x->n_candidates, y->n_candidates);
