@@ -7,7 +7,9 @@
 //    candidate are on screen together at each of 20 forks, no page scroll,
 //    the likeliest candidate first;
 //  - every control operated by dwell alone (toolbar, panels and their Close,
-//    actions, candidates, phrase, preview words, tree, Say panel);
+//    actions, candidates, phrase, preview words, tree, Say panel, the
+//    access settings' fold and a check box in it, Profile and its Close);
+//  - keyboard and scanning reach the access settings and the Profile dialog;
 //  - a stray tap on the story costs one action (Redo) to repair;
 //  - the DOM contract for web/access/ (data-rank, data-scan-group, the word
 //    box driven by events, fp:targets, el.click() with a named modality);
