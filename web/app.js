@@ -35,7 +35,10 @@
  *    dispatching an "input" event narrows the cloud; a keydown Enter
  *    commits (digits pick from the narrowed cloud). The toolbar is
  *    data-fp="toolbar"; the Settings panel holds an empty
- *    <section id="access-settings"> for the access settings.
+ *    <section id="access-settings"> for the access settings, folded in a
+ *    <details> (its <summary> is a control: dwell and scanning reach it).
+ *  - An outside <dialog> (the Profile, web/profile.js) carries
+ *    data-scan-group="panel"; while it is modal only it is scanned.
  *  - Whenever the set of targets changes (new fork, panel opened or closed,
  *    typing mode, list loaded) the page dispatches
  *    document.dispatchEvent(new CustomEvent('fp:targets')).

@@ -101,10 +101,11 @@ function render(body, p) {
 }
 
 function build() {
-  const bar = document.querySelector('[data-fp="toolbar"]') || document.querySelector('nav.tools')
+  const bar = document.querySelector('[data-fp="toolbar"] nav') || document.querySelector('[data-fp="toolbar"]') || document.querySelector('nav.tools')
     || document.querySelector('header') || document.body;
   const btn = el('button', { type: 'button', id: 'btn-profile', 'aria-haspopup': 'dialog' }, 'Profile');
-  const dlg = el('dialog', { id: 'profile-dialog', 'aria-labelledby': 'profile-title' });
+  // data-scan-group: the page's contract for scanning and dwell (app.js)
+  const dlg = el('dialog', { id: 'profile-dialog', 'aria-labelledby': 'profile-title', 'data-scan-group': 'panel' });
   const title = el('h2', { id: 'profile-title' }, 'What Forkpoint learned about you');
   const body = el('div', { 'data-fp': 'profile-body' });
   const status = el('p', { role: 'status', 'data-fp': 'profile-status' });

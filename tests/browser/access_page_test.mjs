@@ -7,7 +7,9 @@
 //    candidate are on screen together at each of 20 forks, no page scroll,
 //    the likeliest candidate first;
 //  - every control operated by dwell alone (toolbar, panels and their Close,
-//    actions, candidates, phrase, preview words, tree, Say panel);
+//    actions, candidates, phrase, preview words, tree, Say panel, the
+//    access settings' fold and a check box in it, Profile and its Close);
+//  - keyboard and scanning reach the access settings and the Profile dialog;
 //  - a stray tap on the story costs one action (Redo) to repair;
 //  - the DOM contract for web/access/ (data-rank, data-scan-group, the word
 //    box driven by events, fp:targets, el.click() with a named modality);
@@ -17,7 +19,8 @@
 //  - speech, copy, quick phrases, effort figures, titles, the model's name,
 //    announcements;
 //  - axe-core: 0 serious or critical violations on every view (start, fork,
-//    typing, tree, settings, keys, say, ended, phone, dark); the counts per
+//    typing, tree, settings, access settings, profile, keys, say, ended,
+//    phone, dark); the counts per
 //    view are printed as "# axe <view>: ...".
 //
 // Environment as browser_test.mjs. Prints "ok - name" / "not ok - name: why"
@@ -318,7 +321,30 @@ async function main() {
     await page.click('#btn-settings');
     assert(await page.evaluate(() => !!document.activeElement.closest('#panel-settings')), 'focus inside settings');
     await axe('settings', true);
+    // the access settings: opened by keyboard, audited, offered to scanning
+    await page.focus('#access-box > summary');
+    await page.keyboard.press('Enter');
+    assert(await page.$eval('#access-box', (d) => d.open), 'Enter opens the access settings');
+    await page.waitForSelector('#fp-acc-mode');
+    await axe('access-settings', true);
+    const scanIds = () => page.evaluate(async () => (await import('/access/targets.js')).collect().map((it) => it.el.id || it.label));
+    let ids = await scanIds();
+    for (const id of ['Access: switch, dwell, gaze', 'fp-acc-speak', 'fp-acc-calibrate'])
+      assert(ids.includes(id), `scanning offers ${id}: ${ids.join(',')}`);
     await page.keyboard.press('Escape');
+    // the Profile button: next after Keys by Tab, its dialog by keyboard, audited
+    await page.focus('#btn-help');
+    await page.keyboard.press('Tab');
+    eq(await page.evaluate(() => document.activeElement.id), 'btn-profile', 'Tab from Keys reaches Profile');
+    await page.keyboard.press('Enter');
+    await page.waitForFunction(() => document.getElementById('profile-dialog').open &&
+      document.querySelector('[data-fp="profile-status"]').textContent !== 'Loading…');
+    assert(await page.evaluate(() => !!document.activeElement.closest('#profile-dialog')), 'focus inside the profile dialog');
+    await axe('profile', true);
+    const inDlg = await page.evaluate(async () => (await import('/access/targets.js')).collect().map((it) => !!it.el.closest('#profile-dialog')));
+    assert(inDlg.length && inDlg.every(Boolean), `while the dialog is open scanning offers only it: ${inDlg}`);
+    await page.keyboard.press('Escape');
+    assert(!(await page.$eval('#profile-dialog', (d) => d.open)), 'Escape closes the profile dialog');
   });
 
   await test('keyboard: digits pick from the narrowed cloud while typing; axe on typing', async () => {
@@ -506,7 +532,14 @@ async function main() {
     await d('#btn-theme', async () => (await page.getAttribute('#btn-theme', 'aria-pressed')) !== dark0, 'Theme');
     await d('#btn-theme', async () => (await page.getAttribute('#btn-theme', 'aria-pressed')) === dark0, 'Theme back');
     await d('#set-share', async () => !(await page.isChecked('#set-share')), 'a check box');
+    await d('#access-box > summary', () => page.$eval('#access-box', (x) => x.open), 'Access settings (open)');
+    const sp0 = await page.isChecked('#fp-acc-speak');
+    await d('#fp-acc-speak', async () => (await page.isChecked('#fp-acc-speak')) !== sp0, 'an access check box');
+    await d('#fp-acc-speak', async () => (await page.isChecked('#fp-acc-speak')) === sp0, 'the access check box back');
+    await d('#access-box > summary', () => page.$eval('#access-box', (x) => !x.open), 'Access settings (close)');
     await d('#panel-settings .panel-close', hid('#panel-settings'), 'settings Close');
+    await d('#btn-profile', () => page.$eval('#profile-dialog', (x) => x.open), 'toolbar Profile');
+    await d('[data-fp="profile-close"]', () => page.$eval('#profile-dialog', (x) => !x.open), 'Profile Close');
     await d('#btn-tree', vis('#panel-tree'), 'toolbar tree');
     await page.waitForSelector('#tree button[data-node]:not([disabled]):not(.current)');
     await d('#tree button[data-node]:not([disabled]):not(.current)', changed(st.version), 'a tree branch');

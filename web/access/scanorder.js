@@ -187,11 +187,16 @@ export function keysFor(ch) {
 /* ---------------------------------------------- what a fork shows, abstractly */
 
 /* The page's fixed controls at a fork as the benchmark counts them (the
- * browser test fails when the page has others, so the two cannot drift). */
+ * browser test fails when the page has others, so the two cannot drift).
+ * actions: Undo, Let it pick, Type (Redo sits between Undo and Let it pick
+ * but is disabled, so not scanned, at a fork reached going forward; the
+ * view's actions list it when it is there); "other…" is the last action
+ * when the cloud leaves out probability; toolbar: Speak, Say, Stories,
+ * Tree, Settings, Keys, Profile. */
 export const PAGE = {
-  actions: ['btn-continue', 'btn-type', 'btn-undo'],
+  actions: ['btn-undo', 'btn-continue', 'btn-type'],
   typebox: ['Use it', 'type-cancel'],
-  toolbar: 8,
+  toolbar: 7,
 };
 
 /* The items the page shows at a fork, from a description of the view (the
@@ -199,22 +204,22 @@ export const PAGE = {
  * the page's own targets at a live fork give the same tree):
  *   view = { k, phrase: [bool per rank], pvWords: n, other: bool,
  *            storyWords: n, typing: bool, typebox: [names], toolbar: n, actions: [names] }.
- * Candidates rank 0..k-1, each phrase right after its word, 'other…' last;
- * the preview words of the pinned (top) candidate; the actions; the story
- * words newest first; the toolbar. */
+ * Candidates rank 0..k-1; the preview words of the pinned (top) candidate,
+ * then the "+ phrase" buttons (the page scans them with the preview words);
+ * the actions, 'other…' last; the story words newest first; the toolbar. */
 export function viewItems(v) {
   const items = [];
   for (let r = 0; r < v.k; r++) {
     items.push({ id: `cand:${r}`, group: 'cloud', rank: r, label: `word ${r}` });
-    if (v.phrase && v.phrase[r]) items.push({ id: `phrase:${r}`, group: 'cloud', rank: r, phrase: true, label: `phrase ${r}` });
+    if (v.phrase && v.phrase[r]) items.push({ id: `phrase:${r}`, group: 'preview', rank: r, phrase: true, label: `phrase ${r}` });
   }
-  if (v.other) items.push({ id: 'other', group: 'cloud', rank: 1000, label: 'other' });
   if (v.typing) {
     items.push(...boardItems());
     (v.typebox || []).forEach((a) => items.push({ id: `typebox:${a}`, group: 'typing', label: a }));
   }
   for (let j = 0; j < (v.pvWords || 0); j++) items.push({ id: `pv:${j}`, group: 'preview', rank: j, label: `preview ${j}` });
   (v.actions || []).forEach((a, i) => items.push({ id: `act:${a}`, group: 'actions', rank: i, label: a }));
+  if (v.other) items.push({ id: 'act:cand-other', group: 'actions', rank: (v.actions || []).length, label: 'other' });
   for (let j = 0; j < (v.storyWords || 0); j++) items.push({ id: `story:${j}`, group: 'story', rank: j, label: `story ${j}` });
   for (let j = 0; j < (v.toolbar || 0); j++) items.push({ id: `tool:${j}`, group: 'toolbar', rank: j, label: `tool ${j}` });
   return items;

@@ -60,7 +60,8 @@ export function render(host, s, onApply) {
   form.className = 'fp-access-fields';
   const h = document.createElement('h3');
   h.textContent = 'Access: switch, dwell, gaze';
-  form.appendChild(h);
+  if (!host.closest('details')) form.appendChild(h); // else the summary names it
+
   for (const [name, text, type, arg, names] of FIELDS) {
     const id = `fp-acc-${name}`;
     const row = document.createElement('div');

@@ -10,7 +10,7 @@
  * control, O(n); called when the page reports its targets changed.
  */
 
-const SELECTOR = 'button, [role=button], [data-scan-group] input[type=checkbox], #doc .w, .doc .w';
+const SELECTOR = 'button, summary, [role=button], [data-scan-group] input[type=checkbox], #doc .w, .doc .w';
 
 /* Whether el can be seen and used now. */
 export function usable(el) {
@@ -24,6 +24,10 @@ export function usable(el) {
 
 /* The scan group of a control: data-scan-group, else the page's classes. */
 export function groupOf(el) {
+  // the word box's own buttons scan with the letter board (the page puts
+  // its form in "actions"; the board and the box are one typing view)
+  const f = el.closest('form');
+  if (f && f.querySelector('[data-fp=type-input]')) return 'typing';
   const g = el.closest('[data-scan-group]');
   if (g) return g.dataset.scanGroup;
   if (el.closest('.panel, dialog[open]')) return 'panel';
@@ -55,16 +59,20 @@ export function labelOf(el) {
 }
 
 /* The scan items of the page now. When a panel is open only it and the
- * toolbar are offered (the rest is behind it). O(n). */
+ * toolbar are offered (the rest is behind it); while a modal dialog is
+ * open, only it. O(n). */
 export function collect(root = document) {
-  const els = [...root.querySelectorAll(SELECTOR)].filter(usable);
+  // a modal dialog (the Profile) makes the rest of the page inert
+  const modal = root.querySelector && [...root.querySelectorAll('dialog[open]')].find((d) => d.matches(':modal'));
+  const els = [...(modal || root).querySelectorAll(SELECTOR)].filter(usable);
   const story = els.filter((el) => groupOf(el) === 'story');
   const items = els.map((el) => {
     const group = groupOf(el);
     const it = { id: el.id || null, el, group, label: labelOf(el),
       rank: rankOf(el, group, story.indexOf(el), story.length) };
     if (el.dataset.row !== undefined) it.row = Number(el.dataset.row);
-    if (group === 'cloud' && (el.dataset.phrase || el.classList.contains('cand-phrase'))) it.phrase = true;
+    // a "+ phrase" button (the new page scans it with the preview words)
+    if ((group === 'cloud' || group === 'preview') && (el.dataset.phrase || el.classList.contains('cand-phrase'))) it.phrase = true;
     return it;
   });
   if (items.some((it) => it.group === 'panel')) return items.filter((it) => it.group === 'panel' || it.group === 'toolbar');

@@ -1,7 +1,7 @@
 /*
  * dwell.js — dwell selection on every control: resting the pointer on a
  * button (candidates, preview words, actions, toolbar, panels, the tree,
- * check boxes) for the dwell time clicks it, with a progress ring drawn
+ * check boxes, a <details> summary) for the dwell time clicks it, with a progress ring drawn
  * over it and a cooldown after each selection.
  *
  * Why one delegated handler: a control added later (a panel's list, the
@@ -15,7 +15,7 @@
  */
 import { $, S } from './state.js';
 
-const DWELL_SEL = 'button, [role="button"], [role="treeitem"], input[type="checkbox"], input[type="text"], input[type="number"], textarea, select, a[href]';
+const DWELL_SEL = 'button, summary, [role="button"], [role="treeitem"], input[type="checkbox"], input[type="text"], input[type="number"], textarea, select, a[href]';
 
 let target = null, timer = 0, fired = null;
 
