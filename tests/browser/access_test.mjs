@@ -130,8 +130,15 @@ function where(sel) {
 async function reach(sel, sw, timeout = 60000) {
   const t0 = Date.now();
   let presses = 0;
+  // two switches are paced by the presses alone: what bounds the search is
+  // the number of presses (a scan that never lands on the target runs out
+  // of them), and the clock only guards against a hang (a loaded machine
+  // makes each press slow, not the scan wrong)
+  const budget = sw.mode === 'scan2' ? 600 : Infinity;
+  if (sw.mode === 'scan2') timeout = Math.max(timeout, 300000);
   for (;;) {
-    if (Date.now() - t0 > timeout) throw new Error(`never reached ${sel}`);
+    if (Date.now() - t0 > timeout) throw new Error(`never reached ${sel} (${presses} presses)`);
+    if (presses > budget) throw new Error(`never reached ${sel} in ${presses} presses`);
     const r = await where(sel);
     const late = sw.mode === 'scan1' && r.age > sw.interval - 120;
     if (r.w === 'on' && !late) { await sw.press('select'); presses++; return presses; }
