@@ -37,6 +37,17 @@ static void use_vocab(const fp_model *m)
     int32_t toks[128];
     int32_t n = fp_tokenize(m, text, sizeof text - 1, toks, 128, true);
     FZ_CHECK(n >= -1, "tokenize returned %d", n);
+    /* characters a vocabulary may lack ("[" in TinyStories-656K, which has
+     * no byte tokens): refused with a reason, never an abort in llama.cpp */
+    static const char odd[] = "a [b] {c} <|end|> \xe2\x96\x81 \xf0\x9f\x98\x80";
+    for (int sp = 0; sp < 2; sp++) {
+        int32_t no = sp ? fp_tokenize_special(m, odd, sizeof odd - 1, toks, 128, true)
+                        : fp_tokenize(m, odd, sizeof odd - 1, toks, 128, true);
+        fp_error e = {0};
+        fp_status cs = fp_tokenize_check(m, odd, sizeof odd - 1, sp, &e);
+        FZ_CHECK((no == -1) == (cs != FP_OK), "tokenize gave %d, the check %s", no, fp_status_name(cs));
+        FZ_CHECK(cs == FP_OK || e.message[0], "refused without a message");
+    }
     if (n > 128) n = 128;
     char out[1024];
     if (n > 0) (void)fp_detokenize(m, toks, n, out, sizeof out);

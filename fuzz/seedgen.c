@@ -153,8 +153,10 @@ static void rows(const char *db_path)
 
 /* Small GGUF seeds from stories260K: its tokenizer alone (vocab-only, no
  * tensors) and the model cut to its first layer. Both load; mutating them is
- * cheaper than mutating the 1.2 MB original. */
-static void models(const char *src)
+ * cheaper than mutating the 1.2 MB original. stem names the files; variants
+ * 1 writes the tokenizer only (TinyStories-656K's: no byte tokens, no "[",
+ * which llama.cpp's tokenizer would abort on). */
+static void models(const char *src, const char *stem, int variants)
 {
     struct ggml_context *data = NULL;
     struct gguf_init_params gp = { .no_alloc = false, .ctx = &data };
@@ -163,7 +165,7 @@ static void models(const char *src)
     char tmp[PATH_MAX], dst[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s/model", g_out);
     mkdir(tmp, 0755);
-    for (int variant = 0; variant < 2; variant++) {
+    for (int variant = 0; variant < variants; variant++) {
         struct gguf_context *o = gguf_init_empty();
         gguf_set_kv(o, g);
         if (variant == 1) {
@@ -174,7 +176,7 @@ static void models(const char *src)
                 gguf_add_tensor(o, ggml_get_tensor(data, tn));
             }
         }
-        snprintf(dst, sizeof dst, "%s/model/%s", g_out, variant ? "stories260K-1layer.gguf" : "stories260K-vocab.gguf");
+        snprintf(dst, sizeof dst, "%s/model/%s-%s.gguf", g_out, stem, variant ? "1layer" : "vocab");
         if (!gguf_write_to_file(o, dst, false)) die(dst, "cannot write");
         gguf_free(o);
     }
@@ -210,6 +212,8 @@ int main(int argc, char **argv)
     unlink(db);
     fp_engine_free(e);
     fp_model_free(m);
-    models(path);
+    models(path, "stories260K", 2);
+    snprintf(path, sizeof path, "%s/tinystories-656k/tinystories-656k-q8_0.gguf", dir);
+    models(path, "tinystories-656k", 1);
     return 0;
 }

@@ -98,9 +98,15 @@ const char *fp_model_path(const fp_model *model);
 /* Tokenizer access, usable on vocab-only models too.
  * fp_tokenize writes at most cap tokens and returns how many the text needs
  * (so a return > cap means "call again with a larger buffer"), or -1 on
- * invalid UTF-8. add_bos adds the model's BOS token when it has one. */
+ * invalid UTF-8 or on a character the vocabulary cannot spell (a
+ * SentencePiece vocabulary without byte tokens: TinyStories-656K has no
+ * "["). add_bos adds the model's BOS token when it has one. */
 int32_t fp_tokenize(const fp_model *model, const char *text, size_t len,
                     int32_t *tokens, int32_t cap, bool add_bos);
+/* Why fp_tokenize (special false) or fp_tokenize_special (true) refuses
+ * text: FP_ERR_UTF8, or FP_ERR_ARG naming the character the vocabulary
+ * cannot spell and its byte offset; FP_OK when it can be tokenized. O(len). */
+fp_status fp_tokenize_check(const fp_model *model, const char *text, size_t len, bool special, fp_error *err);
 /* Appends the bytes of one token to out (at most cap bytes); returns the
  * piece length, or a negative number when cap is too small. */
 int32_t fp_token_piece(const fp_model *model, int32_t token, char *out, int32_t cap);

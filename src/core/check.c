@@ -57,6 +57,24 @@ static bool check_trunk(const fp_session *s, char *why, size_t cap) {
     return true;
 }
 
+/* Do a candidate's tokens spell its text, as whole UTF-8 characters? Choosing
+ * it appends those tokens; text that is not theirs (a damaged saved session:
+ * " the" over a lone lead byte) would make the document invalid UTF-8 later.
+ * The end-of-text candidate has no text of its own. O(candidate bytes). */
+static bool candidate_spelled(const fp_session *s, const fp_candidate *k) {
+    if (k->is_eog) return true;
+    const fp_model *m = s->engine->model;
+    size_t at = 0, tl = strlen(k->text);
+    for (int32_t t = 0; t < k->n_tokens; t++) {
+        if (k->tokens[t] < 0 || k->tokens[t] >= m->n_vocab) return false;
+        int32_t n;
+        const char *p = fpi_piece(m, k->tokens[t], &n);
+        if (at + (size_t)n > tl || memcmp(k->text + at, p, (size_t)n) != 0) return false;
+        at += (size_t)n;
+    }
+    return at == tl && fp_utf8_complete_prefix(k->text, tl) == tl;
+}
+
 static bool check_forks(const fp_session *s, char *why, size_t cap) {
     if ((s->state == FP_STATE_AT_FORK) != (s->open_fork >= 0)) FAIL("state %d with open fork %d", s->state, s->open_fork);
     for (int32_t i = 0; i < s->n_forks; i++) {
@@ -82,6 +100,10 @@ static bool check_forks(const fp_session *s, char *why, size_t cap) {
         if ((size_t)f->pub.text_offset != s->text_len) FAIL("the open fork is at byte %d, the text ends at %zu", f->pub.text_offset, s->text_len);
         if (s->text_complete != s->text_len) FAIL("a fork is open where the shown text does not end");
         if (f->pub.candidates != f->shown || f->pub.n_candidates != f->n_shown) FAIL("the open fork does not show its cloud");
+        for (int32_t c = 0; c < f->n_shown; c++)
+            if (!candidate_spelled(s, &f->shown[c])) FAIL("the open fork's candidate %d is not spelled by its tokens", c);
+        for (int32_t c = 0; c < f->n_base; c++)
+            if (!candidate_spelled(s, &f->base[c])) FAIL("the open fork's base candidate %d is not spelled by its tokens", c);
     }
     for (int32_t i = 0; i < s->n_events; i++)
         if (s->events[i].id < 0 || s->events[i].id >= s->n_forks) FAIL("event %d names fork %d", i, s->events[i].id);

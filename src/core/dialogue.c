@@ -208,7 +208,8 @@ static fp_session *turn_session(fp_dialogue *d, const char *prompt, fp_error *er
     if (!toks) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     int32_t n = fp_tokenize_special(m, prompt, len, toks, cap, true);
     fp_session *s = NULL;
-    if (n < 0 || n > cap) fpi_fail(err, FP_ERR_ARG, "the conversation cannot be tokenized");
+    if (n < 0) fpi_tokenize_fail(m, "the conversation", prompt, len, true, err);
+    else if (n > cap) fpi_fail(err, FP_ERR_ARG, "the conversation cannot be tokenized");
     else s = fpi_session_start(d->engine, prompt, toks, n, false, NULL, &d->st, err);
     free(toks);
     return s;

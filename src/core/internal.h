@@ -7,6 +7,7 @@
  *
  *   the model and the engine (imports nothing above them)
  *     model.c      GGUF loading, the tokenizer, per-token flags
+ *     spell.c      the characters an SPM vocabulary can spell
  *     engine.c     the llama.cpp context, its sequence pool, decoding
  *     dist.c       distributions, the sampler chain, the pick rule
  *     utf8.c       UTF-8 validation and the text boundary
@@ -81,7 +82,24 @@ struct fp_model {
     /* tokvec.c: a unit vector per token (n_vocab x FP_TOKVEC), built on first use */
     float *tokvec;
     bool tokvec_done;
+    /* spell.c: what an SPM vocabulary can spell (spell_on: an SPM vocabulary) */
+    bool spell_on;
+    bool spell_byte[256];       /* bytes with a "<0xXX>" or one-byte piece */
+    uint32_t *spell_cp;         /* sorted code points of one-character pieces */
+    int32_t n_spell_cp;
 };
+
+/* spell.c: built at load. fpi_spell_problem: the byte offset of the first
+ * character of text[0..len) that llama.cpp's tokenizer cannot write (it
+ * would abort), *cp set to it, or -1 when all can be. special: control
+ * texts are cut out first (fp_tokenize_special). O(len). */
+fp_status fpi_spell_build(fp_model *m, fp_error *err);
+void      fpi_spell_free(fp_model *m);
+int64_t   fpi_spell_problem(const fp_model *m, const char *text, size_t len, bool special, uint32_t *cp);
+/* Fills err with "<what> cannot be tokenized: <why>" (fp_tokenize_check's
+ * reason and code, FP_ERR_ARG when it has none); returns the code. */
+fp_status fpi_tokenize_fail(const fp_model *m, const char *what, const char *text, size_t len, bool special,
+                            fp_error *err);
 
 /* tokvec.c: the model's per-token meaning vectors, or NULL (none readable).
  * Built once, on the first call (not thread-safe: the engine's thread). */

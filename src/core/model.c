@@ -272,7 +272,8 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
     m->n_vocab = llama_vocab_n_tokens(m->vocab);
     m->vocab_only = p.vocab_only;
     m->path = strdup(path);
-    if (!m->path || build_pieces(m, err) != FP_OK || fpi_control_texts_build(m, err) != FP_OK) {
+    if (!m->path || build_pieces(m, err) != FP_OK || fpi_control_texts_build(m, err) != FP_OK ||
+        fpi_spell_build(m, err) != FP_OK) {
         if (!m->path) fpi_fail(err, FP_ERR_NOMEM, "out of memory");
         fp_model_free(m);
         return NULL;
@@ -294,6 +295,7 @@ void fp_model_free(fp_model *m) {
     free(m->piece_off);
     free(m->tok_flags);
     fpi_control_texts_free(m);
+    fpi_spell_free(m);
     free(m->path);
     free(m);
 }
@@ -305,6 +307,7 @@ const char *fp_model_path(const fp_model *m) { return m->path; }
 
 int32_t fp_tokenize(const fp_model *m, const char *text, size_t len, int32_t *tokens, int32_t cap, bool add_bos) {
     if (!fp_utf8_valid(text, len) || len > INT32_MAX / 2) return -1;
+    if (fpi_spell_problem(m, text, len, false, NULL) >= 0) return -1; /* llama.cpp would abort */
     int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, tokens, cap, add_bos, false);
     if (n == INT32_MIN) return -1;
     return n < 0 ? -n : n;
@@ -330,6 +333,7 @@ int32_t fp_detokenize(const fp_model *m, const int32_t *tokens, int32_t n, char 
 int32_t fp_tokenize_special(const fp_model *m, const char *text, size_t len, int32_t *tokens, int32_t cap,
                             bool add_bos) {
     if (!fp_utf8_valid(text, len) || len > INT32_MAX / 2) return -1;
+    if (fpi_spell_problem(m, text, len, true, NULL) >= 0) return -1; /* llama.cpp would abort */
     int32_t n = llama_tokenize(m->vocab, text, (int32_t)len, tokens, cap, add_bos, true);
     if (n == INT32_MIN) return -1;
     if (n < 0) return -n;

@@ -868,7 +868,7 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
     snprintf(want, sizeof want, "%s%s", need_space ? " " : "", text);
     int32_t toks[FP_MAX_TEXT];
     int32_t n = tokenize_exact(s->engine->model, want, toks, FP_MAX_TEXT);
-    if (n <= 0) return fpi_fail(err, FP_ERR_ARG, "the typed text cannot be tokenized");
+    if (n <= 0) return fpi_tokenize_fail(s->engine->model, "the typed text", want, strlen(want), false, err);
     if (!grammar_allows(s, toks, n)) return fpi_fail(err, FP_ERR_ARG, "the typed text does not fit the session's grammar");
     int32_t kv_len = s->n_path - s->n_shift; /* the window slides after it, not while the fork's branches share cells */
     if (kv_len + n + fpi_reserve_tokens(s) >= s->engine->n_pos_max || kv_len + n > (int32_t)s->engine->n_ctx)
@@ -981,7 +981,7 @@ fp_session *fp_session_new_grammar(fp_engine *e, const char *prompt, const fp_se
     int32_t limit = e->n_pos_max - (st.max_word_tokens + st.lookahead + 2);
     if (n < 0 || n > cap || n > limit) {
         free(toks);
-        if (n < 0) fpi_fail(err, FP_ERR_UTF8, "the prompt cannot be tokenized");
+        if (n < 0) fpi_tokenize_fail(e->model, "the prompt", prompt, len, false, err);
         else fpi_fail(err, FP_ERR_CONTEXT, "the prompt is %d tokens; the context allows %d (n_ctx %d minus room for a fork)",
                      n, limit, e->n_pos_max);
         return NULL;

@@ -554,6 +554,11 @@ static bool restore_into(fp_session *s, const cJSON *o, rd *r, fp_error *err) {
         s->open_fork = -1;
         s->end_reason = strcmp(why, "max_tokens") == 0 ? "max_tokens" : strcmp(why, "context") == 0 ? "context" : "eog";
     }
+    /* every invariant check.c knows must hold, in every build: a document
+     * that restores but breaks one (found by fuzz_dialogue) would fail later,
+     * in the middle of a decision. O(path + tree + forks), once. */
+    char why[200];
+    if (!r->bad && !fpi_session_check(s, why, sizeof why)) return rd_fail(r, why);
     return !r->bad;
 }
 

@@ -701,7 +701,9 @@ static int prompt_tokens(ctx *x, int32_t i, int32_t **out, int32_t *n_out, char 
     if (n < 1 || n > cap) {
         free(t);
         free(rendered);
-        set_error(x->job, 400, "invalid_request_error", "prompt", n < 0 ? "the prompt cannot be tokenized" : "the prompt is empty");
+        fp_error e = { 0 };
+        if (n < 0 && fp_tokenize_check(x->m, text, len, true, &e) == FP_OK) snprintf(e.message, sizeof e.message, "the prompt cannot be tokenized");
+        set_error(x->job, 400, "invalid_request_error", "prompt", n < 0 ? e.message : "the prompt is empty");
         return 400;
     }
     *out = t;
@@ -721,6 +723,15 @@ static void exec_tokenize(ctx *x)
         int32_t cap = (int32_t)(len < (1u << 20) ? len : (1u << 20)) + 8;
         int32_t *t = malloc(sizeof(int32_t) * (size_t)cap);
         int32_t n = t ? fp_tokenize_special(x->m, text, len, t, cap, q->add_special) : -1;
+        fp_error e = { 0 };
+        if (!t || n > cap || (n < 0 && fp_tokenize_check(x->m, text, len, true, &e) == FP_OK))
+            snprintf(e.message, sizeof e.message, t ? "the content cannot be tokenized" : "out of memory");
+        if (n < 0 || n > cap) {
+            free(t);
+            cJSON_Delete(o);
+            set_error(x->job, t ? 400 : 500, t ? "invalid_request_error" : "server_error", t ? "content" : NULL, e.message);
+            return;
+        }
         for (int32_t i = 0; i < n && i < cap; i++) {
             if (!q->with_pieces) { cJSON_AddItemToArray(a, cJSON_CreateNumber(t[i])); continue; }
             cJSON *p = cJSON_CreateObject();

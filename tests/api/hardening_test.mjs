@@ -692,6 +692,30 @@ async function main() {
     eq(e.code, 0, `exit ${JSON.stringify(e)}`);
   });
 
+  /* 3b. TinyStories-656K has no "[" and no byte tokens: llama.cpp's tokenizer
+   * would abort the server; every path that tokenizes answers 400 instead */
+  await test('text the vocabulary cannot spell: 400 JSON on every tokenizing path, the server lives', async () => {
+    const m656 = pick(path.join(MODELS, 'tinystories-656k/tinystories-656k-q8_0.gguf'));
+    assert(m656, `no ${MODELS}/tinystories-656k/tinystories-656k-q8_0.gguf`);
+    const s = await startServer([], { model: m656 });
+    try {
+      const spell = /cannot spell "\[" U\+005B/;
+      await expectError(s, 'POST', '/api/sessions', { prompt: 'a [b' }, 400, spell);
+      for (const [p, body] of [['/tokenize', { content: 'a [b' }], ['/v1/completions', { prompt: 'a [b', max_tokens: 2 }],
+                               ['/completion', { prompt: 'a [b', n_predict: 2 }]]) {
+        const r = await http(s, 'POST', p, body);   // OpenAI's error shape: {"error": {"message": ...}}
+        eq(r.status, 400, `${p}: ${r.text.slice(0, 200)}`);
+        assert(r.json && r.json.error && spell.test(r.json.error.message), `${p}: ${r.text.slice(0, 200)}`);
+      }
+      const st = (await http(s, 'POST', '/api/sessions', { prompt: 'Once upon a time' })).json;
+      assert(st && st.id && st.fork, `create: ${JSON.stringify(st).slice(0, 200)}`);
+      await expectError(s, 'POST', `/api/sessions/${st.id}/type`, { text: '[x]' }, 400, spell);
+      eq((await http(s, 'POST', `/api/sessions/${st.id}/type`, { text: 'dog' })).status, 200, 'a word it can spell');
+      eq((await http(s, 'GET', '/api/sessions')).status, 200, 'still serving');
+    } finally { await stopServer(s); }
+    assert(!/ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:|terminate called/.test(s.stderr), s.stderr.slice(-2000));
+  });
+
   /* 4. UTF-8 out, on a model with byte tokens */
   await test('byte-token model: ~100 choices, every HTTP body and WebSocket message is valid UTF-8, offsets consistent', async () => {
     assert(BYTE_MODEL, `no ${MODELS}/llama-2-tiny-random.gguf`);

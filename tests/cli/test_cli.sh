@@ -65,6 +65,13 @@ long=$(printf 'the cat sat on the mat. %.0s' $(seq 1 600))
 expect_error "prompt too long" 2 "context" -- "${W[@]}" --prompt "$long" --choices /dev/null
 expect_error "empty prompt" 2 "empty" -- "${W[@]}" --prompt "" --choices /dev/null
 expect_error "invalid UTF-8 prompt" 2 "UTF-8" -- "${W[@]}" --prompt $'Once \xff upon' --choices /dev/null
+# TinyStories-656K has no "[" and no byte tokens: llama.cpp would abort; we refuse, naming it
+M656=("$BIN" write --model "$MODELS/tinystories-656k/tinystories-656k-q8_0.gguf" --threads 1)
+expect_error "unspellable prompt" 2 'cannot spell "\[" U\+005B' -- "${M656[@]}" --prompt "a [b" --choices /dev/null
+printf 't [x]\nq\n' > "$T/typed656"
+expect_error "unspellable typed word" 2 'typed text cannot be tokenized.*"\["' -- "${M656[@]}" --prompt "Once upon a time" --choices "$T/typed656"
+printf 'say hi [there]\nreply\nq\n' > "$T/say656"
+expect_error "unspellable chat message" 2 'conversation cannot be tokenized.*"\["' -- "$BIN" chat --model "$MODELS/tinystories-656k/tinystories-656k-q8_0.gguf" --threads 1 --chat-template chatml --choices "$T/say656"
 printf '99\n' > "$T/range"
 expect_error "out-of-range choice" 2 "out of range" -- "${W[@]}" --choices "$T/range"
 printf '1\n' > "$T/short"
