@@ -188,10 +188,14 @@ export function closeTypebox() {
 }
 
 /* Commits the word in the box as the person's own text. */
-export function commitTyped() {
+export async function commitTyped() {
   const text = $('type-input').value;
   if (!text.trim()) return;
   hideTypebox();
+  // a narrowing still due or on its way would change the version under the
+  // commit (409, the word lost): drop the one due, wait for the one sent
+  clearTimeout(S.prefixTimer);
+  if (S.prefixInflight) await S.prefixInflight;
   typeText(text).then(() => {
     const f = $(`cand-${S.focusIdx}`) || $('cloud').querySelector('.cand');
     if (f) f.focus();
@@ -209,10 +213,16 @@ export function prefixChanged() {
 export async function sendPrefix(prefix) {
   clearTimeout(S.prefixTimer);
   S.prefixSent = prefix;
-  try {
-    const st = await api('POST', sessPath('/type'), { prefix });
-    if (S.prefixSent === prefix) render(st, { keepFocus: false });
-  } catch (e) { showError(e.message); }
+  const run = (async () => {
+    try {
+      const st = await api('POST', sessPath('/type'), { prefix });
+      if (S.prefixSent === prefix) render(st, { keepFocus: false });
+    } catch (e) { showError(e.message); }
+  })();
+  // what a commit waits for (commitTyped); the newest request is the one
+  S.prefixInflight = run;
+  await run;
+  if (S.prefixInflight === run) S.prefixInflight = null;
 }
 
 /* A digit in the word box picks from the narrowed cloud (as the terminal

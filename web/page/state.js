@@ -32,7 +32,7 @@ export const S = {
   activeUpto: -1, // byte offset of the preview word pointed at (-1: none)
   pinned: 0, pinTimer: 0, remote: -1, focusIdx: 0, order: [],
   // actions.js: one decision at a time, the way back (redo), typing
-  busy: false, redo: [], prefixTimer: 0, prefixSent: '', cooldownUntil: 0, cooldownTimer: 0,
+  busy: false, redo: [], prefixTimer: 0, prefixSent: '', prefixInflight: null, cooldownUntil: 0, cooldownTimer: 0,
   // pointer.js: touch long-press
   longTimer: 0, longFired: false,
   // ws.js: the WebSocket
