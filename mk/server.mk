@@ -9,11 +9,13 @@
 SERVER_SRC  := $(filter-out src/server/embed_tool.c,$(wildcard src/server/*.c))
 # every file below web/ is compiled in, served at its path below web/
 WEB_FILES   := $(sort $(shell find web -type f ! -name '.*'))
-# -lssl/-lcrypto and the exported SSL_get_peer_certificate: see src/server/tls.c
+# -lssl/-lcrypto and the exported SSL_get_peer_certificate: see src/server/tls.c;
+# the exported recv: see src/server/wsmask.c
 SERVER_LIBS := -lcivetweb -lsqlite3 -lpq -lssl -lcrypto -Wl,--export-dynamic-symbol=SSL_get_peer_certificate \
                -Wl,--export-dynamic-symbol=SSL_read -Wl,--export-dynamic-symbol=SSL_write \
                -Wl,--export-dynamic-symbol=SSL_pending -Wl,--export-dynamic-symbol=SSL_shutdown \
-               -Wl,--export-dynamic-symbol=SSL_get_error -Wl,--export-dynamic-symbol=SSL_free
+               -Wl,--export-dynamic-symbol=SSL_get_error -Wl,--export-dynamic-symbol=SSL_free \
+               -Wl,--export-dynamic-symbol=recv
 # the camera-gaze library and the three face models it needs (detector,
 # mesh, iris), from vendor/node_modules (scripts/setup.sh), served below
 # /vendor/human/; left out when not installed (the page then says so)

@@ -288,6 +288,13 @@ int  srv_read_json(struct mg_connection *c, void **cjson_out, char *err, size_t 
  * the SSL_CTX. 1 = done, -1 = refused with app->tls_error set. */
 int  srv_tls_init(void *ssl_ctx, void *user_data);
 
+/* wsmask.c: the mask bit of a WebSocket client's frames, read on the
+ * connection's own civetweb thread (arm when ready, disarm at close). */
+void srv_wsmask_arm(bool tls);
+void srv_wsmask_disarm(void);
+bool srv_wsmask_unmasked(void);                 /* an unmasked frame came in */
+void srv_wsmask_tls_read(const void *ssl, const void *buf, int n); /* tls.c's SSL_read */
+
 /* ws.c: WebSocket handlers and fan-out. */
 void srv_ws_register(srv_app *app);
 /* Sends a state document to every client of the session (any thread). */

@@ -133,7 +133,12 @@ static int locked_io(SSL *s, enum io op, void *buf, int num)
     return r;
 }
 
-int SSL_read(SSL *s, void *buf, int num) { return locked_io(s, IO_READ, buf, num); }
+int SSL_read(SSL *s, void *buf, int num)
+{
+    int r = locked_io(s, IO_READ, buf, num);
+    srv_wsmask_tls_read(s, buf, r);  /* a WebSocket's frame headers: wsmask.c */
+    return r;
+}
 int SSL_write(SSL *s, const void *buf, int num) { return locked_io(s, IO_WRITE, (void *)buf, num); }
 int SSL_shutdown(SSL *s) { return locked_io(s, IO_SHUTDOWN, NULL, 0); }
 

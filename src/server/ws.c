@@ -18,8 +18,9 @@
  * Receiving (civetweb hands us single frames): fragmented messages are
  * reassembled up to SRV_MAX_BODY; frames RFC 6455 forbids — RSV bits set
  * without an extension, control frames over 125 bytes or fragmented,
- * unknown opcodes, continuation without a start — close the connection
- * with status 1002. Pings are answered here (civetweb's own ping handling
+ * unknown opcodes, continuation without a start, and (wsmask.c) frames
+ * without the client's mask — close the connection with status 1002.
+ * Pings are answered here (civetweb's own ping handling
  * is off so that control frames reach us), and the writer pings an idle
  * peer, closing it when it stops answering.
  */
@@ -348,6 +349,10 @@ static void on_ready(struct mg_connection *c, void *cbdata)
         send_err(app, slot, job.status ? job.status : 500, "session unavailable", NULL, NULL);
     }
     free(job.body);
+    /* from here on this thread reads only this connection: watch its frame
+     * headers for the mask bit civetweb does not report (wsmask.c) */
+    const struct mg_request_info *ri = mg_get_request_info(c);
+    srv_wsmask_arm(ri && ri->is_ssl);
 }
 
 /* Relays a highlight (index >= -1) or a switch press (button != NULL,
@@ -470,6 +475,7 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
     if (!slot) return 0;
     const int opcode = bits & 0x0f;
     const bool fin = (bits & 0x80) != 0;
+    if (srv_wsmask_unmasked()) return protocol_error(app, slot, 1002, "unmasked client frame");
     if (bits & 0x70) return protocol_error(app, slot, 1002, "RSV bits set without an extension");
     if (opcode & 0x08) {  /* control frames: never fragmented, at most 125 bytes */
         if (!fin || len > 125) return protocol_error(app, slot, 1002, "bad control frame");
@@ -536,6 +542,7 @@ static int on_data(struct mg_connection *c, int bits, char *data, size_t len, vo
 static void on_close(const struct mg_connection *c, void *cbdata)
 {
     srv_app *app = cbdata;
+    srv_wsmask_disarm();
     pthread_mutex_lock(&app->ws_mu);
     srv_ws *slot = mg_get_user_connection_data(c);
     bool join = false;

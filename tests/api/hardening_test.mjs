@@ -302,6 +302,15 @@ async function tlsTests() {
       await wsWait(ws, (w) => w.msgs.filter((m) => m.type === 'state').length >= 2); // the new state is pushed too
       ws.s.destroy();
     });
+    await test('TLS: an unmasked frame over wss closes with 1002', async () => {
+      const cr = await httpsReq(srv, c.ca, 'POST', '/api/sessions', { prompt: 'Once', settings: LIGHT }, { Authorization: 'Bearer sekrit' });
+      const ws = await wsOpen(srv, cr.json.id, { query: '?token=sekrit',
+        connect: () => tls.connect({ host: '127.0.0.1', port: srv.port, ca: c.ca, servername: 'localhost' }) });
+      await wsWait(ws, (w) => w.msgs.some((m) => m.type === 'state'));
+      ws.s.write(Buffer.concat([frame(1, '{"op":"get"}'), frame(1, '{"op":"get"}', { mask: false })]));
+      assert(await wsClosed(ws), 'closed');
+      eq(ws.closeCode, 1002, 'close code');
+    });
     await test('TLS: 2000 pipelined wss requests while the writer thread answers: every reply arrives, nothing closes', async () => {
       /* civetweb reads on its thread while ws.c's writer writes: tls.c
        * serialises the two on the one SSL object */
@@ -591,6 +600,34 @@ async function main() {
       eq(ws.closeCode, 1002, `close code for ${b.subarray(0, 2).toString('hex')}`);
     }
     eq((await http(srv, 'GET', '/api/health')).status, 200, 'server up');
+  });
+
+  await test('an unmasked client frame closes with 1002 (RFC 6455 5.1), wherever it comes in the stream', async () => {
+    const big = '{"op":"get","req":1,"pad":"' + 'x'.repeat(300) + '"}';      /* 16-bit length */
+    const cases = [
+      ['first frame', [frame(1, '{"op":"get"}', { mask: false })]],
+      ['after masked frames of 7- and 16-bit lengths', [frame(1, '{"op":"get"}'), frame(9, 'p'), frame(1, big),
+        frame(1, '{"op":"get"}', { mask: false })]],
+      ['a ping', [frame(9, 'hello', { mask: false })]],
+      ['continuation of a fragmented message', [frame(1, '{"op":', { fin: false }), frame(0, '"get"}', { mask: false })]],
+    ];
+    for (const [name, frames] of cases) {
+      const ws = await wsOpen(srv, sid);
+      await wsWait(ws, (w) => w.msgs.some((m) => m.type === 'state'));
+      const bytes = Buffer.concat(frames);
+      /* written a byte at a time: headers split across reads */
+      for (let i = 0; i < bytes.length; i += 7) { ws.s.write(bytes.subarray(i, i + 7)); await sleep(1); }
+      assert(await wsClosed(ws), `closed: ${name}`);
+      eq(ws.closeCode, 1002, `close code: ${name}`);
+    }
+    /* a masked client of the same session is unaffected, before and after */
+    const ok = await wsOpen(srv, sid);
+    await wsWait(ok, (w) => w.msgs.some((m) => m.type === 'state'));
+    ok.s.write(frame(1, Buffer.alloc(70000, 0x20)));                         /* 64-bit length: refused by size */
+    await wsWait(ok, (w) => w.msgs.some((m) => m.status === 413), 30000);
+    const r = await wsReply(ok, { op: 'get' });
+    assert(r && r.type === 'state' && !ok.closed, 'a masked client goes on');
+    ok.s.destroy();
   });
 
   await test('frame payloads: 2 MiB is read and refused (413 message, connection kept); a 2^56-byte claim closes; the server stays up', async () => {
