@@ -49,11 +49,12 @@ $(BUILD)/llama.mk: scripts/llama.sh | $(BUILD)/.setup
 	p=$$(bash scripts/llama.sh) && echo "LLAMA_PREFIX := $$p" > $@
 deps: $(BUILD)/.setup $(BUILD)/llama.mk
 
-# ---- objects and binaries, for each flavour
+# ---- objects and libraries, for each flavour (mk/fuzz.mk adds clang and
+# fuzz: CC_<flavour> and DEFS_<flavour> say what differs), then the binaries
 define flavour
 $(BUILD)/$(1)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/core/*.h) $(BUILD)/llama.mk
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(CPPFLAGS) $$(CFLAGS_$(1)) -MMD -MP -c $$< -o $$@
+	$$(or $$(CC_$(1)),$$(CC)) $$(CPPFLAGS) $$(CFLAGS_$(1)) $$(DEFS_$(1)) -MMD -MP -c $$< -o $$@
 $(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
@@ -63,11 +64,12 @@ $(BUILD)/$(1)/libforkpoint_store.a: $(call store_objs,$(1))
 $(BUILD)/$(1)/libforkpoint_fetch.a: $(call fetch_objs,$(1))
 	@rm -f $$@
 	ar rcs $$@ $$^
+endef
+define program
 $(BUILD)/$(1)/forkpoint: $(call cli_objs,$(1)) $(BUILD)/$(1)/libforkpoint_store.a $(BUILD)/$(1)/libforkpoint_fetch.a $(BUILD)/$(1)/libforkpoint.a
 	$$(CC) $$(LDFLAGS_$(1)) -o $$@ $$^ $$(LLAMA_LIBS) -lsqlite3 -lpq $$(SYS_LIBS)
 endef
-$(eval $(call flavour,release))
-$(eval $(call flavour,asan))
+$(foreach f,release asan,$(eval $(call flavour,$(f)))$(eval $(call program,$(f))))
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 

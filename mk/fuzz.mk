@@ -49,23 +49,14 @@ FUZZ_SECONDS ?= 60
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_HDRS    := $(wildcard fuzz/*.h)
 
-# ---- the clang flavour (library, store, CLI objects; unit tests)
-define clang_flavour
-$(BUILD)/$(1)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/core/*.h) $(BUILD)/llama.mk
-	@mkdir -p $$(dir $$@)
-	$(CLANG) $$(CPPFLAGS) $$(CFLAGS_$(1)) -DFP_CHECKS -Dmain=fpi_main_$$(subst /,_,$$*) -MMD -MP -c $$< -o $$@
-$(BUILD)/$(1)/libforkpoint.a: $(call core_objs,$(1))
-	@rm -f $$@
-	ar rcs $$@ $$^
-$(BUILD)/$(1)/libforkpoint_store.a: $(call store_objs,$(1))
-	@rm -f $$@
-	ar rcs $$@ $$^
-$(BUILD)/$(1)/libforkpoint_fetch.a: $(call fetch_objs,$(1))
-	@rm -f $$@
-	ar rcs $$@ $$^
-endef
-$(eval $(call clang_flavour,clang))
-$(eval $(call clang_flavour,fuzz))
+# ---- the clang flavour (library, store, CLI objects; unit tests): the
+# Makefile's flavour rules, compiled by clang with FP_CHECKS and main renamed
+CC_clang   = $(CLANG)
+CC_fuzz    = $(CLANG)
+DEFS_clang = -DFP_CHECKS -Dmain=fpi_main_$(subst /,_,$*)
+DEFS_fuzz  = $(DEFS_clang)
+$(eval $(call flavour,clang))
+$(eval $(call flavour,fuzz))
 
 CLANG_UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/clang/tests/%,$(UNIT_SRC))
 $(BUILD)/clang/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(BUILD)/clang/libforkpoint_store.a $(BUILD)/clang/libforkpoint_fetch.a $(BUILD)/clang/libforkpoint.a

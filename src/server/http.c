@@ -225,23 +225,25 @@ int srv_access_check(srv_app *app, const struct mg_connection *c, bool *set_cook
 /* ------------------------------------------------------------- bodies */
 
 /* Reads the request body into a malloc'd NUL-terminated buffer of at most
- * SRV_MAX_BODY bytes. Returns 0, or an HTTP status: 413 when too large,
- * 400 when the client went away before sending all of it. */
-static int read_body(struct mg_connection *c, char **out, size_t *out_len)
+ * max bytes. Returns 0, or an HTTP status: 413 when too large, 400 when the
+ * client went away before sending all of it. */
+static int read_body(struct mg_connection *c, size_t max, char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
     const struct mg_request_info *ri = mg_get_request_info(c);
-    if (ri->content_length > (long long)SRV_MAX_BODY) return 413;
-    char *buf = malloc(SRV_MAX_BODY + 2);
+    if (ri->content_length > (long long)max) return 413;
+    /* the buffer fits what Content-Length announces (chunked: the limit) */
+    size_t want = ri->content_length >= 0 ? (size_t)ri->content_length : max;
+    char *buf = malloc(want + 2);
     if (!buf) return 503;
     size_t len = 0;
     for (;;) {
-        int n = mg_read(c, buf + len, SRV_MAX_BODY + 1 - len);
+        int n = mg_read(c, buf + len, want + 1 - len);
         if (n < 0) { free(buf); return 400; }
         if (n == 0) break;
         len += (size_t)n;
-        if (len > SRV_MAX_BODY) { free(buf); return 413; }
+        if (len > want) { free(buf); return len > max ? 413 : 400; }
     }
     if (ri->content_length >= 0 && (long long)len != ri->content_length) {
         free(buf);
@@ -261,7 +263,7 @@ static int parse_body(struct mg_connection *c, cJSON **json, bool empty_ok, cons
     *json = NULL;
     char *body;
     size_t len;
-    int st = read_body(c, &body, &len);
+    int st = read_body(c, SRV_MAX_BODY, &body, &len);
     if (st == 413) return send_error(c, 413, "request body too large (limit 64 KiB)");
     if (st == 503) return send_error(c, 503, "out of memory");
     if (st) return send_error(c, 400, "incomplete request body");
@@ -643,13 +645,13 @@ int srv_read_json(struct mg_connection *c, void **out, char *err, size_t cap)
     *out = NULL;
     char *body;
     size_t len;
-    int st = read_body(c, &body, &len);
+    int st = read_body(c, SRV_MAX_API_BODY, &body, &len);
     if (st) {
-        snprintf(err, cap, "%s", st == 413 ? "request body too large (limit 64 KiB)" : st == 503 ? "out of memory"
+        snprintf(err, cap, "%s", st == 413 ? "request body too large (limit 1 MiB)" : st == 503 ? "out of memory"
                                                                                        : "incomplete request body");
         return st;
     }
-    st = srv_parse_body(body, len, NULL, false, out, err, cap);
+    st = srv_parse_body_max(body, len, SRV_MAX_API_BODY, NULL, false, out, err, cap);
     free(body);
     return st;
 }

@@ -110,8 +110,14 @@ int srv_check_fields(const void *cjson_obj, const char *const *allowed, char *er
 int srv_parse_body(const char *buf, size_t n, const char *const *allowed, bool empty_ok,
                    void **out, char *err, size_t cap)
 {
+    return srv_parse_body_max(buf, n, SRV_MAX_BODY, allowed, empty_ok, out, err, cap);
+}
+
+int srv_parse_body_max(const char *buf, size_t n, size_t max, const char *const *allowed, bool empty_ok,
+                       void **out, char *err, size_t cap)
+{
     *out = NULL;
-    if (n > SRV_MAX_BODY) return fail(err, cap, 413, "body too large (limit %d KiB)", SRV_MAX_BODY / 1024);
+    if (n > max) return fail(err, cap, 413, "body too large (limit %zu KiB)", max / 1024);
     size_t ws = 0;
     while (ws < n && (buf[ws] == ' ' || buf[ws] == '\t' || buf[ws] == '\r' || buf[ws] == '\n')) ws++;
     if (ws == n) {

@@ -32,6 +32,11 @@ struct mg_context;
 
 #define SRV_ID_LEN 16             /* hex characters in a session id */
 #define SRV_MAX_BODY (64 * 1024)  /* request bodies above this get 413 */
+/* ...except on the OpenAI and llama.cpp-server routes (oai.c): tools such as
+ * mikupad send the whole document as the prompt each time, so the limit
+ * follows what a context can hold (a 32K-token window is ~130 KB of text,
+ * up to 6 bytes per byte of it as JSON escapes), not the page's actions */
+#define SRV_MAX_API_BODY (1024 * 1024)
 #define SRV_MAX_LANES 64          /* sessions with queued work at once */
 #define SRV_MAX_WS 512            /* WebSocket clients at once (each: one civetweb thread + a writer) */
 #define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
@@ -310,6 +315,9 @@ int  srv_json_prescan(const char *buf, size_t n, int max_depth, char *err, size_
 int  srv_check_fields(const void *cjson_obj, const char *const *allowed, char *err, size_t cap);
 int  srv_parse_body(const char *buf, size_t n, const char *const *allowed, bool empty_ok,
                     void **out_cjson, char *err, size_t cap);
+/* The same with another size limit (SRV_MAX_API_BODY for oai.c). */
+int  srv_parse_body_max(const char *buf, size_t n, size_t max, const char *const *allowed, bool empty_ok,
+                        void **out_cjson, char *err, size_t cap);
 const char *const *srv_action_fields(const char *action);
 /* Integer fields: 1 found, 0 absent, -1 present but not an integer in range. */
 int  srv_json_int_range(const void *cjson_obj, const char *name, double lo, double hi, int64_t *out);

@@ -229,6 +229,19 @@ await test('errors for bad parameters: 400 in OpenAI\'s shape, naming the field'
   assert(ok.choices.length === 1, 'documented fields at neutral values are accepted');
 });
 
+await test('body limit: 1 MiB on these routes (a whole document as the prompt), then 413 in OpenAI\'s shape', async () => {
+  /* 100 KB is over the session API's 64 KiB: here it reaches the model and
+   * is refused for the context it needs, not for its size */
+  let r = await post(srv, '/v1/completions', { prompt: 'Once upon a time '.repeat(6000), max_tokens: 1 });
+  assert(r.status === 422 && /the prompt is \d+ tokens; the context holds/.test(r.json.error.message), `${r.status} ${r.text.slice(0, 200)}`);
+  r = await post(srv, '/completion', { prompt: 'Once upon a time '.repeat(6000), n_predict: 1 });
+  assert(r.status === 422, `/completion: ${r.status} ${r.text.slice(0, 200)}`);
+  r = await post(srv, '/v1/completions', { prompt: 'x'.repeat(1100000), max_tokens: 1 });
+  assert(r.status === 413 && r.json.error.type === 'invalid_request_error' && /1 MiB/.test(r.json.error.message), `${r.status} ${r.text.slice(0, 200)}`);
+  const ok = await oa.completions.create({ model: 'x', prompt: PROMPT, max_tokens: 2 });
+  assert(ok.choices.length === 1, 'the server goes on');
+});
+
 await test('a model without a chat template: a clear 400', async () => {
   const s2 = await start(STORIES);
   try {
