@@ -362,6 +362,25 @@ bool      fp_session_is_prefetched(const fp_session *s, int32_t index, bool with
 void      fp_engine_cancel(fp_engine *e);
 void      fp_engine_clear_cancel(fp_engine *e);
 
+/* Cross-session batching, for a server that serves many sessions at once
+ * from several threads. After fp_engine_enable_batching (once, before any
+ * session work), a thread may call the library on the engine's sessions
+ * only between fp_engine_lock and fp_engine_unlock: the lock lets one thread
+ * run at a time, as the library needs. A thread that decodes gives the lock
+ * up and waits until every thread holding work waits too; then one
+ * llama_decode runs all their batches together, and each goes on in turn.
+ * Results are those each would get alone (up to the floating-point order of
+ * a larger batch). `s` names the session the thread works on (NULL while it
+ * creates one or works on none): no other thread takes its branches back
+ * meanwhile. Work that changes the engine for every session (adapters,
+ * steering) must run while no other thread holds work. Without batching
+ * lock and unlock do nothing. */
+fp_status fp_engine_enable_batching(fp_engine *e, fp_error *err);
+void      fp_engine_lock(fp_engine *e, fp_session *s);
+void      fp_engine_unlock(fp_engine *e);
+/* llama_decode calls the batched rounds made (0 without batching). */
+uint64_t  fp_engine_decode_rounds(const fp_engine *e);
+
 /* Restarts the clock of the open fork: call it when the fork is actually put
  * in front of the person, so ms_to_choose measures their time, not ours. */
 void fp_session_mark_shown(fp_session *s);

@@ -458,7 +458,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
     int32_t nn = 0;
     for (int32_t i = 0; i < n_open; i++) {
         path *pa = &w->cur[i];
-        const float *row = llama_get_logits_ith(e->ctx, i);
+        const float *row = fpi_engine_logits(e, i);
         if (!row) return fpi_fail(err, FP_ERR_DECODE, "no logits for branch %d", i);
         const char *key = strip_lead(pa->text);
         bool complete = fp_utf8_complete_prefix(pa->text, (size_t)pa->len) == (size_t)pa->len;
@@ -715,7 +715,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             int32_t i = idx[b];
             fp_candidate *c = &out[i];
             w->live_dec[i]++;
-            const float *row = llama_get_logits_ith(e->ctx, b);
+            const float *row = fpi_engine_logits(e, b);
             int32_t t = row ? preview_next(s, c, chain[i], row, false, sample ? &rng[i] : NULL) : -1;
             bool ended = t < 0 || !preview_push(m, c, t);
             if (!ended) llama_sampler_accept(chain[i], t);

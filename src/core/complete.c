@@ -126,7 +126,7 @@ static fp_status score_prompt(fp_gen *g, fp_error *err) {
         fp_status st = fpi_engine_decode(e, err);
         if (st != FP_OK) return st;
         for (int32_t b = i; b < j; b++) {
-            const float *lg = llama_get_logits_ith(e->ctx, b - i);
+            const float *lg = fpi_engine_logits(e, b - i);
             if (b + 1 < n) {
                 fpi_dist_compute(&g->dmodel, lg, nv, g->model, k);
                 g->p_lp[b + 1] = dist_logprob(&g->dmodel, g->toks[b + 1]);
@@ -191,7 +191,7 @@ fp_gen *fp_gen_new(fp_engine *e, const int32_t *prompt, int32_t n, const fp_gen_
         st = score_prompt(g, err);
     } else {
         st = fpi_engine_decode_span(e, g->seq, prompt, n, 0, true, err);
-        if (st == FP_OK) memcpy(g->logits, llama_get_logits_ith(e->ctx, -1), sizeof(float) * (size_t)m->n_vocab);
+        if (st == FP_OK) memcpy(g->logits, fpi_engine_logits(e, -1), sizeof(float) * (size_t)m->n_vocab);
     }
     if (st != FP_OK) { fp_gen_free(g); return NULL; }
     g->n_dec = n;
@@ -221,7 +221,7 @@ fp_status fp_gen_next(fp_gen *g, fp_gen_token *out, fp_error *err) {
         fpi_batch_add(g->e, g->toks[g->n_dec], g->n_dec, g->seq, true);
         fp_status st = fpi_engine_decode(g->e, err);
         if (st != FP_OK) return st;
-        memcpy(g->logits, llama_get_logits_ith(g->e->ctx, -1), sizeof(float) * (size_t)g->m->n_vocab);
+        memcpy(g->logits, fpi_engine_logits(g->e, -1), sizeof(float) * (size_t)g->m->n_vocab);
         g->n_dec = g->n_tok;
     }
     if (g->n_tok >= g->e->n_pos_max) return fpi_fail(err, FP_ERR_CONTEXT, "the context is full (%d tokens)", g->n_tok);

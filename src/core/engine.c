@@ -30,7 +30,7 @@
 /* llama.cpp asks this between graph nodes: abort only speculative work. */
 static bool abort_cb(void *ud) {
     fp_engine *e = ud;
-    return e->in_prefetch && atomic_load(&e->cancel);
+    return (e->bat ? fpi_batcher_abortable(e) : e->in_prefetch) && atomic_load(&e->cancel);
 }
 
 void fp_engine_cancel(fp_engine *e) {
@@ -103,6 +103,7 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
 
 void fp_engine_free(fp_engine *e) {
     if (!e) return;
+    fpi_batcher_free(e);
     if (e->batch.token) llama_batch_free(e->batch);
     if (e->ctx) llama_free(e->ctx);
     if (e->lora) llama_adapter_lora_free(e->lora);
@@ -161,6 +162,7 @@ fp_status fpi_engine_decode(fp_engine *e, fp_error *err) {
     e->n_decode_calls++;
     e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
     if (e->trace) e->trace(e->trace_ud, &e->batch);
+    if (e->bat) return fpi_batcher_decode(e, err);   /* with other threads' batches: batch.c */
     int32_t rc = llama_decode(e->ctx, e->batch);
     if (rc == 2) return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     if (rc == 1) return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
@@ -201,6 +203,7 @@ void fpi_engine_detach(fp_engine *e, fpi_seq_user *u) {
 }
 
 int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
+    if (e->bat) fpi_batcher_note_user(owner);  /* pinned while this thread waits in a decode */
     for (int attempt = 0; attempt < 2; attempt++) {
         for (uint32_t q = 0; q < e->n_seq_max; q++)
             if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }
@@ -208,7 +211,7 @@ int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
         fpi_seq_user *victim = NULL;
         for (int32_t i = 0; i < e->n_users; i++) {
             fpi_seq_user *u = e->users[i];
-            if (u == owner || *u->n_reclaimable == 0) continue;
+            if (u == owner || *u->n_reclaimable == 0 || u->pinned > 0) continue;
             if (!victim || *u->last_use < *victim->last_use) victim = u;
         }
         if (!victim) return -1;

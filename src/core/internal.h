@@ -155,6 +155,7 @@ typedef struct fpi_seq_user {
     void *ud;                       /* the session */
     const uint64_t *last_use;       /* LRU tick, for choosing whose branches to take back */
     const int32_t *n_reclaimable;   /* scratch sequences held (reclaimable at any time) */
+    int32_t pinned;                 /* > 0 while a thread works for it (batch.c): never reclaimed then */
     void (*release)(struct fpi_seq_user *u);   /* give back every scratch sequence now */
     void (*stale)(struct fpi_seq_user *u);     /* the adapters changed: the KV is stale */
     fp_status (*refresh)(struct fpi_seq_user *u, fp_error *err); /* decode again now */
@@ -186,6 +187,7 @@ struct fp_engine {
     uint64_t use_clock;          /* increases on every session use, for LRU */
     bool can_shift;              /* the memory can move cells (llama_memory_can_shift): endless text */
     struct llama_adapter_lora *lora;   /* applied adapter (lora.c), NULL if none */
+    struct fpi_batcher *bat;     /* cross-session batching (batch.c), NULL when off */
 };
 
 /* Batch building over the engine's one preallocated batch. */
@@ -193,6 +195,14 @@ void      fpi_batch_clear(fp_engine *e);
 /* Returns false when the batch is full. */
 bool      fpi_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits);
 fp_status fpi_engine_decode(fp_engine *e, fp_error *err);
+/* The logits of token i of the last decoded batch (-1: the last with
+ * logits), as llama_get_logits_ith; with batching on, this thread's own. */
+const float *fpi_engine_logits(fp_engine *e, int32_t i);
+/* batch.c: the decode of a batching engine, and what engine.c needs */
+fp_status fpi_batcher_decode(fp_engine *e, fp_error *err);
+bool      fpi_batcher_abortable(const fp_engine *e);
+void      fpi_batcher_note_user(fpi_seq_user *u);
+void      fpi_batcher_free(fp_engine *e);
 /* Decodes tokens[0..n) into seq at positions pos0.., in as many batches as
  * needed; logits are produced for the last token only when want_last. */
 fp_status fpi_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,

@@ -33,7 +33,7 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
         fpi_batch_add(e, i == 0 ? context[nc - 1] : tokens[i - 1], nc - 1 + i, q, true);
         st = fpi_engine_decode(e, err);
         if (st != FP_OK) break;
-        fpi_softmax(llama_get_logits_ith(e->ctx, -1), e->model->n_vocab, 1.0f, probs);
+        fpi_softmax(fpi_engine_logits(e, -1), e->model->n_vocab, 1.0f, probs);
         lp += log(probs[tokens[i]] > 1e-30f ? probs[tokens[i]] : 1e-30f);
     }
     free(probs);

@@ -406,7 +406,7 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         fpi_batch_add(s->engine, tok, fpi_kv_pos(s, s->n_past), s->trunk_seq, true);
         if ((st = fpi_engine_decode(s->engine, err)) != FP_OK) return st;
         s->n_past++;
-        memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
+        memcpy(s->cur_logits, fpi_engine_logits(s->engine, -1), sizeof(float) * (size_t)s->n_vocab);
     }
 }
 
@@ -558,7 +558,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         st = fpi_engine_decode_span(s->engine, s->trunk_seq, toks + from_branch, n - from_branch,
                                    fpi_kv_pos(s, base) + from_branch, true, err);
         if (st != FP_OK) return st;
-        memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
+        memcpy(s->cur_logits, fpi_engine_logits(s->engine, -1), sizeof(float) * (size_t)s->n_vocab);
     }
     s->n_past = s->n_path;
     if (after == THEN_RUN) return run_until_fork(s, err);

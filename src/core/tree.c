@@ -265,7 +265,7 @@ static fp_status trunk_fill(fp_session *s, bool want_logits, fp_error *err) {
     }
     s->n_past = s->n_path;
     if (want_logits)
-        memcpy(s->cur_logits, llama_get_logits_ith(s->engine->ctx, -1), sizeof(float) * (size_t)s->n_vocab);
+        memcpy(s->cur_logits, fpi_engine_logits(s->engine, -1), sizeof(float) * (size_t)s->n_vocab);
     return FP_OK;
 }
 
