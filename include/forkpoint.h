@@ -370,13 +370,12 @@ void      fp_engine_clear_cancel(fp_engine *e);
  * up and waits until every thread holding work waits too; then one
  * llama_decode runs all their batches together, and each goes on in turn.
  * Results are those each would get alone (up to the floating-point order of
- * a larger batch). `s` names the session the thread works on (NULL while it
- * creates one or works on none): no other thread takes its branches back
- * meanwhile. Work that changes the engine for every session (adapters,
- * steering) must run while no other thread holds work. Without batching
- * lock and unlock do nothing. */
+ * a larger batch); no thread takes back the branches of a session another
+ * one is waiting on. Work that changes the engine for every session
+ * (adapters, steering) must run while no other thread holds work. Without
+ * batching lock and unlock do nothing. */
 fp_status fp_engine_enable_batching(fp_engine *e, fp_error *err);
-void      fp_engine_lock(fp_engine *e, fp_session *s);
+void      fp_engine_lock(fp_engine *e);
 void      fp_engine_unlock(fp_engine *e);
 /* llama_decode calls the batched rounds made (0 without batching). */
 uint64_t  fp_engine_decode_rounds(const fp_engine *e);

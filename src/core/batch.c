@@ -24,10 +24,10 @@
  *   - parked <= active, and the number of queued requests is parked;
  *   - `held` is true exactly while one thread runs core code or a round.
  * While a thread is parked mid-operation another one runs: it must not take
- * back the parked thread's branches. So a parked request pins the sequence
- * user it works for (the session named at fp_engine_lock, or the last one
- * that allocated a sequence on this thread: a session being created), and
- * fpi_seq_alloc never reclaims from a pinned user.
+ * back the parked thread's branches. So a parked request pins the owners of
+ * the sequences it decodes into (the session it works for: every decode of
+ * a session touches its own sequences), and fpi_seq_alloc never reclaims
+ * from a pinned user.
  *
  * Speculation (prefetch) yields: a prefetch decode asked to cancel returns
  * FP_ERR_ABORTED before it parks, and a round is abortable only when every
@@ -74,15 +74,13 @@ struct fpi_batcher {
     uint64_t n_rounds;        /* llama_decode calls made by rounds */
 };
 
-/* What this thread's last decode produced (its "current logits"), and the
- * sequence user it works for. */
+/* What this thread's last decode produced (its "current logits"). */
 static _Thread_local struct {
     const fp_engine *e;
     float *rows;
     size_t rows_cap;
     int32_t *row_of;          /* token index -> output row, -1 = none */
     int32_t n_tok, cap_tok, last;
-    fpi_seq_user *user;
 } tl;
 
 static void check(const struct fpi_batcher *b)
@@ -125,7 +123,7 @@ bool fpi_batcher_abortable(const fp_engine *e) { return e->bat->abortable; }
 
 uint64_t fp_engine_decode_rounds(const fp_engine *e) { return e && e->bat ? e->bat->n_rounds : 0; }
 
-void fp_engine_lock(fp_engine *e, fp_session *s)
+void fp_engine_lock(fp_engine *e)
 {
     struct fpi_batcher *b = e ? e->bat : NULL;
     if (!b) return;
@@ -135,14 +133,12 @@ void fp_engine_lock(fp_engine *e, fp_session *s)
     b->held = true;
     check(b);
     pthread_mutex_unlock(&b->mu);
-    tl.user = s ? &s->user : NULL;
 }
 
 void fp_engine_unlock(fp_engine *e)
 {
     struct fpi_batcher *b = e ? e->bat : NULL;
     if (!b) return;
-    tl.user = NULL;
     /* the thread's logits live until its work ends (threads come and go) */
     free(tl.rows);
     free(tl.row_of);
@@ -154,8 +150,6 @@ void fp_engine_unlock(fp_engine *e)
     pthread_cond_broadcast(&b->cv);   /* a locker, or the parked ones (they may now be all) */
     pthread_mutex_unlock(&b->mu);
 }
-
-void fpi_batcher_note_user(fpi_seq_user *u) { tl.user = u; }
 
 /* Copies r's output rows out of the context after it was decoded, the
  * batch holding it from token `at`. */
@@ -308,8 +302,16 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     r.rows = tl.e == e ? tl.rows : NULL;
     r.rows_cap = tl.e == e ? tl.rows_cap : 0;
     if (tl.e == e) { tl.rows = NULL; tl.rows_cap = 0; tl.n_tok = 0; }
-    fpi_seq_user *pin = tl.user;
-    if (pin) pin->pinned++;
+    /* pin the owners of its sequences (few: usually one session) */
+    fpi_seq_user *pins[8];
+    int n_pins = 0;
+    for (int32_t i = 0; i < r.n && n_pins < 8; i++) {
+        int32_t q = r.seq[i];
+        fpi_seq_user *u = q >= 0 && (uint32_t)q < e->n_seq_max ? e->seq_owner[q] : NULL;
+        bool seen = !u;
+        for (int k = 0; k < n_pins && !seen; k++) seen = pins[k] == u;
+        if (!seen) { pins[n_pins++] = u; u->pinned++; }
+    }
     bool was_prefetch = e->in_prefetch;
     e->in_prefetch = false;   /* engine state another thread may see while this one waits */
 
@@ -336,7 +338,7 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     pthread_mutex_unlock(&b->mu);
 
     e->in_prefetch = was_prefetch;
-    if (pin) pin->pinned--;
+    for (int k = 0; k < n_pins; k++) pins[k]->pinned--;
     fp_status st = r.st;
     if (st == FP_OK && adopt(e, &r) != FP_OK) st = FP_ERR_NOMEM;
     free(r.tok); free(r.pos); free(r.seq); free(r.want);

@@ -203,7 +203,6 @@ void fpi_engine_detach(fp_engine *e, fpi_seq_user *u) {
 }
 
 int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
-    if (e->bat) fpi_batcher_note_user(owner);  /* pinned while this thread waits in a decode */
     for (int attempt = 0; attempt < 2; attempt++) {
         for (uint32_t q = 0; q < e->n_seq_max; q++)
             if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }

@@ -201,7 +201,6 @@ const float *fpi_engine_logits(fp_engine *e, int32_t i);
 /* batch.c: the decode of a batching engine, and what engine.c needs */
 fp_status fpi_batcher_decode(fp_engine *e, fp_error *err);
 bool      fpi_batcher_abortable(const fp_engine *e);
-void      fpi_batcher_note_user(fpi_seq_user *u);
 void      fpi_batcher_free(fp_engine *e);
 /* Decodes tokens[0..n) into seq at positions pos0.., in as many batches as
  * needed; logits are produced for the last token only when want_last. */

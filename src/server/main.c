@@ -44,6 +44,8 @@ static void usage(FILE *f)
         "                     0 = no limit; loopback is never limited)\n"
         "  --no-evict         at capacity answer 503 instead of evicting idle sessions\n"
         "  --no-prefetch      do not compute likely next forks while people decide\n"
+        "  --batch-sessions N sessions whose work shares one decode, 1..64 (default 16)\n"
+        "  --no-batching      one session's work at a time (--batch-sessions 1)\n"
         "  --profile NAME     learn NAME's preferences from every decision (stored in --db)\n"
         "  --auto-resolve     with --profile: forks the preferences are sure of decide themselves\n"
         "  --lora PATH        apply a LoRA adapter (forkpoint learn --lora)\n"
@@ -92,6 +94,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     cfg->port = 8080;
     cfg->n_seq_max = 256;
     cfg->max_live = 16;
+    cfg->batch_sessions = 16;
     cfg->http_threads = 2048;
     cfg->max_ws_per_addr = 32;
     cfg->lora_scale = NAN;   /* the adapter's own recommendation */
@@ -110,6 +113,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         if (strcmp(a, "--log-requests") == 0) { cfg->log_requests = true; continue; }
         if (strcmp(a, "--no-evict") == 0) { cfg->no_evict = true; continue; }
         if (strcmp(a, "--no-prefetch") == 0) { cfg->no_prefetch = true; continue; }
+        if (strcmp(a, "--no-batching") == 0) { cfg->batch_sessions = 1; continue; }
         if (strcmp(a, "--auto-resolve") == 0) { cfg->auto_resolve = true; continue; }
         if (strcmp(a, "--lenient-fields") == 0) { cfg->lenient_fields = true; continue; }
         /* --flag value or --flag=value */
@@ -155,6 +159,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         else if (strcmp(name, "--ctx") == 0) { if (!parse_num(name, val, 0, 1 << 20, &n)) return -1; cfg->n_ctx = (uint32_t)n; }
         else if (strcmp(name, "--seq-max") == 0) { if (!parse_num(name, val, 2, 256, &n)) return -1; cfg->n_seq_max = (uint32_t)n; }
         else if (strcmp(name, "--threads") == 0) { if (!parse_num(name, val, 0, 1024, &n)) return -1; cfg->n_threads = (int32_t)n; }
+        else if (strcmp(name, "--batch-sessions") == 0) { if (!parse_num(name, val, 1, SRV_MAX_EXEC, &n)) return -1; cfg->batch_sessions = (int)n; }
         else if (strcmp(name, "--max-live") == 0) { if (!parse_num(name, val, 1, 256, &n)) return -1; cfg->max_live = (int)n; }
         else if (strcmp(name, "--http-threads") == 0) { if (!parse_num(name, val, 4, 8192, &n)) return -1; cfg->http_threads = (int)n; }
         else if (strcmp(name, "--max-ws-per-addr") == 0) { if (!parse_num(name, val, 0, SRV_MAX_WS, &n)) return -1; cfg->max_ws_per_addr = (int)n; }

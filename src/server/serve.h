@@ -9,11 +9,16 @@
  *
  *   - civetweb handler threads parse requests and never touch fp_* objects;
  *     they fill an srv_job and wait for it (srv_worker_submit).
- *   - one worker thread owns the fp_model, the fp_engine, every fp_session
- *     and the store (the one SQLite connection, src/store); it runs jobs in round-robin order over
- *     sessions, so one busy session cannot starve the others.
- *   - WebSocket clients live in a fixed table guarded by ws_mu; the worker
- *     broadcasts state to them after every committed change.
+ *   - executor threads (worker.c) own the fp_model, the fp_engine, every
+ *     fp_session and the store (the one SQLite connection, src/store): each
+ *     runs one job at a time, only while it holds the engine's lock
+ *     (fp_engine_lock), so the "worker-owned" state below is used by one
+ *     thread at a time. They take jobs in round-robin order over sessions
+ *     (one busy session cannot starve the others), one job per session at
+ *     a time. With batching (the default) an executor waiting in a decode
+ *     lets the next one run, and their decodes share one llama_decode.
+ *   - WebSocket clients live in a fixed table guarded by ws_mu; executors
+ *     broadcast state to them after every committed change.
  */
 #ifndef FORKPOINT_SERVE_H
 #define FORKPOINT_SERVE_H
@@ -39,6 +44,7 @@ struct mg_context;
 #define SRV_MAX_API_BODY (1024 * 1024)
 #define SRV_MAX_LANES 64          /* sessions with queued work at once */
 #define SRV_MAX_WS 512            /* WebSocket clients at once (each: one civetweb thread + a writer) */
+#define SRV_MAX_EXEC 64           /* --batch-sessions: executor threads at most */
 #define SRV_TITLE_MAX 64          /* bytes of a session title, incl. NUL */
 #define SRV_VSTASH 64             /* versions remembered for evicted sessions */
 #define SRV_MAX_DEPTH 64          /* JSON nesting levels in a request (reqparse.c) */
@@ -67,6 +73,7 @@ typedef struct srv_config {
     const char *tls_key;      /* --tls-key PEM private key */
     bool        no_evict;     /* --no-evict: answer 503 instead of evicting idle sessions */
     bool        no_prefetch;  /* --no-prefetch: no speculation while people decide */
+    int         batch_sessions; /* --batch-sessions N: sessions whose work shares one decode (1 = --no-batching) */
     const char *profile;      /* --profile NAME: learn this person's preferences */
     bool        auto_resolve; /* --auto-resolve: confident preferences decide forks */
     const char *lora;      /* LoRA adapter applied to the engine, NULL = none */
@@ -144,6 +151,7 @@ typedef struct srv_live {
     bool        last_hit;      /* the last choice used a prefetched outcome */
     fp_session *s;
     fp_store_session *ps;      /* what of it is in the store */
+    bool        busy;          /* a job runs on it (or is making it): never evicted then */
 } srv_live;
 
 /* One outgoing WebSocket message, shared by every client it is queued for
@@ -212,10 +220,16 @@ typedef struct srv_app {
     /* speculation: sessions whose open fork may still be prefetched, most
      * recent first (worker-owned) */
     char                pf_sids[8][SRV_ID_LEN + 1];
-    int                 n_pf;
+    _Atomic int         n_pf;          /* read by idle executors under q_mu */
     bool                stopping;
-    pthread_t           worker;
-    bool                worker_started;
+    /* executors (worker.c): each runs one job at a time, all of them under
+     * the engine's lock; with batching their decodes share rounds */
+    pthread_t           exec[SRV_MAX_EXEC];
+    char                exec_sid[SRV_MAX_EXEC][SRV_ID_LEN + 1]; /* the session each works on ("" = none) (q_mu) */
+    int                 n_exec;        /* started */
+    int                 n_in_core;     /* executors between fp_engine_lock and unlock (q_mu) */
+    int                 excl_waiting;  /* exclusive jobs waiting for the others to finish (q_mu) */
+    bool                pf_running;    /* an executor speculates (q_mu) */
     /* WebSocket clients */
     pthread_mutex_t     ws_mu;
     fp_steer           *steer;         /* --steer's vector, kept to change its strength */
@@ -229,7 +243,7 @@ typedef struct srv_app {
     char                tls_error[320]; /* why srv_tls_init refused (tls.c) */
 } srv_app;
 
-/* worker.c: starts the thread (which owns the engine from then on). */
+/* worker.c: starts the executors (which own the engine from then on). */
 /* A choose request ("index", "accept_preview" or "preview_upto") into job;
  * NULL, or what is wrong with it. */
 const char *srv_parse_choice(const void *cjson_obj, srv_job *job);
@@ -242,6 +256,8 @@ int  srv_worker_enqueue(srv_app *app, srv_job *job);
 void srv_worker_wait(srv_app *app, srv_job *job);
 /* Asks the worker to finish queued jobs and exit; joins it. */
 void srv_worker_stop(srv_app *app);
+/* True when the calling executor is the only one at work in the engine. */
+bool srv_worker_alone(srv_app *app);
 
 /* sessions.c: runs one job on the worker thread. */
 void srv_exec(srv_app *app, srv_job *job);

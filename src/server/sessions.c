@@ -62,7 +62,7 @@ static bool evict_lru(srv_app *app, const srv_live *keep)
     srv_live *victim = NULL;
     for (int i = 0; i < app->cfg.max_live; i++) {
         srv_live *l = &app->live[i];
-        if (!l->used || l == keep) continue;
+        if (!l->used || l == keep || l->busy) continue;   /* busy: a job is at work on it */
         if (!victim || l->last_used < victim->last_used) victim = l;
     }
     if (!victim) return false;
@@ -71,12 +71,20 @@ static bool evict_lru(srv_app *app, const srv_live *keep)
     return true;
 }
 
-/* A free slot, evicting the LRU session if the table is full. */
+/* A free slot, evicting the LRU session if the table is full. The slot
+ * comes reserved (used and busy, no id): making its session decodes, and
+ * meanwhile another executor must not take the slot too. The caller fills
+ * it in, or gives it back with memset. */
 static srv_live *free_slot(srv_app *app)
 {
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < app->cfg.max_live; i++)
-            if (!app->live[i].used) return &app->live[i];
+            if (!app->live[i].used) {
+                srv_live *l = &app->live[i];
+                memset(l, 0, sizeof *l);
+                l->used = l->busy = true;
+                return l;
+            }
         if (!evict_lru(app, NULL)) break;
     }
     return NULL;
@@ -161,6 +169,7 @@ static srv_live *load(srv_app *app, srv_job *job)
            (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
     if (!s) {
+        memset(l, 0, sizeof *l);   /* the reserved slot goes back */
         char msg[320];
         snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
         if (err.code == FP_ERR_IO && fp_store_is_shared(app->store)) {
@@ -314,6 +323,7 @@ static void job_create(srv_app *app, srv_job *job)
            (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
     if (!s) {
+        memset(l, 0, sizeof *l);   /* the reserved slot goes back */
         if (err.code == FP_ERR_CAPACITY) {
             job->status = 503;
             char msg[320];
@@ -587,10 +597,24 @@ static void job_adapters(srv_app *app, srv_job *job)
     if (!job->body) job->body = srv_json_error("out of memory");
 }
 
-/* Runs one job. Called by the worker thread only. */
+static void exec_job(srv_app *app, srv_job *job);
+
+/* Runs one job. Called by an executor holding the engine lock. Its session
+ * is marked busy meanwhile (not evicted while its executor waits in a
+ * decode and another one runs). */
 void srv_exec(srv_app *app, srv_job *job)
 {
-    srv_store_refresh_prefs(app, false); /* another server may have trained it */
+    /* another server may have trained the profile: swapping it under a
+     * session another executor is half-way through is not safe, so only
+     * when alone (the next job alone takes it) */
+    if (srv_worker_alone(app)) srv_store_refresh_prefs(app, false);
+    exec_job(app, job);
+    srv_live *l = job->sid[0] ? live_find(app, job->sid) : NULL;
+    if (l) l->busy = false;
+}
+
+static void exec_job(srv_app *app, srv_job *job)
+{
     switch (job->kind) {
     case JOB_LIST:   job_list(app, job); return;
     case JOB_ADAPTERS: job_adapters(app, job); return;
@@ -602,6 +626,7 @@ void srv_exec(srv_app *app, srv_job *job)
     }
     srv_live *l = load(app, job);
     if (!l) return;
+    l->busy = true;
     job->out_version = l->version;
     switch (job->kind) {
     case JOB_GET:
@@ -687,7 +712,7 @@ int srv_sessions_open(srv_app *app, fp_error *err)
         srv_job job = {.kind = JOB_GET};
         snprintf(job.sid, sizeof job.sid, "%.*s", SRV_ID_LEN, rows[i].id);
         srv_live *l = load(app, &job);
-        if (l) ok++;
+        if (l) { l->busy = false; ok++; }
         else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", rows[i].id,
                      job.body ? job.body : "?");
         free(job.body);

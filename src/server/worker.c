@@ -1,19 +1,36 @@
 /*
- * worker.c — the one thread that owns the engine, and its fair queue.
+ * worker.c — the executors that own the engine, and their fair queue.
  *
  * Why: the core library is not thread-safe, while civetweb serves each
  * connection on its own thread. Handler threads therefore hand their work to
- * this thread and wait. Work is queued in lanes, one per session (plus one
- * for global jobs such as "create" and "list"); the worker serves the lanes
+ * the executors and wait. Work is queued in lanes, one per session (plus one
+ * for global jobs such as "create" and "list"); executors serve the lanes
  * round-robin, taking one job from each in turn, so a client that fires many
  * requests at one session delays other sessions by at most one job each.
  * Jobs are owned by the submitting threads (they live on their stacks), so
  * the queue itself never allocates; when all lanes are in use a submitter
  * waits for one to free up (back-pressure).
+ *
+ * Several executors (--batch-sessions, default 16): each takes a job whose
+ * session no other executor is working on, then runs it holding the engine
+ * lock (fp_engine_lock). When it decodes, the lock passes to the next one;
+ * once all of them wait in a decode, one llama_decode runs their batches
+ * together (src/core/batch.c). So sixteen people choosing at once share
+ * decodes instead of queueing behind each other, and a new session's prompt
+ * is decoded beside everyone else's work instead of after it. Global jobs
+ * run side by side too, except the exclusive ones (new adapter strengths, a
+ * profile reset: they change what every session computes), which wait until
+ * no other executor is at work and hold the others off meanwhile.
+ * Speculation (prefetch) runs only when no executor has a job, and alone:
+ * a job waits for its step to end, which a job that decodes cuts short
+ * (it cancels speculation, as with one executor). --no-batching: one executor, no
+ * batching, each job alone as before (the comparison the load bench makes).
  */
 #include "server/serve.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Finds the lane for sid or claims a free one; -1 when all are busy.
@@ -36,13 +53,25 @@ static int lane_for(srv_app *app, const char *sid)
     return free_i;
 }
 
-/* Takes the next job in round-robin order; NULL when the queue is empty.
+/* Whether another executor works on sid now ("" is never busy: global
+ * jobs run side by side). Called with q_mu held. O(executors). */
+static bool sid_busy(const srv_app *app, const char *sid)
+{
+    if (!sid[0]) return false;
+    for (int i = 0; i < app->n_exec; i++)
+        if (strcmp(app->exec_sid[i], sid) == 0) return true;
+    return false;
+}
+
+/* Takes the next job in round-robin order whose session is not being
+ * worked on; NULL when there is none (or an exclusive job is waiting).
  * Called with q_mu held. */
 static srv_job *next_job(srv_app *app)
 {
+    if (app->excl_waiting) return NULL;
     for (int n = 0; n < SRV_MAX_LANES; n++) {
         int i = (app->rr + n) % SRV_MAX_LANES;
-        if (!app->lanes[i].used || !app->lanes[i].head) continue;
+        if (!app->lanes[i].used || !app->lanes[i].head || sid_busy(app, app->lanes[i].sid)) continue;
         srv_job *j = app->lanes[i].head;
         app->lanes[i].head = j->next;
         if (!app->lanes[i].head) {
@@ -54,6 +83,14 @@ static srv_job *next_job(srv_app *app)
         return j;
     }
     return NULL;
+}
+
+/* True when no job is queued at all. Called with q_mu held. */
+static bool queue_empty(const srv_app *app)
+{
+    for (int i = 0; i < SRV_MAX_LANES; i++)
+        if (app->lanes[i].used && app->lanes[i].head) return false;
+    return true;
 }
 
 /* Jobs that change a session (and so may leave a new fork to speculate on). */
@@ -78,67 +115,140 @@ static bool job_decodes(srv_job_kind k)
     }
 }
 
-/* The worker loop: run jobs until told to stop and the queue is drained.
- * Why drain: a handler thread blocked in srv_worker_submit must be woken. */
-static void *worker_main(void *arg)
+/* Jobs that change what every session computes: they run alone. */
+static bool job_exclusive(srv_job_kind k)
 {
-    srv_app *app = arg;
+    return k == JOB_ADAPTERS || k == JOB_PROFILE_RESET;
+}
+
+/* Puts a job that yielded (j->requeue) back at the tail of its lane.
+ * Returns false when every lane is taken: it then simply goes on. */
+static bool requeue(srv_app *app, srv_job *j)
+{
+    pthread_mutex_lock(&app->q_mu);
+    int lane = lane_for(app, j->sid);
+    if (lane >= 0) {
+        if (app->lanes[lane].tail) app->lanes[lane].tail->next = j;
+        else app->lanes[lane].head = j;
+        app->lanes[lane].tail = j;
+        pthread_cond_broadcast(&app->q_cv);
+    }
+    pthread_mutex_unlock(&app->q_mu);
+    return lane >= 0;
+}
+
+/* One executor: run jobs until told to stop and the queue is drained.
+ * Why drain: a handler thread blocked in srv_worker_submit must be woken. */
+static void *exec_main(void *arg)
+{
+    srv_app *app = ((void **)arg)[0];
+    int me = (int)(intptr_t)((void **)arg)[1];
+    free(arg);
     for (;;) {
         pthread_mutex_lock(&app->q_mu);
-        srv_job *j;
-        /* idle: speculate on the next fork (n_pf is the worker's own) */
-        while (!(j = next_job(app)) && !app->stopping && app->n_pf == 0)
+        srv_job *j = NULL;
+        bool speculate = false;
+        for (;;) {
+            /* speculation runs alone: a job waits for its step to end (one
+             * decode, when the job decodes: it cancels speculation) */
+            if (!app->pf_running && (j = next_job(app))) break;
+            if (app->stopping && queue_empty(app)) break;
+            /* idle everywhere: speculate on the next fork (one executor) */
+            if (!app->stopping && app->n_pf > 0 && app->n_in_core == 0 && !app->pf_running && queue_empty(app)) {
+                speculate = true;
+                break;
+            }
             pthread_cond_wait(&app->q_cv, &app->q_mu);
+        }
         /* a lane may have been freed: wake submitters waiting for one */
         pthread_cond_broadcast(&app->q_cv);
-        bool stop = app->stopping;
-        /* about to speculate: a request queued from now on cancels it (the
-         * flag is cleared under the queue lock, so no cancel is lost) */
-        if (!j && !stop) fp_engine_clear_cancel(app->engine);
-        pthread_mutex_unlock(&app->q_mu);
-        if (!j) {
-            if (stop) break;  /* stopping and empty */
-            srv_prefetch_step(app);
-            continue;
-        }
-
-        /* a long job (a completion, oai.c) yields between slices: back to
-         * the tail of its lane, so the other lanes take their turn; with
-         * every lane taken it simply goes on */
-        for (;;) {
-            srv_exec(app, j);
-            if (!j->requeue) break;
-            j->requeue = false;
-            pthread_mutex_lock(&app->q_mu);
-            int lane = lane_for(app, j->sid);
-            if (lane >= 0) {
-                if (app->lanes[lane].tail) app->lanes[lane].tail->next = j;
-                else app->lanes[lane].head = j;
-                app->lanes[lane].tail = j;
-            }
+        if (!j && !speculate) {   /* stopping and empty */
             pthread_mutex_unlock(&app->q_mu);
-            if (lane >= 0) { j = NULL; break; }
+            break;
         }
-        if (!j) continue;
-        /* every byte leaving the server is valid UTF-8 (core text may hold
-         * byte-token fragments); one byte for one, so offsets hold */
-        if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
-        if (job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
+        if (j) {
+            snprintf(app->exec_sid[me], sizeof app->exec_sid[me], "%s", j->sid);
+            if (job_exclusive(j->kind)) {
+                app->excl_waiting++;
+                while (app->n_in_core > 0) pthread_cond_wait(&app->q_cv, &app->q_mu);
+                app->excl_waiting--;
+            }
+        } else {
+            /* about to speculate: a request queued from now on cancels it
+             * (the flag is cleared under the queue lock, so no cancel is lost) */
+            fp_engine_clear_cancel(app->engine);
+            app->pf_running = true;
+        }
+        app->n_in_core++;
+        pthread_mutex_unlock(&app->q_mu);
+
+        fp_engine_lock(app->engine);
+        bool finished = true;
+        if (speculate) {
+            srv_prefetch_step(app);
+        } else {
+            srv_exec(app, j);
+            /* a long job (a completion, oai.c) yields between slices: back to
+             * the tail of its lane, so the other lanes take their turn; with
+             * every lane taken it simply goes on */
+            while (j->requeue) {
+                j->requeue = false;
+                if (requeue(app, j)) { finished = false; break; }
+                srv_exec(app, j);
+            }
+            if (finished) {
+                /* every byte leaving the server is valid UTF-8 (core text may
+                 * hold byte-token fragments); one byte for one, so offsets hold */
+                if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
+                if (job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
+            }
+        }
+        fp_engine_unlock(app->engine);
 
         pthread_mutex_lock(&app->q_mu);
-        j->done = true;
-        pthread_cond_broadcast(&app->done_cv);
+        app->n_in_core--;
+        app->exec_sid[me][0] = '\0';
+        if (speculate) app->pf_running = false;
+        if (j && finished) {
+            j->done = true;
+            pthread_cond_broadcast(&app->done_cv);
+        }
+        pthread_cond_broadcast(&app->q_cv);   /* its session's lane, an exclusive job, speculation */
         pthread_mutex_unlock(&app->q_mu);
     }
     return NULL;
 }
 
-/* Starts the worker thread. Returns 0 or -1. */
+bool srv_worker_alone(srv_app *app)
+{
+    pthread_mutex_lock(&app->q_mu);
+    bool alone = app->n_in_core <= 1;
+    pthread_mutex_unlock(&app->q_mu);
+    return alone;
+}
+
+/* Starts the executors: --batch-sessions of them, sharing decodes (one,
+ * each job alone, with --no-batching). Returns 0 or -1. */
 int srv_worker_start(srv_app *app)
 {
-    if (pthread_create(&app->worker, NULL, worker_main, app) != 0) return -1;
-    app->worker_started = true;
-    return 0;
+    int n = app->cfg.batch_sessions < 1 ? 1 : app->cfg.batch_sessions > SRV_MAX_EXEC ? SRV_MAX_EXEC : app->cfg.batch_sessions;
+    if (n > 1) {
+        fp_error err = {0};
+        if (fp_engine_enable_batching(app->engine, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint-serve: batching: %s\n", err.message);
+            return -1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        void **arg = malloc(2 * sizeof *arg);
+        if (!arg) break;
+        arg[0] = app;
+        arg[1] = (void *)(intptr_t)i;
+        app->exec_sid[i][0] = '\0';
+        if (pthread_create(&app->exec[i], NULL, exec_main, arg) != 0) { free(arg); break; }
+        app->n_exec = i + 1;
+    }
+    return app->n_exec > 0 ? 0 : -1;
 }
 
 /* Queues job on its session's lane and waits for it. Why block: civetweb
@@ -194,15 +304,13 @@ void srv_worker_wait(srv_app *app, srv_job *job)
     pthread_mutex_unlock(&app->q_mu);
 }
 
-/* Lets the worker finish what is queued, then joins it. */
+/* Lets the executors finish what is queued, then joins them. */
 void srv_worker_stop(srv_app *app)
 {
     pthread_mutex_lock(&app->q_mu);
     app->stopping = true;
     pthread_cond_broadcast(&app->q_cv);
     pthread_mutex_unlock(&app->q_mu);
-    if (app->worker_started) {
-        pthread_join(app->worker, NULL);
-        app->worker_started = false;
-    }
+    for (int i = 0; i < app->n_exec; i++) pthread_join(app->exec[i], NULL);
+    app->n_exec = 0;
 }

@@ -75,12 +75,12 @@ static void *write_story(void *arg)
     fp_error err = {0};
     fp_settings st;
     settings_for(&st, w->no);
-    fp_engine_lock(w->e, NULL);
+    fp_engine_lock(w->e);
     fp_session *s = fp_session_new(w->e, k_prompts[w->no], &st, &err);
     fp_engine_unlock(w->e);
     if (!s) { note_error(w, err.code, &err); return NULL; }
     for (int step = 0; step < MAX_STEPS; step++) {
-        fp_engine_lock(w->e, s);
+        fp_engine_lock(w->e);
         bool at_fork = fp_session_state(s) == FP_STATE_AT_FORK;
         const fp_fork *f = at_fork ? fp_session_fork(s) : NULL;
         if (!f || f->n_candidates == 0) { fp_engine_unlock(w->e); break; }
@@ -115,7 +115,7 @@ static void *write_story(void *arg)
         fp_engine_unlock(w->e);
         if (eog) break;
     }
-    fp_engine_lock(w->e, s);
+    fp_engine_lock(w->e);
     snprintf(w->text, sizeof w->text, "%.*s", (int)fp_session_text_len(s), fp_session_text(s));
     fp_session_free(s);
     fp_engine_unlock(w->e);
@@ -219,7 +219,7 @@ int main(void)
     if (pe) {
         fp_settings st;
         settings_for(&st, 0);
-        fp_engine_lock(pe, NULL);
+        fp_engine_lock(pe);
         fp_session *s = fp_session_new(pe, k_prompts[0], &st, &err);
         CHECKF(s != NULL, "%s", err.message);
         if (s && fp_session_state(s) == FP_STATE_AT_FORK) {
