@@ -13,42 +13,17 @@
 //
 // Run by bench/deploy_bench.sh (which starts the PostgreSQL):
 //   FP_DEPLOY_PG=postgresql://... node bench/bench_deploy.mjs [--clients 1,4,16] [--choices 20]
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startNginx } from '../tests/deploy/nginx.mjs';
+import { SERVE, MODEL, arg, sleep, kids, freePort, start, stopAll, post, q } from './bench_lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`);
-const MODEL = pick(process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
-  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
 const PG = process.env.FP_DEPLOY_PG;
-const arg = (name, def) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : def; };
 const CLIENTS = arg('--clients', '1,4,16').split(',').map(Number);
 const CHOICES = Number(arg('--choices', '20'));
 const LIGHT = { k: 4, beam_width: 8, lookahead: 4 };
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-bench-deploy-'));
-const kids = [];
-
-const freePort = () => new Promise((res) => { const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)); }); });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function start(cmd, args, ready) {
-  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  kids.push(child);
-  let out = '', err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    if (!ready) { resolve(child); return; }
-    child.stdout.on('data', (d) => { out += d; if (ready.test(out)) resolve(child); });
-    child.on('exit', (c) => reject(new Error(`${cmd} exited ${c}: ${err.slice(-400)}`)));
-  });
-}
 
 async function serve(port, db, publicHost) {
   const args = ['--port', String(port), '--db', db, '--quiet', '--threads', '1', '--model', MODEL];
@@ -66,11 +41,6 @@ async function nginx(listen, ports) {
   throw new Error(`nginx did not come up: ${ng.stderr}`);
 }
 
-async function post(base, p, body) {
-  const r = await fetch(base + p, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: r.status, json: await r.json() };
-}
-
 /* One client: a story, then CHOICES choices as fast as answers come. */
 async function client(base, i, lat) {
   let st = (await post(base, 'api/sessions', { prompt: `Once upon a time, client ${i} saw a`, settings: LIGHT })).json;
@@ -85,8 +55,6 @@ async function client(base, i, lat) {
   }
   return made;
 }
-
-const q = (a, p) => { const s = [...a].sort((x, y) => x - y); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 
 async function load(base, n) {
   const lat = [];
@@ -143,6 +111,6 @@ try {
   await main();
 } finally {
   // SIGTERM, not SIGKILL: nginx's master ends its workers only when asked
-  await Promise.all(kids.filter((k) => k.exitCode === null && k.signalCode === null).map((k) => new Promise((r) => { k.on('exit', r); k.kill('SIGTERM'); })));
+  await stopAll();
   fs.rmSync(tmp, { recursive: true, force: true });
 }

@@ -29,6 +29,13 @@
  * a session touches its own sequences), and fpi_seq_alloc never reclaims
  * from a pinned user.
  *
+ * When the sequence pool is empty and only parked (pinned) sessions hold
+ * branches, an allocation waits (fpi_batcher_wait_seqs), the lock given up
+ * like a decode's, until another thread's work ends and its branches can be
+ * taken back; only when every thread waits for sequences does it fail, as
+ * it would alone. So a fork never gets fewer paths because others share
+ * the engine, only later.
+ *
  * Speculation (prefetch) yields: a prefetch decode asked to cancel returns
  * FP_ERR_ABORTED before it parks, and a round is abortable only when every
  * request in it is speculative.
@@ -67,6 +74,8 @@ struct fpi_batcher {
     pthread_cond_t cv;
     int active;               /* threads between fp_engine_lock and unlock */
     int parked;               /* of those, waiting in a request */
+    int seq_waiting;          /* of those, waiting for a sequence (fpi_batcher_wait_seqs) */
+    uint64_t unlocks;         /* fp_engine_unlock calls: a waiter for sequences retries */
     bool held;                /* a thread runs core code or a round */
     fpi_breq *head, *tail;    /* parked requests, oldest first */
     struct llama_batch merged;
@@ -88,7 +97,7 @@ static void check(const struct fpi_batcher *b)
 #ifdef FP_CHECKS
     int n = 0;
     for (const fpi_breq *r = b->head; r; r = r->next) n++;
-    assert(b->parked >= 0 && b->parked <= b->active && n == b->parked);
+    assert(b->parked >= 0 && b->seq_waiting >= 0 && b->parked + b->seq_waiting <= b->active && n == b->parked);
 #else
     (void)b;
 #endif
@@ -145,6 +154,7 @@ void fp_engine_unlock(fp_engine *e)
     memset(&tl, 0, sizeof tl);
     pthread_mutex_lock(&b->mu);
     b->active--;
+    b->unlocks++;
     b->held = false;
     check(b);
     pthread_cond_broadcast(&b->cv);   /* a locker, or the parked ones (they may now be all) */
@@ -324,7 +334,7 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     pthread_cond_broadcast(&b->cv);
     for (;;) {
         if (r.done && !b->held) { b->held = true; break; }   /* take the lock back */
-        if (!r.done && !b->held && b->parked == b->active) {
+        if (!r.done && !b->held && b->parked + b->seq_waiting == b->active) {
             b->held = true;          /* everyone with work waits: decode for all */
             run_round(e, b);
             if (r.done) break;       /* in it: go on holding the lock */
@@ -350,6 +360,37 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     case FP_ERR_NOMEM: return fpi_fail(err, st, "out of memory");
     default: return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", r.rc);
     }
+}
+
+bool fpi_batcher_wait_seqs(fp_engine *e, fpi_seq_user *self)
+{
+    struct fpi_batcher *b = e->bat;
+    self->pinned++;   /* what it allocated so far stays its own meanwhile */
+    pthread_mutex_lock(&b->mu);
+    uint64_t gen = b->unlocks;
+    b->seq_waiting++;
+    b->held = false;
+    pthread_cond_broadcast(&b->cv);
+    bool ok = true;
+    for (;;) {
+        if (b->unlocks != gen) break;   /* someone's work ended: its branches can be had */
+        if (!b->held && b->parked + b->seq_waiting == b->active) {
+            if (!b->parked) { ok = false; break; }  /* all wait for sequences: none will come */
+            b->held = true;             /* the others wait in decodes: run them */
+            run_round(e, b);
+            b->held = false;
+            pthread_cond_broadcast(&b->cv);
+            continue;
+        }
+        pthread_cond_wait(&b->cv, &b->mu);
+    }
+    b->seq_waiting--;
+    while (b->held) pthread_cond_wait(&b->cv, &b->mu);
+    b->held = true;
+    check(b);
+    pthread_mutex_unlock(&b->mu);
+    self->pinned--;
+    return ok;
 }
 
 const float *fpi_engine_logits(fp_engine *e, int32_t i)

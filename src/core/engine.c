@@ -203,20 +203,28 @@ void fpi_engine_detach(fp_engine *e, fpi_seq_user *u) {
 }
 
 int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
-    for (int attempt = 0; attempt < 2; attempt++) {
-        for (uint32_t q = 0; q < e->n_seq_max; q++)
-            if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }
-        /* none free: take back the idle branches of the least recently used other user */
-        fpi_seq_user *victim = NULL;
-        for (int32_t i = 0; i < e->n_users; i++) {
-            fpi_seq_user *u = e->users[i];
-            if (u == owner || *u->n_reclaimable == 0 || u->pinned > 0) continue;
-            if (!victim || *u->last_use < *victim->last_use) victim = u;
+    for (;;) {
+        for (int attempt = 0; attempt < 2; attempt++) {
+            for (uint32_t q = 0; q < e->n_seq_max; q++)
+                if (!e->seq_owner[q]) { e->seq_owner[q] = owner; return (int32_t)q; }
+            /* none free: take back the idle branches of the least recently used
+             * other user (not one another thread is half-way through: batch.c) */
+            fpi_seq_user *victim = NULL;
+            for (int32_t i = 0; i < e->n_users; i++) {
+                fpi_seq_user *u = e->users[i];
+                if (u == owner || *u->n_reclaimable == 0 || u->pinned > 0) continue;
+                if (!victim || *u->last_use < *victim->last_use) victim = u;
+            }
+            if (!victim) break;
+            victim->release(victim);
         }
-        if (!victim) return -1;
-        victim->release(victim);
+        /* with batching, branches held by sessions other threads are working
+         * on come free when their work ends: wait for that, don't fail */
+        bool pinned_hold = false;
+        for (int32_t i = 0; i < e->n_users && !pinned_hold; i++)
+            pinned_hold = e->users[i] != owner && e->users[i]->pinned > 0 && *e->users[i]->n_reclaimable > 0;
+        if (!e->bat || !pinned_hold || !fpi_batcher_wait_seqs(e, owner)) return -1;
     }
-    return -1;
 }
 
 void fpi_seq_free(fp_engine *e, int32_t seq) {

@@ -202,6 +202,9 @@ const float *fpi_engine_logits(fp_engine *e, int32_t i);
 fp_status fpi_batcher_decode(fp_engine *e, fp_error *err);
 bool      fpi_batcher_abortable(const fp_engine *e);
 void      fpi_batcher_free(fp_engine *e);
+/* Gives the lock up until another thread's work ends (true: try again) or
+ * until every thread waits for sequences (false: none will come). */
+bool      fpi_batcher_wait_seqs(fp_engine *e, fpi_seq_user *self);
 /* Decodes tokens[0..n) into seq at positions pos0.., in as many batches as
  * needed; logits are produced for the last token only when want_last. */
 fp_status fpi_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
