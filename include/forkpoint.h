@@ -377,8 +377,10 @@ void      fp_engine_clear_cancel(fp_engine *e);
 fp_status fp_engine_enable_batching(fp_engine *e, fp_error *err);
 void      fp_engine_lock(fp_engine *e);
 void      fp_engine_unlock(fp_engine *e);
-/* llama_decode calls the batched rounds made (0 without batching). */
-uint64_t  fp_engine_decode_rounds(const fp_engine *e);
+/* llama_decode calls the batched rounds made, and in *decodes (if not
+ * NULL) the decodes they ran (0 and 0 without batching). Safe from any
+ * thread. */
+uint64_t  fp_engine_decode_rounds(const fp_engine *e, uint64_t *decodes);
 
 /* Restarts the clock of the open fork: call it when the fork is actually put
  * in front of the person, so ms_to_choose measures their time, not ours. */

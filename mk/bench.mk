@@ -13,6 +13,9 @@
 #   make bench-deploy  SQLite vs PostgreSQL vs three servers behind nginx
 #                      (starts its own PostgreSQL; BENCH_DEPLOY_ARGS, e.g.
 #                      "--clients 1,4 --choices 10")
+#   make bench-batch   one server with cross-session batching vs --no-batching,
+#                      the API load at 1, 4, 16 and 64 clients (BENCH_BATCH_ARGS,
+#                      e.g. "--clients 1,16 --repeats 1")
 #   make bench-persist only bench_persist: bytes and ms per click of saving a
 #                      story at 10, 100 and 1,000 forks, old full rewrite vs
 #                      append-only (BENCH_PERSIST_ARGS, e.g. "--forks 10,100")
@@ -30,7 +33,8 @@ BENCH_SERVE_ARGS ?=
 BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput \
                  $(BENCH_DIR)/bench_serve
 
-.PHONY: bench bench-tools bench-serve
+.PHONY: bench bench-tools bench-serve bench-batch
+BENCH_BATCH_ARGS ?=
 
 bench-tools: deps
 	@$(MAKE) --no-print-directory $(BENCH_TOOLS)
@@ -51,6 +55,11 @@ bench: bench-tools
 	node bench/bench_access.mjs --textentry $(BENCH_DIR)/bench_textentry $(BENCH_ACCESS_ARGS)
 	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_persist
 	$(BENCH_DIR)/bench_persist $(BENCH_PERSIST_ARGS)
+	node bench/bench_batch.mjs $(BENCH_BATCH_ARGS)
+
+bench-batch: deps
+	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
+	node bench/bench_batch.mjs $(BENCH_BATCH_ARGS)
 
 # bench_serve drives the server binary, so it needs that built too.
 bench-serve: deps

@@ -80,7 +80,8 @@ struct fpi_batcher {
     fpi_breq *head, *tail;    /* parked requests, oldest first */
     struct llama_batch merged;
     bool abortable;           /* the round in flight is all speculation */
-    uint64_t n_rounds;        /* llama_decode calls made by rounds */
+    _Atomic uint64_t n_rounds;    /* llama_decode calls made by rounds (read from any thread) */
+    _Atomic uint64_t n_requests;  /* decodes that went through rounds */
 };
 
 /* What this thread's last decode produced (its "current logits"). */
@@ -130,7 +131,11 @@ void fpi_batcher_free(fp_engine *e)
 
 bool fpi_batcher_abortable(const fp_engine *e) { return e->bat->abortable; }
 
-uint64_t fp_engine_decode_rounds(const fp_engine *e) { return e && e->bat ? e->bat->n_rounds : 0; }
+uint64_t fp_engine_decode_rounds(const fp_engine *e, uint64_t *decodes)
+{
+    if (decodes) *decodes = e && e->bat ? atomic_load(&e->bat->n_requests) : 0;
+    return e && e->bat ? atomic_load(&e->bat->n_rounds) : 0;
+}
 
 void fp_engine_lock(fp_engine *e)
 {
@@ -224,6 +229,7 @@ static void run_round(fp_engine *e, struct fpi_batcher *b)
     b->merged.n_tokens = 0;
     for (int i = 0; i < nsel; i++) put(&b->merged, sel[i]);
     b->n_rounds++;
+    b->n_requests += (uint64_t)nsel;
     int rc = llama_decode(e->ctx, b->merged);
     if (rc == 1 && nsel > 1) {
         /* the cache is full for all of them at once: each alone, so a

@@ -405,7 +405,14 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         srv_adapters_json(app, o);
         pthread_mutex_lock(&app->q_mu);
         cJSON_AddNumberToObject(o, "prefetch_cancels", (double)app->n_cancels);
+        int n_exec = app->n_exec;
         pthread_mutex_unlock(&app->q_mu);
+        /* cross-session batching: decodes that shared a round */
+        uint64_t decodes = 0, rounds = fp_engine_decode_rounds(app->engine, &decodes);
+        cJSON *bo = cJSON_AddObjectToObject(o, "batching");
+        cJSON_AddNumberToObject(bo, "sessions", n_exec);
+        cJSON_AddNumberToObject(bo, "rounds", (double)rounds);
+        cJSON_AddNumberToObject(bo, "decodes", (double)decodes);
         pthread_mutex_lock(&app->ws_mu);
         cJSON_AddNumberToObject(o, "ws_dropped", (double)app->ws_dropped);
         pthread_mutex_unlock(&app->ws_mu);

@@ -524,6 +524,32 @@ async function main() {
     eq((await http(srv, 'GET', '/app.css')).status, 200, 'app.css');
   });
 
+  await test('eight people writing at once: every choice lands, previews come true, their decodes share rounds', async () => {
+    const h0 = (await http(srv, 'GET', '/api/health')).json.batching;
+    assert(h0 && h0.sessions === 16, `batching in health: ${JSON.stringify(h0)}`);
+    const one = async (i) => {
+      let st = (await http(srv, 'POST', '/api/sessions', { prompt: `Once upon a time, writer ${i} saw a` })).json;
+      let n = 0;
+      for (let k = 0; k < 6 && st.fork; k++) {
+        const c = st.fork.candidates[k % 2];
+        const phrase = k % 3 === 1 && !c.is_eog;
+        const r = await http(srv, 'POST', `/api/sessions/${st.id}/choose`, { index: k % 2, accept_preview: phrase, fork_id: st.fork.id });
+        eq(r.status, 200, `writer ${i} choice ${k}: ${JSON.stringify(r.json).slice(0, 200)}`);
+        const want = st.text + c.text + (phrase ? c.preview : '');
+        assert(r.json.text.startsWith(want), `writer ${i}: the text goes on with what was shown`);
+        st = r.json;
+        n++;
+      }
+      return n;
+    };
+    const made = await Promise.all(Array.from({ length: 8 }, (_, i) => one(i)));
+    assert(made.every((n) => n >= 3), `choices made: ${made}`);
+    const h1 = (await http(srv, 'GET', '/api/health')).json.batching;
+    const rounds = h1.rounds - h0.rounds, decodes = h1.decodes - h0.decodes;
+    console.log(`# 8 writers: ${decodes} decodes in ${rounds} rounds`);
+    assert(rounds > 0 && rounds < decodes, `decodes merged: ${decodes} in ${rounds}`);
+  });
+
   /* ---- persistence across a restart */
   const before = (await http(srv, 'GET', `/api/sessions/${sid}`)).json;
   const treeBefore = (await http(srv, 'GET', `/api/sessions/${sid}/tree`)).json;

@@ -156,7 +156,7 @@ int main(void)
         CHECKF(ref[i].errors == 0, "story %d: %s", i, ref[i].error_msg);
         CHECKF(ref[i].n_forks >= 3, "story %d has %d forks", i, ref[i].n_forks);
     }
-    CHECK(fp_engine_decode_rounds(plain) == 0);
+    CHECK(fp_engine_decode_rounds(plain, NULL) == 0);
     fp_engine_free(plain);
 
     TEST("six threads on one batching engine: the same stories, previews true, decodes merged");
@@ -189,7 +189,7 @@ int main(void)
     fprintf(stderr, "  %d of %d first forks and %d of %d whole stories as written alone\n", first_same, N_STORIES,
             same, N_STORIES);
     if (be) {
-        uint64_t calls = fpi_engine_decode_calls(be) - calls0, rounds = fp_engine_decode_rounds(be);
+        uint64_t calls = fpi_engine_decode_calls(be) - calls0, rounds = fp_engine_decode_rounds(be, NULL);
         fprintf(stderr, "  %llu decodes in %llu rounds\n", (unsigned long long)calls, (unsigned long long)rounds);
         CHECKF(rounds > 0 && rounds < calls, "rounds %llu, decodes %llu", (unsigned long long)rounds,
                (unsigned long long)calls);
