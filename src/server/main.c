@@ -23,12 +23,17 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
     fprintf(f,
         "usage: forkpoint-serve [serve] [options]\n"
         "  --model PATH       GGUF model (default: the stories260K default model)\n"
+        "  --hf OWNER/REPO[:Q] download a GGUF model from the Hugging Face hub, picked by its\n"
+        "                     quantization Q (default Q4_K_M), into --models-dir, and serve it\n"
+        "  --models-dir DIR   the models the page's picker offers, and --hf's downloads\n"
+        "                     (default: the cache's models folder)\n"
         "  --host ADDR        address to bind (default 127.0.0.1); off loopback needs --token\n"
         "  --port N           port (default 8080; 0 = any free port)\n"
         "  --token SECRET     require this token (also $FORKPOINT_TOKEN)\n"
@@ -128,6 +133,8 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         long n = 0;
         if (!val) { fprintf(stderr, "forkpoint-serve: %s needs a value\n", name); return -1; }
         if (strcmp(name, "--model") == 0) cfg->model = val;
+        else if (strcmp(name, "--hf") == 0) cfg->hf = val;
+        else if (strcmp(name, "--models-dir") == 0) cfg->models_dir = val;
         else if (strcmp(name, "--host") == 0) cfg->host = val;
         else if (strcmp(name, "--token") == 0) cfg->token = val;
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
@@ -164,6 +171,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             return -1;
         }
     }
+    if (cfg->hf && cfg->model) {
+        fprintf(stderr, "forkpoint-serve: give --model or --hf, not both\n");
+        return -1;
+    }
     if (!cfg->tls_cert != !cfg->tls_key) {
         fprintf(stderr, "forkpoint-serve: --tls-cert and --tls-key go together\n");
         return -1;
@@ -188,7 +199,13 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
 static int setup_engine(srv_app *app)
 {
     fp_error err = {0};
-    if (fp_resolve_default_model(app->cfg.model, app->model_path, sizeof app->model_path, &err) != FP_OK) {
+    if (app->cfg.hf) {
+        if (fp_hf_pull(app->cfg.hf, app->cfg.models_dir, isatty(STDERR_FILENO) ? fp_fetch_progress_bar : NULL, NULL,
+                       app->model_path, sizeof app->model_path, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+            return -1;
+        }
+    } else if (fp_resolve_default_model(app->cfg.model, app->model_path, sizeof app->model_path, &err) != FP_OK) {
         fprintf(stderr, "forkpoint-serve: no model: %s\n", err.message);
         return -1;
     }

@@ -45,6 +45,8 @@ struct mg_context;
 
 typedef struct srv_config {
     const char *model;        /* --model, or NULL for fp_resolve_default_model */
+    const char *hf;           /* --hf OWNER/REPO[:QUANT]: downloaded into models_dir at start */
+    const char *models_dir;   /* --models-dir: the picker's folder and --hf's target, NULL = the cache */
     const char *host;         /* --host, default 127.0.0.1 */
     int         port;         /* --port, default 8080; 0 = any free port */
     const char *token;        /* --token, required off loopback */
