@@ -16,6 +16,7 @@
 
 #include <civetweb.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -209,33 +210,15 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: no model: %s\n", err.message);
         return -1;
     }
-    fp_model_params mp = fp_model_default_params();
-    app->model = fp_model_load(app->model_path, &mp, &err);
-    if (!app->model) {
+    /* stories record the model's path: one that holds from any directory */
+    char real[PATH_MAX];
+    if (realpath(app->model_path, real) && strlen(real) < sizeof app->model_path) memcpy(app->model_path, real, strlen(real) + 1);
+    if (srv_model_open(app, app->model_path, &app->model, &app->engine, app->model_sha, &err) != 0) {
         fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
         return -1;
     }
-    if (fp_model_is_vocab_only(app->model)) {
-        fprintf(stderr, "forkpoint-serve: %s has no weights\n", app->model_path);
-        return -1;
-    }
-    fp_engine_params ep = fp_engine_default_params();
-    ep.n_seq_max = app->cfg.n_seq_max;
-    if (app->cfg.n_ctx) {
-        ep.n_ctx = app->cfg.n_ctx;
-    } else {
-        /* the KV cells are shared by every resident session: give the server
-         * room for several documents (8 training contexts, at most 16384) */
-        int32_t train = fp_model_n_ctx_train(app->model);
-        uint32_t want = train > 0 ? (uint32_t)train * 8u : 4096u;
-        ep.n_ctx = want > 16384u ? 16384u : want;
-    }
-    ep.n_threads = app->cfg.n_threads;
-    app->engine = fp_engine_new(app->model, &ep, &err);
-    if (!app->engine) {
-        fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
-        return -1;
-    }
+    snprintf(app->start_path, sizeof app->start_path, "%s", app->model_path);
+    srv_model_note(app);
     if (app->cfg.steer) {
         float stored = 1.0f;
         app->steer = fp_steer_load(app->model, app->cfg.steer, &stored, &err);
@@ -253,11 +236,6 @@ static int setup_engine(srv_app *app)
     char msg[512];
     if (srv_store_open(app, msg, sizeof msg) != 0) {
         fprintf(stderr, "forkpoint-serve: %s\n", msg);
-        return -1;
-    }
-    /* every decision goes to the log the moment it is made, tagged with the model */
-    if (fp_sha256_file(app->model_path, app->model_sha, &err) != FP_OK) {
-        fprintf(stderr, "forkpoint-serve: %s\n", err.message);
         return -1;
     }
     if (app->cfg.profile) { /* the person's learned preferences, or a fresh start */
@@ -307,6 +285,7 @@ int main(int argc, char **argv)
     pthread_cond_init(&app.done_cv, NULL);
     pthread_mutex_init(&app.ws_mu, NULL);
     pthread_mutex_init(&app.adapters_mu, NULL);
+    pthread_mutex_init(&app.model_mu, NULL);
     /* versions only grow, also across restarts: srv_store_open takes the
      * store's counter (every change stores its version) */
 
@@ -359,6 +338,7 @@ out:
     mg_exit_library();
     pthread_mutex_destroy(&app.ws_mu);
     pthread_mutex_destroy(&app.adapters_mu);
+    pthread_mutex_destroy(&app.model_mu);
     pthread_cond_destroy(&app.done_cv);
     pthread_cond_destroy(&app.q_cv);
     pthread_mutex_destroy(&app.q_mu);

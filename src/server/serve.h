@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_fetch.h"
 #include "forkpoint_learn.h"
 #include "forkpoint_store.h"
 
@@ -91,7 +92,8 @@ typedef enum srv_job_kind {
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
     JOB_TREE, JOB_EVENTS, JOB_ADAPTERS,
     JOB_PROFILE, JOB_PROFILE_RESET,   /* profile.c */
-    JOB_OAI          /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
+    JOB_OAI,         /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
+    JOB_MODEL        /* switch models (models.c); text is the path */
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -190,6 +192,11 @@ typedef struct srv_app {
     fp_store           *store;         /* the database: stories, decision log, profiles */
     fp_prefs           *prefs;         /* --profile's preferences, shared by all sessions */
     char                model_sha[65];
+    char                start_path[1024];  /* the model the server started with (always offered) */
+    /* the running model's facts for handler threads (models.c), under model_mu */
+    pthread_mutex_t     model_mu;
+    fp_model_entry      current;
+    char                current_sha[65];
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;
     uint64_t            version;       /* the last version handed out */
@@ -272,6 +279,25 @@ bool  srv_store_current(srv_app *app, const srv_live *l);
 /* state.c: JSON views of a session (worker thread). */
 char *srv_state_json(srv_app *app, const srv_live *l);
 char *srv_events_jsonl(const fp_session *s);
+
+/* models.c: the running model, the models folder, switching. */
+/* Loads path's model and an engine for it as the server's flags say, and
+ * its sha256 (worker, or before it starts). 0, or -1 with err. */
+int  srv_model_open(srv_app *app, const char *path, fp_model **model, fp_engine **engine, char sha[65], fp_error *err);
+/* Records app->model_path's facts for handler threads (after a load). */
+void srv_model_note(srv_app *app);
+/* The running model's path, for handler threads. */
+void srv_model_path(srv_app *app, char *out, size_t cap);
+/* Adds "model_info" (the running model's facts) to a cJSON object. */
+void srv_model_current_json(srv_app *app, void *cjson_obj);
+/* Worker: makes path's model (want_sha: its sha256 must be this, NULL =
+ * any) the running one; the resident sessions are dropped (all saved).
+ * FP_ERR_STATE when the server cannot switch now or at all, FP_ERR_IO when
+ * the file is missing, FP_ERR_CHECKSUM when it is another file now. */
+fp_status srv_model_switch(srv_app *app, const char *path, const char *want_sha, fp_error *err);
+/* GET / POST /api/models (handler thread). Returns the HTTP status sent. */
+int  srv_models_route(srv_app *app, struct mg_connection *c, const char *method);
+void srv_job_model(srv_app *app, srv_job *job);   /* JOB_MODEL on the worker */
 
 /* http.c: civetweb set-up and routes. */
 int  srv_http_start(srv_app *app, char *err, size_t cap);

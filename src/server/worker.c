@@ -60,7 +60,7 @@ static srv_job *next_job(srv_app *app)
 static bool job_changes(srv_job_kind k)
 {
     return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN
-        && k != JOB_PROFILE && k != JOB_PROFILE_RESET && k != JOB_OAI;
+        && k != JOB_PROFILE && k != JOB_PROFILE_RESET && k != JOB_OAI && k != JOB_MODEL;
 }
 
 /* Jobs that run the model. Why only these cancel speculation: a job that
