@@ -210,9 +210,18 @@ static int setup_engine(srv_app *app)
         fprintf(stderr, "forkpoint-serve: no model: %s\n", err.message);
         return -1;
     }
-    /* stories record the model's path: one that holds from any directory */
-    char real[PATH_MAX];
-    if (realpath(app->model_path, real) && strlen(real) < sizeof app->model_path) memcpy(app->model_path, real, strlen(real) + 1);
+    /* stories record the model's path: one that holds from any directory
+     * (its folder made absolute; the file's own name kept, a link too, so
+     * it is the path the models folder lists) */
+    char dir[PATH_MAX], real[PATH_MAX], abs_path[PATH_MAX + 256];
+    snprintf(dir, sizeof dir, "%s", app->model_path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? app->model_path + (slash - dir) + 1 : app->model_path;
+    if (slash) *slash = 0;
+    if (realpath(slash ? (dir[0] ? dir : "/") : ".", real)) {
+        int w = snprintf(abs_path, sizeof abs_path, "%s/%s", strcmp(real, "/") ? real : "", base);
+        if (w > 0 && (size_t)w < sizeof app->model_path) memcpy(app->model_path, abs_path, (size_t)w + 1);
+    }
     if (srv_model_open(app, app->model_path, &app->model, &app->engine, app->model_sha, &err) != 0) {
         fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
         return -1;
