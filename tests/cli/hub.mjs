@@ -15,6 +15,7 @@
 //   test/drop-GGUF   stories260K-Q4_K_M.gguf: the first transfer is cut after
 //                    ~40% (the connection is destroyed), later ones are whole
 //   test/bad-GGUF    stories260K-Q4_K_M.gguf whose published sha256 is wrong
+//   test/etag-GGUF   its listing has no lfs oid; resolve's x-linked-etag is a wrong sha256
 //   test/split-GGUF  big-Q4_K_M-00001-of-00002.gguf and -00002-of-00002 (halves)
 // Every request is appended to argv[3] as "METHOD PATH RANGE" lines. The port
 // is printed on stdout once listening.
@@ -40,6 +41,8 @@ const repos = {
   'test/one-GGUF': { 'stories260K.gguf': { bytes: model }, '.gitattributes': { bytes: readme, lfs: null } },
   'test/drop-GGUF': { 'stories260K-Q4_K_M.gguf': { bytes: model, drop: true } },
   'test/bad-GGUF': { 'stories260K-Q4_K_M.gguf': { bytes: model, lfs: sha(Buffer.from('not the model')) } },
+  // the listing names no sha256: the one of resolve's x-linked-etag (here a wrong one) is checked
+  'test/etag-GGUF': { 'stories260K-Q4_K_M.gguf': { bytes: model, lfs: sha(Buffer.from('other')), unlisted: true } },
   'test/split-GGUF': {
     'big-Q4_K_M-00001-of-00002.gguf': { bytes: model.subarray(0, half) },
     'big-Q4_K_M-00002-of-00002.gguf': { bytes: model.subarray(half) },
@@ -52,7 +55,7 @@ const dropped = new Set();
 function tree(files) {
   return Object.entries(files).map(([path, f]) => {
     const e = { type: 'file', oid: gitOid(f.bytes), size: f.bytes.length, path };
-    if (f.lfs) e.lfs = { oid: f.lfs, size: f.bytes.length, pointerSize: 134 };
+    if (f.lfs && !f.unlisted) e.lfs = { oid: f.lfs, size: f.bytes.length, pointerSize: 134 };
     return e;
   });
 }

@@ -95,6 +95,10 @@ B="$CACHE/test_bad-GGUF_stories260K-Q4_K_M.gguf"
 run "bad hash" 1 "sha256 .* is not the published .*the download was removed" -- "$BIN" model pull test/bad-GGUF
 [ -e "$B" ] || [ -e "$B.part" ] && bad "bad hash: a file was left" || ok
 
+# ---- no sha256 in the listing: the x-linked-etag of resolve/main is the one checked
+run "bad etag" 1 "sha256 .* is not the published .*the download was removed" -- "$BIN" model pull test/etag-GGUF
+[ -e "$CACHE/test_etag-GGUF_stories260K-Q4_K_M.gguf" ] && bad "bad etag: a file was left" || ok
+
 # ---- a split model: every part, the first one's path
 run "split" 0 "" -- "$BIN" model pull test/split-GGUF
 [ "$(cat "$T/out")" = "$CACHE/test_split-GGUF_big-Q4_K_M-00001-of-00002.gguf" ] && ok || bad "split: $(cat "$T/out")"
