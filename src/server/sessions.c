@@ -721,20 +721,21 @@ int srv_sessions_open(srv_app *app, fp_error *err)
     fp_story_info *rows = calloc((size_t)cap, sizeof *rows);
     if (!rows) return -1;
     int n = fp_store_sessions(app->store, rows, cap, err);
-    int ok = 0;
+    int ok = 0, n_other = 0;
     for (int i = 0; i < n; i++) {
         if (!srv_id_valid(rows[i].id, strlen(rows[i].id))) continue;
         srv_job job = {.kind = JOB_GET};
         snprintf(job.sid, sizeof job.sid, "%.*s", SRV_ID_LEN, rows[i].id);
         srv_live *l = load_as(app, &job, false);
         if (l) ok++;
+        else if (job.status == 409) n_other++;   /* another model's story: restored when opened */
         else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", rows[i].id,
                      job.body ? job.body : "?");
         free(job.body);
     }
     free(rows);
     if (!app->cfg.quiet && n > 0)
-        fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n);
+        fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n - n_other);
     return 0;
 }
 
