@@ -95,6 +95,24 @@ int32_t     fp_model_n_ctx_train(const fp_model *model);
 bool        fp_model_is_vocab_only(const fp_model *model);
 const char *fp_model_path(const fp_model *model);
 
+/* What a GGUF file holds, read from its header without loading it. */
+typedef struct fp_model_info {
+    char    name[128];         /* general.name, else the file name without .gguf */
+    char    arch[32];          /* general.architecture ("llama", "qwen2", ...) */
+    char    quant[16];         /* the type most weight bytes are stored in ("Q8_0", "F32"), "" = none */
+    int64_t size_bytes;        /* the file's size */
+    int32_t n_ctx_train;       /* ARCH.context_length, 0 = not given */
+    int32_t n_vocab;           /* entries of tokenizer.ggml.tokens */
+    bool    has_chat_template; /* tokenizer.chat_template is set */
+    bool    has_weights;       /* tensors are present (false: a vocab-only file) */
+} fp_model_info;
+
+/* Fills info from path's GGUF header (llama.cpp's gguf reader, no tensor
+ * data). Cost: reading the metadata, a few KB to a few MB (the token list);
+ * no weights are read or mapped. FP_ERR_IO for a missing file, FP_ERR_MODEL
+ * for one that is not GGUF or is damaged. */
+fp_status fp_model_info_read(const char *path, fp_model_info *info, fp_error *err);
+
 /* Tokenizer access, usable on vocab-only models too.
  * fp_tokenize writes at most cap tokens and returns how many the text needs
  * (so a return > cap means "call again with a larger buffer"), or -1 on

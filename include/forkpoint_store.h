@@ -49,6 +49,7 @@ typedef struct fp_decision_meta {
     const char *session_id;    /* any stable id of the writing session */
     const char *profile;       /* whose decision ("default" when NULL) */
     const char *model_sha256;  /* the model file's sha256 */
+    const char *model_path;    /* the model file, recorded with a new story (NULL = none) */
     const char *modality;      /* mouse, touch, keyboard, dwell, switch, script, api, ... */
 } fp_decision_meta;
 
@@ -135,6 +136,8 @@ typedef struct fp_story_info {
     char     title[256];
     int64_t  created, updated;   /* unix seconds */
     uint64_t version;            /* of its last write */
+    char     model_sha256[65];   /* the model it was written with, "" = not recorded (older stories) */
+    char     model_path[1024];
 } fp_story_info;
 
 /* What writes cost, for benchmarks and tests. */
@@ -165,6 +168,10 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
 fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp_store_session **ps,
                                   fp_story_info *info, fp_error *err);
 void      fp_store_session_free(fp_store_session *ps);
+/* A story's row (title, times, version, model) without its text: one
+ * indexed read, to learn which model it needs before loading it.
+ * FP_ERR_EMPTY for an unknown id. */
+fp_status fp_store_session_info(fp_store *st, const char *id, fp_story_info *info, fp_error *err);
 /* Whether the story on disk is still the one this handle wrote or loaded
  * last (false when another server wrote it since, or deleted it). One
  * indexed read: for shared stores, before serving a story kept in memory. */

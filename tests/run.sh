@@ -54,6 +54,7 @@ done
 ls build/fuzz/fuzz_* >/dev/null 2>&1 && run_suite fuzz bash tests/fuzz_smoke.sh
 run_suite cli bash tests/cli/test_cli.sh build/asan/forkpoint "$MODELS"
 run_suite cli-chat bash tests/cli/test_chat.sh build/asan/forkpoint "$MODELS"
+run_suite cli-hf bash tests/cli/test_hf.sh build/asan/forkpoint "$MODELS"
 run_suite install bash tests/install/run.sh
 [ -x tests/api/run.sh ] && run_suite api bash tests/api/run.sh
 [ -x tests/crash/run.sh ] && run_suite crash bash tests/crash/run.sh

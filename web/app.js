@@ -51,8 +51,9 @@ import {
 } from './page/actions.js';
 import {
   PANELS, togglePanel, applyTheme, toggleTheme, exportText, exportJsonl, applySettings, fillSettings,
-  loadAdapters, ADAPTERS, setReadout, adapterChanged, loadModelName,
+  loadAdapters, ADAPTERS, setReadout, adapterChanged,
 } from './page/panels.js';
+import { loadModels, switchModel } from './page/models.js';
 import { onKey, typeboxKey } from './page/keys.js';
 import { initDwell, cancelDwell } from './page/dwell.js';
 import { speakAll, speakLast, copyText, addPhrase } from './page/speech.js';
@@ -83,6 +84,7 @@ function init() {
   $('btn-copy').addEventListener('click', () => copyText());
   $('phrase-form').addEventListener('submit', addPhrase);
   $('btn-theme').addEventListener('click', toggleTheme);
+  $('model-switch').addEventListener('click', switchModel);
   $('btn-export-txt').addEventListener('click', exportText);
   $('btn-export-jsonl').addEventListener('click', exportJsonl);
   $('settings-form').addEventListener('submit', applySettings);
@@ -121,7 +123,7 @@ function init() {
   });
   fillSettings();
   loadAdapters();
-  loadModelName();
+  loadModels();
   const m = /^#s=([0-9a-f]{16})$/.exec(location.hash);
   if (m) openSession(m[1]);
   else showStart();

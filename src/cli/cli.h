@@ -9,10 +9,17 @@
 
 #include <stdio.h>
 
-/* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
- * model and an engine of n_ctx KV cells (0: the engine's default); prints a
- * one-line error and returns non-zero on failure. */
-int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
+/* Resolves the model (hf: --hf OWNER/REPO[:QUANT] downloaded into models_dir,
+ * NULL = the cache; else model_path, $FORKPOINT_MODEL, cache, ../shared,
+ * download) and loads it and an engine of n_ctx KV cells (0: the engine's
+ * default); prints a one-line error and returns non-zero on failure. */
+int cli_load(const char *model_path, const char *hf, const char *models_dir, bool verbose, int threads,
+             uint32_t n_ctx, fp_model **model, fp_engine **engine);
+/* --hf SPEC into models_dir (NULL = the cache) with a progress bar on a
+ * terminal; the path into out. 0, or the exit code after a one-line error
+ * (2 bad input: spec, repository, quant; 1 network, transfer, checksum). */
+int cli_pull(const char *spec, const char *models_dir, char *out, size_t cap);
+int cli_model(int argc, char **argv);   /* model.c: `forkpoint model list|pull|PATH` */
 
 int cli_write(int argc, char **argv);
 int cli_chat(int argc, char **argv);    /* chat.c: a dialogue, either side co-written */
@@ -29,6 +36,8 @@ typedef struct { cmd_kind kind; int index; int words; char text[FP_MAX_TEXT]; } 
 
 typedef struct {
     const char *model_path;
+    const char *hf;        /* --hf OWNER/REPO[:QUANT], NULL = none */
+    const char *models_dir; /* --models-dir: where --hf downloads go, NULL = the cache */
     const char *prompt;
     const char *choices;   /* NULL = keyboard if a terminal, else stdin */
     const char *json;      /* NULL = no event log; "-" = stdout */

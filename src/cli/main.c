@@ -4,7 +4,7 @@
  *   forkpoint write [...]   the terminal front end (default)
  *   forkpoint chat [...]    a dialogue in the terminal
  *   forkpoint serve [...]   the web app (the forkpoint-serve binary beside this one)
- *   forkpoint model [PATH]  resolve and check the model, print its path
+ *   forkpoint model ...     list the models folder, pull from the hub, check a model
  *   forkpoint export ...    datasets from the decision log
  *   forkpoint profile ...   learned preference profiles
  *   forkpoint learn ...     a personal LoRA adapter from the decision log
@@ -20,10 +20,14 @@
 #include <string.h>
 #include <unistd.h>
 
-int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine) {
+int cli_load(const char *model_path, const char *hf, const char *models_dir, bool verbose, int threads,
+             uint32_t n_ctx, fp_model **model, fp_engine **engine) {
     fp_error err = {0};
     char path[PATH_MAX];
-    if (fp_resolve_default_model(model_path, path, sizeof path, &err) != FP_OK) {
+    if (hf) {
+        int rc = cli_pull(hf, models_dir, path, sizeof path);
+        if (rc) return rc;
+    } else if (fp_resolve_default_model(model_path, path, sizeof path, &err) != FP_OK) {
         fprintf(stderr, "forkpoint: %s\n", err.message);
         return err.code == FP_ERR_IO ? 2 : 1;
     }
@@ -58,20 +62,6 @@ static int run_serve(int argc, char **argv) {
     return 1;
 }
 
-static int run_model(int argc, char **argv) {
-    fp_error err = {0};
-    char path[PATH_MAX];
-    if (fp_resolve_default_model(argc > 0 ? argv[0] : NULL, path, sizeof path, &err) != FP_OK) {
-        fprintf(stderr, "forkpoint: %s\n", err.message);
-        return 2;
-    }
-    fp_model *m = fp_model_load(path, NULL, &err);
-    if (!m) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
-    printf("%s\tvocab %d\tcontext %d\n", path, fp_model_n_vocab(m), fp_model_n_ctx_train(m));
-    fp_model_free(m);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "write";
     if (argc > 1 && argv[1][0] == '-' && strcmp(argv[1], "--help") && strcmp(argv[1], "-h")) cmd = "write";
@@ -79,7 +69,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "write")) return cli_write(argc - skip, argv + skip);
     if (!strcmp(cmd, "chat")) return cli_chat(argc - skip, argv + skip);
     if (!strcmp(cmd, "serve")) return run_serve(argc - skip + 1, argv + skip - 1);
-    if (!strcmp(cmd, "model")) return run_model(argc - skip, argv + skip);
+    if (!strcmp(cmd, "model")) return cli_model(argc - skip, argv + skip);
     if (!strcmp(cmd, "export")) return cli_export(argc - skip, argv + skip);
     if (!strcmp(cmd, "profile")) return cli_profile(argc - skip, argv + skip);
     if (!strcmp(cmd, "learn")) return cli_learn(argc - skip, argv + skip);
@@ -89,7 +79,7 @@ int main(int argc, char **argv) {
                "  write    steer generation in the terminal (forkpoint write --help)\n"
                "  chat     a dialogue, either side co-written (forkpoint chat --help)\n"
                "  serve    the web app (forkpoint serve --help)\n"
-               "  model    resolve and check the default model\n"
+               "  model    list the models folder, pull a model from the hub (forkpoint model --help)\n"
                "  export   the decision log as datasets (sft, pairs, kto, raw)\n"
                "  profile  list, show or reset learned preference profiles\n"
                "  learn    train a personal LoRA adapter from the decision log (forkpoint learn --help)\n"

@@ -44,6 +44,9 @@
 static void usage(FILE *f) {
     fputs("usage: forkpoint write [options]\n"
           "  --model PATH          GGUF model (default: stories260K, resolved automatically)\n"
+          "  --hf OWNER/REPO[:Q]   download a GGUF model from the Hugging Face hub, picked by its\n"
+          "                        quantization Q (default Q4_K_M), into the cache, and use it\n"
+          "  --models-dir DIR      where --hf downloads go (default: the cache's models folder)\n"
           "  --prompt TEXT         the start of the text (default: \"" DEFAULT_PROMPT "\")\n"
           "  --choices FILE|-      read decisions from a script instead of the keyboard\n"
           "  --json FILE|-         write every fork event as a JSON line\n"
@@ -101,6 +104,8 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
 #define NUM(lo, hi) do { NEED(); if (!cli_parse_num(v, lo, hi, &d)) { fprintf(stderr, "forkpoint write: bad value for %s: %s\n", a, v); return 2; } } while (0)
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--model")) { NEED(); o->model_path = v; }
+        else if (!strcmp(a, "--hf")) { NEED(); o->hf = v; }
+        else if (!strcmp(a, "--models-dir")) { NEED(); o->models_dir = v; }
         else if (!strcmp(a, "--prompt")) { NEED(); o->prompt = v; }
         else if (!strcmp(a, "--choices")) { NEED(); o->choices = v; }
         else if (!strcmp(a, "--json")) { NEED(); o->json = v; }
@@ -141,6 +146,7 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
 #undef NEED
 #undef NUM
     }
+    if (o->hf && o->model_path) { fprintf(stderr, "forkpoint write: give --model or --hf, not both\n"); return 2; }
     if (o->profile && !o->db) { fprintf(stderr, "forkpoint write: --profile needs --db\n"); return 2; }
     if (o->auto_resolve && !o->profile) { fprintf(stderr, "forkpoint write: --auto-resolve needs --profile\n"); return 2; }
     return 0;
@@ -433,7 +439,7 @@ int cli_write(int argc, char **argv) {
     int32_t logged = 0;
     /* the window the person asked for, and room for a fork's branches beside it */
     uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
-    rc = cli_load(o.model_path, o.verbose, o.threads, n_ctx, &model, &engine);
+    rc = cli_load(o.model_path, o.hf, o.models_dir, o.verbose, o.threads, n_ctx, &model, &engine);
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};

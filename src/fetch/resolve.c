@@ -11,9 +11,8 @@
  * Why a library of its own (libforkpoint_fetch): downloading is deployment,
  * not writing; it keeps libcurl and the default model's URL out of the core.
  */
-#include "forkpoint_fetch.h"
+#include "fetch/fetch.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -24,26 +23,6 @@
 
 #define DEFAULT_NAME "stories260K.gguf"
 
-
-static bool file_exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Creates every directory of path (like mkdir -p). */
-static int mkdirs(const char *path) {
-    char tmp[PATH_MAX + 128];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
 
 /* The cache directory: $FORKPOINT_CACHE, else $XDG_CACHE_HOME/forkpoint, else ~/.cache/forkpoint. */
 static void cache_dir(char *out, size_t cap) {
@@ -84,7 +63,7 @@ static bool find_shared(char *out, size_t cap) {
     }
     for (int i = 0; i < nd; i++) {
         int w = snprintf(out, cap, "%s/../shared/models/" DEFAULT_NAME, dirs[i]);
-        if (w > 0 && (size_t)w < cap && file_exists(out)) {
+        if (w > 0 && (size_t)w < cap && fpi_file_exists(out)) {
             char real[PATH_MAX];
             if (realpath(out, real)) snprintf(out, cap, "%s", real);
             return true;
@@ -93,36 +72,11 @@ static bool find_shared(char *out, size_t cap) {
     return false;
 }
 
-static size_t write_cb(void *p, size_t sz, size_t nm, void *f) { return fwrite(p, sz, nm, f); }
-
-static fp_status download(const char *dest, fp_error *err) {
-    char part[PATH_MAX + 128];
-    snprintf(part, sizeof part, "%s.part", dest);
-    FILE *f = fopen(part, "wb");
-    if (!f) return fp_error_set(err, FP_ERR_IO, "cannot write %s: %s", part, strerror(errno));
-    CURL *c = curl_easy_init();
-    if (!c) { fclose(f); return fp_error_set(err, FP_ERR_NOMEM, "curl_easy_init failed"); }
-    curl_easy_setopt(c, CURLOPT_URL, FP_DEFAULT_MODEL_URL);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 20L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_cleanup(c);
-    bool werr = fclose(f) != 0;
-    if (rc != CURLE_OK || werr) {
-        unlink(part);
-        return fp_error_set(err, FP_ERR_IO, "download of %s failed: %s", FP_DEFAULT_MODEL_URL,
-                       rc != CURLE_OK ? curl_easy_strerror(rc) : "write error");
-    }
-    fp_status st = check_sha(part, err);
-    if (st != FP_OK) { unlink(part); return st; }
-    if (rename(part, dest) != 0) {
-        unlink(part);
-        return fp_error_set(err, FP_ERR_IO, "cannot move download to %s: %s", dest, strerror(errno));
-    }
+fp_status fp_models_dir(char *out, size_t cap, fp_error *err) {
+    char dir[PATH_MAX];
+    cache_dir(dir, sizeof dir);
+    int w = snprintf(out, cap, "%s/models", dir);
+    if (w < 0 || (size_t)w >= cap) return fp_error_set(err, FP_ERR_ARG, "cache path too long");
     return FP_OK;
 }
 
@@ -131,14 +85,14 @@ fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t 
     const char *env = getenv("FORKPOINT_MODEL");
     const char *given = explicit_path && *explicit_path ? explicit_path : (env && *env ? env : NULL);
     if (given) {
-        if (!file_exists(given)) return fp_error_set(err, FP_ERR_IO, "model file not found: %s", given);
+        if (!fpi_file_exists(given)) return fp_error_set(err, FP_ERR_IO, "model file not found: %s", given);
         if ((size_t)snprintf(out, cap, "%s", given) >= cap) return fp_error_set(err, FP_ERR_ARG, "path too long");
         return FP_OK;
     }
     char dir[PATH_MAX], cached[PATH_MAX + 64];
     cache_dir(dir, sizeof dir);
     snprintf(cached, sizeof cached, "%s/models/" DEFAULT_NAME, dir);
-    if (file_exists(cached)) {
+    if (fpi_file_exists(cached)) {
         fp_status st = check_sha(cached, err);
         if (st == FP_OK) { snprintf(out, cap, "%s", cached); return FP_OK; }
         if (st != FP_ERR_CHECKSUM) return st;
@@ -153,8 +107,9 @@ fp_status fp_resolve_default_model(const char *explicit_path, char *out, size_t 
     }
     char mdir[PATH_MAX + 8];
     snprintf(mdir, sizeof mdir, "%s/models", dir);
-    if (mkdirs(mdir) != 0) return fp_error_set(err, FP_ERR_IO, "cannot create %s: %s", mdir, strerror(errno));
-    fp_status st = download(cached, err);
+    if (fpi_mkdirs(mdir) != 0) return fp_error_set(err, FP_ERR_IO, "cannot create %s: %s", mdir, strerror(errno));
+    fp_status st = fpi_download(FP_DEFAULT_MODEL_URL, NULL, cached, FP_DEFAULT_MODEL_SHA256, DEFAULT_NAME,
+                                NULL, NULL, err);
     if (st != FP_OK) return st;
     snprintf(out, cap, "%s", cached);
     return FP_OK;

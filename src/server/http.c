@@ -401,7 +401,9 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         cJSON *o = cJSON_CreateObject();
         cJSON_AddBoolToObject(o, "ok", true);
         cJSON_AddStringToObject(o, "version", FP_VERSION);
-        cJSON_AddStringToObject(o, "model", app->model_path);
+        char mp[1024];
+        srv_model_path(app, mp, sizeof mp);
+        cJSON_AddStringToObject(o, "model", mp);
         srv_adapters_json(app, o);
         pthread_mutex_lock(&app->q_mu);
         cJSON_AddNumberToObject(o, "prefetch_cancels", (double)app->n_cancels);
@@ -427,6 +429,7 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         if (post) return route_adapters(app, c);
         return method_not_allowed(c);
     }
+    if (strcmp(path, "models") == 0) return srv_models_route(app, c, method);   /* models.c */
     if (strcmp(path, "profile") == 0) {   /* profile.c */
         srv_job job = {.kind = get ? JOB_PROFILE : JOB_PROFILE_RESET};
         return get || strcmp(method, "DELETE") == 0 ? run_job(app, c, &job) : method_not_allowed(c);

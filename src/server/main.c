@@ -16,6 +16,7 @@
 
 #include <civetweb.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,12 +24,17 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
     fprintf(f,
         "usage: forkpoint-serve [serve] [options]\n"
         "  --model PATH       GGUF model (default: the stories260K default model)\n"
+        "  --hf OWNER/REPO[:Q] download a GGUF model from the Hugging Face hub, picked by its\n"
+        "                     quantization Q (default Q4_K_M), into --models-dir, and serve it\n"
+        "  --models-dir DIR   the models the page's picker offers, and --hf's downloads\n"
+        "                     (default: the cache's models folder)\n"
         "  --host ADDR        address to bind (default 127.0.0.1); off loopback needs --token\n"
         "  --port N           port (default 8080; 0 = any free port)\n"
         "  --token SECRET     require this token (also $FORKPOINT_TOKEN)\n"
@@ -132,6 +138,8 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         long n = 0;
         if (!val) { fprintf(stderr, "forkpoint-serve: %s needs a value\n", name); return -1; }
         if (strcmp(name, "--model") == 0) cfg->model = val;
+        else if (strcmp(name, "--hf") == 0) cfg->hf = val;
+        else if (strcmp(name, "--models-dir") == 0) cfg->models_dir = val;
         else if (strcmp(name, "--host") == 0) cfg->host = val;
         else if (strcmp(name, "--token") == 0) cfg->token = val;
         else if (strcmp(name, "--db") == 0) cfg->db_path = val;
@@ -169,6 +177,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             return -1;
         }
     }
+    if (cfg->hf && cfg->model) {
+        fprintf(stderr, "forkpoint-serve: give --model or --hf, not both\n");
+        return -1;
+    }
     if (!cfg->tls_cert != !cfg->tls_key) {
         fprintf(stderr, "forkpoint-serve: --tls-cert and --tls-key go together\n");
         return -1;
@@ -193,37 +205,34 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
 static int setup_engine(srv_app *app)
 {
     fp_error err = {0};
-    if (fp_resolve_default_model(app->cfg.model, app->model_path, sizeof app->model_path, &err) != FP_OK) {
+    if (app->cfg.hf) {
+        if (fp_hf_pull(app->cfg.hf, app->cfg.models_dir, isatty(STDERR_FILENO) ? fp_fetch_progress_bar : NULL, NULL,
+                       app->model_path, sizeof app->model_path, &err) != FP_OK) {
+            fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+            return -1;
+        }
+    } else if (fp_resolve_default_model(app->cfg.model, app->model_path, sizeof app->model_path, &err) != FP_OK) {
         fprintf(stderr, "forkpoint-serve: no model: %s\n", err.message);
         return -1;
     }
-    fp_model_params mp = fp_model_default_params();
-    app->model = fp_model_load(app->model_path, &mp, &err);
-    if (!app->model) {
+    /* stories record the model's path: one that holds from any directory
+     * (its folder made absolute; the file's own name kept, a link too, so
+     * it is the path the models folder lists) */
+    char dir[PATH_MAX], real[PATH_MAX], abs_path[PATH_MAX + 256];
+    snprintf(dir, sizeof dir, "%s", app->model_path);
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? app->model_path + (slash - dir) + 1 : app->model_path;
+    if (slash) *slash = 0;
+    if (realpath(slash ? (dir[0] ? dir : "/") : ".", real)) {
+        int w = snprintf(abs_path, sizeof abs_path, "%s/%s", strcmp(real, "/") ? real : "", base);
+        if (w > 0 && (size_t)w < sizeof app->model_path) memcpy(app->model_path, abs_path, (size_t)w + 1);
+    }
+    if (srv_model_open(app, app->model_path, &app->model, &app->engine, app->model_sha, &err) != 0) {
         fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
         return -1;
     }
-    if (fp_model_is_vocab_only(app->model)) {
-        fprintf(stderr, "forkpoint-serve: %s has no weights\n", app->model_path);
-        return -1;
-    }
-    fp_engine_params ep = fp_engine_default_params();
-    ep.n_seq_max = app->cfg.n_seq_max;
-    if (app->cfg.n_ctx) {
-        ep.n_ctx = app->cfg.n_ctx;
-    } else {
-        /* the KV cells are shared by every resident session: give the server
-         * room for several documents (8 training contexts, at most 16384) */
-        int32_t train = fp_model_n_ctx_train(app->model);
-        uint32_t want = train > 0 ? (uint32_t)train * 8u : 4096u;
-        ep.n_ctx = want > 16384u ? 16384u : want;
-    }
-    ep.n_threads = app->cfg.n_threads;
-    app->engine = fp_engine_new(app->model, &ep, &err);
-    if (!app->engine) {
-        fprintf(stderr, "forkpoint-serve: cannot create the engine: %s\n", err.message);
-        return -1;
-    }
+    snprintf(app->start_path, sizeof app->start_path, "%s", app->model_path);
+    srv_model_note(app);
     if (app->cfg.steer) {
         float stored = 1.0f;
         app->steer = fp_steer_load(app->model, app->cfg.steer, &stored, &err);
@@ -241,11 +250,6 @@ static int setup_engine(srv_app *app)
     char msg[512];
     if (srv_store_open(app, msg, sizeof msg) != 0) {
         fprintf(stderr, "forkpoint-serve: %s\n", msg);
-        return -1;
-    }
-    /* every decision goes to the log the moment it is made, tagged with the model */
-    if (fp_sha256_file(app->model_path, app->model_sha, &err) != FP_OK) {
-        fprintf(stderr, "forkpoint-serve: %s\n", err.message);
         return -1;
     }
     if (app->cfg.profile) { /* the person's learned preferences, or a fresh start */
@@ -295,6 +299,7 @@ int main(int argc, char **argv)
     pthread_cond_init(&app.done_cv, NULL);
     pthread_mutex_init(&app.ws_mu, NULL);
     pthread_mutex_init(&app.adapters_mu, NULL);
+    pthread_mutex_init(&app.model_mu, NULL);
     /* versions only grow, also across restarts: srv_store_open takes the
      * store's counter (every change stores its version) */
 
@@ -347,6 +352,7 @@ out:
     mg_exit_library();
     pthread_mutex_destroy(&app.ws_mu);
     pthread_mutex_destroy(&app.adapters_mu);
+    pthread_mutex_destroy(&app.model_mu);
     pthread_cond_destroy(&app.done_cv);
     pthread_cond_destroy(&app.q_cv);
     pthread_mutex_destroy(&app.q_mu);

@@ -1036,11 +1036,13 @@ bool srv_oai_route(srv_app *app, struct mg_connection *c, const char *method, co
         if (health) {
             cJSON_AddStringToObject(o, "status", "ok");
         } else {
-            const char *slash = strrchr(app->model_path, '/');
+            char mp[1024];   /* the worker may switch models meanwhile (models.c) */
+            srv_model_path(app, mp, sizeof mp);
+            const char *slash = strrchr(mp, '/');
             cJSON_AddStringToObject(o, "object", "list");
             cJSON *d = cJSON_AddArrayToObject(o, "data");
             cJSON *m = cJSON_CreateObject();
-            cJSON_AddStringToObject(m, "id", slash ? slash + 1 : app->model_path);
+            cJSON_AddStringToObject(m, "id", slash ? slash + 1 : mp);
             cJSON_AddStringToObject(m, "object", "model");
             cJSON_AddNumberToObject(m, "created", 0);
             cJSON_AddStringToObject(m, "owned_by", "forkpoint");

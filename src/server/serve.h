@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "forkpoint.h"
+#include "forkpoint_fetch.h"
 #include "forkpoint_learn.h"
 #include "forkpoint_store.h"
 
@@ -56,6 +57,8 @@ struct mg_context;
 
 typedef struct srv_config {
     const char *model;        /* --model, or NULL for fp_resolve_default_model */
+    const char *hf;           /* --hf OWNER/REPO[:QUANT]: downloaded into models_dir at start */
+    const char *models_dir;   /* --models-dir: the picker's folder and --hf's target, NULL = the cache */
     const char *host;         /* --host, default 127.0.0.1 */
     int         port;         /* --port, default 8080; 0 = any free port */
     const char *token;        /* --token, required off loopback */
@@ -101,7 +104,8 @@ typedef enum srv_job_kind {
     JOB_GOTO_FORK, JOB_GOTO_OFFSET, JOB_SETTINGS, JOB_SHOWN,
     JOB_TREE, JOB_EVENTS, JOB_ADAPTERS,
     JOB_PROFILE, JOB_PROFILE_RESET,   /* profile.c */
-    JOB_OAI          /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
+    JOB_OAI,         /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
+    JOB_MODEL        /* switch models (models.c); text is the path */
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -201,6 +205,11 @@ typedef struct srv_app {
     fp_store           *store;         /* the database: stories, decision log, profiles */
     fp_prefs           *prefs;         /* --profile's preferences, shared by all sessions */
     char                model_sha[65];
+    char                start_path[1024];  /* the model the server started with (always offered) */
+    /* the running model's facts for handler threads (models.c), under model_mu */
+    pthread_mutex_t     model_mu;
+    fp_model_entry      current;
+    char                current_sha[65];
     srv_live           *live;          /* cfg.max_live entries */
     uint64_t            tick;
     uint64_t            version;       /* the last version handed out */
@@ -229,6 +238,7 @@ typedef struct srv_app {
     int                 n_exec;        /* started */
     int                 n_in_core;     /* executors between fp_engine_lock and unlock (q_mu) */
     int                 excl_waiting;  /* exclusive jobs waiting for the others to finish (q_mu) */
+    int                 excl_running;  /* an exclusive job runs: no other starts (q_mu) */
     bool                pf_running;    /* an executor speculates (q_mu) */
     /* WebSocket clients */
     pthread_mutex_t     ws_mu;
@@ -258,6 +268,10 @@ void srv_worker_wait(srv_app *app, srv_job *job);
 void srv_worker_stop(srv_app *app);
 /* True when the calling executor is the only one at work in the engine. */
 bool srv_worker_alone(srv_app *app);
+/* Called by an executor in a job: waits until it is the only one at work
+ * in the engine (the engine lock given up meanwhile), and holds the others
+ * off until its job ends. For what changes every session: a model switch. */
+void srv_worker_exclusive(srv_app *app);
 
 /* sessions.c: runs one job on the worker thread. */
 void srv_exec(srv_app *app, srv_job *job);
@@ -291,6 +305,25 @@ bool  srv_store_current(srv_app *app, const srv_live *l);
 /* state.c: JSON views of a session (worker thread). */
 char *srv_state_json(srv_app *app, const srv_live *l);
 char *srv_events_jsonl(const fp_session *s);
+
+/* models.c: the running model, the models folder, switching. */
+/* Loads path's model and an engine for it as the server's flags say, and
+ * its sha256 (worker, or before it starts). 0, or -1 with err. */
+int  srv_model_open(srv_app *app, const char *path, fp_model **model, fp_engine **engine, char sha[65], fp_error *err);
+/* Records app->model_path's facts for handler threads (after a load). */
+void srv_model_note(srv_app *app);
+/* The running model's path, for handler threads. */
+void srv_model_path(srv_app *app, char *out, size_t cap);
+/* Adds "model_info" (the running model's facts) to a cJSON object. */
+void srv_model_current_json(srv_app *app, void *cjson_obj);
+/* Worker: makes path's model (want_sha: its sha256 must be this, NULL =
+ * any) the running one; the resident sessions are dropped (all saved).
+ * FP_ERR_STATE when the server cannot switch now or at all, FP_ERR_IO when
+ * the file is missing, FP_ERR_CHECKSUM when it is another file now. */
+fp_status srv_model_switch(srv_app *app, const char *path, const char *want_sha, fp_error *err);
+/* GET / POST /api/models (handler thread). Returns the HTTP status sent. */
+int  srv_models_route(srv_app *app, struct mg_connection *c, const char *method);
+void srv_job_model(srv_app *app, srv_job *job);   /* JOB_MODEL on the worker */
 
 /* http.c: civetweb set-up and routes. */
 int  srv_http_start(srv_app *app, char *err, size_t cap);

@@ -95,7 +95,7 @@ static void touch(srv_app *app, srv_live *l) { l->last_used = ++app->tick; }
 static fp_decision_meta meta_for(srv_app *app, const srv_live *l, const srv_job *job)
 {
     return (fp_decision_meta){ .session_id = l->id, .profile = app->cfg.profile ? app->cfg.profile : "default",
-                               .model_sha256 = app->model_sha,
+                               .model_sha256 = app->model_sha, .model_path = app->model_path,
                                .modality = job->modality[0] ? job->modality : "api" };
 }
 
@@ -143,9 +143,42 @@ static void drop_live(srv_app *app, srv_live *l)
     memset(l, 0, sizeof *l);
 }
 
-/* Makes a session resident: found in the table, or restored from SQLite.
- * On failure sets job->status/body and returns NULL. */
-static srv_live *load(srv_app *app, srv_job *job)
+/* A story written with another model than the running one: switches to
+ * it (models.c), or answers 409 saying why it cannot. may_switch false (the
+ * restore at start) leaves such a story for later. True when it may load. */
+static bool with_its_model(srv_app *app, srv_job *job, bool may_switch)
+{
+    fp_story_info row;
+    fp_error err = {0};
+    /* unknown ids and store errors are load's to report */
+    if (fp_store_session_info(app->store, job->sid, &row, &err) != FP_OK) return true;
+    if (!row.model_sha256[0] || strcmp(row.model_sha256, app->model_sha) == 0) return true;
+    const char *slash = strrchr(row.model_path, '/');
+    const char *file = slash ? slash + 1 : row.model_path;
+    char msg[1400];
+    if (!may_switch) {
+        snprintf(msg, sizeof msg, "written with %s, not the running model", file);
+    } else if (srv_model_switch(app, row.model_path, row.model_sha256, &err) == FP_OK) {
+        return true;
+    } else {
+        snprintf(msg, sizeof msg, "this story was written with %s and cannot reopen with it: %s", file, err.message);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON *m = cJSON_AddObjectToObject(o, "model");
+    cJSON_AddStringToObject(m, "path", row.model_path);
+    cJSON_AddStringToObject(m, "sha256", row.model_sha256);
+    job->body = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    job->status = 409;
+    if (!job->body) { job->status = 500; job->body = srv_json_error("out of memory"); }
+    return false;
+}
+
+/* Makes a session resident: found in the table, or restored from SQLite
+ * (with its model: with_its_model). On failure sets job->status/body and
+ * returns NULL. */
+static srv_live *load_as(srv_app *app, srv_job *job, bool may_switch)
 {
     srv_live *l = live_find(app, job->sid);
     /* another server sharing the database may have written it since */
@@ -154,6 +187,7 @@ static srv_live *load(srv_app *app, srv_job *job)
         l = NULL;
     }
     if (l) { touch(app, l); return l; }
+    if (!with_its_model(app, job, may_switch)) return NULL;
 
     l = free_slot(app);
     if (!l) {
@@ -209,6 +243,8 @@ static srv_live *load(srv_app *app, srv_job *job)
     touch(app, l);
     return l;
 }
+
+static srv_live *load(srv_app *app, srv_job *job) { return load_as(app, job, true); }
 
 /* Puts the session's state into the response; when changed, bumps the
  * version, saves, and pushes the state to its WebSocket clients. */
@@ -285,6 +321,9 @@ static void job_list(srv_app *app, srv_job *job)
         cJSON_AddNumberToObject(it, "created", (double)rows[i].created);
         cJSON_AddNumberToObject(it, "updated", (double)rows[i].updated);
         cJSON_AddBoolToObject(it, "live", live_find(app, rows[i].id) != NULL);
+        const char *slash = strrchr(rows[i].model_path, '/');
+        cJSON_AddStringToObject(it, "model", slash ? slash + 1 : rows[i].model_path);
+        cJSON_AddBoolToObject(it, "model_running", !rows[i].model_sha256[0] || !strcmp(rows[i].model_sha256, app->model_sha));
     }
     free(rows);
     job->body = cJSON_PrintUnformatted(o);
@@ -622,6 +661,7 @@ static void exec_job(srv_app *app, srv_job *job)
     case JOB_CREATE: job_create(app, job); return;
     case JOB_DELETE: job_delete(app, job); return;
     case JOB_OAI:    srv_oai_exec(app, job); return;
+    case JOB_MODEL:  srv_job_model(app, job); return;
     default: break;
     }
     srv_live *l = load(app, job);
@@ -706,20 +746,21 @@ int srv_sessions_open(srv_app *app, fp_error *err)
     fp_story_info *rows = calloc((size_t)cap, sizeof *rows);
     if (!rows) return -1;
     int n = fp_store_sessions(app->store, rows, cap, err);
-    int ok = 0;
+    int ok = 0, n_other = 0;
     for (int i = 0; i < n; i++) {
         if (!srv_id_valid(rows[i].id, strlen(rows[i].id))) continue;
         srv_job job = {.kind = JOB_GET};
         snprintf(job.sid, sizeof job.sid, "%.*s", SRV_ID_LEN, rows[i].id);
-        srv_live *l = load(app, &job);
+        srv_live *l = load_as(app, &job, false);
         if (l) { l->busy = false; ok++; }
+        else if (job.status == 409) n_other++;   /* another model's story: restored when opened */
         else fprintf(stderr, "forkpoint-serve: session %s not restored: %s\n", rows[i].id,
                      job.body ? job.body : "?");
         free(job.body);
     }
     free(rows);
     if (!app->cfg.quiet && n > 0)
-        fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n);
+        fprintf(stderr, "forkpoint-serve: restored %d of %d recent sessions\n", ok, n - n_other);
     return 0;
 }
 

@@ -102,6 +102,9 @@ char *srv_state_json(srv_app *app, const srv_live *l)
     cJSON_AddStringToObject(o, "id", l->id);
     cJSON_AddStringToObject(o, "title", l->title);
     cJSON_AddNumberToObject(o, "version", (double)l->version);
+    /* the model it is written with (the running one: models.c) */
+    const char *mslash = strrchr(app->model_path, '/');
+    cJSON_AddStringToObject(o, "model", mslash ? mslash + 1 : app->model_path);
     bool ended = fp_session_state(s) == FP_STATE_ENDED;
     cJSON_AddStringToObject(o, "state", ended ? "ended" : "at_fork");
     if (ended) cJSON_AddStringToObject(o, "end_reason", fp_session_end_reason(s));

@@ -68,7 +68,7 @@ static bool sid_busy(const srv_app *app, const char *sid)
  * Called with q_mu held. */
 static srv_job *next_job(srv_app *app)
 {
-    if (app->excl_waiting) return NULL;
+    if (app->excl_waiting || app->excl_running) return NULL;
     for (int n = 0; n < SRV_MAX_LANES; n++) {
         int i = (app->rr + n) % SRV_MAX_LANES;
         if (!app->lanes[i].used || !app->lanes[i].head || sid_busy(app, app->lanes[i].sid)) continue;
@@ -97,7 +97,7 @@ static bool queue_empty(const srv_app *app)
 static bool job_changes(srv_job_kind k)
 {
     return k != JOB_LIST && k != JOB_GET && k != JOB_TREE && k != JOB_EVENTS && k != JOB_DELETE && k != JOB_SHOWN
-        && k != JOB_PROFILE && k != JOB_PROFILE_RESET && k != JOB_OAI;
+        && k != JOB_PROFILE && k != JOB_PROFILE_RESET && k != JOB_OAI && k != JOB_MODEL;
 }
 
 /* Jobs that run the model. Why only these cancel speculation: a job that
@@ -115,10 +115,13 @@ static bool job_decodes(srv_job_kind k)
     }
 }
 
+/* Whether this executor holds the others off (until its job ends). */
+static _Thread_local bool tl_exclusive;
+
 /* Jobs that change what every session computes: they run alone. */
 static bool job_exclusive(srv_job_kind k)
 {
-    return k == JOB_ADAPTERS || k == JOB_PROFILE_RESET;
+    return k == JOB_ADAPTERS || k == JOB_PROFILE_RESET || k == JOB_MODEL;
 }
 
 /* Puts a job that yielded (j->requeue) back at the tail of its lane.
@@ -172,6 +175,8 @@ static void *exec_main(void *arg)
                 app->excl_waiting++;
                 while (app->n_in_core > 0) pthread_cond_wait(&app->q_cv, &app->q_mu);
                 app->excl_waiting--;
+                app->excl_running++;
+                tl_exclusive = true;
             }
         } else {
             /* about to speculate: a request queued from now on cancels it
@@ -208,6 +213,7 @@ static void *exec_main(void *arg)
         pthread_mutex_lock(&app->q_mu);
         app->n_in_core--;
         app->exec_sid[me][0] = '\0';
+        if (tl_exclusive) { tl_exclusive = false; app->excl_running--; }
         if (speculate) app->pf_running = false;
         if (j && finished) {
             j->done = true;
@@ -217,6 +223,24 @@ static void *exec_main(void *arg)
         pthread_mutex_unlock(&app->q_mu);
     }
     return NULL;
+}
+
+void srv_worker_exclusive(srv_app *app)
+{
+    pthread_mutex_lock(&app->q_mu);
+    if (!tl_exclusive) { tl_exclusive = true; app->excl_running++; }   /* no new job starts */
+    if (app->n_in_core <= 1) { pthread_mutex_unlock(&app->q_mu); return; }
+    /* step out of the engine, so the others can finish what they are in */
+    app->n_in_core--;
+    app->excl_waiting++;
+    pthread_mutex_unlock(&app->q_mu);
+    fp_engine_unlock(app->engine);
+    pthread_mutex_lock(&app->q_mu);
+    while (app->n_in_core > 0) pthread_cond_wait(&app->q_cv, &app->q_mu);
+    app->excl_waiting--;
+    app->n_in_core++;
+    pthread_mutex_unlock(&app->q_mu);
+    fp_engine_lock(app->engine);
 }
 
 bool srv_worker_alone(srv_app *app)

@@ -104,8 +104,10 @@ fp_store_session *fp_store_session_create(fp_store *st, const char *title, int64
     fp_status rc = fpi_store_begin(st, err);
     if (rc == FP_OK) {
         double now = fpi_store_now();
-        if (fpi_exec(st, "INSERT INTO sessions(id, title, created, updated, version, seq) VALUES(?,?,?,?,?,0)", "ttiii",
-                     ps->id, title ? title : "", created, (int64_t)now, (int64_t)version) < 0 ||
+        if (fpi_exec(st, "INSERT INTO sessions(id, title, created, updated, version, seq, model_sha256, model_path)"
+                         " VALUES(?,?,?,?,?,0,?,?)", "ttiiitt", ps->id, title ? title : "", created, (int64_t)now,
+                     (int64_t)version, meta->model_sha256 ? meta->model_sha256 : "",
+                     meta->model_path ? meta->model_path : "") < 0 ||
             fpi_exec(st, "INSERT INTO session_snapshots(session, seq, snapshot) VALUES(?,0,?)"
                          " ON CONFLICT(session) DO UPDATE SET seq = excluded.seq, snapshot = excluded.snapshot",
                      "tt", ps->id, doc) < 0 ||
@@ -164,6 +166,32 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
     return rc;
 }
 
+/* Columns 0..6 of ROW_COLS into r. */
+#define ROW_COLS "s.id, s.title, s.created, s.updated, s.version, s.model_sha256, s.model_path"
+static void read_row(fpi_q *q, fp_story_info *r) {
+    memset(r, 0, sizeof *r);
+    const char *a = fpi_q_text(q, 0), *b = fpi_q_text(q, 1), *m = fpi_q_text(q, 5), *p = fpi_q_text(q, 6);
+    snprintf(r->id, sizeof r->id, "%s", a ? a : "");
+    snprintf(r->title, sizeof r->title, "%s", b ? b : "");
+    r->created = fpi_q_int(q, 2);
+    r->updated = fpi_q_int(q, 3);
+    r->version = (uint64_t)fpi_q_int(q, 4);
+    snprintf(r->model_sha256, sizeof r->model_sha256, "%s", m ? m : "");
+    snprintf(r->model_path, sizeof r->model_path, "%s", p ? p : "");
+}
+
+fp_status fp_store_session_info(fp_store *st, const char *id, fp_story_info *info, fp_error *err) {
+    if (!st || !id || !info) return fp_error_set(err, FP_ERR_ARG, "no store, id or info");
+    fpi_q q;
+    if (!fpi_q_run(st, &q, "SELECT " ROW_COLS " FROM sessions s WHERE s.id = ?", "t", id))
+        return fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
+    fp_status rc = FP_OK;
+    if (fpi_q_step(&q)) read_row(&q, info);
+    else rc = q.ok ? fp_error_set(err, FP_ERR_EMPTY, "unknown session") : fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
+    fpi_q_end(&q);
+    return rc;
+}
+
 static char *dup_col(fpi_q *q, int i) {
     const char *t = fpi_q_text(q, i);
     int n = fpi_q_bytes(q, i);
@@ -183,21 +211,16 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
     int64_t seq = 0, snap_seq = 0, log_bytes = 0;
     fp_story_info row = {0};
     fp_status rc = FP_OK;
-    if (!fpi_q_run(st, &q, "SELECT s.title, s.created, s.updated, p.snapshot, s.version, p.seq, s.seq"
+    if (!fpi_q_run(st, &q, "SELECT " ROW_COLS ", p.snapshot, p.seq, s.seq"
                            " FROM sessions s JOIN session_snapshots p ON p.session = s.id WHERE s.id = ?", "t", id)) {
         rc = fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
         goto out;
     }
     if (fpi_q_step(&q)) {
-        snprintf(row.id, sizeof row.id, "%s", id);
-        const char *t = fpi_q_text(&q, 0);
-        snprintf(row.title, sizeof row.title, "%s", t ? t : "");
-        row.created = fpi_q_int(&q, 1);
-        row.updated = fpi_q_int(&q, 2);
-        snap = dup_col(&q, 3);
-        row.version = (uint64_t)fpi_q_int(&q, 4);
-        snap_seq = fpi_q_int(&q, 5);
-        seq = fpi_q_int(&q, 6);
+        read_row(&q, &row);
+        snap = dup_col(&q, 7);
+        snap_seq = fpi_q_int(&q, 8);
+        seq = fpi_q_int(&q, 9);
         if (!snap) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     } else if (q.ok) {
         rc = fp_error_set(err, FP_ERR_EMPTY, "unknown session");
@@ -276,22 +299,13 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
 int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_error *err) {
     fpi_q q;
     /* versions come from one growing counter: the newest write has the highest */
-    if (!fpi_q_run(st, &q, "SELECT id, title, created, updated, version FROM sessions"
-                           " ORDER BY version DESC, updated DESC LIMIT ?", "i", (int64_t)cap)) {
+    if (!fpi_q_run(st, &q, "SELECT " ROW_COLS " FROM sessions s"
+                           " ORDER BY s.version DESC, s.updated DESC LIMIT ?", "i", (int64_t)cap)) {
         fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", st->msg);
         return -1;
     }
     int32_t n = 0;
-    while (n < cap && fpi_q_step(&q)) {
-        fp_story_info *r = &out[n++];
-        memset(r, 0, sizeof *r);
-        const char *a = fpi_q_text(&q, 0), *b = fpi_q_text(&q, 1);
-        snprintf(r->id, sizeof r->id, "%s", a ? a : "");
-        snprintf(r->title, sizeof r->title, "%s", b ? b : "");
-        r->created = fpi_q_int(&q, 2);
-        r->updated = fpi_q_int(&q, 3);
-        r->version = (uint64_t)fpi_q_int(&q, 4);
-    }
+    while (n < cap && fpi_q_step(&q)) read_row(&q, &out[n++]);
     if (!q.ok) {
         fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", st->msg);
         n = -1;

@@ -37,7 +37,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 #define fail fp_error_set
 
@@ -78,7 +78,9 @@
     " created " INT " NOT NULL,"         /* unix seconds */ \
     " updated " INT " NOT NULL," \
     " version " INT " NOT NULL DEFAULT 0," /* the version of the last write */ \
-    " seq " INT " NOT NULL DEFAULT 0);"  /* the last change written */ \
+    " seq " INT " NOT NULL DEFAULT 0,"   /* the last change written */ \
+    " model_sha256 TEXT NOT NULL DEFAULT ''," /* the model it was written with ('' before version 3) */ \
+    " model_path TEXT NOT NULL DEFAULT '');" \
     "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);" \
     "CREATE TABLE IF NOT EXISTS session_snapshots(" \
     " session TEXT PRIMARY KEY," \
@@ -155,6 +157,13 @@ static int migrate(fp_store *st) {
                                  "ALTER TABLE sessions DROP COLUMN doc;"
                                  "ALTER TABLE sessions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;"
                                  "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;");
+    /* version 3: a story remembers its model */
+    if (rc == 0 && pg)
+        rc = fpi_exec_script(st, "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS model_sha256 TEXT NOT NULL DEFAULT '';"
+                                 "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS model_path TEXT NOT NULL DEFAULT '';");
+    if (rc == 0 && !pg && has_column(st, "sessions", "model_sha256") == 0)
+        rc = fpi_exec_script(st, "ALTER TABLE sessions ADD COLUMN model_sha256 TEXT NOT NULL DEFAULT '';"
+                                 "ALTER TABLE sessions ADD COLUMN model_path TEXT NOT NULL DEFAULT '';");
     if (rc == 0)
         rc = fpi_exec(st, "INSERT INTO counters(name, value) VALUES('version', ?) ON CONFLICT(name) DO NOTHING", "i",
                       (int64_t)time(NULL) * 1000LL) < 0 ? -1 : 0;
@@ -180,7 +189,7 @@ fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
         rc = fpi_exec_script(st, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
                                  " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
                                  "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
-                                 "SELECT id, title, created, updated, version, seq FROM sessions LIMIT 0;"
+                                 "SELECT id, title, created, updated, version, seq, model_sha256, model_path FROM sessions LIMIT 0;"
                                  "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
                                  "SELECT session, seq, version, change FROM session_changes LIMIT 0;");
     if (rc != 0) {

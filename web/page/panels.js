@@ -84,7 +84,8 @@ async function loadStories() {
       const small = document.createElement('small');
       const e = s.id === S.sid && S.state ? null : eff;
       small.textContent = `${new Date(s.updated * 1000).toLocaleString()}` +
-        (e ? ` · ${effortText(e)}` : s.id === S.sid ? ` · ${$('effort').textContent}` : '');
+        (e ? ` · ${effortText(e)}` : s.id === S.sid ? ` · ${$('effort').textContent}` : '') +
+        (s.model && !s.model_running ? ` · written with ${s.model}` : '');
       b.appendChild(small);
       if (s.id === S.sid) b.setAttribute('aria-current', 'true');
       b.addEventListener('click', () => { togglePanel('stories', false); openSession(s.id); });
@@ -382,13 +383,4 @@ async function sendAdapters() {
     box.setAttribute('aria-busy', 'false');
     if (S.adapterDirty.size) sendAdapters();
   }
-}
-
-/* The model's name (from /api/health), shown on the page. */
-export async function loadModelName() {
-  try {
-    const h = await api('GET', '/api/health');
-    S.model = typeof h.model === 'string' ? h.model.split('/').pop().replace(/\.gguf$/i, '') : '';
-  } catch (e) { S.model = ''; }
-  for (const el of document.querySelectorAll('.model-name')) el.textContent = S.model || 'unknown';
 }

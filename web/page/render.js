@@ -18,6 +18,7 @@ import { panelRefresh } from './panels.js';
 import { renderEffort } from './effort.js';
 import { loadRedo } from './actions.js';
 import { displayWord, storyPart } from './text.js';
+import { modelSeen } from './models.js';
 
 export function render(st, opts) {
   if (!st || st.id !== S.sid) return;
@@ -27,6 +28,7 @@ export function render(st, opts) {
   const prevVersion = S.version;
   S.state = st;
   S.version = st.version;
+  modelSeen(st.model);
   $('story').dataset.version = String(st.version); // lets tests and tools see what is shown
   const fork = st.fork;
   const newFork = !fork || fork.id !== prevFork || st.version !== prevVersion;

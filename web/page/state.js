@@ -39,7 +39,7 @@ export const S = {
   ws: null, wsTimer: 0, wsBackoff: 500, clientNo: 0,
   // panels.js: adapter strengths (server-wide)
   adapters: {}, adapterDirty: new Set(), adapterTimer: 0, adapterBusy: false,
-  errTimer: 0, model: '',
+  errTimer: 0, model: '', modelFile: '', models: null, // models.js
   prefs: loadPrefs(),
 };
 
