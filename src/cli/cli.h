@@ -12,7 +12,15 @@
 /* Resolves (flag, $FORKPOINT_MODEL, cache, ../shared, download) and loads the
  * model and an engine of n_ctx KV cells (0: the engine's default); prints a
  * one-line error and returns non-zero on failure. */
-int cli_load(const char *model_path, bool verbose, int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
+int cli_load(const char *model_path, const char *rpc, bool verbose, int threads, uint32_t n_ctx, fp_model **model,
+             fp_engine **engine);
+/* rpc non-NULL: the layers go to those RPC workers (fp_model_params.rpc); an
+ * unreachable worker is the one-line error, and a worker lost later ends the
+ * process with one line and exit code 1 (what was logged stays logged). */
+
+/* Puts the terminal back (write's raw key mode); safe from any thread. */
+void cli_tty_restore(void);
+int cli_rpc_worker(int argc, char **argv);   /* rpc_worker.c: `forkpoint rpc-worker` */
 
 int cli_write(int argc, char **argv);
 int cli_chat(int argc, char **argv);    /* chat.c: a dialogue, either side co-written */
@@ -42,6 +50,7 @@ typedef struct {
     bool auto_resolve;     /* let confident preferences decide forks */
     const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
     float lora_scale;
+    const char *rpc;       /* --rpc HOST:PORT,...: the layers on these RPC workers, NULL = here */
     const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
     float steer_strength;
 } write_opts;
