@@ -107,7 +107,8 @@ fp_status fp_rpc_parse(const char *list, fp_rpc_endpoint *out, int cap, int *n, 
  * worker, another protocol version). Cost: one round trip. */
 fp_status fp_rpc_probe(const fp_rpc_endpoint *e, int timeout_ms, fp_error *err);
 /* llama.cpp b10679 aborts the process when a connected worker fails (no
- * error return exists; upstream #25938). With a handler set, the abort is
+ * error return exists; upstream #25938), and it writes to the worker's
+ * socket without MSG_NOSIGNAL: a program using .rpc should ignore SIGPIPE. With a handler set, the abort is
  * routed to it first, on llama.cpp's RPC thread, with one line naming the
  * worker that is gone; the handler should end the process (_exit): if it
  * returns, the process aborts. */

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,10 @@ int cli_load(const char *model_path, const char *rpc, bool verbose, int threads,
     fp_model_params mp = fp_model_default_params();
     mp.verbose = verbose;
     mp.rpc = rpc;
-    if (rpc) fp_rpc_set_lost_handler(rpc_lost);
+    if (rpc) {
+        fp_rpc_set_lost_handler(rpc_lost);
+        signal(SIGPIPE, SIG_IGN);   /* llama.cpp writes to a dead worker without MSG_NOSIGNAL */
+    }
     *model = fp_model_load(path, &mp, &err);
     if (!*model) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
     fp_engine_params ep = fp_engine_default_params();

@@ -12,6 +12,7 @@
  */
 #include "cli/cli.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,9 @@ int cli_rpc_worker(int argc, char **argv) {
     if (!loopback)
         fprintf(stderr, "forkpoint rpc-worker: WARNING: listening on %s, off loopback. The RPC protocol has no "
                         "authentication or encryption: keep this port on a private network (docs/deploy.md)\n", host);
+    /* a client that left while its request waited (a worker serves one at a
+     * time) must not end the worker with SIGPIPE when it is answered */
+    signal(SIGPIPE, SIG_IGN);
     fp_error err = {0};
     fp_rpc_serve(host, (int)port, (int)threads, &err);   /* returns only when it cannot serve */
     fprintf(stderr, "forkpoint rpc-worker: %s\n", err.message);
