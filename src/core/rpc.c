@@ -209,7 +209,7 @@ int32_t fpi_rpc_devices(const char *list, int timeout_ms, ggml_backend_dev_t *de
     int32_t nd = 0;
     for (int i = 0; i < n; i++) {
         char ep[sizeof eps[i].host + 8];
-        snprintf(ep, sizeof ep, "%s:%d", eps[i].host, eps[i].port);
+        snprintf(ep, sizeof ep, "%.255s:%d", eps[i].host, eps[i].port);
         ggml_backend_reg_t reg = ggml_backend_rpc_add_server(ep);
         size_t k = reg ? ggml_backend_reg_dev_count(reg) : 0;
         if (k == 0) { fpi_fail(err, FP_ERR_IO, "RPC worker %s offers no device", ep); return -1; }
