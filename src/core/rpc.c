@@ -176,8 +176,12 @@ static fp_rpc_lost_fn g_lost;
 
 void fp_rpc_set_lost_handler(fp_rpc_lost_fn fn) { g_lost = fn; }
 
-/* ggml's abort callback (any thread). Cost: a 300 ms connect per worker,
- * once, on the way out. */
+/* ggml's abort callback (any thread). Which worker is gone: the one whose
+ * port no longer accepts. A dying worker's connection to us can close a
+ * moment before its listening socket does, so the ports are tried up to 8
+ * times 100 ms apart, until one refuses. (A HELLO cannot tell: a live
+ * worker is busy serving this very process.) Cost: at most about a
+ * second and a connect per worker per try, once, on the way out. */
 static void on_ggml_abort(const char *msg) {
     if (!strstr(msg, "RPC") || !g_lost) {
         fprintf(stderr, "%s\n", msg);   /* what ggml prints without a callback */
@@ -185,13 +189,16 @@ static void on_ggml_abort(const char *msg) {
     }
     char why[512];
     int off = 0;
-    for (int i = 0; i < g_n_eps; i++) {
-        char w[160];
-        int fd = connect_timeout(g_eps[i].host, g_eps[i].port, 300, w, sizeof w);
-        if (fd >= 0) { close(fd); continue; }
-        off += snprintf(why + off, sizeof why - (size_t)off, "%sRPC worker %s:%d is gone (%s)", off ? "; " : "",
-                        g_eps[i].host, g_eps[i].port, w);
-        if (off >= (int)sizeof why) break;
+    for (int attempt = 0; attempt < 8 && off == 0; attempt++) {
+        if (attempt) usleep(100 * 1000);
+        for (int i = 0; i < g_n_eps; i++) {
+            char w[160];
+            int fd = connect_timeout(g_eps[i].host, g_eps[i].port, 300, w, sizeof w);
+            if (fd >= 0) { close(fd); continue; }
+            off += snprintf(why + off, sizeof why - (size_t)off, "%sRPC worker %s:%d is gone (%s)", off ? "; " : "",
+                            g_eps[i].host, g_eps[i].port, w);
+            if (off >= (int)sizeof why) break;
+        }
     }
     if (off == 0) snprintf(why, sizeof why, "an RPC worker broke the connection (%s)", strchr(msg, ' ') ? strchr(msg, ' ') + 1 : msg);
     g_lost(why);

@@ -210,11 +210,9 @@ static int setup_engine(srv_app *app)
     app->model = fp_model_load(app->model_path, &mp, &err);
     if (!app->model) {
         fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
-        /* a restart that finds a worker still gone: the supervisor tries again */
-        if (app->cfg.rpc && err.code == FP_ERR_IO && getenv("FORKPOINT_RPC_RESTARTS")) {
-            srv_supervise_tell(err.message);
-            exit(SRV_EXIT_RPC);
-        }
+        /* a restart that finds a worker still gone: the supervisor tries
+         * again (the loss that started it stays the reason /api/health gives) */
+        if (app->cfg.rpc && err.code == FP_ERR_IO && getenv("FORKPOINT_RPC_RESTARTS")) exit(SRV_EXIT_RPC);
         return -1;
     }
     if (fp_model_is_vocab_only(app->model)) {

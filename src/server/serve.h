@@ -81,7 +81,8 @@ typedef struct srv_config {
  * child each time it exits SRV_EXIT_RPC and returns the exit code when it
  * exits otherwise or on SIGINT/SIGTERM. Call before any thread starts. */
 int  srv_supervise(const srv_config *cfg);
-/* In the child: tells the parent why it is about to exit SRV_EXIT_RPC. */
+/* In the child: tells the parent why a worker was lost (the reason the
+ * next children's /api/health gives) before it exits SRV_EXIT_RPC. */
 void srv_supervise_tell(const char *why);
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed

@@ -6,7 +6,9 @@
 #    gives the same text and the same fork candidates as the local engine,
 #    probabilities equal to 1e-6 (the workers run the same CPU kernels of the
 #    same build on the same machine, so they are expected bit-identical; the
-#    tolerance only absorbs a JSON round trip). Greedy text: identical.
+#    tolerance only absorbs a JSON round trip). Greedy text: identical. The
+#    same on the synthetic 0.5B-body model (bench/gen_model, in the cache):
+#    text and fork events byte-identical but for their timings.
 #  - a worker killed mid-run: one line naming it, exit 1, no hang, and every
 #    decision made before it (--json and --db) kept;
 #  - unreachable, silent and busy workers: one line, non-zero exit, no hang
@@ -82,6 +84,21 @@ echo "rpc: local vs 2 workers: $(cat "$T/cmp.out")"
 # one worker holds every layer: the same text too
 timeout 120 "${W[@]}" --rpc "127.0.0.1:$PB" --choices "$T/choices" >"$T/rpc1.txt" 2>"$T/rpc1.err" \
   && cmp -s "$T/local.txt" "$T/rpc1.txt" && ok || bad "one worker: text differs or failed: $(head -c 300 "$T/rpc1.err")"
+# the synthetic 0.5B-body model (24 layers, 12 on each worker; bench/gen_model,
+# made once into the cache): the same greedy text and forks
+GEN=$repo/build/release/bench/gen_model
+if [ -n "${FP_SYNTH_MODEL:-}" ] || [ -x "$GEN" ]; then
+  SYN=${FP_SYNTH_MODEL:-$("$GEN" --threads 1 2>"$T/gen.err")}
+  SW=("$FP" write --model "$SYN" --threads 1 --max-tokens 12 --k 4 --lookahead 4 --choices "$T/choices2")
+  printf '2\n1\nq\n' > "$T/choices2"
+  timeout 300 "${SW[@]}" --json "$T/syn-local.jsonl" >"$T/syn-local.txt" 2>"$T/syn.err" \
+    && timeout 300 "${SW[@]}" --rpc "$RPC" --json "$T/syn-rpc.jsonl" >"$T/syn-rpc.txt" 2>>"$T/syn.err" \
+    && [ -s "$T/syn-local.txt" ] && cmp -s "$T/syn-local.txt" "$T/syn-rpc.txt" \
+    && cmp -s <(sed 's/"ms":[0-9.]*//g' "$T/syn-local.jsonl") <(sed 's/"ms":[0-9.]*//g' "$T/syn-rpc.jsonl") \
+    && ok || bad "synthetic 0.5B ($SYN): local and 2 workers differ or failed: $(head -c 300 "$T/syn.err" "$T/gen.err" 2>/dev/null)"
+else
+  bad "the synthetic 0.5B-body model needs $GEN (make test builds it) or FP_SYNTH_MODEL"
+fi
 # chat takes --rpc too (write's options)
 printf 'say Hello\nreply\n1\nq\n' | timeout 120 "$FP" chat --model "$MODEL" --threads 1 --rpc "$RPC" --chat-template chatml \
   >"$T/chat.out" 2>"$T/chat.err"; rc=$?
