@@ -189,6 +189,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
         fprintf(stderr, "forkpoint-serve: --token must be 1..200 characters without spaces, ';', ',', quotes or backslashes\n");
         return -1;
     }
+    if (cfg->rpc && cfg->port == 0) {
+        fprintf(stderr, "forkpoint-serve: --rpc restarts the server on its port when a worker is lost: give --port N, not 0\n");
+        return -1;
+    }
     if (!srv_host_is_loopback(cfg->host) && !cfg->token) {
         fprintf(stderr, "forkpoint-serve: --host %s is not loopback: give --token (or $FORKPOINT_TOKEN)\n",
                 cfg->host);

@@ -111,6 +111,7 @@ for v in "" "host" ":80" "h:0" "h:65536" "h:8x" "a:1,,b:2" "a:1," "a:1,a:1" "a b
   [ $rc -eq 2 ] && [ "$(grep -c . "$T/err")" -eq 1 ] && grep -q -- '--rpc' "$T/err" && ok || bad "--rpc '$v': exit $rc, $(cat "$T/err")"
 done
 timeout 20 "$SERVE" --rpc "a:1,,b" >/dev/null 2>"$T/err"; [ $? -eq 2 ] && grep -q -- '--rpc' "$T/err" && ok || bad "serve --rpc bad list: $(cat "$T/err")"
+timeout 20 "$SERVE" --rpc "127.0.0.1:$PA" --port 0 >/dev/null 2>"$T/err"; [ $? -eq 2 ] && grep -q -- '--port N' "$T/err" && ok || bad "serve --rpc --port 0: $(cat "$T/err")"
 
 # ---- rpc-worker flags
 timeout 10 "$FP" rpc-worker --host 0.0.0.0 --port "$(free_port)" >/dev/null 2>"$T/err"; rc=$?
@@ -236,7 +237,7 @@ EOF
   [ $rc -eq 0 ] && ok || bad "serve: SIGTERM exit $rc"
   grep -qiE 'AddressSanitizer|runtime error' "$T/serve.err" && bad "serve: sanitizer report: $(grep -m3 -iE 'AddressSanitizer|runtime error' "$T/serve.err")" || ok
   # the first start with a worker unreachable: one line, non-zero, no restart loop
-  timeout 30 "$SERVE" --model "$MODEL" --rpc "127.0.0.1:$DEAD" --db "$T/serve2.db" --port 0 >/dev/null 2>"$T/err"; rc=$?
+  timeout 30 "$SERVE" --model "$MODEL" --rpc "127.0.0.1:$DEAD" --db "$T/serve2.db" --port "$(free_port)" >/dev/null 2>"$T/err"; rc=$?
   [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "127.0.0.1:$DEAD is unreachable" "$T/err" && ok || bad "serve, unreachable worker: exit $rc $(cat "$T/err")"
 fi
 finish
