@@ -14,11 +14,20 @@
  * not committed, and the client retries it. /api/health of the new child
  * says how many restarts there were and why the last one happened.
  *
+ * Between children the parent answers on the server's port itself: every
+ * request gets 503 {"error": why, "retryable": true} with Retry-After, so a
+ * client learns why instead of meeting a closed port. It stops (civetweb's
+ * threads joined, the port freed) before the next child is forked; the
+ * port is closed only while a child loads the model. Not with --tls-cert
+ * (the stand-in speaks plain HTTP): then the port stays closed meanwhile.
+ *
  * SIGINT/SIGTERM to the parent go to the child, and the parent exits with
  * the child's code. Any other exit of the child ends the parent too.
  */
 #include "server/serve.h"
 
+#include <civetweb.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +53,49 @@ static void rpc_lost(const char *why)
     fprintf(stderr, "forkpoint-serve: %s; restarting the server when the workers answer "
                     "(committed choices are in the database)\n", why);
     _exit(SRV_EXIT_RPC);
+}
+
+/* The stand-in's one handler: 503, why, retry. */
+static int unavailable(struct mg_connection *c, void *why)
+{
+    char msg[700];
+    snprintf(msg, sizeof msg, "the model is unavailable: %s; the server restarts when its RPC workers answer",
+             (const char *)why);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "error", msg);
+    cJSON_AddBoolToObject(o, "retryable", true);
+    char *j = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!j) return 500;
+    mg_printf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nRetry-After: 2\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+              strlen(j), j);
+    free(j);
+    return 503;
+}
+
+/* Starts the stand-in on the server's address, or NULL (TLS, or the port
+ * is not free yet). A few threads: it only says why. */
+static struct mg_context *stand_in(const srv_config *cfg, const char *why)
+{
+    if (cfg->tls_cert) return NULL;
+    char ports[300];
+    snprintf(ports, sizeof ports, strchr(cfg->host, ':') ? "[%s]:%d" : "%s:%d", cfg->host, cfg->port);
+    const char *opts[] = { "listening_ports", ports, "num_threads", "4", "request_timeout_ms", "5000", NULL };
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof cb);
+    mg_init_library(0);
+    struct mg_context *ctx = mg_start(&cb, NULL, opts);
+    if (ctx) mg_set_request_handler(ctx, "**", unavailable, (void *)why);
+    else mg_exit_library();
+    return ctx;
+}
+
+static void stand_in_stop(struct mg_context *ctx)
+{
+    if (!ctx) return;
+    mg_stop(ctx);   /* joins its threads: the parent forks single-threaded again */
+    mg_exit_library();
 }
 
 int srv_supervise(const srv_config *cfg)
@@ -107,7 +159,10 @@ int srv_supervise(const srv_config *cfg)
         sigemptyset(&stop);
         sigaddset(&stop, SIGINT);
         sigaddset(&stop, SIGTERM);
-        if (sigtimedwait(&stop, NULL, &ts) > 0) return 0;
+        struct mg_context *ctx = stand_in(cfg, last);
+        int got_sig = sigtimedwait(&stop, NULL, &ts);
+        stand_in_stop(ctx);
+        if (got_sig > 0) return 0;
         if (delay < 30) delay = delay * 2 > 30 ? 30 : delay * 2;
     }
 }

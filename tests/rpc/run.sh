@@ -14,8 +14,9 @@
 #  - unreachable, silent and busy workers: one line, non-zero exit, no hang
 #    (the connect/answer timeout);
 #  - bad --rpc lists and rpc-worker flags: one line, exit 2;
-#  - forkpoint-serve --rpc: a worker killed mid-story; the server says why,
-#    restarts once the worker is back, and the story has every committed choice.
+#  - forkpoint-serve --rpc: a worker killed mid-story; the server says why (its
+#    log, and 503s with the reason while the worker is gone), restarts once the
+#    worker is back, and the story has every committed choice.
 #
 # Usage: tests/rpc/run.sh [BUILD_DIR]   (default build/asan; prints "N passed, N failed")
 set -u
@@ -215,7 +216,24 @@ EOF
   for _ in $(seq 100); do grep -q "RPC worker 127.0.0.1:$PB is gone" "$T/serve.err" && break; sleep 0.1; done
   grep -q "RPC worker 127.0.0.1:$PB is gone.*restarting" "$T/serve.err" && ok || bad "serve: no reason logged: $(tail -5 "$T/serve.err")"
   kill -0 "$sv" 2>/dev/null && ok || bad "serve: the supervisor is gone"
-  sleep 2   # a restart or two find the worker still gone
+  # while the worker is gone the port answers 503 with why (the supervisor's stand-in)
+  node - "$U" "$PB" >"$T/s503.out" 2>&1 <<'EOF'
+const [U, pb] = process.argv.slice(2);
+(async () => {
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(U + "/health"); const b = await r.json();
+      if (r.status === 503 && b.retryable === true && b.error.includes(`RPC worker 127.0.0.1:${pb} is gone`) && r.headers.get("retry-after")) {
+        console.log("503", b.error); return;
+      }
+    } catch (e) { /* a restart in progress */ }
+    await new Promise(r => setTimeout(r, 100));
+  }
+  throw new Error("no 503 with the reason");
+})().catch(e => { console.error(e.message); process.exit(1); });
+EOF
+  [ $? -eq 0 ] && ok || bad "serve: no 503 saying why while the worker is gone: $(cat "$T/s503.out")"
+  sleep 1   # a restart or two find the worker still gone
   start_worker "$PB"; WB=$wpid
   for _ in $(seq 600); do [ "$(grep -c '^listening on' "$T/serve.out")" -ge 2 ] && break; sleep 0.1; done
   [ "$(grep -c '^listening on' "$T/serve.out")" -ge 2 ] && ok || bad "serve: not back after the worker returned: $(tail -5 "$T/serve.err")"
