@@ -180,10 +180,12 @@ fi
 start_worker "$PB"; WB=$wpid
 
 # ---- a busy worker (one client at a time): the answer timeout, not a hang
-"${W[@]}" --rpc "127.0.0.1:$PA" --choices "$T/fifo" >/dev/null 2>&1 & hold=$!; pids+=("$hold")
+# the holder has made a decision, so its model is on the worker and it keeps the connection
+"${W[@]}" --rpc "127.0.0.1:$PA" --choices "$T/fifo" --json "$T/hold.jsonl" >/dev/null 2>&1 & hold=$!; pids+=("$hold")
 exec 4>"$T/fifo"
-for _ in $(seq 100); do grep -q 'Accepted client' "$T/worker-$PA.log" && break; sleep 0.1; done
-sleep 1
+printf '1\n' >&4
+for _ in $(seq 300); do [ -s "$T/hold.jsonl" ] && break; sleep 0.1; done
+[ -s "$T/hold.jsonl" ] || bad "busy worker: the holder made no decision"
 timeout 30 "${W[@]}" --rpc "127.0.0.1:$PA" --choices "$T/choices" >/dev/null 2>"$T/err"; rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "did not answer.*one client at a time" "$T/err" && ok || bad "busy worker: exit $rc, $(cat "$T/err")"
 printf 'q\n' >&4; exec 4>&-
