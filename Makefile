@@ -22,7 +22,7 @@ CFLAGS_release := -std=c11 -O2 -g $(WARN)
 CFLAGS_asan    := -std=c11 -O1 -g $(WARN) -DFP_CHECKS -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=undefined,float-cast-overflow
 LDFLAGS_asan   := -fsanitize=address,undefined,float-cast-overflow
 
-LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libggml.a) \
+LLAMA_LIBS := $(LLAMA_PREFIX)/lib/libllama.a $(wildcard $(LLAMA_PREFIX)/lib/libggml.a) $(wildcard $(LLAMA_PREFIX)/lib/libggml-rpc.a) \
               $(wildcard $(LLAMA_PREFIX)/lib/libggml-cpu.a) $(wildcard $(LLAMA_PREFIX)/lib/libggml-base.a)
 SYS_LIBS   := -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
 

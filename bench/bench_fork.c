@@ -87,28 +87,12 @@ static void parse(options *o, int argc, char **argv) {
     }
 }
 
-/* What one way of preparing a fork did in one repetition. */
-typedef struct run {
-    double ms;
-    uint64_t calls, tokens;
-    bool ok;
-} run;
+/* What one way of preparing a fork did in one repetition (bench_util.h). */
+typedef bench_run run;
 
-/* (a) The library recomputes the open fork at the end of the text:
- * fp_session_set_settings with unchanged settings drops the fork's live
- * branches and computes its candidates and previews again (the documented
- * "the current fork is recomputed"). The decode counters show the work. */
-static run time_library(fp_session *s, fp_engine *e, const fp_settings *set, fp_error *err) {
-    run r = {0};
-    const uint64_t c0 = fpi_engine_decode_calls(e), t0 = fpi_engine_decoded_tokens(e);
-    const double start = bench_now_ms();
-    const fp_status st = fp_session_set_settings(s, set, err);
-    r.ms = bench_now_ms() - start;
-    r.calls = fpi_engine_decode_calls(e) - c0;
-    r.tokens = fpi_engine_decoded_tokens(e) - t0;
-    r.ok = st == FP_OK && fp_session_state(s) == FP_STATE_AT_FORK;
-    return r;
-}
+/* (a) The library recomputes the open fork at the end of the text
+ * (bench_time_refork). */
+#define time_library bench_time_refork
 
 /* Grows one preview of n_target tokens from the logits of the last decode
  * (those after the candidate): pick greedily, append, and unless the preview
@@ -277,25 +261,7 @@ int main(int argc, char **argv) {
      * position (top-1 is always below 1.01) and no budget: the session opens
      * a fork right at the end of the prompt. Plain distribution (no
      * penalties, no truncation), greedy previews. */
-    fp_settings set = fp_default_settings();
-    set.granularity = FP_GRAN_TOKEN;
-    set.k = o.k;
-    set.lookahead = o.lookahead;
-    set.temperature = 1.0f;
-    set.top_k = 0;
-    set.top_p = 1.0f;
-    set.min_p = 0.0f;
-    set.repeat_penalty = 1.0f;
-    set.fork_entropy_bits = 0.0f;
-    set.fork_top1_below = 1.01f;
-    set.fork_margin_below = 0.0f;
-    set.min_gap_tokens = 0;
-    set.max_forks_per_sentence = 0;
-    set.sample_auto = false;
-    if (fp_settings_validate(&set, &err) != FP_OK) {
-        fprintf(stderr, "bench_fork: settings rejected: %s\n", err.message);
-        return 1;
-    }
+    fp_settings set = bench_forced_fork_settings(o.k, o.lookahead);
 
     const double t_new0 = bench_now_ms();
     fp_session *s = fp_session_new(engine, prompt, &set, &err);

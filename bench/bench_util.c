@@ -26,6 +26,42 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+fp_settings bench_forced_fork_settings(int32_t k, int32_t lookahead) {
+    fp_settings set = fp_default_settings();
+    set.granularity = FP_GRAN_TOKEN;
+    set.k = k;
+    set.lookahead = lookahead;
+    set.temperature = 1.0f;
+    set.top_k = 0;
+    set.top_p = 1.0f;
+    set.min_p = 0.0f;
+    set.repeat_penalty = 1.0f;
+    set.fork_entropy_bits = 0.0f;
+    set.fork_top1_below = 1.01f;
+    set.fork_margin_below = 0.0f;
+    set.min_gap_tokens = 0;
+    set.max_forks_per_sentence = 0;
+    set.sample_auto = false;
+    fp_error err = {0};
+    if (fp_settings_validate(&set, &err) != FP_OK) {
+        fprintf(stderr, "bench: settings rejected: %s\n", err.message);
+        exit(1);
+    }
+    return set;
+}
+
+bench_run bench_time_refork(fp_session *s, fp_engine *e, const fp_settings *set, fp_error *err) {
+    bench_run r = {0};
+    const uint64_t c0 = fpi_engine_decode_calls(e), t0 = fpi_engine_decoded_tokens(e);
+    const double start = bench_now_ms();
+    const fp_status st = fp_session_set_settings(s, set, err);
+    r.ms = bench_now_ms() - start;
+    r.calls = fpi_engine_decode_calls(e) - c0;
+    r.tokens = fpi_engine_decoded_tokens(e) - t0;
+    r.ok = st == FP_OK && fp_session_state(s) == FP_STATE_AT_FORK;
+    return r;
+}
+
 double bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);

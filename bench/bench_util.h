@@ -60,6 +60,27 @@ const char *bench_story(void);
  * n_tokens. *got receives that count. Exits if the story is too short. */
 char *bench_prompt(const fp_model *model, int32_t n_tokens, int32_t *got);
 
+/* ---- a fork forced at the end of the prompt, recomputed and timed --------- */
+
+/* Token candidates (k), previews of up to lookahead tokens, a fork at every
+ * position (top-1 is always below 1.01) and no budget, plain distribution,
+ * greedy previews: a session opens a fork right at the end of its prompt.
+ * Exits when the settings are refused. */
+fp_settings bench_forced_fork_settings(int32_t k, int32_t lookahead);
+
+/* What one way of preparing a fork did in one repetition. */
+typedef struct bench_run {
+    double ms;
+    uint64_t calls, tokens;
+    bool ok;
+} bench_run;
+
+/* The library recomputes the open fork at the end of the text:
+ * fp_session_set_settings with unchanged settings drops the fork's live
+ * branches and computes its candidates and previews again (the documented
+ * "the current fork is recomputed"). The decode counters show the work. */
+bench_run bench_time_refork(fp_session *s, fp_engine *e, const fp_settings *set, fp_error *err);
+
 /* ---- the plain llama.cpp side -------------------------------------------- */
 
 /* What the plain loops need to know about a token to pick like the library. */

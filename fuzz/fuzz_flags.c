@@ -1,7 +1,9 @@
 /*
  * fuzz_flags.c — the command-line flag parsers: `forkpoint write`
  * (cli_write_opts), `forkpoint-serve` (srv_parse_args), the flag loops of
- * `forkpoint learn`, `export` and `profile`, and cli_parse_num itself.
+ * `forkpoint learn`, `export` and `profile`, cli_parse_num itself, and the
+ * --rpc list (fp_rpc_parse, on every argument; `rpc-worker` is not driven:
+ * a valid flag set would start serving).
  *
  * Input: the first byte picks the parser, the rest is argv, NUL-separated.
  * Why: numeric flags are where a double meets an int (a cast of an
@@ -34,6 +36,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!strcmp(argv[i], "--db")) has_db = true;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) has_help = true;
     }
+    /* every argument as an --rpc list: taken whole and in range, or refused with a message */
+    for (int i = 1; i <= argc; i++) {
+        fp_rpc_endpoint eps[FP_RPC_MAX];
+        int n = -1;
+        fp_error err = {0};
+        if (fp_rpc_parse(argv[i], eps, FP_RPC_MAX, &n, &err) == FP_OK) {
+            FZ_CHECK(n >= 1 && n <= FP_RPC_MAX, "rpc count %d", n);
+            for (int j = 0; j < n; j++)
+                FZ_CHECK(eps[j].host[0] && strlen(eps[j].host) < sizeof eps[j].host && eps[j].port >= 1 && eps[j].port <= 65535
+                         && !strchr(eps[j].host, ',') && !strchr(eps[j].host, ':'), "rpc entry %d: %s:%d", j, eps[j].host, eps[j].port);
+        } else {
+            FZ_CHECK(err.code == FP_ERR_ARG && err.message[0], "rpc refusal without a message");
+        }
+    }
     switch (which) {
     case 0:
         if (!has_help) {
@@ -48,6 +64,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 /* a combination the validator refuses is reported by write later,
                  * with a message; here the validator only has to cope with it */
                 if (fp_settings_validate(&o.st, &err) != FP_OK) FZ_CHECK(err.message[0], "no message");
+                int n;
+                fp_rpc_endpoint eps[FP_RPC_MAX];
+                if (o.rpc) FZ_CHECK(fp_rpc_parse(o.rpc, eps, FP_RPC_MAX, &n, &err) == FP_OK, "write took a bad --rpc %s", o.rpc);
             }
         }
         break;
@@ -62,6 +81,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FZ_CHECK(cfg.batch_sessions >= 1 && cfg.batch_sessions <= SRV_MAX_EXEC, "batch sessions %d", cfg.batch_sessions);
             FZ_CHECK(cfg.http_threads >= 4 && cfg.http_threads <= 8192, "http threads %d", cfg.http_threads);
             FZ_CHECK(srv_host_is_loopback(cfg.host) || cfg.token, "non-loopback %s without a token", cfg.host);
+            fp_rpc_endpoint eps[FP_RPC_MAX];
+            int n;
+            fp_error err = {0};
+            if (cfg.rpc) FZ_CHECK(fp_rpc_parse(cfg.rpc, eps, FP_RPC_MAX, &n, &err) == FP_OK, "serve took a bad --rpc %s", cfg.rpc);
         }
         break;
     }

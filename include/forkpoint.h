@@ -80,6 +80,9 @@ typedef struct fp_model fp_model;
 typedef struct fp_model_params {
     bool vocab_only;   /* load only the tokenizer (no inference possible) */
     bool verbose;      /* let llama.cpp log to stderr (quiet by default) */
+    const char *rpc;   /* "HOST:PORT[,HOST:PORT...]": the model's layers go to these RPC
+                        * workers (forkpoint rpc-worker; docs/deploy.md), NULL = this machine */
+    int rpc_timeout_ms;/* how long each worker may take to connect and answer (default 3000) */
 } fp_model_params;
 
 fp_model_params fp_model_default_params(void);
@@ -89,6 +92,32 @@ fp_model_params fp_model_default_params(void);
  * asked for) has no weights. */
 fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_error *err);
 void      fp_model_free(fp_model *model);
+
+/* ---- one model on many machines: llama.cpp's RPC back end (src/core/rpc.c)
+ * The protocol has no authentication or encryption: loopback or a private
+ * network only (docs/deploy.md "RPC workers"). */
+#define FP_RPC_MAX 16   /* llama.cpp's GGML_RPC_MAX_SERVERS */
+typedef struct fp_rpc_endpoint { char host[256]; int port; } fp_rpc_endpoint;
+/* Splits "HOST:PORT[,HOST:PORT...]" (IPv4 or a host name, port 1..65535, no
+ * empty entry or duplicate, at most cap) into out[0..*n). FP_ERR_ARG with a
+ * message naming the bad entry. No I/O. */
+fp_status fp_rpc_parse(const char *list, fp_rpc_endpoint *out, int cap, int *n, fp_error *err);
+/* Connects to a worker and exchanges the protocol's HELLO, each step within
+ * timeout_ms: FP_OK, or FP_ERR_IO saying why (refused, no answer, not a
+ * worker, another protocol version). Cost: one round trip. */
+fp_status fp_rpc_probe(const fp_rpc_endpoint *e, int timeout_ms, fp_error *err);
+/* llama.cpp b10679 aborts the process when a connected worker fails (no
+ * error return exists; upstream #25938), and it writes to the worker's
+ * socket without MSG_NOSIGNAL: a program using .rpc should ignore SIGPIPE. With a handler set, the abort is
+ * routed to it first, on llama.cpp's RPC thread, with one line naming the
+ * worker that is gone; the handler should end the process (_exit): if it
+ * returns, the process aborts. */
+typedef void (*fp_rpc_lost_fn)(const char *why);
+void fp_rpc_set_lost_handler(fp_rpc_lost_fn fn);
+/* Serves this machine's CPU and memory to RPC clients on host:port (IPv4)
+ * with threads CPU threads (0 = all). Blocks while serving; returns
+ * FP_ERR_ARG / FP_ERR_IO (e.g. the port is taken) when it cannot. */
+fp_status fp_rpc_serve(const char *host, int port, int threads, fp_error *err);
 
 int32_t     fp_model_n_vocab(const fp_model *model);
 int32_t     fp_model_n_ctx_train(const fp_model *model);

@@ -16,6 +16,9 @@
 #   make bench-batch   one server with cross-session batching vs --no-batching,
 #                      the API load at 1, 4, 16 and 64 clients (BENCH_BATCH_ARGS,
 #                      e.g. "--clients 1,16 --repeats 1")
+#   make bench-rpc     only bench_rpc: a fork's preparation local vs over 1 and
+#                      2 RPC workers on loopback (its own worker processes;
+#                      BENCH_RPC_ARGS, e.g. "--model PATH --threads 1")
 #   make bench-persist only bench_persist: bytes and ms per click of saving a
 #                      story at 10, 100 and 1,000 forks, old full rewrite vs
 #                      append-only (BENCH_PERSIST_ARGS, e.g. "--forks 10,100")
@@ -33,7 +36,7 @@ BENCH_SERVE_ARGS ?=
 BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput \
                  $(BENCH_DIR)/bench_serve
 
-.PHONY: bench bench-tools bench-serve bench-batch
+.PHONY: bench bench-tools bench-serve bench-batch bench-rpc
 BENCH_BATCH_ARGS ?=
 
 bench-tools: deps
@@ -74,7 +77,7 @@ $(BENCH_DIR)/%.o: bench/%.c bench/bench_util.h include/forkpoint.h $(BUILD)/llam
 $(BENCH_DIR)/gen_model: $(BENCH_DIR)/gen_model.o
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
-$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
+$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput $(BENCH_DIR)/bench_rpc: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
 		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
@@ -147,3 +150,10 @@ BENCH_OAI_ARGS ?=
 bench-oai: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
 	node bench/bench_oai.mjs $(BENCH_OAI_ARGS)
+
+# ---- bench_rpc: --rpc's cost (docs/deploy.md "RPC workers"); the workers are
+# the program's own children on free loopback ports.
+BENCH_RPC_ARGS ?=
+bench-rpc: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_rpc
+	$(BENCH_DIR)/bench_rpc $(BENCH_RPC_ARGS)

@@ -4,7 +4,8 @@
 # Unit tests (ASan + UBSan build, then the clang build) on the real models in
 # ../shared/models, the fuzz targets (tests/fuzz_smoke.sh), the CLI tests (bad
 # input, tmux), then the web app's API and browser tests when they are built,
-# and the many-servers suite (PostgreSQL + nginx + three servers: tests/deploy). Each suite prints its own "N passed, N failed" line; this
+# the many-servers suite (PostgreSQL + nginx + three servers: tests/deploy), and the
+# RPC workers (two workers on loopback: tests/rpc). Each suite prints its own "N passed, N failed" line; this
 # script adds them up and fails if any suite failed or did not report.
 set -u
 cd "$(dirname "$0")/.."
@@ -58,6 +59,7 @@ run_suite cli-hf bash tests/cli/test_hf.sh build/asan/forkpoint "$MODELS"
 run_suite install bash tests/install/run.sh
 [ -x tests/api/run.sh ] && run_suite api bash tests/api/run.sh
 [ -x tests/crash/run.sh ] && run_suite crash bash tests/crash/run.sh
+[ -x tests/rpc/run.sh ] && run_suite rpc bash tests/rpc/run.sh build/asan
 [ -x tests/deploy/run.sh ] && run_suite deploy bash tests/deploy/run.sh
 [ -x tests/browser/run.sh ] && run_suite browser bash tests/browser/run.sh
 

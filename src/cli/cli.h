@@ -12,14 +12,21 @@
 /* Resolves the model (hf: --hf OWNER/REPO[:QUANT] downloaded into models_dir,
  * NULL = the cache; else model_path, $FORKPOINT_MODEL, cache, ../shared,
  * download) and loads it and an engine of n_ctx KV cells (0: the engine's
- * default); prints a one-line error and returns non-zero on failure. */
-int cli_load(const char *model_path, const char *hf, const char *models_dir, bool verbose, int threads,
-             uint32_t n_ctx, fp_model **model, fp_engine **engine);
+ * default); prints a one-line error and returns non-zero on failure.
+ * rpc non-NULL: the layers go to those RPC workers (fp_model_params.rpc); an
+ * unreachable worker is the one-line error, and a worker lost later ends the
+ * process with one line and exit code 1 (what was logged stays logged). */
+int cli_load(const char *model_path, const char *hf, const char *models_dir, const char *rpc, bool verbose,
+             int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
 /* --hf SPEC into models_dir (NULL = the cache) with a progress bar on a
  * terminal; the path into out. 0, or the exit code after a one-line error
  * (2 bad input: spec, repository, quant; 1 network, transfer, checksum). */
 int cli_pull(const char *spec, const char *models_dir, char *out, size_t cap);
 int cli_model(int argc, char **argv);   /* model.c: `forkpoint model list|pull|PATH` */
+
+/* Puts the terminal back (write's raw key mode); safe from any thread. */
+void cli_tty_restore(void);
+int cli_rpc_worker(int argc, char **argv);   /* rpc_worker.c: `forkpoint worker` */
 
 int cli_write(int argc, char **argv);
 int cli_chat(int argc, char **argv);    /* chat.c: a dialogue, either side co-written */
@@ -51,6 +58,7 @@ typedef struct {
     bool auto_resolve;     /* let confident preferences decide forks */
     const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
     float lora_scale;
+    const char *rpc;       /* --rpc HOST:PORT,...: the layers on these RPC workers, NULL = here */
     const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
     float steer_strength;
 } write_opts;

@@ -8,6 +8,7 @@
  *   forkpoint export ...    datasets from the decision log
  *   forkpoint profile ...   learned preference profiles
  *   forkpoint learn ...     a personal LoRA adapter from the decision log
+ *   forkpoint worker        serve this machine's CPU to --rpc clients (rpc_worker.c)
  *   forkpoint version
  */
 #include "cli/cli.h"
@@ -15,13 +16,24 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-int cli_load(const char *model_path, const char *hf, const char *models_dir, bool verbose, int threads,
-             uint32_t n_ctx, fp_model **model, fp_engine **engine) {
+/* A worker lost mid-session (fp_rpc_set_lost_handler, on llama.cpp's RPC
+ * thread while the main thread waits inside a decode): one line, the
+ * terminal put back, what was printed or logged flushed, exit 1. */
+static void rpc_lost(const char *why) {
+    cli_tty_restore();
+    fflush(NULL);
+    fprintf(stderr, "forkpoint: %s; stopping (decisions already logged are kept)\n", why);
+    _exit(1);
+}
+
+int cli_load(const char *model_path, const char *hf, const char *models_dir, const char *rpc, bool verbose,
+             int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine) {
     fp_error err = {0};
     char path[PATH_MAX];
     if (hf) {
@@ -33,6 +45,11 @@ int cli_load(const char *model_path, const char *hf, const char *models_dir, boo
     }
     fp_model_params mp = fp_model_default_params();
     mp.verbose = verbose;
+    mp.rpc = rpc;
+    if (rpc) {
+        fp_rpc_set_lost_handler(rpc_lost);
+        signal(SIGPIPE, SIG_IGN);   /* llama.cpp writes to a dead worker without MSG_NOSIGNAL */
+    }
     *model = fp_model_load(path, &mp, &err);
     if (!*model) { fprintf(stderr, "forkpoint: %s\n", err.message); return 2; }
     fp_engine_params ep = fp_engine_default_params();
@@ -73,6 +90,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "export")) return cli_export(argc - skip, argv + skip);
     if (!strcmp(cmd, "profile")) return cli_profile(argc - skip, argv + skip);
     if (!strcmp(cmd, "learn")) return cli_learn(argc - skip, argv + skip);
+    if (!strcmp(cmd, "worker") || !strcmp(cmd, "rpc-worker")) return cli_rpc_worker(argc - skip, argv + skip);
     if (!strcmp(cmd, "version")) { printf("forkpoint %s\n", FP_VERSION); return 0; }
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         printf("usage: forkpoint <command> [options]\n"
@@ -83,6 +101,7 @@ int main(int argc, char **argv) {
                "  export   the decision log as datasets (sft, pairs, kto, raw)\n"
                "  profile  list, show or reset learned preference profiles\n"
                "  learn    train a personal LoRA adapter from the decision log (forkpoint learn --help)\n"
+               "  worker      lend this machine's CPU and memory to --rpc clients (forkpoint worker --help)\n"
                "  version\n");
         return 0;
     }

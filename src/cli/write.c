@@ -67,6 +67,8 @@ static void usage(FILE *f) {
           "  --grammar FILE        a GBNF grammar (llama.cpp's, rule root) every candidate, preview and\n"
           "                        continuation keeps to\n"
           "  --verbose             let llama.cpp log to stderr\n"
+          "  --rpc HOST:PORT,...   put the model's layers on these RPC workers (forkpoint worker;\n"
+          "                        unauthenticated: loopback or a private network, docs/deploy.md)\n"
           "  --db PATH             log every decision to this database (SQLite file or postgresql:// URL)\n"
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
           "                        their logit bias between forks\n"
@@ -135,6 +137,14 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--ctx")) { NUM(16, 1 << 20); o->ctx = (int)d; }
         else if (!strcmp(a, "--grammar")) { NEED(); o->grammar = v; }
         else if (!strcmp(a, "--verbose")) o->verbose = true;
+        else if (!strcmp(a, "--rpc")) {
+            NEED();
+            fp_rpc_endpoint eps[FP_RPC_MAX];
+            int n;
+            fp_error err = {0};
+            if (fp_rpc_parse(v, eps, FP_RPC_MAX, &n, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); return 2; }
+            o->rpc = v;
+        }
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
         else if (!strcmp(a, "--auto-resolve")) o->auto_resolve = true;
@@ -215,7 +225,7 @@ static struct termios g_saved_tty;
 static bool g_raw;
 static FILE *g_ui; /* the screen: the terminal itself, so stdout can carry the final text */
 
-static void tty_restore(void) {
+void cli_tty_restore(void) {
     if (g_raw) { tcsetattr(STDIN_FILENO, TCSAFLUSH, &g_saved_tty); g_raw = false; }
 }
 
@@ -227,7 +237,7 @@ static void tty_raw(void) {
     t.c_cc[VTIME] = 0;
     tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
     g_raw = true;
-    atexit(tty_restore);
+    atexit(cli_tty_restore);
 }
 
 /* The screen's width in columns: the terminal's, else $COLUMNS, else 80. */
@@ -439,7 +449,7 @@ int cli_write(int argc, char **argv) {
     int32_t logged = 0;
     /* the window the person asked for, and room for a fork's branches beside it */
     uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
-    rc = cli_load(o.model_path, o.hf, o.models_dir, o.verbose, o.threads, n_ctx, &model, &engine);
+    rc = cli_load(o.model_path, o.hf, o.models_dir, o.rpc, o.verbose, o.threads, n_ctx, &model, &engine);
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};
@@ -565,7 +575,7 @@ int cli_write(int argc, char **argv) {
             fp_error lerr = {0};
             logged = fp_store_log_events(store, s, logged, &meta, &lerr);
             if (logged < fp_session_n_events(s) || (prefs && fp_store_profile_save(store, o.profile, sha, prefs, &lerr) != FP_OK)) {
-                if (keyboard) tty_restore();
+                if (keyboard) cli_tty_restore();
                 fprintf(stderr, "forkpoint write: %s\n", lerr.message);
                 rc = 1;
                 goto out;
@@ -574,7 +584,7 @@ int cli_write(int argc, char **argv) {
         if (st != FP_OK) {
             bool input_error = st == FP_ERR_ARG || st == FP_ERR_STATE || st == FP_ERR_UTF8 || st == FP_ERR_EMPTY || st == FP_ERR_CONTEXT;
             if (keyboard && input_error) { snprintf(msg, sizeof msg, "%s", err.message); continue; }
-            if (keyboard) tty_restore();
+            if (keyboard) cli_tty_restore();
             fprintf(stderr, "forkpoint write: %s\n", err.message);
             if (!keyboard) fprintf(stderr, "forkpoint write: (at line %d of the choices)\n", line_no);
             rc = input_error ? 2 : 1;
@@ -583,11 +593,11 @@ int cli_write(int argc, char **argv) {
     }
 done:
     flush_events(events, s, &written);
-    if (keyboard) { tty_restore(); fprintf(g_ui, "\x1b[H\x1b[2J"); fflush(g_ui); }
+    if (keyboard) { cli_tty_restore(); fprintf(g_ui, "\x1b[H\x1b[2J"); fflush(g_ui); }
     if (!events || events != stdout) printf("%s\n", fp_session_text(s));
     rc = 0;
 out:
-    tty_restore();
+    cli_tty_restore();
     if (s) fp_session_set_prefs(s, NULL, NULL); /* the session borrows prefs: detach before freeing */
     fp_prefs_free(prefs);
     fp_store_close(store);

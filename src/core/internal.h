@@ -89,6 +89,12 @@ struct fp_model {
     int32_t n_spell_cp;
 };
 
+/* rpc.c: parses list, probes every worker (timeout_ms each step), routes
+ * ggml's RPC aborts to the lost handler, and writes the workers' devices
+ * to devs (NULL-terminated, cap including the NULL). Returns their count,
+ * or -1 with err. Cost: one round trip per worker, then ggml's own. */
+int32_t fpi_rpc_devices(const char *list, int timeout_ms, ggml_backend_dev_t *devs, int32_t cap, fp_error *err);
+
 /* spell.c: built at load. fpi_spell_problem: the byte offset of the first
  * character of text[0..len) that llama.cpp's tokenizer cannot write (it
  * would abort), *cp set to it, or -1 when all can be. special: control

@@ -44,7 +44,7 @@ static void backend_init(void) {
 }
 
 fp_model_params fp_model_default_params(void) {
-    fp_model_params p = { .vocab_only = false, .verbose = false };
+    fp_model_params p = { .vocab_only = false, .verbose = false, .rpc = NULL, .rpc_timeout_ms = 3000 };
     return p;
 }
 
@@ -258,6 +258,17 @@ fp_model *fp_model_load(const char *path, const fp_model_params *params, fp_erro
      * crashes (SIGSEGV) on Q8_0 models with CPUs that have AMX; plain CPU
      * buffers compute the same */
     mp.use_extra_bufts = false;
+    /* --rpc: every layer on the workers' devices, split by their free
+     * memory (llama.cpp's default layer split); the token embeddings stay
+     * here. Every token's activations then cross the network. */
+    ggml_backend_dev_t rpc_devs[FP_RPC_MAX * 4 + 1];
+    if (p.rpc && !p.vocab_only) {
+        if (fpi_rpc_devices(p.rpc, p.rpc_timeout_ms > 0 ? p.rpc_timeout_ms : 3000, rpc_devs,
+                            (int32_t)(sizeof rpc_devs / sizeof *rpc_devs), err) < 0)
+            return NULL;
+        mp.devices = rpc_devs;
+        mp.n_gpu_layers = 999;
+    }
     g_last_log_error[0] = 0;
     struct llama_model *lm = llama_model_load_from_file(path, mp);
     if (!lm) {

@@ -404,6 +404,13 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
         char mp[1024];
         srv_model_path(app, mp, sizeof mp);
         cJSON_AddStringToObject(o, "model", mp);
+        if (app->cfg.rpc) {   /* --rpc: the workers, and the supervisor's restarts (supervise.c) */
+            cJSON *r = cJSON_AddObjectToObject(o, "rpc");
+            const char *n = getenv("FORKPOINT_RPC_RESTARTS"), *why = getenv("FORKPOINT_RPC_LAST_LOSS");
+            cJSON_AddStringToObject(r, "workers", app->cfg.rpc);
+            cJSON_AddNumberToObject(r, "restarts", n ? atoi(n) : 0);
+            if (why) cJSON_AddStringToObject(r, "last_loss", why);
+        }
         srv_adapters_json(app, o);
         pthread_mutex_lock(&app->q_mu);
         cJSON_AddNumberToObject(o, "prefetch_cancels", (double)app->n_cancels);

@@ -10,6 +10,7 @@
  * blocked before any thread starts so that only main's sigwait sees them.
  * Shutdown runs the other way: stop HTTP (whose handlers may still wait on
  * jobs, so the worker keeps running), then the worker, then free.
+ * With --rpc a supervisor parent is forked first (supervise.c).
  */
 #include "server/serve.h"
 #include "forkpoint_fetch.h"
@@ -44,6 +45,8 @@ static void usage(FILE *f)
         "  --ctx N            KV cells shared by all sessions (default 8 x the model's context, max 16384)\n"
         "  --seq-max N        engine sequences, 2..256 (default 256)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
+        "  --rpc H:P,...      put the model's layers on these RPC workers (forkpoint worker);\n"
+        "                     a worker lost mid-session restarts the server, stories reopen from --db\n"
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
         "  --http-threads N   HTTP worker threads, 4..8192 (default 2048; each open connection holds one)\n"
         "  --max-ws-per-addr N WebSockets one remote address may hold open (default 32,\n"
@@ -158,6 +161,16 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             else cfg->steer_strength = (float)d;
         }
         else if (strcmp(name, "--steer") == 0) cfg->steer = val;
+        else if (strcmp(name, "--rpc") == 0) {
+            fp_rpc_endpoint eps[FP_RPC_MAX];
+            int n_eps;
+            fp_error err = {0};
+            if (fp_rpc_parse(val, eps, FP_RPC_MAX, &n_eps, &err) != FP_OK) {
+                fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+                return -1;
+            }
+            cfg->rpc = val;
+        }
         else if (strcmp(name, "--tls-cert") == 0) cfg->tls_cert = val;
         else if (strcmp(name, "--tls-key") == 0) cfg->tls_key = val;
         else if (strcmp(name, "--chat-template") == 0) cfg->chat_template = val;
@@ -191,6 +204,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     }
     if (cfg->token && (!*cfg->token || strlen(cfg->token) > 200 || strpbrk(cfg->token, " ;,\"\\\r\n"))) {
         fprintf(stderr, "forkpoint-serve: --token must be 1..200 characters without spaces, ';', ',', quotes or backslashes\n");
+        return -1;
+    }
+    if (cfg->rpc && cfg->port == 0) {
+        fprintf(stderr, "forkpoint-serve: --rpc restarts the server on its port when a worker is lost: give --port N, not 0\n");
         return -1;
     }
     if (!srv_host_is_loopback(cfg->host) && !cfg->token) {
@@ -229,6 +246,9 @@ static int setup_engine(srv_app *app)
     }
     if (srv_model_open(app, app->model_path, &app->model, &app->engine, app->model_sha, &err) != 0) {
         fprintf(stderr, "forkpoint-serve: cannot load %s: %s\n", app->model_path, err.message);
+        /* a restart that finds a worker still gone: the supervisor tries
+         * again (the loss that started it stays the reason /api/health gives) */
+        if (app->cfg.rpc && err.code == FP_ERR_IO && getenv("FORKPOINT_RPC_RESTARTS")) exit(SRV_EXIT_RPC);
         return -1;
     }
     snprintf(app->start_path, sizeof app->start_path, "%s", app->model_path);
@@ -293,6 +313,10 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (app.cfg.rpc) {   /* before any thread: the parent stays, the child serves */
+        int code = srv_supervise(&app.cfg);
+        if (code >= 0) return code;
+    }
 
     pthread_mutex_init(&app.q_mu, NULL);
     pthread_cond_init(&app.q_cv, NULL);

@@ -60,6 +60,7 @@ int srv_model_open(srv_app *app, const char *path, fp_model **model, fp_engine *
     *model = NULL;
     *engine = NULL;
     fp_model_params mp = fp_model_default_params();
+    mp.rpc = app->cfg.rpc;   /* --rpc: the layers on the workers */
     fp_model *m = fp_model_load(path, &mp, err);
     if (!m) return -1;
     if (fp_model_is_vocab_only(m)) {

@@ -87,7 +87,18 @@ typedef struct srv_config {
     int         max_logprobs;  /* --max-logprobs: alternatives per token in the compatible APIs (default 20) */
     const char *cors_origin;   /* --cors-origin: one foreign Origin allowed on the compatible APIs, NULL = none */
     bool        lenient_fields; /* --lenient-fields: the compatible APIs ignore unknown fields */
+    const char *rpc;           /* --rpc HOST:PORT,...: the model's layers on RPC workers, NULL = here */
 } srv_config;
+
+/* ---- --rpc: a supervisor keeps the server up when a worker dies (supervise.c) */
+#define SRV_EXIT_RPC 75   /* the child's exit: an RPC worker was lost or is not back yet (EX_TEMPFAIL) */
+/* Forks: returns -1 in the child, which serves; in the parent, restarts the
+ * child each time it exits SRV_EXIT_RPC and returns the exit code when it
+ * exits otherwise or on SIGINT/SIGTERM. Call before any thread starts. */
+int  srv_supervise(const srv_config *cfg);
+/* In the child: tells the parent why a worker was lost (the reason the
+ * next children's /api/health gives) before it exits SRV_EXIT_RPC. */
+void srv_supervise_tell(const char *why);
 
 /* Parses argv into cfg. Returns 0 to run, 1 when --help/--version printed
  * and the program should exit 0, -1 on a bad flag (message on stderr). */
