@@ -13,74 +13,20 @@
 // "N passed, N failed".
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { repo, SERVE, WS_CLIENT, CHROMIUM, chromeArgs, assert, sleep, harness, startServer as serve,
+  storyHelpers, tmpDir } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`,
-  `${repo}/build/asan/forkpoint-serve`);
-const WS_CLIENT = pick(`${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
-const MODEL = pick(process.env.FORKPOINT_MODEL,
-  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
-  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = path.join(repo, 'build/test-output');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-access-'));
-fs.mkdirSync(OUT, { recursive: true });
+const tmp = tmpDir('fp-access-');
 const order = await import(pathToFileURL(path.join(repo, 'web/access/scanorder.js')).href);
 
-let passed = 0, failed = 0, page, ctx, srv;
-function assert(c, m) { if (!c) throw new Error(m); }
-async function test(name, fn) {
-  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
-    try { await page.screenshot({ path: path.join(OUT, `access-fail-${passed + failed}.png`) }); } catch (e2) { /* */ }
-  }
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function startServer() {
-  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '1'];
-  if (MODEL) args.push('--model', MODEL);
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ child, url: m[1], port: Number(/:(\d+)\//.exec(m[1])[1]) }); }
-    });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
-  });
-}
-
-const api = async (p) => (await fetch(srv.url + p.replace(/^\//, ''))).json();
-const sid = () => page.evaluate(() => (location.hash.match(/s=([0-9a-f]{16})/) || [])[1]);
-const state = async () => api(`/api/sessions/${await sid()}`);
-
-/* Waits until the server's version moves past v and the page shows it. */
-async function waitChange(v, timeout = 60000) {
-  const t0 = Date.now();
-  for (;;) {
-    const st = await state();
-    if (st.version !== v) {
-      await page.waitForFunction((ver) => document.getElementById('story').dataset.version === String(ver) ||
-        !document.getElementById('story').dataset.version, st.version, { timeout: 10000 }).catch(() => {});
-      await sleep(150);
-      return st;
-    }
-    if (Date.now() - t0 > timeout) throw new Error('no state change');
-    await sleep(80);
-  }
-}
+let page, ctx, srv;
+const h = harness({ shot: 'access-fail', page: () => page });
+const { test } = h;
+const startServer = () => serve({ dir: tmp });
+const { api, sid, state, waitChange } = storyHelpers(() => page, () => srv, { settle: 150, poll: 80, blankOk: true });
 
 /* Waits until the story's text differs from before (a prefix narrowing
  * changes the version but not the text). */
@@ -219,8 +165,7 @@ async function main() {
   const userDir = fs.mkdtempSync(path.join(tmp, 'chrome-'));
   ctx = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM, headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
+    args: chromeArgs(),
     viewport: { width: 1366, height: 768 }, hasTouch: true,
   });
   page = ctx.pages()[0] || await ctx.newPage();
@@ -412,8 +357,8 @@ async function main() {
 
   await ctx.close();
   srv.child.kill('SIGTERM');
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  process.exit(h.finish());
 }
 
-main().catch((e) => { console.log(`not ok - harness: ${e.stack || e}`); console.log(`${passed} passed, ${failed + 1} failed`); process.exit(1); });
+main().catch((e) => process.exit(h.finish(e.stack || e)));
