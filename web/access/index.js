@@ -60,7 +60,7 @@ async function apply() {
   }
   if (scanning) {
     scanner = new Scanner({ mode: S.mode, interval: Number(S.interval), firstExtra: Number(S.firstExtra),
-      loops: Number(S.loops), speak: !!S.speak, lead: Number(S.lead), block: Number(S.block) });
+      loops: Number(S.loops), speak: !!S.speak });
     scanner.start();
   } else if (S.mode === 'dwell' || S.mode === 'gaze' || S.mode === 'head') {
     const { Pointer } = await import('./pointer.js');

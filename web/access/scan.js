@@ -22,7 +22,7 @@ function leavesOf(n) {
 }
 
 export class Scanner {
-  /* opts: { mode: 'scan1'|'scan2', interval, firstExtra, loops, speak, lead, block,
+  /* opts: { mode: 'scan1'|'scan2', interval, firstExtra, loops, speak,
    *         onSelect(item) (optional hook, after the click) } */
   constructor(opts) {
     this.o = opts;
@@ -49,7 +49,7 @@ export class Scanner {
     if (!this.running) return;
     const items = collect();
     const sig = signature(items);
-    const tree = buildTree(items, { lead: this.o.lead, block: this.o.block });
+    const tree = buildTree(items);   // scanorder.js's rule, as the benchmark costs it
     if (!force && sameTargets(sig, this.sig)) {
       // the same targets, maybe drawn by new elements: same place, new tree
       this.tree = tree;

@@ -12,7 +12,6 @@ const KEY = 'fp-access';
 export const MODES = ['off', 'scan1', 'scan2', 'dwell', 'gaze', 'head'];
 export const DEFAULTS = {
   mode: 'off', interval: 1000, firstExtra: 500, loops: 3, speak: false,
-  lead: 2, block: 5,
   selectKeys: 'Space Enter', stepKeys: 'Tab',
   mouse: true, touch: true, gamepad: true, device: true,
   dwellMs: 800, hybrid: false, smooth: 1.0,
