@@ -141,7 +141,7 @@ async function main() {
       const box = await page.$('#panel-settings details:has(#access-settings)');
       if (box && !(await box.evaluate((d) => d.open))) await page.click('#panel-settings details:has(#access-settings) > summary');
     }
-    await page.selectOption('#fp-acc-mode', 'scan2');
+    await page.click('#fp-acc-mode-scan2');   // the access method is a row of buttons (a switch can work them)
     await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.settings.mode === 'scan2');
     assert(JSON.parse(await page.evaluate(() => localStorage.getItem('fp-access'))).mode === 'scan2', 'saved');
     await page.evaluate(() => window.fpAccess.set('off'));

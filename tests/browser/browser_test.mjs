@@ -24,7 +24,7 @@ import { SERVE, CLI, WS_CLIENT, MODEL, CHROMIUM, OUT, chromeArgs, assert, eq, sl
   startServer as serve, storyHelpers, tmpDir } from './lib.mjs';
 
 const tmp = tmpDir('fp-browser-');
-const { test, finish } = harness({ shot: 'fail', page: () => page });
+const { test, run } = harness({ shot: 'fail', page: () => page });
 
 /* ------------------------------------------------------------ server */
 
@@ -600,15 +600,9 @@ async function main() {
   });
 }
 
-let err = null;
-try {
-  await main();
-} catch (e) {
-  err = e;
-} finally {
-  try { if (ctx) await ctx.close(); } catch (e) { /* already gone */ }
+await run(main, async () => {
+  if (ctx) await ctx.close().catch(() => {});
   if (srv) srv.child.kill('SIGTERM');
   if (srvA) srvA.child.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-  process.exit(finish(err));
-}
+});

@@ -18,7 +18,7 @@ import { chromium } from 'playwright-core';
 import { SERVE, CHROMIUM, chromeArgs, assert, harness, startServer as serve, tmpDir } from './lib.mjs';
 
 const tmp = tmpDir('fp-xorigin-');
-const { test, finish } = harness();
+const { test, run } = harness();
 const startServer = (extra, db) => serve({ dir: tmp, extra, db, clearToken: true });
 
 /* The attacker: a page that POSTs to the target as soon as it loads. */
@@ -101,14 +101,8 @@ async function main() {
   });
 }
 
-let err = null;
-try {
-  await main();
-} catch (e) {
-  err = e;
-} finally {
-  try { if (ctx) await ctx.close(); } catch (e) { /* gone */ }
+await run(main, async () => {
+  if (ctx) await ctx.close().catch(() => {});
   for (const k of kids) k.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-  process.exit(finish(err));
-}
+});

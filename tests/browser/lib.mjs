@@ -52,7 +52,7 @@ export const tmpDir = (prefix) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
  * name: why" and, when opts.page() gives a page, saves its screenshot as
  * build/test-output/<opts.shot>-N.png; finish(err, what) prints "not ok -
  * what: err" when err is given (one more failure) and the final count, and
- * returns the exit code. */
+ * returns the exit code; run(main, cleanup, what) does both around main. */
 export function harness(opts = {}) {
   const h = { passed: 0, failed: 0 };
   if (opts.shot) fs.mkdirSync(OUT, { recursive: true });
@@ -69,6 +69,14 @@ export function harness(opts = {}) {
     if (err) { h.failed++; console.log(`not ok - ${what}: ${err && err.message || err}`); }
     console.log(`${h.passed} passed, ${h.failed} failed`);
     return h.failed ? 1 : 0;
+  };
+  /* Runs the test's main(), then cleanup() (errors there are ignored: what
+   * it stops may be gone already), prints the count and exits. */
+  h.run = async (main, cleanup, what) => {
+    let err = null;
+    try { await main(); } catch (e) { err = e; }
+    try { if (cleanup) await cleanup(); } catch (e) { /* already gone */ }
+    process.exit(h.finish(err, what));
   };
   return h;
 }

@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 import { SERVE, CHROMIUM, repo, chromeArgs, assert, harness, startServer as serve, tmpDir } from './lib.mjs';
 
 const tmp = tmpDir('fp-profile-');
-const { test, finish } = harness();
+const { test, run } = harness();
 const startServer = (extra, db) => serve({ dir: tmp, extra, db, clearToken: true });
 
 async function api(srv, method, p, body) {
@@ -80,14 +80,8 @@ async function main() {
   });
 }
 
-let err = null;
-try {
-  await main();
-} catch (e) {
-  err = e;
-} finally {
+await run(main, async () => {
   if (ctx) await ctx.close().catch(() => {});
   for (const k of kids) k.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-}
-process.exit(finish(err, 'setup'));
+}, 'setup');
