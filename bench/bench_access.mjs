@@ -9,7 +9,10 @@
 // what the page shows at that moment; this script costs those actions.
 //
 // Why the costs are the page's: the scan tree of each action is built by
-// web/access/scanorder.js, the very module the page scans with (the
+// web/access/scanorder.js, the very module the page scans with, with its
+// weights (web/access/scanpriors.js, counted on the training stories by
+// bench/tune_scan.mjs --priors: seeds 1000.., never these held-out ones; the
+// row-column keyboard is the plain board, rows in order, no weights) (the
 // browser test "the page's scan tree at a live fork is the benchmark's"
 // checks that the page's targets give the same tree as viewItems here);
 // the gaze path is smoothed by web/access/oneeuro.js and selected by
@@ -144,7 +147,7 @@ export function forkpointScan(sels, scanOpts) {
 /* The row-column scanning keyboard: the same letter board alone. */
 function keyboardScan() {
   const r = rng(o.seed);
-  const tree = order.buildTree(order.boardItems());
+  const tree = order.buildTree(order.boardItems(), { rule: 'groups' });  // the plain row-column board
   let ms = 0, keys = 0, missing = 0;
   for (const t of targets) for (const ch of t.target) {
     const ks = order.keysFor(ch);
@@ -218,12 +221,15 @@ const fs1 = forkpointScan(sels);
 const kb1 = keyboardScan();
 const spc = (ms) => ms / 1000 / chars;
 console.log(`bench_access  ${new Date().toISOString().slice(0, 10)}  ${targets.length} held-out stories, ${chars} characters  load ${os.loadavg()[0].toFixed(2)}`);
-console.log(`scan order: web/access/scanorder.js (lead ${order.DEFAULTS.lead}, block ${order.DEFAULTS.block}); actions from ${path.basename(file)}`);
+console.log(`scan order: web/access/scanorder.js (rule ${order.DEFAULTS.rule}: weights from scanpriors.js, reaction ${order.DEFAULTS.reaction}, miss ${order.DEFAULTS.miss}); actions from ${path.basename(file)}`);
 console.log(`\none switch: interval ${o.interval} ms, +${o.firstExtra} ms on first items, press ${o.reaction} ms after the highlight arrives, ${(o.miss * 100).toFixed(0)}% missed presses`);
 console.log(`  forkpoint scanning:   ${sels.length} selections (${fs1.steps} scan steps), ${(fs1.ms / 1000).toFixed(0)} s, ${spc(fs1.ms).toFixed(3)} s/char${missing ? ` (${missing} actions the page lacks, costed as their nearest)` : ''}`);
 console.log(`  row-column keyboard:  ${kb1.keys} selections, ${(kb1.ms / 1000).toFixed(0)} s, ${spc(kb1.ms).toFixed(3)} s/char${kb1.missing ? ` (${kb1.missing} characters not on the board, left out)` : ''}`);
 const ratio = fs1.ms / kb1.ms;
 console.log(`  forkpoint / keyboard: ${ratio.toFixed(3)}  (goal <= 0.5: ${ratio <= 0.5 ? 'met' : 'not met'})`);
+// the older rule (fixed group order, lead 1, blocks of 4) on the same selections, for comparison
+const old = forkpointScan(sels, { rule: 'groups' });
+console.log(`  older rule 'groups':  ${(old.ms / 1000).toFixed(0)} s, ${spc(old.ms).toFixed(3)} s/char, / keyboard ${(old.ms / kb1.ms).toFixed(3)}`);
 
 const keyKeys = targets.reduce((n, t) => n + [...t.target].reduce((m, ch) => m + Math.max(1, order.keysFor(ch).length), 0), 0);
 console.log(`\ngaze: ${o.noise} px noise, 30 Hz, One-Euro, dwell ${o.dwell} ms, saccade ${o.saccade} ms; hybrid: confirm ${o.confirm} ms after the highlight arrives`);

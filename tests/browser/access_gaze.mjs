@@ -12,6 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { chromeArgs } from './lib.mjs';
 
 /* Starts the in-page gaze generator: window.__gaze.look(x, y) sets where
  * the simulated eye looks (a saccade of `sacMs` through the midpoint);
@@ -154,9 +155,8 @@ export async function run(h) {
     fs.writeFileSync(file, Buffer.concat(parts));
     const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(h.tmp, 'cam-')), {
       executablePath: h.CHROMIUM, headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-        '--disable-component-update', '--no-first-run', '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream', `--use-file-for-fake-video-capture=${file}`],
+      args: chromeArgs('--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+        `--use-file-for-fake-video-capture=${file}`),
       viewport: { width: 1366, height: 768 }, permissions: ['camera'],
     });
     const p = ctx.pages()[0] || await ctx.newPage();

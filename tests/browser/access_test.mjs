@@ -13,74 +13,21 @@
 // "N passed, N failed".
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { chromium } from 'playwright-core';
+import { repo, SERVE, WS_CLIENT, CHROMIUM, chromeArgs, assert, sleep, harness, startServer as serve,
+  storyHelpers, tmpDir } from './lib.mjs';
+import { where as whereIs, reach as reachIt, keySwitch as makeKeySwitch } from './scan_user.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`,
-  `${repo}/build/asan/forkpoint-serve`);
-const WS_CLIENT = pick(`${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
-const MODEL = pick(process.env.FORKPOINT_MODEL,
-  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
-  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = path.join(repo, 'build/test-output');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-access-'));
-fs.mkdirSync(OUT, { recursive: true });
+const tmp = tmpDir('fp-access-');
 const order = await import(pathToFileURL(path.join(repo, 'web/access/scanorder.js')).href);
 
-let passed = 0, failed = 0, page, ctx, srv;
-function assert(c, m) { if (!c) throw new Error(m); }
-async function test(name, fn) {
-  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
-    try { await page.screenshot({ path: path.join(OUT, `access-fail-${passed + failed}.png`) }); } catch (e2) { /* */ }
-  }
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function startServer() {
-  const args = ['--port', '0', '--db', path.join(tmp, 'fp.db'), '--quiet', '--threads', '1'];
-  if (MODEL) args.push('--model', MODEL);
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ child, url: m[1], port: Number(/:(\d+)\//.exec(m[1])[1]) }); }
-    });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
-  });
-}
-
-const api = async (p) => (await fetch(srv.url + p.replace(/^\//, ''))).json();
-const sid = () => page.evaluate(() => (location.hash.match(/s=([0-9a-f]{16})/) || [])[1]);
-const state = async () => api(`/api/sessions/${await sid()}`);
-
-/* Waits until the server's version moves past v and the page shows it. */
-async function waitChange(v, timeout = 60000) {
-  const t0 = Date.now();
-  for (;;) {
-    const st = await state();
-    if (st.version !== v) {
-      await page.waitForFunction((ver) => document.getElementById('story').dataset.version === String(ver) ||
-        !document.getElementById('story').dataset.version, st.version, { timeout: 10000 }).catch(() => {});
-      await sleep(150);
-      return st;
-    }
-    if (Date.now() - t0 > timeout) throw new Error('no state change');
-    await sleep(80);
-  }
-}
+let page, ctx, srv;
+const h = harness({ shot: 'access-fail', page: () => page });
+const { test } = h;
+const startServer = () => serve({ dir: tmp });
+const { api, sid, state, waitChange } = storyHelpers(() => page, () => srv, { settle: 150, poll: 80, blankOk: true });
 
 /* Waits until the story's text differs from before (a prefix narrowing
  * changes the version but not the text). */
@@ -104,55 +51,9 @@ async function start(query, prompt = 'Once upon a time') {
   await page.fill('#prompt', prompt);
 }
 
-/* Where the goal element is relative to the highlight: 'on' (the leaf),
- * 'in' (a group holding it), 'off', 'paused', 'absent'; age = ms since the
- * highlight moved there. */
-function where(sel) {
-  return page.evaluate((sel) => {
-    const sc = window.fpAccess.scanner;
-    if (!sc) return { w: 'none' };
-    if (sc.paused) return { w: 'paused' };
-    const goal = document.querySelector(sel);
-    if (!goal) return { w: 'absent' };
-    const c = sc.current();
-    if (!c) return { w: 'none' };
-    const leaves = (n) => (n.kind === 'leaf' ? [n.item.el] : n.children.flatMap(leaves));
-    const age = performance.now() - sc.since;
-    if (c.kind === 'leaf') return { w: c.item.el === goal ? 'on' : 'off', age };
-    return { w: leaves(c).includes(goal) ? 'in' : 'off', age };
-  }, sel);
-}
-
-/* The simulated switch user: presses select when the highlight is on the
- * goal or its group (never in the last 120 ms of a step, so the press
- * cannot land on the next item), steps (two switches) or waits (one
- * switch) otherwise. Returns the number of presses. */
-async function reach(sel, sw, timeout = 60000) {
-  const t0 = Date.now();
-  let presses = 0;
-  // two switches are paced by the presses alone: what bounds the search is
-  // the number of presses (a scan that never lands on the target runs out
-  // of them), and the clock only guards against a hang (a loaded machine
-  // makes each press slow, not the scan wrong)
-  const budget = sw.mode === 'scan2' ? 600 : Infinity;
-  if (sw.mode === 'scan2') timeout = Math.max(timeout, 300000);
-  for (;;) {
-    if (Date.now() - t0 > timeout) throw new Error(`never reached ${sel} (${presses} presses)`);
-    if (presses > budget) throw new Error(`never reached ${sel} in ${presses} presses`);
-    const r = await where(sel);
-    const late = sw.mode === 'scan1' && r.age > sw.interval - 120;
-    if (r.w === 'on' && !late) { await sw.press('select'); presses++; return presses; }
-    if (r.w === 'in' && !late) { await sw.press('select'); presses++; await sleep(40); continue; }
-    if (r.w === 'paused') { await sw.press('select'); presses++; continue; }
-    if (r.w === 'off' && sw.mode === 'scan2') { await sw.press('step'); presses++; await sleep(15); continue; }
-    await sleep(r.w === 'absent' || r.w === 'none' ? 60 : 20);
-  }
-}
-
-const keySwitch = (mode, interval) => ({
-  mode, interval,
-  press: (kind) => page.keyboard.press(kind === 'step' ? 'Tab' : mode === 'scan2' ? 'Enter' : 'Space'),
-});
+const where = (sel) => whereIs(page, sel);
+const reach = (sel, sw, timeout) => reachIt(page, sel, sw, timeout);
+const keySwitch = (mode) => makeKeySwitch(page, mode);
 
 const CAND = (r) => `#cloud .cand[data-rank="${r}"], #cloud .cand[data-index="${r}"]`;
 const PHRASE = (r) => `#cloud .cand-phrase[data-index="${r}"], #cloud [data-phrase][data-rank="${r}"]`;
@@ -219,8 +120,7 @@ async function main() {
   const userDir = fs.mkdtempSync(path.join(tmp, 'chrome-'));
   ctx = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM, headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
+    args: chromeArgs(),
     viewport: { width: 1366, height: 768 }, hasTouch: true,
   });
   page = ctx.pages()[0] || await ctx.newPage();
@@ -241,7 +141,7 @@ async function main() {
       const box = await page.$('#panel-settings details:has(#access-settings)');
       if (box && !(await box.evaluate((d) => d.open))) await page.click('#panel-settings details:has(#access-settings) > summary');
     }
-    await page.selectOption('#fp-acc-mode', 'scan2');
+    await page.click('#fp-acc-mode-scan2');   // the access method is a row of buttons (a switch can work them)
     await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.settings.mode === 'scan2');
     assert(JSON.parse(await page.evaluate(() => localStorage.getItem('fp-access'))).mode === 'scan2', 'saved');
     await page.evaluate(() => window.fpAccess.set('off'));
@@ -251,14 +151,14 @@ async function main() {
   await test('one switch (Space, 300 ms): a whole story of 14 decisions, letter board typing included', async () => {
     await start('access=scan1&interval=300');
     await page.evaluate(() => window.fpAccess.set('scan1', { interval: 300, firstExtra: 100, loops: 4 }));
-    const done = await writeStory(keySwitch('scan1', 300), 14, 'dog');
+    const done = await writeStory(keySwitch('scan1'), 14, 'dog');
     assert(done.length >= 8, `decisions: ${done.join(',')}`);
     assert(done.includes('type'), 'typed through the letter board');
   });
 
   await test('two switches (Tab steps, Enter selects): a whole story of 14 decisions', async () => {
     await start('access=scan2');
-    const done = await writeStory(keySwitch('scan2', 0), 14, 'Tom');
+    const done = await writeStory(keySwitch('scan2'), 14, 'Tom');
     assert(done.length >= 8 && done.includes('type'), `decisions: ${done.join(',')}`);
   });
 
@@ -313,13 +213,28 @@ async function main() {
   await test('a device switch over the WebSocket (ws_client "w select") selects the highlighted word', async () => {
     assert(WS_CLIENT, 'ws_client is not built');
     await start('access=scan2');
-    await reach('#start-btn', keySwitch('scan2', 0));
+    await reach('#start-btn', keySwitch('scan2'));
     await page.waitForSelector('#cloud .cand');
     await sleep(300);
     let st = await state();
-    assert((await where(CAND(0))).w === 'on', 'the scan starts on the top word');
+    // the scan starts on the words (the top word, or the group it leads):
+    // one device press per level down to it
+    // (the tree is rebuilt a frame after the page draws the fork: wait for it)
+    const levels = await (await page.waitForFunction(() => {
+      const sc = window.fpAccess.scanner;
+      const walk = (n, acc) => {
+        for (let i = 0; i < n.children.length; i++) {
+          const c = n.children[i];
+          if (c.kind === 'leaf' && c.item.el && c.item.el.isConnected && c.item.el.matches('#cloud .cand[data-rank="0"]')) return acc.concat([i]);
+          if (c.kind === 'node') { const p = walk(c, acc.concat([i])); if (p) return p; }
+        }
+        return null;
+      };
+      return sc && sc.tree && walk(sc.tree, []);
+    }, null, { timeout: 10000 })).jsonValue();
+    assert(levels && levels.every((i) => i === 0), `the scan starts on the top word or its group: path ${levels}`);
     execFileSync(WS_CLIENT, ['--port', String(srv.port), '--wait', '300',
-      '--script', 'w select', st.id || await sid()], { timeout: 20000 });
+      '--script', levels.map(() => 'w select').join('; '), st.id || await sid()], { timeout: 20000 });
     const before = st.text, c0 = st.fork.candidates[0].text;
     st = await waitChange(st.version);
     assert(st.text.startsWith(before + c0), 'the device chose the highlighted word');
@@ -330,19 +245,27 @@ async function main() {
     const before = st.text;
     await page.waitForFunction(() => window.fpAccess.scanner && window.fpAccess.scanner.current());
     const box = await page.locator('#doc').boundingBox();
+    const at = () => page.evaluate(() => { const sc = window.fpAccess.scanner; return sc.stack.map((f) => f.i).join('.'); });
     // two switches on a touch screen: the left half steps, the right half
     // selects; a tap on the story's words must not rewind it
+    const a0 = await at();
     await page.touchscreen.tap(box.x + 10, box.y + 10);
     await sleep(300);
     assert((await state()).version === st.version, 'a left-half tap only stepped');
-    await page.touchscreen.tap(box.x + box.width - 30, box.y + 10);
+    assert(await at() !== a0, 'a left-half tap stepped the highlight');
+    const touch = { mode: 'scan2', press: (k) => page.touchscreen.tap(k === 'step' ? box.x + 10 : box.x + box.width - 30, box.y + 10) };
+    let c0 = st.fork.candidates[0].text;
+    await reach(CAND(0), touch);
     st = await waitChange(st.version);
-    assert(st.text.length > before.length && st.text.startsWith(before), 'the tap selected, it did not rewind');
+    assert(st.text.startsWith(before + c0), 'the taps chose the word, they did not rewind');
+    // a mouse: the left button selects, the right one steps (on the story too)
     const b2 = st.text;
+    c0 = st.fork.candidates[0].text;
+    const mouse = { mode: 'scan2', press: (k) => page.mouse.click(box.x + 12, box.y + 12, { button: k === 'step' ? 'right' : 'left' }) };
     await sleep(200);
-    await page.mouse.click(box.x + 12, box.y + 12);
+    await reach(CAND(0), mouse);
     st = await waitChange(st.version);
-    assert(st.text.startsWith(b2) && st.text.length > b2.length, 'the click selected');
+    assert(st.text.startsWith(b2 + c0), 'the clicks chose the word');
   });
 
   await test('one switch pauses after its loops, the switch resumes; items are spoken aloud', async () => {
@@ -383,24 +306,28 @@ async function main() {
       navigator.getGamepads = () => [window.__pad];
       return window.fpAccess.set('scan2', { gamepad: true });
     });
-    await reach('#start-btn', keySwitch('scan2', 0));
+    await reach('#start-btn', keySwitch('scan2'));
     await page.waitForSelector('#cloud .cand');
     await sleep(300);
     let st = await state();
     const before = st.text;
     await page.waitForFunction(() => window.fpAccess.scanner.current());
-    const first = await page.evaluate(() => window.fpAccess.scanner.current().item.label);
-    await page.evaluate(() => { window.__pad.buttons[1].pressed = true; });   // B steps
-    await sleep(150);
-    await page.evaluate(() => { window.__pad.buttons[1].pressed = false; });
-    await sleep(150);
-    const on = await page.evaluate(() => window.fpAccess.scanner.current().item.label);
-    await page.evaluate(() => { window.__pad.buttons[0].pressed = true; });   // A selects
-    await sleep(150);
-    await page.evaluate(() => { window.__pad.buttons[0].pressed = false; });
-    st = await waitChange(st.version);
-    assert(st.text.length > before.length, 'the pad selected');
+    const label = () => page.evaluate(() => { const c = window.fpAccess.scanner.current(); return c.kind === 'leaf' ? c.item.label : c.label; });
+    const pad = { mode: 'scan2', press: async (k) => {
+      const b = k === 'step' ? 1 : 0;   // B steps, A selects
+      await page.evaluate((b) => { window.__pad.buttons[b].pressed = true; }, b);
+      await sleep(150);
+      await page.evaluate((b) => { window.__pad.buttons[b].pressed = false; }, b);
+      await sleep(150);
+    } };
+    const first = await label();
+    await pad.press('step');
+    const on = await label();
     assert(on !== first, `B stepped on from ${first}`);
+    const c0 = st.fork.candidates[0].text;
+    await reach(CAND(0), pad);
+    st = await waitChange(st.version);
+    assert(st.text.startsWith(before + c0), 'the pad selected');
   });
 
   await test('no page errors', async () => { assert(!errors.length, errors.join('; ')); });
@@ -412,8 +339,8 @@ async function main() {
 
   await ctx.close();
   srv.child.kill('SIGTERM');
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
+  fs.rmSync(tmp, { recursive: true, force: true });
+  process.exit(h.finish());
 }
 
-main().catch((e) => { console.log(`not ok - harness: ${e.stack || e}`); console.log(`${passed} passed, ${failed + 1} failed`); process.exit(1); });
+main().catch((e) => process.exit(h.finish(e.stack || e)));

@@ -18,60 +18,17 @@
 // Prints "ok - name" / "not ok - name: why" and a final "N passed, N failed".
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { SERVE, CLI, WS_CLIENT, MODEL, CHROMIUM, OUT, chromeArgs, assert, eq, sleep, harness,
+  startServer as serve, storyHelpers, tmpDir } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`,
-  `${repo}/build/asan/forkpoint-serve`);
-const CLI = pick(process.env.FORKPOINT_CLI, `${repo}/build/release/forkpoint`, `${repo}/build/asan/forkpoint`);
-const WS_CLIENT = pick(`${repo}/build/release/ws_client`, `${repo}/build/asan/ws_client`);
-const MODEL = pick(process.env.FORKPOINT_MODEL,
-  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
-  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const OUT = path.join(repo, 'build/test-output');
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-browser-'));
-fs.mkdirSync(OUT, { recursive: true });
-
-let passed = 0, failed = 0;
-function assert(c, m) { if (!c) throw new Error(m); }
-function eq(a, b, m) {
-  const sa = JSON.stringify(a), sb = JSON.stringify(b);
-  if (sa !== sb) throw new Error(`${m}: ${sa.slice(0, 200)} != ${sb.slice(0, 200)}`);
-}
-async function test(name, fn) {
-  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
-    failed++;
-    console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
-    try { await page.screenshot({ path: path.join(OUT, `fail-${passed + failed}.png`) }); } catch (e2) { /* no page */ }
-  }
-}
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const tmp = tmpDir('fp-browser-');
+const { test, run } = harness({ shot: 'fail', page: () => page });
 
 /* ------------------------------------------------------------ server */
 
-function startServer(extra = [], db = 'fp.db') {
-  const args = ['--port', '0', '--db', path.join(tmp, db), '--quiet', '--threads', '1', ...extra];
-  if (MODEL) args.push('--model', MODEL);
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ child, url: m[1], port: Number(/:(\d+)\//.exec(m[1])[1]), err: () => err }); }
-    });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
-  });
-}
+const startServer = (extra = [], db = 'fp.db') => serve({ dir: tmp, extra, db });
 
 /* Runs the forkpoint CLI; stdin is `input`. Rejects on a non-zero exit. */
 function runCli(args, input) {
@@ -102,27 +59,8 @@ async function makeAdapters() {
 let srv, srvA, ctx, page;
 const requests = [];   // every request the page made
 const pageErrors = [];
-const api = async (p, opt) => (await fetch(srv.url + p.replace(/^\//, ''), opt)).json();
-const sid = () => page.evaluate(() => (location.hash.match(/s=([0-9a-f]{16})/) || [])[1]);
-const state = async () => api(`/api/sessions/${await sid()}`);
+const { api, sid, state, waitChange } = storyHelpers(() => page, () => srv, { settle: 100, poll: 100 });
 const candTexts = (st) => st.fork.candidates.map((c) => c.text);
-
-/* Waits until the server's state version differs from v (a change landed)
- * and the page has rendered it. */
-async function waitChange(v, timeout = 60000) {
-  const t0 = Date.now();
-  for (;;) {
-    const st = await state();
-    if (st.version !== v) {
-      await page.waitForFunction((ver) => document.getElementById('story').dataset.version === String(ver),
-        st.version, { timeout: 10000 }).catch(() => {});
-      await sleep(100);
-      return st;
-    }
-    if (Date.now() - t0 > timeout) throw new Error('no state change');
-    await sleep(100);
-  }
-}
 
 async function newStory(prompt, settings) {
   await page.goto(srv.url);
@@ -148,8 +86,7 @@ async function main() {
   ctx = await chromium.launchPersistentContext(userDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run'],
+    args: chromeArgs(),
     viewport: { width: 1100, height: 820 },
     hasTouch: true,
     acceptDownloads: true,
@@ -663,16 +600,9 @@ async function main() {
   });
 }
 
-try {
-  await main();
-} catch (e) {
-  failed++;
-  console.log(`not ok - harness: ${e && e.message}`);
-} finally {
-  try { if (ctx) await ctx.close(); } catch (e) { /* already gone */ }
+await run(main, async () => {
+  if (ctx) await ctx.close().catch(() => {});
   if (srv) srv.child.kill('SIGTERM');
   if (srvA) srvA.child.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}
+});

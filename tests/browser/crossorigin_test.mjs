@@ -11,51 +11,15 @@
 // loopback port; chromium's --host-resolver-rules maps evil.test to
 // 127.0.0.1 to play the rebinding attacker.
 // Prints "ok - ..." lines and "N passed, N failed".
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { SERVE, CHROMIUM, chromeArgs, assert, harness, startServer as serve, tmpDir } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`, `${repo}/build/asan/forkpoint-serve`);
-const MODEL = pick(process.env.FORKPOINT_MODEL,
-  process.env.FP_TEST_MODELS && path.join(process.env.FP_TEST_MODELS, 'stories260K.gguf'),
-  path.join(path.dirname(repo), 'shared/models/stories260K.gguf'));
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-xorigin-'));
-
-let passed = 0, failed = 0;
-function assert(c, m) { if (!c) throw new Error(m); }
-async function test(name, fn) {
-  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
-    failed++; console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
-  }
-}
-
-function startServer(extra, db) {
-  const args = ['--port', '0', '--db', path.join(tmp, db), '--quiet', '--threads', '1', ...extra];
-  if (MODEL) args.push('--model', MODEL);
-  const env = { ...process.env };
-  delete env.FORKPOINT_TOKEN;
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ child, url: m[1], port: Number(/:(\d+)\//.exec(m[1])[1]) }); }
-    });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
-  });
-}
+const tmp = tmpDir('fp-xorigin-');
+const { test, run } = harness();
+const startServer = (extra, db) => serve({ dir: tmp, extra, db, clearToken: true });
 
 /* The attacker: a page that POSTs to the target as soon as it loads. */
 function attackerServer(targetUrl, token) {
@@ -86,8 +50,7 @@ async function main() {
   ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, 'chrome-')), {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-      '--disable-component-update', '--no-first-run', '--host-resolver-rules=MAP evil.test 127.0.0.1'],
+    args: chromeArgs('--host-resolver-rules=MAP evil.test 127.0.0.1'),
   });
   const page = ctx.pages()[0] || await ctx.newPage();
   page.setDefaultTimeout(30000);
@@ -138,15 +101,8 @@ async function main() {
   });
 }
 
-try {
-  await main();
-} catch (e) {
-  failed++;
-  console.log(`not ok - harness: ${e && e.message}`);
-} finally {
-  try { if (ctx) await ctx.close(); } catch (e) { /* gone */ }
+await run(main, async () => {
+  if (ctx) await ctx.close().catch(() => {});
   for (const k of kids) k.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed ? 1 : 0);
-}
+});

@@ -4,61 +4,28 @@
 // server runs and a new story is written with it, and reopening the older
 // story (written with stories260K) switches back, which the page shows.
 // Prints "ok - ..." lines and "N passed, N failed".
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { repo, CHROMIUM, chromeArgs, assert, tmpDir, harness, startServer } from './lib.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const pick = (...c) => c.find((p) => p && fs.existsSync(p));
-const SERVE = pick(process.env.FORKPOINT_SERVE, `${repo}/build/release/forkpoint-serve`, `${repo}/build/asan/forkpoint-serve`);
 const MODELS = process.env.FP_TEST_MODELS || path.join(path.dirname(repo), 'shared/models');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-picker-'));
+const tmp = tmpDir('fp-picker-');
 const dir = path.join(tmp, 'models');
 fs.mkdirSync(dir);
 const A = path.join(dir, 'stories260K.gguf'), B = path.join(dir, 'tinystories-656k-q8_0.gguf');
 fs.symlinkSync(path.join(MODELS, 'stories260K.gguf'), A);
 fs.symlinkSync(path.join(MODELS, 'tinystories-656k/tinystories-656k-q8_0.gguf'), B);
 
-let passed = 0, failed = 0;
-function assert(c, m) { if (!c) throw new Error(m); }
-async function test(name, fn) {
-  try { await fn(); passed++; console.log(`ok - ${name}`); } catch (e) {
-    failed++; console.log(`not ok - ${name}: ${(e && e.message || String(e)).split('\n')[0]}`);
-  }
-}
-
-function startServer() {
-  const args = ['--port', '0', '--db', path.join(tmp, 'm.db'), '--quiet', '--threads', '1', '--models-dir', dir, '--model', A];
-  const env = { ...process.env };
-  delete env.FORKPOINT_TOKEN;
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let err = '';
-  child.stderr.on('data', (d) => { err += d; });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`server did not start: ${err}`)), 120000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) { clearTimeout(t); resolve({ child, url: m[1] }); }
-    });
-    child.on('exit', (c) => { clearTimeout(t); reject(new Error(`server exited ${c}: ${err}`)); });
-  });
-}
+const { test, run } = harness();
 
 const running = async (srv) => (await (await fetch(`${srv.url}api/models`)).json()).current.path;
 
 let ctx, srv;
 async function main() {
-  srv = await startServer();
+  srv = await startServer({ dir: tmp, db: 'm.db', clearToken: true, model: A, extra: ['--models-dir', dir] });
   ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, 'chrome-')), {
-    executablePath: CHROMIUM, headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+    executablePath: CHROMIUM, headless: true, args: chromeArgs(),
   });
   const page = ctx.pages()[0] || await ctx.newPage();
   page.setDefaultTimeout(30000);
@@ -114,15 +81,8 @@ async function main() {
   await test('no script errors on the page', async () => { assert(errors.length === 0, errors.join('; ')); });
 }
 
-try {
-  await main();
-} catch (e) {
-  failed++;
-  console.log(`not ok - setup: ${e.message}`);
-} finally {
+await run(main, async () => {
   if (ctx) await ctx.close().catch(() => {});
   if (srv) srv.child.kill('SIGTERM');
   fs.rmSync(tmp, { recursive: true, force: true });
-}
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+}, 'setup');

@@ -4,9 +4,12 @@
 # origins, and a rebinding name, must not drive the server) and
 # access_page_test.mjs (steady targets, phone, dwell on every control, stray
 # taps, keyboard, speech, effort, axe-core on every view) and access_test.mjs
-# (switch scanning, gaze and head pointer: web/access/), and
-# profile_test.mjs (the profile view, web/profile.js), and models_test.mjs
-# (the model picker, web/page/models.js).
+# (switch scanning, gaze and head pointer: web/access/),
+# access_settings_test.mjs (the access settings worked by one and two
+# switches, the highlight on screen, axe-core while scanning),
+# profile_test.mjs (the profile view, web/profile.js) and models_test.mjs
+# (the model picker, web/page/models.js). lib.mjs holds what they share;
+# scan_user.mjs the simulated switch user.
 #
 # Why this wrapper: it installs playwright-core and axe-core (pinned in package-lock.json,
 # into tests/browser/node_modules, git-ignored) on first use, checks that
@@ -26,7 +29,7 @@ fi
 mkdir -p "$repo/build/test-output"
 cd "$here" || fail "no $here"
 total_p=0; total_f=0; rc=0
-for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs access_test.mjs profile_test.mjs models_test.mjs; do
+for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs access_test.mjs access_settings_test.mjs profile_test.mjs models_test.mjs; do
   out=$(node "$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)

@@ -46,8 +46,11 @@ export function unionRect(els) {
  * kind: 'scan' | 'group' | 'dwell' | 'paused'. */
 export function show(els, text, kind, keep) {
   ensure();
-  const r = unionRect(els);
+  let r = unionRect(els);
   if (!r) { hide(); return; }
+  // a group taller than the window (a long panel) is framed where it shows
+  const top = Math.max(r.top, 0), bottom = Math.min(r.top + r.height, innerHeight);
+  if (bottom > top) r = { left: r.left, width: r.width, top, height: bottom - top };
   const pad = 4;
   Object.assign(frame.style, { left: `${r.left - pad}px`, top: `${r.top - pad}px`,
     width: `${r.width + 2 * pad}px`, height: `${r.height + 2 * pad}px`, display: 'block' });

@@ -38,15 +38,18 @@ function onSwitch(kind, source) {
 
 function keyList(s) { return String(s || '').split(/\s+/).filter(Boolean); }
 
-/* Starts the mode in S (stopping the previous one). */
+/* Starts the mode in S (stopping the previous one). A scanner that goes on
+ * in the same mode is kept, with its new timing, where its highlight is:
+ * changing a setting by scanning must not send the person back to the top. */
 async function apply() {
-  if (scanner) { scanner.stop(); scanner = null; }
+  const scanning = S.mode === 'scan1' || S.mode === 'scan2';
+  const keep = scanner && scanning && scanner.o.mode === S.mode;
+  if (scanner && !keep) { scanner.stop(); scanner = null; }
   if (switches) { switches.stop(); switches = null; }
   if (pointer) { pointer.stop(); pointer = null; }
-  hl.hide(); hl.status('');
+  if (!keep) { hl.hide(); hl.status(''); }
   document.body.classList.toggle('fp-access-on', S.mode !== 'off');
   document.body.dataset.access = S.mode;
-  const scanning = S.mode === 'scan1' || S.mode === 'scan2';
   const needSwitch = scanning || ((S.mode === 'gaze' || S.mode === 'head' || S.mode === 'dwell') && S.hybrid);
   board.sync(S.mode !== 'off');
   if (needSwitch) {
@@ -59,9 +62,10 @@ async function apply() {
     switches.start();
   }
   if (scanning) {
-    scanner = new Scanner({ mode: S.mode, interval: Number(S.interval), firstExtra: Number(S.firstExtra),
-      loops: Number(S.loops), speak: !!S.speak, lead: Number(S.lead), block: Number(S.block) });
-    scanner.start();
+    const opts = { mode: S.mode, interval: Number(S.interval), firstExtra: Number(S.firstExtra),
+      loops: Number(S.loops), speak: !!S.speak };
+    if (keep) { Object.assign(scanner.o, opts); scanner.arm(); }
+    else { scanner = new Scanner(opts); scanner.start(); }
   } else if (S.mode === 'dwell' || S.mode === 'gaze' || S.mode === 'head') {
     const { Pointer } = await import('./pointer.js');
     pointer = new Pointer(S);

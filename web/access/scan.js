@@ -6,7 +6,9 @@
  * benchmark costs; this file only runs it in time. The highlight walks the
  * children of the current node; selecting a node enters it, selecting a
  * leaf activates its control (el.click(), what a mouse would do) and the
- * scan starts again at the top of the new page. When the page's targets
+ * scan starts again at the top of the new page (in a panel it stays on the
+ * control, so a setting can be changed again). The highlighted item is
+ * scrolled into view, inside a scrolling panel too (shown()). When the page's targets
  * change under the highlight (a new fork, the preview row) the tree is
  * rebuilt and the highlight stays on the same control when it still
  * exists. One timer at a time; every step costs one tree walk, O(depth).
@@ -15,6 +17,20 @@ import { buildTree } from './scanorder.js';
 import { collect, keyOf, sameTargets, signature } from './targets.js';
 import * as hl from './highlight.js';
 
+/* Whether el is wholly on screen: inside the window and not cut off by a
+ * scrolling box around it (a panel). O(depth). */
+export function shown(el) {
+  const r = el.getBoundingClientRect();
+  if (r.top < 0 || r.left < 0 || r.bottom > innerHeight + 0.5 || r.right > innerWidth + 0.5) return false;
+  for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+    const cs = getComputedStyle(p);
+    if (!/(auto|scroll|hidden)/.test(cs.overflowY + cs.overflowX)) continue;
+    const q = p.getBoundingClientRect();
+    if (r.top < q.top - 0.5 || r.bottom > q.bottom + 0.5) return false;
+  }
+  return true;
+}
+
 /* All leaves below a tree node (to frame a group). */
 function leavesOf(n) {
   if (n.kind === 'leaf') return n.item.el ? [n.item.el] : [];
@@ -22,7 +38,7 @@ function leavesOf(n) {
 }
 
 export class Scanner {
-  /* opts: { mode: 'scan1'|'scan2', interval, firstExtra, loops, speak, lead, block,
+  /* opts: { mode: 'scan1'|'scan2', interval, firstExtra, loops, speak,
    *         onSelect(item) (optional hook, after the click) } */
   constructor(opts) {
     this.o = opts;
@@ -49,7 +65,7 @@ export class Scanner {
     if (!this.running) return;
     const items = collect();
     const sig = signature(items);
-    const tree = buildTree(items, { lead: this.o.lead, block: this.o.block });
+    const tree = buildTree(items);   // scanorder.js's rule, as the benchmark costs it
     if (!force && sameTargets(sig, this.sig)) {
       // the same targets, maybe drawn by new elements: same place, new tree
       this.tree = tree;
@@ -119,9 +135,12 @@ export class Scanner {
     const label = c.kind === 'leaf' ? (c.item.id === 'back' ? '↩ back' : c.item.label) : `▸ ${c.label}`;
     let els = leavesOf(c);
     if (c.kind === 'leaf' && c.item.id === 'back') els = leavesOf(this.top().node);
-    // what is highlighted must be on screen (a long story, a small phone)
-    const r = els[0] && els[0].getBoundingClientRect();
-    if (r && (r.bottom > innerHeight || r.top < 0)) els[0].scrollIntoView({ block: 'nearest' });
+    // what is highlighted must be on screen (a long story, a small phone,
+    // a panel that scrolls): the last of a group, then the first
+    if (els.length && !els.every(shown)) {
+      els[els.length - 1].scrollIntoView({ block: 'nearest' });
+      els[0].scrollIntoView({ block: 'nearest' });
+    }
     hl.show(els, label, c.kind === 'leaf' ? (c.item.id === 'back' ? 'group' : 'scan') : 'group');
     this.since = performance.now();
     this.log.push({ t: this.since, label });
@@ -130,7 +149,7 @@ export class Scanner {
       speechSynthesis.cancel();
       speechSynthesis.speak(new SpeechSynthesisUtterance(label.replace(/^▸ /, '')));
     }
-    document.dispatchEvent(new CustomEvent('fp:scan-highlight', { detail: { label, kind: c.kind } }));
+    document.dispatchEvent(new CustomEvent('fp:scan-highlight', { detail: { label, kind: c.kind, els } }));
   }
 
   /* One switch: schedules the next automatic step. The first item of each
@@ -188,8 +207,11 @@ export class Scanner {
     if (this.o.speak && window.speechSynthesis) speechSynthesis.cancel();
     el.click();
     if (this.o.onSelect) this.o.onSelect(c.item);
-    // the page changes (or not): start at the top of what is there now
-    this.sig = [];
-    setTimeout(() => this.refresh(true), 0);
+    // the page changes (or not): start at the top of what is there now;
+    // in a panel (settings) stay on the control, so a "+" can be pressed
+    // again and the next field is a step away
+    const stay = c.item.group === 'panel';
+    if (!stay) this.sig = [];
+    setTimeout(() => this.refresh(!stay), 0);
   }
 }

@@ -12,7 +12,6 @@ const KEY = 'fp-access';
 export const MODES = ['off', 'scan1', 'scan2', 'dwell', 'gaze', 'head'];
 export const DEFAULTS = {
   mode: 'off', interval: 1000, firstExtra: 500, loops: 3, speak: false,
-  lead: 2, block: 5,
   selectKeys: 'Space Enter', stepKeys: 'Tab',
   mouse: true, touch: true, gamepad: true, device: true,
   dwellMs: 800, hybrid: false, smooth: 1.0,
@@ -37,66 +36,135 @@ export function save(s) {
   try { localStorage.setItem(KEY, JSON.stringify(s)); } catch (e) { /* private mode */ }
 }
 
+/* The fields: [name, label, type, arg, names | nudge]. A number's nudge is
+ * what its "−"/"+" buttons change it by. */
 const FIELDS = [
-  ['mode', 'Access method', 'select', MODES, { off: 'off (mouse, touch, keys)', scan1: 'one-switch scanning',
-    scan2: 'two-switch scanning', dwell: 'dwell on every control', gaze: 'camera gaze', head: 'head pointer' }],
-  ['interval', 'Scan interval (ms)', 'number', [200, 10000, 50]],
-  ['firstExtra', 'Extra time on the first item (ms)', 'number', [0, 10000, 50]],
-  ['loops', 'Loops before a pause', 'number', [1, 20, 1]],
+  ['mode', 'Access method', 'choice', MODES, { off: 'Off', scan1: 'One switch', scan2: 'Two switches',
+    dwell: 'Dwell', gaze: 'Camera gaze', head: 'Head pointer' }],
+  ['interval', 'Scan interval (ms)', 'number', [200, 10000, 50], 100],
+  ['firstExtra', 'Extra time on the first item (ms)', 'number', [0, 10000, 50], 100],
+  ['loops', 'Loops before a pause', 'number', [1, 20, 1], 1],
   ['speak', 'Say each item aloud', 'checkbox'],
-  ['selectKeys', 'Select keys (key names, space separated)', 'text'],
-  ['stepKeys', 'Step keys (two switches)', 'text'],
+  ['selectKeys', 'Select keys (key names, space separated)', 'keys'],
+  ['stepKeys', 'Step keys (two switches)', 'keys'],
   ['mouse', 'A mouse button is the switch (right button steps)', 'checkbox'],
   ['touch', 'A touch anywhere is the switch', 'checkbox'],
   ['gamepad', 'A gamepad button is the switch (A selects, B steps)', 'checkbox'],
   ['device', 'A device on the WebSocket is the switch', 'checkbox'],
-  ['dwellMs', 'Dwell time for dwell, gaze and head (ms)', 'number', [200, 5000, 50]],
+  ['dwellMs', 'Dwell time for dwell, gaze and head (ms)', 'number', [200, 5000, 50], 100],
   ['hybrid', 'Look, then confirm: the switch selects what gaze or the pointer highlights', 'checkbox'],
 ];
 
-/* Renders the form into host; onApply(settings) after a change. */
+const button = (id, text, label, onClick) => {
+  const b = document.createElement('button');
+  b.type = 'button'; b.id = id; b.textContent = text;
+  if (label) b.setAttribute('aria-label', label);
+  b.addEventListener('click', onClick);
+  return b;
+};
+
+/* Waits for the next key press and gives its code to done (Escape, or ten
+ * seconds without a key, gives up). While it waits the switches leave keys
+ * alone (body[data-fp-recording], switches.js claims()). */
+function recordKey(status, done) {
+  document.body.dataset.fpRecording = '1';
+  status.textContent = 'Press the key to use now (Escape: keep the old one)';
+  const end = (code) => {
+    removeEventListener('keydown', onKey, true);
+    clearTimeout(timer);
+    delete document.body.dataset.fpRecording;
+    status.textContent = code ? `Set to ${code}` : 'Kept as it was';
+    if (code) done(code);
+  };
+  const onKey = (e) => {
+    if (!e.isTrusted || e.repeat) return;
+    e.preventDefault(); e.stopImmediatePropagation();
+    end(e.code === 'Escape' ? null : e.code || e.key);
+  };
+  // after this click's own key press has gone by
+  setTimeout(() => addEventListener('keydown', onKey, true), 0);
+  const timer = setTimeout(() => end(null), 10000);
+}
+
+/* Renders the form into host; onApply(settings) after a change. Every
+ * field can be worked by a switch as well as by keyboard and mouse: the
+ * access method is a row of buttons, a number has "−"/"+" buttons, a key
+ * field a "press the key" button, check boxes are scanned as they are. */
 export function render(host, s, onApply) {
   const form = document.createElement('div');
   form.className = 'fp-access-fields';
   const h = document.createElement('h3');
   h.textContent = 'Access: switch, dwell, gaze';
   if (!host.closest('details')) form.appendChild(h); // else the summary names it
+  const status = document.createElement('p');
+  status.className = 'fp-acc-msg';
+  status.setAttribute('role', 'status');
 
-  for (const [name, text, type, arg, names] of FIELDS) {
+  const redraw = [];
+  /* Sets one setting (checked against its range), saves and applies it. */
+  const set = (name, v) => {
+    s[name] = v;
+    save(s);
+    redraw.forEach((f) => f());
+    onApply(s);
+  };
+
+  for (const [name, text, type, arg, extra] of FIELDS) {
     const id = `fp-acc-${name}`;
     const row = document.createElement('div');
     row.className = 'fp-acc-row';
+    if (type === 'choice') {
+      // buttons, one per choice: a scan selects the one it means (a <select>
+      // cannot be worked by a switch; stepping through the modes one by one
+      // would pass through "off")
+      const group = document.createElement('div');
+      group.id = id;
+      group.className = 'fp-acc-choices';
+      group.setAttribute('role', 'group');
+      group.setAttribute('aria-labelledby', `${id}-label`);
+      const label = document.createElement('span');
+      label.id = `${id}-label`;
+      label.className = 'fp-acc-label';
+      label.textContent = text;
+      const bs = arg.map((m) => button(`${id}-${m}`, extra[m] || m, null, () => { if (s[name] !== m) set(name, m); }));
+      const mark = () => bs.forEach((b, i) => b.setAttribute('aria-pressed', String(s[name] === arg[i])));
+      mark(); redraw.push(mark);
+      group.append(...bs);
+      row.classList.add('fp-acc-choice');
+      row.append(label, group);
+      form.appendChild(row);
+      continue;
+    }
     const label = document.createElement('label');
     label.htmlFor = id;
     label.textContent = text;
-    let input;
-    if (type === 'select') {
-      input = document.createElement('select');
-      for (const m of arg) {
-        const o = document.createElement('option');
-        o.value = m; o.textContent = names[m] || m;
-        input.appendChild(o);
-      }
-      input.value = s[name];
-    } else {
-      input = document.createElement('input');
-      input.type = type;
-      if (type === 'checkbox') input.checked = !!s[name];
-      else input.value = String(s[name]);
-      if (type === 'number') { [input.min, input.max, input.step] = arg.map(String); }
-    }
+    const input = document.createElement('input');
+    input.type = type === 'keys' ? 'text' : type;
     input.id = id;
+    const show = () => { if (type === 'checkbox') input.checked = !!s[name]; else input.value = String(s[name]); };
+    show(); redraw.push(show);
+    if (type === 'number') { [input.min, input.max, input.step] = arg.map(String); }
     input.addEventListener('change', () => {
       let v = type === 'checkbox' ? input.checked : input.value;
       if (type === 'number') {
         v = Number(v);
-        if (!Number.isFinite(v) || v < arg[0] || v > arg[1]) { input.value = String(s[name]); return; }
+        if (!Number.isFinite(v) || v < arg[0] || v > arg[1]) { show(); return; }
       }
-      s[name] = v;
-      save(s);
-      onApply(s);
+      set(name, v);
     });
-    if (type === 'checkbox') row.append(input, label); else row.append(label, input);
+    // one compact row per field (label, then its controls), so the fields
+    // that matter first fit above the fold of the Settings panel
+    row.classList.add(`fp-acc-${type}`);
+    if (type === 'checkbox') row.append(input, label);
+    else if (type === 'number') {
+      const by = extra;
+      const nudge = (d) => set(name, Math.min(arg[1], Math.max(arg[0], Number(s[name]) + d)));
+      row.append(label, button(`${id}-less`, `−${by}`, `${text} −${by}`, () => nudge(-by)), input,
+        button(`${id}-more`, `+${by}`, `${text} +${by}`, () => nudge(by)));
+    } else {
+      row.append(label, input, button(`${id}-set`, 'Press the key', `${text}: press the key`,
+        () => recordKey(status, (code) => set(name, code))));
+    }
     form.appendChild(row);
   }
   const cal = document.createElement('button');
@@ -104,7 +172,7 @@ export function render(host, s, onApply) {
   cal.id = 'fp-acc-calibrate';
   cal.textContent = 'Calibrate gaze (9 points)';
   cal.addEventListener('click', () => document.dispatchEvent(new CustomEvent('fp:calibrate')));
-  form.appendChild(cal);
+  form.append(cal, status);
   host.replaceChildren(form);
 }
 
@@ -117,6 +185,7 @@ export function mount(s, onApply) {
   const dlg = document.createElement('dialog');
   dlg.id = 'fp-access-dialog';
   dlg.setAttribute('aria-label', 'Access settings');
+  dlg.dataset.scanGroup = 'panel';
   const body = document.createElement('div');
   const close = document.createElement('button');
   close.type = 'button'; close.textContent = 'Close';

@@ -53,6 +53,7 @@ export class Switches {
    * the switch. */
   claims(e) {
     const t = e.target;
+    if (document.body.dataset.fpRecording) return false;   // settings.js waits for a key to set
     return !(t && t.closest && t.closest('#access-settings :is(input, select), #fp-access-dialog :is(input, select)'));
   }
 
