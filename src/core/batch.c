@@ -298,14 +298,12 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
         return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     fpi_breq r = {0};
     r.n = in->n_tokens;
-    r.tok = malloc(sizeof *r.tok * (size_t)r.n);
-    r.pos = malloc(sizeof *r.pos * (size_t)r.n);
-    r.seq = malloc(sizeof *r.seq * (size_t)r.n);
-    r.want = malloc((size_t)r.n);
-    if (!r.tok || !r.pos || !r.seq || !r.want) {
-        free(r.tok); free(r.pos); free(r.seq); free(r.want);
-        return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
-    }
+    /* the copy in one block: tokens, positions, sequences (4-byte types), then the flags */
+    r.tok = malloc((sizeof *r.tok + sizeof *r.pos + sizeof *r.seq + 1) * (size_t)r.n);
+    if (!r.tok) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    r.pos = (llama_pos *)(r.tok + r.n);
+    r.seq = (llama_seq_id *)(r.pos + r.n);
+    r.want = (int8_t *)(r.seq + r.n);
     for (int32_t i = 0; i < r.n; i++) {
         r.tok[i] = in->token[i];
         r.pos[i] = in->pos[i];
@@ -357,7 +355,7 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     for (int k = 0; k < n_pins; k++) pins[k]->pinned--;
     fp_status st = r.st;
     if (st == FP_OK && adopt(e, &r) != FP_OK) st = FP_ERR_NOMEM;
-    free(r.tok); free(r.pos); free(r.seq); free(r.want);
+    free(r.tok);    /* the whole copy */
     free(r.rows);   /* the previous current rows (or the unused new ones on failure) */
     switch (st) {
     case FP_OK: return FP_OK;

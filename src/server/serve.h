@@ -215,6 +215,7 @@ typedef struct srv_app {
     fp_engine          *engine;
     fp_store           *store;         /* the database: stories, decision log, profiles */
     fp_prefs           *prefs;         /* --profile's preferences, shared by all sessions */
+    bool                prefs_stale;   /* a failed save left them ahead of the database: reload when alone */
     char                model_sha[65];
     char                start_path[1024];  /* the model the server started with (always offered) */
     /* the running model's facts for handler threads (models.c), under model_mu */

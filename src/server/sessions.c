@@ -643,10 +643,7 @@ static void exec_job(srv_app *app, srv_job *job);
  * decode and another one runs). */
 void srv_exec(srv_app *app, srv_job *job)
 {
-    /* another server may have trained the profile: swapping it under a
-     * session another executor is half-way through is not safe, so only
-     * when alone (the next job alone takes it) */
-    if (srv_worker_alone(app)) srv_store_refresh_prefs(app, false);
+    srv_store_refresh_prefs(app, false); /* another server may have trained it */
     exec_job(app, job);
     srv_live *l = job->sid[0] ? live_find(app, job->sid) : NULL;
     if (l) l->busy = false;

@@ -145,9 +145,13 @@ bool srv_store_attach_prefs(fp_session *s, fp_prefs *p)
 void srv_store_refresh_prefs(srv_app *app, bool force)
 {
     if (!app->prefs || !app->cfg.profile || !fp_store_is_shared(app->store)) return;
-    bool changed = force;
+    if (force) app->prefs_stale = true;
+    /* swapping the profile under a session another executor is half-way
+     * through is not safe: only when alone (a later job alone takes it) */
+    if (!srv_worker_alone(app)) return;
+    bool changed = app->prefs_stale;
     fp_error err = {0};
-    if (!force && fp_store_profile_changed(app->store, app->cfg.profile, &changed, &err) != FP_OK) return;
+    if (!changed && fp_store_profile_changed(app->store, app->cfg.profile, &changed, &err) != FP_OK) return;
     if (!changed) return;
     fp_prefs *p = NULL;
     if (fp_store_profile_load(app->store, app->cfg.profile, app->model_sha, &p, &err) != FP_OK) {
@@ -169,6 +173,7 @@ void srv_store_refresh_prefs(srv_app *app, bool force)
     }
     fp_prefs_free(app->prefs);
     app->prefs = p;
+    app->prefs_stale = false;
 }
 
 /* Whether a resident story is still what the database holds (always, for
