@@ -76,13 +76,15 @@ function recordKey(status, done) {
     status.textContent = code ? `Set to ${code}` : 'Kept as it was';
     if (code) done(code);
   };
+  const t0 = performance.now();
   const onKey = (e) => {
-    if (!e.isTrusted || e.repeat) return;
+    if (!e.isTrusted || e.repeat || e.timeStamp < t0) return;   // not the press that opened it
     e.preventDefault(); e.stopImmediatePropagation();
     end(e.code === 'Escape' ? null : e.code || e.key);
   };
-  // after this click's own key press has gone by
-  setTimeout(() => addEventListener('keydown', onKey, true), 0);
+  // at once (a key pressed right away counts); the press that clicked this
+  // button is older than t0, and past this window's capture phase anyway
+  addEventListener('keydown', onKey, true);
   const timer = setTimeout(() => end(null), 10000);
 }
 
