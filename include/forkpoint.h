@@ -408,6 +408,11 @@ bool      fp_session_is_prefetched(const fp_session *s, int32_t index, bool with
  * decides to speculate: a request arriving after that still cancels. */
 void      fp_engine_cancel(fp_engine *e);
 void      fp_engine_clear_cancel(fp_engine *e);
+/* The same for one session's speculation only (a server that speculates on
+ * several sessions at once stops the one a request is about to change):
+ * safe from any thread while s exists; set until fp_session_clear_cancel. */
+void      fp_session_cancel_prefetch(fp_session *s);
+void      fp_session_clear_cancel(fp_session *s);
 
 /* Cross-session batching, for a server that serves many sessions at once
  * from several threads. After fp_engine_enable_batching (once, before any

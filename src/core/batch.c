@@ -36,9 +36,14 @@
  * it would alone. So a fork never gets fewer paths because others share
  * the engine, only later.
  *
- * Speculation (prefetch) yields: a prefetch decode asked to cancel returns
- * FP_ERR_ABORTED before it parks, and a round is abortable only when every
- * request in it is speculative.
+ * Speculation (prefetch) yields. Interactive requests go first in a round;
+ * speculative ones fill it up to as many tokens as the interactive ones
+ * carry (at least SPEC_MIN_TOKENS; all of it when there are none), so
+ * speculation at most doubles a round while people wait, and still moves
+ * on while they are busy; one passed over SPEC_MAX_SKIPS times goes in
+ * anyway, so none starves. A prefetch decode asked to cancel returns
+ * FP_ERR_ABORTED before it parks or while it waits for a round, and a round
+ * is abortable only when every request in it is speculative.
  *
  * A round that finds the KV cache full (llama_decode's 1) is run again one
  * request at a time, so a request fails only when it would have failed alone.
@@ -64,6 +69,9 @@ typedef struct fpi_breq {
     float *rows;              /* n_out × n_vocab, written by the round */
     size_t rows_cap;          /* floats */
     bool prefetch;
+    fp_session *spec;         /* prefetch: the session speculated on (its pf_cancel) */
+    int skipped;              /* prefetch: rounds that passed it over (see run_round) */
+    bool taken;               /* in a round now (no longer in the queue) */
     bool done;
     fp_status st;
     int rc;                   /* llama_decode's code, for the message */
@@ -130,6 +138,15 @@ void fpi_batcher_free(fp_engine *e)
 }
 
 bool fpi_batcher_abortable(const fp_engine *e) { return e->bat->abortable; }
+
+void fpi_batcher_wake(fp_engine *e)
+{
+    struct fpi_batcher *b = e ? e->bat : NULL;
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
 
 uint64_t fp_engine_decode_rounds(const fp_engine *e, uint64_t *decodes)
 {
@@ -206,21 +223,57 @@ static fp_status status_of(int rc)
     return rc == 0 ? FP_OK : rc == 2 ? FP_ERR_ABORTED : rc == 1 ? FP_ERR_CONTEXT : FP_ERR_DECODE;
 }
 
-/* One round: the oldest parked requests, as many as fit in n_batch tokens
- * (the oldest always), in one llama_decode. Called with b->mu held and
+#define SPEC_MIN_TOKENS 16
+#define SPEC_MAX_SKIPS 4
+
+/* Takes r out of the queue (pp points at the link to it). */
+static void unlink_req(struct fpi_batcher *b, fpi_breq **pp, fpi_breq *r)
+{
+    *pp = r->next;
+    if (b->tail == r) {
+        b->tail = NULL;
+        for (fpi_breq *q = b->head; q; q = q->next) b->tail = q;
+    }
+    r->next = NULL;
+}
+
+/* Picks a round: first the interactive requests, oldest first, as many as
+ * fit in n_batch tokens (the first one always); then speculative ones, up
+ * to as many tokens as the interactive ones (at least SPEC_MIN_TOKENS, all
+ * when there are none) or when passed over too often. O(parked). */
+static int select_round(fp_engine *e, struct fpi_batcher *b, fpi_breq **sel, int max)
+{
+    int nsel = 0, total = 0, inter = 0, spec = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        int budget = inter > 0 ? (inter > SPEC_MIN_TOKENS ? inter : SPEC_MIN_TOKENS) : e->n_batch;
+        for (fpi_breq **pp = &b->head; *pp && nsel < max;) {
+            fpi_breq *r = *pp;
+            bool want = pass == 0 ? !r->prefetch : r->prefetch;
+            bool fits = nsel == 0 || total + r->n <= e->n_batch;
+            bool room = pass == 0 || spec + r->n <= budget || r->skipped >= SPEC_MAX_SKIPS;
+            if (!want || !fits || !room) {
+                if (pass == 1 && want) r->skipped++;
+                pp = &r->next;
+                continue;
+            }
+            unlink_req(b, pp, r);
+            r->taken = true;
+            sel[nsel++] = r;
+            total += r->n;
+            if (pass == 0) inter += r->n; else spec += r->n;
+        }
+    }
+    return nsel;
+}
+
+/* One round (select_round) in one llama_decode. Called with b->mu held and
  * b->held set; the mutex is released while llama.cpp runs (new lockers
- * may queue meanwhile). FIFO, so every request is in a round soon. */
+ * may queue meanwhile). Every request is in a round soon: interactive ones
+ * in order, speculative ones within SPEC_MAX_SKIPS rounds. */
 static void run_round(fp_engine *e, struct fpi_batcher *b)
 {
     fpi_breq *sel[256];
-    int nsel = 0, total = 0;
-    while (b->head && nsel < 256 && (nsel == 0 || total + b->head->n <= e->n_batch)) {
-        fpi_breq *r = b->head;
-        b->head = r->next;
-        if (!b->head) b->tail = NULL;
-        sel[nsel++] = r;
-        total += r->n;
-    }
+    int nsel = select_round(e, b, sel, 256);
     bool abortable = true;
     for (int i = 0; i < nsel; i++) abortable = abortable && sel[i]->prefetch;
     pthread_mutex_unlock(&b->mu);
@@ -294,7 +347,7 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
 {
     struct fpi_batcher *b = e->bat;
     const struct llama_batch *in = &e->batch;
-    if (e->in_prefetch && atomic_load(&e->cancel))
+    if (fpi_spec_cancelled(e))
         return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     fpi_breq r = {0};
     r.n = in->n_tokens;
@@ -311,7 +364,8 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
         r.want[i] = in->logits[i] ? 1 : 0;
         r.n_out += r.want[i];
     }
-    r.prefetch = e->in_prefetch;
+    r.prefetch = e->in_prefetch != NULL;
+    r.spec = e->in_prefetch;
     /* the thread's old row buffer is reused for this request's rows */
     r.rows = tl.e == e ? tl.rows : NULL;
     r.rows_cap = tl.e == e ? tl.rows_cap : 0;
@@ -326,8 +380,8 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
         for (int k = 0; k < n_pins && !seen; k++) seen = pins[k] == u;
         if (!seen) { pins[n_pins++] = u; u->pinned++; }
     }
-    bool was_prefetch = e->in_prefetch;
-    e->in_prefetch = false;   /* engine state another thread may see while this one waits */
+    fp_session *was_prefetch = e->in_prefetch;
+    e->in_prefetch = NULL;   /* engine state another thread may see while this one waits */
 
     pthread_mutex_lock(&b->mu);
     if (b->tail) b->tail->next = &r;
@@ -337,6 +391,14 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     b->held = false;
     pthread_cond_broadcast(&b->cv);
     for (;;) {
+        if (!r.done && !r.taken && r.spec && (atomic_load(&e->cancel) || atomic_load(&r.spec->pf_cancel))) {
+            /* cancelled while it waits for a round: out of the queue */
+            for (fpi_breq **pp = &b->head; *pp; pp = &(*pp)->next)
+                if (*pp == &r) { unlink_req(b, pp, &r); break; }
+            b->parked--;
+            r.st = FP_ERR_ABORTED;
+            r.done = true;
+        }
         if (r.done && !b->held) { b->held = true; break; }   /* take the lock back */
         if (!r.done && !b->held && b->parked + b->seq_waiting == b->active) {
             b->held = true;          /* everyone with work waits: decode for all */

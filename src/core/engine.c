@@ -30,11 +30,17 @@
 /* llama.cpp asks this between graph nodes: abort only speculative work. */
 static bool abort_cb(void *ud) {
     fp_engine *e = ud;
-    return (e->bat ? fpi_batcher_abortable(e) : e->in_prefetch) && atomic_load(&e->cancel);
+    return e->bat ? fpi_batcher_abortable(e) && atomic_load(&e->cancel) : fpi_spec_cancelled(e);
+}
+
+bool fpi_spec_cancelled(const fp_engine *e) {
+    return e->in_prefetch && (atomic_load(&e->cancel) || atomic_load(&e->in_prefetch->pf_cancel));
 }
 
 void fp_engine_cancel(fp_engine *e) {
-    if (e) atomic_store(&e->cancel, 1);
+    if (!e) return;
+    atomic_store(&e->cancel, 1);
+    fpi_batcher_wake(e);   /* speculative decodes waiting for a round leave it */
 }
 
 void fp_engine_clear_cancel(fp_engine *e) {
@@ -203,6 +209,18 @@ void fpi_engine_detach(fp_engine *e, fpi_seq_user *u) {
 }
 
 int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
+    if (e->in_prefetch) {
+        /* speculation only takes free sequences, and leaves a reserve: it
+         * must not take back another session's ready branches, nor wait for
+         * (or starve) the work people are waiting for. O(n_seq_max). */
+        uint32_t n_free = 0;
+        int32_t first = -1;
+        for (uint32_t q = 0; q < e->n_seq_max; q++)
+            if (!e->seq_owner[q]) { n_free++; if (first < 0) first = (int32_t)q; }
+        if (n_free <= e->n_seq_max / 8) return -1;
+        e->seq_owner[first] = owner;
+        return first;
+    }
     for (;;) {
         for (int attempt = 0; attempt < 2; attempt++) {
             for (uint32_t q = 0; q < e->n_seq_max; q++)

@@ -182,8 +182,10 @@ struct fp_engine {
     int32_t n_users, cap_users;
     uint64_t n_decode_calls, n_decoded_tokens;
     uint64_t n_plan_held;        /* continuation tokens taken from a preview's plan against the trunk's own pick */
-    /* speculation: llama.cpp's abort callback fires when both are set */
-    bool in_prefetch;            /* only touched by the thread that decodes */
+    /* speculation: the session whose outcome is being computed (NULL: none;
+     * only touched by the thread that decodes); it stops when cancel or that
+     * session's pf_cancel is set (fpi_spec_cancelled) */
+    fp_session *in_prefetch;
     _Atomic int cancel;          /* set by fp_engine_cancel from any thread */
     /* test hooks (testing.h): see every batch before it is decoded, and fail
      * the fault_at-th decode from now (0 = never) */
@@ -207,6 +209,11 @@ const float *fpi_engine_logits(fp_engine *e, int32_t i);
 /* batch.c: the decode of a batching engine, and what engine.c needs */
 fp_status fpi_batcher_decode(fp_engine *e, fp_error *err);
 bool      fpi_batcher_abortable(const fp_engine *e);
+/* Wakes the threads parked in decodes (a cancelled speculative one leaves). */
+void      fpi_batcher_wake(fp_engine *e);
+/* Whether the speculation this thread runs was cancelled: for the whole
+ * engine (fp_engine_cancel) or for its session (fp_session_cancel_prefetch). */
+bool      fpi_spec_cancelled(const fp_engine *e);
 void      fpi_batcher_free(fp_engine *e);
 /* Gives the lock up until another thread's work ends (true: try again) or
  * until every thread waits for sequences (false: none will come). */
@@ -367,6 +374,7 @@ typedef struct fp_node {
 struct fp_session {
     fp_engine *engine;
     fpi_seq_user user;            /* how the engine sees this session */
+    _Atomic int pf_cancel;        /* fp_session_cancel_prefetch, from any thread */
     fp_settings st;
     struct llama_sampler *chain;
     fp_dist dist;

@@ -43,6 +43,16 @@ int32_t fpi_prefetch_find(const fp_session *s, int32_t index, bool with_preview)
     return -1;
 }
 
+void fp_session_cancel_prefetch(fp_session *s) {
+    if (!s) return;
+    atomic_store(&s->pf_cancel, 1);
+    fpi_batcher_wake(s->engine);   /* a speculative decode waiting for a round leaves it */
+}
+
+void fp_session_clear_cancel(fp_session *s) {
+    if (s) atomic_store(&s->pf_cancel, 0);
+}
+
 bool fp_session_is_prefetched(const fp_session *s, int32_t index, bool with_preview) {
     bool phrase = with_preview || s->st.granularity == FP_GRAN_PHRASE;
     return fpi_prefetch_find(s, index, phrase) >= 0;
@@ -123,8 +133,10 @@ fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, f
         s->n_prefetch--;
     }
     fp_engine *e = s->engine;
-    if (atomic_load(&e->cancel)) return fpi_fail(err, FP_ERR_ABORTED, "speculation is cancelled (fp_engine_clear_cancel resumes it)");
-    e->in_prefetch = true;
+    if (atomic_load(&e->cancel) || atomic_load(&s->pf_cancel))
+        return fpi_fail(err, FP_ERR_ABORTED, "speculation is cancelled (fp_engine_clear_cancel or fp_session_clear_cancel resumes it)");
+    e->in_prefetch = s;
+    s->user.pinned++;   /* its branches stay while the shadow borrows them (another thread may allocate meanwhile) */
     fp_session *sh = shadow_new(s, err);
     fp_status st = sh ? FP_OK : (err ? err->code : FP_ERR_NOMEM);
     if (sh) {
@@ -138,7 +150,8 @@ fp_status fp_session_prefetch(fp_session *s, int32_t index, bool with_preview, f
         st = fp_session_choose(sh, index, with_preview, FP_BY_AUTO, err);
         sh->live.valid = sh->live.valid && sh->cloud != NULL; /* never the borrowed view */
     }
-    e->in_prefetch = false;
+    s->user.pinned--;
+    e->in_prefetch = NULL;
     if (st != FP_OK) {
         fp_session_free(sh);
         return st;

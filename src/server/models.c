@@ -166,11 +166,11 @@ fp_status srv_model_switch(srv_app *app, const char *path, const char *want_sha,
         return err->code;
     }
     srv_sessions_close(app);   /* all saved: they restore on demand, with their model */
-    app->n_pf = 0;
     fp_model *old_m = app->model;
     fp_engine *old_e = app->engine;
     fp_engine_unlock(old_e);   /* this executor's hold passes to the new engine */
     pthread_mutex_lock(&app->q_mu);
+    app->n_pf = 0;             /* nothing left to speculate on */
     app->model = m;
     app->engine = e;
     pthread_mutex_unlock(&app->q_mu);

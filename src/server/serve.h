@@ -237,11 +237,11 @@ typedef struct srv_app {
         bool     used;
     }                   lanes[SRV_MAX_LANES];
     int                 rr;            /* next lane to look at */
-    uint64_t            n_cancels;     /* speculation cancelled by a queued job (q_mu) */
+    uint64_t            n_cancels;     /* speculation cancelled or given up for a queued job (q_mu) */
     /* speculation: sessions whose open fork may still be prefetched, most
      * recent first (worker-owned) */
     char                pf_sids[8][SRV_ID_LEN + 1];
-    _Atomic int         n_pf;          /* read by idle executors under q_mu */
+    int                 n_pf;          /* (q_mu) */
     bool                stopping;
     /* executors (worker.c): each runs one job at a time, all of them under
      * the engine's lock; with batching their decodes share rounds */
@@ -251,7 +251,14 @@ typedef struct srv_app {
     int                 n_in_core;     /* executors between fp_engine_lock and unlock (q_mu) */
     int                 excl_waiting;  /* exclusive jobs waiting for the others to finish (q_mu) */
     int                 excl_running;  /* an exclusive job runs: no other starts (q_mu) */
-    bool                pf_running;    /* an executor speculates (q_mu) */
+    /* speculation (q_mu): which executors speculate (on exec_sid), their
+     * session once found (to cancel it), and whether a request for it came
+     * before that; with batching up to max_spec at once, beside the jobs */
+    bool                spec[SRV_MAX_EXEC];
+    fp_session         *spec_s[SRV_MAX_EXEC];
+    bool                spec_stop[SRV_MAX_EXEC];
+    int                 n_spec, max_spec;
+    int                 excl_queued;   /* exclusive jobs in the queue (q_mu) */
     /* WebSocket clients */
     pthread_mutex_t     ws_mu;
     fp_steer           *steer;         /* --steer's vector, kept to change its strength */
@@ -289,10 +296,16 @@ void srv_worker_exclusive(srv_app *app);
 void srv_exec(srv_app *app, srv_job *job);
 /* GET / DELETE /api/profile on the worker (profile.c). */
 void srv_job_profile(srv_app *app, srv_job *job);
-/* Prefetch while idle (worker thread only): note a session that changed,
- * and do one step of speculative work; false when there is none left. */
+/* Speculation (sessions.c). The list of sessions whose open fork may still
+ * be prefetched is the worker's (q_mu held): note one that changed, drop one
+ * with nothing left. The two steps below run holding the engine lock: the
+ * session to speculate on (NULL: drop it from the list; it is then marked
+ * busy, so it is not evicted), and one fp_session_prefetch for it (false:
+ * nothing left to do, drop it). */
 void srv_prefetch_note(srv_app *app, const char *sid);
-bool srv_prefetch_step(srv_app *app);
+void srv_prefetch_drop(srv_app *app, const char *sid);
+fp_session *srv_prefetch_target(srv_app *app, const char *sid);
+bool srv_prefetch_run(srv_app *app, const char *sid, fp_session *s);
 /* Loads the engine-side objects; called once on the worker before serving. */
 int  srv_sessions_open(srv_app *app, fp_error *err);
 /* Saves nothing (all is saved already) and frees every live session. */

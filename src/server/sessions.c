@@ -700,36 +700,55 @@ static void pf_remove(srv_app *app, int i)
     app->n_pf--;
 }
 
+void srv_prefetch_drop(srv_app *app, const char *sid)
+{
+    for (int i = 0; i < app->n_pf; i++)
+        if (strcmp(app->pf_sids[i], sid) == 0) { pf_remove(app, i); return; }
+}
+
 void srv_prefetch_note(srv_app *app, const char *sid)
 {
     if (!sid[0] || app->cfg.no_prefetch) return;
-    for (int i = 0; i < app->n_pf; i++)
-        if (strcmp(app->pf_sids[i], sid) == 0) { pf_remove(app, i); break; }
+    srv_prefetch_drop(app, sid);
     if (app->n_pf == 8) app->n_pf--;  /* the least recent falls off */
     memmove(app->pf_sids[1], app->pf_sids[0], sizeof app->pf_sids[0] * (size_t)app->n_pf);
     snprintf(app->pf_sids[0], sizeof app->pf_sids[0], "%s", sid);
     app->n_pf++;
 }
 
-/* One fp_session_prefetch call for the most recent session that still has
- * something to speculate on. An interrupted call (a request arrived) keeps
- * the session listed; it is tried again when the worker is next idle. */
-bool srv_prefetch_step(srv_app *app)
+/* The plan's next outcome not yet computed for s, or -1. */
+static int next_plan(const fp_session *s)
 {
-    while (app->n_pf > 0) {
-        srv_live *l = live_find(app, app->pf_sids[0]);
-        if (!l || fp_session_state(l->s) != FP_STATE_AT_FORK) { pf_remove(app, 0); continue; }
-        int32_t n = fp_session_fork(l->s)->n_candidates;
-        for (int k = 0; k < FP_MAX_PREFETCH; k++) {
-            if (k_plan[k].index >= n || fp_session_is_prefetched(l->s, k_plan[k].index, k_plan[k].with_preview)) continue;
-            fp_error err = {0};
-            fp_status st = fp_session_prefetch(l->s, k_plan[k].index, k_plan[k].with_preview, &err);
-            if (st != FP_OK && st != FP_ERR_ABORTED) pf_remove(app, 0); /* no room: leave it be */
-            return true;
-        }
-        pf_remove(app, 0); /* all done for this one */
+    if (fp_session_state(s) != FP_STATE_AT_FORK) return -1;
+    int32_t n = fp_session_fork(s)->n_candidates;
+    for (int k = 0; k < FP_MAX_PREFETCH; k++)
+        if (k_plan[k].index < n && !fp_session_is_prefetched(s, k_plan[k].index, k_plan[k].with_preview)) return k;
+    return -1;
+}
+
+fp_session *srv_prefetch_target(srv_app *app, const char *sid)
+{
+    srv_live *l = live_find(app, sid);
+    if (!l || l->busy || next_plan(l->s) < 0) return NULL;
+    l->busy = true;   /* not evicted while this executor waits in a decode */
+    return l->s;
+}
+
+/* One outcome (none when s is NULL: only the busy mark is given back). An
+ * interrupted call (a request arrived) keeps the session listed: it is
+ * tried again when an executor is next free. */
+bool srv_prefetch_run(srv_app *app, const char *sid, fp_session *s)
+{
+    srv_live *l = live_find(app, sid);
+    bool keep = !s;   /* NULL: not run after all (a request came first), keep it listed */
+    int k = s ? next_plan(s) : -1;
+    if (k >= 0) {
+        fp_error err = {0};
+        fp_status st = fp_session_prefetch(s, k_plan[k].index, k_plan[k].with_preview, &err);
+        keep = st == FP_OK || st == FP_ERR_ABORTED;   /* otherwise no room: leave it be */
     }
-    return false;
+    if (l) l->busy = false;
+    return keep;
 }
 
 /* Restores the most recently used sessions at start, so a restarted server

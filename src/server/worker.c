@@ -21,10 +21,17 @@
  * run side by side too, except the exclusive ones (new adapter strengths, a
  * profile reset: they change what every session computes), which wait until
  * no other executor is at work and hold the others off meanwhile.
- * Speculation (prefetch) runs only when no executor has a job, and alone:
- * a job waits for its step to end, which a job that decodes cuts short
- * (it cancels speculation, as with one executor). --no-batching: one executor, no
- * batching, each job alone as before (the comparison the load bench makes).
+ * Speculation (prefetch: the outcomes of a session's likeliest choices,
+ * computed while the person decides) runs on executors that find no job
+ * they may take, up to a quarter of them at once, each on a session nobody
+ * works on; its decodes share rounds with the jobs'. A request for that
+ * session cancels it within one decode (fp_session_cancel_prefetch), and
+ * an exclusive job all of it. Why beside the jobs and not only when the
+ * server is idle: with many people choosing, the server is seldom idle,
+ * and speculation that waits for idleness hardly ever runs.
+ * --no-batching: one executor, no batching, each job alone as before (the
+ * comparison the load bench makes); speculation then runs only when no job
+ * is queued, and any job that decodes cancels it.
  */
 #include "server/serve.h"
 
@@ -140,6 +147,62 @@ static bool requeue(srv_app *app, srv_job *j)
     return lane >= 0;
 }
 
+/* Whether a job waits in sid's lane. Called with q_mu held. O(lanes). */
+static bool lane_has_job(const srv_app *app, const char *sid)
+{
+    for (int i = 0; i < SRV_MAX_LANES; i++)
+        if (app->lanes[i].used && app->lanes[i].head && strcmp(app->lanes[i].sid, sid) == 0) return true;
+    return false;
+}
+
+/* Picks a session to speculate on, into sid; false when none may be.
+ * Called with q_mu held, after next_job found nothing for this executor.
+ * One executor (--no-batching): only when nothing at all is queued or
+ * running, as before. With batching: beside the jobs, up to max_spec at
+ * once, on a listed session that nobody works on and nothing waits for
+ * (interactive work goes first: an executor takes a job whenever there is
+ * one it may run). */
+static bool pick_speculation(srv_app *app, char *sid)
+{
+    if (app->stopping || app->n_pf == 0 || app->excl_queued || app->excl_waiting || app->excl_running) return false;
+    if (app->n_exec <= 1) {
+        if (app->n_in_core || app->n_spec || !queue_empty(app)) return false;
+        snprintf(sid, SRV_ID_LEN + 1, "%s", app->pf_sids[0]);
+        return true;
+    }
+    if (app->n_spec >= app->max_spec) return false;
+    for (int i = 0; i < app->n_pf; i++) {
+        if (sid_busy(app, app->pf_sids[i]) || lane_has_job(app, app->pf_sids[i])) continue;
+        snprintf(sid, SRV_ID_LEN + 1, "%s", app->pf_sids[i]);
+        return true;
+    }
+    return false;
+}
+
+/* One step of speculation by executor me on sid (claimed in exec_sid):
+ * one outcome of its open fork. Holds the engine lock meanwhile; a request
+ * for sid (or an exclusive job) cancels it within one decode. */
+static void speculate(srv_app *app, int me, const char *sid)
+{
+    fp_engine_lock(app->engine);
+    fp_session *s = srv_prefetch_target(app, sid);
+    bool keep = false;
+    if (s) {
+        pthread_mutex_lock(&app->q_mu);
+        bool go = !app->spec_stop[me];   /* a request came before s was known */
+        if (go) { app->spec_s[me] = s; fp_session_clear_cancel(s); }
+        pthread_mutex_unlock(&app->q_mu);
+        keep = srv_prefetch_run(app, sid, go ? s : NULL);
+        pthread_mutex_lock(&app->q_mu);
+        app->spec_s[me] = NULL;
+        pthread_mutex_unlock(&app->q_mu);
+    }
+    fp_engine_unlock(app->engine);
+    pthread_mutex_lock(&app->q_mu);
+    if (!keep) srv_prefetch_drop(app, sid);
+    pthread_mutex_unlock(&app->q_mu);
+}
+
 /* One executor: run jobs until told to stop and the queue is drained.
  * Why drain: a handler thread blocked in srv_worker_submit must be woken. */
 static void *exec_main(void *arg)
@@ -150,28 +213,26 @@ static void *exec_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&app->q_mu);
         srv_job *j = NULL;
-        bool speculate = false;
+        char spec_sid[SRV_ID_LEN + 1] = "";
         for (;;) {
-            /* speculation runs alone: a job waits for its step to end (one
-             * decode, when the job decodes: it cancels speculation) */
-            if (!app->pf_running && (j = next_job(app))) break;
+            /* one executor: speculation runs alone, a job waits for its
+             * step to end (one decode, when the job decodes: it cancels
+             * speculation); with batching they run side by side */
+            if ((app->n_exec > 1 || !app->n_spec) && (j = next_job(app))) break;
             if (app->stopping && queue_empty(app)) break;
-            /* idle everywhere: speculate on the next fork (one executor) */
-            if (!app->stopping && app->n_pf > 0 && app->n_in_core == 0 && !app->pf_running && queue_empty(app)) {
-                speculate = true;
-                break;
-            }
+            if (pick_speculation(app, spec_sid)) break;
             pthread_cond_wait(&app->q_cv, &app->q_mu);
         }
         /* a lane may have been freed: wake submitters waiting for one */
         pthread_cond_broadcast(&app->q_cv);
-        if (!j && !speculate) {   /* stopping and empty */
+        if (!j && !spec_sid[0]) {   /* stopping and empty */
             pthread_mutex_unlock(&app->q_mu);
             break;
         }
         if (j) {
             snprintf(app->exec_sid[me], sizeof app->exec_sid[me], "%s", j->sid);
             if (job_exclusive(j->kind)) {
+                app->excl_queued--;
                 app->excl_waiting++;
                 while (app->n_in_core > 0) pthread_cond_wait(&app->q_cv, &app->q_mu);
                 app->excl_waiting--;
@@ -180,18 +241,22 @@ static void *exec_main(void *arg)
             }
         } else {
             /* about to speculate: a request queued from now on cancels it
-             * (the flag is cleared under the queue lock, so no cancel is lost) */
+             * (the flags are cleared under the queue lock, so no cancel is
+             * lost; no exclusive job is queued or running, see pick_speculation) */
+            snprintf(app->exec_sid[me], sizeof app->exec_sid[me], "%s", spec_sid);
             fp_engine_clear_cancel(app->engine);
-            app->pf_running = true;
+            app->spec[me] = true;
+            app->spec_stop[me] = false;
+            app->n_spec++;
         }
         app->n_in_core++;
         pthread_mutex_unlock(&app->q_mu);
 
-        fp_engine_lock(app->engine);
         bool finished = true;
-        if (speculate) {
-            srv_prefetch_step(app);
+        if (!j) {
+            speculate(app, me, spec_sid);
         } else {
+            fp_engine_lock(app->engine);
             srv_exec(app, j);
             /* a long job (a completion, oai.c) yields between slices: back to
              * the tail of its lane, so the other lanes take their turn; with
@@ -201,20 +266,18 @@ static void *exec_main(void *arg)
                 if (requeue(app, j)) { finished = false; break; }
                 srv_exec(app, j);
             }
-            if (finished) {
-                /* every byte leaving the server is valid UTF-8 (core text may
-                 * hold byte-token fragments); one byte for one, so offsets hold */
-                if (j->body) srv_utf8_scrub(j->body, strlen(j->body));
-                if (job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
-            }
+            /* every byte leaving the server is valid UTF-8 (core text may
+             * hold byte-token fragments); one byte for one, so offsets hold */
+            if (finished && j->body) srv_utf8_scrub(j->body, strlen(j->body));
+            fp_engine_unlock(app->engine);
         }
-        fp_engine_unlock(app->engine);
 
         pthread_mutex_lock(&app->q_mu);
+        if (j && finished && job_changes(j->kind) && j->status < 300) srv_prefetch_note(app, j->sid);
         app->n_in_core--;
         app->exec_sid[me][0] = '\0';
         if (tl_exclusive) { tl_exclusive = false; app->excl_running--; }
-        if (speculate) app->pf_running = false;
+        if (!j) { app->spec[me] = false; app->n_spec--; }
         if (j && finished) {
             j->done = true;
             pthread_cond_broadcast(&app->done_cv);
@@ -229,6 +292,7 @@ void srv_worker_exclusive(srv_app *app)
 {
     pthread_mutex_lock(&app->q_mu);
     if (!tl_exclusive) { tl_exclusive = true; app->excl_running++; }   /* no new job starts */
+    fp_engine_cancel(app->engine);   /* speculation in flight stops within a decode */
     if (app->n_in_core <= 1) { pthread_mutex_unlock(&app->q_mu); return; }
     /* step out of the engine, so the others can finish what they are in */
     app->n_in_core--;
@@ -263,6 +327,8 @@ int srv_worker_start(srv_app *app)
             return -1;
         }
     }
+    /* a quarter of the executors may speculate at once, beside the jobs */
+    app->max_spec = n > 1 ? (n / 4 > 1 ? n / 4 : 1) : 1;
     for (int i = 0; i < n; i++) {
         void **arg = malloc(2 * sizeof *arg);
         if (!arg) break;
@@ -310,11 +376,28 @@ int srv_worker_enqueue(srv_app *app, srv_job *job)
     else app->lanes[lane].head = job;
     app->lanes[lane].tail = job;
     pthread_cond_broadcast(&app->q_cv);
-    /* a job that runs the model is waiting: stop any speculation within
-     * one decode step */
+    if (job_exclusive(job->kind)) app->excl_queued++;
+    /* a job that runs the model is waiting: stop speculation within one
+     * decode step: all of it with one executor (it would wait behind it) or
+     * for an exclusive job; with batching only the speculation on its own
+     * session (the others share rounds with it) */
     if (app->engine && job_decodes(job->kind)) {
-        fp_engine_cancel(app->engine);
-        app->n_cancels++;
+        if (app->n_exec <= 1 || job_exclusive(job->kind)) {
+            fp_engine_cancel(app->engine);
+            app->n_cancels++;
+        } else {
+            bool hit = false;
+            for (int i = 0; i < app->n_exec; i++) {
+                if (!app->spec[i] || strcmp(app->exec_sid[i], job->sid) != 0) continue;
+                if (app->spec_s[i]) fp_session_cancel_prefetch(app->spec_s[i]);
+                else app->spec_stop[i] = true;
+                hit = true;
+            }
+            /* counted too: speculation still due for it (the job changes
+             * the session, so what was planned is given up) */
+            for (int i = 0; i < app->n_pf && !hit; i++) hit = strcmp(app->pf_sids[i], job->sid) == 0;
+            app->n_cancels += hit;
+        }
     }
     pthread_mutex_unlock(&app->q_mu);
     return 0;

@@ -692,6 +692,10 @@ async function main() {
     ws.s.destroy();
     const h1 = (await http(srv, 'GET', '/api/health')).json.prefetch_cancels;
     eq(h1, h0, 'no cancels from reads');
+    // the first choice opens a new fork (speculation on it is then due or
+    // running: four outcomes, one after the other); the next one, sent at
+    // once, cancels it or gives up what was still due
+    await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: 0 });
     await http(srv, 'POST', `/api/sessions/${sid}/choose`, { index: 0 });
     const h2 = (await http(srv, 'GET', '/api/health')).json.prefetch_cancels;
     assert(h2 > h1, `a choice cancels (${h1} -> ${h2})`);

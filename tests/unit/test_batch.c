@@ -15,7 +15,8 @@
  *   - with a small sequence pool, where sessions must take branches back
  *     from each other, no thread takes a parked one's branches (nothing
  *     breaks, previews still come true);
- *   - speculation asked to cancel yields without parking.
+ *   - speculation asked to cancel (the whole engine's, or one session's)
+ *     yields without parking, and one session's cancel leaves the others'.
  */
 #include "forkpoint.h"
 #include "harness.h"
@@ -228,6 +229,18 @@ int main(void)
             fp_engine_clear_cancel(pe);
             CHECKF(fp_session_prefetch(s, 0, false, &err) == FP_OK, "%s", err.message);
             CHECK(fp_session_is_prefetched(s, 0, false));
+            /* one session's cancel stops its own speculation only */
+            fp_session *o = fp_session_new(pe, k_prompts[1], &st, &err);
+            CHECKF(o != NULL, "%s", err.message);
+            fp_session_cancel_prefetch(s);
+            CHECK(fp_session_prefetch(s, 1, false, &err) == FP_ERR_ABORTED);
+            CHECK(!fp_session_is_prefetched(s, 1, false));
+            if (o && fp_session_state(o) == FP_STATE_AT_FORK)
+                CHECKF(fp_session_prefetch(o, 0, false, &err) == FP_OK, "the other session: %s", err.message);
+            fp_session_clear_cancel(s);
+            CHECKF(fp_session_prefetch(s, 1, false, &err) == FP_OK, "%s", err.message);
+            CHECK(fp_session_is_prefetched(s, 1, false));
+            fp_session_free(o);
         }
         fp_session_free(s);
         fp_engine_unlock(pe);
