@@ -162,6 +162,51 @@ async function main() {
     assert(done.length >= 8 && done.includes('type'), `decisions: ${done.join(',')}`);
   });
 
+  await test('the cloud narrowed under a switch user keeps the highlight where they left it (a key, a row)', async () => {
+    // the word box narrows the cloud 180 ms after a letter, when the
+    // server answers: by then a switch user has moved on, and a scan that
+    // restarted at the top would take their next press for another item
+    await start('access=scan2');
+    const sw = keySwitch('scan2');
+    await reach('#start-btn', sw);
+    await page.waitForSelector('#cloud .cand', { timeout: 60000 });
+    await reach('#btn-type', sw);
+    await page.waitForSelector('#fp-letterboard:not([hidden])');
+    // looks for the goal without selecting it: steps, enters its groups
+    const lookAt = async (sel, group) => {
+      for (let n = 0; n < 200; n++) {
+        const r = await where(sel);
+        if (r.w === 'on' || (group && r.w === 'in')) return;
+        await sw.press(r.w === 'in' ? 'select' : 'step');
+        await sleep(20);
+      }
+      throw new Error(`never looked at ${sel}`);
+    };
+    const narrowTo = async (v) => {
+      const st = await state();
+      await page.evaluate((v) => {
+        const i = document.getElementById('type-input');
+        i.value = v; i.dispatchEvent(new Event('input', { bubbles: true }));
+      }, v);
+      await waitChange(st.version);
+      await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    };
+    const E = '#fp-letterboard [data-key="e"]', ENTER = '#fp-letterboard [data-key="⏎"]';
+    await lookAt(E, true);
+    const row = await page.evaluate(() => window.fpAccess.scanner.current().label);
+    await narrowTo('T');
+    const r1 = await where(E);
+    const row1 = await page.evaluate(() => window.fpAccess.scanner.current().label);
+    assert(r1.w === 'in' && row1 === row, `on the row ${row} before the cloud narrowed, on ${row1} (${r1.w}) after`);
+    await lookAt(ENTER, false);
+    await narrowTo('To');
+    assert((await where(ENTER)).w === 'on', 'still on "use the word" after the cloud narrowed');
+    const before = (await state()).text;
+    await sw.press('select');
+    const st = await waitText(before);
+    assert(st.text.startsWith(`${before} To`) || st.text.startsWith(`${before}To`), `the word was used: ${JSON.stringify(st.text.slice(-30))}`);
+  });
+
   await test('the page\'s scan tree at a live fork is the benchmark\'s (scanorder.viewItems)', async () => {
     let st = await state();
     assert(st.fork, 'a fork is open');

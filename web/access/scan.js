@@ -9,9 +9,15 @@
  * scan starts again at the top of the new page (in a panel it stays on the
  * control, so a setting can be changed again). The highlighted item is
  * scrolled into view, inside a scrolling panel too (shown()). When the page's targets
- * change under the highlight (a new fork, the preview row) the tree is
- * rebuilt and the highlight stays on the same control when it still
- * exists. One timer at a time; every step costs one tree walk, O(depth).
+ * change under the highlight (a new fork, the cloud narrowed by a typed
+ * letter, the preview row) the tree is rebuilt and, once the person has
+ * moved the highlight, it stays on what they were looking at (the same
+ * control, or the same group) whenever that still exists, with its timing:
+ * a press made while the page redrew must select what was highlighted, not
+ * whatever a restarted scan put first. Only a highlight nobody has moved
+ * yet (just after a selection: the new page is arriving) or one whose item
+ * is gone starts again at the top. One timer at a time; every step costs
+ * one tree walk, O(depth); a rebuild O(n).
  */
 import { buildTree } from './scanorder.js';
 import { collect, keyOf, sameTargets, signature } from './targets.js';
@@ -45,6 +51,7 @@ export class Scanner {
     this.tree = null; this.sig = [];
     this.stack = [];          // [{node, i, loops}]
     this.timer = 0; this.paused = false; this.running = false;
+    this.fresh = true;        // nobody moved the highlight since it (re)started at the top
     this.log = [];            // what was highlighted and selected (tests, figures)
   }
 
@@ -60,9 +67,11 @@ export class Scanner {
   }
 
   /* Reads the page's targets; rebuilds the tree when they changed. Keeps
-   * the highlight on the same element when it survives; else restarts. */
+   * the highlight where the person left it when that survives (locate());
+   * else, or when forced (a selection, the start), starts at the top.
+   * Returns whether the highlight stayed. */
   refresh(force) {
-    if (!this.running) return;
+    if (!this.running) return false;
     const items = collect();
     const sig = signature(items);
     const tree = buildTree(items);   // scanorder.js's rule, as the benchmark costs it
@@ -71,21 +80,65 @@ export class Scanner {
       this.tree = tree;
       this.restack(this.stack.map((f) => f.i), this.stack.map((f) => f.loops));
       this.place();
-      return;
+      return true;
     }
-    const cur = this.current();
-    // a new fork (other candidates) starts the scan at the top again
-    const cloud = items.filter((it) => it.group === 'cloud').map(keyOf);
-    const newFork = !sameTargets(cloud, this.cloudSig || []);
-    this.cloudSig = cloud;
-    const curKey = cur && cur.kind === 'leaf' && cur.item.id !== 'back' && !newFork ? keyOf(cur.item) : null;
+    // a highlight nobody moved since the last start follows the page to
+    // its new top (the fork a selection asked for has arrived)
+    const kept = force || this.fresh ? null : this.locate(tree);
     this.sig = sig;
     this.tree = tree;
+    if (kept) {
+      this.restack(kept.path, kept.loops);
+      this.place(true);
+      return true;
+    }
     this.stack = [{ node: this.tree, i: 0, loops: 0 }];
-    const path = curKey && !force ? this.find(this.tree, curKey, []) : null;
-    if (path) { this.restack(path, []); this.draw(); this.arm(); return; }
     this.paused = false;
+    this.fresh = true;
     this.draw(); this.arm();
+    return false;
+  }
+
+  /* Where the current highlight is in a new tree: the same control (by
+   * keyOf, anywhere), or, for a group or a group's "back", the same path
+   * when every group on it has the same name (else the group by name).
+   * Returns { path, loops } or null when it is gone. O(n). */
+  locate(tree) {
+    const cur = this.current();
+    if (!cur) return null;
+    const loops = this.stack.map((f) => f.loops);
+    if (cur.kind === 'leaf' && cur.item.id !== 'back') {
+      const p = this.find(tree, keyOf(cur.item), []);
+      return p && { path: p, loops: p.length === loops.length ? loops : [] };
+    }
+    const idx = this.stack.map((f) => f.i % f.node.children.length);
+    let n = tree, ok = true;
+    for (let d = 0; d < idx.length && ok; d++) {
+      const was = this.stack[d].node.children[idx[d]];
+      const last = d === idx.length - 1;
+      const back = last && was.kind === 'leaf';        // a group's "back"
+      const i = back ? n.children.length - 1 : idx[d];
+      const now = n.children[i];
+      ok = !!now && now.kind === was.kind && (back ? now.item.id === 'back' : now.label === was.label);
+      if (ok && back) idx[d] = i;
+      if (ok && !last) n = now;
+    }
+    if (ok) return { path: idx, loops };
+    if (cur.kind !== 'node') return null;
+    const p = this.findNode(tree, cur.label, []);
+    return p && { path: p, loops: [] };
+  }
+
+  /* The path to the first group named label, or null. O(n). */
+  findNode(n, label, acc) {
+    for (let i = 0; i < n.children.length; i++) {
+      const c = n.children[i];
+      if (c.kind !== 'node') continue;
+      if (c.label === label) return acc.concat([i]);
+      const p = this.findNode(c, label, acc.concat([i]));
+      if (p) return p;
+    }
+    return null;
   }
 
   /* Puts the highlight at path (child indices from the top) in this.tree. */
@@ -114,12 +167,24 @@ export class Scanner {
     return t && t.node.children.length ? t.node.children[t.i % t.node.children.length] : null;
   }
 
-  /* Frames the current item again where it is now (layout moved). */
-  place() {
+  /* Frames the current item again where it is now (layout moved), keeping
+   * its caption and its time; reveal: scroll it into view when it is not
+   * (a rebuilt page may have pushed it off). */
+  place(reveal) {
     const c = this.current();
     if (!c || this.paused) return;
     const els = c.kind === 'leaf' && c.item.id !== 'back' ? leavesOf(c) : leavesOf(c.kind === 'node' ? c : this.top().node);
+    if (reveal) this.reveal(els);
     hl.show(els, null, null, true);
+  }
+
+  /* Scrolls els into view when they are not wholly shown: the last of a
+   * group, then the first. */
+  reveal(els) {
+    if (els.length && !els.every(shown)) {
+      els[els.length - 1].scrollIntoView({ block: 'nearest' });
+      els[0].scrollIntoView({ block: 'nearest' });
+    }
   }
 
   /* Frames the current item and says it (auditory scanning). */
@@ -136,11 +201,8 @@ export class Scanner {
     let els = leavesOf(c);
     if (c.kind === 'leaf' && c.item.id === 'back') els = leavesOf(this.top().node);
     // what is highlighted must be on screen (a long story, a small phone,
-    // a panel that scrolls): the last of a group, then the first
-    if (els.length && !els.every(shown)) {
-      els[els.length - 1].scrollIntoView({ block: 'nearest' });
-      els[0].scrollIntoView({ block: 'nearest' });
-    }
+    // a panel that scrolls)
+    this.reveal(els);
     hl.show(els, label, c.kind === 'leaf' ? (c.item.id === 'back' ? 'group' : 'scan') : 'group');
     this.since = performance.now();
     this.log.push({ t: this.since, label });
@@ -167,6 +229,7 @@ export class Scanner {
   advance() {
     const t = this.top();
     if (!t) return;
+    this.fresh = false;
     t.i++;
     if (t.i >= t.node.children.length) {
       t.i = 0; t.loops++;
@@ -192,6 +255,7 @@ export class Scanner {
     if (this.paused) { this.paused = false; this.draw(); this.arm(); return; }
     const c = this.current();
     if (!c) return;
+    this.fresh = false;
     if (c.kind === 'node') {
       this.stack.push({ node: c, i: 0, loops: 0 });
       this.draw(); this.arm();
@@ -211,7 +275,9 @@ export class Scanner {
     // in a panel (settings) stay on the control, so a "+" can be pressed
     // again and the next field is a step away
     const stay = c.item.group === 'panel';
-    if (!stay) this.sig = [];
-    setTimeout(() => this.refresh(!stay), 0);
+    if (!stay) { this.sig = []; setTimeout(() => this.refresh(true), 0); return; }
+    // staying: the control is said again and, with one switch, held for a
+    // whole step (a "+" pressed again, or the next field a step away)
+    setTimeout(() => { if (this.refresh(false)) { this.draw(); this.arm(); } }, 0);
   }
 }
