@@ -622,6 +622,15 @@ char   *fp_dialogue_event_json(const fp_dialogue *d, int32_t i);
  * every field and that the open turn's prompt is the messages' rendering. */
 char        *fp_dialogue_save(const fp_dialogue *d);
 fp_dialogue *fp_dialogue_restore(fp_engine *engine, const char *json, fp_error *err);
+/* Saving a dialogue in parts (a store that writes each message once): one
+ * committed message as fp_dialogue_save's "messages" holds it (malloc'd,
+ * NULL out of range), and the open turn given back as a session restored on its own:
+ * fp_dialogue_attach_turn takes s over when its prompt is the opening of
+ * a role message after the committed ones (FP_ERR_ARG otherwise; s is
+ * then still the caller's). A dialogue restored from a document without
+ * "open" plus the attached turn is the dialogue that was saved. */
+char     *fp_dialogue_message_save(const fp_dialogue *d, int32_t i);
+fp_status fp_dialogue_attach_turn(fp_dialogue *d, const char *role, fp_session *s, fp_error *err);
 
 /* ------------------------------------------------------ plain completion */
 

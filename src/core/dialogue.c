@@ -363,6 +363,39 @@ char *fp_dialogue_event_json(const fp_dialogue *d, int32_t i) {
 
 /* ------------------------------------------------------------ persistence */
 
+/* One message as a saved dialogue holds it: role, content and, for a
+ * co-written turn, its session snapshot and events. */
+static cJSON *message_cjson(const dmsg *m) {
+    cJSON *j = cJSON_CreateObject();
+    bool ok = j && cJSON_AddStringToObject(j, "role", m->role) && cJSON_AddStringToObject(j, "content", m->content);
+    if (ok && m->snapshot) {
+        cJSON *ev = cJSON_AddArrayToObject(j, "events");
+        ok = ev && cJSON_AddItemToObject(j, "session", cJSON_Parse(m->snapshot));
+        for (int32_t k = 0; ok && k < m->n_events; k++) ok = cJSON_AddItemToArray(ev, cJSON_Parse(m->events[k]));
+    }
+    if (!ok) { cJSON_Delete(j); return NULL; }
+    return j;
+}
+
+char *fp_dialogue_message_save(const fp_dialogue *d, int32_t i) {
+    if (!d || i < 0 || i >= d->n_msgs) return NULL;
+    cJSON *j = message_cjson(&d->msgs[i]);
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    return s;
+}
+
+fp_status fp_dialogue_attach_turn(fp_dialogue *d, const char *role, fp_session *s, fp_error *err) {
+    if (!d || !s) return fpi_fail(err, FP_ERR_ARG, "no dialogue or session");
+    if (!role_ok(role)) return fpi_fail(err, FP_ERR_ARG, "a turn's role is \"user\" or \"assistant\"");
+    if (d->cur) return fpi_fail(err, FP_ERR_STATE, "a turn is open; end it first");
+    fp_status st = turn_matches(d, s, d->n_msgs, role, err);
+    if (st != FP_OK) return st;
+    if (!(d->cur_role = strdup(role))) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    d->cur = s;
+    return FP_OK;
+}
+
 char *fp_dialogue_save(const fp_dialogue *d) {
     if (!d) return NULL;
     cJSON *o = cJSON_CreateObject(), *ms = cJSON_CreateArray();
@@ -374,16 +407,9 @@ char *fp_dialogue_save(const fp_dialogue *d) {
     else cJSON_AddNullToObject(o, "template");
     ok = cJSON_AddItemToObject(o, "settings", fpi_json_settings(&d->st));
     for (int32_t i = 0; ok && i < d->n_msgs; i++) {
-        const dmsg *m = &d->msgs[i];
-        cJSON *j = cJSON_CreateObject();
+        cJSON *j = message_cjson(&d->msgs[i]);
         ok = j && cJSON_AddItemToArray(ms, j);
-        if (!ok) { cJSON_Delete(j); break; }
-        cJSON_AddStringToObject(j, "role", m->role);
-        cJSON_AddStringToObject(j, "content", m->content);
-        if (!m->snapshot) continue;
-        cJSON *ev = cJSON_AddArrayToObject(j, "events");
-        ok = ev && cJSON_AddItemToObject(j, "session", cJSON_Parse(m->snapshot));
-        for (int32_t k = 0; ok && k < m->n_events; k++) ok = cJSON_AddItemToArray(ev, cJSON_Parse(m->events[k]));
+        if (!ok) cJSON_Delete(j);
     }
     if (ok && d->cur) {
         cJSON *t = cJSON_AddObjectToObject(o, "open");
