@@ -52,10 +52,11 @@ typedef struct fp_decision_meta {
     const char *model_path;    /* the model file, recorded with a new story (NULL = none) */
     const char *modality;      /* mouse, touch, keyboard, dwell, switch, script, api, ... */
     /* a chat's decision (NULL role: a story's): the turn's role, its message
-     * index and the messages before it (a JSON array of {role, content}) */
+     * index and {"messages": the messages before it as [{role, content}],
+     * "turn_start": the bytes of the session's text before the turn} */
     const char *role;
     int32_t     turn;
-    const char *messages;
+    const char *chat;
 } fp_decision_meta;
 
 /* Logs the session's decisions from event `from` to the last one, in one
@@ -71,10 +72,17 @@ typedef enum fp_export_format {
     FP_EXPORT_SFT = 0,   /* {"prompt","completion"} per decision */
     FP_EXPORT_PAIRS,     /* {"prompt","chosen","rejected"} per rejected candidate */
     FP_EXPORT_KTO,       /* {"prompt","completion","label"} chosen true, rejected false */
-    FP_EXPORT_RAW        /* the logged records as JSON lines */
+    FP_EXPORT_RAW,       /* the logged records as JSON lines */
+    /* chats' decisions only, in TRL's conversational form: the prompt is the
+     * messages before the turn, each side one message of the turn's role
+     * (its text before the fork and the continuation), with "turn", "role" */
+    FP_EXPORT_CHAT_SFT,  /* {"prompt":[...],"completion":[{role, content}]} */
+    FP_EXPORT_CHAT_PAIRS,/* {"prompt":[...],"chosen":[...],"rejected":[...]} */
+    FP_EXPORT_CHAT_KTO   /* {"prompt":[...],"completion":[...],"label"} */
 } fp_export_format;
 
-/* Parses "sft", "pairs", "kto", "raw"; false if unknown. */
+/* Parses "sft", "pairs", "kto", "raw", "chat-sft", "chat-pairs",
+ * "chat-kto"; false if unknown. */
 bool      fp_export_format_parse(const char *name, fp_export_format *out);
 /* Writes a dataset; profile NULL = everyone. Returns FP_ERR_ARG for an
  * unknown profile and FP_ERR_EMPTY when there is nothing to export. */

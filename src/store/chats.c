@@ -96,19 +96,23 @@ static int32_t first_changed(const fp_store_chat *pc, const fp_dialogue *d) {
     return k;
 }
 
-/* The messages [0, n) as a JSON array of {role, content}: a chat
- * decision's conversation before its turn (the exports' prompt). */
-static char *messages_json(const fp_dialogue *d, int32_t n) {
-    cJSON *a = cJSON_CreateArray();
+/* A chat decision's conversation: {"messages": [0, n) as {role, content},
+ * "turn_start": where the turn begins in its session's text} (the exports'
+ * prompt, and the turn's text before each fork). */
+static char *chat_json(const fp_dialogue *d, int32_t n, size_t turn_start) {
+    cJSON *top = cJSON_CreateObject();
+    cJSON *a = top ? cJSON_AddArrayToObject(top, "messages") : NULL;
+    if (!a) { cJSON_Delete(top); return NULL; }
+    cJSON_AddNumberToObject(top, "turn_start", (double)turn_start);
     for (int32_t i = 0; a && i < n; i++) {
         fp_chat_message m = fp_dialogue_message(d, i);
         cJSON *o = cJSON_CreateObject();
-        if (!o || !cJSON_AddItemToArray(a, o)) { cJSON_Delete(o); cJSON_Delete(a); return NULL; }
+        if (!o || !cJSON_AddItemToArray(a, o)) { cJSON_Delete(o); cJSON_Delete(top); return NULL; }
         cJSON_AddStringToObject(o, "role", m.role);
         cJSON_AddStringToObject(o, "content", m.content);
     }
-    char *s = a ? cJSON_PrintUnformatted(a) : NULL;
-    cJSON_Delete(a);
+    char *s = cJSON_PrintUnformatted(top);
+    cJSON_Delete(top);
     return s;
 }
 
@@ -180,13 +184,13 @@ static fp_status run_plan(fp_store *st, fp_store_chat *pc, const fp_dialogue *d,
     if (p->doc) *bytes += (int64_t)strlen(p->doc);
     int32_t n_ev = p->open ? fp_session_n_events(p->open) : 0;
     if (p->logged < n_ev) {
-        char *before = messages_json(d, p->n);
+        char *before = chat_json(d, p->n, fp_session_prompt_len(p->open));
         if (!before) return fp_error_set(err, FP_ERR_NOMEM, "out of memory");
         fp_decision_meta m = *meta;
         m.session_id = pc->id;
         m.role = p->open_role;
         m.turn = p->n;
-        m.messages = before;
+        m.chat = before;
         fp_status rc = FP_OK;
         for (int32_t i = p->logged; rc == FP_OK && i < n_ev; i++) rc = fpi_store_log_one(st, p->open, i, &m, bytes, err);
         free(before);

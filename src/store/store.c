@@ -65,7 +65,7 @@
     " event " INT ","                    /* the event's number in its session (NULL before version 2) */ \
     " role TEXT,"                        /* a chat's decision: the turn's role (NULL for stories and before version 4) */ \
     " turn " INT ","                     /* ... the turn's message index */ \
-    " messages TEXT);"                   /* ... the messages before the turn, a JSON array of {role, content} */ \
+    " chat TEXT);"                       /* ... {"messages": the messages before the turn, "turn_start": bytes of context before it} */ \
     "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);" \
     "CREATE INDEX IF NOT EXISTS decisions_session ON decisions(session, event);" \
     "CREATE TABLE IF NOT EXISTS profiles(" \
@@ -192,12 +192,12 @@ static int migrate(fp_store *st) {
     if (rc == 0 && pg)
         rc = fpi_exec_script(st, "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS role TEXT;"
                                  "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS turn BIGINT;"
-                                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS messages TEXT;"
+                                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS chat TEXT;"
                                  "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'story';");
     if (rc == 0 && !pg && has_column(st, "decisions", "role") == 0)
         rc = fpi_exec_script(st, "ALTER TABLE decisions ADD COLUMN role TEXT;"
                                  "ALTER TABLE decisions ADD COLUMN turn INTEGER;"
-                                 "ALTER TABLE decisions ADD COLUMN messages TEXT;");
+                                 "ALTER TABLE decisions ADD COLUMN chat TEXT;");
     if (rc == 0 && !pg && has_column(st, "sessions", "kind") == 0)
         rc = fpi_exec_script(st, "ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'story';");
     if (rc == 0)
@@ -223,7 +223,7 @@ fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
     if (rc == 0) rc = migrate(st);
     if (rc == 0) /* an existing table of another shape is not ours */
         rc = fpi_exec_script(st, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-                                 " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, messages FROM decisions LIMIT 0;"
+                                 " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, chat FROM decisions LIMIT 0;"
                                  "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
                                  "SELECT id, title, created, updated, version, seq, model_sha256, model_path, kind FROM sessions LIMIT 0;"
                                  "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
@@ -281,17 +281,17 @@ fp_status fpi_store_log_one(fp_store *st, const fp_session *s, int32_t ev, const
     snprintf(turn, sizeof turn, "%d", (int)m->turn);
     if (fpi_exec(st,
             "INSERT INTO decisions(at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, messages)"
+            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, chat)"
             " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "dttttTtttiitttdittt",
             unix_now(), m->session_id ? m->session_id : "", m->profile ? m->profile : "default",
             m->model_sha256 ? m->model_sha256 : "", settings, text, (int)off, toks, fork, fp_choice_name(f->choice),
             (int64_t)f->choice_index, (int64_t)(f->choice == FP_CHOICE_INDEX_PREVIEW),
             f->choice == FP_CHOICE_TYPED ? f->choice_text : NULL, fp_chooser_name(f->chooser),
             m->modality ? m->modality : "unknown", (double)f->ms_to_choose, (int64_t)ev,
-            m->role, m->role ? turn : NULL, m->role ? m->messages : NULL) != 1)
+            m->role, m->role ? turn : NULL, m->role ? m->chat : NULL) != 1)
         rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", st->msg);
     else if (bytes) *bytes += (int64_t)(off + strlen(settings) + strlen(toks) + strlen(fork) + 160 +
-                                        (m->role && m->messages ? strlen(m->messages) : 0));
+                                        (m->role && m->chat ? strlen(m->chat) : 0));
 out:
     free(fork); free(settings); free(toks);
     return rc;
@@ -331,8 +331,8 @@ static fp_status profile_known(fp_store *st, const char *profile, fp_error *err)
 }
 
 bool fp_export_format_parse(const char *name, fp_export_format *out) {
-    static const char *names[] = { "sft", "pairs", "kto", "raw" };
-    for (int i = 0; i < 4; i++)
+    static const char *names[] = { "sft", "pairs", "kto", "raw", "chat-sft", "chat-pairs", "chat-kto" };
+    for (int i = 0; i < 7; i++)
         if (name && strcmp(name, names[i]) == 0) { *out = (fp_export_format)i; return true; }
     return false;
 }
@@ -353,12 +353,67 @@ static char *continuation(const cJSON *cand) {
     return s;
 }
 
+/* One side of a row: the prompt's continuation as text or, in the chat
+ * formats (chat set), as one message of the turn's role holding the turn's
+ * text before the fork and the continuation (white space at its start
+ * trimmed, as a message is kept). */
+typedef struct chat_row {
+    const char *role, *prefix;   /* prefix: the turn's text before the fork */
+    cJSON *messages;             /* the messages before the turn */
+    int turn;
+} chat_row;
+
+static cJSON *side(const chat_row *c, const char *text) {
+    if (!c) return cJSON_CreateString(text);
+    size_t a = strlen(c->prefix), b = strlen(text);
+    char *s = malloc(a + b + 1);
+    if (!s) return NULL;
+    memcpy(s, c->prefix, a);
+    memcpy(s + a, text, b + 1);
+    const char *t = s + strspn(s, " \t\r\n");
+    cJSON *arr = cJSON_CreateArray(), *m = cJSON_CreateObject();
+    if (arr && m && cJSON_AddItemToArray(arr, m)) {
+        cJSON_AddStringToObject(m, "role", c->role);
+        cJSON_AddStringToObject(m, "content", t);
+    } else { cJSON_Delete(m); cJSON_Delete(arr); arr = NULL; }
+    free(s);
+    return arr;
+}
+
+/* A new row: its prompt (text, or the chat's messages) and, for chats, turn and role. */
+static cJSON *row_start(const chat_row *c, const char *context) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddItemToObject(o, "prompt", c ? cJSON_Duplicate(c->messages, true) : cJSON_CreateString(context));
+    if (c) {
+        cJSON_AddNumberToObject(o, "turn", c->turn);
+        cJSON_AddStringToObject(o, "role", c->role);
+    }
+    return o;
+}
+
 /* Rows of one decision in the chosen format. Automatic decisions (chooser
- * "auto") were nobody's choice: only the raw log has them. */
+ * "auto") were nobody's choice: only the raw log has them. The chat
+ * formats take only chats' decisions (columns role, turn, chat). */
 static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
     const char *context = fpi_q_text(q, 6);
     const char *fork_s = fpi_q_text(q, 8);
     const char *chooser = fpi_q_text(q, 13);
+    const char *role = fpi_q_text(q, 17), *chat_s = fpi_q_text(q, 19);
+    bool chat_fmt = fmt >= FP_EXPORT_CHAT_SFT;
+    chat_row cr = { 0 }, *cx = NULL;
+    cJSON *chat = NULL;
+    if (chat_fmt) {
+        if (!role || !chat_s || !context) return;
+        chat = cJSON_Parse(chat_s);
+        double ts = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(chat, "turn_start"));
+        cJSON *ms = cJSON_GetObjectItemCaseSensitive(chat, "messages");
+        /* a damaged row (turn_start beyond the context) is left out */
+        if (!cJSON_IsArray(ms) || !(ts >= 0 && ts <= (double)strlen(context))) { cJSON_Delete(chat); return; }
+        cr = (chat_row){ .role = role, .prefix = context + (size_t)ts, .messages = ms, .turn = (int)fpi_q_int(q, 18) };
+        cx = &cr;
+        fmt = fmt == FP_EXPORT_CHAT_SFT ? FP_EXPORT_SFT : fmt == FP_EXPORT_CHAT_PAIRS ? FP_EXPORT_PAIRS : FP_EXPORT_KTO;
+    }
     if (fmt == FP_EXPORT_RAW) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", (double)fpi_q_int(q, 0));
@@ -372,12 +427,16 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         cJSON_AddItemToObject(o, "fork", cJSON_Parse(fork_s));
         cJSON_AddStringToObject(o, "modality", fpi_q_text(q, 14));
         cJSON_AddNumberToObject(o, "ms", fpi_q_double(q, 15));
+        if (role) {   /* a chat's decision */
+            cJSON_AddStringToObject(o, "role", role);
+            cJSON_AddNumberToObject(o, "turn", (double)fpi_q_int(q, 18));
+            cJSON_AddItemToObject(o, "chat", cJSON_Parse(chat_s ? chat_s : "null"));
+        }
         emit(out, o, n);
         return;
     }
-    if (!chooser || strcmp(chooser, "auto") == 0) return;
-    cJSON *fork = cJSON_Parse(fork_s);
-    if (!fork) return;
+    cJSON *fork = chooser && strcmp(chooser, "auto") != 0 ? cJSON_Parse(fork_s) : NULL;
+    if (!fork) { cJSON_Delete(chat); return; }
     const cJSON *cands = cJSON_GetObjectItemCaseSensitive(fork, "candidates");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(fork, "choice");
     const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "kind"));
@@ -387,9 +446,8 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
     int idx = idx_d >= 0 && idx_d <= INT32_MAX ? (int)idx_d : -1;
     bool by_index = kind && (strcmp(kind, "index") == 0 || strcmp(kind, "index_preview") == 0);
     if (fmt == FP_EXPORT_SFT) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "prompt", context);
-        cJSON_AddStringToObject(o, "completion", ctext ? ctext : "");
+        cJSON *o = row_start(cx, context);
+        cJSON_AddItemToObject(o, "completion", side(cx, ctext ? ctext : ""));
         emit(out, o, n);
     } else {
         /* the chosen side: the candidate with its preview, or the typed text */
@@ -399,9 +457,8 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         cJSON_ArrayForEach(c, cands) { if (by_index && i == idx) { ci = i; chosen = continuation(c); } i++; }
         if (!chosen) chosen = strdup(ctext ? ctext : "");
         if (fmt == FP_EXPORT_KTO) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "prompt", context);
-            cJSON_AddStringToObject(o, "completion", chosen ? chosen : "");
+            cJSON *o = row_start(cx, context);
+            cJSON_AddItemToObject(o, "completion", side(cx, chosen ? chosen : ""));
             cJSON_AddBoolToObject(o, "label", true);
             emit(out, o, n);
         }
@@ -410,13 +467,12 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
             if (i++ == ci) continue;
             char *rej = continuation(c);
             if (!rej || !chosen || strcmp(rej, chosen) == 0) { free(rej); continue; }
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "prompt", context);
+            cJSON *o = row_start(cx, context);
             if (fmt == FP_EXPORT_PAIRS) {
-                cJSON_AddStringToObject(o, "chosen", chosen);
-                cJSON_AddStringToObject(o, "rejected", rej);
+                cJSON_AddItemToObject(o, "chosen", side(cx, chosen));
+                cJSON_AddItemToObject(o, "rejected", side(cx, rej));
             } else {
-                cJSON_AddStringToObject(o, "completion", rej);
+                cJSON_AddItemToObject(o, "completion", side(cx, rej));
                 cJSON_AddBoolToObject(o, "label", false);
             }
             emit(out, o, n);
@@ -425,6 +481,7 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         free(chosen);
     }
     cJSON_Delete(fork);
+    cJSON_Delete(chat);
 }
 
 fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profile, FILE *out,
