@@ -604,6 +604,8 @@ fp_status fp_dialogue_end_turn(fp_dialogue *d, fp_error *err);
  * when there is nothing to undo (the message before was typed). */
 fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err);
 
+/* The settings every turn starts with. */
+const fp_settings *fp_dialogue_settings(const fp_dialogue *d);
 /* The committed messages, the system message first when there is one. */
 int32_t         fp_dialogue_n_messages(const fp_dialogue *d);
 fp_chat_message fp_dialogue_message(const fp_dialogue *d, int32_t i);

@@ -331,6 +331,7 @@ fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err) {
 }
 
 int32_t fp_dialogue_n_messages(const fp_dialogue *d) { return d ? d->n_msgs : 0; }
+const fp_settings *fp_dialogue_settings(const fp_dialogue *d) { return d ? &d->st : NULL; }
 fp_chat_message fp_dialogue_message(const fp_dialogue *d, int32_t i) {
     if (!d || i < 0 || i >= d->n_msgs) return (fp_chat_message){ NULL, NULL };
     return (fp_chat_message){ d->msgs[i].role, d->msgs[i].content };

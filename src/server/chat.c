@@ -171,6 +171,16 @@ char *srv_chat_state_json(srv_app *app, const srv_live *l)
         cJSON_AddStringToObject(o, "state", "between_turns");
         cJSON_AddNullToObject(o, "end_reason");
         cJSON_AddNullToObject(o, "fork");
+        /* a story's fields with nothing in them: clients render one shape */
+        cJSON_AddStringToObject(o, "text", "");
+        cJSON_AddNumberToObject(o, "prompt_len", 0);
+        cJSON_AddNumberToObject(o, "n_tokens", 0);
+        cJSON_AddArrayToObject(o, "tokens");
+        cJSON_AddArrayToObject(o, "path_forks");
+        char *sj = fp_settings_to_json(fp_dialogue_settings(d));
+        cJSON *so = sj ? cJSON_Parse(sj) : NULL;
+        free(sj);
+        cJSON_AddItemToObject(o, "settings", so ? so : cJSON_CreateObject());
         cJSON_AddNumberToObject(o, "n_events", 0);
     }
     if (!o) return NULL;

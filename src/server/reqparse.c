@@ -171,7 +171,7 @@ const char *const *srv_action_fields(const char *action)
     static const char *const highlight[] = {"index", "op", "req", NULL};
     static const char *const sw[] = {"button", "op", "req", NULL};
     static const char *const get[] = {"op", "req", NULL};
-    static const char *const say[] = {"text", "modality", "version", "op", "req", NULL};   /* chats: say, reply */
+    static const char *const say[] = {"text", "modality", "fork_id", "version", "op", "req", NULL};   /* chats: say, reply */
     static const struct { const char *name; const char *const *f; } t[] = {
         {"choose", choose}, {"select", choose}, {"type", type}, {"prefix", type},
         {"undo", plain}, {"continue", plain}, {"shown", plain}, {"goto", go},
