@@ -16,10 +16,10 @@
 //
 // Helpers (server, harness, assertions) are tests/browser/lib.mjs's.
 // Prints "ok - name" / "not ok - name: why" and "N passed, N failed".
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { harness, startServer, assert, eq, tmpDir, repo, pick, CLI } from '../browser/lib.mjs';
+import { harness, startServer, assert, eq, tmpDir, repo, pick, CLI, WS_CLIENT } from '../browser/lib.mjs';
 
 const MODELS = process.env.FP_TEST_MODELS || path.join(path.dirname(repo), 'shared/models');
 const PHI = pick(process.env.FORKPOINT_PHI3, `${repo}/build/models/tiny-phi-3.gguf`);
@@ -223,6 +223,20 @@ await h.run(async () => {
     eq(after.messages, before.messages, 'messages unchanged');
     await ok(srv, 'DELETE', `/api/sessions/${chat.id}`);
     eq((await http(srv, 'GET', `/api/sessions/${chat.id}`)).status, 404, 'deleted');
+  });
+
+  await h.test('WebSocket: reply, a choice and end as ops; every client gets the chat\'s state', async () => {
+    assert(WS_CLIENT, 'ws_client is not built (make build/release/ws_client)');
+    const st = await ok(srv, 'POST', '/api/sessions', { mode: 'chat', messages: [{ role: 'user', content: 'Hi.' }], settings: LIGHT });
+    const r = spawnSync(WS_CLIENT, ['--port', String(srv.port), '--script', '{"op":"reply"}; {"op":"select","index":0}; {"op":"end"}; {"op":"say","text":"Thanks."}', '--wait', '3000', st.id],
+      { encoding: 'utf8', timeout: 60000 });
+    const msgs = r.stdout.split('\n').filter(Boolean).map((l) => { try { return JSON.parse(l); } catch { return null; } }).filter(Boolean);
+    const states = msgs.filter((m) => m.type === 'state').map((m) => m.state);
+    assert(states.length >= 4 && states.every((x) => x.mode === 'chat'), `states: ${states.length} ${r.stderr.slice(0, 200)}`);
+    assert(states.some((x) => x.turn && x.turn.role === 'assistant'), 'the reply opened over the socket');
+    const last = await ok(srv, 'GET', `/api/sessions/${st.id}`);
+    eq(last.messages.map((m) => m.role), ['user', 'assistant', 'user'], 'reply ended, then said');
+    eq(last.messages[2].content, 'Thanks.', 'the said message');
   });
   await stop(srv);
 
