@@ -572,7 +572,12 @@ bool    fp_token_is_eog(const fp_model *model, int32_t token);
  * Cost: starting a turn renders the whole conversation and decodes its
  * prompt in a new session (O(conversation) tokens); the previous turn's
  * KV is given back. Finished turns are kept as snapshots, so undo can
- * reopen them. */
+ * reopen them.
+ *
+ * Endless: when the conversation is longer than the engine's window, a
+ * turn's prompt is the system message and the newest messages (whole,
+ * from a user message on) within half the window; every message stays in
+ * the dialogue. Such a turn reopens (undo, restore) as it was opened. */
 typedef struct fp_dialogue fp_dialogue;
 
 /* system may be NULL or "" (no system message). FP_ERR_MODEL when tmpl is
