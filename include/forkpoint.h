@@ -577,7 +577,12 @@ bool    fp_token_is_eog(const fp_model *model, int32_t token);
  * Cost: starting a turn renders the whole conversation and decodes its
  * prompt in a new session (O(conversation) tokens); the previous turn's
  * KV is given back. Finished turns are kept as snapshots, so undo can
- * reopen them. */
+ * reopen them.
+ *
+ * Endless: when the conversation is longer than the engine's window, a
+ * turn's prompt is the system message and the newest messages (whole,
+ * from a user message on) within half the window; every message stays in
+ * the dialogue. Such a turn reopens (undo, restore) as it was opened. */
 typedef struct fp_dialogue fp_dialogue;
 
 /* system may be NULL or "" (no system message). FP_ERR_MODEL when tmpl is
@@ -609,6 +614,8 @@ fp_status fp_dialogue_end_turn(fp_dialogue *d, fp_error *err);
  * when there is nothing to undo (the message before was typed). */
 fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err);
 
+/* The settings every turn starts with. */
+const fp_settings *fp_dialogue_settings(const fp_dialogue *d);
 /* The committed messages, the system message first when there is one. */
 int32_t         fp_dialogue_n_messages(const fp_dialogue *d);
 fp_chat_message fp_dialogue_message(const fp_dialogue *d, int32_t i);
@@ -627,6 +634,15 @@ char   *fp_dialogue_event_json(const fp_dialogue *d, int32_t i);
  * every field and that the open turn's prompt is the messages' rendering. */
 char        *fp_dialogue_save(const fp_dialogue *d);
 fp_dialogue *fp_dialogue_restore(fp_engine *engine, const char *json, fp_error *err);
+/* Saving a dialogue in parts (a store that writes each message once): one
+ * committed message as fp_dialogue_save's "messages" holds it (malloc'd,
+ * NULL out of range), and the open turn given back as a session restored on its own:
+ * fp_dialogue_attach_turn takes s over when its prompt is the opening of
+ * a role message after the committed ones (FP_ERR_ARG otherwise; s is
+ * then still the caller's). A dialogue restored from a document without
+ * "open" plus the attached turn is the dialogue that was saved. */
+char     *fp_dialogue_message_save(const fp_dialogue *d, int32_t i);
+fp_status fp_dialogue_attach_turn(fp_dialogue *d, const char *role, fp_session *s, fp_error *err);
 
 /* ------------------------------------------------------ plain completion */
 

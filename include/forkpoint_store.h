@@ -51,6 +51,12 @@ typedef struct fp_decision_meta {
     const char *model_sha256;  /* the model file's sha256 */
     const char *model_path;    /* the model file, recorded with a new story (NULL = none) */
     const char *modality;      /* mouse, touch, keyboard, dwell, switch, script, api, ... */
+    /* a chat's decision (NULL role: a story's): the turn's role, its message
+     * index and {"messages": the messages before it as [{role, content}],
+     * "turn_start": the bytes of the session's text before the turn} */
+    const char *role;
+    int32_t     turn;
+    const char *chat;
 } fp_decision_meta;
 
 /* Logs the session's decisions from event `from` to the last one, in one
@@ -66,10 +72,17 @@ typedef enum fp_export_format {
     FP_EXPORT_SFT = 0,   /* {"prompt","completion"} per decision */
     FP_EXPORT_PAIRS,     /* {"prompt","chosen","rejected"} per rejected candidate */
     FP_EXPORT_KTO,       /* {"prompt","completion","label"} chosen true, rejected false */
-    FP_EXPORT_RAW        /* the logged records as JSON lines */
+    FP_EXPORT_RAW,       /* the logged records as JSON lines */
+    /* chats' decisions only, in TRL's conversational form: the prompt is the
+     * messages before the turn, each side one message of the turn's role
+     * (its text before the fork and the continuation), with "turn", "role" */
+    FP_EXPORT_CHAT_SFT,  /* {"prompt":[...],"completion":[{role, content}]} */
+    FP_EXPORT_CHAT_PAIRS,/* {"prompt":[...],"chosen":[...],"rejected":[...]} */
+    FP_EXPORT_CHAT_KTO   /* {"prompt":[...],"completion":[...],"label"} */
 } fp_export_format;
 
-/* Parses "sft", "pairs", "kto", "raw"; false if unknown. */
+/* Parses "sft", "pairs", "kto", "raw", "chat-sft", "chat-pairs",
+ * "chat-kto"; false if unknown. */
 bool      fp_export_format_parse(const char *name, fp_export_format *out);
 /* Writes a dataset; profile NULL = everyone. Returns FP_ERR_ARG for an
  * unknown profile and FP_ERR_EMPTY when there is nothing to export. */
@@ -138,6 +151,7 @@ typedef struct fp_story_info {
     uint64_t version;            /* of its last write */
     char     model_sha256[65];   /* the model it was written with, "" = not recorded (older stories) */
     char     model_path[1024];
+    char     kind[8];            /* "story", or "chat" (fp_store_chat_*) */
 } fp_story_info;
 
 /* What writes cost, for benchmarks and tests. */
@@ -186,6 +200,33 @@ int32_t   fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_er
  * (a version shown to someone without a write, e.g. on a load). */
 uint64_t  fp_store_version(fp_store *st);
 fp_status fp_store_note_version(fp_store *st, uint64_t version, fp_error *err);
+
+/* ------------------------------------------------------------------ chats */
+
+/* A chat is a dialogue (fp_dialogue_*) kept in the store, listed with the
+ * stories (its row has kind "chat"; fp_store_session_delete, _info, _current
+ * and fp_store_sessions work on it). What a write costs: each committed
+ * message is written once, when it is committed (a message an undo takes
+ * back is deleted); the open turn is kept as stories are, a snapshot and
+ * its changes (a decision: one small change), with a new snapshot when the
+ * turn changes or the changes outgrow it. The decisions of the open turn
+ * go into the log in the same transaction, with their role, turn and the
+ * messages before the turn. Call a write before fp_dialogue_end_turn too:
+ * the decisions of a turn are logged from its session. */
+typedef struct fp_store_chat fp_store_chat;
+
+fp_store_chat *fp_store_chat_create(fp_store *st, const char *title, int64_t created, uint64_t version,
+                                    fp_dialogue *d, const fp_decision_meta *meta, const fp_prefs *prefs,
+                                    fp_error *err);
+fp_status      fp_store_chat_write(fp_store *st, fp_store_chat *pc, fp_dialogue *d, uint64_t version,
+                                   const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err);
+/* FP_ERR_EMPTY for an unknown id (or one that is a story). */
+fp_dialogue   *fp_store_chat_load(fp_store *st, fp_engine *e, const char *id, fp_store_chat **pc,
+                                  fp_story_info *info, fp_error *err);
+void           fp_store_chat_free(fp_store_chat *pc);
+void           fp_store_chat_stats(const fp_store_chat *pc, fp_story_stats *out);
+/* For fp_store_session_current on a chat: its handle's view of the row. */
+fp_status      fp_store_chat_current(fp_store *st, const fp_store_chat *pc, bool *current, fp_error *err);
 
 #ifdef __cplusplus
 }

@@ -58,7 +58,8 @@ serve: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
 	$(RUN_CMD)
 test-api: deps
-	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client $(BUILD)/release/bench/gen_model
+	@$(MAKE) --no-print-directory $(BUILD)/asan/forkpoint-serve $(BUILD)/release/ws_client $(BUILD)/release/bench/gen_model \
+	  $(BUILD)/release/forkpoint $(BUILD)/models/tiny-phi-3.gguf
 	bash tests/api/run.sh
 test-browser: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve $(BUILD)/release/forkpoint

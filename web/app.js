@@ -20,6 +20,7 @@
  *   page/keys.js    the keyboard                page/actions.js decisions, undo/redo, typing
  *   page/panels.js  panels, stories, settings   page/tree.js    the branch tree
  *   page/speech.js  speech, copy, quick phrases page/effort.js  effort figures
+ *   page/chat.js    chat mode: the conversation, reply / my message / send / end
  *
  * CONTRACT with outside input modules (web/access/: switch scanning,
  * camera gaze, head pointer), which drive this page from the DOM alone:
@@ -57,6 +58,7 @@ import { loadModels, switchModel } from './page/models.js';
 import { onKey, typeboxKey } from './page/keys.js';
 import { initDwell, cancelDwell } from './page/dwell.js';
 import { speakAll, speakLast, copyText, addPhrase } from './page/speech.js';
+import { startChat, chatReply, chatMine, chatEnd, chatSay } from './page/chat.js';
 
 function init() {
   applyTheme();
@@ -66,6 +68,11 @@ function init() {
     history.replaceState(null, '', location.pathname + location.hash);
 
   $('start-form').addEventListener('submit', startStory);
+  $('chat-form').addEventListener('submit', startChat);
+  $('chat-reply').addEventListener('click', () => chatReply());
+  $('chat-me').addEventListener('click', () => chatMine());
+  $('chat-end').addEventListener('click', () => chatEnd());
+  $('chat-say').addEventListener('submit', chatSay);
   $('btn-continue').addEventListener('click', () => continueAuto());
   $('btn-undo').addEventListener('click', () => undo());
   $('btn-redo').addEventListener('click', () => redo());

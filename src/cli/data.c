@@ -2,7 +2,7 @@
  * data.c — `forkpoint export` and `forkpoint profile`: the decision log as
  * datasets, and the people whose preferences were learned.
  *
- *   forkpoint export --db PATH --format sft|pairs|kto|raw [--profile NAME] [--out FILE]
+ *   forkpoint export --db PATH --format sft|pairs|kto|raw|chat-sft|chat-pairs|chat-kto [--profile NAME] [--out FILE]
  *   forkpoint profile list  --db PATH
  *   forkpoint profile reset --db PATH NAME
  *   forkpoint profile show  --db PATH NAME [--model PATH]
@@ -25,7 +25,7 @@ int cli_export(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help")) {
-            puts("usage: forkpoint export --db PATH --format sft|pairs|kto|raw [--profile NAME] [--out FILE]");
+            puts("usage: forkpoint export --db PATH --format sft|pairs|kto|raw|chat-sft|chat-pairs|chat-kto [--profile NAME] [--out FILE]");
             return 0;
         }
         if (!v) { fprintf(stderr, "forkpoint export: %s needs a value\n", a); return 2; }
@@ -39,7 +39,7 @@ int cli_export(int argc, char **argv) {
     fp_export_format fmt;
     if (!db) { fprintf(stderr, "forkpoint export: --db is required\n"); return 2; }
     if (!fp_export_format_parse(fmt_name, &fmt)) {
-        fprintf(stderr, "forkpoint export: --format must be sft, pairs, kto or raw\n");
+        fprintf(stderr, "forkpoint export: --format must be sft, pairs, kto, raw, chat-sft, chat-pairs or chat-kto\n");
         return 2;
     }
     fp_error err = {0};

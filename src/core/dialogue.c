@@ -215,24 +215,86 @@ static fp_session *turn_session(fp_dialogue *d, const char *prompt, fp_error *er
     return s;
 }
 
-/* Is s (a restored session) a turn of role after msgs[0..n)? Its prompt
- * must be their rendering and its first tokens that rendering's tokens: a
- * saved turn whose prompt or tokens were edited is refused, not reopened. */
-static fp_status turn_matches(const fp_dialogue *d, const fp_session *s, int32_t n, const char *role, fp_error *err) {
-    char *want = NULL;
-    fp_status st = opening(d, d->msgs, n, role, &want, err);
-    if (st != FP_OK) return st;
-    size_t len = strlen(want);
-    int32_t cap = (int32_t)(len < 1u << 24 ? len : 1u << 24) + 8;
-    int32_t *toks = malloc(sizeof(int32_t) * (size_t)cap);
-    int32_t nt = toks ? fp_tokenize_special(d->engine->model, want, len, toks, cap, true) : -1;
-    if (!toks) st = fpi_fail(err, FP_ERR_NOMEM, "out of memory");
-    else if (fp_session_prompt_len(s) != len || memcmp(fp_session_text(s), want, len) != 0 || nt < 1 || nt > cap ||
-             nt > fp_session_n_tokens(s) || memcmp(fp_session_tokens(s), toks, sizeof(int32_t) * (size_t)nt) != 0)
-        st = fpi_fail(err, FP_ERR_ARG, "the saved %s turn does not follow the conversation (its prompt is not the messages' rendering)", role);
-    free(toks);
-    free(want);
+/* Endless: a turn's prompt is the conversation through the template, and
+ * when that is longer than the context window allows, the oldest messages
+ * are left out of it, whole, from the first one after the system prompt
+ * (which stays), starting each time at a user message, until the prompt
+ * takes at most half the window (the rest is room for the turn, whose own
+ * window slides as a story's does). The messages themselves are all kept.
+ * k = 0: the whole conversation; else the prompt renders the system
+ * message (when there is one) and msgs[k..n). */
+static fp_status opening_from(const fp_dialogue *d, int32_t n, int32_t k, const char *role, char **out, fp_error *err) {
+    if (k == 0) return opening(d, d->msgs, n, role, out, err);
+    dmsg *tmp = malloc(sizeof *tmp * (size_t)(n + 1));
+    if (!tmp) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    int32_t c = 0;
+    if (d->n_msgs > 0 && !strcmp(d->msgs[0].role, "system")) tmp[c++] = d->msgs[0];
+    for (int32_t i = k; i < n; i++) tmp[c++] = d->msgs[i];
+    fp_status st = opening(d, tmp, c, role, out, err);
+    free(tmp);
     return st;
+}
+
+/* Tokens of a prompt with its control tokens (-1: cannot be tokenized);
+ * *toks gets them when toks is given (malloc'd). */
+static int32_t prompt_tokens(const fp_dialogue *d, const char *prompt, int32_t **toks) {
+    size_t len = strlen(prompt);
+    int32_t cap = (int32_t)(len < 1u << 24 ? len : 1u << 24) + 8;
+    int32_t *t = malloc(sizeof(int32_t) * (size_t)cap);
+    int32_t n = t ? fp_tokenize_special(d->engine->model, prompt, len, t, cap, true) : -1;
+    if (n > cap) n = -1;
+    if (toks && n >= 0) *toks = t; else free(t);
+    return n;
+}
+
+/* The prompt of the next turn of role after msgs[0..n) (see opening_from). */
+static fp_status turn_prompt(const fp_dialogue *d, int32_t n, const char *role, char **out, fp_error *err) {
+    const fp_settings *st = &d->st;
+    int32_t limit = d->engine->n_pos_max - (st->max_word_tokens + st->lookahead + 2);
+    fp_status rc = opening_from(d, n, 0, role, out, err);
+    if (rc != FP_OK || prompt_tokens(d, *out, NULL) <= limit) return rc;
+    int32_t first = d->n_msgs > 0 && !strcmp(d->msgs[0].role, "system") ? 1 : 0;
+    /* the first (longest) cut within half the window that still holds a
+     * message; else the shortest one with a message that fits at all; else
+     * the system prompt alone (or what is left: the session then says it
+     * is too long) */
+    char *fits = NULL;
+    for (int32_t k = first + 1; k <= n; k++) {
+        if (k < n && strcmp(d->msgs[k].role, "user")) continue;
+        char *p = NULL;
+        if ((rc = opening_from(d, n, k, role, &p, err)) != FP_OK) { free(fits); return rc; }
+        int32_t nt = prompt_tokens(d, p, NULL);
+        bool ok = nt >= 0 && nt <= limit;
+        if (k < n && ok && nt <= limit / 2) { free(*out); free(fits); *out = p; return FP_OK; }
+        if (k < n && ok) { free(fits); fits = p; continue; }
+        if (k == n && !fits) { fits = p; continue; }
+        free(p);
+    }
+    if (fits) { free(*out); *out = fits; }
+    return FP_OK;
+}
+
+/* Is s (a restored session) a turn of role after msgs[0..n)? Its prompt
+ * must be their rendering (whole, or leaving the oldest messages out, as a
+ * turn_prompt under some window) and its first tokens that rendering's
+ * tokens: a saved turn whose prompt or tokens were edited is refused. */
+static fp_status turn_matches(const fp_dialogue *d, const fp_session *s, int32_t n, const char *role, fp_error *err) {
+    int32_t first = d->n_msgs > 0 && !strcmp(d->msgs[0].role, "system") ? 1 : 0;
+    for (int32_t k = 0; k <= n; k = k == 0 ? first + 1 : k + 1) {
+        char *want = NULL;
+        fp_status st = opening_from(d, n, k, role, &want, err);
+        if (st != FP_OK) return st;
+        size_t len = strlen(want);
+        bool same = fp_session_prompt_len(s) == len && memcmp(fp_session_text(s), want, len) == 0;
+        int32_t *toks = NULL;
+        int32_t nt = same ? prompt_tokens(d, want, &toks) : -1;
+        same = same && nt >= 1 && nt <= fp_session_n_tokens(s) &&
+               memcmp(fp_session_tokens(s), toks, sizeof(int32_t) * (size_t)nt) == 0;
+        free(toks);
+        free(want);
+        if (same) return FP_OK;
+    }
+    return fpi_fail(err, FP_ERR_ARG, "the saved %s turn does not follow the conversation (its prompt is not the messages' rendering)", role);
 }
 
 fp_status fp_dialogue_begin(fp_dialogue *d, const char *role, fp_error *err) {
@@ -241,7 +303,7 @@ fp_status fp_dialogue_begin(fp_dialogue *d, const char *role, fp_error *err) {
     if (d->cur) return fpi_fail(err, FP_ERR_STATE, "a turn is open; end it first");
     char *prompt = NULL;
     fp_error e2 = { 0 };
-    fp_status st = opening(d, d->msgs, d->n_msgs, role, &prompt, err);
+    fp_status st = turn_prompt(d, d->n_msgs, role, &prompt, err);
     if (st != FP_OK) return st;
     char *r = strdup(role);
     fp_session *s = r ? turn_session(d, prompt, &e2) : NULL;
@@ -331,6 +393,7 @@ fp_status fp_dialogue_undo(fp_dialogue *d, fp_error *err) {
 }
 
 int32_t fp_dialogue_n_messages(const fp_dialogue *d) { return d ? d->n_msgs : 0; }
+const fp_settings *fp_dialogue_settings(const fp_dialogue *d) { return d ? &d->st : NULL; }
 fp_chat_message fp_dialogue_message(const fp_dialogue *d, int32_t i) {
     if (!d || i < 0 || i >= d->n_msgs) return (fp_chat_message){ NULL, NULL };
     return (fp_chat_message){ d->msgs[i].role, d->msgs[i].content };
@@ -363,6 +426,39 @@ char *fp_dialogue_event_json(const fp_dialogue *d, int32_t i) {
 
 /* ------------------------------------------------------------ persistence */
 
+/* One message as a saved dialogue holds it: role, content and, for a
+ * co-written turn, its session snapshot and events. */
+static cJSON *message_cjson(const dmsg *m) {
+    cJSON *j = cJSON_CreateObject();
+    bool ok = j && cJSON_AddStringToObject(j, "role", m->role) && cJSON_AddStringToObject(j, "content", m->content);
+    if (ok && m->snapshot) {
+        cJSON *ev = cJSON_AddArrayToObject(j, "events");
+        ok = ev && cJSON_AddItemToObject(j, "session", cJSON_Parse(m->snapshot));
+        for (int32_t k = 0; ok && k < m->n_events; k++) ok = cJSON_AddItemToArray(ev, cJSON_Parse(m->events[k]));
+    }
+    if (!ok) { cJSON_Delete(j); return NULL; }
+    return j;
+}
+
+char *fp_dialogue_message_save(const fp_dialogue *d, int32_t i) {
+    if (!d || i < 0 || i >= d->n_msgs) return NULL;
+    cJSON *j = message_cjson(&d->msgs[i]);
+    char *s = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    return s;
+}
+
+fp_status fp_dialogue_attach_turn(fp_dialogue *d, const char *role, fp_session *s, fp_error *err) {
+    if (!d || !s) return fpi_fail(err, FP_ERR_ARG, "no dialogue or session");
+    if (!role_ok(role)) return fpi_fail(err, FP_ERR_ARG, "a turn's role is \"user\" or \"assistant\"");
+    if (d->cur) return fpi_fail(err, FP_ERR_STATE, "a turn is open; end it first");
+    fp_status st = turn_matches(d, s, d->n_msgs, role, err);
+    if (st != FP_OK) return st;
+    if (!(d->cur_role = strdup(role))) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
+    d->cur = s;
+    return FP_OK;
+}
+
 char *fp_dialogue_save(const fp_dialogue *d) {
     if (!d) return NULL;
     cJSON *o = cJSON_CreateObject(), *ms = cJSON_CreateArray();
@@ -374,16 +470,9 @@ char *fp_dialogue_save(const fp_dialogue *d) {
     else cJSON_AddNullToObject(o, "template");
     ok = cJSON_AddItemToObject(o, "settings", fpi_json_settings(&d->st));
     for (int32_t i = 0; ok && i < d->n_msgs; i++) {
-        const dmsg *m = &d->msgs[i];
-        cJSON *j = cJSON_CreateObject();
+        cJSON *j = message_cjson(&d->msgs[i]);
         ok = j && cJSON_AddItemToArray(ms, j);
-        if (!ok) { cJSON_Delete(j); break; }
-        cJSON_AddStringToObject(j, "role", m->role);
-        cJSON_AddStringToObject(j, "content", m->content);
-        if (!m->snapshot) continue;
-        cJSON *ev = cJSON_AddArrayToObject(j, "events");
-        ok = ev && cJSON_AddItemToObject(j, "session", cJSON_Parse(m->snapshot));
-        for (int32_t k = 0; ok && k < m->n_events; k++) ok = cJSON_AddItemToArray(ev, cJSON_Parse(m->events[k]));
+        if (!ok) cJSON_Delete(j);
     }
     if (ok && d->cur) {
         cJSON *t = cJSON_AddObjectToObject(o, "open");

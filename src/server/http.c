@@ -340,13 +340,20 @@ static int route_adapters(srv_app *app, struct mg_connection *c)
 
 static int route_create(srv_app *app, struct mg_connection *c)
 {
-    static const char *const fields[] = {"prompt", "settings", NULL};
+    static const char *const fields[] = {"prompt", "settings", "mode", "system", "messages", "chat_template", NULL};
     cJSON *j;
     int st = parse_body(c, &j, false, fields);
     if (st) return st;
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(j, "prompt");
     const cJSON *settings = cJSON_GetObjectItemCaseSensitive(j, "settings");
-    if (!cJSON_IsString(prompt)) {
+    const char *bad = srv_chat_check_create(j);   /* chat.c: "mode", and a chat's fields */
+    bool chat = !bad && cJSON_GetObjectItemCaseSensitive(j, "mode") &&
+                strcmp(cJSON_GetObjectItemCaseSensitive(j, "mode")->valuestring, "chat") == 0;
+    if (bad) {
+        cJSON_Delete(j);
+        return send_error(c, 400, bad);
+    }
+    if (!chat && !cJSON_IsString(prompt)) {
         cJSON_Delete(j);
         return send_error(c, 400, "\"prompt\" must be a string");
     }
@@ -355,7 +362,7 @@ static int route_create(srv_app *app, struct mg_connection *c)
         return send_error(c, 400, "\"settings\" must be an object");
     }
     char *sj = cJSON_IsObject(settings) ? cJSON_PrintUnformatted(settings) : NULL;
-    srv_job job = {.kind = JOB_CREATE, .text = prompt->valuestring, .settings = sj};
+    srv_job job = {.kind = JOB_CREATE, .text = chat ? NULL : prompt->valuestring, .settings = sj, .ext = chat ? j : NULL};
     st = run_job(app, c, &job);
     free(sj);
     cJSON_Delete(j);
@@ -367,7 +374,7 @@ static int route_action(srv_app *app, struct mg_connection *c, const char *sid,
                         const char *action)
 {
     static const char *const http_actions[] = {"choose", "type", "undo", "continue", "shown",
-                                               "goto", "settings", NULL};
+                                               "goto", "settings", "say", "reply", "end", NULL};
     bool known = false;
     for (const char *const *a = http_actions; *a && !known; a++) known = strcmp(*a, action) == 0;
     if (!known) return send_error(c, 404, "unknown action");

@@ -171,11 +171,12 @@ const char *const *srv_action_fields(const char *action)
     static const char *const highlight[] = {"index", "op", "req", NULL};
     static const char *const sw[] = {"button", "op", "req", NULL};
     static const char *const get[] = {"op", "req", NULL};
+    static const char *const say[] = {"text", "modality", "fork_id", "version", "op", "req", NULL};   /* chats: say, reply */
     static const struct { const char *name; const char *const *f; } t[] = {
         {"choose", choose}, {"select", choose}, {"type", type}, {"prefix", type},
         {"undo", plain}, {"continue", plain}, {"shown", plain}, {"goto", go},
         {"settings", settings}, {"highlight", highlight}, {"get", get},
-        {"switch", sw},
+        {"switch", sw}, {"say", say}, {"reply", say}, {"end", plain},
     };
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (strcmp(t[i].name, action) == 0) return t[i].f;
@@ -324,6 +325,13 @@ const char *srv_parse_action(const char *action, const void *cjson_obj, const ch
                                                : "\"text\" or \"prefix\" must be a string";
     } else if (strcmp(action, "undo") == 0) {
         job->kind = JOB_UNDO;
+    } else if (strcmp(action, "say") == 0 || strcmp(action, "reply") == 0) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+        job->kind = action[0] == 's' ? JOB_SAY : JOB_REPLY;
+        if (t && !cJSON_IsString(t)) return "\"text\" must be a string (or absent: the message is co-written)";
+        job->text = t ? t->valuestring : NULL;
+    } else if (strcmp(action, "end") == 0) {
+        job->kind = JOB_END;
     } else if (strcmp(action, "continue") == 0) {
         job->kind = JOB_CONTINUE;
     } else if (strcmp(action, "shown") == 0) {

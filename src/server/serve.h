@@ -116,7 +116,8 @@ typedef enum srv_job_kind {
     JOB_TREE, JOB_EVENTS, JOB_ADAPTERS,
     JOB_PROFILE, JOB_PROFILE_RESET,   /* profile.c */
     JOB_OAI,         /* the OpenAI / llama.cpp compatible API (oai.c); ext is its run */
-    JOB_MODEL        /* switch models (models.c); text is the path */
+    JOB_MODEL,       /* switch models (models.c); text is the path */
+    JOB_SAY, JOB_REPLY, JOB_END   /* chats (chat.c): text = a message written outright, NULL = co-written */
 } srv_job_kind;
 
 /* One unit of engine work. Lives on the submitting thread's stack; inputs
@@ -139,7 +140,7 @@ typedef struct srv_job {
     uint64_t     want_version;
     bool         has_fork;     /* the client named the fork its action answers */
     int32_t      want_fork;
-    void        *ext;          /* JOB_OAI: the request and its stream (oai.c) */
+    void        *ext;          /* JOB_OAI: the request and its stream (oai.c); JOB_CREATE: a chat's request (chat.c) */
     bool         requeue;      /* set by a job that has more to do: back to its lane's tail */
     /* outputs */
     int          status;       /* HTTP status */
@@ -164,8 +165,10 @@ typedef struct srv_live {
                                   store's counter, so it grows across restarts */
     double      last_ms;       /* engine time of the last decision */
     bool        last_hit;      /* the last choice used a prefetched outcome */
-    fp_session *s;
+    fp_session *s;             /* a chat's: its open turn, NULL when none (kept so by chat.c) */
     fp_store_session *ps;      /* what of it is in the store */
+    fp_dialogue *d;            /* a chat (chat.c), NULL for a story */
+    fp_store_chat *pc;         /* what of the chat is in the store */
     bool        busy;          /* a job runs on it (or is making it): never evicted then */
 } srv_live;
 
@@ -327,9 +330,31 @@ void  srv_store_refresh_prefs(srv_app *app, bool force);
 bool  srv_store_attach_prefs(fp_session *s, fp_prefs *p);
 bool  srv_store_current(srv_app *app, const srv_live *l);
 
-/* state.c: JSON views of a session (worker thread). */
+/* state.c: JSON views of a session (worker thread). A chat's is
+ * srv_chat_state_json's; srv_session_state_json is a session's alone. */
 char *srv_state_json(srv_app *app, const srv_live *l);
+char *srv_session_state_json(srv_app *app, const srv_live *l);
+
+/* chat.c: chat sessions (a dialogue: fp_dialogue_*) in the API. */
+/* Handler thread: checks a create request with "mode":"chat" (j, a cJSON
+ * object): NULL or the 400 message. */
+const char *srv_chat_check_create(const void *j);
+/* Worker: the dialogue a checked request asks for (its messages added);
+ * NULL with err. *title gets its title. */
+fp_dialogue *srv_chat_new(srv_app *app, const void *j, const fp_settings *set, char *title, size_t cap, fp_error *err);
+/* Worker: a chat's own actions (say, reply, end, undo) and the refusals of
+ * story actions that have no open turn to act on. Returns true when it
+ * handled the job: *st its status, or *replied when job holds the answer. */
+bool  srv_chat_apply(srv_app *app, srv_job *job, srv_live *l, fp_status *st, fp_error *err, bool *replied);
+/* After a change: l->s follows the dialogue; true when the open turn has
+ * ended (end-of-turn, or its token limit) and is to be committed once its
+ * decisions are saved (srv_chat_commit). */
+bool  srv_chat_settle(srv_live *l);
+fp_status srv_chat_commit(srv_live *l, fp_error *err);
+char *srv_chat_state_json(srv_app *app, const srv_live *l);
+char *srv_chat_events_jsonl(const srv_live *l);
 char *srv_events_jsonl(const fp_session *s);
+char *srv_jsonl(int32_t n, char *(*line)(const void *ctx, int32_t i), const void *ctx);
 
 /* models.c: the running model, the models folder, switching. */
 /* Loads path's model and an engine for it as the server's flags say, and

@@ -106,7 +106,8 @@ static fp_decision_meta meta_for(srv_app *app, const srv_live *l, const srv_job 
 static fp_status persist(srv_app *app, srv_live *l, const srv_job *job, fp_error *err)
 {
     fp_decision_meta meta = meta_for(app, l, job);
-    fp_status st = fp_store_session_write(app->store, l->ps, l->s, l->version, &meta, app->prefs, err);
+    fp_status st = l->d ? fp_store_chat_write(app->store, l->pc, l->d, l->version, &meta, app->prefs, err)
+                        : fp_store_session_write(app->store, l->ps, l->s, l->version, &meta, app->prefs, err);
     if (st != FP_OK) fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", l->id, err->message);
     return st;
 }
@@ -138,20 +139,24 @@ static void reply_unsaved(srv_app *app, srv_job *job, fp_status st, const fp_err
 static void drop_live(srv_app *app, srv_live *l)
 {
     stash_version(app, l);
-    fp_session_free(l->s);
+    if (l->d) fp_dialogue_free(l->d);   /* a chat's open turn is its dialogue's */
+    else fp_session_free(l->s);
     fp_store_session_free(l->ps);
+    fp_store_chat_free(l->pc);
     memset(l, 0, sizeof *l);
 }
 
 /* A story written with another model than the running one: switches to
  * it (models.c), or answers 409 saying why it cannot. may_switch false (the
  * restore at start) leaves such a story for later. True when it may load. */
-static bool with_its_model(srv_app *app, srv_job *job, bool may_switch)
+static bool with_its_model(srv_app *app, srv_job *job, bool may_switch, bool *is_chat)
 {
     fp_story_info row;
     fp_error err = {0};
+    *is_chat = false;
     /* unknown ids and store errors are load's to report */
     if (fp_store_session_info(app->store, job->sid, &row, &err) != FP_OK) return true;
+    *is_chat = strcmp(row.kind, "chat") == 0;
     if (!row.model_sha256[0] || strcmp(row.model_sha256, app->model_sha) == 0) return true;
     const char *slash = strrchr(row.model_path, '/');
     const char *file = slash ? slash + 1 : row.model_path;
@@ -187,7 +192,8 @@ static srv_live *load_as(srv_app *app, srv_job *job, bool may_switch)
         l = NULL;
     }
     if (l) { touch(app, l); return l; }
-    if (!with_its_model(app, job, may_switch)) return NULL;
+    bool is_chat;
+    if (!with_its_model(app, job, may_switch, &is_chat)) return NULL;
 
     l = free_slot(app);
     if (!l) {
@@ -196,13 +202,18 @@ static srv_live *load_as(srv_app *app, srv_job *job, bool may_switch)
         return NULL;
     }
     fp_error err = {0};
-    fp_session *s;
+    fp_session *s = NULL;
     fp_store_session *ps = NULL;
+    fp_dialogue *d = NULL;
+    fp_store_chat *pc = NULL;
     fp_story_info info;
-    while (!(s = fp_store_session_load(app->store, app->engine, job->sid, &ps, &info, &err)) &&
+    /* a chat: its dialogue (chats.c), whose open turn may be none */
+    while (!(is_chat ? (d = fp_store_chat_load(app->store, app->engine, job->sid, &pc, &info, &err)) != NULL
+                     : (s = fp_store_session_load(app->store, app->engine, job->sid, &ps, &info, &err)) != NULL) &&
            (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
-    if (!s) {
+    if (d) s = fp_dialogue_session(d);
+    if (!s && !d) {
         memset(l, 0, sizeof *l);   /* the reserved slot goes back */
         char msg[320];
         snprintf(msg, sizeof msg, "cannot restore session: %s", err.message);
@@ -218,10 +229,12 @@ static srv_live *load_as(srv_app *app, srv_job *job, bool may_switch)
     l->used = true;
     l->s = s;
     l->ps = ps;
+    l->d = d;
+    l->pc = pc;
     /* the preferences may have changed since it was saved (learning here or,
      * on a shared database, on another server): a reordered cloud is a state
      * clients have not seen */
-    bool reordered = app->prefs && srv_store_attach_prefs(s, app->prefs);
+    bool reordered = app->prefs && s && srv_store_attach_prefs(s, app->prefs);
     snprintf(l->id, sizeof l->id, "%s", job->sid);
     snprintf(l->title, sizeof l->title, "%.*s", (int)sizeof l->title - 1, info.title);
     l->created = info.created;
@@ -248,21 +261,25 @@ static srv_live *load(srv_app *app, srv_job *job) { return load_as(app, job, tru
 
 /* Puts the session's state into the response; when changed, bumps the
  * version, saves, and pushes the state to its WebSocket clients. */
+/* Bumps the version and saves; false (job answered, session dropped) when
+ * the store refused. */
+static bool save_change(srv_app *app, srv_live *l, srv_job *job)
+{
+    l->version = ++app->version;
+    fp_error err = {0};
+    fp_status st = persist(app, l, job, &err);
+    if (st == FP_OK) return true;
+    /* memory is ahead of the disk: forget it, the next request reloads
+     * (the profile too, when it trained on what was not saved) */
+    drop_live(app, l);
+    srv_store_refresh_prefs(app, true);
+    reply_unsaved(app, job, st, &err);
+    return false;
+}
+
 static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
 {
-    if (changed) {
-        l->version = ++app->version;
-        fp_error err = {0};
-        fp_status st = persist(app, l, job, &err);
-        if (st != FP_OK) {
-            /* memory is ahead of the disk: forget it, the next request reloads
-             * (the profile too, when it trained on what was not saved) */
-            drop_live(app, l);
-            srv_store_refresh_prefs(app, true);
-            reply_unsaved(app, job, st, &err);
-            return;
-        }
-    }
+    if (changed && !save_change(app, l, job)) return;
     job->out_version = l->version;
     char *state = srv_state_json(app, l);
     if (!state) {
@@ -271,7 +288,7 @@ static void reply_state(srv_app *app, srv_live *l, srv_job *job, bool changed)
         return;
     }
     if (changed) {
-        const fp_fork *f = fp_session_fork(l->s);
+        const fp_fork *f = l->s ? fp_session_fork(l->s) : NULL;
         srv_ws_broadcast_state(app, l->id, state, f ? f->n_candidates : 0);
     }
     job->status = 200;
@@ -357,11 +374,14 @@ static void job_create(srv_app *app, srv_job *job)
         return;
     }
     double t0 = srv_now_ms();
-    fp_session *s;
-    while (!(s = fp_session_new(app->engine, job->text, &set, &err)) &&
+    fp_session *s = NULL;
+    fp_dialogue *d = NULL;   /* a chat (chat.c): no session until a turn opens */
+    char title[SRV_TITLE_MAX] = "";
+    while (!(job->ext ? (d = srv_chat_new(app, job->ext, &set, title, sizeof title, &err)) != NULL
+                      : (s = fp_session_new(app->engine, job->text, &set, &err)) != NULL) &&
            (err.code == FP_ERR_CAPACITY || err.code == FP_ERR_CONTEXT) && evict_lru(app, NULL))
         memset(&err, 0, sizeof err);
-    if (!s) {
+    if (!s && !d) {
         memset(l, 0, sizeof *l);   /* the reserved slot goes back */
         if (err.code == FP_ERR_CAPACITY) {
             job->status = 503;
@@ -373,19 +393,21 @@ static void job_create(srv_app *app, srv_job *job)
         }
         return;
     }
-    if (app->prefs) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
+    if (app->prefs && s) fp_session_set_prefs(s, app->prefs, NULL); /* same model: cannot fail */
     l->used = true;
     l->s = s;
+    l->d = d;
     snprintf(l->id, sizeof l->id, "%s", id);
     snprintf(job->sid, sizeof job->sid, "%s", id);
-    make_title(job->text, l->title, sizeof l->title);
+    make_title(d ? title : job->text, l->title, sizeof l->title);
     l->created = (int64_t)time(NULL);
     l->last_ms = srv_now_ms() - t0;
     srv_store_sync_version(app);
     l->version = ++app->version;
     /* the row, the first snapshot and any decision already made, at once */
     fp_decision_meta meta = meta_for(app, l, job);
-    if (!(l->ps = fp_store_session_create(app->store, l->title, l->created, l->version, s, &meta, app->prefs, &err))) {
+    if (d ? !(l->pc = fp_store_chat_create(app->store, l->title, l->created, l->version, d, &meta, app->prefs, &err))
+          : !(l->ps = fp_store_session_create(app->store, l->title, l->created, l->version, s, &meta, app->prefs, &err))) {
         fprintf(stderr, "forkpoint-serve: saving session %s failed: %s\n", id, err.message);
         drop_live(app, l);
         reply_unsaved(app, job, err.code, &err);
@@ -510,6 +532,10 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
         if ((st = fp_settings_validate(&set, err)) != FP_OK) return st;
         return fp_session_set_settings(s, &set, err);
     }
+    case JOB_SAY: case JOB_REPLY: case JOB_END:
+        job->status = 400;
+        job->body = srv_json_error("say, reply and end are for chats (create one with \"mode\":\"chat\")");
+        return FP_ERR_ARG;
     case JOB_SHOWN:
         fp_session_mark_shown(s);
         job->status = 200;
@@ -529,7 +555,7 @@ static fp_status apply_change(srv_app *app, srv_job *job, srv_live *l, fp_error 
  * Returns true when the job was answered so. */
 static bool stale(srv_app *app, srv_job *job, srv_live *l)
 {
-    const fp_fork *f = fp_session_fork(l->s);
+    const fp_fork *f = l->s ? fp_session_fork(l->s) : NULL;   /* a chat between turns has none */
     char why[200] = "";
     if (job->has_version && job->want_version != l->version)
         snprintf(why, sizeof why, "stale: the session is at version %llu, not %llu",
@@ -566,7 +592,8 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
     fp_error err = {0};
     bool replied = false;
     double t0 = srv_now_ms();
-    fp_status st = apply_change(app, job, l, &err, &replied);
+    fp_status st;
+    if (!(l->d && srv_chat_apply(app, job, l, &st, &err, &replied))) st = apply_change(app, job, l, &err, &replied);
     if (replied) return;
     if ((st == FP_ERR_CAPACITY || st == FP_ERR_CONTEXT) && evict_others(app, l) > 0) {
         if (!app->cfg.quiet)
@@ -576,7 +603,7 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
         if (!(l = load(app, job))) return;
         memset(&err, 0, sizeof err);
         t0 = srv_now_ms();
-        st = apply_change(app, job, l, &err, &replied);
+        if (!(l->d && srv_chat_apply(app, job, l, &st, &err, &replied))) st = apply_change(app, job, l, &err, &replied);
         if (replied) return;
     }
     if (st != FP_OK) {
@@ -597,6 +624,14 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
         return;
     }
     l->last_ms = srv_now_ms() - t0;
+    /* a chat's turn that has ended: its decisions are saved from its
+     * session, then it becomes a message (both written: two transactions) */
+    if (l->d && srv_chat_settle(l)) {
+        if (!save_change(app, l, job)) return;
+        fp_status cst = srv_chat_commit(l, &err);
+        if (cst != FP_OK && cst != FP_ERR_EMPTY) { drop_live(app, l); reply_fp_error(job, &err, cst); return; }
+        /* empty (the model ended the turn at once): it stays open, ended; undo or end it */
+    }
     /* a prefix narrows the cloud but commits nothing; it is still state the
      * other clients should see, so it is broadcast (and saved: cheap) too */
     reply_state(app, l, job, true);
@@ -670,12 +705,13 @@ static void exec_job(srv_app *app, srv_job *job)
         reply_state(app, l, job, false);
         return;
     case JOB_TREE:
+        if (!l->s) { job->status = 409; job->body = srv_json_error("no turn is open: the tree is the open turn's"); return; }
         job->body = fp_session_tree_json(l->s);
         job->status = job->body ? 200 : 500;
         if (!job->body) job->body = srv_json_error("out of memory");
         return;
     case JOB_EVENTS:
-        job->body = srv_events_jsonl(l->s);
+        job->body = l->d ? srv_chat_events_jsonl(l) : srv_events_jsonl(l->s);
         job->status = job->body ? 200 : 500;
         job->ctype = "application/x-ndjson; charset=utf-8";
         if (!job->body) { job->body = srv_json_error("out of memory"); job->ctype = NULL; }
@@ -729,7 +765,7 @@ static int next_plan(const fp_session *s)
 fp_session *srv_prefetch_target(srv_app *app, const char *sid)
 {
     srv_live *l = live_find(app, sid);
-    if (!l || l->busy || next_plan(l->s) < 0) return NULL;
+    if (!l || !l->s || l->busy || next_plan(l->s) < 0) return NULL;   /* a chat between turns has no session */
     l->busy = true;   /* not evicted while this executor waits in a decode */
     return l->s;
 }

@@ -96,6 +96,11 @@ static cJSON *tokens_json(srv_app *app, const fp_session *s, cJSON *forks)
 /* The whole state document; malloc'd, the caller frees. */
 char *srv_state_json(srv_app *app, const srv_live *l)
 {
+    return l->d ? srv_chat_state_json(app, l) : srv_session_state_json(app, l);
+}
+
+char *srv_session_state_json(srv_app *app, const srv_live *l)
+{
     const fp_session *s = l->s;
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -159,29 +164,37 @@ char *srv_state_json(srv_app *app, const srv_live *l)
     return out;
 }
 
-/* The event log as JSON lines, one decided fork per line. */
-char *srv_events_jsonl(const fp_session *s)
+/* JSON lines: line(ctx, i) for i in [0, n), each malloc'd; NULL when
+ * out of memory. Shared by a story's log and a chat's (chat.c). */
+char *srv_jsonl(int32_t n, char *(*line)(const void *ctx, int32_t i), const void *ctx)
 {
     size_t cap = 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
     buf[0] = '\0';
-    int32_t n = fp_session_n_events(s);
     for (int32_t i = 0; i < n; i++) {
-        char *line = fp_fork_to_json(s, fp_session_event(s, i));
-        if (!line) { free(buf); return NULL; }
-        size_t ll = strlen(line);
+        char *l = line(ctx, i);
+        if (!l) { free(buf); return NULL; }
+        size_t ll = strlen(l);
         if (len + ll + 2 > cap) {
             while (len + ll + 2 > cap) cap *= 2;
             char *nb = realloc(buf, cap);
-            if (!nb) { free(line); free(buf); return NULL; }
+            if (!nb) { free(l); free(buf); return NULL; }
             buf = nb;
         }
-        memcpy(buf + len, line, ll);
+        memcpy(buf + len, l, ll);
         len += ll;
         buf[len++] = '\n';
         buf[len] = '\0';
-        free(line);
+        free(l);
     }
     return buf;
+}
+
+static char *event_line(const void *s, int32_t i) { return fp_fork_to_json(s, fp_session_event(s, i)); }
+
+/* The event log as JSON lines, one decided fork per line. */
+char *srv_events_jsonl(const fp_session *s)
+{
+    return srv_jsonl(fp_session_n_events(s), event_line, s);
 }

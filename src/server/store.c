@@ -162,7 +162,7 @@ void srv_store_refresh_prefs(srv_app *app, bool force)
     fp_prefs_set_auto(p, app->cfg.auto_resolve, 0.95f);
     for (int i = 0; i < app->cfg.max_live; i++) {
         srv_live *l = &app->live[i];
-        if (!l->used || !srv_store_attach_prefs(l->s, p)) continue;
+        if (!l->used || !l->s || !srv_store_attach_prefs(l->s, p)) continue;   /* a chat between turns has no session */
         l->version = ++app->version;
         if (fp_store_note_version(app->store, app->version, &err) != FP_OK)
             fprintf(stderr, "forkpoint-serve: %s\n", err.message);
@@ -181,8 +181,9 @@ void srv_store_refresh_prefs(srv_app *app, bool force)
  * current: a change would fail at its write anyway, with a clear error. */
 bool srv_store_current(srv_app *app, const srv_live *l)
 {
-    if (!fp_store_is_shared(app->store) || !l->ps) return true;
+    if (!fp_store_is_shared(app->store) || (!l->ps && !l->pc)) return true;
     bool cur = true;
-    if (fp_store_session_current(app->store, l->ps, &cur, NULL) != FP_OK) return true;
+    if ((l->pc ? fp_store_chat_current(app->store, l->pc, &cur, NULL)
+               : fp_store_session_current(app->store, l->ps, &cur, NULL)) != FP_OK) return true;
     return cur;
 }

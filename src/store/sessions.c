@@ -166,9 +166,9 @@ fp_status fp_store_session_write(fp_store *st, fp_store_session *ps, const fp_se
     return rc;
 }
 
-/* Columns 0..6 of ROW_COLS into r. */
-#define ROW_COLS "s.id, s.title, s.created, s.updated, s.version, s.model_sha256, s.model_path"
-static void read_row(fpi_q *q, fp_story_info *r) {
+/* Columns 0..7 of ROW_COLS into r (chats.c reads rows with it too). */
+#define ROW_COLS FPI_ROW_COLS
+void fpi_store_read_row(fpi_q *q, fp_story_info *r) {
     memset(r, 0, sizeof *r);
     const char *a = fpi_q_text(q, 0), *b = fpi_q_text(q, 1), *m = fpi_q_text(q, 5), *p = fpi_q_text(q, 6);
     snprintf(r->id, sizeof r->id, "%s", a ? a : "");
@@ -178,6 +178,8 @@ static void read_row(fpi_q *q, fp_story_info *r) {
     r->version = (uint64_t)fpi_q_int(q, 4);
     snprintf(r->model_sha256, sizeof r->model_sha256, "%s", m ? m : "");
     snprintf(r->model_path, sizeof r->model_path, "%s", p ? p : "");
+    const char *k = fpi_q_text(q, 7);
+    snprintf(r->kind, sizeof r->kind, "%s", k ? k : "story");
 }
 
 fp_status fp_store_session_info(fp_store *st, const char *id, fp_story_info *info, fp_error *err) {
@@ -186,13 +188,13 @@ fp_status fp_store_session_info(fp_store *st, const char *id, fp_story_info *inf
     if (!fpi_q_run(st, &q, "SELECT " ROW_COLS " FROM sessions s WHERE s.id = ?", "t", id))
         return fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
     fp_status rc = FP_OK;
-    if (fpi_q_step(&q)) read_row(&q, info);
+    if (fpi_q_step(&q)) fpi_store_read_row(&q, info);
     else rc = q.ok ? fp_error_set(err, FP_ERR_EMPTY, "unknown session") : fp_error_set(err, FP_ERR_IO, "cannot read sessions: %s", st->msg);
     fpi_q_end(&q);
     return rc;
 }
 
-static char *dup_col(fpi_q *q, int i) {
+char *fpi_store_dup_col(fpi_q *q, int i) {
     const char *t = fpi_q_text(q, i);
     int n = fpi_q_bytes(q, i);
     char *d = t ? malloc((size_t)n + 1) : NULL;
@@ -217,10 +219,10 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
         goto out;
     }
     if (fpi_q_step(&q)) {
-        read_row(&q, &row);
-        snap = dup_col(&q, 7);
-        snap_seq = fpi_q_int(&q, 8);
-        seq = fpi_q_int(&q, 9);
+        fpi_store_read_row(&q, &row);
+        snap = fpi_store_dup_col(&q, 8);
+        snap_seq = fpi_q_int(&q, 9);
+        seq = fpi_q_int(&q, 10);
         if (!snap) rc = fp_error_set(err, FP_ERR_NOMEM, "out of memory");
     } else if (q.ok) {
         rc = fp_error_set(err, FP_ERR_EMPTY, "unknown session");
@@ -241,7 +243,7 @@ fp_session *fp_store_session_load(fp_store *st, fp_engine *e, const char *id, fp
     bool mismatch = false, nomem = false;
     while (fpi_q_step(&q)) {
         if (n >= want || fpi_q_int(&q, 0) != snap_seq + 1 + n) { mismatch = true; break; }
-        if (!(ch[n] = dup_col(&q, 1))) { nomem = true; break; }
+        if (!(ch[n] = fpi_store_dup_col(&q, 1))) { nomem = true; break; }
         log_bytes += fpi_q_bytes(&q, 1);
         n++;
     }
@@ -286,7 +288,11 @@ fp_status fp_store_session_delete(fp_store *st, const char *id, bool *existed, f
     int64_t a = fpi_exec(st, "DELETE FROM sessions WHERE id = ?", "t", id);
     bool had = a > 0;
     if (a < 0 || fpi_exec(st, "DELETE FROM session_snapshots WHERE session = ?", "t", id) < 0 ||
-        fpi_exec(st, "DELETE FROM session_changes WHERE session = ?", "t", id) < 0) {
+        fpi_exec(st, "DELETE FROM session_changes WHERE session = ?", "t", id) < 0 ||
+        /* a chat's parts (chats.c) */
+        fpi_exec(st, "DELETE FROM chats WHERE id = ?", "t", id) < 0 ||
+        fpi_exec(st, "DELETE FROM chat_messages WHERE chat = ?", "t", id) < 0 ||
+        fpi_exec(st, "DELETE FROM chat_changes WHERE chat = ?", "t", id) < 0) {
         rc = fp_error_set(err, FP_ERR_IO, "cannot delete the session: %s", st->msg);
         fpi_store_rollback(st);
         return rc;
@@ -305,7 +311,7 @@ int32_t fp_store_sessions(fp_store *st, fp_story_info *out, int32_t cap, fp_erro
         return -1;
     }
     int32_t n = 0;
-    while (n < cap && fpi_q_step(&q)) read_row(&q, &out[n++]);
+    while (n < cap && fpi_q_step(&q)) fpi_store_read_row(&q, &out[n++]);
     if (!q.ok) {
         fp_error_set(err, FP_ERR_IO, "cannot list sessions: %s", st->msg);
         n = -1;

@@ -12,7 +12,8 @@
  *
  * Schema versions: 0 is a SQLite database made before the schema was
  * versioned (decisions and profiles by this library, a sessions table of
- * whole JSON documents by the server); 2 is the current one (see
+ * whole JSON documents by the server); 4 is the current one (3: a story
+ * remembers its model; 4: chats, and a decision's role and turn; see
  * docs/storage.md). Opening upgrades an older database in one transaction;
  * a newer one is refused. One schema text serves both databases; the
  * dialects force three differences, kept in SCHEMA's arguments: column
@@ -37,7 +38,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 
 #define fail fp_error_set
 
@@ -61,7 +62,10 @@
     " chooser TEXT NOT NULL," \
     " modality TEXT NOT NULL," \
     " ms " REAL " NOT NULL," \
-    " event " INT ");"                   /* the event's number in its session (NULL before version 2) */ \
+    " event " INT ","                    /* the event's number in its session (NULL before version 2) */ \
+    " role TEXT,"                        /* a chat's decision: the turn's role (NULL for stories and before version 4) */ \
+    " turn " INT ","                     /* ... the turn's message index */ \
+    " chat TEXT);"                       /* ... {"messages": the messages before the turn, "turn_start": bytes of context before it} */ \
     "CREATE INDEX IF NOT EXISTS decisions_profile ON decisions(profile, id);" \
     "CREATE INDEX IF NOT EXISTS decisions_session ON decisions(session, event);" \
     "CREATE TABLE IF NOT EXISTS profiles(" \
@@ -80,7 +84,8 @@
     " version " INT " NOT NULL DEFAULT 0," /* the version of the last write */ \
     " seq " INT " NOT NULL DEFAULT 0,"   /* the last change written */ \
     " model_sha256 TEXT NOT NULL DEFAULT ''," /* the model it was written with ('' before version 3) */ \
-    " model_path TEXT NOT NULL DEFAULT '');" \
+    " model_path TEXT NOT NULL DEFAULT ''," \
+    " kind TEXT NOT NULL DEFAULT 'story');" /* 'story' or 'chat' (chats.c; version 4) */ \
     "CREATE INDEX IF NOT EXISTS sessions_updated ON sessions(updated);" \
     "CREATE TABLE IF NOT EXISTS session_snapshots(" \
     " session TEXT PRIMARY KEY," \
@@ -92,7 +97,26 @@
     " version " INT " NOT NULL," \
     " change TEXT NOT NULL,"             /* fp_session_save_changes's document */ \
     " PRIMARY KEY(session, seq))" NOROWID ";" \
-    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value " INT " NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value " INT " NOT NULL);" \
+    /* chats (version 4, chats.c): the dialogue's header, each committed message once, \
+     * and the open turn as a snapshot and its changes, as stories are kept */ \
+    "CREATE TABLE IF NOT EXISTS chats(" \
+    " id TEXT PRIMARY KEY,"              /* = sessions.id */ \
+    " header TEXT NOT NULL,"             /* template and settings (fp_dialogue_save's, without messages) */ \
+    " n_messages " INT " NOT NULL," \
+    " open_role TEXT,"                   /* the open turn, NULL when none */ \
+    " open_seq " INT " NOT NULL DEFAULT 0," /* its last change */ \
+    " open_snapshot TEXT);" \
+    "CREATE TABLE IF NOT EXISTS chat_messages(" \
+    " chat TEXT NOT NULL," \
+    " turn " INT " NOT NULL," \
+    " message TEXT NOT NULL,"            /* fp_dialogue_message_save's document */ \
+    " PRIMARY KEY(chat, turn))" NOROWID ";" \
+    "CREATE TABLE IF NOT EXISTS chat_changes(" \
+    " chat TEXT NOT NULL," \
+    " seq " INT " NOT NULL," \
+    " change TEXT NOT NULL,"             /* fp_session_save_changes of the open turn */ \
+    " PRIMARY KEY(chat, seq))" NOROWID ";"
 
 static const char SCHEMA_SQLITE[] = SCHEMA("INTEGER PRIMARY KEY", "INTEGER", "REAL", "BLOB", " WITHOUT ROWID");
 static const char SCHEMA_PG[] =
@@ -164,6 +188,18 @@ static int migrate(fp_store *st) {
     if (rc == 0 && !pg && has_column(st, "sessions", "model_sha256") == 0)
         rc = fpi_exec_script(st, "ALTER TABLE sessions ADD COLUMN model_sha256 TEXT NOT NULL DEFAULT '';"
                                  "ALTER TABLE sessions ADD COLUMN model_path TEXT NOT NULL DEFAULT '';");
+    /* version 4: chats (their tables are made by the schema above), a decision's role and turn */
+    if (rc == 0 && pg)
+        rc = fpi_exec_script(st, "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS role TEXT;"
+                                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS turn BIGINT;"
+                                 "ALTER TABLE decisions ADD COLUMN IF NOT EXISTS chat TEXT;"
+                                 "ALTER TABLE sessions ADD COLUMN IF NOT EXISTS kind TEXT NOT NULL DEFAULT 'story';");
+    if (rc == 0 && !pg && has_column(st, "decisions", "role") == 0)
+        rc = fpi_exec_script(st, "ALTER TABLE decisions ADD COLUMN role TEXT;"
+                                 "ALTER TABLE decisions ADD COLUMN turn INTEGER;"
+                                 "ALTER TABLE decisions ADD COLUMN chat TEXT;");
+    if (rc == 0 && !pg && has_column(st, "sessions", "kind") == 0)
+        rc = fpi_exec_script(st, "ALTER TABLE sessions ADD COLUMN kind TEXT NOT NULL DEFAULT 'story';");
     if (rc == 0)
         rc = fpi_exec(st, "INSERT INTO counters(name, value) VALUES('version', ?) ON CONFLICT(name) DO NOTHING", "i",
                       (int64_t)time(NULL) * 1000LL) < 0 ? -1 : 0;
@@ -187,11 +223,14 @@ fp_store *fp_store_open(const char *path, bool create, fp_error *err) {
     if (rc == 0) rc = migrate(st);
     if (rc == 0) /* an existing table of another shape is not ours */
         rc = fpi_exec_script(st, "SELECT id, at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-                                 " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event FROM decisions LIMIT 0;"
+                                 " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, chat FROM decisions LIMIT 0;"
                                  "SELECT name, model_sha256, n_learned, data, updated FROM profiles LIMIT 0;"
-                                 "SELECT id, title, created, updated, version, seq, model_sha256, model_path FROM sessions LIMIT 0;"
+                                 "SELECT id, title, created, updated, version, seq, model_sha256, model_path, kind FROM sessions LIMIT 0;"
                                  "SELECT session, seq, snapshot FROM session_snapshots LIMIT 0;"
-                                 "SELECT session, seq, version, change FROM session_changes LIMIT 0;");
+                                 "SELECT session, seq, version, change FROM session_changes LIMIT 0;"
+                                 "SELECT id, header, n_messages, open_role, open_seq, open_snapshot FROM chats LIMIT 0;"
+                                 "SELECT chat, turn, message FROM chat_messages LIMIT 0;"
+                                 "SELECT chat, seq, change FROM chat_changes LIMIT 0;");
     if (rc != 0) {
         /* a URL may hold a password: PostgreSQL is named, not its URL */
         fail(err, FP_ERR_IO, "%s is not a usable Forkpoint database: %s", st->kind == FPI_PG ? "the PostgreSQL database" : path,
@@ -238,17 +277,21 @@ fp_status fpi_store_log_one(fp_store *st, const fp_session *s, int32_t ev, const
     char *toks = tokens_json(fp_session_tokens(s), npos);
     fp_status rc = FP_OK;
     if (!fork || !settings || !toks) { rc = fail(err, FP_ERR_NOMEM, "out of memory"); goto out; }
+    char turn[16];   /* bound as text: NULL for a story's decision, the number for a chat's */
+    snprintf(turn, sizeof turn, "%d", (int)m->turn);
     if (fpi_exec(st,
             "INSERT INTO decisions(at, session, profile, model_sha256, settings, context, context_tokens, fork,"
-            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "dttttTtttiitttdi",
+            " choice_kind, choice_index, accept_preview, typed, chooser, modality, ms, event, role, turn, chat)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "dttttTtttiitttdittt",
             unix_now(), m->session_id ? m->session_id : "", m->profile ? m->profile : "default",
             m->model_sha256 ? m->model_sha256 : "", settings, text, (int)off, toks, fork, fp_choice_name(f->choice),
             (int64_t)f->choice_index, (int64_t)(f->choice == FP_CHOICE_INDEX_PREVIEW),
             f->choice == FP_CHOICE_TYPED ? f->choice_text : NULL, fp_chooser_name(f->chooser),
-            m->modality ? m->modality : "unknown", (double)f->ms_to_choose, (int64_t)ev) != 1)
+            m->modality ? m->modality : "unknown", (double)f->ms_to_choose, (int64_t)ev,
+            m->role, m->role ? turn : NULL, m->role ? m->chat : NULL) != 1)
         rc = fail(err, FP_ERR_IO, "cannot log a decision: %s", st->msg);
-    else if (bytes) *bytes += (int64_t)(off + strlen(settings) + strlen(toks) + strlen(fork) + 160);
+    else if (bytes) *bytes += (int64_t)(off + strlen(settings) + strlen(toks) + strlen(fork) + 160 +
+                                        (m->role && m->chat ? strlen(m->chat) : 0));
 out:
     free(fork); free(settings); free(toks);
     return rc;
@@ -288,8 +331,8 @@ static fp_status profile_known(fp_store *st, const char *profile, fp_error *err)
 }
 
 bool fp_export_format_parse(const char *name, fp_export_format *out) {
-    static const char *names[] = { "sft", "pairs", "kto", "raw" };
-    for (int i = 0; i < 4; i++)
+    static const char *names[] = { "sft", "pairs", "kto", "raw", "chat-sft", "chat-pairs", "chat-kto" };
+    for (int i = 0; i < 7; i++)
         if (name && strcmp(name, names[i]) == 0) { *out = (fp_export_format)i; return true; }
     return false;
 }
@@ -310,12 +353,67 @@ static char *continuation(const cJSON *cand) {
     return s;
 }
 
+/* One side of a row: the prompt's continuation as text or, in the chat
+ * formats (chat set), as one message of the turn's role holding the turn's
+ * text before the fork and the continuation (white space at its start
+ * trimmed, as a message is kept). */
+typedef struct chat_row {
+    const char *role, *prefix;   /* prefix: the turn's text before the fork */
+    cJSON *messages;             /* the messages before the turn */
+    int turn;
+} chat_row;
+
+static cJSON *side(const chat_row *c, const char *text) {
+    if (!c) return cJSON_CreateString(text);
+    size_t a = strlen(c->prefix), b = strlen(text);
+    char *s = malloc(a + b + 1);
+    if (!s) return NULL;
+    memcpy(s, c->prefix, a);
+    memcpy(s + a, text, b + 1);
+    const char *t = s + strspn(s, " \t\r\n");
+    cJSON *arr = cJSON_CreateArray(), *m = cJSON_CreateObject();
+    if (arr && m && cJSON_AddItemToArray(arr, m)) {
+        cJSON_AddStringToObject(m, "role", c->role);
+        cJSON_AddStringToObject(m, "content", t);
+    } else { cJSON_Delete(m); cJSON_Delete(arr); arr = NULL; }
+    free(s);
+    return arr;
+}
+
+/* A new row: its prompt (text, or the chat's messages) and, for chats, turn and role. */
+static cJSON *row_start(const chat_row *c, const char *context) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    cJSON_AddItemToObject(o, "prompt", c ? cJSON_Duplicate(c->messages, true) : cJSON_CreateString(context));
+    if (c) {
+        cJSON_AddNumberToObject(o, "turn", c->turn);
+        cJSON_AddStringToObject(o, "role", c->role);
+    }
+    return o;
+}
+
 /* Rows of one decision in the chosen format. Automatic decisions (chooser
- * "auto") were nobody's choice: only the raw log has them. */
+ * "auto") were nobody's choice: only the raw log has them. The chat
+ * formats take only chats' decisions (columns role, turn, chat). */
 static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
     const char *context = fpi_q_text(q, 6);
     const char *fork_s = fpi_q_text(q, 8);
     const char *chooser = fpi_q_text(q, 13);
+    const char *role = fpi_q_text(q, 17), *chat_s = fpi_q_text(q, 19);
+    bool chat_fmt = fmt >= FP_EXPORT_CHAT_SFT;
+    chat_row cr = { 0 }, *cx = NULL;
+    cJSON *chat = NULL;
+    if (chat_fmt) {
+        if (!role || !chat_s || !context) return;
+        chat = cJSON_Parse(chat_s);
+        double ts = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(chat, "turn_start"));
+        cJSON *ms = cJSON_GetObjectItemCaseSensitive(chat, "messages");
+        /* a damaged row (turn_start beyond the context) is left out */
+        if (!cJSON_IsArray(ms) || !(ts >= 0 && ts <= (double)strlen(context))) { cJSON_Delete(chat); return; }
+        cr = (chat_row){ .role = role, .prefix = context + (size_t)ts, .messages = ms, .turn = (int)fpi_q_int(q, 18) };
+        cx = &cr;
+        fmt = fmt == FP_EXPORT_CHAT_SFT ? FP_EXPORT_SFT : fmt == FP_EXPORT_CHAT_PAIRS ? FP_EXPORT_PAIRS : FP_EXPORT_KTO;
+    }
     if (fmt == FP_EXPORT_RAW) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "id", (double)fpi_q_int(q, 0));
@@ -329,12 +427,16 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         cJSON_AddItemToObject(o, "fork", cJSON_Parse(fork_s));
         cJSON_AddStringToObject(o, "modality", fpi_q_text(q, 14));
         cJSON_AddNumberToObject(o, "ms", fpi_q_double(q, 15));
+        if (role) {   /* a chat's decision */
+            cJSON_AddStringToObject(o, "role", role);
+            cJSON_AddNumberToObject(o, "turn", (double)fpi_q_int(q, 18));
+            cJSON_AddItemToObject(o, "chat", cJSON_Parse(chat_s ? chat_s : "null"));
+        }
         emit(out, o, n);
         return;
     }
-    if (!chooser || strcmp(chooser, "auto") == 0) return;
-    cJSON *fork = cJSON_Parse(fork_s);
-    if (!fork) return;
+    cJSON *fork = chooser && strcmp(chooser, "auto") != 0 ? cJSON_Parse(fork_s) : NULL;
+    if (!fork) { cJSON_Delete(chat); return; }
     const cJSON *cands = cJSON_GetObjectItemCaseSensitive(fork, "candidates");
     const cJSON *choice = cJSON_GetObjectItemCaseSensitive(fork, "choice");
     const char *kind = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(choice, "kind"));
@@ -344,9 +446,8 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
     int idx = idx_d >= 0 && idx_d <= INT32_MAX ? (int)idx_d : -1;
     bool by_index = kind && (strcmp(kind, "index") == 0 || strcmp(kind, "index_preview") == 0);
     if (fmt == FP_EXPORT_SFT) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "prompt", context);
-        cJSON_AddStringToObject(o, "completion", ctext ? ctext : "");
+        cJSON *o = row_start(cx, context);
+        cJSON_AddItemToObject(o, "completion", side(cx, ctext ? ctext : ""));
         emit(out, o, n);
     } else {
         /* the chosen side: the candidate with its preview, or the typed text */
@@ -356,9 +457,8 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         cJSON_ArrayForEach(c, cands) { if (by_index && i == idx) { ci = i; chosen = continuation(c); } i++; }
         if (!chosen) chosen = strdup(ctext ? ctext : "");
         if (fmt == FP_EXPORT_KTO) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "prompt", context);
-            cJSON_AddStringToObject(o, "completion", chosen ? chosen : "");
+            cJSON *o = row_start(cx, context);
+            cJSON_AddItemToObject(o, "completion", side(cx, chosen ? chosen : ""));
             cJSON_AddBoolToObject(o, "label", true);
             emit(out, o, n);
         }
@@ -367,13 +467,12 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
             if (i++ == ci) continue;
             char *rej = continuation(c);
             if (!rej || !chosen || strcmp(rej, chosen) == 0) { free(rej); continue; }
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "prompt", context);
+            cJSON *o = row_start(cx, context);
             if (fmt == FP_EXPORT_PAIRS) {
-                cJSON_AddStringToObject(o, "chosen", chosen);
-                cJSON_AddStringToObject(o, "rejected", rej);
+                cJSON_AddItemToObject(o, "chosen", side(cx, chosen));
+                cJSON_AddItemToObject(o, "rejected", side(cx, rej));
             } else {
-                cJSON_AddStringToObject(o, "completion", rej);
+                cJSON_AddItemToObject(o, "completion", side(cx, rej));
                 cJSON_AddBoolToObject(o, "label", false);
             }
             emit(out, o, n);
@@ -382,6 +481,7 @@ static void export_row(fp_export_format fmt, fpi_q *q, FILE *out, int64_t *n) {
         free(chosen);
     }
     cJSON_Delete(fork);
+    cJSON_Delete(chat);
 }
 
 fp_status fp_store_export(fp_store *st, fp_export_format fmt, const char *profile, FILE *out,

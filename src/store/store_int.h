@@ -8,6 +8,7 @@
  *            reconnecting a lost PostgreSQL connection where that is safe
  * store.c    the schema and its migrations, the decision log, exports, profiles
  * sessions.c stories: snapshots, their changes, versions
+ * chats.c    chats: dialogues kept as messages and an open turn
  *
  * SQL is written once, with `?` placeholders, in the dialect both accept
  * (upserts with ON CONFLICT, no scalar max()); db.c turns `?` into `$n`
@@ -80,6 +81,12 @@ fp_status fpi_store_log_one(fp_store *st, const fp_session *s, int32_t i, const 
 /* fp_store_profile_save inside the caller's transaction. */
 fp_status fpi_store_profile_put(fp_store *st, const char *name, const char *sha, const fp_prefs *p, int64_t *bytes,
                                 fp_error *err);
+/* sessions.c's row reader (the columns of its ROW_COLS, which chats.c
+ * selects too) and a text column as a malloc'd string (NULL for NULL or
+ * out of memory). */
+#define FPI_ROW_COLS "s.id, s.title, s.created, s.updated, s.version, s.model_sha256, s.model_path, s.kind"
+void      fpi_store_read_row(fpi_q *q, fp_story_info *r);
+char     *fpi_store_dup_col(fpi_q *q, int i);
 /* BEGIN (IMMEDIATE on SQLite) / COMMIT / ROLLBACK. Begin reconnects a lost
  * PostgreSQL connection first (nothing is in flight then). */
 fp_status fpi_store_begin(fp_store *st, fp_error *err);

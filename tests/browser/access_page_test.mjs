@@ -27,12 +27,10 @@
 // and a final "N passed, M failed".
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 import { SERVE, MODEL, CHROMIUM, OUT, chromeArgs, assert, eq, sleep, harness, startServer as serve,
-  storyHelpers, tmpDir } from './lib.mjs';
+  storyHelpers, tmpDir, axe as axeRun, dwell as dwellOn } from './lib.mjs';
 
-const AXE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const tmp = tmpDir('fp-access-page-');
 
 let page = null;
@@ -90,38 +88,9 @@ async function newStory(prompt, settings) {
 const boxes = () => page.$$eval('#cloud .cand, #cloud .cand-phrase, .actions button:not([hidden])', (els) =>
   els.map((e) => { const r = e.getBoundingClientRect(); return [e.id || e.className, r.x, r.y, r.width, r.height].map((v) => (typeof v === 'number' ? Math.round(v * 2) / 2 : v)); }));
 
-async function axe(name, shot) {
-  if (shot) await page.screenshot({ path: path.join(OUT, `view-${name}.png`) });
-  await page.evaluate(AXE);
-  const r = await page.evaluate(async () => {
-    const res = await window.axe.run(document, { resultTypes: ['violations'] });
-    return res.violations.map((v) => ({ id: v.id, impact: v.impact, n: v.nodes.length, t: v.nodes[0] && v.nodes[0].target.join(' ') }));
-  });
-  const bad = r;   // no violation of any impact (issue 11: 0 violations on every view)
-  const by = (i) => r.filter((v) => v.impact === i).reduce((a, v) => a + v.n, 0);
-  console.log(`# axe ${name}: ${r.length} rules violated; nodes: critical ${by('critical')}, serious ${by('serious')}, moderate ${by('moderate')}, minor ${by('minor')}` +
-    (r.length ? ` (${r.map((v) => `${v.id}:${v.impact}:${v.n}`).join(', ')})` : ''));
-  assert(!bad.length, `${name}: ${bad.map((v) => `${v.id} (${v.impact}, ${v.n} nodes, e.g. ${v.t})`).join('; ')}`);
-}
+const axe = (name, shot) => axeRun(page, name, shot);
 
-/* Rests the mouse on el (after a move away) until done() holds. */
-async function dwell(sel, done, what) {
-  await page.mouse.move(2, 400);
-  await sleep(120);
-  const loc = page.locator(sel).first();
-  await loc.waitFor({ state: 'visible', timeout: 10000 }).catch(() => { throw new Error(`${what || sel} not visible`); });
-  const b = await loc.boundingBox();
-  assert(b, `${what || sel}: no box`);
-  await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2, { steps: 3 });
-  const t0 = Date.now();
-  for (;;) {
-    if (await done()) break;
-    if (Date.now() - t0 > 8000) throw new Error(`dwell on ${what || sel} did nothing`);
-    await sleep(60);
-  }
-  await page.mouse.move(2, 400);
-  await sleep(250); // the cooldown
-}
+const dwell = (sel, done, what) => dwellOn(page, sel, done, what);
 
 async function main() {
   console.log(`# server ${SERVE}\n# chromium ${CHROMIUM}`);

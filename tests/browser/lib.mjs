@@ -14,6 +14,7 @@
 // CHROMIUM (default /usr/bin/chromium), ONLY (a regular expression: run only
 // the tests whose name matches, while debugging).
 import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,6 +44,44 @@ export function assert(c, m) { if (!c) throw new Error(m); }
 export function eq(a, b, m) {
   const sa = JSON.stringify(a), sb = JSON.stringify(b);
   if (sa !== sb) throw new Error(`${m}: ${sa.slice(0, 200)} != ${sb.slice(0, 200)}`);
+}
+
+/* axe-core on the page as it is: prints "# axe NAME: ..." and throws on
+ * any violation (issue 11: no violation of any impact on every view);
+ * shot saves build/test-output/view-NAME.png first. */
+let AXE = null;
+export async function axe(page, name, shot) {
+  if (!AXE) AXE = fs.readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  if (shot) await page.screenshot({ path: path.join(OUT, `view-${name}.png`) });
+  await page.evaluate(AXE);
+  const r = await page.evaluate(async () => {
+    const res = await window.axe.run(document, { resultTypes: ['violations'] });
+    return res.violations.map((v) => ({ id: v.id, impact: v.impact, n: v.nodes.length, t: v.nodes[0] && v.nodes[0].target.join(' ') }));
+  });
+  const by = (i) => r.filter((v) => v.impact === i).reduce((a, v) => a + v.n, 0);
+  console.log(`# axe ${name}: ${r.length} rules violated; nodes: critical ${by('critical')}, serious ${by('serious')}, moderate ${by('moderate')}, minor ${by('minor')}` +
+    (r.length ? ` (${r.map((v) => `${v.id}:${v.impact}:${v.n}`).join(', ')})` : ''));
+  assert(!r.length, `${name}: ${r.map((v) => `${v.id} (${v.impact}, ${v.n} nodes, e.g. ${v.t})`).join('; ')}`);
+}
+
+/* Rests the mouse on sel (after a move away) until done() holds (the
+ * page's dwell must be on); then moves away and waits out the cooldown. */
+export async function dwell(page, sel, done, what) {
+  await page.mouse.move(2, 400);
+  await sleep(120);
+  const loc = page.locator(sel).first();
+  await loc.waitFor({ state: 'visible', timeout: 10000 }).catch(() => { throw new Error(`${what || sel} not visible`); });
+  const b = await loc.boundingBox();
+  assert(b, `${what || sel}: no box`);
+  await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2, { steps: 3 });
+  const t0 = Date.now();
+  for (;;) {
+    if (await done()) break;
+    if (Date.now() - t0 > 8000) throw new Error(`dwell on ${what || sel} did nothing`);
+    await sleep(60);
+  }
+  await page.mouse.move(2, 400);
+  await sleep(250); // the cooldown
 }
 
 /* A fresh temporary directory (the test removes it at the end). */

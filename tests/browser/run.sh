@@ -29,7 +29,7 @@ fi
 mkdir -p "$repo/build/test-output"
 cd "$here" || fail "no $here"
 total_p=0; total_f=0; rc=0
-for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs access_test.mjs access_settings_test.mjs profile_test.mjs models_test.mjs; do
+for t in browser_test.mjs crossorigin_test.mjs access_page_test.mjs access_test.mjs access_settings_test.mjs profile_test.mjs models_test.mjs chat_test.mjs; do
   out=$(node "$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)

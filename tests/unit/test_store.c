@@ -300,7 +300,7 @@ static void test_story(void) {
     fp_store *st = fp_store_open(db, true, &err);
     CHECKF(st != NULL, "%s", err.message);
     if (!st) return;
-    CHECK(fp_store_schema_version(st) == 3);
+    CHECK(fp_store_schema_version(st) == 4);
     fp_settings set = eager();
     fp_session *s = fp_session_new(g_engine, PROMPT, &set, &err);
     fp_decision_meta meta = { .session_id = "0123456789abcdef", .profile = "ann", .model_sha256 = "x", .modality = "test" };
@@ -435,7 +435,7 @@ static void test_old_database(void) {
     fp_store *st = fp_store_open(db, false, &err);
     CHECKF(st != NULL, "%s", err.message);
     if (!st) return;
-    CHECK(fp_store_schema_version(st) == 3);
+    CHECK(fp_store_schema_version(st) == 4);
     CHECK(fp_store_count(st, NULL) == old_rows && old_rows > 0);
     fp_story_info rows[8];
     int32_t n = fp_store_sessions(st, rows, 8, &err);
@@ -480,7 +480,7 @@ static void test_old_database(void) {
     fp_store_close(st);
     /* opening again: already current, nothing to do */
     st = fp_store_open(db, false, &err);
-    CHECK(st && fp_store_schema_version(st) == 3);
+    CHECK(st && fp_store_schema_version(st) == 4);
     fp_store_close(st);
     /* a database from a newer Forkpoint is refused, not damaged */
     CHECK(sql_exec(db, "PRAGMA user_version = 99"));

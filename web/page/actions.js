@@ -20,7 +20,7 @@ import { countActions } from './effort.js';
 /* Runs one decision request. kind: 'forward' (clears redo), 'back'
  * (remembers where we were), 'redo' (neither); cost: the person's actions
  * it took (counted once it is done, see effort.js). */
-async function decide(path, body, kind, cost) {
+export async function decide(path, body, kind, cost) {
   if (S.busy || !S.sid) return null;
   const st0 = S.state;
   const f = st0 && st0.fork;

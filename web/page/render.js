@@ -19,6 +19,7 @@ import { renderEffort } from './effort.js';
 import { loadRedo } from './actions.js';
 import { displayWord, storyPart } from './text.js';
 import { modelSeen } from './models.js';
+import { renderChat } from './chat.js';
 
 export function render(st, opts) {
   if (!st || st.id !== S.sid) return;
@@ -45,6 +46,7 @@ export function render(st, opts) {
   renderStrip();
   renderCloud(opts && opts.keepFocus);
   renderStatus();
+  renderChat(st);
   renderEffort(st);
   scrollStoryToEnd();
   if (prev && prev.id === st.id && prev.version !== st.version) announce(prev, st);
@@ -71,6 +73,7 @@ function afterPaint(fn) { requestAnimationFrame(() => setTimeout(fn, 0)); }
 /* A story's title from its own text: the first words the model and the
  * person wrote after the prompt (the prompt alone is the same for many). */
 export function titleOf(st) {
+  if (st.mode === 'chat') return st.title || 'Chat';
   const gen = storyPart(st).replace(/\s+/g, ' ').trim();
   const src = gen || st.text.replace(/\s+/g, ' ').trim() || 'Story';
   if (src.length <= 48) return src;
