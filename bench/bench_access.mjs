@@ -205,7 +205,10 @@ if (isMain) {
 var file = o.actions;
 if (!file) {
   file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fp-bench-access-')), 'actions.jsonl');
-  const args = ['--stories', '12', '--seed-base', '5000', '--point-top', ...o.extra, '--actions', file];
+  // --no-profile: fixed settings. bench_textentry's profile adapts k to a
+  // keyboard-and-mouse writer (up to 64 candidates), which a switch user
+  // would have to scan past; the adaptation rules do not weigh scan cost.
+  const args = ['--stories', '12', '--seed-base', '5000', '--point-top', '--no-profile', ...o.extra, '--actions', file];
   console.log(`# ${path.relative(repo, o.textentry)} ${args.join(' ')}`);
   const out = execFileSync(o.textentry, args, { stdio: ['ignore', 'pipe', 'inherit'] }).toString();
   for (const l of out.split('\n')) if (/^(actions per character|forkpoint \/ keyboard|targets:|forkpoint:)/.test(l)) console.log(`#   ${l}`);

@@ -45,6 +45,7 @@
 
 #include "bench_util.h"
 #include "forkpoint.h"
+#include "forkpoint_learn.h"
 
 #define PROMPT "Once upon a time"
 #define MAX_DOC 8192         /* bytes of prompt + target */
@@ -58,6 +59,8 @@ typedef struct options {
     int32_t k, lookahead, beam, gap, per_sentence;
     float   entropy, top1, margin;
     bool    no_preview, no_prefix, no_point;
+    bool    no_profile;        /* no profile: the writer's settings stay fixed (the earlier writer) */
+    bool    no_adapt;          /* a profile that learns, but the settings never adapt (ablation) */
     /* the keyboard */
     int32_t kb_k, kb_search;
     /* both */
@@ -92,6 +95,11 @@ static void usage(void) {
         "  --no-prefix         never narrow by typed letters: type and commit (ablation)\n"
         "  --no-point          never point into a preview (fp_session_choose_until): a\n"
         "                      candidate whose preview goes wrong is taken alone (ablation)\n"
+        "  --no-profile        no profile: the settings above stay as they are all along\n"
+        "                      (by default the writer is one person with one profile over\n"
+        "                      every story, new at the first, and the settings adapt to its\n"
+        "                      habits: fp_prefs_adapt_settings)\n"
+        "  --no-adapt          the profile learns, but the settings never adapt (ablation)\n"
         " Keyboard:\n"
         "  --kb-k N            predictions shown (default 5)\n"
         "  --kb-search N       words the keyboard's cloud ranks before it drops\n"
@@ -131,6 +139,8 @@ static void parse(options *o, int argc, char **argv) {
         if (!strcmp(a, "--no-preview")) { o->no_preview = true; continue; }
         if (!strcmp(a, "--no-prefix")) { o->no_prefix = true; continue; }
         if (!strcmp(a, "--no-point")) { o->no_point = true; continue; }
+        if (!strcmp(a, "--no-profile")) { o->no_profile = true; continue; }
+        if (!strcmp(a, "--no-adapt")) { o->no_adapt = true; continue; }
         if (!strcmp(a, "--trace")) { o->trace = true; continue; }
         if (!strcmp(a, "--show-targets")) { o->show_targets = true; continue; }
         if (!strcmp(a, "--point-top")) { o->point_top = true; continue; }
@@ -600,7 +610,17 @@ static fp_status decide_fork(fp_session *s, const char *full, size_t len, size_t
  * opens at the start of its token), a premature end by asking for a fork at
  * the end, text run on past the target by one cut, and an open fork is
  * decided. */
-static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full, const options *o) {
+#define ADAPT_EVERY 16   /* decisions between two adaptations of the settings */
+
+/* Do a and b agree on what fp_prefs_adapt_settings changes? */
+static bool same_fork_settings(const fp_settings *a, const fp_settings *b) {
+    return a->k == b->k && a->beam_width == b->beam_width && a->lookahead == b->lookahead &&
+           a->min_gap_tokens == b->min_gap_tokens && a->max_forks_per_sentence == b->max_forks_per_sentence &&
+           a->fork_top1_below == b->fork_top1_below && a->fork_entropy_bits == b->fork_entropy_bits;
+}
+
+/* prefs: the person's profile (NULL: --no-profile), shared by every story. */
+static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full, const options *o, fp_prefs *prefs) {
     fork_tally t = { .word_end = SIZE_MAX };
     fp_error err = {0};
     fp_settings st = fp_default_settings();
@@ -615,8 +635,16 @@ static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full,
     st.repeat_penalty = o->repeat_penalty;
     st.sample_auto = false;
     st.max_tokens = 0;
+    const fp_settings base = st;
+    if (prefs && !o->no_adapt) st = fp_prefs_adapt_settings(prefs, &base);
     fp_session *s = fp_session_new(e, PROMPT, &st, &err);
     if (!s) { fprintf(stderr, "bench_textentry: session: %s\n", err.message); return t; }
+    if (prefs && fp_session_set_prefs(s, prefs, &err) != FP_OK) {
+        fprintf(stderr, "bench_textentry: profile: %s\n", err.message);
+        fp_session_free(s);
+        return t;
+    }
+    int64_t adapted_at = prefs ? fp_prefs_habits_get(prefs).decisions : 0;
     const size_t floor = fp_session_prompt_len(s);
     size_t best_len = 0;
     int32_t stalls = 0;
@@ -625,6 +653,20 @@ static fork_tally write_forkpoint(fp_engine *e, const char *full, size_t n_full,
         const size_t len = fp_session_text_len(s);
         const size_t d = common_prefix(text, len, full, n_full);
         fp_status rc = FP_OK;
+        /* every ADAPT_EVERY decisions the settings follow the person's
+         * habits, as a front end would at a fork (the fork is recomputed) */
+        if (prefs && !o->no_adapt && d == len && fp_session_state(s) == FP_STATE_AT_FORK &&
+            fp_prefs_habits_get(prefs).decisions - adapted_at >= ADAPT_EVERY) {
+            adapted_at = fp_prefs_habits_get(prefs).decisions;
+            const fp_settings now = fp_prefs_adapt_settings(prefs, &base);
+            if (!same_fork_settings(&now, fp_session_settings(s))) {
+                if (fp_session_set_settings(s, &now, &err) != FP_OK) {
+                    fprintf(stderr, "bench_textentry: adapted settings: %s\n", err.message);
+                    break;
+                }
+                continue;
+            }
+        }
         if (d == n_full) {
             if (len > n_full) {   /* cut the run-on text */
                 t.repairs++;
@@ -857,8 +899,12 @@ int main(int argc, char **argv) {
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = o.threads;
     /* cells: a 512-token text plus the branch cells of the widest fork asked for */
-    const int32_t kmax = o.k > o.kb_search ? o.k : o.kb_search;
-    const int32_t cells = 512 + o.beam * FP_MAX_PATH + kmax * (o.lookahead + 1);
+    /* (with a profile, the widest the adapted settings can be: k and beam 64, twice the lookahead up to 32) */
+    const bool adapts = !o.no_profile && !o.no_adapt;
+    const int32_t kw = adapts ? 64 : o.k, bw = adapts ? 64 : o.beam;
+    const int32_t lw = adapts && o.lookahead < 16 ? 2 * o.lookahead : adapts && o.lookahead < 32 ? 32 : o.lookahead;
+    const int32_t kmax = kw > o.kb_search ? kw : o.kb_search;
+    const int32_t cells = 512 + (bw > o.beam ? bw : o.beam) * FP_MAX_PATH + kmax * (lw + 1);
     ep.n_ctx = (uint32_t)((cells + 255) / 256 * 256);
     ep.n_seq_max = 160;     /* a 64-path beam plus the shown words' own copies */
     g_model = model;
@@ -875,6 +921,10 @@ int main(int argc, char **argv) {
            "margin < %.2f, gap %d, per sentence %d%s%s%s\n", o.k, o.beam, o.lookahead, o.entropy, o.top1,
            o.margin, o.gap, o.per_sentence, o.no_preview ? ", no previews" : "",
            o.no_prefix ? ", no prefix narrowing" : "", o.no_point ? ", no pointing into previews" : "");
+    printf("           %s\n", o.no_profile ? "no profile: these settings all along"
+                               : o.no_adapt ? "one profile over every story, settings fixed (--no-adapt)"
+                               : "one profile over every story, new at the first; settings adapt to its habits"
+                                 " every 16 decisions (the above are where they start)");
     printf("keyboard:  top-%d word predictions (from the %d best cloud words), repeat penalty %.2f for both\n\n",
            o.kb_k, o.kb_search, o.repeat_penalty);
 
@@ -882,6 +932,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_textentry: cannot write %s\n", o.actions);
         return 2;
     }
+    /* the writer is one person: one profile over every story, new at the first */
+    fp_prefs *prefs = o.no_profile ? NULL : fp_prefs_new(fp_model_n_vocab(model));
+    if (!o.no_profile && !prefs) { fprintf(stderr, "bench_textentry: out of memory\n"); return 1; }
     const double t0 = bench_now_ms();
     char **targets = calloc((size_t)o.stories, sizeof *targets);
     if (!targets) return 1;
@@ -919,7 +972,7 @@ int main(int argc, char **argv) {
             fputs("\"}\n", g_act);
         }
         double a = bench_now_ms();
-        const fork_tally f = write_forkpoint(e, full, n_full, &o);
+        const fork_tally f = write_forkpoint(e, full, n_full, &o, prefs);
         double b = bench_now_ms();
         const kb_tally k = write_keyboard(e, full, n_full, &o);
         double c = bench_now_ms();
@@ -965,7 +1018,22 @@ int main(int argc, char **argv) {
            " + %d other keys; %d words, %.0f%% of them taken from the bar\n",
            ka, kt.selections, kt.sel_at_start, kt.letters, kt.other_keys, kt.words,
            kt.words ? 100.0 * kt.selections / kt.words : 0.0);
-    printf("  typing:    %6.0f keystrokes (one per character)\n\n", ch);
+    printf("  typing:    %6.0f keystrokes (one per character)\n", ch);
+    if (prefs) {
+        const fp_prefs_habits h = fp_prefs_habits_get(prefs);
+        fp_settings base = fp_default_settings();
+        base.k = o.k; base.beam_width = o.beam; base.lookahead = o.lookahead;
+        base.fork_entropy_bits = o.entropy; base.fork_top1_below = o.top1; base.fork_margin_below = o.margin;
+        base.min_gap_tokens = o.gap; base.max_forks_per_sentence = o.per_sentence;
+        const fp_settings a = fp_prefs_adapt_settings(prefs, &base);
+        printf("  profile:   %lld decisions: typed %.2f, pointed %.2f, preview depth %.2f (%lld with a preview),"
+               " repairs %.2f per decision\n", (long long)h.decisions, h.typed, h.pointed, h.depth,
+               (long long)h.depth_n, h.repairs);
+        printf("             settings at the end%s: k %d, beam %d, lookahead %d, gap %d, per sentence %d, top1 < %.2f\n",
+               o.no_adapt ? " (not applied: --no-adapt)" : "", a.k, a.beam_width, a.lookahead, a.min_gap_tokens,
+               a.max_forks_per_sentence, a.fork_top1_below);
+    }
+    printf("\n");
     printf("actions per character:  forkpoint %.3f   keyboard %.3f   typing 1.000\n", fa / ch, ka / ch);
     printf("keystroke savings:      forkpoint %.1f%%   keyboard %.1f%%\n", 100.0 * (1.0 - fa / ch),
            100.0 * (1.0 - ka / ch));
@@ -977,6 +1045,7 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < o.stories; i++) free(targets[i]);
     free(targets);
     if (g_act && fclose(g_act) != 0) { fprintf(stderr, "bench_textentry: writing %s failed\n", o.actions); return 1; }
+    fp_prefs_free(prefs);
     fp_engine_free(e);
     fp_model_free(model);
     return 0;

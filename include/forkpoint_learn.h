@@ -78,6 +78,32 @@ char     *fp_prefs_to_json(const fp_prefs *p);
 /* Forgets everything learned (weights, bias, history); the auto-resolution
  * setting stays. The pointer stays valid for sessions that borrow it. */
 void      fp_prefs_reset(fp_prefs *p);
+/* How the person enters text, as the profile has seen it: averages over
+ * their recent decisions (the mean of the first 32, then an exponential
+ * average over about the last 32). Counted by the session whose profile it
+ * is: a decision after typed letters, or of typed text, is "typed" (the
+ * word the person wanted was not among the candidates); pointing into a
+ * preview (fp_session_choose_until) is "pointed"; depth is the share of the
+ * preview taken with a candidate that had one (1 = the whole preview, 0 =
+ * the word alone); a repair is pointing back into the text already written
+ * (fp_session_fork_at before its end), counted per decision. */
+typedef struct fp_prefs_habits {
+    int64_t decisions;   /* the person's decisions counted */
+    int64_t depth_n;     /* ... of which of a candidate that had a preview */
+    float   typed, pointed, depth, repairs;
+} fp_prefs_habits;
+fp_prefs_habits fp_prefs_habits_get(const fp_prefs *p);
+/* The settings this person's habits ask for, from base (the settings they
+ * chose, or the defaults): more candidates for a person who keeps typing
+ * (the word they wanted was not shown), longer previews for one who keeps
+ * pointing into them or takes them whole, shorter for one who never uses
+ * them, and more
+ * forks (a smaller gap, no per-sentence budget, a higher top-1 threshold)
+ * for one who keeps pointing back into automatic text. Before 16 decisions
+ * it returns base. Costs: a fork's work grows about linearly with k and
+ * with k x lookahead (the previews); the result stays within
+ * fp_settings_validate's ranges. */
+fp_settings fp_prefs_adapt_settings(const fp_prefs *p, const fp_settings *base);
 /* Binary form for storage; malloc'd. Loading checks the format. */
 void     *fp_prefs_save(const fp_prefs *p, size_t *len);
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err);

@@ -56,6 +56,7 @@ typedef struct {
     const char *db;        /* decision log (SQLite), NULL = none */
     const char *profile;   /* learn this person's preferences */
     bool auto_resolve;     /* let confident preferences decide forks */
+    bool adapt;            /* start from the settings the profile's entry habits ask for */
     const char *lora;      /* a LoRA adapter (forkpoint learn --lora), NULL = none */
     float lora_scale;
     const char *rpc;       /* --rpc HOST:PORT,...: the layers on these RPC workers, NULL = here */

@@ -42,6 +42,14 @@ void cli_profile_print(FILE *out, const char *name, const fp_prefs *p, int64_t l
             na ? 100.0 * (double)nu / (double)na : 0.0);
     if (th <= 1.0f) fprintf(out, "auto-resolution threshold %.3f\n", th);
     else fprintf(out, "auto-resolution: off or not enough history yet\n");
+    /* how the person enters text, and the settings that asks for (adapt.c; write --adapt) */
+    const fp_prefs_habits h = fp_prefs_habits_get(p);
+    const fp_settings d = fp_default_settings(), a = fp_prefs_adapt_settings(p, &d);
+    fprintf(out, "entry habits over %lld decisions: typed letters %.0f%%, pointed into a preview %.0f%%, "
+            "preview taken %.0f%%, repairs %.2f per decision\n", (long long)h.decisions, 100.0 * h.typed,
+            100.0 * h.pointed, 100.0 * h.depth, h.repairs);
+    fprintf(out, "settings they ask for (from the defaults): %d candidates, previews of %d tokens, gap %d, "
+            "%d forks per sentence (0: no limit)\n", a.k, a.lookahead, a.min_gap_tokens, a.max_forks_per_sentence);
     int32_t nb = fp_prefs_curve(p, 0, pt, MAXB), forks = 0;
     for (int32_t i = 0; i < nb; i++) forks += pt[i].forks;
     if (nb > 0) {

@@ -73,6 +73,9 @@ static void usage(FILE *f) {
           "  --profile NAME        learn NAME's preferences (needs --db): clouds in their order,\n"
           "                        their logit bias between forks\n"
           "  --auto-resolve        with --profile: forks the preferences are sure of decide themselves\n"
+          "  --adapt               with --profile: start from the settings NAME's habits ask for (more\n"
+          "                        candidates if they keep typing, longer previews if they point into\n"
+          "                        them, more forks if they repair; fp_prefs_adapt_settings)\n"
           "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
           "  --lora-scale S        its strength (default: the scale learn chose, else 1; 0 = off)\n"
           "  --steer PATH          apply a steering vector (forkpoint learn --steer; llama.cpp control vector)\n"
@@ -148,6 +151,7 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         else if (!strcmp(a, "--db")) { NEED(); o->db = v; }
         else if (!strcmp(a, "--profile")) { NEED(); o->profile = v; }
         else if (!strcmp(a, "--auto-resolve")) o->auto_resolve = true;
+        else if (!strcmp(a, "--adapt")) o->adapt = true;
         else if (!strcmp(a, "--lora")) { NEED(); o->lora = v; }
         else if (!strcmp(a, "--lora-scale")) { NUM(-16, 16); o->lora_scale = (float)d; }
         else if (!strcmp(a, "--steer")) { NEED(); o->steer = v; }
@@ -159,6 +163,7 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
     if (o->hf && o->model_path) { fprintf(stderr, "forkpoint write: give --model or --hf, not both\n"); return 2; }
     if (o->profile && !o->db) { fprintf(stderr, "forkpoint write: --profile needs --db\n"); return 2; }
     if (o->auto_resolve && !o->profile) { fprintf(stderr, "forkpoint write: --auto-resolve needs --profile\n"); return 2; }
+    if (o->adapt && !o->profile) { fprintf(stderr, "forkpoint write: --adapt needs --profile\n"); return 2; }
     return 0;
 }
 
@@ -533,6 +538,12 @@ int cli_write(int argc, char **argv) {
             if (!prefs && !(prefs = fp_prefs_new(fp_model_n_vocab(model)))) { fprintf(stderr, "forkpoint write: out of memory\n"); rc = 1; goto out; }
             fp_prefs_set_auto(prefs, o.auto_resolve, 0.95f);
             if (fp_session_set_prefs(s, prefs, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); rc = 2; goto out; }
+            if (o.adapt) {   /* the first fork is recomputed with them */
+                const fp_settings a = fp_prefs_adapt_settings(prefs, fp_session_settings(s));
+                if (o.ctx > 0 && fp_settings_branch_cells(&a) > fp_settings_branch_cells(&o.st))
+                    fprintf(stderr, "forkpoint write: --adapt: the adapted settings need more than --ctx leaves; kept yours\n");
+                else if (fp_session_set_settings(s, &a, &err) != FP_OK) { fprintf(stderr, "forkpoint write: %s\n", err.message); rc = 1; goto out; }
+            }
         }
     }
     if (keyboard) tty_raw();

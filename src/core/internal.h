@@ -545,6 +545,13 @@ void fpi_prefs_note_auto(fp_prefs *p);
 /* prefs.c: the model's token meaning vectors (tokvec.c) for the features;
  * set when the preferences are attached to a session. */
 void fpi_prefs_bind(fp_prefs *p, const float *tokvec);
+/* adapt.c: the person's entry habits, counted by the session (see
+ * fp_prefs_habits): a decision (typed: letters or own text; pointed: into a
+ * preview; depth: share of the preview taken, < 0 when the candidate had
+ * none) and a repair. prefs.c holds the tally (fpi_prefs_habits). */
+void fpi_habits_decision(fp_prefs_habits *h, bool typed, bool pointed, float depth);
+void fpi_habits_repair(fp_prefs_habits *h);
+fp_prefs_habits *fpi_prefs_habits(fp_prefs *p);
 /* cloud.c: moves a shadow session's live branches to s (for the fork just adopted). */
 fp_status fpi_cloud_adopt_live(fp_session *s, fp_session *shadow, int32_t fork_id, fp_error *err);
 

@@ -84,6 +84,12 @@ static void fork_at_rollback(fp_session *s, const fpi_mark *mk, int32_t split_y,
     fpi_mark_restore(s, mk);
 }
 
+/* Pointing back into written text: a fork the person wanted there, which
+ * the fork budget or thresholds withheld; counted in their habits (adapt.c). */
+static void note_repair(fp_session *s) {
+    if (s->prefs && !s->shadow) fpi_habits_repair(fpi_prefs_habits(s->prefs));
+}
+
 fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     fp_status st = fpi_session_ready(s, err);
     if (st != FP_OK) return st;
@@ -108,6 +114,7 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
         fp_node *ny = &s->nodes[y];
         if (p == ny->start_pos && ny->parent_fork >= 0) { /* a fork already stands here */
             st = reopen(s, &s->forks[ny->parent_fork], err);
+            if (st == FP_OK) note_repair(s);
             fpi_check(s);
             return st;
         }
@@ -123,6 +130,7 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
         }
         if (s->nodes[at].fork_id >= 0) {
             st = reopen(s, &s->forks[s->nodes[at].fork_id], err);
+            if (st == FP_OK) note_repair(s);
             fpi_check(s);
             return st;
         }
@@ -149,7 +157,10 @@ fp_status fp_session_fork_at(fp_session *s, size_t offset, fp_error *err) {
     fpi_dist_compute(&s->dist, s->cur_logits, s->n_vocab, s->chain, 2);
     st = fpi_open_fork(s, FP_REASON_FORCED, fpi_dist_uncertainty(&s->dist), err);
     if (st != FP_OK) fork_at_rollback(s, &mk, split_y, split_z, moved, moved_parent_fork);
-    else fpi_fork_present(s);
+    else {
+        fpi_fork_present(s);
+        if (moved >= 0) note_repair(s);
+    }
     fpi_check(s);
     return st;
 }

@@ -97,6 +97,7 @@ struct fp_prefs {
     float   hist_conf[HIST];
     uint8_t hist_ok[HIST];
     int32_t hist_n, hist_next;
+    fp_prefs_habits habits; /* how the person enters text (adapt.c) */
 };
 
 static void prior(fp_prefs *p) {
@@ -148,6 +149,8 @@ void fp_prefs_free(fp_prefs *p) {
 }
 
 int64_t fp_prefs_n_learned(const fp_prefs *p) { return p->n_learned; }
+fp_prefs_habits fp_prefs_habits_get(const fp_prefs *p) { return p->habits; }
+fp_prefs_habits *fpi_prefs_habits(fp_prefs *p) { return &p->habits; }
 int32_t fp_prefs_n_vocab(const fp_prefs *p) { return p->n_vocab; }
 void fpi_prefs_ablate(fp_prefs *p, unsigned mask) { p->ablate = mask; }
 
@@ -480,7 +483,10 @@ void fpi_prefs_note_auto(fp_prefs *p) {
 
 /* ---------------------------------------------------------- serialisation */
 
-/* Format 3 (format 2 still loads):
+/* Format 4 = format 3 then the entry habits (fp_prefs_habits, adapt.c):
+ *   decisions:i64 depth_n:i64 typed:f32 pointed:f32 depth:f32 repairs:f32
+ * Formats 3 and 2 still load (with no habits).
+ * Format 3:
  *   "FPPREFS3" n_vocab:i32 n_learned:i64 precision:f32 penalty:f32
  *   w[N_W] prec[N_W] (N_W = dense, hashed, then FP_TOKVEC meaning-vector weights) bias[n_vocab] hist_conf[HIST] hist_ok[HIST]:u8 hist_n:i32 hist_next:i32 auto_on:u8
  *   n_auto:i64 n_undone:i64 flags[FP_PREFS_HISTORY]:u8 flags_n:i32 flags_next:i32
@@ -490,7 +496,9 @@ void fpi_prefs_note_auto(fp_prefs *p) {
  * Format 2 had AdaGrad's squared-gradient sums where prec is; they are read
  * as prior + that sum (more history, firmer weights). */
 #define MAGIC2 "FPPREFS2"
-#define MAGIC "FPPREFS3"
+#define MAGIC3 "FPPREFS3"
+#define MAGIC "FPPREFS4"
+#define HABITS_SIZE (2 * sizeof(int64_t) + 4 * sizeof(float))
 
 static size_t size_v2(int32_t nv) {
     return 8 + sizeof(int32_t) + sizeof(int64_t) + sizeof(float) * 2 + 2 * sizeof(float) * N_W0
@@ -503,7 +511,7 @@ static size_t size_v3(int32_t nv) {
 }
 
 void *fp_prefs_save(const fp_prefs *p, size_t *len) {
-    size_t n = size_v3(p->n_vocab);
+    size_t n = size_v3(p->n_vocab) + HABITS_SIZE;
     unsigned char *b = malloc(n), *q = b;
     float *anchor = malloc(sizeof(float) * N_W), *prec = malloc(sizeof(float) * N_W);
     if (!b || !anchor || !prec) { free(b); free(anchor); free(prec); return NULL; }
@@ -532,6 +540,12 @@ void *fp_prefs_save(const fp_prefs *p, size_t *len) {
     PUT(&p->n_words, sizeof(int32_t));
     PUT(p->word, sizeof p->word);
     PUT(p->word_slot, sizeof p->word_slot);
+    PUT(&p->habits.decisions, sizeof(int64_t));
+    PUT(&p->habits.depth_n, sizeof(int64_t));
+    PUT(&p->habits.typed, sizeof(float));
+    PUT(&p->habits.pointed, sizeof(float));
+    PUT(&p->habits.depth, sizeof(float));
+    PUT(&p->habits.repairs, sizeof(float));
 #undef PUT
     assert((size_t)(q - b) == n);
     free(anchor);
@@ -543,13 +557,13 @@ void *fp_prefs_save(const fp_prefs *p, size_t *len) {
 fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
     const unsigned char *q = data;
     int32_t nv;
-    if (!data || len < 12 || (memcmp(q, MAGIC, 8) != 0 && memcmp(q, MAGIC2, 8) != 0)) {
+    if (!data || len < 12 || (memcmp(q, MAGIC, 8) != 0 && memcmp(q, MAGIC3, 8) != 0 && memcmp(q, MAGIC2, 8) != 0)) {
         fpi_fail(err, FP_ERR_ARG, "not a Forkpoint preference profile");
         return NULL;
     }
-    bool v2 = memcmp(q, MAGIC2, 8) == 0;
+    bool v2 = memcmp(q, MAGIC2, 8) == 0, v4 = memcmp(q, MAGIC, 8) == 0;
     memcpy(&nv, q + 8, sizeof nv);
-    if (nv <= 0 || nv > 10000000 || len != (v2 ? size_v2(nv) : size_v3(nv))) {
+    if (nv <= 0 || nv > 10000000 || len != (v2 ? size_v2(nv) : size_v3(nv) + (v4 ? HABITS_SIZE : 0))) {
         fpi_fail(err, FP_ERR_ARG, "the preference profile is damaged (size)");
         return NULL;
     }
@@ -580,12 +594,23 @@ fp_prefs *fp_prefs_load(const void *data, size_t len, fp_error *err) {
         GET(p->word, sizeof p->word);
         GET(p->word_slot, sizeof p->word_slot);
     }
+    if (v4) {
+        GET(&p->habits.decisions, sizeof(int64_t));
+        GET(&p->habits.depth_n, sizeof(int64_t));
+        GET(&p->habits.typed, sizeof(float));
+        GET(&p->habits.pointed, sizeof(float));
+        GET(&p->habits.depth, sizeof(float));
+        GET(&p->habits.repairs, sizeof(float));
+    }
 #undef GET
     p->auto_on = on != 0;
     bool ok = p->n_learned >= 0 && p->hist_n >= 0 && p->hist_n <= HIST && p->hist_next >= 0 && p->hist_next < HIST
               && isfinite(p->precision) && isfinite(p->penalty) && p->n_auto >= 0 && p->n_undone >= 0
               && p->flags_n >= 0 && p->flags_n <= FP_PREFS_HISTORY && p->flags_next >= 0 && p->flags_next < FP_PREFS_HISTORY
-              && p->n_words >= 0 && p->n_words <= WORDS;
+              && p->n_words >= 0 && p->n_words <= WORDS
+              && p->habits.decisions >= 0 && p->habits.depth_n >= 0 && p->habits.depth_n <= p->habits.decisions
+              && p->habits.typed >= 0 && p->habits.typed <= 1 && p->habits.pointed >= 0 && p->habits.pointed <= 1
+              && p->habits.depth >= 0 && p->habits.depth <= 1 && p->habits.repairs >= 0 && p->habits.repairs <= 4;
     /* finite is not enough: a weight near FLT_MAX turns inf at the next
      * learning step, and the profile saved then no longer loads (found by
      * fuzz/fuzz_prefs.c). Learned weights stay far below PREFS_MAX_W. */

@@ -58,6 +58,21 @@ char *fp_prefs_to_json(const fp_prefs *p) {
     if (th <= 1.0f) cJSON_AddNumberToObject(o, "threshold", r3(th));
     else cJSON_AddNullToObject(o, "threshold");
     cJSON_AddNumberToObject(o, "bucket", bucket);
+    /* how the person enters text, and the settings that asks for (adapt.c) */
+    const fp_prefs_habits hb = fp_prefs_habits_get(p);
+    const fp_settings d = fp_default_settings(), a = fp_prefs_adapt_settings(p, &d);
+    cJSON *hj = cJSON_AddObjectToObject(o, "habits");
+    cJSON_AddNumberToObject(hj, "decisions", (double)hb.decisions);
+    cJSON_AddNumberToObject(hj, "typed", r3(hb.typed));
+    cJSON_AddNumberToObject(hj, "pointed", r3(hb.pointed));
+    cJSON_AddNumberToObject(hj, "preview_taken", r3(hb.depth));
+    cJSON_AddNumberToObject(hj, "repairs", r3(hb.repairs));
+    cJSON *aj = cJSON_AddObjectToObject(o, "adapted");
+    cJSON_AddNumberToObject(aj, "k", a.k);
+    cJSON_AddNumberToObject(aj, "lookahead", a.lookahead);
+    cJSON_AddNumberToObject(aj, "min_gap_tokens", a.min_gap_tokens);
+    cJSON_AddNumberToObject(aj, "max_forks_per_sentence", a.max_forks_per_sentence);
+    cJSON_AddNumberToObject(aj, "fork_top1_below", r3(a.fork_top1_below));
     cJSON *curve = cJSON_AddArrayToObject(o, "curve");
     int32_t nb = fp_prefs_curve(p, bucket, pts, MAXB);
     for (int32_t i = 0; curve && i < nb; i++) {

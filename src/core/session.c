@@ -619,6 +619,19 @@ static void bound_fork_memory(fp_session *s) {
     }
 }
 
+/* Counts the person's decision just recorded (the newest event) into their
+ * entry habits (adapt.c): letters typed before it or text of their own,
+ * pointing into a preview (THEN_FORK), and the share of the candidate's
+ * preview taken (n - n_word of its n_preview tokens). O(1). */
+static void note_habits(fp_session *s, int32_t cand, int32_t n, int32_t n_word, bool pointed) {
+    const fp_fork *ev = &s->events[s->n_events - 1];
+    const bool typed = ev->choice == FP_CHOICE_TYPED || ev->typed_prefix[0] != 0;
+    float depth = -1.0f;
+    if (!typed && cand >= 0 && cand < ev->n_candidates && ev->candidates[cand].n_preview > 0 && !ev->candidates[cand].is_eog)
+        depth = (float)(n - n_word) / (float)ev->candidates[cand].n_preview;
+    fpi_habits_decision(fpi_prefs_habits(s->prefs), typed, pointed, depth);
+}
+
 /* One decision, whole or not at all. pf >= 0 adopts that prefetched outcome
  * instead of computing it. */
 static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n_word, int32_t cand, fp_node_kind kind,
@@ -635,6 +648,7 @@ static fp_status decide(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         st = record_decision(s, mk.open_fork, ckind, cand, text, by);
         if (st != FP_OK) fpi_fail(err, st, "out of memory");
     }
+    if (st == FP_OK && s->prefs && by != FP_BY_AUTO && !s->shadow) note_habits(s, cand, n, n_word, after == THEN_FORK);
     if (st != FP_OK) { fpi_mark_restore(s, &mk); return st; }
     if (after == THEN_FORK) fpi_fork_present(s); /* the person pointed here: theirs to decide */
     else st = settle(s);

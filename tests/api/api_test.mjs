@@ -670,12 +670,15 @@ async function main() {
       eq(decided, g.json.decisions, 'every learned decision is in the curve');
       assert(Array.isArray(g.json.words) && g.json.words.length >= 1 && typeof g.json.words[0].weight === 'number', 'words');
       assert(g.json.features.some((f) => f.name === 'model log-probability'), 'features');
+      assert(g.json.habits.decisions >= 1 && g.json.habits.typed >= 0, `habits: ${g.text}`);
+      assert(g.json.adapted.k >= 8 && g.json.adapted.k <= 64 && g.json.adapted.lookahead >= 2, `adapted: ${g.text}`);
       await expectError(s, 'PUT', '/api/profile', {}, 405);
       await expectError(s, 'DELETE', '/api/profile', undefined, 403, { Origin: 'http://evil.example' });
       const d = await http(s, 'DELETE', '/api/profile');
       eq(d.status, 200, 'DELETE /api/profile');
       eq(d.json.decisions, 0, 'reset: nothing learned');
       eq(d.json.curve.length, 0, 'reset: no history');
+      eq(d.json.habits.decisions, 0, 'reset: no habits');
     } finally {
       await stopServer(s);
     }

@@ -125,6 +125,9 @@ L=("$BIN" learn --model "$MODEL" --threads 1 --epochs 2)
 for seed in 1 2 3; do
   printf '1\n2\np1\n3\n1\n2\n1\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann --sample --seed $seed > /dev/null 2>&1
 done
+# ---- write --adapt: the settings ann's habits ask for (22+ decisions counted by now)
+expect_error "write: --adapt needs --profile" 2 "needs --profile" -- "$BIN" write --model "$MODEL" --adapt --choices /dev/null
+printf '1\n2\nq\n' | timeout 60 "${W[@]}" --db "$DB" --profile ann --adapt > /dev/null 2>"$T/err" && ok || bad "write --adapt: $(cat "$T/err")"
 timeout 120 "${L[@]}" --db "$DB" --profile ann --lora "$T/ann.gguf" > "$T/out" 2>"$T/err" && ok || bad "learn: $(cat "$T/err")"
 grep -q 'held-out over [0-9]* decisions: log p(chosen) - log p(rejected)' "$T/out" && grep -q "wrote $T/ann.gguf at strength" "$T/out" && ok || bad "learn report: $(cat "$T/out")"
 [ -s "$T/ann.gguf" ] && [ ! -e "$T/ann.gguf.new" ] && ok || bad "learn left no adapter or a temporary file"
