@@ -66,6 +66,15 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     uint32_t train = (uint32_t)llama_model_n_ctx_train(model->lm);
     uint32_t n_ctx = p.n_ctx ? p.n_ctx : (train > 4096 ? 4096 : train);
     if (n_ctx < 64) n_ctx = 64;
+    /* llama.cpp reserves a graph with one output per sequence inside one
+     * batch (n_batch = n_ctx up to 2048): more sequences than that abort
+     * the process in llama_init_from_model (GGML_ASSERT n_outputs_max) */
+    uint32_t n_batch = n_ctx < 2048 ? n_ctx : 2048;
+    if (p.n_seq_max > n_batch) {
+        fpi_fail(err, FP_ERR_ARG, "%u sequences do not fit a context of %u cells (at most %u): use fewer sequences or a larger context",
+                 p.n_seq_max, n_ctx, n_batch);
+        return NULL;
+    }
     /* ggml's threads spin while they wait for each other: on a tiny model the
      * extra threads buy nothing and, when another process takes a core, they
      * stall every decode. So small models get one thread by default. */
@@ -78,7 +87,7 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
 
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = n_ctx;
-    cp.n_batch = n_ctx < 2048 ? n_ctx : 2048;
+    cp.n_batch = n_batch;
     cp.n_ubatch = cp.n_batch < 512 ? cp.n_batch : 512;
     cp.n_seq_max = p.n_seq_max;
     cp.n_threads = threads;

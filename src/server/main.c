@@ -43,7 +43,7 @@ static void usage(FILE *f)
         "  --db PATH          SQLite database (default ${XDG_DATA_HOME:-~/.local/share}/forkpoint/forkpoint.db),\n"
         "                     or postgresql://USER:PASS@HOST:PORT/DB shared by several servers (docs/deploy.md)\n"
         "  --ctx N            KV cells shared by all sessions (default 8 x the model's context, max 16384)\n"
-        "  --seq-max N        engine sequences, 2..256 (default 256)\n"
+        "  --seq-max N        engine sequences, 2..256 (default 256, at most the --ctx cells)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
         "  --rpc H:P,...      put the model's layers on these RPC workers (forkpoint worker);\n"
         "                     a worker lost mid-session restarts the server, stories reopen from --db\n"
@@ -101,7 +101,7 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->host = "127.0.0.1";
     cfg->port = 8080;
-    cfg->n_seq_max = 256;
+    cfg->n_seq_max = 0;   /* 256, or what the context holds (models.c) */
     cfg->max_live = 16;
     cfg->batch_sessions = 16;
     cfg->http_threads = 2048;

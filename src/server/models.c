@@ -43,7 +43,6 @@
 static fp_engine_params engine_params(const srv_app *app, const fp_model *model)
 {
     fp_engine_params ep = fp_engine_default_params();
-    ep.n_seq_max = app->cfg.n_seq_max;
     if (app->cfg.n_ctx) {
         ep.n_ctx = app->cfg.n_ctx;
     } else {
@@ -51,6 +50,9 @@ static fp_engine_params engine_params(const srv_app *app, const fp_model *model)
         uint32_t want = train > 0 ? (uint32_t)train * 8u : 4096u;
         ep.n_ctx = want > 16384u ? 16384u : want;
     }
+    /* one output per sequence must fit one batch (fp_engine_new checks) */
+    uint32_t fit = ep.n_ctx < 64 ? 64 : ep.n_ctx;
+    ep.n_seq_max = app->cfg.n_seq_max ? app->cfg.n_seq_max : fit < 256 ? fit : 256;
     ep.n_threads = app->cfg.n_threads;
     return ep;
 }

@@ -693,6 +693,18 @@ async function main() {
     } finally { await stopServer(s); }
   });
 
+  await test('--ctx smaller than the default sequences: the server starts (it used to abort in llama.cpp); too many --seq-max is one line and exit 1', async () => {
+    const s = await startServer(['--ctx', '128'], { db: path.join(tmp, 'c128.db') });
+    try {
+      const r = await http(s, 'POST', '/api/sessions', { prompt: 'Once upon a time' });
+      assert(r.status === 201 || (r.status >= 400 && r.status < 500 && r.json.error), `create: ${r.status} ${JSON.stringify(r.json)}`);
+      eq((await http(s, 'GET', '/api/health')).status, 200, 'still up');
+    } finally { await stopServer(s); }
+    const f = await startServer(['--ctx', '128', '--seq-max', '200'], { db: path.join(tmp, 'c128b.db'), expectFail: true });
+    eq(f.exit.code, 1, 'exit code');
+    assert(/200 sequences do not fit a context of 128 cells/.test(f.stderr), f.stderr.slice(-300));
+  });
+
   await test('a non-loopback --host without --token is refused at start', async () => {
     const s = await startServer(['--host', '0.0.0.0'], { db: path.join(tmp, 'h.db'), expectFail: true });
     assert(s.exit.code !== 0, 'non-zero exit');
