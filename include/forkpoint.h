@@ -58,7 +58,8 @@ typedef enum fp_status {
     FP_ERR_NOMEM,        /* allocation failed */
     FP_ERR_CHECKSUM,     /* a downloaded or cached file has the wrong sha256 */
     FP_ERR_ABORTED,      /* fp_engine_cancel interrupted speculative work */
-    FP_ERR_DIVERGED      /* training produced a non-finite loss or weight; nothing was written */
+    FP_ERR_DIVERGED,     /* training produced a non-finite loss or weight; nothing was written */
+    FP_ERR_REMOTE        /* the remote engine (--backend) failed after its retries; nothing was decided */
 } fp_status;
 
 typedef struct fp_error {

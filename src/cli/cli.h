@@ -18,7 +18,7 @@
  * process with one line and exit code 1 (what was logged stays logged). */
 /* --backend and what goes with it (fp_engine_params: backend, api_key,
  * remote_model, remote_top); all NULL/0 = the local engine. */
-typedef struct cli_backend { const char *backend, *api_key, *remote_model; int top; } cli_backend;
+typedef struct cli_backend { const char *backend, *api_key, *remote_model; int top, timeout_ms; } cli_backend;
 /* Takes flag a (value v) if it is one of --backend, --api-key,
  * --remote-model, --remote-top: 1 taken (value used), 0 not ours, -1 bad
  * (a line printed, prefixed with who). */
@@ -28,7 +28,8 @@ int cli_backend_flag(const char *who, const char *a, const char *v, cli_backend 
     "                        (the model file gives the tokenizer; docs/deploy.md)\n" \
     "  --api-key KEY         sent as a Bearer token (default: $FORKPOINT_API_KEY, $OPENAI_API_KEY)\n" \
     "  --remote-model NAME   the \"model\" field for openai: (default: the server's first model)\n" \
-    "  --remote-top N        top log-probabilities asked per position (1..64, default 20)\n"
+    "  --remote-top N        top log-probabilities asked per position (1..64, default 20)\n" \
+    "  --remote-timeout MS   one request's limit before a retry (default 30000)\n"
 /* be: --backend and its flags (NULL: local). With a remote back end the
  * model is loaded vocab-only (the tokenizer) and --rpc is refused. */
 int cli_load(const char *model_path, const char *hf, const char *models_dir, const char *rpc, bool verbose,

@@ -35,14 +35,14 @@ static void rpc_lost(const char *why) {
 int cli_backend_flag(const char *who, const char *a, const char *v, cli_backend *b) {
     const char **slot = !strcmp(a, "--backend") ? &b->backend : !strcmp(a, "--api-key") ? &b->api_key
                       : !strcmp(a, "--remote-model") ? &b->remote_model : NULL;
-    bool top = !strcmp(a, "--remote-top");
-    if (!slot && !top) return 0;
+    bool top = !strcmp(a, "--remote-top"), tmo = !strcmp(a, "--remote-timeout");
+    if (!slot && !top && !tmo) return 0;
     if (!v) { fprintf(stderr, "%s: %s needs a value\n", who, a); return -1; }
-    if (top) {
+    if (top || tmo) {
         char *end;
-        long n = strtol(v, &end, 10);
-        if (*end || end == v || n < 1 || n > 64) { fprintf(stderr, "%s: --remote-top must be 1..64 (got %s)\n", who, v); return -1; }
-        b->top = (int)n;
+        long n = strtol(v, &end, 10), lo = top ? 1 : 100, hi = top ? 64 : 3600000;
+        if (*end || end == v || n < lo || n > hi) { fprintf(stderr, "%s: %s must be %ld..%ld (got %s)\n", who, a, lo, hi, v); return -1; }
+        *(top ? &b->top : &b->timeout_ms) = (int)n;
         return 1;
     }
     if (slot == &b->backend && strcmp(v, "local") && strncmp(v, "llama-server:", 13) && strncmp(v, "openai:", 7)) {
@@ -84,6 +84,7 @@ int cli_load(const char *model_path, const char *hf, const char *models_dir, con
         ep.api_key = be->api_key;
         ep.remote_model = be->remote_model;
         ep.remote_top = be->top;
+        ep.remote_timeout_ms = be->timeout_ms;
     }
     *engine = fp_engine_new(*model, &ep, &err);
     if (!*engine) {

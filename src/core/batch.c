@@ -203,7 +203,7 @@ static void put(struct llama_batch *m, const fpi_breq *r)
 
 static fp_status status_of(int rc)
 {
-    return rc == 0 ? FP_OK : rc == 2 ? FP_ERR_ABORTED : rc == 1 ? FP_ERR_CONTEXT : rc == FPI_REMOTE_FAILED ? FP_ERR_IO : FP_ERR_DECODE;
+    return rc == 0 ? FP_OK : rc == 2 ? FP_ERR_ABORTED : rc == 1 ? FP_ERR_CONTEXT : rc == FPI_REMOTE_FAILED ? FP_ERR_REMOTE : FP_ERR_DECODE;
 }
 
 /* One round: the oldest parked requests, as many as fit in n_batch tokens

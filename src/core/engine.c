@@ -241,7 +241,7 @@ fp_status fpi_engine_decode(fp_engine *e, fp_error *err) {
 
 fp_status fpi_decode_status(fp_engine *e, int rc, fp_error *err) {
     if (rc == 0) return FP_OK;
-    if (rc == FPI_REMOTE_FAILED) return fpi_fail(err, FP_ERR_IO, "%s", e->be_msg);
+    if (rc == FPI_REMOTE_FAILED) return fpi_fail(err, FP_ERR_REMOTE, "%s", e->be_msg);
     if (rc == 2) return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     if (rc == 1) return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
     if (rc != 0) return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);

@@ -220,9 +220,10 @@ typedef struct fpi_remote_pos {
 typedef int32_t (*fpi_remote_lookup)(void *ud, const char *text);
 /* The JSON body (malloc'd, NULL on no memory) asking for the distribution
  * after toks[0..n) and `ahead` greedy tokens; bias: n_vocab additive
- * biases sent as logit_bias, or NULL. */
+ * biases sent as logit_bias, or NULL; ids (openai): ask for vLLM's
+ * "token_id:N" spelling (return_tokens_as_token_ids). */
 char     *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int32_t *toks, int32_t n,
-                             int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab);
+                             int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab, bool ids);
 /* Parses a reply into out[0..*n_out) (at most cap): FP_OK with at least one
  * position, else FP_ERR_IO and msg saying what was wrong (the server's own
  * error message when it sent one). */

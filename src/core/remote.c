@@ -64,6 +64,7 @@ struct fpi_remote {
     char *endpoint, *model_name;
     struct curl_slist *headers;
     int32_t n_top, ahead, timeout_ms;
+    bool ids;                     /* openai: the server spells tokens "token_id:N" (vLLM, Forkpoint) */
     rseq *seq;                    /* [n_seq_max] */
     float *rows; size_t rows_cap; /* [n_out][n_vocab] of the last decode */
     int32_t *row_of; int32_t row_cap, n_btok, last_row;
@@ -453,7 +454,7 @@ static int r_decode(fp_engine *e, const struct llama_batch *b) {
         req *rq = &reqs[n_req++];
         rq->key = h;
         rq->n_tok = nt;
-        rq->body = fpi_remote_request(r->kind, r->model_name, prompt, nt, r->n_top, r->ahead, NULL, V);
+        rq->body = fpi_remote_request(r->kind, r->model_name, prompt, nt, r->n_top, r->ahead, NULL, V, r->ids);
         if (!rq->body) { rc = -1; break; }
     }
     free(prompt);
@@ -635,6 +636,17 @@ fp_status fpi_remote_open(fp_engine *e, const fp_engine_params *p, fp_error *err
             cJSON_Delete(j);
         }
         if (!r->model_name) { free(body); return fpi_fail(err, FP_ERR_IO, "the server at %s lists no model: give its name (--remote-model)", base); }
+        /* exact token ids where the server can give them (vLLM's
+         * return_tokens_as_token_ids): else texts, where two tokens with one
+         * text are one (the first) */
+        int32_t t0 = 0;
+        char *b = fpi_remote_request(kind, r->model_name, &t0, 1, 1, 1, NULL, e->model->n_vocab, true);
+        req q = { .body = b };
+        if (b && run_requests(e, &q, 1) == 0 && q.resp && strstr(q.resp, "\"token_id:")) r->ids = true;
+        e->be_msg[0] = 0;
+        r->stats = (fp_remote_stats){0};
+        free(b);
+        free(q.resp);
     }
     free(body);
     return FP_OK;

@@ -31,7 +31,7 @@
 #include <string.h>
 
 char *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int32_t *toks, int32_t n,
-                         int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab)
+                         int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab, bool ids)
 {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -45,6 +45,7 @@ char *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int
     } else {
         cJSON_AddNumberToObject(o, "max_tokens", ahead);
         cJSON_AddNumberToObject(o, "logprobs", n_top);
+        if (ids) cJSON_AddBoolToObject(o, "return_tokens_as_token_ids", 1);
     }
     cJSON_AddNumberToObject(o, "temperature", 0);
     if (bias) {
