@@ -213,10 +213,13 @@ typedef enum fpi_remote_kind { FPI_REMOTE_LLAMA = 0, FPI_REMOTE_OPENAI } fpi_rem
 #define FPI_REMOTE_MAX_TOP 64
 typedef struct fpi_remote_pos {
     int32_t token;                        /* the token generated at this position */
+    bool    ambiguous;                    /* its text is also another token's: what follows is not keyed by it */
     int32_t n_top;
     fp_logprob top[FPI_REMOTE_MAX_TOP];   /* descending */
 } fpi_remote_pos;
-/* Maps a token's text as an OpenAI-style server spells it to its id, or -1. */
+/* Maps a token's text as an OpenAI-style server spells it to its id, or -1;
+ * FPI_REMOTE_AMBIGUOUS or'ed in when other tokens have that text too. */
+#define FPI_REMOTE_AMBIGUOUS (1 << 30)
 typedef int32_t (*fpi_remote_lookup)(void *ud, const char *text);
 /* The JSON body (malloc'd, NULL on no memory) asking for the distribution
  * after toks[0..n) and `ahead` greedy tokens; bias: n_vocab additive

@@ -57,7 +57,7 @@ typedef struct centry {
     fpi_remote_pos pos;
 } centry;
 
-typedef struct vocab_ent { uint64_t h; int32_t id; } vocab_ent;
+typedef struct vocab_ent { uint64_t h; int32_t id; bool dup; } vocab_ent;
 
 struct fpi_remote {
     fpi_remote_kind kind;
@@ -126,7 +126,7 @@ static int32_t vmap_lookup(void *ud, const char *text) {
     for (int32_t i = 0; i < r->vmap_n; i++) {
         vocab_ent *v = &r->vmap[(h + (uint64_t)i) % (uint64_t)r->vmap_n];
         if (v->h == 0) return -1;
-        if (v->h == h) return v->id;
+        if (v->h == h) return v->id | (v->dup ? FPI_REMOTE_AMBIGUOUS : 0);
     }
     return -1;
 }
@@ -143,7 +143,7 @@ static fp_status vmap_build(struct fpi_remote *r, const fp_model *m, fp_error *e
         uint64_t h = h_bytes(buf);
         for (int32_t i = 0; i < r->vmap_n; i++) {
             vocab_ent *v = &r->vmap[(h + (uint64_t)i) % (uint64_t)r->vmap_n];
-            if (v->h == h) break;            /* two tokens, one text: the first wins */
+            if (v->h == h) { v->dup = true; break; }   /* two tokens, one text: the first wins */
             if (v->h == 0) { v->h = h; v->id = t; break; }
         }
     }
@@ -382,6 +382,7 @@ static int parse_reply(fp_engine *e, req *q) {
     int32_t n_tok = q->n_tok;
     for (int32_t j = 0; j < np; j++) {
         cache_put(r, key, n_tok, &r->parsed[j]);
+        if (r->parsed[j].ambiguous) break;   /* which token came is not known: what follows is keyed by nothing */
         key = h_step(key, r->parsed[j].token);
         n_tok++;
     }

@@ -96,7 +96,8 @@ static int32_t text_id(const char *s, fpi_remote_lookup lookup, void *ud, int32_
         long v = strtol(s + 9, &end, 10);
         return *end || end == s + 9 || v < 0 || v >= n_vocab ? -1 : (int32_t)v;
     }
-    return lookup ? lookup(ud, s) : -1;
+    int32_t id = lookup ? lookup(ud, s) : -1;
+    return id >= 0 && (id & ~FPI_REMOTE_AMBIGUOUS) < n_vocab ? id : -1;
 }
 
 /* Adds (id, lp) to pos's list unless it is there already or the list is full. */
@@ -170,10 +171,12 @@ fp_status fpi_remote_parse(fpi_remote_kind kind, const char *body, size_t len, i
             memset(pos, 0, sizeof *pos);
             const cJSON *tk = cJSON_GetArrayItem(toks, i);
             pos->token = cJSON_IsString(tk) ? text_id(tk->valuestring, lookup, ud, n_vocab) : -1;
+            if (pos->token >= 0 && (pos->token & FPI_REMOTE_AMBIGUOUS)) { pos->token &= ~FPI_REMOTE_AMBIGUOUS; pos->ambiguous = true; }
             const cJSON *m = cJSON_GetArrayItem(tops, i), *t;
             cJSON_ArrayForEach(t, m) {
                 float v;
                 int32_t id = text_id(t->string, lookup, ud, n_vocab);
+                if (id >= 0) id &= ~FPI_REMOTE_AMBIGUOUS;   /* the mass goes to the first token with that text */
                 if (id >= 0 && logprob_of(t, &v)) top_add(pos, id, v);
             }
             if (pos->token < 0 || pos->n_top == 0) break;
