@@ -110,6 +110,7 @@ int main(int argc, char **argv) {
     snprintf(backend, sizeof backend, "llama-server:%s", url);
     pid_t child = fork();
     if (child == 0) {
+        if (!freopen("/dev/null", "w", stdout)) _exit(127);   /* its "listening on" line is not ours */
         execl(serve, serve, "--model", path, "--port", port_s, "--threads", threads_s, "--quiet", "--db", db, "--no-prefetch", (char *)NULL);
         _exit(127);
     }

@@ -190,6 +190,7 @@ uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
 uint64_t fpi_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
 uint64_t fpi_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
 uint64_t fpi_engine_plan_held(const fp_engine *e) { return e->n_plan_held; }
+llama_memory_t fpi_engine_mem(fp_engine *e) { return e->ctx ? llama_get_memory(e->ctx) : NULL; }
 int64_t  fpi_engine_fail_decode(fp_engine *e, int64_t nth) {
     int64_t left = e->fault_at;
     e->fault_at = nth;

@@ -275,6 +275,9 @@ void      fpi_batch_clear(fp_engine *e);
 /* Returns false when the batch is full. */
 bool      fpi_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits);
 fp_status fpi_engine_decode(fp_engine *e, fp_error *err);
+/* The local back end's llama.cpp memory (tests look at it directly); NULL
+ * on a remote engine, whose memory is fpi_seq_* only. */
+llama_memory_t fpi_engine_mem(fp_engine *e);
 /* A back end's decode code as a status and message (batch.c too). */
 #define FPI_REMOTE_FAILED (-100)
 fp_status fpi_decode_status(fp_engine *e, int rc, fp_error *err);
