@@ -107,6 +107,15 @@ await test('write --backend: choices, previews and undo from a script', async ()
   assert(r.stdout === l.stdout, `differs:\n${l.stdout}\n${r.stdout}`);
 });
 
+await test('chat --backend: the same dialogue as the local engine', async () => {
+  const script = 'say Hello there\nreply\nc\nc\nc\nend\nq\n';
+  const common = ['chat', '--model', STORIES, '--chat-template', 'chatml', '--max-tokens', '30', '--repeat-penalty', '1', '--choices', '-'];
+  const l = await run(CLI, common, script);
+  const r = await run(CLI, [...common, '--backend', `llama-server:${engine.url}`], script);
+  assert(l.code === 0 && r.code === 0, `exit ${l.code}/${r.code}: ${r.stderr.slice(-300)}`);
+  assert(l.stdout === r.stdout && /assistant: /.test(r.stdout), `differs:\n${l.stdout}\n${r.stdout}`);
+});
+
 await test('write --backend refuses LoRA and steering in one line, and an unreachable server', async () => {
   const lo = await run(CLI, ['--model', STORIES, '--backend', `llama-server:${engine.url}`, '--lora', '/nonexistent.gguf', '--choices', '-'], 'q\n');
   assert(lo.code === 2 && /LoRA adapter needs the model's weights/.test(lo.stderr) && lo.stderr.trim().split('\n').length === 1, `lora: ${lo.code} ${lo.stderr}`);
