@@ -41,7 +41,6 @@ int main(void) {
     CHECKF(fabs(sum - 1.0) < 1e-5, "sum %g", sum);
     CHECK(row[7] == -0.5f && row[9] == -2.0f);
     CHECKF(fabs(exp(row[0]) * 14 - (1.0 - listed)) < 1e-6, "unlisted share %g", exp(row[0]));
-    CHECK(fpi_remote_row != NULL);
     fpi_remote_pos full = { .token = 1, .n_top = 2, .top = { { 1, logf(0.75f) }, { 2, logf(0.25f) } } };
     fpi_remote_row(&full, 16, row);
     CHECK(isinf(row[0]) && row[0] < 0);   /* all the mass listed: nothing for the rest */
