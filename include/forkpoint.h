@@ -58,7 +58,8 @@ typedef enum fp_status {
     FP_ERR_NOMEM,        /* allocation failed */
     FP_ERR_CHECKSUM,     /* a downloaded or cached file has the wrong sha256 */
     FP_ERR_ABORTED,      /* fp_engine_cancel interrupted speculative work */
-    FP_ERR_DIVERGED      /* training produced a non-finite loss or weight; nothing was written */
+    FP_ERR_DIVERGED,     /* training produced a non-finite loss or weight; nothing was written */
+    FP_ERR_REMOTE        /* the remote engine (--backend) failed after its retries; nothing was decided */
 } fp_status;
 
 typedef struct fp_error {
@@ -172,6 +173,16 @@ typedef struct fp_engine_params {
     uint32_t n_ctx;         /* KV cells shared by all sequences; 0 = model's training context (max 4096) */
     uint32_t n_seq_max;     /* sequences in the context (2..256); default 64 */
     int32_t  n_threads;     /* 0 = all online CPUs (1 for models under 100M parameters) */
+    /* A remote engine (src/core/remote.c, docs/API.md "Back ends"): NULL or
+     * "local" runs llama.cpp here; "llama-server:URL" (POST URL/completion)
+     * or "openai:URL" (POST URL/v1/completions, vLLM and the like) sends
+     * every logits row to that server as a request; the model (vocab-only
+     * is enough) gives the tokenizer, whose ids must be the server's. */
+    const char *backend;
+    const char *api_key;        /* sent as a Bearer token; NULL: $FORKPOINT_API_KEY, else $OPENAI_API_KEY */
+    const char *remote_model;   /* openai: the "model" field; NULL: the file name without .gguf */
+    int32_t  remote_top;        /* top log-probabilities asked per position, 1..64; 0 = 20 */
+    int32_t  remote_timeout_ms; /* one request, retries apart; 0 = 30000 */
 } fp_engine_params;
 
 fp_engine_params fp_engine_default_params(void);
@@ -180,6 +191,14 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
 void       fp_engine_free(fp_engine *engine);
 
 const fp_model *fp_engine_model(const fp_engine *engine);
+/* "local", or "llama-server URL" / "openai URL": what the decision log records. */
+const char     *fp_engine_backend(const fp_engine *engine);
+/* A remote back end's counts (all 0 for the local one): requests sent,
+ * retried (network errors, timeouts, HTTP 429 and 5xx, with backoff),
+ * answered from its cache of greedy look-ahead, and replies that listed
+ * fewer log-probabilities than asked. */
+typedef struct fp_remote_stats { uint64_t requests, retries, cached, short_replies; } fp_remote_stats;
+fp_remote_stats fp_engine_remote_stats(const fp_engine *engine);
 uint32_t        fp_engine_n_ctx(const fp_engine *engine);
 
 /* --------------------------------------------------------------- settings */

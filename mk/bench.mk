@@ -16,6 +16,9 @@
 #   make bench-batch   one server with cross-session batching vs --no-batching,
 #                      the API load at 1, 4, 16 and 64 clients (BENCH_BATCH_ARGS,
 #                      e.g. "--clients 1,16 --repeats 1")
+#   make bench-remote  only bench_remote: a fork's cloud and previews over a remote
+#                      engine (--backend llama-server:URL, a forkpoint-serve child
+#                      on loopback) vs the local engine (BENCH_REMOTE_ARGS)
 #   make bench-rpc     only bench_rpc: a fork's preparation local vs over 1 and
 #                      2 RPC workers on loopback (its own worker processes;
 #                      BENCH_RPC_ARGS, e.g. "--model PATH --threads 1")
@@ -36,7 +39,7 @@ BENCH_SERVE_ARGS ?=
 BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput \
                  $(BENCH_DIR)/bench_serve
 
-.PHONY: bench bench-tools bench-serve bench-batch bench-rpc
+.PHONY: bench bench-tools bench-serve bench-batch bench-rpc bench-remote
 BENCH_BATCH_ARGS ?=
 
 bench-tools: deps
@@ -77,7 +80,7 @@ $(BENCH_DIR)/%.o: bench/%.c bench/bench_util.h include/forkpoint.h $(BUILD)/llam
 $(BENCH_DIR)/gen_model: $(BENCH_DIR)/gen_model.o
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
-$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput $(BENCH_DIR)/bench_rpc: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
+$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput $(BENCH_DIR)/bench_rpc $(BENCH_DIR)/bench_remote: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
 		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
@@ -150,6 +153,13 @@ BENCH_OAI_ARGS ?=
 bench-oai: deps
 	@$(MAKE) --no-print-directory $(BUILD)/release/forkpoint-serve
 	node bench/bench_oai.mjs $(BENCH_OAI_ARGS)
+
+# ---- bench_remote: --backend's cost, a fork over a remote engine (a
+# forkpoint-serve child on loopback) vs the local engine, same run.
+BENCH_REMOTE_ARGS ?=
+bench-remote: deps
+	@$(MAKE) --no-print-directory $(BENCH_DIR)/bench_remote $(BUILD)/release/forkpoint-serve
+	$(BENCH_DIR)/bench_remote $(BENCH_REMOTE_ARGS)
 
 # ---- bench_rpc: --rpc's cost (docs/deploy.md "RPC workers"); the workers are
 # the program's own children on free loopback ports.

@@ -44,7 +44,7 @@ LDFLAGS_clang := $(CLANG_SAN)
 CFLAGS_fuzz  := $(CFLAGS_clang) -fsanitize=fuzzer-no-link
 LDFLAGS_fuzz := $(CLANG_SAN) -fsanitize=fuzzer
 
-FUZZ_TARGETS ?= settings restore choices flags store prefs model request oai dialogue
+FUZZ_TARGETS ?= settings restore choices flags store prefs model request oai dialogue remote
 FUZZ_SECONDS ?= 60
 FUZZ_BINS    := $(patsubst %,$(BUILD)/fuzz/fuzz_%,$(FUZZ_TARGETS))
 FUZZ_HDRS    := $(wildcard fuzz/*.h)

@@ -115,7 +115,7 @@ int cli_chat(int argc, char **argv) {
     FILE *script = NULL, *events = NULL;
     /* --ctx as in write: the window asked for, and room for a fork's branches beside it */
     uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
-    rc = cli_load(o.model_path, o.hf, o.models_dir, o.rpc, o.verbose, o.threads, n_ctx, &model, &engine);
+    rc = cli_load(o.model_path, o.hf, o.models_dir, o.rpc, o.verbose, o.threads, n_ctx, &o.be, &model, &engine);
     if (rc) return rc;
     bool person = !o.choices && isatty(STDIN_FILENO);
     FILE *ui = stderr;

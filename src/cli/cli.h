@@ -16,8 +16,24 @@
  * rpc non-NULL: the layers go to those RPC workers (fp_model_params.rpc); an
  * unreachable worker is the one-line error, and a worker lost later ends the
  * process with one line and exit code 1 (what was logged stays logged). */
+/* --backend and what goes with it (fp_engine_params: backend, api_key,
+ * remote_model, remote_top); all NULL/0 = the local engine. */
+typedef struct cli_backend { const char *backend, *api_key, *remote_model; int top, timeout_ms; } cli_backend;
+/* Takes flag a (value v) if it is one of --backend, --api-key,
+ * --remote-model, --remote-top: 1 taken (value used), 0 not ours, -1 bad
+ * (a line printed, prefixed with who). */
+int cli_backend_flag(const char *who, const char *a, const char *v, cli_backend *b);
+#define CLI_BACKEND_HELP \
+    "  --backend B           local (default), llama-server:URL or openai:URL: run on a remote engine\n" \
+    "                        (the model file gives the tokenizer; docs/deploy.md)\n" \
+    "  --api-key KEY         sent as a Bearer token (default: $FORKPOINT_API_KEY, $OPENAI_API_KEY)\n" \
+    "  --remote-model NAME   the \"model\" field for openai: (default: the server's first model)\n" \
+    "  --remote-top N        top log-probabilities asked per position (1..64, default 20)\n" \
+    "  --remote-timeout MS   one request's limit before a retry (default 30000)\n"
+/* be: --backend and its flags (NULL: local). With a remote back end the
+ * model is loaded vocab-only (the tokenizer) and --rpc is refused. */
 int cli_load(const char *model_path, const char *hf, const char *models_dir, const char *rpc, bool verbose,
-             int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine);
+             int threads, uint32_t n_ctx, const cli_backend *be, fp_model **model, fp_engine **engine);
 /* --hf SPEC into models_dir (NULL = the cache) with a progress bar on a
  * terminal; the path into out. 0, or the exit code after a one-line error
  * (2 bad input: spec, repository, quant; 1 network, transfer, checksum). */
@@ -62,6 +78,7 @@ typedef struct {
     const char *rpc;       /* --rpc HOST:PORT,...: the layers on these RPC workers, NULL = here */
     const char *steer;     /* a steering vector (forkpoint learn --steer), NULL = none */
     float steer_strength;
+    cli_backend be;        /* --backend and its flags */
 } write_opts;
 
 /* A number in [lo, hi] (NaN and trailing text refused); true when it is one. */

@@ -305,7 +305,7 @@ int cli_learn(int argc, char **argv) {
     if (!st) { fprintf(stderr, "forkpoint learn: %s\n", err.message); return 2; }
     fp_model *m = NULL;
     fp_engine *e = NULL;
-    int rc = cli_load(model_path, NULL, NULL, NULL, false, lp.n_threads, 0, &m, &e);
+    int rc = cli_load(model_path, NULL, NULL, NULL, false, lp.n_threads, 0, NULL, &m, &e);
     if (rc != 0) { fp_store_close(st); return rc; }
     char sha[65];
     fp_logged_choice *c = NULL;

@@ -32,9 +32,32 @@ static void rpc_lost(const char *why) {
     _exit(1);
 }
 
+int cli_backend_flag(const char *who, const char *a, const char *v, cli_backend *b) {
+    const char **slot = !strcmp(a, "--backend") ? &b->backend : !strcmp(a, "--api-key") ? &b->api_key
+                      : !strcmp(a, "--remote-model") ? &b->remote_model : NULL;
+    bool top = !strcmp(a, "--remote-top"), tmo = !strcmp(a, "--remote-timeout");
+    if (!slot && !top && !tmo) return 0;
+    if (!v) { fprintf(stderr, "%s: %s needs a value\n", who, a); return -1; }
+    if (top || tmo) {
+        char *end;
+        long n = strtol(v, &end, 10), lo = top ? 1 : 100, hi = top ? 64 : 3600000;
+        if (*end || end == v || n < lo || n > hi) { fprintf(stderr, "%s: %s must be %ld..%ld (got %s)\n", who, a, lo, hi, v); return -1; }
+        *(top ? &b->top : &b->timeout_ms) = (int)n;
+        return 1;
+    }
+    if (slot == &b->backend && strcmp(v, "local") && strncmp(v, "llama-server:", 13) && strncmp(v, "openai:", 7)) {
+        fprintf(stderr, "%s: --backend must be local, llama-server:URL or openai:URL (got %s)\n", who, v);
+        return -1;
+    }
+    *slot = v;
+    return 1;
+}
+
 int cli_load(const char *model_path, const char *hf, const char *models_dir, const char *rpc, bool verbose,
-             int threads, uint32_t n_ctx, fp_model **model, fp_engine **engine) {
+             int threads, uint32_t n_ctx, const cli_backend *be, fp_model **model, fp_engine **engine) {
     fp_error err = {0};
+    bool remote = be && be->backend && strcmp(be->backend, "local") != 0;
+    if (remote && rpc) { fprintf(stderr, "forkpoint: --rpc and a remote --backend exclude each other: the layers are on the server\n"); return 2; }
     char path[PATH_MAX];
     if (hf) {
         int rc = cli_pull(hf, models_dir, path, sizeof path);
@@ -46,6 +69,7 @@ int cli_load(const char *model_path, const char *hf, const char *models_dir, con
     fp_model_params mp = fp_model_default_params();
     mp.verbose = verbose;
     mp.rpc = rpc;
+    mp.vocab_only = remote;   /* the server has the weights: only the tokenizer here */
     if (rpc) {
         fp_rpc_set_lost_handler(rpc_lost);
         signal(SIGPIPE, SIG_IGN);   /* llama.cpp writes to a dead worker without MSG_NOSIGNAL */
@@ -55,6 +79,13 @@ int cli_load(const char *model_path, const char *hf, const char *models_dir, con
     fp_engine_params ep = fp_engine_default_params();
     ep.n_threads = threads;
     ep.n_ctx = n_ctx;
+    if (remote) {
+        ep.backend = be->backend;
+        ep.api_key = be->api_key;
+        ep.remote_model = be->remote_model;
+        ep.remote_top = be->top;
+        ep.remote_timeout_ms = be->timeout_ms;
+    }
     *engine = fp_engine_new(*model, &ep, &err);
     if (!*engine) {
         fprintf(stderr, "forkpoint: %s\n", err.message);

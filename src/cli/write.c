@@ -76,6 +76,7 @@ static void usage(FILE *f) {
           "  --adapt               with --profile: start from the settings NAME's habits ask for (more\n"
           "                        candidates if they keep typing, longer previews if they point into\n"
           "                        them, more forks if they repair; fp_prefs_adapt_settings)\n"
+          CLI_BACKEND_HELP
           "  --lora PATH           apply a LoRA adapter (see forkpoint learn --help)\n"
           "  --lora-scale S        its strength (default: the scale learn chose, else 1; 0 = off)\n"
           "  --steer PATH          apply a steering vector (forkpoint learn --steer; llama.cpp control vector)\n"
@@ -107,6 +108,9 @@ int cli_write_opts(int argc, char **argv, write_opts *o) {
         double d;
 #define NEED() do { if (!v) { fprintf(stderr, "forkpoint write: %s needs a value\n", a); return 2; } i++; } while (0)
 #define NUM(lo, hi) do { NEED(); if (!cli_parse_num(v, lo, hi, &d)) { fprintf(stderr, "forkpoint write: bad value for %s: %s\n", a, v); return 2; } } while (0)
+        int bf = cli_backend_flag("forkpoint write", a, v, &o->be);
+        if (bf < 0) return 2;
+        if (bf > 0) { i++; continue; }
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); exit(0); }
         else if (!strcmp(a, "--model")) { NEED(); o->model_path = v; }
         else if (!strcmp(a, "--hf")) { NEED(); o->hf = v; }
@@ -454,7 +458,7 @@ int cli_write(int argc, char **argv) {
     int32_t logged = 0;
     /* the window the person asked for, and room for a fork's branches beside it */
     uint32_t n_ctx = o.ctx > 0 ? (uint32_t)(o.ctx + fp_settings_branch_cells(&o.st)) : 0;
-    rc = cli_load(o.model_path, o.hf, o.models_dir, o.rpc, o.verbose, o.threads, n_ctx, &model, &engine);
+    rc = cli_load(o.model_path, o.hf, o.models_dir, o.rpc, o.verbose, o.threads, n_ctx, &o.be, &model, &engine);
     if (rc) return rc;
     if (o.lora) {
         fp_error lerr = {0};
@@ -464,6 +468,12 @@ int cli_write(int argc, char **argv) {
             fp_engine_free(engine); fp_model_free(model);
             return 2;
         }
+    }
+    fp_error rerr = {0};
+    if (o.steer && fp_engine_set_steer(engine, NULL, 1.0f, &rerr) != FP_OK) {   /* a remote engine: its one line */
+        fprintf(stderr, "forkpoint write: %s\n", rerr.message);
+        fp_engine_free(engine); fp_model_free(model);
+        return 2;
     }
     if (o.steer) {
         fp_error serr = {0};

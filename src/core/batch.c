@@ -198,7 +198,7 @@ static void take_rows(fp_engine *e, fpi_breq *r, int32_t at)
     int32_t k = 0;
     for (int32_t i = 0; i < r->n; i++) {
         if (!r->want[i]) continue;
-        const float *row = llama_get_logits_ith(e->ctx, at + i);
+        const float *row = e->be->logits(e, at + i);
         if (!row) { r->st = FP_ERR_DECODE; return; }
         memcpy(r->rows + (size_t)k * nv, row, sizeof(float) * nv);
         k++;
@@ -220,7 +220,7 @@ static void put(struct llama_batch *m, const fpi_breq *r)
 
 static fp_status status_of(int rc)
 {
-    return rc == 0 ? FP_OK : rc == 2 ? FP_ERR_ABORTED : rc == 1 ? FP_ERR_CONTEXT : FP_ERR_DECODE;
+    return rc == 0 ? FP_OK : rc == 2 ? FP_ERR_ABORTED : rc == 1 ? FP_ERR_CONTEXT : rc == FPI_REMOTE_FAILED ? FP_ERR_REMOTE : FP_ERR_DECODE;
 }
 
 #define SPEC_MIN_TOKENS 16
@@ -283,7 +283,7 @@ static void run_round(fp_engine *e, struct fpi_batcher *b)
     for (int i = 0; i < nsel; i++) put(&b->merged, sel[i]);
     b->n_rounds++;
     b->n_requests += (uint64_t)nsel;
-    int rc = llama_decode(e->ctx, b->merged);
+    int rc = e->be->decode(e, &b->merged);
     if (rc == 1 && nsel > 1) {
         /* the cache is full for all of them at once: each alone, so a
          * request fails only when it would have failed on its own */
@@ -292,7 +292,7 @@ static void run_round(fp_engine *e, struct fpi_batcher *b)
             put(&b->merged, sel[i]);
             b->abortable = sel[i]->prefetch;
             b->n_rounds++;
-            int r1 = llama_decode(e->ctx, b->merged);
+            int r1 = e->be->decode(e, &b->merged);
             sel[i]->rc = r1;
             if (r1 == 0) take_rows(e, sel[i], 0);
             else sel[i]->st = status_of(r1);
@@ -424,7 +424,7 @@ fp_status fpi_batcher_decode(fp_engine *e, fp_error *err)
     case FP_ERR_ABORTED: return fpi_fail(err, st, "speculative work was cancelled");
     case FP_ERR_CONTEXT: return fpi_fail(err, st, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
     case FP_ERR_NOMEM: return fpi_fail(err, st, "out of memory");
-    default: return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", r.rc);
+    default: return fpi_decode_status(e, r.rc == 0 ? -1 : r.rc, err);
     }
 }
 
@@ -461,7 +461,7 @@ bool fpi_batcher_wait_seqs(fp_engine *e, fpi_seq_user *self)
 
 const float *fpi_engine_logits(fp_engine *e, int32_t i)
 {
-    if (!e->bat) return llama_get_logits_ith(e->ctx, i);
+    if (!e->bat) return e->be->logits(e, i);
     if (tl.e != e || !tl.rows) return NULL;
     if (i < 0) i = tl.last;
     if (i < 0 || i >= tl.n_tok || tl.row_of[i] < 0) return NULL;

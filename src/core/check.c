@@ -43,16 +43,16 @@ static bool check_path(const fp_session *s, char *why, size_t cap) {
 
 static bool check_trunk(const fp_session *s, char *why, size_t cap) {
     if (s->n_past < 0 || s->n_past > s->n_path) FAIL("n_past %d outside 0..%d", s->n_past, s->n_path);
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     if (s->n_shift > 0 && s->n_past > s->n_keep && s->n_past < s->n_keep + s->n_shift)
         FAIL("n_past %d lies in the window's gap [%d, %d)", s->n_past, s->n_keep, s->n_keep + s->n_shift);
     if (s->n_shift < 0 || s->n_keep < 0 || s->n_keep > fpi_n_prompt(s)) FAIL("window keep %d shift %d", s->n_keep, s->n_shift);
-    llama_pos hi = llama_memory_seq_pos_max(mem, s->trunk_seq);
+    llama_pos hi = fpi_seq_pos_max(mem_e, s->trunk_seq);
     if (hi != fpi_kv_pos(s, s->n_past) - 1)
         FAIL("the trunk holds positions up to %d, n_past %d is at %d", (int)hi, s->n_past, fpi_kv_pos(s, s->n_past));
     if (s->state == FP_STATE_AT_FORK && s->n_past == s->n_path && s->n_path - s->n_shift > fpi_window(s))
         FAIL("a fork is open with %d tokens in a window of %d", s->n_path - s->n_shift, fpi_window(s));
-    if (s->n_past > 0 && llama_memory_seq_pos_min(mem, s->trunk_seq) != 0) FAIL("the trunk does not start at 0");
+    if (s->n_past > 0 && fpi_seq_pos_min(mem_e, s->trunk_seq) != 0) FAIL("the trunk does not start at 0");
     if (s->engine->seq_owner[s->trunk_seq] != &s->user) FAIL("the trunk sequence is not the session's");
     return true;
 }
@@ -116,15 +116,15 @@ static bool check_live(const fp_session *s, char *why, size_t cap) {
     if (!s->live.valid || s->stale) return true;
     if (s->live.fork_id != s->open_fork) FAIL("live branches of fork %d, the open fork is %d", s->live.fork_id, s->open_fork);
     const fp_fork_rec *f = &s->forks[s->open_fork];
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     for (int32_t i = 0; i < f->n_shown; i++) {
         int32_t q = s->live.seq[i];
         if (q < 0) continue;
         if (s->engine->seq_owner[q] != &s->user) FAIL("live branch %d is not the session's", i);
         int32_t want = fpi_kv_pos(s, s->n_past) + f->shown[i].n_tokens + s->live.n_decoded_preview[i] - 1;
         if (s->live.n_decoded_preview[i] > f->shown[i].n_preview) FAIL("live branch %d holds more preview than shown", i);
-        if (llama_memory_seq_pos_max(mem, q) != want)
-            FAIL("live branch %d ends at %d, want %d", i, (int)llama_memory_seq_pos_max(mem, q), want);
+        if (fpi_seq_pos_max(mem_e, q) != want)
+            FAIL("live branch %d ends at %d, want %d", i, (int)fpi_seq_pos_max(mem_e, q), want);
     }
     return true;
 }

@@ -85,6 +85,8 @@ struct fp_cloud_ws {
     char     probe[2 * FP_MAX_TEXT]; /* a path's key and one more piece, checked against a prefix */
     float   *gmask;             /* [n_vocab]: a path's logits with what the grammar forbids at -inf */
     llama_token_data *gtd;      /* [n_vocab] for the grammar's apply */
+    const float *fork_logits;   /* the fork's logits, for seed_floor */
+    float   seed_floor;         /* a sparse (remote) row's unlisted share: never a seed */
 };
 
 /* ------------------------------------------------------------ workspace */
@@ -415,6 +417,7 @@ static int32_t seed_frontier(fp_session *s, const char *prefix, bool token_mode)
         }
         uint16_t f = m->tok_flags[t];
         if (f & FP_TOK_CONTROL) continue;
+        if (w->fork_logits[t] <= w->seed_floor) continue;   /* not listed by the remote server */
         if (f & FP_TOK_EOG) {
             if (!*prefix) { path e = {0}; e.seq = -1; word_close(s, &e, p, NULL, true); }
             continue;
@@ -474,6 +477,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             lg = w->gmask;
         }
         fpi_softmax(lg, V, s->st.temperature, w->probs);
+        const float floor_lg = fpi_row_floor(e, row);   /* -inf but on a remote back end */
         /* the mass of tokens that begin a new word ends this one */
         double p_end = 0.0;
         int32_t ext[EXT_PER_PATH];
@@ -488,6 +492,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
             uint16_t f = m->tok_flags[t];
             if (f & FP_TOK_CONTROL) continue;
             if (f & FP_TOK_WORD_START) { p_end += w->probs[t]; continue; }
+            if (row[t] <= floor_lg) continue;   /* its share of the unlisted mass: no path */
             if (narrow) {
                 int32_t pl;
                 const char *pc = fpi_piece(m, t, &pl);
@@ -530,7 +535,7 @@ static fp_status beam_step(fp_session *s, int32_t n_open, int32_t depth, const c
  * a copy (seq_cp tags the same cells; nothing is decoded). */
 static int32_t next_frontier(fp_session *s, int32_t n_open, int32_t n_next) {
     struct fp_cloud_ws *w = s->cloud;
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     qsort(w->next, (size_t)n_next, sizeof *w->next, cmp_path_desc);
     double bar = kth_word_p(w, s->st.k);
     int32_t kept = 0;
@@ -545,7 +550,7 @@ static int32_t next_frontier(fp_session *s, int32_t n_open, int32_t n_next) {
         } else {
             int32_t q = scratch_alloc(s);
             if (q < 0) continue;       /* no sequence left: the path is dropped */
-            llama_memory_seq_cp(mem, parent->seq, q, -1, -1);
+            fpi_seq_cp(mem_e, parent->seq, q, -1, -1);
             c->seq = q;
             w->ref[q]++;
         }
@@ -725,7 +730,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
         }
     }
     /* a preview shows whole characters only; the branch holds no more than it shows */
-    llama_memory_t mem = fpi_engine_mem(e);
+    fp_engine *mem_e = e;
     for (int32_t i = 0; i < n_out; i++) {
         fp_candidate *c = &out[i];
         while (c->n_preview > 0 && (fp_utf8_complete_prefix(c->preview, strlen(c->preview)) != strlen(c->preview) ||
@@ -733,7 +738,7 @@ static fp_status compute_previews(fp_session *s, fp_candidate *out, int32_t n_ou
             preview_cut(m, c, c->n_preview - 1); /* and never the start of a control text */
         if (w->live_dec[i] > c->n_preview) {
             w->live_dec[i] = c->n_preview;
-            if (w->live_seq[i] >= 0) llama_memory_seq_rm(mem, w->live_seq[i], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview, -1);
+            if (w->live_seq[i] >= 0) fpi_seq_rm(mem_e, w->live_seq[i], fpi_kv_pos(s, s->n_past) + c->n_tokens + c->n_preview, -1);
         }
         fpi_preview_words(m, c);
     }
@@ -750,7 +755,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     if (st != FP_OK) return st;
     struct fp_cloud_ws *w = s->cloud;
     fp_engine *e = s->engine;
-    llama_memory_t mem = fpi_engine_mem(e);
+    fp_engine *mem_e = e;
     int32_t V = s->n_vocab;
     bool token_mode = s->st.granularity == FP_GRAN_TOKEN;
     if (!prefix) prefix = "";
@@ -762,6 +767,8 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     *other = 1.0f;
 
     fpi_dist_compute(&s->dist, logits, V, s->chain, 8 * s->st.beam_width + 64);
+    w->fork_logits = logits;
+    w->seed_floor = fpi_row_floor(e, logits);
     int32_t n_open = seed_frontier(s, prefix, token_mode);
 
     /* every first-step path gets its own sequence sharing the trunk's cells */
@@ -769,7 +776,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     for (int32_t i = 0; i < n_open; i++) {
         int32_t q = scratch_alloc(s);
         if (q < 0) break;
-        llama_memory_seq_cp(mem, s->trunk_seq, q, -1, -1);
+        fpi_seq_cp(mem_e, s->trunk_seq, q, -1, -1);
         w->cur[kept] = w->cur[i];
         w->cur[kept].seq = q;
         w->ref[q] = 1;
@@ -809,7 +816,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
         for (int32_t r2 = 0; r2 < r && q >= 0; r2++) {
             if (w->live_seq[r2] == q) {
                 int32_t nq = scratch_alloc(s);
-                if (nq >= 0) llama_memory_seq_cp(mem, q, nq, 0, fpi_kv_pos(s, s->n_past) + wd->n);
+                if (nq >= 0) fpi_seq_cp(mem_e, q, nq, 0, fpi_kv_pos(s, s->n_past) + wd->n);
                 q = nq;
                 break;
             }
@@ -819,7 +826,7 @@ fp_status fpi_cloud_compute(fp_session *s, const float *logits, const char *pref
     /* each shown word's sequence ends with the word: drop longer paths' cells,
      * and give back every sequence no shown word holds */
     for (int32_t r = 0; r < nw; r++)
-        if (w->live_seq[r] >= 0) llama_memory_seq_rm(mem, w->live_seq[r], fpi_kv_pos(s, s->n_past) + out[r].n_tokens, -1);
+        if (w->live_seq[r] >= 0) fpi_seq_rm(mem_e, w->live_seq[r], fpi_kv_pos(s, s->n_past) + out[r].n_tokens, -1);
     for (int32_t i = s->n_scratch - 1; i >= 0; i--) {
         int32_t q = s->scratch[i];
         bool held = false;

@@ -23,11 +23,13 @@
 #include "core/internal.h"
 #include "core/testing.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* llama.cpp asks this between graph nodes: abort only speculative work. */
+/* llama.cpp asks this between graph nodes (remote.c between requests):
+ * abort only speculative work. */
 static bool abort_cb(void *ud) {
     fp_engine *e = ud;
     return e->bat ? fpi_batcher_abortable(e) && atomic_load(&e->cancel) : fpi_spec_cancelled(e);
@@ -36,6 +38,7 @@ static bool abort_cb(void *ud) {
 bool fpi_spec_cancelled(const fp_engine *e) {
     return e->in_prefetch && (atomic_load(&e->cancel) || atomic_load(&e->in_prefetch->pf_cancel));
 }
+bool fpi_engine_should_abort(fp_engine *e) { return abort_cb(e); }
 
 void fp_engine_cancel(fp_engine *e) {
     if (!e) return;
@@ -52,9 +55,87 @@ fp_engine_params fp_engine_default_params(void) {
     return p;
 }
 
+/* ------------------------------------------------ the local back end */
+
+static int local_decode(fp_engine *e, const struct llama_batch *b) { return llama_decode(e->ctx, *b); }
+static const float *local_logits(fp_engine *e, int32_t i) { return llama_get_logits_ith(e->ctx, i); }
+static bool local_seq_rm(fp_engine *e, int32_t q, int32_t p0, int32_t p1) {
+    return llama_memory_seq_rm(llama_get_memory(e->ctx), q, p0, p1);
+}
+static void local_seq_cp(fp_engine *e, int32_t a, int32_t b, int32_t p0, int32_t p1) {
+    llama_memory_seq_cp(llama_get_memory(e->ctx), a, b, p0, p1);
+}
+static void local_seq_add(fp_engine *e, int32_t q, int32_t p0, int32_t p1, int32_t d) {
+    llama_memory_seq_add(llama_get_memory(e->ctx), q, p0, p1, d);
+}
+static int32_t local_pos_min(fp_engine *e, int32_t q) { return llama_memory_seq_pos_min(llama_get_memory(e->ctx), q); }
+static int32_t local_pos_max(fp_engine *e, int32_t q) { return llama_memory_seq_pos_max(llama_get_memory(e->ctx), q); }
+static void local_free(fp_engine *e) {
+    if (e->ctx) llama_free(e->ctx);
+    if (e->lora) llama_adapter_lora_free(e->lora);
+}
+static const fpi_backend g_local = {
+    .name = "local", .sparse = false, .decode = local_decode, .logits = local_logits,
+    .seq_rm = local_seq_rm, .seq_cp = local_seq_cp, .seq_add = local_seq_add,
+    .seq_pos_min = local_pos_min, .seq_pos_max = local_pos_max, .free = local_free,
+};
+
+bool    fpi_seq_rm(fp_engine *e, int32_t q, int32_t p0, int32_t p1) { return e->be->seq_rm(e, q, p0, p1); }
+void    fpi_seq_cp(fp_engine *e, int32_t a, int32_t b, int32_t p0, int32_t p1) { e->be->seq_cp(e, a, b, p0, p1); }
+void    fpi_seq_add(fp_engine *e, int32_t q, int32_t p0, int32_t p1, int32_t d) { e->be->seq_add(e, q, p0, p1, d); }
+int32_t fpi_seq_pos_min(fp_engine *e, int32_t q) { return e->be->seq_pos_min(e, q); }
+int32_t fpi_seq_pos_max(fp_engine *e, int32_t q) { return e->be->seq_pos_max(e, q); }
+
+float fpi_row_floor(const fp_engine *e, const float *row) {
+    if (!e->be->sparse || !row) return -INFINITY;
+    int32_t V = e->model->n_vocab, n_at = 0;
+    float lo = INFINITY;
+    for (int32_t t = 0; t < V; t++) {
+        if (row[t] < lo) { lo = row[t]; n_at = 1; }
+        else if (row[t] == lo) n_at++;
+    }
+    return n_at > 1 ? lo : -INFINITY;   /* one token at the minimum: it was listed */
+}
+
+const char *fp_engine_backend(const fp_engine *e) {
+    return e->remote ? e->be_label : "local";
+}
+
+/* The part every back end shares: the sequence pool and the batch. */
+static fp_engine *engine_alloc(fp_model *model, const fp_engine_params *p, uint32_t n_ctx, int32_t n_batch,
+                               fp_error *err) {
+    fp_engine *e = calloc(1, sizeof *e);
+    if (!e) { fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    e->be = &g_local;
+    e->model = model;
+    e->n_ctx = n_ctx;
+    e->n_seq_max = p->n_seq_max;
+    e->n_batch = n_batch;
+    e->batch = llama_batch_init(e->n_batch, 0, 1);
+    atomic_init(&e->cancel, 0);
+    e->seq_owner = calloc(p->n_seq_max, sizeof *e->seq_owner);
+    if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
+    return e;
+}
+
 fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_error *err) {
     fp_engine_params p = params ? *params : fp_engine_default_params();
     if (!model) { fpi_fail(err, FP_ERR_ARG, "no model"); return NULL; }
+    if (p.n_seq_max < 2 || p.n_seq_max > 256) {
+        fpi_fail(err, FP_ERR_ARG, "n_seq_max must be 2..256 (got %u)", p.n_seq_max);
+        return NULL;
+    }
+    if (p.backend && strcmp(p.backend, "local") != 0) {
+        uint32_t train = (uint32_t)llama_model_n_ctx_train(model->lm);
+        uint32_t n_ctx = p.n_ctx ? p.n_ctx : (train > 0 && train < 4096 ? train : 4096);
+        if (n_ctx < 64) n_ctx = 64;
+        fp_engine *e = engine_alloc(model, &p, n_ctx, 512, err);
+        if (!e) return NULL;
+        e->n_pos_max = (int32_t)n_ctx;
+        e->can_shift = true;   /* the mirrors move positions for free */
+        if (fpi_remote_open(e, &p, err) != FP_OK) { fp_engine_free(e); return NULL; }
+        return e;
+    }
     if (model->vocab_only) {
         fpi_fail(err, FP_ERR_MODEL, "%s is loaded vocab-only: it cannot generate", model->path);
         return NULL;
@@ -97,22 +178,15 @@ fp_engine *fp_engine_new(fp_model *model, const fp_engine_params *params, fp_err
     struct llama_context *ctx = llama_init_from_model(model->lm, cp);
     if (!ctx) { fpi_fail(err, FP_ERR_MODEL, "llama.cpp could not create a context of %u cells", n_ctx); return NULL; }
 
-    fp_engine *e = calloc(1, sizeof *e);
-    if (!e) { llama_free(ctx); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
-    e->model = model;
-    e->ctx = ctx;
     /* llama.cpp may round the cache up (to 256 cells): the engine uses what
      * was asked for, so a window of N tokens is N whatever the rounding */
-    e->n_ctx = llama_n_ctx(ctx) < n_ctx ? llama_n_ctx(ctx) : n_ctx;
-    e->n_seq_max = p.n_seq_max;
-    e->n_batch = (int32_t)cp.n_batch;
+    uint32_t have = llama_n_ctx(ctx) < n_ctx ? llama_n_ctx(ctx) : n_ctx;
+    fp_engine *e = engine_alloc(model, &p, have, (int32_t)cp.n_batch, err);
+    if (!e) { llama_free(ctx); return NULL; }
+    e->ctx = ctx;
     e->n_pos_max = (int32_t)(e->n_ctx < train ? e->n_ctx : train);
-    e->batch = llama_batch_init(e->n_batch, 0, 1);
-    atomic_init(&e->cancel, 0);
     llama_set_abort_callback(ctx, abort_cb, e);
     e->can_shift = llama_memory_can_shift(llama_get_memory(ctx));
-    e->seq_owner = calloc(p.n_seq_max, sizeof *e->seq_owner);
-    if (!e->seq_owner || !e->batch.token) { fp_engine_free(e); fpi_fail(err, FP_ERR_NOMEM, "out of memory"); return NULL; }
     return e;
 }
 
@@ -120,8 +194,7 @@ void fp_engine_free(fp_engine *e) {
     if (!e) return;
     fpi_batcher_free(e);
     if (e->batch.token) llama_batch_free(e->batch);
-    if (e->ctx) llama_free(e->ctx);
-    if (e->lora) llama_adapter_lora_free(e->lora);
+    e->be->free(e);
     free(e->seq_owner);
     free(e->users);
     free(e);
@@ -132,12 +205,12 @@ uint32_t fp_engine_n_ctx(const fp_engine *e) { return e->n_ctx; }
 uint64_t fpi_engine_decode_calls(const fp_engine *e) { return e->n_decode_calls; }
 uint64_t fpi_engine_decoded_tokens(const fp_engine *e) { return e->n_decoded_tokens; }
 uint64_t fpi_engine_plan_held(const fp_engine *e) { return e->n_plan_held; }
+llama_memory_t fpi_engine_mem(fp_engine *e) { return e->ctx ? llama_get_memory(e->ctx) : NULL; }
 int64_t  fpi_engine_fail_decode(fp_engine *e, int64_t nth) {
     int64_t left = e->fault_at;
     e->fault_at = nth;
     return left;
 }
-llama_memory_t fpi_engine_mem(fp_engine *e) { return llama_get_memory(e->ctx); }
 
 /* No stale KV may be scored after steering or an adapter changes: every
  * user is marked stale first (so one that fails below is decoded again
@@ -178,7 +251,13 @@ fp_status fpi_engine_decode(fp_engine *e, fp_error *err) {
     e->n_decoded_tokens += (uint64_t)e->batch.n_tokens;
     if (e->trace) e->trace(e->trace_ud, &e->batch);
     if (e->bat) return fpi_batcher_decode(e, err);   /* with other threads' batches: batch.c */
-    int32_t rc = llama_decode(e->ctx, e->batch);
+    int32_t rc = e->be->decode(e, &e->batch);
+    return fpi_decode_status(e, rc, err);
+}
+
+fp_status fpi_decode_status(fp_engine *e, int rc, fp_error *err) {
+    if (rc == 0) return FP_OK;
+    if (rc == FPI_REMOTE_FAILED) return fpi_fail(err, FP_ERR_REMOTE, "%s", e->be_msg);
     if (rc == 2) return fpi_fail(err, FP_ERR_ABORTED, "speculative work was cancelled");
     if (rc == 1) return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache is full (%u cells): shorten the text or raise n_ctx", e->n_ctx);
     if (rc != 0) return fpi_fail(err, FP_ERR_DECODE, "llama_decode failed (code %d)", rc);
@@ -256,6 +335,6 @@ int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
 
 void fpi_seq_free(fp_engine *e, int32_t seq) {
     if (seq < 0 || (uint32_t)seq >= e->n_seq_max) return;
-    llama_memory_seq_rm(fpi_engine_mem(e), seq, -1, -1);
+    fpi_seq_rm(e, seq, -1, -1);
     e->seq_owner[seq] = NULL;
 }

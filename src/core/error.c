@@ -27,6 +27,7 @@ const char *fp_status_name(fp_status s) {
     case FP_ERR_CHECKSUM: return "FP_ERR_CHECKSUM";
     case FP_ERR_ABORTED: return "FP_ERR_ABORTED";
     case FP_ERR_DIVERGED: return "FP_ERR_DIVERGED";
+    case FP_ERR_REMOTE: return "FP_ERR_REMOTE";
     }
     return "FP_ERR_UNKNOWN";
 }

@@ -167,7 +167,81 @@ typedef struct fpi_seq_user {
     fp_status (*refresh)(struct fpi_seq_user *u, fp_error *err); /* decode again now */
 } fpi_seq_user;
 
+/* ------------------------------------------------------ engine back ends
+ *
+ * What the rest of the core needs from whatever computes logits: decode a
+ * batch, hand out its logits rows, and keep per-sequence memory (copy a
+ * prefix to another sequence, cut it, shift positions). engine.c is the
+ * local back end (one llama.cpp context, the KV cache); remote.c runs the
+ * same calls over an HTTP server (llama-server or OpenAI-compatible), with
+ * each sequence's tokens mirrored here and every logits row one request.
+ * Nothing above engine.c knows which runs; `sparse` says the rows hold
+ * only the server's top log-probabilities, the rest an even share of the
+ * remaining mass (cloud.c then never grows a candidate from that share). */
+typedef struct fpi_backend {
+    const char *name;     /* "local", "llama-server", "openai" */
+    bool sparse;
+    /* llama_decode's codes: 0 done, 1 no room, 2 aborted, < 0 failed
+     * (-100: a remote failure, e->be_msg says what) */
+    int  (*decode)(fp_engine *e, const struct llama_batch *b);
+    const float *(*logits)(fp_engine *e, int32_t i);   /* row i of the last decode, NULL if none */
+    bool (*seq_rm)(fp_engine *e, int32_t seq, int32_t p0, int32_t p1);
+    void (*seq_cp)(fp_engine *e, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+    void (*seq_add)(fp_engine *e, int32_t seq, int32_t p0, int32_t p1, int32_t delta);
+    int32_t (*seq_pos_min)(fp_engine *e, int32_t seq);  /* -1 when empty */
+    int32_t (*seq_pos_max)(fp_engine *e, int32_t seq);
+    void (*free)(fp_engine *e);
+} fpi_backend;
+
+/* Per-sequence memory through the engine's back end (llama_memory_* for
+ * the local one). p1 < 0: to the end. */
+bool    fpi_seq_rm(fp_engine *e, int32_t seq, int32_t p0, int32_t p1);
+void    fpi_seq_cp(fp_engine *e, int32_t src, int32_t dst, int32_t p0, int32_t p1);
+void    fpi_seq_add(fp_engine *e, int32_t seq, int32_t p0, int32_t p1, int32_t delta);
+int32_t fpi_seq_pos_min(fp_engine *e, int32_t seq);
+int32_t fpi_seq_pos_max(fp_engine *e, int32_t seq);
+/* The value the sparse rows give tokens the server did not list (the row's
+ * minimum when it is shared by more than its top), or -INFINITY: nothing
+ * below it may seed or extend a candidate. O(n_vocab). */
+float   fpi_row_floor(const fp_engine *e, const float *row);
+
+/* remote.c: a remote back end on e (model, n_ctx, batch set), per params. */
+fp_status fpi_remote_open(fp_engine *e, const fp_engine_params *p, fp_error *err);
+
+/* remote_parse.c: the wire format (pure, fuzzed by fuzz/fuzz_remote.c). */
+typedef enum fpi_remote_kind { FPI_REMOTE_LLAMA = 0, FPI_REMOTE_OPENAI } fpi_remote_kind;
+#define FPI_REMOTE_MAX_TOP 64
+typedef struct fpi_remote_pos {
+    int32_t token;                        /* the token generated at this position */
+    bool    ambiguous;                    /* its text is also another token's: what follows is not keyed by it */
+    int32_t n_top;
+    fp_logprob top[FPI_REMOTE_MAX_TOP];   /* descending */
+} fpi_remote_pos;
+/* Maps a token's text as an OpenAI-style server spells it to its id, or -1;
+ * FPI_REMOTE_AMBIGUOUS or'ed in when other tokens have that text too. */
+#define FPI_REMOTE_AMBIGUOUS (1 << 30)
+typedef int32_t (*fpi_remote_lookup)(void *ud, const char *text);
+/* The JSON body (malloc'd, NULL on no memory) asking for the distribution
+ * after toks[0..n) and `ahead` greedy tokens; bias: n_vocab additive
+ * biases sent as logit_bias, or NULL; ids (openai): ask for vLLM's
+ * "token_id:N" spelling (return_tokens_as_token_ids). */
+char     *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int32_t *toks, int32_t n,
+                             int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab, bool ids);
+/* Parses a reply into out[0..*n_out) (at most cap): FP_OK with at least one
+ * position, else FP_ERR_IO and msg saying what was wrong (the server's own
+ * error message when it sent one). */
+fp_status fpi_remote_parse(fpi_remote_kind kind, const char *body, size_t len, int32_t n_vocab,
+                           fpi_remote_lookup lookup, void *ud, fpi_remote_pos *out, int32_t cap,
+                           int32_t *n_out, char *msg, size_t msg_cap);
+/* A logits row for pos: its top at their log-probabilities, every other
+ * token an even share of 1 - their mass (just below the last listed one). */
+void      fpi_remote_row(const fpi_remote_pos *pos, int32_t n_vocab, float *row);
+
 struct fp_engine {
+    const fpi_backend *be;       /* what decodes (engine.c local, remote.c) */
+    struct fpi_remote *remote;   /* the remote back end's state, NULL for local */
+    char be_msg[300];            /* the last remote failure */
+    char be_label[300];          /* "llama-server URL": fp_engine_backend */
     fp_model *model;
     struct llama_context *ctx;
     struct llama_batch batch;    /* preallocated: n_batch tokens, 1 seq each */
@@ -203,6 +277,14 @@ void      fpi_batch_clear(fp_engine *e);
 /* Returns false when the batch is full. */
 bool      fpi_batch_add(fp_engine *e, int32_t token, int32_t pos, int32_t seq, bool logits);
 fp_status fpi_engine_decode(fp_engine *e, fp_error *err);
+/* The local back end's llama.cpp memory (tests look at it directly); NULL
+ * on a remote engine, whose memory is fpi_seq_* only. */
+llama_memory_t fpi_engine_mem(fp_engine *e);
+/* A back end's decode code as a status and message (batch.c too). */
+#define FPI_REMOTE_FAILED (-100)
+fp_status fpi_decode_status(fp_engine *e, int rc, fp_error *err);
+/* True when the work being decoded is speculative and was cancelled. */
+bool      fpi_engine_should_abort(fp_engine *e);
 /* The logits of token i of the last decoded batch (-1: the last with
  * logits), as llama_get_logits_ith; with batching on, this thread's own. */
 const float *fpi_engine_logits(fp_engine *e, int32_t i);
@@ -222,7 +304,6 @@ bool      fpi_batcher_wait_seqs(fp_engine *e, fpi_seq_user *self);
  * needed; logits are produced for the last token only when want_last. */
 fp_status fpi_engine_decode_span(fp_engine *e, int32_t seq, const int32_t *tokens, int32_t n,
                                 int32_t pos0, bool want_last, fp_error *err);
-llama_memory_t fpi_engine_mem(fp_engine *e);
 
 /* Sequence pool. fpi_seq_alloc reclaims idle branches of the least recently
  * used other user when the pool is empty; returns -1 when nothing is left. */

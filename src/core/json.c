@@ -134,8 +134,12 @@ static char *print_free(cJSON *o) {
 }
 
 char *fp_fork_to_json(const fp_session *s, const fp_fork *f) {
-    (void)s;
-    return f ? print_free(fork_json(f)) : NULL;
+    if (!f) return NULL;
+    cJSON *o = fork_json(f);
+    /* a remote engine is named in every event (the decision log's record of
+     * where the probabilities came from); the local one adds nothing */
+    if (o && s && s->engine->remote) cJSON_AddStringToObject(o, "backend", fp_engine_backend(s->engine));
+    return print_free(o);
 }
 
 static const char *node_kind_name(fp_node_kind k) {

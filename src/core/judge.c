@@ -44,6 +44,7 @@ fp_status fp_engine_logprob(fp_engine *e, const int32_t *context, int32_t nc, co
 
 fp_status fp_engine_score_pairs(fp_engine *e, const fp_steer_pair *pairs, int32_t n, fp_pair_score *out, fp_error *err) {
     if (!e || !out || (n > 0 && !pairs)) return fpi_fail(err, FP_ERR_ARG, "no engine, pairs or result");
+    if (e->remote) return fpi_fail(err, FP_ERR_ARG, "scoring pairs needs the model's weights: not available on a remote engine (%s)", fp_engine_backend(e));
     double margin = 0, text = 0;
     int32_t n_pairs = 0, n_text = 0;
     for (int32_t i = 0; i < n; i++) {

@@ -12,6 +12,8 @@
 
 fp_status fp_engine_set_lora(fp_engine *e, const char *path, float scale, fp_error *err) {
     if (!e) return fpi_fail(err, FP_ERR_ARG, "no engine");
+    if (e->remote)
+        return fpi_fail(err, FP_ERR_ARG, "a LoRA adapter needs the model's weights, which the remote engine (%s) keeps: not available with --backend", fp_engine_backend(e));
     if (!isfinite(scale) || scale < -16.0f || scale > 16.0f) return fpi_fail(err, FP_ERR_ARG, "LoRA scale must be in [-16, 16]");
     struct llama_adapter_lora *ad = NULL;
     if (path && scale != 0.0f) {

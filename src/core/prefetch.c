@@ -111,7 +111,7 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
         fp_session_free(sh);
         return NULL;
     }
-    llama_memory_seq_cp(fpi_engine_mem(s->engine), s->trunk_seq, sh->trunk_seq, -1, -1);
+    fpi_seq_cp(s->engine, s->trunk_seq, sh->trunk_seq, -1, -1);
     sh->n_past = sh->n_path;
     sh->n_keep = s->n_keep;       /* the same window (a shadow never slides it: tree.c) */
     sh->n_shift = s->n_shift;
@@ -180,9 +180,9 @@ fp_status fpi_prefetch_adopt(fp_session *s, int32_t which, fp_chooser by, fp_err
         if ((st = fpi_append_token(s, src->tokens[i], &rec)) != FP_OK) { fp_session_free(sh); return fpi_fail(err, st, "out of memory"); }
     }
     /* KV: the shadow's cells past the fork become the trunk's */
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     fpi_cloud_drop_live(s);
-    llama_memory_seq_cp(mem, sh->trunk_seq, s->trunk_seq, fpi_kv_pos(s, s->n_past), fpi_kv_pos(sh, sh->n_past));
+    fpi_seq_cp(mem_e, sh->trunk_seq, s->trunk_seq, fpi_kv_pos(s, s->n_past), fpi_kv_pos(sh, sh->n_past));
     s->n_past = sh->n_past;
     memcpy(s->cur_logits, sh->cur_logits, sizeof(float) * (size_t)s->n_vocab);
     s->rng = sh->rng;

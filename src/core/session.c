@@ -397,7 +397,7 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
             if (fpi_path_rebuild(s, s->leaf) != FP_OK) return fpi_fail(err, FP_ERR_NOMEM, "out of memory");
             if (s->n_past > s->n_path) s->n_past = s->n_path;
             if (s->n_shift > 0 && s->n_path < s->n_keep + s->n_shift) fpi_trunk_reset(s); /* back into the gap */
-            else llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, s->n_past), -1);
+            else fpi_seq_rm(s->engine, s->trunk_seq, fpi_kv_pos(s, s->n_past), -1);
             fpi_chain_resync(s);
             fpi_session_end(s, "eog");
             return FP_OK;
@@ -448,7 +448,7 @@ void fpi_mark_restore(fp_session *s, const fpi_mark *mk) {
          * the trunk is decoded again before its next use */
         fpi_trunk_reset(s);
     } else {
-        llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, kept), -1);
+        fpi_seq_rm(s->engine, s->trunk_seq, fpi_kv_pos(s, kept), -1);
         s->n_past = kept < s->n_path ? kept : s->n_path;
     }
     fpi_chain_resync(s);
@@ -538,7 +538,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
     }
 
     /* KV: take what the live branch already holds, decode only the rest */
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     int32_t from_branch = 0;
     bool live = cand >= 0 && s->live.valid && s->live.fork_id == fork_id && s->live.seq[cand] >= 0;
     if (live) {
@@ -547,7 +547,7 @@ static fp_status commit(fp_session *s, const int32_t *toks, int32_t n, int32_t n
         if (n_prev == 0) from_branch = n_word;           /* logits after the word are stored */
         else from_branch = n_word + (dec_prev < n_prev - 1 ? dec_prev : n_prev - 1);
         int32_t kv = fpi_kv_pos(s, s->n_past);
-        llama_memory_seq_cp(mem, s->live.seq[cand], s->trunk_seq, kv, kv + from_branch);
+        fpi_seq_cp(mem_e, s->live.seq[cand], s->trunk_seq, kv, kv + from_branch);
         if (from_branch == n)
             memcpy(s->cur_logits, s->live.word_logits + (size_t)cand * (size_t)s->n_vocab, sizeof(float) * (size_t)s->n_vocab);
     }
@@ -1181,7 +1181,7 @@ fp_status fpi_session_ready(fp_session *s, fp_error *err) {
     if (!s->stale) return FP_OK;
     /* the adapters changed: the whole path is decoded again, and the open
      * fork computed as the adapted model sees it now */
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, -1, -1);
+    fpi_seq_rm(s->engine, s->trunk_seq, -1, -1);
     s->n_past = 0;
     fp_status st = fpi_trunk_sync(s, NULL, 0, true, err);
     if (st != FP_OK) return st;

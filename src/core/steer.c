@@ -134,6 +134,8 @@ fp_steer *fp_steer_compute(fp_model *m, const fp_steer_pair *pairs, int32_t n, i
 }
 
 fp_status fp_engine_set_steer(fp_engine *e, const fp_steer *v, float strength, fp_error *err) {
+    if (e->remote)
+        return fpi_fail(err, FP_ERR_ARG, "a steering vector needs the model's hidden states, which the remote engine (%s) keeps: not available with --backend", fp_engine_backend(e));
     if (v && (v->n_embd != llama_model_n_embd(e->model->lm) || v->n_layer != llama_model_n_layer(e->model->lm)))
         return fpi_fail(err, FP_ERR_MODEL, "the steering vector was learned on a model of another shape");
     if (!isfinite(strength)) return fpi_fail(err, FP_ERR_ARG, "strength must be finite");

@@ -228,16 +228,16 @@ fp_status fpi_window_slide(fp_session *s, fp_error *err) {
     if (s->n_past != s->n_path) return fpi_fail(err, FP_ERR_STATE, "the trunk is not complete");
     int32_t k = s->n_keep, d = chunk_for(s, k);
     if (s->n_past - s->n_shift - k <= d) return fpi_fail(err, FP_ERR_CONTEXT, "the window has nothing left to let go");
-    llama_memory_t mem = fpi_engine_mem(s->engine);
-    if (!llama_memory_seq_rm(mem, s->trunk_seq, k, k + d))
+    fp_engine *mem_e = s->engine;
+    if (!fpi_seq_rm(mem_e, s->trunk_seq, k, k + d))
         return fpi_fail(err, FP_ERR_CONTEXT, "the KV cache cannot drop a range of cells");
-    llama_memory_seq_add(mem, s->trunk_seq, k + d, -1, -d);
+    fpi_seq_add(mem_e, s->trunk_seq, k + d, -1, -d);
     s->n_shift += d;
     return FP_OK;
 }
 
 void fpi_trunk_reset(fp_session *s) {
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, -1, -1);
+    fpi_seq_rm(s->engine, s->trunk_seq, -1, -1);
     s->n_past = 0;
     s->n_keep = keep_for(s);
     s->n_shift = shift_for(s, s->n_keep, s->n_path);
@@ -247,13 +247,13 @@ void fpi_trunk_reset(fp_session *s) {
  * then (past the gap) the newest tokens. On failure the trunk holds what it
  * took in before the failing span, and n_past says so. */
 static fp_status trunk_fill(fp_session *s, bool want_logits, fp_error *err) {
-    llama_memory_t mem = fpi_engine_mem(s->engine);
+    fp_engine *mem_e = s->engine;
     fp_status st;
     if (s->n_past < s->n_keep) {
         int32_t to = s->n_keep < s->n_path ? s->n_keep : s->n_path;
         st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + s->n_past, to - s->n_past, s->n_past,
                                     want_logits && to == s->n_path, err);
-        if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, s->n_past, -1); return st; }
+        if (st != FP_OK) { fpi_seq_rm(mem_e, s->trunk_seq, s->n_past, -1); return st; }
         s->n_past = to;
     }
     if (s->n_past == s->n_keep && s->n_shift > 0) s->n_past = s->n_keep + s->n_shift; /* over the gap */
@@ -261,7 +261,7 @@ static fp_status trunk_fill(fp_session *s, bool want_logits, fp_error *err) {
         int32_t from = s->n_past;
         st = fpi_engine_decode_span(s->engine, s->trunk_seq, s->path_tok + from, s->n_path - from, fpi_kv_pos(s, from),
                                     want_logits, err);
-        if (st != FP_OK) { llama_memory_seq_rm(mem, s->trunk_seq, fpi_kv_pos(s, from), -1); return st; }
+        if (st != FP_OK) { fpi_seq_rm(mem_e, s->trunk_seq, fpi_kv_pos(s, from), -1); return st; }
     }
     s->n_past = s->n_path;
     if (want_logits)
@@ -290,7 +290,7 @@ fp_status fpi_trunk_sync(fp_session *s, const int32_t *old_tok, int32_t old_n, b
         s->n_keep = keep;
         s->n_shift = shift_for(s, keep, s->n_path);
     }
-    llama_memory_seq_rm(fpi_engine_mem(s->engine), s->trunk_seq, fpi_kv_pos(s, common), -1);
+    fpi_seq_rm(s->engine, s->trunk_seq, fpi_kv_pos(s, common), -1);
     s->n_past = common;
     return trunk_fill(s, want_logits, err);
 }

@@ -418,6 +418,15 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
             cJSON_AddNumberToObject(r, "restarts", n ? atoi(n) : 0);
             if (why) cJSON_AddStringToObject(r, "last_loss", why);
         }
+        if (app->cfg.backend) {   /* --backend: the remote engine and how its requests went */
+            cJSON *b = cJSON_AddObjectToObject(o, "backend");
+            fp_remote_stats rs = fp_engine_remote_stats(app->engine);   /* counters: a torn read is harmless */
+            cJSON_AddStringToObject(b, "name", fp_engine_backend(app->engine));
+            cJSON_AddNumberToObject(b, "requests", (double)rs.requests);
+            cJSON_AddNumberToObject(b, "retries", (double)rs.retries);
+            cJSON_AddNumberToObject(b, "cached", (double)rs.cached);
+            cJSON_AddNumberToObject(b, "short_replies", (double)rs.short_replies);
+        }
         srv_adapters_json(app, o);
         pthread_mutex_lock(&app->q_mu);
         cJSON_AddNumberToObject(o, "prefetch_cancels", (double)app->n_cancels);

@@ -45,6 +45,12 @@ static void usage(FILE *f)
         "  --ctx N            KV cells shared by all sessions (default 8 x the model's context, max 16384)\n"
         "  --seq-max N        engine sequences, 2..256 (default 256, at most the --ctx cells)\n"
         "  --threads N        CPU threads for the model (0 = all)\n"
+        "  --backend B        local (default), llama-server:URL or openai:URL: forks over a remote\n"
+        "                     engine (the model file gives the tokenizer; docs/deploy.md)\n"
+        "  --api-key KEY      its Bearer token (default: $FORKPOINT_API_KEY, $OPENAI_API_KEY)\n"
+        "  --remote-model M   openai: the \"model\" field (default: the server's first model)\n"
+        "  --remote-top N     top log-probabilities asked per position, 1..64 (default 20)\n"
+        "  --remote-timeout MS  one request's limit before a retry (default 30000)\n"
         "  --rpc H:P,...      put the model's layers on these RPC workers (forkpoint worker);\n"
         "                     a worker lost mid-session restarts the server, stories reopen from --db\n"
         "  --max-live N       sessions kept resident in the engine (default 16)\n"
@@ -171,6 +177,17 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
             }
             cfg->rpc = val;
         }
+        else if (strcmp(name, "--backend") == 0) {
+            if (strcmp(val, "local") && strncmp(val, "llama-server:", 13) && strncmp(val, "openai:", 7)) {
+                fprintf(stderr, "forkpoint-serve: --backend must be local, llama-server:URL or openai:URL (got %s)\n", val);
+                return -1;
+            }
+            cfg->backend = strcmp(val, "local") ? val : NULL;
+        }
+        else if (strcmp(name, "--api-key") == 0) cfg->api_key = val;
+        else if (strcmp(name, "--remote-model") == 0) cfg->remote_model = val;
+        else if (strcmp(name, "--remote-top") == 0) { if (!parse_num(name, val, 1, 64, &n)) return -1; cfg->remote_top = (int)n; }
+        else if (strcmp(name, "--remote-timeout") == 0) { if (!parse_num(name, val, 100, 3600000, &n)) return -1; cfg->remote_timeout_ms = (int)n; }
         else if (strcmp(name, "--tls-cert") == 0) cfg->tls_cert = val;
         else if (strcmp(name, "--tls-key") == 0) cfg->tls_key = val;
         else if (strcmp(name, "--chat-template") == 0) cfg->chat_template = val;
@@ -204,6 +221,10 @@ int srv_parse_args(int argc, char **argv, srv_config *cfg)
     }
     if (cfg->token && (!*cfg->token || strlen(cfg->token) > 200 || strpbrk(cfg->token, " ;,\"\\\r\n"))) {
         fprintf(stderr, "forkpoint-serve: --token must be 1..200 characters without spaces, ';', ',', quotes or backslashes\n");
+        return -1;
+    }
+    if (cfg->rpc && cfg->backend) {
+        fprintf(stderr, "forkpoint-serve: --rpc and a remote --backend exclude each other: the layers are on the server\n");
         return -1;
     }
     if (cfg->rpc && cfg->port == 0) {
@@ -253,6 +274,12 @@ static int setup_engine(srv_app *app)
     }
     snprintf(app->start_path, sizeof app->start_path, "%s", app->model_path);
     srv_model_note(app);
+    /* a remote engine has no weights here: LoRA and steering are refused in one line */
+    if ((app->cfg.lora && fp_engine_set_lora(app->engine, NULL, 1.0f, &err) != FP_OK) ||
+        (app->cfg.steer && fp_engine_set_steer(app->engine, NULL, 1.0f, &err) != FP_OK)) {
+        fprintf(stderr, "forkpoint-serve: %s\n", err.message);
+        return -1;
+    }
     if (app->cfg.steer) {
         float stored = 1.0f;
         app->steer = fp_steer_load(app->model, app->cfg.steer, &stored, &err);

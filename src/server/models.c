@@ -54,6 +54,11 @@ static fp_engine_params engine_params(const srv_app *app, const fp_model *model)
     uint32_t fit = ep.n_ctx < 64 ? 64 : ep.n_ctx;
     ep.n_seq_max = app->cfg.n_seq_max ? app->cfg.n_seq_max : fit < 256 ? fit : 256;
     ep.n_threads = app->cfg.n_threads;
+    ep.backend = app->cfg.backend;
+    ep.api_key = app->cfg.api_key;
+    ep.remote_model = app->cfg.remote_model;
+    ep.remote_top = app->cfg.remote_top;
+    ep.remote_timeout_ms = app->cfg.remote_timeout_ms;
     return ep;
 }
 
@@ -63,9 +68,10 @@ int srv_model_open(srv_app *app, const char *path, fp_model **model, fp_engine *
     *engine = NULL;
     fp_model_params mp = fp_model_default_params();
     mp.rpc = app->cfg.rpc;   /* --rpc: the layers on the workers */
+    mp.vocab_only = app->cfg.backend != NULL;   /* a remote engine: only the tokenizer here */
     fp_model *m = fp_model_load(path, &mp, err);
     if (!m) return -1;
-    if (fp_model_is_vocab_only(m)) {
+    if (!app->cfg.backend && fp_model_is_vocab_only(m)) {
         fp_error_set(err, FP_ERR_MODEL, "%s has no weights (a vocab-only file)", path);
         fp_model_free(m);
         return -1;

@@ -185,9 +185,18 @@ static cJSON *rec_item(const fp_model *m, const srv_oai_req *q, const tokrec *r)
     return o;
 }
 
-/* The legacy completions "logprobs" object for recs[0..n), offsets from base. */
-static cJSON *legacy_logprobs(const fp_model *m, const tokrec *recs, int32_t n, size_t base)
+static cJSON *token_id_string(int32_t t)
 {
+    char b[24];
+    snprintf(b, sizeof b, "token_id:%d", (int)t);
+    return cJSON_CreateString(b);
+}
+
+/* The legacy completions "logprobs" object for recs[0..n), offsets from base. */
+static cJSON *legacy_logprobs(const fp_model *m, const tokrec *recs, int32_t n, size_t base, bool ids)
+{
+    /* vLLM's return_tokens_as_token_ids: "token_id:N", unambiguous where two tokens share a text */
+#define TOKSTR(t) (ids ? token_id_string(t) : token_string(m, (t)))
     cJSON *o = cJSON_CreateObject();
     cJSON *toks = cJSON_AddArrayToObject(o, "tokens");
     cJSON *lps = cJSON_AddArrayToObject(o, "token_logprobs");
@@ -195,7 +204,7 @@ static cJSON *legacy_logprobs(const fp_model *m, const tokrec *recs, int32_t n, 
     cJSON *offs = cJSON_AddArrayToObject(o, "text_offset");
     for (int32_t i = 0; i < n; i++) {
         const tokrec *r = &recs[i];
-        cJSON_AddItemToArray(toks, token_string(m, r->token));
+        cJSON_AddItemToArray(toks, TOKSTR(r->token));
         if (isnan(r->logprob)) {
             cJSON_AddItemToArray(lps, cJSON_CreateNull());
             cJSON_AddItemToArray(tops, cJSON_CreateNull());
@@ -205,13 +214,13 @@ static cJSON *legacy_logprobs(const fp_model *m, const tokrec *recs, int32_t n, 
             cJSON *d = cJSON_CreateObject();
             bool have = false;
             for (int32_t k = 0; k < r->n_top; k++) {
-                cJSON *s = token_string(m, r->top[k].token);
+                cJSON *s = TOKSTR(r->top[k].token);
                 if (!cJSON_GetObjectItemCaseSensitive(d, s->valuestring))
                     cJSON_AddNumberToObject(d, s->valuestring, lp_json(r->top[k].logprob));
                 have = have || r->top[k].token == r->token;
                 cJSON_Delete(s);
             }
-            cJSON *s = token_string(m, r->token);
+            cJSON *s = TOKSTR(r->token);
             if (!have && !cJSON_GetObjectItemCaseSensitive(d, s->valuestring))
                 cJSON_AddNumberToObject(d, s->valuestring, lp_json(r->logprob));
             cJSON_Delete(s);
@@ -220,6 +229,7 @@ static cJSON *legacy_logprobs(const fp_model *m, const tokrec *recs, int32_t n, 
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(base + r->start)));
     }
     return o;
+#undef TOKSTR
 }
 
 /* ------------------------------------------------------------ one choice */
@@ -400,7 +410,7 @@ static bool stream_choice(ctx *x, choice *c, int32_t index, size_t base)
             cJSON_AddItemToArray(chs, ch);
             cJSON_AddStringToObject(ch, "text", piece);
             cJSON_AddNumberToObject(ch, "index", index);
-            if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x->m, r, 1, base));
+            if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x->m, r, 1, base, x->q->tokens_as_ids));
             else cJSON_AddNullToObject(ch, "logprobs");
             cJSON_AddNullToObject(ch, "finish_reason");
         }
@@ -644,7 +654,7 @@ static int choice_end(gen_state *s)
             } else cJSON_AddNullToObject(ch, "logprobs");
         } else {
             cJSON_AddStringToObject(ch, "text", c->text ? c->text : "");
-            if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x->m, c->recs, c->n_recs, 0));
+            if (lp) cJSON_AddItemToObject(ch, "logprobs", legacy_logprobs(x->m, c->recs, c->n_recs, 0, q->tokens_as_ids));
             else cJSON_AddNullToObject(ch, "logprobs");
         }
         cJSON_AddStringToObject(ch, "finish_reason", c->finish ? c->finish : "length");

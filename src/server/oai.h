@@ -60,6 +60,7 @@ typedef struct srv_oai_req {
     int32_t n;                    /* choices */
     int32_t logprobs;             /* alternatives per token; -1 = no log-probabilities */
     bool    echo, stream, post_sampling, include_usage, return_tokens, ignore_eos;
+    bool    tokens_as_ids;        /* vLLM's return_tokens_as_token_ids: tokens spelled "token_id:N" */
     bool    add_special, with_pieces; /* tokenize */
     int32_t *bias_tok;            /* logit_bias entries */
     float   *bias_val;

@@ -41,7 +41,7 @@ typedef struct field { const char *name; int how; int neutral; double value; } f
 static const field k_completions[] = {
     {"model", USE}, {"prompt", USE}, {"max_tokens", USE}, {"temperature", USE}, {"top_p", USE},
     {"n", USE}, {"stream", USE}, {"stream_options", USE}, {"logprobs", USE}, {"echo", USE},
-    {"stop", USE}, {"logit_bias", USE}, {"seed", USE}, {"user", IGNORE},
+    {"stop", USE}, {"logit_bias", USE}, {"seed", USE}, {"user", IGNORE}, {"return_tokens_as_token_ids", USE},
     {"presence_penalty", NEUTRAL, N_NUM, 0}, {"frequency_penalty", NEUTRAL, N_NUM, 0},
     {"best_of", NEUTRAL, N_NUM, 1}, {"suffix", NEUTRAL, N_EMPTY},
     /* vLLM's extensions, which SillyTavern and others send */
@@ -439,6 +439,7 @@ int srv_oai_parse(srv_oai_api api, const void *obj, int32_t max_logprobs, bool l
                         (long long)i, max_logprobs);
         if (st == 1) r->logprobs = (int32_t)i;
         if ((st = boolean(o, "echo", &r->echo, err, cap, param)) > 1) return st;
+        if ((st = boolean(o, "return_tokens_as_token_ids", &r->tokens_as_ids, err, cap, param)) > 1) return st;
     }
     if (api != OAI_LLAMA) {
         if ((st = integer(o, "n", 1, SRV_OAI_MAX_N, &i, err, cap, param)) > 1) return st;

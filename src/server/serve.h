@@ -88,6 +88,11 @@ typedef struct srv_config {
     const char *cors_origin;   /* --cors-origin: one foreign Origin allowed on the compatible APIs, NULL = none */
     bool        lenient_fields; /* --lenient-fields: the compatible APIs ignore unknown fields */
     const char *rpc;           /* --rpc HOST:PORT,...: the model's layers on RPC workers, NULL = here */
+    const char *backend;       /* --backend llama-server:URL | openai:URL: a remote engine, NULL = here */
+    const char *api_key;       /* --api-key (else $FORKPOINT_API_KEY, $OPENAI_API_KEY) */
+    const char *remote_model;  /* --remote-model: openai's "model" field */
+    int         remote_top;    /* --remote-top: log-probabilities asked per position (0 = 20) */
+    int         remote_timeout_ms; /* --remote-timeout: one request (0 = 30000) */
 } srv_config;
 
 /* ---- --rpc: a supervisor keeps the server up when a worker dies (supervise.c) */

@@ -300,6 +300,14 @@ static void reply_fp_error(srv_job *job, const fp_error *err, fp_status st)
     job->status = srv_status_http(st);
     char msg[300];
     snprintf(msg, sizeof msg, "%s", err->message[0] ? err->message : fp_status_name(st));
+    if (st == FP_ERR_REMOTE) {   /* the remote engine failed: nothing was decided, the same call may be sent again */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "error", msg);
+        cJSON_AddBoolToObject(o, "retryable", true);
+        job->body = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (job->body) return;
+    }
     job->body = srv_json_error(msg);
 }
 
@@ -608,7 +616,7 @@ static void job_change(srv_app *app, srv_job *job, srv_live *l)
     }
     if (st != FP_OK) {
         if (st == FP_ERR_CAPACITY || st == FP_ERR_CONTEXT || st == FP_ERR_DECODE ||
-            st == FP_ERR_NOMEM) {
+            st == FP_ERR_NOMEM || st == FP_ERR_REMOTE) {
             /* the call may have left the in-memory session half-changed:
              * reload it from SQLite on the next request */
             drop_live(app, l);

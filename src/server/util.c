@@ -40,6 +40,7 @@ int srv_status_http(fp_status st)
     case FP_ERR_STATE:    return 409;
     case FP_ERR_CAPACITY: return 503;
     case FP_ERR_NOMEM:    return 503;
+    case FP_ERR_REMOTE:   return 503;   /* the remote engine: nothing was decided, retry */
     case FP_ERR_IO:
     case FP_ERR_MODEL:
     case FP_ERR_DECODE:

@@ -10,6 +10,8 @@
 # llama.cpp's APIs) needs the openai package and bench/gen_model.
 # models_test.mjs: the models folder, switching models, a story's model.
 # chat_test.mjs: chat sessions (the random Phi-3 model of mk/models.mk).
+# remote_test.mjs: Forkpoint over a remote engine (--backend), another
+# forkpoint-serve as the engine, fault_proxy.mjs between them.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -26,7 +28,7 @@ if [ ! -f "$here/node_modules/openai/package.json" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error >&2) || { echo "api: npm ci failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 total_p=0; total_f=0; rc=0
-for t in api_test.mjs hardening_test.mjs oai_test.mjs models_test.mjs chat_test.mjs; do
+for t in api_test.mjs hardening_test.mjs oai_test.mjs models_test.mjs chat_test.mjs remote_test.mjs; do
   out=$(node "$here/$t"); r=$?
   echo "$out"
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' <<<"$out" | tail -1)
