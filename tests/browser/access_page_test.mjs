@@ -441,6 +441,10 @@ async function main() {
     await d('#btn-theme', async () => (await page.getAttribute('#btn-theme', 'aria-pressed')) !== dark0, 'Theme');
     await d('#btn-theme', async () => (await page.getAttribute('#btn-theme', 'aria-pressed')) === dark0, 'Theme back');
     await d('#set-share', async () => !(await page.isChecked('#set-share')), 'a check box');
+    // number fields and drop-downs have buttons (web/access/fields.js)
+    const c0 = Number(await page.inputValue('#set-cooldown-ms'));
+    await d('#set-cooldown-ms ~ .fp-nudge:last-of-type', async () => Number(await page.inputValue('#set-cooldown-ms')) === c0 + 50, 'a number field\'s "+"');
+    await d('#set-cooldown-ms ~ .fp-nudge:first-of-type', async () => Number(await page.inputValue('#set-cooldown-ms')) === c0, 'a number field\'s "−"');
     await d('#access-box > summary', () => page.$eval('#access-box', (x) => x.open), 'Access settings (open)');
     const sp0 = await page.isChecked('#fp-acc-speak');
     await d('#fp-acc-speak', async () => (await page.isChecked('#fp-acc-speak')) !== sp0, 'an access check box');

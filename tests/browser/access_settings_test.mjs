@@ -165,6 +165,55 @@ async function main() {
     }
   });
 
+  await test('two switches work the page\'s text fields (the letter board types into them), its number fields and drop-downs', async () => {
+    await open({ width: 1366, height: 768 }, false, 'scan2');
+    const sw = keySwitch(page, 'scan2');
+    const type = async (word) => {
+      await page.waitForSelector('#fp-letterboard:not([hidden])');
+      for (const ch of word) await reach(page, `#fp-letterboard [data-key="${ch === ' ' ? '␣' : ch}"]`, sw);
+    };
+    // the story's opening: chosen by the switch, typed on the board, ⏎ starts the story
+    const p0 = await page.inputValue('#prompt');
+    await reach(page, '#prompt', sw);
+    await type(' a dog');
+    eq(await page.inputValue('#prompt'), `${p0} a dog`, 'the board typed into the opening');
+    await reach(page, '#fp-letterboard [data-key="⏎"]', sw);
+    await page.waitForSelector('#cloud .cand', { timeout: 60000 });
+    const sid = await page.evaluate(() => (location.hash.match(/s=([0-9a-f]{16})/) || [])[1]);
+    const st = await (await fetch(`${srv.url}api/sessions/${sid}`)).json();
+    assert(st.text.startsWith(`${p0} a dog`), `the story starts with the typed opening: ${JSON.stringify(st.text.slice(0, 40))}`);
+    // a quick phrase of one's own, in the Say panel
+    await reach(page, '#btn-say', sw);
+    await page.waitForSelector('#panel-say:not([hidden])');
+    await reach(page, '#phrase-input', sw);
+    await type('hi');
+    await reach(page, '#fp-letterboard [data-key="⏎"]', sw);
+    await page.waitForFunction(() => [...document.querySelectorAll('#phrase-list .phrase')].some((b) => b.textContent === 'hi'));
+    assert(await page.isHidden('#fp-letterboard'), 'the board goes once the phrase is added');
+    await reach(page, '#panel-say .panel-close', sw);
+    // Settings: a number field of the page ("+") and the model's settings, applied
+    await reach(page, '#btn-settings', sw);
+    await page.waitForSelector('#panel-settings:not([hidden])');
+    const ms0 = Number(await page.inputValue('#set-cooldown-ms'));
+    await reach(page, '#set-cooldown-ms ~ .fp-nudge:last-of-type', sw);
+    eq(await page.inputValue('#set-cooldown-ms'), String(ms0 + 50), 'the "+" of a number field');
+    const k0 = Number(await page.inputValue('#set-k'));
+    await reach(page, '#set-k ~ .fp-nudge:last-of-type', sw);
+    eq(await page.inputValue('#set-k'), String(k0 + 1), 'the "+" of the model\'s k');
+    // a drop-down: "▶" takes the next choice, "◀" the one before
+    const g0 = await page.$eval('#set-granularity', (e) => e.selectedIndex);
+    const d = g0 + 1 < await page.$eval('#set-granularity', (e) => e.options.length) ? 1 : -1;
+    await reach(page, `#set-granularity ~ .fp-nudge:${d > 0 ? 'last' : 'first'}-of-type`, sw);
+    eq(await page.$eval('#set-granularity', (e) => e.selectedIndex), g0 + d, 'the drop-down moved one choice');
+    await reach(page, `#set-granularity ~ .fp-nudge:${d > 0 ? 'first' : 'last'}-of-type`, sw);
+    eq(await page.$eval('#set-granularity', (e) => e.selectedIndex), g0, 'and back');
+    await reach(page, '#settings-form button[type=submit]', sw);
+    await page.waitForFunction(async ([u, k]) => (await (await fetch(u)).json()).settings.k === k,
+      [`${srv.url}api/sessions/${sid}`, k0 + 1], { timeout: 30000 });
+    eq(await page.evaluate(() => JSON.parse(localStorage.getItem('forkpoint.prefs')).cooldownMs), ms0 + 50, 'the cooldown saved');
+    await axe('settings-fields-scan');
+  });
+
   await test('no page errors', async () => { eq(page.errors, [], 'page errors'); });
 }
 

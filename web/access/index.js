@@ -7,7 +7,8 @@
  *
  * Why a separate layer: every input method must reach every control, and
  * the page's own code stays one concern (rendering and talking to the
- * server). The page announces new targets with "fp:targets"; a
+ * server). Number fields, sliders and drop-downs get "−"/"+" buttons
+ * (fields.js), text fields the letter board. The page announces new targets with "fp:targets"; a
  * MutationObserver covers a page that does not.
  *
  * window.fpAccess is the hook for tests and for carers' scripts: the
@@ -17,6 +18,7 @@ import * as settings from './settings.js';
 import { Scanner } from './scan.js';
 import { Switches } from './switches.js';
 import * as board from './letterboard.js';
+import * as fields from './fields.js';
 import * as hl from './highlight.js';
 
 const S = settings.load();
@@ -81,6 +83,7 @@ function changed(records) {
   if (pending) return;
   pending = requestAnimationFrame(() => {
     pending = 0;
+    fields.sync();
     board.sync(S.mode !== 'off');
     if (switches) switches.connect();   // the page names its story with replaceState: no hashchange
     if (scanner) scanner.refresh(false);
@@ -109,6 +112,10 @@ function init() {
     attributeFilter: ['hidden', 'disabled', 'class', 'open'] });
   addEventListener('resize', changed);
   addEventListener('scroll', changed, true);
+  // a text field chosen by a scan, a dwell or a click gets the letter
+  // board (not mere focus: the page focuses the opening on its own)
+  document.addEventListener('click', (e) => { if (S.mode !== 'off') board.hold(e.target); }, true);
+  fields.sync();
   apply();
   document.dispatchEvent(new CustomEvent('fp:access-ready'));
 }

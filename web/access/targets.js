@@ -10,7 +10,10 @@
  * control, O(n); called when the page reports its targets changed.
  */
 
-const SELECTOR = 'button, summary, [role=button], [data-scan-group] input[type=checkbox], #doc .w, .doc .w';
+import { TEXT_FIELDS } from './letterboard.js';
+
+// text fields are targets: selecting one puts the letter board under it
+const SELECTOR = `button, summary, [role=button], [data-scan-group] input[type=checkbox], #doc .w, .doc .w, ${TEXT_FIELDS}`;
 
 /* Whether el can be seen and used now. */
 export function usable(el) {
@@ -75,7 +78,11 @@ export function collect(root = document) {
     if ((group === 'cloud' || group === 'preview') && (el.dataset.phrase || el.classList.contains('cand-phrase'))) it.phrase = true;
     return it;
   });
-  if (items.some((it) => it.group === 'panel')) return items.filter((it) => it.group === 'panel' || it.group === 'toolbar');
+  // (and the letter board when it serves a field of the panel)
+  if (items.some((it) => it.group === 'panel')) {
+    return items.filter((it) => it.group === 'panel' || it.group === 'toolbar'
+      || (it.group === 'typing' && it.el.closest('.panel, dialog[open]')));
+  }
   return items;
 }
 
