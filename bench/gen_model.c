@@ -18,8 +18,17 @@
  * into place. The output lives in the cache, never inside the repository;
  * an existing output is left alone.
  *
- * Usage: gen_model [--out PATH] [--vocab GGUF] [--tiny] [--no-marks] [--seed N] [--threads N]
- *                  [--force] [--verbose]
+ * --n-vocab N pads the copied vocabulary with N - n filler tokens (a
+ * vocabulary of a real model's size, e.g. Qwen2.5's 151,936, built on one
+ * that is here: the cost that grows with the vocabulary is in the two
+ * vocabulary matrices and in every per-token pass over the logits, not in
+ * which texts the tokens have). The fillers are normal tokens with unique
+ * texts ("\u0120fpad123" in a byte-level BPE vocabulary, "\u2581fpad123"
+ * otherwise) and no merges, so prompts tokenize as with the source; the
+ * model can still choose them.
+ *
+ * Usage: gen_model [--out PATH] [--vocab GGUF] [--n-vocab N] [--tiny] [--no-marks] [--seed N]
+ *                  [--threads N] [--force] [--verbose]
  * Prints the path of the model on stdout (progress goes to stderr).
  */
 #include <errno.h>
@@ -162,6 +171,8 @@ static double rng_normal(rng *r) {
  * that no piece carries white space: a vocabulary Forkpoint must refuse
  * (tests/unit/test_vocab.c). The dot keeps the texts distinct. */
 static bool g_no_marks = false;
+/* --n-vocab: the vocabulary size to pad to (0: the source's own). */
+static int32_t g_n_vocab = 0;
 static char *strip_marks(const char *t) {
     size_t n = strlen(t);
     char *o = malloc(n + 1);
@@ -178,11 +189,29 @@ static char *strip_marks(const char *t) {
     return o;
 }
 
+/* Filler token j's text (--n-vocab): a word-start mark, then "fpad" and j. */
+static char *filler_text(bool bpe, size_t j) {
+    char *o = malloc(32);
+    if (!o) die("out of memory");
+    snprintf(o, 32, "%sfpad%zu", bpe ? "\xC4\xA0" : "\xE2\x96\x81", j);
+    return o;
+}
+
 /* Copies every tokenizer.* key of src into dst, whatever its type, so that
- * the synthetic model tokenizes exactly like the source model. Returns the
- * vocabulary size (length of tokenizer.ggml.tokens). */
+ * the synthetic model tokenizes exactly like the source model; with
+ * --n-vocab the per-token arrays (texts, types, scores) are padded with
+ * filler tokens. Returns the vocabulary size (length of tokenizer.ggml.tokens
+ * in dst). */
 static int32_t copy_tokenizer(struct gguf_context *dst, const struct gguf_context *src) {
     const int64_t n_kv = gguf_get_n_kv(src);
+    const int64_t tok = gguf_find_key(src, "tokenizer.ggml.tokens");
+    if (tok < 0) die("the vocabulary source has no tokenizer.ggml.tokens");
+    const size_t n_src = gguf_get_arr_n(src, tok);
+    if (g_n_vocab > 0 && (size_t)g_n_vocab < n_src)
+        die("--n-vocab %d is below the source's %zu tokens", g_n_vocab, n_src);
+    const size_t n_out = g_n_vocab > 0 ? (size_t)g_n_vocab : n_src;
+    const int64_t tm = gguf_find_key(src, "tokenizer.ggml.model");
+    const bool bpe = tm >= 0 && gguf_get_kv_type(src, tm) == GGUF_TYPE_STRING && !strcmp(gguf_get_val_str(src, tm), "gpt2");
     int64_t copied = 0;
     for (int64_t i = 0; i < n_kv; i++) {
         const char *key = gguf_get_key(src, i);
@@ -204,20 +233,40 @@ static int32_t copy_tokenizer(struct gguf_context *dst, const struct gguf_contex
         case GGUF_TYPE_ARRAY: {
             const size_t n = gguf_get_arr_n(src, i);
             const enum gguf_type at = gguf_get_arr_type(src, i);
+            /* one entry per token: padded to n_out (texts, types, scores) */
+            const bool per_token = n == n_src && (!strcmp(key, "tokenizer.ggml.tokens") ||
+                !strcmp(key, "tokenizer.ggml.token_type") || !strcmp(key, "tokenizer.ggml.scores"));
+            const size_t nn = per_token ? n_out : n;
             if (at == GGUF_TYPE_STRING) {
-                const char **strs = malloc((n ? n : 1) * sizeof *strs);
+                const char **strs = malloc((nn ? nn : 1) * sizeof *strs);
                 if (!strs) die("out of memory");
-                char **own = g_no_marks && !strcmp(key, "tokenizer.ggml.tokens") ? calloc(n ? n : 1, sizeof *own) : NULL;
-                for (size_t j = 0; j < n; j++) {
+                const bool texts = !strcmp(key, "tokenizer.ggml.tokens");
+                const bool mine = (g_no_marks && texts) || nn > n; /* texts made here, freed below */
+                char **own = mine ? calloc(nn ? nn : 1, sizeof *own) : NULL;
+                if (mine && !own) die("out of memory");
+                for (size_t j = 0; j < nn; j++) {
+                    if (j >= n) { strs[j] = own[j] = filler_text(bpe, j); continue; }
                     strs[j] = gguf_get_arr_str(src, i, j);
-                    if (own) strs[j] = own[j] = strip_marks(strs[j]);
+                    if (g_no_marks && texts) strs[j] = own[j] = strip_marks(strs[j]);
                 }
-                gguf_set_arr_str(dst, key, strs, n);
-                if (own) for (size_t j = 0; j < n; j++) free(own[j]);
+                gguf_set_arr_str(dst, key, strs, nn);
+                if (own) for (size_t j = 0; j < nn; j++) free(own[j]);
                 free(own);
                 free(strs);
             } else if (at == GGUF_TYPE_ARRAY) {
                 die("nested array in %s is not supported", key);
+            } else if (nn > n) {
+                /* types: 1 (normal); scores: far below every real token's */
+                if (at != GGUF_TYPE_INT32 && at != GGUF_TYPE_FLOAT32) die("%s: cannot pad this type", key);
+                void *buf = malloc(nn * 4);
+                if (!buf) die("out of memory");
+                memcpy(buf, gguf_get_arr_data(src, i), n * 4);
+                for (size_t j = n; j < nn; j++) {
+                    if (at == GGUF_TYPE_INT32) ((int32_t *)buf)[j] = 1;
+                    else ((float *)buf)[j] = -1e6f;
+                }
+                gguf_set_arr_data(dst, key, at, buf, nn);
+                free(buf);
             } else {
                 gguf_set_arr_data(dst, key, at, gguf_get_arr_data(src, i), n);
             }
@@ -226,9 +275,8 @@ static int32_t copy_tokenizer(struct gguf_context *dst, const struct gguf_contex
         default: die("key %s has an unknown type", key);
         }
     }
-    const int64_t tok = gguf_find_key(src, "tokenizer.ggml.tokens");
-    if (copied == 0 || tok < 0) die("the vocabulary source has no tokenizer.ggml.tokens");
-    return (int32_t)gguf_get_arr_n(src, tok);
+    if (copied == 0) die("the vocabulary source has no tokenizer.* keys");
+    return (int32_t)n_out;
 }
 
 static void set_hparams(struct gguf_context *g) {
@@ -378,9 +426,10 @@ static void check_model(const char *path, int n_threads) {
 
 static void usage(void) {
     fprintf(stderr,
-        "usage: gen_model [--out PATH] [--vocab GGUF] [--tiny] [--no-marks] [--seed N] [--threads N] [--force] [--verbose]\n"
+        "usage: gen_model [--out PATH] [--vocab GGUF] [--n-vocab N] [--tiny] [--no-marks] [--seed N] [--threads N] [--force] [--verbose]\n"
         "  --out      default ${FORKPOINT_CACHE:-${XDG_CACHE_HOME:-~/.cache}/forkpoint}/models/synthetic-0.5b-q8_0.gguf\n"
         "  --vocab    GGUF to copy the tokenizer from (default: stories260K)\n"
+        "  --n-vocab  pad the vocabulary with filler tokens to N (e.g. 151936, Qwen2.5's)\n"
         "  --tiny     a 2-layer, 64-wide F16 body (tests) instead of the 0.5B Q8_0 one\n"
         "  --no-marks drop the word marks from the token texts (a vocabulary to refuse; tests)\n"
         "  --seed     weight seed (default 1234)\n"
@@ -399,6 +448,12 @@ int main(int argc, char **argv) {
         const bool has_val = i + 1 < argc;
         if (!strcmp(a, "--out") && has_val) snprintf(out, sizeof out, "%s", argv[++i]);
         else if (!strcmp(a, "--vocab") && has_val) snprintf(vocab_path, sizeof vocab_path, "%s", argv[++i]);
+        else if (!strcmp(a, "--n-vocab") && has_val) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 1000000) { fprintf(stderr, "gen_model: --n-vocab must be 1..1000000\n"); return 2; }
+            g_n_vocab = (int32_t)v;
+        }
         else if (!strcmp(a, "--seed") && has_val) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--threads") && has_val) n_threads = atoi(argv[++i]);
         else if (!strcmp(a, "--force")) force = true;

@@ -3,7 +3,7 @@
 # Why a separate file: benchmarks are a front end like the others; they plug
 # in here without touching the core build. Binaries go to build/release/bench/.
 #
-#   make bench-tools   build gen_model, bench_fork, bench_throughput and bench_serve
+#   make bench-tools   build gen_model, bench_fork, bench_throughput, bench_serve and bench_pick
 #   make bench         build them, then run every benchmark on stories260K and
 #                      on the synthetic 0.5B-shaped model (generated once into
 #                      the cache by gen_model; about 0.5 GB while it is made)
@@ -37,7 +37,7 @@ BENCH_THREADS ?= 2
 BENCH_ARGS    ?=
 BENCH_SERVE_ARGS ?=
 BENCH_TOOLS   := $(BENCH_DIR)/gen_model $(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput \
-                 $(BENCH_DIR)/bench_serve
+                 $(BENCH_DIR)/bench_serve $(BENCH_DIR)/bench_pick
 
 .PHONY: bench bench-tools bench-serve bench-batch bench-rpc bench-remote
 BENCH_BATCH_ARGS ?=
@@ -80,7 +80,7 @@ $(BENCH_DIR)/%.o: bench/%.c bench/bench_util.h include/forkpoint.h $(BUILD)/llam
 $(BENCH_DIR)/gen_model: $(BENCH_DIR)/gen_model.o
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 
-$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput $(BENCH_DIR)/bench_rpc $(BENCH_DIR)/bench_remote: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
+$(BENCH_DIR)/bench_fork $(BENCH_DIR)/bench_throughput $(BENCH_DIR)/bench_rpc $(BENCH_DIR)/bench_remote $(BENCH_DIR)/bench_pick: $(BENCH_DIR)/%: $(BENCH_DIR)/%.o \
 		$(BENCH_DIR)/bench_util.o $(BUILD)/release/libforkpoint_fetch.a $(BUILD)/release/libforkpoint.a
 	$(CC) -o $@ $^ $(LLAMA_LIBS) $(SYS_LIBS)
 

@@ -35,6 +35,7 @@
  */
 #include "core/internal.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -617,18 +618,33 @@ static void preview_trim(const fp_model *m, fp_candidate *c) {
     if (cut > 0) preview_cut(m, c, cut);
 }
 
-/* The next preview token of c, or -1 when the preview ends here. */
+/* The next preview token of c, or -1 when the preview ends here. Greedy and
+ * with no word-start rule to apply, fpi_pick_greedy finds the same token in
+ * one pass over the logits (no softmax, no sort: the step's cost no longer
+ * grows with the vocabulary beyond that pass); else, and whenever it cannot
+ * tell, the full distribution decides. */
 static int32_t preview_next(fp_session *s, const fp_candidate *c, struct llama_sampler *chain, const float *row,
                             bool word_end, uint64_t *rng) {
     struct fp_cloud_ws *w = s->cloud;
     const fp_model *m = s->engine->model;
-    fpi_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
     size_t len = strlen(c->preview);
     int32_t tail = (int32_t)(len - fp_utf8_complete_prefix(c->preview, len));
     size_t tl = strlen(c->text);
     if (word_end && tl > 0 && (c->text[tl - 1] == ' ' || c->text[tl - 1] == '\n' || c->text[tl - 1] == '\t'))
         word_end = false; /* the word ends in its mark: whatever comes next starts a new one */
-    int32_t t = fpi_pick_next(m, &w->pdist, word_end, rng, c->preview + len - tail, tail);
+    int32_t t = FPI_PICK_UNDECIDED;
+    if (!rng && !word_end)
+        t = fpi_pick_greedy(m, &w->pdist, row, s->n_vocab, chain, s->st.temperature, c->preview + len - tail, tail);
+    if (t == FPI_PICK_UNDECIDED) {
+        fpi_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
+        t = fpi_pick_next(m, &w->pdist, word_end, rng, c->preview + len - tail, tail);
+    }
+#ifdef FP_CHECKS
+    else { /* the test build checks every fast pick against the full path */
+        fpi_dist_compute(&w->pdist, row, s->n_vocab, chain, 2);
+        assert(fpi_pick_next(m, &w->pdist, false, NULL, c->preview + len - tail, tail) == t);
+    }
+#endif
     if (t < 0 || (m->tok_flags[t] & FP_TOK_EOG)) return -1;
     return t;
 }

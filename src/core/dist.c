@@ -14,6 +14,7 @@
  */
 #include "core/internal.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,116 @@ static struct llama_sampler *bias_clone(const struct llama_sampler *smpl) {
     return llama_sampler_init(&g_bias_iface, smpl->ctx);
 }
 
+/* The repetition penalty, as llama.cpp's (llama_sampler_init_penalties with
+ * no frequency or presence term: a token seen in the last `last_n` accepted
+ * tokens has its logit divided by `repeat` when positive, multiplied when
+ * not; the same float operations, so the same logits), but applied over the
+ * window instead of the vocabulary: on the id-ordered array of every token
+ * (what fpi_dist_compute passes) it touches only the window's distinct
+ * tokens, O(last_n log last_n) per step against llama.cpp's O(n_vocab) hash
+ * look-ups. Any other array is walked in full with a binary search. Its
+ * state is the ring of the last last_n tokens (8 bytes a slot with the
+ * sorted copy), cloned with every preview's chain. */
+typedef struct pen_ctx {
+    int32_t n_vocab, last_n;
+    float   repeat;
+    int32_t *ring;      /* last_n slots; the window is the newest len of them */
+    int32_t len, head;  /* head: the slot the next token goes to */
+    int32_t *uniq;      /* the window's distinct tokens, ascending (when !dirty) */
+    int32_t n_uniq;
+    bool    dirty;
+} pen_ctx;
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The window's distinct tokens (ascending, in c->uniq), sorted once per change. */
+static int32_t pen_unique(pen_ctx *c) {
+    if (!c->dirty) return c->n_uniq;
+    memcpy(c->uniq, c->ring, sizeof *c->uniq * (size_t)c->len);
+    qsort(c->uniq, (size_t)c->len, sizeof *c->uniq, cmp_i32);
+    int32_t n = 0;
+    for (int32_t i = 0; i < c->len; i++)
+        if (n == 0 || c->uniq[n - 1] != c->uniq[i]) c->uniq[n++] = c->uniq[i];
+    c->n_uniq = n;
+    c->dirty = false;
+    return n;
+}
+
+static float pen_apply_one(float z, float repeat) { return z <= 0 ? z * repeat : z / repeat; }
+
+static const char *pen_name(const struct llama_sampler *smpl) { (void)smpl; return "forkpoint-penalties"; }
+static void pen_accept(struct llama_sampler *smpl, llama_token token) {
+    pen_ctx *c = smpl->ctx;
+    c->ring[c->head] = token;
+    c->head = (c->head + 1) % c->last_n;
+    if (c->len < c->last_n) c->len++;
+    c->dirty = true;
+}
+static void pen_apply(struct llama_sampler *smpl, llama_token_data_array *cur) {
+    pen_ctx *c = smpl->ctx;
+    int32_t n = pen_unique(c);
+    if (n == 0) return;
+    bool direct = cur->size == (size_t)c->n_vocab;
+    for (int32_t j = 0; j < n && direct; j++)
+        direct = c->uniq[j] >= 0 && c->uniq[j] < c->n_vocab && cur->data[c->uniq[j]].id == c->uniq[j];
+    if (direct) {
+        for (int32_t j = 0; j < n; j++) cur->data[c->uniq[j]].logit = pen_apply_one(cur->data[c->uniq[j]].logit, c->repeat);
+    } else {
+        for (size_t i = 0; i < cur->size; i++)
+            if (bsearch(&cur->data[i].id, c->uniq, (size_t)n, sizeof *c->uniq, cmp_i32))
+                cur->data[i].logit = pen_apply_one(cur->data[i].logit, c->repeat);
+    }
+    cur->sorted = false;
+}
+static void pen_reset(struct llama_sampler *smpl) {
+    pen_ctx *c = smpl->ctx;
+    c->len = c->head = 0;
+    c->dirty = true;
+}
+static void pen_free(struct llama_sampler *smpl) {
+    pen_ctx *c = smpl->ctx;
+    if (!c) return;
+    free(c->ring);
+    free(c->uniq);
+    free(c);
+}
+static struct llama_sampler *pen_clone(const struct llama_sampler *smpl);
+static struct llama_sampler_i g_pen_iface = {
+    .name = pen_name, .accept = pen_accept, .apply = pen_apply, .reset = pen_reset,
+    .clone = pen_clone, .free = pen_free,
+};
+static struct llama_sampler *pen_new(int32_t n_vocab, int32_t last_n, float repeat, const pen_ctx *from) {
+    assert(last_n > 0);
+    pen_ctx *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->n_vocab = n_vocab;
+    c->last_n = last_n;
+    c->repeat = repeat;
+    c->ring = malloc(sizeof *c->ring * (size_t)last_n);
+    c->uniq = malloc(sizeof *c->uniq * (size_t)last_n);
+    c->dirty = true;
+    if (!c->ring || !c->uniq) { free(c->ring); free(c->uniq); free(c); return NULL; }
+    if (from) {
+        memcpy(c->ring, from->ring, sizeof *c->ring * (size_t)last_n);
+        c->len = from->len;
+        c->head = from->head;
+    }
+    struct llama_sampler *smpl = llama_sampler_init(&g_pen_iface, c);
+    if (!smpl) pen_free(&(struct llama_sampler){ .ctx = c });
+    return smpl;
+}
+static struct llama_sampler *pen_clone(const struct llama_sampler *smpl) {
+    const pen_ctx *c = smpl->ctx;
+    return pen_new(c->n_vocab, c->last_n, c->repeat, c);
+}
+
+struct llama_sampler *fpi_penalties_new(int32_t n_vocab, int32_t last_n, float repeat) {
+    return pen_new(n_vocab, last_n, repeat, NULL);
+}
+
 struct llama_sampler *fpi_chain_new(const fp_settings *st, const fp_model *m, const float *bias, const char *grammar) {
     int32_t n_vocab = m->n_vocab;
     struct llama_sampler_chain_params cp = llama_sampler_chain_default_params();
@@ -61,7 +172,11 @@ struct llama_sampler *fpi_chain_new(const fp_settings *st, const fp_model *m, co
     }
     if (bias) llama_sampler_chain_add(c, llama_sampler_init(&g_bias_iface, (void *)bias));
     if (st->repeat_penalty != 1.0f && st->repeat_last_n != 0)
-        llama_sampler_chain_add(c, llama_sampler_init_penalties(n_vocab, st->repeat_last_n, st->repeat_penalty, 0.0f, 0.0f));
+    {
+        struct llama_sampler *p = fpi_penalties_new(n_vocab, st->repeat_last_n, st->repeat_penalty);
+        if (!p) { llama_sampler_free(c); return NULL; }
+        llama_sampler_chain_add(c, p);
+    }
     if (st->top_k > 0) llama_sampler_chain_add(c, llama_sampler_init_top_k(st->top_k));
     if (st->top_p < 1.0f) llama_sampler_chain_add(c, llama_sampler_init_top_p(st->top_p, 1));
     if (st->min_p > 0.0f) llama_sampler_chain_add(c, llama_sampler_init_min_p(st->min_p, 1));
@@ -210,4 +325,65 @@ int32_t fpi_pick_next(const fp_model *m, const fp_dist *d, bool word_start, uint
         if (t >= 0) tok = t;
     }
     return tok;
+}
+
+/* Why: a preview step only needs the token fpi_pick_next would take, and
+ * fpi_dist_compute pays for a whole distribution first (a copy of every
+ * logit, the chain's passes, an exp and a heap pass over the vocabulary):
+ * at 152K tokens that is most of a preview step's own work, on every branch.
+ * Greedy, the token is the chain's best logit, and the chains built here
+ * keep their best logit's order wherever it stands alone: the bias and the
+ * penalty change logits (applied here, with the same float operations),
+ * top-k, top-p and min-p always keep the most probable token, and a
+ * positive temperature keeps the order. So one pass finds the best and the
+ * runner-up; when the gap between them is wide enough that no rounding of
+ * the full path can make their probabilities equal (1e-4 |best|: a
+ * thousand times the float error of logit / temperature; plus 1e-5
+ * temperature: exp(-gap / temperature) stays a hundred float steps below 1)
+ * and the best may be taken (not a control token, keeps the text valid
+ * UTF-8), it is the answer; otherwise (a near tie, a grammar, any other
+ * sampler in the chain, a NaN, nothing finite) FPI_PICK_UNDECIDED sends the
+ * caller to the full path. Uses d's scratch for the penalized logits when
+ * there is a bias or a penalty to apply. O(n_vocab) with no exp and no sort. */
+int32_t fpi_pick_greedy(const fp_model *m, fp_dist *d, const float *logits, int32_t n_vocab,
+                        struct llama_sampler *chain, float temperature, const char *tail, int32_t tail_n) {
+    if (!(temperature > 0.0f) || n_vocab <= 0 || n_vocab > d->cap) return FPI_PICK_UNDECIDED;
+    const float *bias = NULL;
+    pen_ctx *pen = NULL;
+    int32_t n = llama_sampler_chain_n(chain);
+    for (int32_t i = 0; i < n; i++) {
+        struct llama_sampler *x = llama_sampler_chain_get(chain, i);
+        if (x->iface == &g_bias_iface) { bias = x->ctx; continue; }
+        if (x->iface == &g_pen_iface) { pen = x->ctx; continue; }
+        const char *name = llama_sampler_name(x);
+        if (name[0] == '?') name++; /* llama.cpp's no-op stand-in ("?temp" at temperature 1) */
+        if (strcmp(name, "top-k") && strcmp(name, "top-p") && strcmp(name, "min-p") && strcmp(name, "temp"))
+            return FPI_PICK_UNDECIDED;
+    }
+    int32_t n_pen = pen ? pen_unique(pen) : 0;
+    const float *z = logits;
+    if (bias || n_pen > 0) {
+        /* scratch holds n_vocab llama_token_data (12 bytes each): room for the floats */
+        float *w = (float *)(void *)d->scratch;
+        if (bias) for (int32_t i = 0; i < n_vocab; i++) w[i] = logits[i] + bias[i];
+        else memcpy(w, logits, sizeof *w * (size_t)n_vocab);
+        for (int32_t j = 0; j < n_pen; j++) {
+            int32_t t = pen->uniq[j];
+            if (t >= 0 && t < n_vocab) w[t] = pen_apply_one(w[t], pen->repeat);
+        }
+        z = w;
+    }
+    int32_t best = -1;
+    float z1 = -INFINITY, z2 = -INFINITY;
+    bool nan = false;
+    for (int32_t i = 0; i < n_vocab; i++) {
+        float v = z[i];
+        if (v > z1) { z2 = z1; z1 = v; best = i; }
+        else if (v > z2) z2 = v;
+        else if (v != v) nan = true;
+    }
+    if (best < 0 || nan || !isfinite(z1)) return FPI_PICK_UNDECIDED;
+    if (!(z1 - z2 >= 1e-4f * fabsf(z1) + 1e-5f * temperature)) return FPI_PICK_UNDECIDED;
+    if (!takeable(m, best, tail, tail_n)) return FPI_PICK_UNDECIDED;
+    return best;
 }

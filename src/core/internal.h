@@ -364,6 +364,20 @@ int32_t fpi_pick_next(const fp_model *m, const fp_dist *d, bool word_start, uint
                       const char *tail, int32_t tail_n);
 double  fpi_rng_next(uint64_t *state); /* xorshift64*, uniform in [0, 1) */
 
+/* fpi_pick_next(m, d', false, NULL, tail, tail_n) for d' the distribution
+ * fpi_dist_compute(d', logits, n_vocab, chain, _) would give, without
+ * computing it: one pass over the logits (dist.c explains when this is
+ * exact). Returns FPI_PICK_UNDECIDED when only the full path can tell (a
+ * near tie at the top, a grammar, a best token that may not be taken, ...).
+ * Overwrites d's scratch. O(n_vocab), no exp, no sort. */
+#define FPI_PICK_UNDECIDED (-2)
+int32_t fpi_pick_greedy(const fp_model *m, fp_dist *d, const float *logits, int32_t n_vocab,
+                        struct llama_sampler *chain, float temperature, const char *tail, int32_t tail_n);
+/* The repetition penalty sampler fpi_chain_new uses: llama.cpp's arithmetic
+ * (no frequency or presence term), applied over its window of the last
+ * last_n (> 0) accepted tokens. NULL when out of memory. */
+struct llama_sampler *fpi_penalties_new(int32_t n_vocab, int32_t last_n, float repeat);
+
 /* Softmax of logits/temperature into probs (n entries); returns nothing. */
 void    fpi_softmax(const float *logits, int32_t n, float temperature, float *probs);
 int32_t fpi_argmax(const float *v, int32_t n);
