@@ -321,7 +321,21 @@ int32_t fpi_seq_alloc(fp_engine *e, fpi_seq_user *owner) {
                 if (u == owner || *u->n_reclaimable == 0 || u->pinned > 0) continue;
                 if (!victim || *u->last_use < *victim->last_use) victim = u;
             }
-            if (!victim) break;
+            if (!victim) {
+                /* no idle branches left: speculation is what gives way
+                 * (another session's prefetched outcomes, least recent first) */
+                for (int32_t i = 0; i < e->n_users; i++) {
+                    fpi_seq_user *u = e->users[i];
+                    if (u == owner || u->pinned > 0 || !u->drop_spec) continue;
+                    if (!victim || *u->last_use < *victim->last_use) {
+                        fp_session *vs = u->ud;
+                        if (vs->n_prefetch > 0) victim = u;
+                    }
+                }
+                if (!victim || !victim->drop_spec(victim)) break;
+                attempt = -1;   /* its shadows' sequences are free now: look again */
+                continue;
+            }
             victim->release(victim);
         }
         /* with batching, branches held by sessions other threads are working

@@ -163,6 +163,7 @@ typedef struct fpi_seq_user {
     const int32_t *n_reclaimable;   /* scratch sequences held (reclaimable at any time) */
     int32_t pinned;                 /* > 0 while a thread works for it (batch.c): never reclaimed then */
     void (*release)(struct fpi_seq_user *u);   /* give back every scratch sequence now */
+    bool (*drop_spec)(struct fpi_seq_user *u); /* discard its speculation (prefetched outcomes); true if any */
     void (*stale)(struct fpi_seq_user *u);     /* the adapters changed: the KV is stale */
     fp_status (*refresh)(struct fpi_seq_user *u, fp_error *err); /* decode again now */
 } fpi_seq_user;

@@ -371,9 +371,12 @@ static fp_status run_until_fork(fp_session *s, fp_error *err) {
         int32_t tok = s->heal_done < s->heal_len ? heal_pick(s)
                     : fpi_pick_next(m, &s->dist, word_start, s->st.sample_auto ? &s->rng : NULL,
                                     s->text + s->text_len - tail, tail);
+        if (s->plan_at < s->n_plan && !fpi_tok_fits(m, s->plan[s->plan_at], s->text + s->text_len - tail, tail))
+            s->n_plan = s->plan_at;   /* a damaged plan (a restored file) would break a character: the model's own pick */
         if (s->plan_at < s->n_plan) {
             /* the promise of the preview the person saw: its token, even where
-             * the trunk's own decode differs from the branch's in the last bit */
+             * the trunk's own decode differs from the branch's in the last bit
+             * (a preview's tokens always fit: the cloud picked them so) */
             if (tok != s->plan[s->plan_at]) s->engine->n_plan_held++;
             tok = s->plan[s->plan_at++];
         }
@@ -897,6 +900,12 @@ fp_status fp_session_type_commit(fp_session *s, const char *text, fp_chooser by,
 /* The engine's view of a session: it reclaims idle branches and asks for a
  * re-decode through these, and knows nothing else of sessions. */
 static void user_release(fpi_seq_user *u) { fpi_cloud_drop_live((fp_session *)u->ud); }
+static bool user_drop_spec(fpi_seq_user *u) {
+    fp_session *s = u->ud;
+    if (s->n_prefetch == 0) return false;
+    fpi_prefetch_clear(s);
+    return true;
+}
 static void user_stale(fpi_seq_user *u) {
     fp_session *s = u->ud;
     fpi_prefetch_clear(s);
@@ -920,7 +929,7 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
     s->live.fork_id = -1;
     s->rng = st->seed ? (uint64_t)st->seed * 0x9E3779B97F4A7C15ULL : 0x2545F4914F6CDD1DULL;
     s->user = (fpi_seq_user){ .ud = s, .last_use = &s->last_use, .n_reclaimable = &s->n_scratch,
-                              .release = user_release, .stale = user_stale,
+                              .release = user_release, .drop_spec = user_drop_spec, .stale = user_stale,
                               .refresh = user_refresh };
     s->scratch = malloc(sizeof(int32_t) * e->n_seq_max);
     s->cur_logits = malloc(sizeof(float) * (size_t)s->n_vocab);
