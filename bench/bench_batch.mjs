@@ -13,6 +13,7 @@
 //
 //   node bench/bench_batch.mjs [--clients 1,4,16,64] [--choices 20] [--repeats 3]
 //                              [--think-clients 16] [--think-ms 1000] [--think-choices 10]
+//                              [--think-only]   (only the think-time phase)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,6 +25,7 @@ const REPEATS = Number(arg('--repeats', '3'));
 const THINK_CLIENTS = Number(arg('--think-clients', '16'));
 const THINK_MS = Number(arg('--think-ms', '1000'));
 const THINK_CHOICES = Number(arg('--think-choices', '10'));
+const THINK_ONLY = process.argv.includes('--think-only');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fp-bench-batch-'));
 
 async function serve(flags) {
@@ -44,7 +46,14 @@ async function client(base, i, n, think, out) {
   for (let k = 0; k < n && st.fork; k++) {
     if (think) await sleep(think * (0.7 + 0.6 * ((i * 7 + k * 13) % 10) / 10));
     const t1 = performance.now();
-    const r = await post(base, `api/sessions/${st.id}/choose`, { index: k % 3 === 2 ? 1 : 0, fork_id: st.fork.id });
+    let r;
+    for (let tries = 0; ; tries++) {
+      r = await post(base, `api/sessions/${st.id}/choose`, { index: k % 3 === 2 ? 1 : 0, fork_id: st.fork.id });
+      // "server at capacity" (503): a real client retries, as the page does
+      if (r.status !== 503 || tries === 5) break;
+      out.refused++;
+      await sleep(50);
+    }
     out.choose.push(performance.now() - t1);
     if (r.status !== 200) throw new Error(`choose: ${r.status} ${JSON.stringify(r.json)}`);
     if (r.json.last_prefetched) out.hits++;
@@ -55,13 +64,13 @@ async function client(base, i, n, think, out) {
 }
 
 async function load(base, n, choices = CHOICES, think = 0) {
-  const out = { create: [], choose: [], hits: 0 };
+  const out = { create: [], choose: [], hits: 0, refused: 0 };
   const t0 = performance.now();
   const made = (await Promise.all(Array.from({ length: n }, (_, i) => client(base, i, choices, think, out)))).reduce((a, b) => a + b, 0);
   const s = (performance.now() - t0) / 1000;
   return {
     cps: made / s, p50: q(out.choose, 0.5), p95: q(out.choose, 0.95), p99: q(out.choose, 0.99),
-    c50: q(out.create, 0.5), cmax: Math.max(...out.create), hit: made ? out.hits / made : 0,
+    c50: q(out.create, 0.5), cmax: Math.max(...out.create), hit: made ? out.hits / made : 0, refused: out.refused,
   };
 }
 
@@ -72,7 +81,7 @@ async function main() {
   console.log(`# load average before: ${os.loadavg()[0].toFixed(2)}`);
   const modes = { batched: await serve([]), unbatched: await serve(['--no-batching']) };
   const rows = { batched: {}, unbatched: {} };
-  for (const n of CLIENTS) {
+  for (const n of THINK_ONLY ? [] : CLIENTS) {
     for (const m of Object.keys(rows)) rows[m][n] = [];
     for (let r = 0; r < REPEATS; r++)
       for (const m of Object.keys(rows)) rows[m][n].push(await load(modes[m], n));
@@ -84,19 +93,21 @@ async function main() {
   console.log('| mode | clients | choices/s | choose p50 / p95 / p99 (ms) | create p50 / max (ms) |');
   console.log('|---|---|---|---|---|');
   for (const m of Object.keys(rows))
-    for (const n of CLIENTS) {
+    for (const n of THINK_ONLY ? [] : CLIENTS) {
       const rs = rows[m][n];
       console.log(`| ${m} | ${n} | ${med(rs, 'cps').toFixed(1)} | ${med(rs, 'p50').toFixed(0)} / ${med(rs, 'p95').toFixed(0)} / ${med(rs, 'p99').toFixed(0)} | ${med(rs, 'c50').toFixed(0)} / ${med(rs, 'cmax').toFixed(0)} |`);
     }
   console.log('| ratio batched / unbatched | clients | choices/s | choose p99 | create max |');
   console.log('|---|---|---|---|---|');
-  for (const n of CLIENTS) {
+  for (const n of THINK_ONLY ? [] : CLIENTS) {
     const b = rows.batched[n], u = rows.unbatched[n];
     console.log(`| | ${n} | ${(med(b, 'cps') / med(u, 'cps')).toFixed(2)} | ${(med(b, 'p99') / med(u, 'p99')).toFixed(2)} | ${(med(b, 'cmax') / med(u, 'cmax')).toFixed(2)} |`);
   }
   console.log(`# ${THINK_CLIENTS} clients, ${THINK_CHOICES} choices each after ${THINK_MS} ms (+-30%) of thought:`);
   for (const m of Object.keys(think))
     console.log(`#   ${m}: prefetch hits ${(100 * think[m].hit).toFixed(0)}%, choose p50 ${think[m].p50.toFixed(0)} ms, p99 ${think[m].p99.toFixed(0)} ms`);
+  const refused = Object.values(rows).flatMap((r) => Object.values(r).flat()).concat(Object.values(think)).reduce((a, r) => a + r.refused, 0);
+  console.log(`# choices refused with 503 "server at capacity" and retried: ${refused}`);
 }
 
 try {
