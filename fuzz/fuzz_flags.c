@@ -76,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FZ_CHECK(rc == 0 || rc == 1 || rc == -1, "rc %d", rc);
         if (rc == 0) {
             FZ_CHECK(cfg.port >= 0 && cfg.port <= 65535, "port %d", cfg.port);
-            FZ_CHECK(cfg.n_seq_max >= 2 && cfg.n_seq_max <= 256, "seq max %u", cfg.n_seq_max);
+            FZ_CHECK(cfg.n_seq_max == 0 || (cfg.n_seq_max >= 2 && cfg.n_seq_max <= 256), "seq max %u", cfg.n_seq_max);   /* 0: follows the context */
             FZ_CHECK(cfg.max_live >= 1 && cfg.max_live <= 256, "max live %d", cfg.max_live);
             FZ_CHECK(cfg.batch_sessions >= 1 && cfg.batch_sessions <= SRV_MAX_EXEC, "batch sessions %d", cfg.batch_sessions);
             FZ_CHECK(cfg.http_threads >= 4 && cfg.http_threads <= 8192, "http threads %d", cfg.http_threads);

@@ -30,7 +30,7 @@ $(PIC_DIR)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/core/*.h) $(BUILD
 
 $(PIC_DIR)/libforkpoint.so.$(SOVERSION): $(PIC_OBJS) mk/libforkpoint.map
 	$(CC) -shared -Wl,-soname,libforkpoint.so.$(SOMAJOR) -Wl,--version-script,mk/libforkpoint.map \
-	  -o $@ $(PIC_OBJS) $(LLAMA_LIBS) -lcjson -lstdc++ -lm -lpthread -ldl
+	  -o $@ $(PIC_OBJS) $(LLAMA_LIBS) -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
 
 # one static archive: the core and llama.cpp's objects (ar's MRI script)
 $(PIC_DIR)/libforkpoint.a: $(BUILD)/release/libforkpoint.a

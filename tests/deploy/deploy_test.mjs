@@ -134,7 +134,7 @@ async function main() {
   await test('three instances start together on one empty PostgreSQL database (migrations take turns)', async () => {
     inst = ports.map((p) => startInstance(p, `127.0.0.1:${nport}`));
     await Promise.all(inst.map((i) => i.ready));
-    eq(psql("SELECT value FROM counters WHERE name = 'schema'"), '3', 'schema version');
+    eq(psql("SELECT value FROM counters WHERE name = 'schema'"), '4', 'schema version');
     eq(psql("SELECT count(*) FROM counters WHERE name = 'version'"), '1', 'one version counter');
   });
   if (inst.length !== 3 || inst.some((i) => i.exit)) return;
