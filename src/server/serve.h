@@ -295,6 +295,8 @@ void srv_worker_wait(srv_app *app, srv_job *job);
 void srv_worker_stop(srv_app *app);
 /* True when the calling executor is the only one at work in the engine. */
 bool srv_worker_alone(srv_app *app);
+/* Whether the other executors in the engine only speculate. */
+bool srv_worker_only_speculation(srv_app *app);
 /* Called by an executor in a job: waits until it is the only one at work
  * in the engine (the engine lock given up meanwhile), and holds the others
  * off until its job ends. For what changes every session: a model switch. */

@@ -146,13 +146,20 @@ void srv_store_refresh_prefs(srv_app *app, bool force)
 {
     if (!app->prefs || !app->cfg.profile || !fp_store_is_shared(app->store)) return;
     if (force) app->prefs_stale = true;
-    /* swapping the profile under a session another executor is half-way
-     * through is not safe: only when alone (a later job alone takes it) */
-    if (!srv_worker_alone(app)) return;
     bool changed = app->prefs_stale;
     fp_error err = {0};
     if (!changed && fp_store_profile_changed(app->store, app->cfg.profile, &changed, &err) != FP_OK) return;
     if (!changed) return;
+    /* swapping the profile under a session another executor is half-way
+     * through is not safe: only when alone (a later job alone takes it).
+     * Speculation alone does not hold it off: it is stopped, and this job
+     * runs alone (else, with speculation always at work beside the jobs,
+     * another server's training would never be taken and every save of
+     * the profile would be refused) */
+    if (!srv_worker_alone(app)) {
+        if (!srv_worker_only_speculation(app)) return;
+        srv_worker_exclusive(app);
+    }
     fp_prefs *p = NULL;
     if (fp_store_profile_load(app->store, app->cfg.profile, app->model_sha, &p, &err) != FP_OK) {
         fprintf(stderr, "forkpoint-serve: profile: %s\n", err.message);

@@ -307,6 +307,14 @@ void srv_worker_exclusive(srv_app *app)
     fp_engine_lock(app->engine);
 }
 
+bool srv_worker_only_speculation(srv_app *app)
+{
+    pthread_mutex_lock(&app->q_mu);
+    bool only = app->n_in_core - app->n_spec <= 1;
+    pthread_mutex_unlock(&app->q_mu);
+    return only;
+}
+
 bool srv_worker_alone(srv_app *app)
 {
     pthread_mutex_lock(&app->q_mu);
