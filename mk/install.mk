@@ -28,7 +28,7 @@ $(PIC_DIR)/%.o: src/%.c $(wildcard include/*.h) $(wildcard src/core/*.h) $(BUILD
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS_release) -fPIC -MMD -MP -c $< -o $@
 
-$(PIC_DIR)/libforkpoint.so.$(SOVERSION): $(PIC_OBJS) mk/libforkpoint.map
+$(PIC_DIR)/libforkpoint.so.$(SOVERSION): $(PIC_OBJS) mk/libforkpoint.map mk/install.mk
 	$(CC) -shared -Wl,-soname,libforkpoint.so.$(SOMAJOR) -Wl,--version-script,mk/libforkpoint.map \
 	  -o $@ $(PIC_OBJS) $(LLAMA_LIBS) -lcjson -lcurl -lstdc++ -lm -lpthread -ldl
 
