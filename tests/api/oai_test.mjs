@@ -8,12 +8,13 @@
 // chat template, built once by bench/gen_model (build/release/bench/gen_model)
 // into $FORKPOINT_CACHE or ~/.cache/forkpoint/models.
 // Prints "ok - name" / "not ok - name: why" and a final "N passed, N failed".
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startServe, stopServe } from './serve_lib.mjs';
 import OpenAI from 'openai';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -35,26 +36,10 @@ async function test(name, fn) {
 }
 
 function start(model, extra = []) {
-  const args = ['--port', '0', '--db', path.join(tmp, `db${Math.random()}.db`), '--quiet', '--threads', '1', '--model', model, ...extra];
-  const env = { ...process.env }; delete env.FORKPOINT_TOKEN;
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const srv = { child, stderr: '' };
-  child.stderr.on('data', (d) => { srv.stderr += d; });
-  srv.exited = new Promise((res) => child.on('exit', (code, sig) => res({ code, sig })));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error('server did not start: ' + srv.stderr.slice(-400))), 180000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m && !srv.url) { srv.url = m[1].replace(/\/$/, ''); clearTimeout(t); resolve(srv); }
-    });
-    srv.exited.then((e) => { clearTimeout(t); if (!srv.url) reject(new Error(`exited ${JSON.stringify(e)}: ${srv.stderr.slice(-600)}`)); });
-  });
+  return startServe(SERVE, tmp, model, extra);
 }
 async function stop(srv) {
-  srv.child.kill('SIGTERM');
-  const e = await srv.exited;
+  const e = await stopServe(srv);
   assert(e.code === 0, `server exit ${JSON.stringify(e)}: ${srv.stderr.slice(-800)}`);
 }
 async function post(srv, p, body, headers = {}) {

@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startServe, stopServe } from './serve_lib.mjs';
 import { startProxy } from './fault_proxy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -33,26 +34,10 @@ async function test(name, fn) {
 }
 
 function start(extra = []) {
-  const args = ['--port', '0', '--db', path.join(tmp, `db${Math.random()}.db`), '--quiet', '--threads', '1', '--model', STORIES, ...extra];
-  const env = { ...process.env }; delete env.FORKPOINT_TOKEN;
-  const child = spawn(SERVE, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const srv = { child, stderr: '' };
-  child.stderr.on('data', (d) => { srv.stderr += d; });
-  srv.exited = new Promise((res) => child.on('exit', (code, sig) => res({ code, sig })));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error('server did not start: ' + srv.stderr.slice(-400))), 180000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (m && !srv.url) { srv.url = m[1].replace(/\/$/, ''); clearTimeout(t); resolve(srv); }
-    });
-    srv.exited.then((e) => { clearTimeout(t); if (!srv.url) reject(Object.assign(new Error(`exited ${JSON.stringify(e)}: ${srv.stderr.slice(-600)}`), { exit: e, stderr: srv.stderr })); });
-  });
+  return startServe(SERVE, tmp, STORIES, extra);
 }
 async function stop(srv) {
-  srv.child.kill('SIGTERM');
-  const e = await srv.exited;
+  const e = await stopServe(srv);
   assert(e.code === 0, `server exit ${JSON.stringify(e)}: ${srv.stderr.slice(-800)}`);
 }
 async function http(srv, method, p, body) {
