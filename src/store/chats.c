@@ -263,6 +263,19 @@ static char *header_json(const fp_dialogue *d) {
     return s;
 }
 
+/* The end of a chat's write transaction, begun and its sessions row written
+ * (rc says whether that went well): the plan's rows, then commit (or roll
+ * back), then the handle notes what it wrote (bytes so far: the header's). */
+static fp_status finish_write(fp_store *st, fp_store_chat *pc, fp_dialogue *d, const plan *p, uint64_t version,
+                              const fp_decision_meta *meta, const fp_prefs *prefs, int64_t bytes, fp_status rc,
+                              fp_error *err) {
+    if (rc == FP_OK) rc = run_plan(st, pc, d, p, version, meta, prefs, &bytes, err);
+    if (rc == FP_OK) rc = fpi_store_commit(st, err);
+    else fpi_store_rollback(st);
+    if (rc == FP_OK) written(pc, d, p, bytes);
+    return rc;
+}
+
 fp_store_chat *fp_store_chat_create(fp_store *st, const char *title, int64_t created, uint64_t version, fp_dialogue *d,
                                     const fp_decision_meta *meta, const fp_prefs *prefs, fp_error *err) {
     if (!st || !d || !meta || !meta->session_id || !*meta->session_id || strlen(meta->session_id) >= 65) {
@@ -290,11 +303,8 @@ fp_store_chat *fp_store_chat_create(fp_store *st, const char *title, int64_t cre
                      (int64_t)version, meta->model_sha256 ? meta->model_sha256 : "", meta->model_path ? meta->model_path : "") < 0 ||
             fpi_exec(st, "INSERT INTO chats(id, header, n_messages) VALUES(?,?,0)", "tt", pc->id, header) < 0)
             rc = fp_error_set(err, FP_ERR_IO, "cannot store the chat: %s", st->msg);
-        if (rc == FP_OK) rc = run_plan(st, pc, d, &p, version, meta, prefs, &bytes, err);
-        if (rc == FP_OK) rc = fpi_store_commit(st, err);
-        else fpi_store_rollback(st);
+        rc = finish_write(st, pc, d, &p, version, meta, prefs, bytes, rc, err);
     }
-    if (rc == FP_OK) written(pc, d, &p, bytes);
     plan_free(&p);
     free(header);
     if (rc != FP_OK) { fp_store_chat_free(pc); return NULL; }
@@ -317,10 +327,7 @@ fp_status fp_store_chat_write(fp_store *st, fp_store_chat *pc, fp_dialogue *d, u
         rc = fp_error_set(err, FP_ERR_STATE, "chat %s was changed or deleted by someone else (another server?); reload and retry", pc->id);
     else if (n < 0)
         rc = fp_error_set(err, FP_ERR_IO, "cannot store the chat: %s", st->msg);
-    if (rc == FP_OK) rc = run_plan(st, pc, d, &p, version, meta, prefs, &bytes, err);
-    if (rc == FP_OK) rc = fpi_store_commit(st, err);
-    else fpi_store_rollback(st);
-    if (rc == FP_OK) written(pc, d, &p, bytes);
+    rc = finish_write(st, pc, d, &p, version, meta, prefs, bytes, rc, err);
     plan_free(&p);
     return rc;
 }
