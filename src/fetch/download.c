@@ -267,17 +267,22 @@ void fp_size_text(int64_t n, char *out, size_t cap) {
 
 void fp_fetch_progress_bar(void *ud, const char *name, int64_t done, int64_t total) {
     (void)ud;
-    static double last;   /* redraw at most 10 times a second */
+    static double last;          /* redraw at most 10 times a second */
+    static int64_t known_total;  /* the size the server announced: the end line needs it */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double t = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-    if (total != -2 && t - last < 0.1) return;
+    bool ended = total == -2;
+    if (total > 0) known_total = total;
+    /* the end line is drawn whatever the throttle; a file that arrived whole ends on a full
+     * bar, so a fast download does not stop on the last throttled "10%" */
+    if (ended) total = known_total > 0 && done == known_total ? known_total : -1;
+    else if (t - last < 0.1) return;
     last = t;
     char a[32], b[32];
     fp_size_text(done, a, sizeof a);
-    if (total == -2) { fprintf(stderr, "\r\033[K%s  %s\n", name, a); return; }
     if (total > 0) {
-        int pct = (int)(done * 100 / (total ? total : 1));
+        int pct = (int)(done * 100 / total);
         int w = pct * 30 / 100;
         fp_size_text(total, b, sizeof b);
         fprintf(stderr, "\r\033[K%s  [%.*s%*s] %3d%%  %s / %s", name, w, "##############################",
@@ -285,5 +290,6 @@ void fp_fetch_progress_bar(void *ud, const char *name, int64_t done, int64_t tot
     } else {
         fprintf(stderr, "\r\033[K%s  %s", name, a);
     }
+    if (ended) { fputc('\n', stderr); known_total = 0; }
     fflush(stderr);
 }
