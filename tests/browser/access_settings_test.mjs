@@ -42,12 +42,19 @@ async function open(viewport, touch, mode) {
     const { shown } = await import('/access/scan.js');
     window.__unseen = [];
     window.__seen = 0;
-    // the item highlighted (for a group: its first control) must be wholly on screen
+    window.__twice = [];
+    const norm = (t) => String(t || '').replace(/\s+/g, ' ').trim().toLowerCase();
+    // the item highlighted (for a group: its first control) must be wholly
+    // on screen, and no caption may repeat the one item's own visible text
+    // (a highlighted "Apply" with a second "Apply" box under it)
     document.addEventListener('fp:scan-highlight', (e) => {
       const el = e.detail.els && e.detail.els[0];
       if (!el) return;
       window.__seen++;
       if (!shown(el)) window.__unseen.push(el.id || el.textContent.trim().slice(0, 30));
+      const cap = document.querySelector('#fp-access-overlay .fp-hl-caption');
+      if (e.detail.els.length === 1 && cap && getComputedStyle(cap).display !== 'none' &&
+          norm(cap.textContent) === norm(el.innerText)) window.__twice.push(norm(el.innerText));
     });
   });
   return page;
@@ -61,6 +68,12 @@ async function axe(name) {
     .violations.map((v) => `${v.id} (${v.impact}, ${v.nodes.length} nodes, e.g. ${v.nodes[0] && v.nodes[0].target.join(' ')})`));
   console.log(`# axe ${name}: ${r.length} rules violated${r.length ? `: ${r.join('; ')}` : ''}`);
   assert(!r.length, `${name}: ${r.join('; ')}`);
+}
+
+/* No highlight so far had a caption that repeats its item's text. */
+async function noTwice() {
+  const twice = await page.evaluate(() => window.__twice);
+  assert(!twice.length, `${twice.length} captions repeat their item's own label, e.g. ${[...new Set(twice)].slice(0, 5).join(', ')}`);
 }
 
 const S = () => page.evaluate(() => ({ ...window.fpAccess.settings }));
@@ -133,6 +146,7 @@ async function main() {
     const seen = await page.evaluate(() => window.__seen), unseen = await page.evaluate(() => window.__unseen);
     console.log(`# one switch: ${seen} highlights in the settings, ${unseen.length} not wholly on screen`);
     assert(seen > 20 && !unseen.length, `highlighted off screen: ${unseen.slice(0, 5).join(', ')}`);
+    await noTwice();
   });
 
   await test('axe-core: no violation in the access settings while scanning (1366x768)', async () => {
@@ -145,6 +159,7 @@ async function main() {
     const seen = await page.evaluate(() => window.__seen), unseen = await page.evaluate(() => window.__unseen);
     console.log(`# two switches, phone: ${seen} highlights in the settings, ${unseen.length} not wholly on screen`);
     assert(seen > 20 && !unseen.length, `highlighted off screen: ${unseen.slice(0, 5).join(', ')}`);
+    await noTwice();
   });
 
   await test('axe-core: no violation in the access settings while scanning (390x844)', async () => {
@@ -200,6 +215,20 @@ async function main() {
     const k0 = Number(await page.inputValue('#set-k'));
     await reach(page, '#set-k ~ .fp-nudge:last-of-type', sw);
     eq(await page.inputValue('#set-k'), String(k0 + 1), 'the "+" of the model\'s k');
+    // a fraction steps by its field's step, kept inside min and max: top-p
+    // 1 − 0.01 = 0.99 (not 1 − 1 = 0), back to 1, and no further
+    const num = (sel) => page.inputValue(sel).then(Number);
+    const tp0 = await num('#set-top_p'), t0 = await num('#set-temperature'), mp0 = await num('#set-min_p');
+    eq(await page.textContent('#set-top_p ~ .fp-nudge:first-of-type'), '−0.01', 'top-p\'s "−" says its step');
+    await reach(page, '#set-top_p ~ .fp-nudge:first-of-type', sw);
+    eq(await num('#set-top_p'), Math.max(0, Math.round((tp0 - 0.01) * 100) / 100), 'top-p "−" steps by 0.01');
+    await reach(page, '#set-top_p ~ .fp-nudge:last-of-type', sw);
+    await reach(page, '#set-top_p ~ .fp-nudge:last-of-type', sw);
+    eq(await num('#set-top_p'), Math.min(1, Math.round((tp0 + 0.01) * 100) / 100), 'top-p "+" twice: one step up, kept at 1 at most');
+    await reach(page, '#set-temperature ~ .fp-nudge:last-of-type', sw);
+    eq(await num('#set-temperature'), Math.round((t0 + 0.05) * 100) / 100, 'temperature "+" steps by 0.05');
+    await reach(page, '#set-min_p ~ .fp-nudge:first-of-type', sw);
+    eq(await num('#set-min_p'), Math.max(0, Math.round((mp0 - 0.01) * 100) / 100), 'min-p "−" steps by 0.01, not below 0');
     // a drop-down: "▶" takes the next choice, "◀" the one before
     const g0 = await page.$eval('#set-granularity', (e) => e.selectedIndex);
     const d = g0 + 1 < await page.$eval('#set-granularity', (e) => e.options.length) ? 1 : -1;
@@ -210,7 +239,11 @@ async function main() {
     await reach(page, '#settings-form button[type=submit]', sw);
     await page.waitForFunction(async ([u, k]) => (await (await fetch(u)).json()).settings.k === k,
       [`${srv.url}api/sessions/${sid}`, k0 + 1], { timeout: 30000 });
+    const applied = (await (await fetch(`${srv.url}api/sessions/${sid}`)).json()).settings;
+    assert(Math.abs(applied.temperature - (t0 + 0.05)) < 1e-6, `the server took temperature ${t0 + 0.05}: ${applied.temperature}`);
+    assert(Math.abs(applied.top_p - Math.min(1, tp0 + 0.01)) < 1e-6, `the server took top-p ${Math.min(1, tp0 + 0.01)}: ${applied.top_p}`);
     eq(await page.evaluate(() => JSON.parse(localStorage.getItem('forkpoint.prefs')).cooldownMs), ms0 + 50, 'the cooldown saved');
+    await noTwice();
     await axe('settings-fields-scan');
   });
 

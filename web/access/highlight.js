@@ -2,7 +2,7 @@
  * highlight.js — the one visible highlight every access method draws
  * (scanning, dwell, gaze, head): a thick two-colour frame over the item (or
  * around all leaves of a group), a dwell progress bar, and a caption with
- * what the item does.
+ * what the item does when its own text does not say it.
  *
  * Why an overlay: it must stand out on any theme and in forced colours
  * without changing the page's layout (a target that moves under the
@@ -42,6 +42,16 @@ export function unionRect(els) {
   return x0 === Infinity ? null : { left: x0, top: y0, width: x1 - x0, height: y1 - y0 };
 }
 
+/* Whether a caption would only repeat what the one framed element shows
+ * (a highlighted "Apply" with a second "Apply" under it): then none is
+ * drawn. A caption that adds something (a group's name, "↩ back", a
+ * "+0.05" button's field) stays. */
+function redundant(els, text) {
+  if (!text || els.length !== 1) return false;
+  const norm = (t) => String(t || '').replace(/\s+/g, ' ').trim().toLowerCase();
+  return norm(els[0].innerText) === norm(text);
+}
+
 /* Frames els (one leaf, or the leaves of a group) with text as caption;
  * kind: 'scan' | 'group' | 'dwell' | 'paused'. */
 export function show(els, text, kind, keep) {
@@ -56,8 +66,9 @@ export function show(els, text, kind, keep) {
     width: `${r.width + 2 * pad}px`, height: `${r.height + 2 * pad}px`, display: 'block' });
   if (!keep) {
     frame.className = `fp-hl fp-hl-${kind || 'scan'}`;
-    caption.textContent = text || '';
-    caption.style.display = text ? 'block' : 'none';
+    const say = redundant(els, text) ? '' : text || '';
+    caption.textContent = say;
+    caption.style.display = say ? 'block' : 'none';
   }
   const below = r.top + r.height + 12;
   caption.style.left = `${Math.max(4, Math.min(r.left, innerWidth - 320))}px`;

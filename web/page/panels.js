@@ -189,6 +189,8 @@ export function toggleTheme() {
 
 /* ----------------------------------------------------- settings */
 
+/* key, label, type, min, max and, for a float, the step of its −/+
+ * buttons (top-p 1 − 1 would be 0: a float steps by a fraction). */
 const FIELDS = [
   ['k', 'Candidates shown (k)', 'int', 1, 64],
   ['lookahead', 'Preview length (tokens)', 'int', 0, 64],
@@ -217,7 +219,7 @@ export function fillSettings() {
   const box = $('model-settings');
   const cur = (S.state && S.state.settings) || S.prefs.settings || {};
   box.replaceChildren();
-  for (const [key, label, type, min, max] of FIELDS) {
+  for (const [key, label, type, min, max, nudge] of FIELDS) {
     if (S.state && !(key in cur)) continue;
     const v = key in cur ? cur[key] : S.prefs.settings[key];
     const lab = document.createElement('label');
@@ -240,7 +242,10 @@ export function fillSettings() {
       input = document.createElement('input');
       input.type = 'number';
       input.min = String(min); input.max = String(max);
+      // any value may be typed (a server's 0.8 must not fail a 0.05 step's
+      // check); the −/+ buttons (access/fields.js) step by data-nudge
       input.step = type === 'int' ? '1' : 'any';
+      if (nudge) input.dataset.nudge = String(nudge);
       if (v !== undefined) input.value = String(v);
     }
     input.id = `set-${key}`;
