@@ -43,6 +43,10 @@
  *  - Whenever the set of targets changes (new fork, panel opened or closed,
  *    typing mode, list loaded) the page dispatches
  *    document.dispatchEvent(new CustomEvent('fp:targets')).
+ *  - document.body.dataset.fpDwell is "on" while the page's own dwell
+ *    (Settings) is on; a text field it selects is focused and clicked. The
+ *    access layer then shows its letter board as in its own modes: for the
+ *    word box, and for a text field clicked (the opening, a quick phrase).
  *  - index.html loads /access/index.js last; the page works without it.
  */
 import { $, S, savePrefs } from './page/state.js';
@@ -56,7 +60,7 @@ import {
 } from './page/panels.js';
 import { loadModels, switchModel } from './page/models.js';
 import { onKey, typeboxKey } from './page/keys.js';
-import { initDwell, cancelDwell } from './page/dwell.js';
+import { initDwell, dwellChanged } from './page/dwell.js';
 import { speakAll, speakLast, copyText, addPhrase } from './page/speech.js';
 import { startChat, chatReply, chatMine, chatEnd, chatSay } from './page/chat.js';
 
@@ -98,7 +102,7 @@ function init() {
   $('set-dwell').addEventListener('change', () => {
     S.prefs.dwell = $('set-dwell').checked; // at once: a dwell user turns it on by dwelling
     savePrefs();
-    if (!S.prefs.dwell) cancelDwell();
+    dwellChanged();
   });
   for (const d of ADAPTERS) {
     $(d.input).addEventListener('input', () => setReadout(d, Number($(d.input).value)));

@@ -9,6 +9,8 @@
 //  - every control operated by dwell alone (toolbar, panels and their Close,
 //    actions, candidates, phrase, preview words, tree, Say panel, the
 //    access settings' fold and a check box in it, Profile and its Close);
+//  - dwell alone (no access mode) types on the letter board into the
+//    story's opening, the word box and a quick phrase;
 //  - keyboard and scanning reach the access settings and the Profile dialog;
 //  - a stray tap on the story costs one action (Redo) to repair;
 //  - the DOM contract for web/access/ (data-rank, data-scan-group, the word
@@ -471,6 +473,55 @@ async function main() {
     await d(`${del}[data-armed="1"]`, async () => (await page.locator('#story-list li').count()) === n0 - 1, 'Delete (confirm)');
     await d('#panel-stories .panel-close', hid('#panel-stories'), 'stories Close');
     console.log(`# dwell reached ${reached.length} controls: ${reached.join(', ')}`);
+  });
+
+  await test('dwell alone (no access mode) types into the opening, the word box and a quick phrase on the letter board', async () => {
+    await openPage({ prefs: { dwell: true, dwellMs: 350, cooldownMs: 200 } });
+    await page.waitForFunction(() => window.fpAccess);
+    eq(await page.evaluate(() => window.fpAccess.settings.mode), 'off', 'no access mode');
+    await page.waitForSelector('#prompt');
+    assert(await page.isHidden('#fp-letterboard'), 'no board before a text field is chosen');
+    const vis = (s) => () => page.isVisible(s), hid = (s) => () => page.isHidden(s);
+    const board = vis('#fp-letterboard');
+    // letters by dwell: each must land in the field (a repeated letter too)
+    const type = async (sel, word) => {
+      let want = await page.inputValue(sel);
+      for (const ch of word) {
+        want += ch;
+        const w = want;
+        await dwell(`#fp-letterboard [data-key="${ch === ' ' ? '␣' : ch}"]`, async () => (await page.inputValue(sel)) === w, `key ${ch}`);
+      }
+    };
+    // the story's opening: the board comes, types, and its ⏎ starts the story
+    const p0 = await page.inputValue('#prompt');
+    await dwell('#prompt', board, 'the opening');
+    await type('#prompt', ' a cool dog');
+    await dwell('#fp-letterboard [data-key="⏎"]', vis('#cloud .cand'), 'the board\'s ⏎');
+    const st = await state();
+    assert(st.text.startsWith(`${p0} a cool dog`), `the story starts with the typed opening: ${JSON.stringify(st.text.slice(0, 40))}`);
+    assert(await page.isHidden('#fp-letterboard'), 'the board goes with the opening');
+    // the word box: Type a word by dwell, letters narrow the cloud, ✕ closes it
+    await dwell('#btn-type', vis('#typebox'), 'Type');
+    await page.waitForSelector('#fp-letterboard:not([hidden])');
+    await type('#type-input', 'th');
+    await dwell('#fp-letterboard [data-key="✕"]', hid('#typebox'), 'the board\'s ✕');
+    assert(await page.isHidden('#fp-letterboard'), 'the board goes with the word box');
+    // a quick phrase of one's own, added with the board's ⏎
+    await dwell('#btn-say', vis('#panel-say'), 'toolbar say');
+    await dwell('#phrase-input', board, 'the phrase field');
+    await type('#phrase-input', 'hi');
+    await dwell('#fp-letterboard [data-key="⏎"]', async () =>
+      (await page.$$eval('#phrase-list .phrase', (bs) => bs.map((b) => b.textContent))).includes('hi'), 'the board\'s ⏎');
+    assert(await page.isHidden('#fp-letterboard'), 'the board goes once the phrase is added');
+    await dwell('#panel-say .panel-close', hid('#panel-say'), 'say Close');
+    // dwell off: a click on a text field gets no board
+    await page.evaluate(() => { const p = JSON.parse(localStorage.getItem('forkpoint.prefs')); p.dwell = false; localStorage.setItem('forkpoint.prefs', JSON.stringify(p)); });
+    await page.goto(srv.url);
+    await page.reload();
+    await page.click('#btn-say');
+    await page.click('#phrase-input');
+    await sleep(300);
+    assert(await page.isHidden('#fp-letterboard'), 'no board with dwell off');
   });
 
   await test('speech, copy and quick phrases (kept across reloads)', async () => {

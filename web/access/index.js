@@ -8,7 +8,8 @@
  * Why a separate layer: every input method must reach every control, and
  * the page's own code stays one concern (rendering and talking to the
  * server). Number fields, sliders and drop-downs get "−"/"+" buttons
- * (fields.js), text fields the letter board. The page announces new targets with "fp:targets"; a
+ * (fields.js), text fields the letter board (also while only the page's own
+ * dwell is on). The page announces new targets with "fp:targets"; a
  * MutationObserver covers a page that does not.
  *
  * window.fpAccess is the hook for tests and for carers' scripts: the
@@ -30,6 +31,11 @@ function addStyle() {
   l.rel = 'stylesheet'; l.href = '/access/access.css';
   document.head.appendChild(l);
 }
+
+/* Whether the letter board serves text fields: in every mode of ours, and
+ * while the page's own dwell is on (body[data-fp-dwell], app.js's
+ * contract), so a dwell user can type into the opening or a phrase. */
+function boardOn() { return S.mode !== 'off' || document.body.dataset.fpDwell === 'on'; }
 
 /* What a switch press does in the current mode. */
 function onSwitch(kind, source) {
@@ -53,7 +59,7 @@ async function apply() {
   document.body.classList.toggle('fp-access-on', S.mode !== 'off');
   document.body.dataset.access = S.mode;
   const needSwitch = scanning || ((S.mode === 'gaze' || S.mode === 'head' || S.mode === 'dwell') && S.hybrid);
-  board.sync(S.mode !== 'off');
+  board.sync(boardOn());
   if (needSwitch) {
     const step = S.mode === 'scan2' ? keyList(S.stepKeys) : [];
     switches = new Switches({
@@ -84,7 +90,7 @@ function changed(records) {
   pending = requestAnimationFrame(() => {
     pending = 0;
     fields.sync();
-    board.sync(S.mode !== 'off');
+    board.sync(boardOn());
     if (switches) switches.connect();   // the page names its story with replaceState: no hashchange
     if (scanner) scanner.refresh(false);
     if (pointer) pointer.refresh();
@@ -109,12 +115,12 @@ function init() {
   settings.mount(S, () => apply());
   document.addEventListener('fp:targets', changed);
   new MutationObserver(changed).observe(document.body, { subtree: true, childList: true, attributes: true,
-    attributeFilter: ['hidden', 'disabled', 'class', 'open'] });
+    attributeFilter: ['hidden', 'disabled', 'class', 'open', 'data-fp-dwell'] });
   addEventListener('resize', changed);
   addEventListener('scroll', changed, true);
   // a text field chosen by a scan, a dwell or a click gets the letter
   // board (not mere focus: the page focuses the opening on its own)
-  document.addEventListener('click', (e) => { if (S.mode !== 'off') board.hold(e.target); }, true);
+  document.addEventListener('click', (e) => { if (boardOn()) board.hold(e.target); }, true);
   fields.sync();
   apply();
   document.dispatchEvent(new CustomEvent('fp:access-ready'));

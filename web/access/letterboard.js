@@ -121,6 +121,12 @@ export function sync(enabled) {
   if (!input) { if (board) board.hidden = true; return; }
   if (!board) make();
   const host = input.closest('form') || input.parentElement;
-  if (board.previousElementSibling !== host) host.after(board);
-  board.hidden = false;
+  const moved = board.previousElementSibling !== host;
+  if (moved) host.after(board);
+  if (board.hidden || moved) {
+    board.hidden = false;
+    // all of it on screen as it comes: its last row may fall below the
+    // fold of a scrolling box, where a pointer cannot rest on it
+    board.scrollIntoView({ block: 'nearest' });
+  }
 }

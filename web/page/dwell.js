@@ -2,7 +2,9 @@
  * dwell.js — dwell selection on every control: resting the pointer on a
  * button (candidates, preview words, actions, toolbar, panels, the tree,
  * check boxes, a <details> summary) for the dwell time clicks it, with a progress ring drawn
- * over it and a cooldown after each selection.
+ * over it and a cooldown after each selection. A text field is focused and
+ * clicked: the access layer's letter board (web/access/letterboard.js)
+ * then types into it.
  *
  * Why one delegated handler: a control added later (a panel's list, the
  * next fork) needs no wiring, and every control behaves the same. A control
@@ -55,7 +57,10 @@ function start(el) {
     fired = el;
     S.cooldownUntil = performance.now() + S.prefs.cooldownMs;
     S.nextHow = 'dwell';
-    if (el.matches('input[type="text"], input[type="number"], textarea, select')) { S.nextHow = null; el.focus(); }
+    if (el.matches('input[type="number"], select')) { S.nextHow = null; el.focus(); }
+    // a text field is clicked too: the access layer answers a click on one
+    // with its letter board (body[data-fp-dwell], see dwellChanged)
+    else if (el.matches('input[type="text"], textarea')) { S.nextHow = null; el.focus(); el.click(); }
     else el.click();
     if (S.nextHow === 'dwell') S.nextHow = null; // the control was not a candidate
   }, S.prefs.dwellMs);
@@ -78,7 +83,17 @@ function onPointer(e) {
   start(el);
 }
 
+/* Dwell was turned on or off: a ring still running goes, and the body says
+ * so (data-fp-dwell="on"), as the DOM contract in app.js promises: the
+ * access layer then gives a text field chosen by dwell, and the word box,
+ * its letter board, so a dwell user can type with no keyboard. */
+export function dwellChanged() {
+  document.body.dataset.fpDwell = S.prefs.dwell ? 'on' : 'off';
+  if (!S.prefs.dwell) cancelDwell();
+}
+
 export function initDwell() {
+  dwellChanged();
   document.addEventListener('pointerover', onPointer);
   document.addEventListener('pointermove', onPointer);
   document.addEventListener('pointerleave', () => { fired = null; cancelDwell(); });
