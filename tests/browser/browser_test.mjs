@@ -575,6 +575,40 @@ async function main() {
       eq((await api('/api/adapters')).steer_strength, v2, 'GET /api/adapters: steering');
       eq(await page.getAttribute('#set-steer-strength', 'aria-valuetext'), String(v2), 'aria-valuetext');
 
+      // the slider's "−"/"+" buttons (web/access/fields.js: a switch, dwell
+      // or gaze cannot drag): a quarter per press, kept inside min and max,
+      // each press sent as the slider's own change is
+      const less = '#set-steer-strength + .fp-nudge', more = '#set-steer-strength + .fp-nudge + .fp-nudge';
+      eq([await page.textContent(less), await page.textContent(more)], ['−0.25', '+0.25'], 'the buttons say their step');
+      eq(await page.getAttribute(more, 'aria-label'), 'Steering strength: +0.25', 'the button is named with its slider');
+      const hi = Number(await page.getAttribute('#set-steer-strength', 'max'));
+      const lo = Number(await page.getAttribute('#set-steer-strength', 'min'));
+      let at = v2;
+      for (const [sel, d] of [[less, -1], [more, +1], [more, +1]]) {
+        const st3 = await state(), n2 = adapterPosts.length;
+        const next = Math.min(hi, Math.max(lo, at + d * 0.25));
+        await page.click(sel);
+        eq(Number(await page.inputValue('#set-steer-strength')), next, `${d < 0 ? '−' : '+'} moves the slider a quarter, inside ${lo}..${hi}`);
+        eq(await page.textContent('#out-steer-strength'), String(next), 'the readout follows');
+        if (next === at) { at = next; continue; } // at the end already: nothing to send
+        await page.waitForFunction(() => document.getElementById('adapter-settings').getAttribute('aria-busy') === 'false');
+        await waitChange(st3.version);
+        eq(adapterPosts.slice(n2), [{ steer_strength: next }], 'one POST per press');
+        at = next;
+      }
+      eq((await api('/api/adapters')).steer_strength, at, 'GET /api/adapters: steering after the buttons');
+      // at the top of the range "+" changes nothing
+      await page.evaluate(([v]) => { const el = document.getElementById('set-steer-strength'); el.value = String(v); }, [hi]);
+      await page.click(more);
+      eq(Number(await page.inputValue('#set-steer-strength')), hi, '"+" at the maximum stays there');
+      await page.click(less);
+      eq(Number(await page.inputValue('#set-steer-strength')), hi - 0.25, 'and "−" steps down from it');
+      for (let i = 0; (await api('/api/adapters')).steer_strength !== hi - 0.25; i++) {
+        assert(i < 300, 'the server never took the last press');
+        await sleep(100);
+      }
+      await page.waitForFunction(() => document.getElementById('adapter-settings').getAttribute('aria-busy') === 'false');
+
       // an error is shown like other request errors, and the slider goes back
       await page.route('**/api/adapters', (route) => (route.request().method() === 'POST'
         ? route.fulfill({ status: 400, contentType: 'application/json', body: '{"error":"refused by the test"}' })
