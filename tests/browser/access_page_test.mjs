@@ -495,6 +495,7 @@ async function main() {
     // the story's opening: the board comes, types, and its ⏎ starts the story
     const p0 = await page.inputValue('#prompt');
     await dwell('#prompt', board, 'the opening');
+    await axe('dwell-letterboard', true);
     await type('#prompt', ' a cool dog');
     await dwell('#fp-letterboard [data-key="⏎"]', vis('#cloud .cand'), 'the board\'s ⏎');
     const st = await state();
