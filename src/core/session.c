@@ -1179,6 +1179,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     llama_sampler_free(s->chain);
     s->chain = chain;
     s->prefs = p;
+    s->user.bias = p ? fpi_prefs_bias(p) : NULL;
     if (p) fpi_prefs_bind(p, fpi_tokvec(s->engine->model));
     fpi_chain_resync(s);
     fpi_fork_present(s); /* the open cloud, in the person's order */
