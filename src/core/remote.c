@@ -26,6 +26,13 @@
  * served from the cache with no round trip. Requests of one decode run in
  * parallel (libcurl multi).
  *
+ * Logit bias: a sequence owner's bias (fpi_seq_user.bias: a session's
+ * learned one, a completion's logit_bias) is sent with its rows' requests
+ * and is part of the cache key; probe_bias finds at open whether the
+ * server's numbers are after it (then the row has it taken out, and the
+ * core's chain adding it back ends at the server's numbers) or before it
+ * (then the chain's adding it is the only time it counts).
+ *
  * Failures: connection errors, timeouts, a dropped connection, HTTP 429 and
  * 5xx are retried (every request only reads: always safe) with backoff,
  * 250 ms doubling, a Retry-After up to 5 s honoured; after the last try, or

@@ -955,6 +955,12 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
 
 fp_status fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err) {
     if (!gbnf) return FP_OK;
+    /* the grammar masks the whole vocabulary; a remote engine lists only its
+     * top tokens, which the grammar may all forbid (the allowed ones are not
+     * listed, so no candidate could be grown): refused, not half done */
+    if (s->engine->remote)
+        return fpi_fail(err, FP_ERR_ARG, "a grammar needs every token's probability, which the remote engine (%s) does not send: not available with --backend",
+                        fp_engine_backend(s->engine));
     size_t gl = strlen(gbnf);
     if (!fp_utf8_valid(gbnf, gl) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
     /* llama.cpp's parser recurses once per group: a saved session or a

@@ -101,11 +101,15 @@ await test('chat --backend: the same dialogue as the local engine', async () => 
   assert(l.stdout === r.stdout && /assistant: /.test(r.stdout), `differs:\n${l.stdout}\n${r.stdout}`);
 });
 
-await test('write --backend refuses LoRA and steering in one line, and an unreachable server', async () => {
+await test('write --backend refuses LoRA, steering and a grammar in one line, and an unreachable server', async () => {
   const lo = await run(CLI, ['--model', STORIES, '--backend', `llama-server:${engine.url}`, '--lora', '/nonexistent.gguf', '--choices', '-'], 'q\n');
   assert(lo.code === 2 && /LoRA adapter needs the model's weights/.test(lo.stderr) && lo.stderr.trim().split('\n').length === 1, `lora: ${lo.code} ${lo.stderr}`);
   const st = await run(CLI, ['--model', STORIES, '--backend', `llama-server:${engine.url}`, '--steer', '/nonexistent.gguf', '--choices', '-'], 'q\n');
   assert(st.code === 2 && /steering vector needs/.test(st.stderr) && st.stderr.trim().split('\n').length === 1, `steer: ${st.code} ${st.stderr}`);
+  const gf = path.join(tmp, 'g.gbnf');
+  fs.writeFileSync(gf, 'root ::= " the" [a-z ]*\n');
+  const gr = await run(CLI, ['--model', STORIES, '--backend', `openai:${engine.url}/v1`, '--grammar', gf, '--prompt', 'Once', '--choices', '-'], 'q\n');
+  assert(gr.code === 2 && /a grammar needs every token's probability/.test(gr.stderr) && gr.stderr.trim().split('\n').length === 1, `grammar: ${gr.code} ${gr.stderr}`);
   const un = await run(CLI, ['--model', STORIES, '--backend', 'llama-server:http://127.0.0.1:9', '--choices', '-'], 'q\n');
   assert(un.code !== 0 && /cannot reach the llama-server at http:\/\/127\.0\.0\.1:9/.test(un.stderr), `unreachable: ${un.code} ${un.stderr}`);
   const bad = await run(CLI, ['--model', STORIES, '--backend', 'ollama:http://x', '--choices', '-'], 'q\n');
