@@ -196,8 +196,14 @@ const char     *fp_engine_backend(const fp_engine *engine);
 /* A remote back end's counts (all 0 for the local one): requests sent,
  * retried (network errors, timeouts, HTTP 429 and 5xx, with backoff),
  * answered from its cache of greedy look-ahead, and replies that listed
- * fewer log-probabilities than asked. */
-typedef struct fp_remote_stats { uint64_t requests, retries, cached, short_replies; } fp_remote_stats;
+ * fewer log-probabilities than asked. logit_bias: how the bias of a
+ * session's preferences (or a request's logit_bias) travels, found at start:
+ * "sent, server" (sent as logit_bias; the server's log-probabilities are
+ * after it and are taken as they are), "sent, local" (sent, so the server's
+ * top list and greedy look-ahead follow it, but its log-probabilities are
+ * before it: the bias is added here) or "local" (the server refused
+ * logit_bias: added here only, to the unbiased top list). */
+typedef struct fp_remote_stats { uint64_t requests, retries, cached, short_replies; const char *logit_bias; } fp_remote_stats;
 fp_remote_stats fp_engine_remote_stats(const fp_engine *engine);
 uint32_t        fp_engine_n_ctx(const fp_engine *engine);
 

@@ -47,9 +47,8 @@ struct fp_gen {
     float *p_lp;
     fp_logprob *p_top;
     int32_t *p_ntop;
+    fpi_seq_user user;              /* marks the borrowed sequence as taken (never attached); carries the bias */
 };
-
-static fpi_seq_user g_gen_user; /* marks borrowed sequences as taken; never attached */
 
 fp_gen_params fp_gen_default_params(void) {
     fp_gen_params p = { .temperature = 1.0f, .top_k = 0, .top_p = 1.0f, .min_p = 0.0f,
@@ -180,7 +179,8 @@ fp_gen *fp_gen_new(fp_engine *e, const int32_t *prompt, int32_t n, const fp_gen_
     g->n_tok = n;
     g->n_prompt = n;
     for (int32_t i = 0; i < n; i++) llama_sampler_accept(g->post, prompt[i]); /* the penalty's history */
-    g->seq = fpi_seq_alloc(e, &g_gen_user);
+    g->user.bias = g->bias;
+    g->seq = fpi_seq_alloc(e, &g->user);
     if (g->seq < 0) {
         fpi_fail(err, FP_ERR_CAPACITY, "the engine has no free sequence (n_seq_max %u)", e->n_seq_max);
         fp_gen_free(g);

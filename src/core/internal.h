@@ -162,6 +162,8 @@ typedef struct fpi_seq_user {
     const uint64_t *last_use;       /* LRU tick, for choosing whose branches to take back */
     const int32_t *n_reclaimable;   /* scratch sequences held (reclaimable at any time) */
     int32_t pinned;                 /* > 0 while a thread works for it (batch.c): never reclaimed then */
+    const float *bias;              /* the logit bias its sampler chain adds (n_vocab, borrowed), or NULL:
+                                       a remote engine sends it as logit_bias with the rows of its sequences */
     void (*release)(struct fpi_seq_user *u);   /* give back every scratch sequence now */
     bool (*drop_spec)(struct fpi_seq_user *u); /* discard its speculation (prefetched outcomes); true if any */
     void (*stale)(struct fpi_seq_user *u);     /* the adapters changed: the KV is stale */
@@ -226,6 +228,9 @@ typedef int32_t (*fpi_remote_lookup)(void *ud, const char *text);
  * after toks[0..n) and `ahead` greedy tokens; bias: n_vocab additive
  * biases sent as logit_bias, or NULL; ids (openai): ask for vLLM's
  * "token_id:N" spelling (return_tokens_as_token_ids). */
+/* The value sent as logit_bias for a bias b: b clamped to -100..100 (the
+ * OpenAI range), a ban (-inf) as -100, NaN as nothing (0). */
+float     fpi_remote_bias_value(float b);
 char     *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int32_t *toks, int32_t n,
                              int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab, bool ids);
 /* Parses a reply into out[0..*n_out) (at most cap): FP_OK with at least one

@@ -65,6 +65,7 @@ static fp_session *shadow_new(fp_session *s, fp_error *err) {
     if (!sh) return NULL;
     sh->shadow = true;
     sh->prefs = s->prefs;         /* the same person (the bias is in the cloned chain too); a shadow never settles */
+    sh->user.bias = s->user.bias;
     sh->last_use = s->last_use;
     sh->rng = s->rng;
     struct llama_sampler *chain = llama_sampler_clone(s->chain); /* with its penalty history */

@@ -26,6 +26,13 @@
  * served from the cache with no round trip. Requests of one decode run in
  * parallel (libcurl multi).
  *
+ * Logit bias: a sequence owner's bias (fpi_seq_user.bias: a session's
+ * learned one, a completion's logit_bias) is sent with its rows' requests
+ * and is part of the cache key; probe_bias finds at open whether the
+ * server's numbers are after it (then the row has it taken out, and the
+ * core's chain adding it back ends at the server's numbers) or before it
+ * (then the chain's adding it is the only time it counts).
+ *
  * Failures: connection errors, timeouts, a dropped connection, HTTP 429 and
  * 5xx are retried (every request only reads: always safe) with backoff,
  * 250 ms doubling, a Retry-After up to 5 s honoured; after the last try, or
@@ -72,6 +79,12 @@ struct fpi_remote {
     vocab_ent *vmap; int32_t vmap_n;   /* openai: token text -> id */
     fpi_remote_pos *parsed;       /* [ahead + 1] */
     fp_remote_stats stats;
+    /* logit_bias (a sequence owner's bias, fpi_seq_user.bias): sent unless
+     * the server refused it; server_bias: its log-probabilities are taken
+     * after the bias (found at open by one biased request), so the row has
+     * the sent bias taken out again and the core's chain, which adds the
+     * whole bias, ends at the server's numbers */
+    bool send_bias, server_bias;
 };
 
 /* ------------------------------------------------------------ hashing */
@@ -86,6 +99,22 @@ static uint64_t h_bytes(const char *s) {
     uint64_t h = 1469598103934665603ull;
     for (; *s; s++) { h ^= (unsigned char)*s; h *= 1099511628211ull; }
     return h ? h : 1;
+}
+
+/* The hash a prefix starts from: the plain seed without a bias, else one
+ * that also covers the bias sent with it (rows under different biases are
+ * different rows). O(n_vocab), once per distinct bias of a decode. */
+#define H_SEED 0xcbf29ce484222325ull
+static uint64_t bias_seed(const float *bias, int32_t n_vocab) {
+    uint64_t h = H_SEED;
+    if (!bias) return h;
+    for (int32_t t = 0; t < n_vocab; t++) {
+        if (bias[t] == 0.0f) continue;
+        uint32_t bits;
+        memcpy(&bits, &bias[t], sizeof bits);
+        h = h_step(h_step(h, t), (int32_t)bits);
+    }
+    return h;
 }
 
 static centry *cache_find(struct fpi_remote *r, uint64_t key, int32_t n_tok) {
@@ -429,15 +458,23 @@ static int r_decode(fp_engine *e, const struct llama_batch *b) {
     req *reqs = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *reqs);
     uint64_t *keys = malloc(sizeof(uint64_t) * (size_t)(n_out > 0 ? n_out : 1));
     int32_t *ntoks = malloc(sizeof(int32_t) * (size_t)(n_out > 0 ? n_out : 1));
+    const float **biases = malloc(sizeof(float *) * (size_t)(n_out > 0 ? n_out : 1));
     int32_t *prompt = NULL;
     int32_t n_req = 0, k = 0;
     int rc = 0;
-    if (!reqs || !keys || !ntoks) { free(reqs); free(keys); free(ntoks); goto undo_nomem; }
+    const float *seed_of = NULL;   /* the bias last hashed, and its seed */
+    uint64_t seed = H_SEED;
+    if (!reqs || !keys || !ntoks || !biases) { free(reqs); free(keys); free(ntoks); free(biases); goto undo_nomem; }
     for (int32_t i = 0; i < n; i++) {
         r->row_of[i] = -1;
         if (!b->logits[i]) continue;
         rseq *q = &r->seq[b->seq_id[i][0]];
-        uint64_t h = 0xcbf29ce484222325ull;
+        const fpi_seq_user *owner = e->seq_owner[b->seq_id[i][0]];
+        const float *bias = r->send_bias && owner ? owner->bias : NULL;
+        if (bias != seed_of || k == 0) { seed = bias_seed(bias, V); seed_of = bias; }
+        if (seed == H_SEED) bias = NULL;   /* all zero */
+        biases[k] = bias;
+        uint64_t h = seed;
         int32_t nt = 0;
         for (int32_t p = 0; p <= b->pos[i]; p++) if (q->tok[p] >= 0) { h = h_step(h, q->tok[p]); nt++; }
         keys[k] = h;
@@ -455,7 +492,7 @@ static int r_decode(fp_engine *e, const struct llama_batch *b) {
         req *rq = &reqs[n_req++];
         rq->key = h;
         rq->n_tok = nt;
-        rq->body = fpi_remote_request(r->kind, r->model_name, prompt, nt, r->n_top, r->ahead, NULL, V, r->ids);
+        rq->body = fpi_remote_request(r->kind, r->model_name, prompt, nt, r->n_top, r->ahead, bias, V, r->ids);
         if (!rq->body) { rc = -1; break; }
     }
     free(prompt);
@@ -473,11 +510,18 @@ static int r_decode(fp_engine *e, const struct llama_batch *b) {
             rc = FPI_REMOTE_FAILED;
             break;
         }
-        fpi_remote_row(&c->pos, V, r->rows + (size_t)kk * (size_t)V);
+        float *row = r->rows + (size_t)kk * (size_t)V;
+        fpi_remote_row(&c->pos, V, row);
+        if (biases[kk] && r->server_bias)   /* the server's numbers are after the bias: the chain adds it back */
+            for (int32_t t = 0; t < V; t++) {
+                float sb = fpi_remote_bias_value(biases[kk][t]);
+                if (sb != 0.0f && isfinite(biases[kk][t])) row[t] -= sb;
+            }
         r->last_row = i;
     }
     free(keys);
     free(ntoks);
+    free(biases);
     if (rc == -1) goto undo_nomem;
     if (rc != 0) goto undo_rc;
     r->n_btok = n;
@@ -569,6 +613,60 @@ static fp_status probe(struct fpi_remote *r, const char *url, int timeout_ms, ch
     return FP_OK;
 }
 
+/* One request at open, outside the cache: the distribution after toks
+ * under bias. 0 with *out parsed; 1 when the server refused it with a 4xx
+ * (e->be_msg says why); -1 when it failed otherwise. */
+static int ask_once(fp_engine *e, const int32_t *toks, int32_t n, const float *bias, fpi_remote_pos *out) {
+    struct fpi_remote *r = e->remote;
+    char *b = fpi_remote_request(r->kind, r->model_name, toks, n, 5, 1, bias, e->model->n_vocab, r->ids);
+    req q = { .body = b };
+    int rc = b ? run_requests(e, &q, 1) : FPI_REMOTE_FAILED;
+    int32_t np = 0;
+    char msg[200];
+    if (rc == 0 && fpi_remote_parse(r->kind, q.resp ? q.resp : "", q.resp_n, e->model->n_vocab, vmap_lookup, r, out, 1, &np,
+                                    msg, sizeof msg) != FP_OK) {
+        snprintf(e->be_msg, sizeof e->be_msg, "remote engine %.100s: %.180s", r->endpoint, msg);
+        rc = FPI_REMOTE_FAILED;
+    }
+    int res = rc == 0 ? 0 : q.status >= 400 && q.status < 500 && q.status != 429 ? 1 : -1;
+    free(b);
+    free(q.resp);
+    return res;
+}
+
+/* Whether the server's log-probabilities are before or after the logit
+ * bias it is sent (the published APIs differ: llama-server's n_probs and
+ * vLLM's default raw_logprobs are before it, vLLM's processed_logprobs and
+ * Forkpoint's own after): the same position asked twice, the second time
+ * with +10 on its second most probable token. After the bias, that token's
+ * log-probability rises by at least 0.69 (it had p <= 0.5); before it (or
+ * when the server ignores the bias), it stays. A 4xx to the biased request:
+ * the server takes no logit_bias, and the bias stays local. Two requests. */
+static fp_status probe_bias(fp_engine *e, fp_error *err) {
+    struct fpi_remote *r = e->remote;
+    int32_t V = e->model->n_vocab, t0 = 0;
+    fpi_remote_pos *a = malloc(2 * sizeof *a);
+    float *bias = calloc((size_t)V, sizeof *bias);
+    if (!a || !bias) { free(a); free(bias); return fpi_fail(err, FP_ERR_NOMEM, "out of memory"); }
+    fp_status st = FP_OK;
+    int rc = ask_once(e, &t0, 1, NULL, &a[0]);
+    if (rc == 0 && a[0].n_top >= 2) {
+        int32_t x = a[0].top[1].token;
+        bias[x] = 10.0f;
+        rc = ask_once(e, &t0, 1, bias, &a[1]);
+        r->send_bias = rc != 1;
+        if (rc == 0)
+            for (int32_t j = 0; j < a[1].n_top; j++)
+                if (a[1].top[j].token == x) r->server_bias = a[1].top[j].logprob > a[0].top[1].logprob + 0.3f;
+    } else if (rc == 0) {
+        r->send_bias = true;   /* a one-token top: nothing to compare; sent, and applied here */
+    }
+    if (rc < 0) st = fpi_fail(err, FP_ERR_IO, "%s", e->be_msg);
+    free(a);
+    free(bias);
+    return st;
+}
+
 fp_status fpi_remote_open(fp_engine *e, const fp_engine_params *p, fp_error *err) {
     const char *spec = p->backend;
     fpi_remote_kind kind;
@@ -650,5 +748,8 @@ fp_status fpi_remote_open(fp_engine *e, const fp_engine_params *p, fp_error *err
         free(q.resp);
     }
     free(body);
-    return FP_OK;
+    fp_status st = probe_bias(e, err);
+    e->be_msg[0] = 0;
+    r->stats = (fp_remote_stats){ .logit_bias = !r->send_bias ? "local" : r->server_bias ? "sent, server" : "sent, local" };
+    return st;
 }

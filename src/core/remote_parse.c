@@ -30,6 +30,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The value logit_bias carries for b: clamped to OpenAI's -100..100, a ban
+ * (-inf, llama.cpp's false) sent as -100. */
+float fpi_remote_bias_value(float b)
+{
+    if (!isfinite(b)) return b < 0 ? -100.0f : 0.0f;
+    return b > 100.0f ? 100.0f : b < -100.0f ? -100.0f : b;
+}
+
 char *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int32_t *toks, int32_t n,
                          int32_t n_top, int32_t ahead, const float *bias, int32_t n_vocab, bool ids)
 {
@@ -51,8 +59,8 @@ char *fpi_remote_request(fpi_remote_kind kind, const char *model_name, const int
     if (bias) {
         cJSON *b = kind == FPI_REMOTE_LLAMA ? cJSON_AddArrayToObject(o, "logit_bias") : cJSON_AddObjectToObject(o, "logit_bias");
         for (int32_t t = 0; b && t < n_vocab; t++) {
-            if (bias[t] == 0.0f || !isfinite(bias[t])) continue;
-            double v = bias[t] > 100.0f ? 100.0 : bias[t] < -100.0f ? -100.0 : (double)bias[t];
+            double v = fpi_remote_bias_value(bias[t]);
+            if (v == 0.0) continue;
             if (kind == FPI_REMOTE_LLAMA) {
                 cJSON *e = cJSON_CreateArray();
                 cJSON_AddItemToArray(e, cJSON_CreateNumber(t));

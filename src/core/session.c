@@ -955,6 +955,12 @@ fp_session *fpi_session_alloc(fp_engine *e, const fp_settings *st, fp_error *err
 
 fp_status fpi_session_grammar(fp_session *s, const char *gbnf, fp_error *err) {
     if (!gbnf) return FP_OK;
+    /* the grammar masks the whole vocabulary; a remote engine lists only its
+     * top tokens, which the grammar may all forbid (the allowed ones are not
+     * listed, so no candidate could be grown): refused, not half done */
+    if (s->engine->remote)
+        return fpi_fail(err, FP_ERR_ARG, "a grammar needs every token's probability, which the remote engine (%s) does not send: not available with --backend",
+                        fp_engine_backend(s->engine));
     size_t gl = strlen(gbnf);
     if (!fp_utf8_valid(gbnf, gl) || !*gbnf) return fpi_fail(err, FP_ERR_ARG, "the grammar is empty or not valid UTF-8");
     /* llama.cpp's parser recurses once per group: a saved session or a
@@ -1179,6 +1185,7 @@ fp_status fp_session_set_prefs(fp_session *s, fp_prefs *p, fp_error *err) {
     llama_sampler_free(s->chain);
     s->chain = chain;
     s->prefs = p;
+    s->user.bias = p ? fpi_prefs_bias(p) : NULL;
     if (p) fpi_prefs_bind(p, fpi_tokvec(s->engine->model));
     fpi_chain_resync(s);
     fpi_fork_present(s); /* the open cloud, in the person's order */

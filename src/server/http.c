@@ -426,6 +426,7 @@ static int route_api(srv_app *app, struct mg_connection *c, const char *method, 
             cJSON_AddNumberToObject(b, "retries", (double)rs.retries);
             cJSON_AddNumberToObject(b, "cached", (double)rs.cached);
             cJSON_AddNumberToObject(b, "short_replies", (double)rs.short_replies);
+            if (rs.logit_bias) cJSON_AddStringToObject(b, "logit_bias", rs.logit_bias);
         }
         srv_adapters_json(app, o);
         pthread_mutex_lock(&app->q_mu);

@@ -238,10 +238,12 @@ static int biases(const cJSON *o, srv_oai_req *r, char *err, size_t cap, const c
             id = x->child->valuedouble;
             v = cJSON_IsFalse(x->child->next) ? -INFINITY : x->child->next->valuedouble;
         } else {
-            char *end;
-            id = strtod(x->string, &end);
-            if (end == x->string || *end || !cJSON_IsNumber(x))
+            /* OpenAI's keys are token ids as decimal strings: digits only
+             * (no sign, exponent or spaces), at most 10 of them */
+            size_t kl = strspn(x->string, "0123456789");
+            if (kl == 0 || kl > 10 || x->string[kl] || !cJSON_IsNumber(x))
                 return fail(err, cap, param, "logit_bias", "\"logit_bias\" keys must be token ids and values numbers");
+            id = strtod(x->string, NULL);
             v = x->valuedouble;
         }
         if (id != floor(id) || !(id >= 0 && id <= INT32_MAX))

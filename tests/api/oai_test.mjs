@@ -186,6 +186,10 @@ await test('errors for bad parameters: 400 in OpenAI\'s shape, naming the field'
   await expect400(() => oa.completions.create({ model: 'x', prompt: 'a', frequency_penalty: 0.5 }), 'frequency_penalty');
   await expect400(() => oa.completions.create({ model: 'x', prompt: [999999] }), 'prompt');
   await expect400(() => oa.completions.create({ model: 'x', prompt: 'a', logit_bias: { 99999999: 1 } }), 'logit_bias');
+  /* OpenAI's shape: token ids as decimal strings, values -100..100 */
+  for (const lb of [{ 5: 101 }, { 5: -100.5 }, { abc: 1 }, { '1e2': 1 }, { ' 5': 1 }, { '-5': 1 }, { 5: '1' }, [[5, 1]]])
+    await expect400(() => oa.completions.create({ model: 'x', prompt: 'a', logit_bias: lb }), 'logit_bias');
+  await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'a' }], logit_bias: { 5: 100.5 } }), 'logit_bias');
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'a' }], top_logprobs: 3 }), 'top_logprobs');
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'user', content: 'a' }], logprobs: true, top_logprobs: 50 }), 'top_logprobs');
   await expect400(() => oa.chat.completions.create({ model: 'x', messages: [{ role: 'wizard', content: 'a' }] }), 'messages');

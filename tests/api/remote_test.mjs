@@ -101,11 +101,15 @@ await test('chat --backend: the same dialogue as the local engine', async () => 
   assert(l.stdout === r.stdout && /assistant: /.test(r.stdout), `differs:\n${l.stdout}\n${r.stdout}`);
 });
 
-await test('write --backend refuses LoRA and steering in one line, and an unreachable server', async () => {
+await test('write --backend refuses LoRA, steering and a grammar in one line, and an unreachable server', async () => {
   const lo = await run(CLI, ['--model', STORIES, '--backend', `llama-server:${engine.url}`, '--lora', '/nonexistent.gguf', '--choices', '-'], 'q\n');
   assert(lo.code === 2 && /LoRA adapter needs the model's weights/.test(lo.stderr) && lo.stderr.trim().split('\n').length === 1, `lora: ${lo.code} ${lo.stderr}`);
   const st = await run(CLI, ['--model', STORIES, '--backend', `llama-server:${engine.url}`, '--steer', '/nonexistent.gguf', '--choices', '-'], 'q\n');
   assert(st.code === 2 && /steering vector needs/.test(st.stderr) && st.stderr.trim().split('\n').length === 1, `steer: ${st.code} ${st.stderr}`);
+  const gf = path.join(tmp, 'g.gbnf');
+  fs.writeFileSync(gf, 'root ::= " the" [a-z ]*\n');
+  const gr = await run(CLI, ['--model', STORIES, '--backend', `openai:${engine.url}/v1`, '--grammar', gf, '--prompt', 'Once', '--choices', '-'], 'q\n');
+  assert(gr.code === 2 && /a grammar needs every token's probability/.test(gr.stderr) && gr.stderr.trim().split('\n').length === 1, `grammar: ${gr.code} ${gr.stderr}`);
   const un = await run(CLI, ['--model', STORIES, '--backend', 'llama-server:http://127.0.0.1:9', '--choices', '-'], 'q\n');
   assert(un.code !== 0 && /cannot reach the llama-server at http:\/\/127\.0\.0\.1:9/.test(un.stderr), `unreachable: ${un.code} ${un.stderr}`);
   const bad = await run(CLI, ['--model', STORIES, '--backend', 'ollama:http://x', '--choices', '-'], 'q\n');
@@ -147,6 +151,47 @@ for (const kind of ['llama-server', 'openai']) {
       const h = await http(front, 'GET', '/api/health');
       assert(h.json.backend && h.json.backend.name === `${kind} ${url}` && h.json.backend.requests > 0, `health ${h.text.slice(0, 300)}`);
       assert(h.json.backend.cached > 0, 'the greedy look-ahead served no row');
+    } finally { await stop(front); }
+  });
+}
+
+/* logit_bias over a remote engine: sent, not counted twice. The bias goes
+ * on a token outside the engine's unbiased top 20, so the front can only
+ * list it if the bias reached the engine; and the front's numbers must be
+ * the engine's own with the same bias (the local engine). */
+const ids = (tops) => Object.fromEntries(Object.entries(tops).map(([k, v]) => [Number(k.replace('token_id:', '')), v]));
+for (const kind of ['llama-server', 'openai']) {
+  await test(`serve --backend ${kind}: logit_bias is sent, a boosted token outside the top 20 is listed, at the local engine's probability`, async () => {
+    const url = kind === 'openai' ? `${engine.url}/v1` : engine.url;
+    const front = await start(['--backend', `${kind}:${url}`]);
+    try {
+      const h = await http(front, 'GET', '/api/health');
+      assert(h.json.backend.logit_bias === 'sent, server', `found: ${h.text.slice(0, 300)}`);
+      const ask = (srv, bias) => http(srv, 'POST', '/v1/completions', { model: 'm', prompt: 'Once upon a time', max_tokens: 3,
+        temperature: 0, logprobs: 20, return_tokens_as_token_ids: true, ...(bias ? { logit_bias: bias } : {}) });
+      const plain = await ask(local);
+      assert(plain.status === 200, plain.text.slice(0, 300));
+      const top0 = ids(plain.json.choices[0].logprobs.top_logprobs[0]);
+      let x = 300; while (x in top0) x++;   /* past the byte tokens: a whole piece of text */
+      const bias = { [x]: 15 };
+      const a = await ask(local, bias), b = await ask(front, bias);
+      assert(a.status === 200 && b.status === 200, `${a.status} ${b.status}: ${b.text.slice(0, 300)}`);
+      assert(a.json.choices[0].text === b.json.choices[0].text, `text ${a.json.choices[0].text} vs ${b.json.choices[0].text}`);
+      const ta = a.json.choices[0].logprobs.top_logprobs, tb = b.json.choices[0].logprobs.top_logprobs;
+      assert(x in ids(ta[0]), `the local engine does not list token ${x}`);
+      assert(x in ids(tb[0]), `token ${x} is not listed by the front: ${JSON.stringify(tb[0])}`);
+      for (let i = 0; i < ta.length; i++) {
+        const ia = ids(ta[i]), ib = ids(tb[i]);
+        for (const [t, lp] of Object.entries(ia))
+          assert(t in ib && close(lp, ib[t], 1e-3), `position ${i} token ${t}: local ${lp}, front ${ib[t]}`);
+      }
+      /* the same request without the bias: no trace of it (a different cache key) */
+      const c = await ask(front);
+      assert(!(x in ids(c.json.choices[0].logprobs.top_logprobs[0])), 'the unbiased reply lists the boosted token');
+      /* a ban (llama.cpp's false) on the top token: never taken over the remote either */
+      const first = Number(Object.entries(top0).sort((p, q) => q[1] - p[1])[0][0]);
+      const ban = await http(front, 'POST', '/completion', { prompt: 'Once upon a time', n_predict: 1, temperature: 0, n_probs: 5, logit_bias: [[first, false]] });
+      assert(ban.status === 200 && ban.json.completion_probabilities[0].id !== first, `ban: ${ban.text.slice(0, 300)}`);
     } finally { await stop(front); }
   });
 }

@@ -84,6 +84,14 @@ int main(void) {
     CHECK(cJSON_IsTrue(cJSON_GetObjectItem(j, "return_tokens_as_token_ids")));
     CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "logit_bias"), "5")->valuedouble == 2.5);
     cJSON_Delete(j); free(r);
+    bias[7] = -INFINITY;   /* a ban (llama.cpp's false, ignore_eos) travels as -100, NaN not at all */
+    bias[8] = NAN;
+    r = fpi_remote_request(FPI_REMOTE_OPENAI, "m", toks, 3, 5, 4, bias, 16, true);
+    j = cJSON_Parse(r);
+    lb = cJSON_GetObjectItem(j, "logit_bias");
+    CHECK(cJSON_GetArraySize(lb) == 3 && cJSON_GetObjectItem(lb, "7")->valuedouble == -100 && !cJSON_GetObjectItem(lb, "8"));
+    cJSON_Delete(j); free(r);
+    CHECK(fpi_remote_bias_value(250.0f) == 100.0f && fpi_remote_bias_value(-3.5f) == -3.5f && fpi_remote_bias_value(NAN) == 0.0f);
 
     TEST("fp_engine_new: an unknown, malformed or unreachable back end is one line");
     fp_error err = {0};
